@@ -1,0 +1,1 @@
+"""Plumbing shared by the services: the event bus port, SQLite, API keys, HTTP conventions."""

@@ -1,0 +1,167 @@
+"""API keys and webhook secrets.
+
+API keys are random 256-bit tokens, stored as their SHA-256 (a slow hash adds nothing for tokens of
+that entropy). Webhook secrets must be read back to verify HMACs, so they are stored encrypted
+with a master key that lives outside the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from insights_common.sqlite import SqliteDatabase
+
+KEY_PREFIX = "uik_"
+SECRET_PREFIX = "whsec_"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyInfo:
+    app_id: str
+    key_id: str
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_webhook_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The X-Insights-Signature header value for a body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
+    if not header:
+        return False
+    return hmac.compare_digest(sign(secret, body), header.strip())
+
+
+class KeyStore(Protocol):
+    async def create_api_key(self, app_id: str) -> str: ...
+
+    async def resolve_api_key(self, key: str) -> ApiKeyInfo | None: ...
+
+    async def rotate_webhook_secret(self, app_id: str) -> str: ...
+
+    async def webhook_secret(self, app_id: str) -> str | None: ...
+
+
+class SecretBox:
+    """Fernet encryption with a master key from the environment or a 0600 file in the data dir."""
+
+    ENV = "INSIGHTS_MASTER_KEY"
+
+    def __init__(self, key: bytes) -> None:
+        self._fernet = Fernet(key)
+
+    @classmethod
+    def from_data_dir(cls, data_dir: Path) -> SecretBox:
+        env = os.environ.get(cls.ENV)
+        if env:
+            return cls(env.encode())
+        path = data_dir / "master.key"
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(Fernet.generate_key())
+        return cls(path.read_bytes().strip())
+
+    def encrypt(self, plain: str) -> str:
+        return self._fernet.encrypt(plain.encode()).decode()
+
+    def decrypt(self, token: str) -> str | None:
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken:
+            return None
+
+
+SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_hash TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_secrets (
+    app_id TEXT PRIMARY KEY,
+    secret_encrypted TEXT NOT NULL,
+    rotated_at TEXT NOT NULL
+);
+"""
+
+
+class SqliteKeyStore:
+    def __init__(self, db: SqliteDatabase, box: SecretBox) -> None:
+        self._db = db
+        self._box = box
+        db.migrate(SQLITE_SCHEMA)
+
+    async def create_api_key(self, app_id: str) -> str:
+        key = new_api_key()
+        now = datetime.now(UTC).isoformat()
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO api_keys (key_hash, key_id, app_id, created_at) VALUES (?, ?, ?, ?)",
+                (hash_key(key), key[: len(KEY_PREFIX) + 6], app_id, now),
+            )
+
+        await self._db.write(insert)
+        return key
+
+    async def resolve_api_key(self, key: str) -> ApiKeyInfo | None:
+        digest = hash_key(key)
+
+        def lookup(conn: sqlite3.Connection) -> ApiKeyInfo | None:
+            row = conn.execute(
+                "SELECT app_id, key_id FROM api_keys WHERE key_hash = ?", (digest,)
+            ).fetchone()
+            return ApiKeyInfo(app_id=row["app_id"], key_id=row["key_id"]) if row else None
+
+        return await self._db.read(lookup)
+
+    async def rotate_webhook_secret(self, app_id: str) -> str:
+        secret = new_webhook_secret()
+        token = self._box.encrypt(secret)
+        now = datetime.now(UTC).isoformat()
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO webhook_secrets (app_id, secret_encrypted, rotated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (app_id) DO UPDATE SET secret_encrypted = excluded.secret_encrypted,"
+                " rotated_at = excluded.rotated_at",
+                (app_id, token, now),
+            )
+
+        await self._db.write(upsert)
+        return secret
+
+    async def webhook_secret(self, app_id: str) -> str | None:
+        def lookup(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT secret_encrypted FROM webhook_secrets WHERE app_id = ?", (app_id,)
+            ).fetchone()
+            return str(row["secret_encrypted"]) if row else None
+
+        token = await self._db.read(lookup)
+        return self._box.decrypt(token) if token else None

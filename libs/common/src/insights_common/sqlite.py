@@ -1,0 +1,84 @@
+"""One SQLite file for the embedded mode, shared by the services, each in its own tables.
+
+Writes go through one connection under a lock (SQLite has one writer anyway); reads use a
+connection per thread so queries do not wait for a long write. Work runs in worker threads so the
+event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class SqliteDatabase:
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = _connect(self.path)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def migrate(self, ddl: str) -> None:
+        """Apply idempotent DDL (CREATE ... IF NOT EXISTS) at start."""
+        with self._write_lock:
+            self._writer.executescript(ddl)
+
+    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run fn in one transaction on the writer connection; roll back if it raises."""
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path) if self.path != ":memory:" else self._writer
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        if conn is self._writer:
+            with self._write_lock:
+                return fn(conn)
+        return fn(conn)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(self.write_sync, fn)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(self.read_sync, fn)
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                if conn is not self._writer:
+                    conn.close()
+            self._readers.clear()
+        with self._write_lock:
+            self._writer.close()
