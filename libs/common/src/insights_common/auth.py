@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from insights_common.sqlite import SqliteDatabase
 
 KEY_PREFIX = "uik_"
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +147,9 @@ class SqliteKeyStore:
 
         def upsert(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO webhook_secrets (app_id, secret_encrypted, rotated_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (app_id) DO UPDATE SET secret_encrypted = excluded.secret_encrypted,"
-                " rotated_at = excluded.rotated_at",
+                "INSERT INTO webhook_secrets (app_id, secret_encrypted, rotated_at)"
+                " VALUES (?, ?, ?) ON CONFLICT (app_id) DO UPDATE SET"
+                " secret_encrypted = excluded.secret_encrypted, rotated_at = excluded.rotated_at",
                 (app_id, token, now),
             )
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from http import HTTPStatus
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Generic, TypeVar
+from http import HTTPStatus
+from typing import Any, Generic, TypeVar
 
 import orjson
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -119,9 +119,6 @@ def bearer_auth(keys: KeyStore) -> AppAuth:
         return info.app_id
 
     return authenticate
-
-
-
 
 
 def encode_cursor(position: dict[str, Any]) -> str:

@@ -184,5 +184,3 @@ def parse_event(data: bytes | str | dict[str, Any]) -> AnyEvent:
     if isinstance(data, dict):
         return event_adapter.validate_python(data)
     return event_adapter.validate_json(data)
-
-

@@ -1,0 +1,1 @@
+"""Pure rules of the query side: projections, search normalization, windows, statistics."""

@@ -1,0 +1,160 @@
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+from fastapi import Depends, FastAPI
+
+from insights_common.auth import SecretBox, SqliteKeyStore, sign, verify_signature
+from insights_common.bus import InProcessBus
+from insights_common.http import (
+    Problem,
+    bearer_auth,
+    decode_cursor,
+    encode_cursor,
+    install_problem_handlers,
+)
+from insights_common.observability import install_observability
+from insights_common.sqlite import SqliteDatabase
+from insights_contracts import AnyEvent, NotificationDelivered, UserUpserted
+from insights_contracts.topics import NOTIFICATIONS, USERS
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> SqliteDatabase:
+    database = SqliteDatabase(tmp_path / "insights.db")
+    yield database  # type: ignore[misc]
+    database.close()
+
+
+async def test_bus_routes_each_event_to_its_topic_in_order() -> None:
+    bus = InProcessBus()
+    seen: dict[str, list[str]] = {USERS: [], NOTIFICATIONS: []}
+
+    def collector(topic: str):  # type: ignore[no-untyped-def]
+        async def handle(batch: Sequence[AnyEvent]) -> None:
+            seen[topic].extend(e.event_id for e in batch)
+
+        return handle
+
+    bus.subscribe(USERS, collector(USERS))
+    bus.subscribe(NOTIFICATIONS, collector(NOTIFICATIONS))
+    await bus.publish(
+        [
+            UserUpserted(event_id="u1", app_id="a", occurred_at=NOW, user_id="x"),
+            NotificationDelivered(
+                event_id="n1", app_id="a", occurred_at=NOW, message_id="m", user_id="x"
+            ),
+            UserUpserted(event_id="u2", app_id="a", occurred_at=NOW, user_id="y"),
+        ]
+    )
+    assert seen == {USERS: ["u1", "u2"], NOTIFICATIONS: ["n1"]}
+
+
+async def test_write_rolls_back_the_whole_transaction(db: SqliteDatabase) -> None:
+    db.migrate("CREATE TABLE IF NOT EXISTS t (v INTEGER PRIMARY KEY)")
+
+    def insert_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.execute("INSERT INTO t VALUES (1)")
+
+    with pytest.raises(sqlite3.IntegrityError):
+        await db.write(insert_then_fail)
+    count = await db.read(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0])
+    assert count == 0
+
+
+async def test_keys_are_stored_hashed_and_resolve_to_their_app(
+    db: SqliteDatabase, tmp_path: Path
+) -> None:
+    keys = SqliteKeyStore(db, SecretBox(Fernet.generate_key()))
+    key = await keys.create_api_key("acme")
+    info = await keys.resolve_api_key(key)
+    assert info is not None and info.app_id == "acme"
+    assert await keys.resolve_api_key(key + "x") is None
+    secret = await keys.rotate_webhook_secret("acme")
+    assert await keys.webhook_secret("acme") == secret
+    assert await keys.webhook_secret("other") is None
+    raw = (tmp_path / "insights.db").read_bytes() + (tmp_path / "insights.db-wal").read_bytes()
+    assert key.encode() not in raw
+    assert secret.encode() not in raw
+
+
+async def test_rotation_replaces_the_secret(db: SqliteDatabase) -> None:
+    keys = SqliteKeyStore(db, SecretBox(Fernet.generate_key()))
+    first = await keys.rotate_webhook_secret("acme")
+    second = await keys.rotate_webhook_secret("acme")
+    assert first != second
+    assert await keys.webhook_secret("acme") == second
+
+
+def test_master_key_file_is_private_and_stable(tmp_path: Path) -> None:
+    box = SecretBox.from_data_dir(tmp_path)
+    token = box.encrypt("s3cret")
+    assert (tmp_path / "master.key").stat().st_mode & 0o077 == 0
+    assert SecretBox.from_data_dir(tmp_path).decrypt(token) == "s3cret"
+
+
+def test_signature_is_verified_exactly() -> None:
+    body = b'{"a":1}'
+    header = sign("whsec_x", body)
+    assert header.startswith("sha256=")
+    assert verify_signature("whsec_x", body, header)
+    assert not verify_signature("whsec_x", body + b" ", header)
+    assert not verify_signature("whsec_y", body, header)
+    assert not verify_signature("whsec_x", body, None)
+
+
+def test_cursor_round_trip_and_tampering() -> None:
+    cursor = encode_cursor({"sent_at": "2026-11-02T10:00:00Z", "id": "m1"})
+    assert decode_cursor(cursor) == {"sent_at": "2026-11-02T10:00:00Z", "id": "m1"}
+    assert decode_cursor(None) is None
+    for bad in ("!!!", "bm90IGpzb24", encode_cursor([1, 2])):  # type: ignore[arg-type]
+        with pytest.raises(Problem) as info:
+            decode_cursor(bad)
+        assert info.value.status == 400
+
+
+async def test_problems_auth_and_metrics_over_http(db: SqliteDatabase) -> None:
+    keys = SqliteKeyStore(db, SecretBox(Fernet.generate_key()))
+    key = await keys.create_api_key("acme")
+    app = FastAPI()
+    install_problem_handlers(app)
+    install_observability(app, service="test")
+    auth = bearer_auth(keys)
+
+    @app.get("/api/v1/whoami/{thing}")
+    async def whoami(thing: int, app_id: str = Depends(auth)) -> dict[str, str]:  # noqa: B008
+        if thing == 0:
+            raise Problem(404, "Not found", "No thing 0")
+        return {"app_id": app_id}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        anonymous = await client.get("/api/v1/whoami/1")
+        assert anonymous.status_code == 401
+        assert anonymous.headers["content-type"] == "application/problem+json"
+        assert "insights keys create" in anonymous.json()["detail"]
+        wrong = await client.get("/api/v1/whoami/1", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        headers = {"Authorization": f"Bearer {key}"}
+        assert (await client.get("/api/v1/whoami/1", headers=headers)).json() == {"app_id": "acme"}
+        missing = await client.get("/api/v1/whoami/0", headers=headers)
+        assert missing.status_code == 404
+        assert missing.json()["detail"] == "No thing 0"
+        invalid = await client.get("/api/v1/whoami/x", headers=headers)
+        assert invalid.status_code == 422
+        assert invalid.json()["errors"][0]["loc"] == ["path", "thing"]
+        assert (await client.get("/nowhere")).status_code == 404
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        assert (await client.get("/readyz")).status_code == 200
+        metrics = (await client.get("/metrics")).text
+        assert 'route="/api/v1/whoami/{thing}"' in metrics
+        assert 'status="401"' in metrics

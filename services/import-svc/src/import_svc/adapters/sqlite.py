@@ -1,0 +1,303 @@
+"""The embedded mode's storage: imports, their row errors and the registry of known users.
+
+Tables are prefixed `imp_`; every service shares one SQLite file in the embedded mode.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from import_svc.domain.model import (
+    UNFINISHED,
+    Counts,
+    FileIssue,
+    ImportMode,
+    ImportOptions,
+    ImportRecord,
+    ImportStatus,
+    KnownUser,
+    OnError,
+    RowError,
+)
+from import_svc.ports import RegistryEntry, StoredRowError
+from insights_common.sqlite import SqliteDatabase
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS imp_imports (
+    app_id TEXT NOT NULL,
+    import_id TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    status TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    on_error TEXT NOT NULL,
+    dry_run INTEGER NOT NULL,
+    total_rows INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL DEFAULT 0,
+    updated INTEGER NOT NULL DEFAULT 0,
+    unchanged INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    progress REAL NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    finished_at TEXT,
+    errors TEXT NOT NULL DEFAULT '[]',
+    warnings TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (app_id, import_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS imp_imports_status ON imp_imports (status);
+CREATE TABLE IF NOT EXISTS imp_row_errors (
+    app_id TEXT NOT NULL,
+    import_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    line INTEGER NOT NULL,
+    user_id TEXT,
+    column_name TEXT,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (app_id, import_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS imp_users (
+    app_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    phone TEXT,
+    nickname TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (app_id, user_id)
+) WITHOUT ROWID;
+"""
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"  # fixed width, so text order is time order
+_LOOKUP_BATCH = 10_000
+
+_UPDATE_IMPORT = """
+UPDATE imp_imports SET status = ?, total_rows = ?, created = ?, updated = ?, unchanged = ?,
+    rejected = ?, progress = ?, finished_at = ?, errors = ?, warnings = ?
+WHERE app_id = ? AND import_id = ?
+"""
+
+# A newer write overrides the fields it gives; an older one (events arrive late) only fills
+# fields still unknown. Either way an absent (NULL) field keeps what is known.
+_MERGE_USER = """
+INSERT INTO imp_users (app_id, user_id, phone, nickname, updated_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (app_id, user_id) DO UPDATE SET
+    phone = CASE WHEN excluded.updated_at >= imp_users.updated_at
+        THEN coalesce(excluded.phone, imp_users.phone)
+        ELSE coalesce(imp_users.phone, excluded.phone) END,
+    nickname = CASE WHEN excluded.updated_at >= imp_users.updated_at
+        THEN coalesce(excluded.nickname, imp_users.nickname)
+        ELSE coalesce(imp_users.nickname, excluded.nickname) END,
+    updated_at = max(imp_users.updated_at, excluded.updated_at)
+"""
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _issues_to_json(issues: Sequence[FileIssue]) -> str:
+    return json.dumps(
+        [{"code": i.code, "message": i.message, "line": i.line} for i in issues],
+        ensure_ascii=False,
+    )
+
+
+def _issues_from_json(text: str) -> tuple[FileIssue, ...]:
+    return tuple(FileIssue(i["code"], i["message"], i.get("line")) for i in json.loads(text))
+
+
+def _record(row: sqlite3.Row) -> ImportRecord:
+    return ImportRecord(
+        id=row["import_id"],
+        app_id=row["app_id"],
+        filename=row["filename"],
+        options=ImportOptions(
+            mode=ImportMode(row["mode"]),
+            on_error=OnError(row["on_error"]),
+            dry_run=bool(row["dry_run"]),
+        ),
+        created_at=parse_time(row["created_at"]),
+        status=ImportStatus(row["status"]),
+        counts=Counts(
+            total_rows=row["total_rows"],
+            created=row["created"],
+            updated=row["updated"],
+            unchanged=row["unchanged"],
+            rejected=row["rejected"],
+        ),
+        progress=row["progress"],
+        finished_at=parse_time(row["finished_at"]) if row["finished_at"] else None,
+        errors=_issues_from_json(row["errors"]),
+        warnings=_issues_from_json(row["warnings"]),
+    )
+
+
+def _update_params(record: ImportRecord) -> tuple[object, ...]:
+    counts = record.counts
+    return (
+        record.status.value,
+        counts.total_rows,
+        counts.created,
+        counts.updated,
+        counts.unchanged,
+        counts.rejected,
+        record.progress,
+        format_time(record.finished_at) if record.finished_at else None,
+        _issues_to_json(record.errors),
+        _issues_to_json(record.warnings),
+        record.app_id,
+        record.id,
+    )
+
+
+def _merge(conn: sqlite3.Connection, entries: Sequence[RegistryEntry]) -> None:
+    conn.executemany(
+        _MERGE_USER,
+        ((e.app_id, e.user_id, e.phone, e.nickname, format_time(e.at)) for e in entries),
+    )
+
+
+class SqliteImportStore:
+    """Implements ImportStore and UserRegistry on the shared SQLite database."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+        db.migrate(SCHEMA)
+
+    async def create(self, record: ImportRecord) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO imp_imports (app_id, import_id, filename, status, mode, on_error,"
+                " dry_run, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.app_id,
+                    record.id,
+                    record.filename,
+                    record.status.value,
+                    record.options.mode.value,
+                    record.options.on_error.value,
+                    int(record.options.dry_run),
+                    format_time(record.created_at),
+                ),
+            )
+            conn.execute(_UPDATE_IMPORT, _update_params(record))
+
+        await self._db.write(insert)
+
+    async def update(self, record: ImportRecord) -> None:
+        await self._db.write(lambda conn: conn.execute(_UPDATE_IMPORT, _update_params(record)))
+
+    async def finish(
+        self,
+        record: ImportRecord,
+        *,
+        errors: Sequence[RowError],
+        users: Sequence[RegistryEntry],
+    ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(_UPDATE_IMPORT, _update_params(record))
+            conn.execute(
+                "DELETE FROM imp_row_errors WHERE app_id = ? AND import_id = ?",
+                (record.app_id, record.id),
+            )
+            conn.executemany(
+                "INSERT INTO imp_row_errors (app_id, import_id, seq, line, user_id, column_name,"
+                " code, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (record.app_id, record.id, seq, *error)
+                    for seq, error in enumerate(errors, start=1)
+                ),
+            )
+            _merge(conn, users)
+
+        await self._db.write(write)
+
+    async def get(self, app_id: str, import_id: str) -> ImportRecord | None:
+        def select(conn: sqlite3.Connection) -> ImportRecord | None:
+            row = conn.execute(
+                "SELECT * FROM imp_imports WHERE app_id = ? AND import_id = ?", (app_id, import_id)
+            ).fetchone()
+            return _record(row) if row else None
+
+        return await self._db.read(select)
+
+    async def history(
+        self, app_id: str, *, before_id: str | None, limit: int
+    ) -> list[ImportRecord]:
+        def select(conn: sqlite3.Connection) -> list[ImportRecord]:
+            if before_id is None:
+                rows = conn.execute(
+                    "SELECT * FROM imp_imports WHERE app_id = ? ORDER BY import_id DESC LIMIT ?",
+                    (app_id, limit),
+                )
+            else:
+                rows = conn.execute(
+                    "SELECT * FROM imp_imports WHERE app_id = ? AND import_id < ?"
+                    " ORDER BY import_id DESC LIMIT ?",
+                    (app_id, before_id, limit),
+                )
+            return [_record(row) for row in rows]
+
+        return await self._db.read(select)
+
+    async def row_errors(
+        self, app_id: str, import_id: str, *, after_seq: int, limit: int
+    ) -> list[StoredRowError]:
+        def select(conn: sqlite3.Connection) -> list[StoredRowError]:
+            rows = conn.execute(
+                "SELECT seq, line, user_id, column_name, code, message FROM imp_row_errors"
+                " WHERE app_id = ? AND import_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (app_id, import_id, after_seq, limit),
+            )
+            return [
+                StoredRowError(
+                    row["seq"],
+                    RowError(
+                        row["line"], row["user_id"], row["column_name"], row["code"], row["message"]
+                    ),
+                )
+                for row in rows
+            ]
+
+        return await self._db.read(select)
+
+    async def fail_unfinished(self, issue: FileIssue, *, at: datetime) -> list[str]:
+        # A start-up sweep over every app: nothing of this process can still be running them.
+        statuses = [status.value for status in UNFINISHED]
+        marks = ", ".join("?" for _ in statuses)
+
+        def sweep(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                f"SELECT * FROM imp_imports WHERE status IN ({marks})",  # noqa: S608 - placeholders
+                statuses,
+            ).fetchall()
+            failed = [_record(row).failed(issue, at=at) for row in rows]
+            conn.executemany(_UPDATE_IMPORT, (_update_params(record) for record in failed))
+            return [record.id for record in failed]
+
+        return await self._db.write(sweep)
+
+    async def known_users(self, app_id: str, user_ids: Sequence[str]) -> dict[str, KnownUser]:
+        def select(conn: sqlite3.Connection) -> dict[str, KnownUser]:
+            known: dict[str, KnownUser] = {}
+            for start in range(0, len(user_ids), _LOOKUP_BATCH):
+                batch = json.dumps(list(user_ids[start : start + _LOOKUP_BATCH]))
+                for row in conn.execute(
+                    "SELECT user_id, phone, nickname FROM imp_users WHERE app_id = ?"
+                    " AND user_id IN (SELECT value FROM json_each(?))",
+                    (app_id, batch),
+                ):
+                    known[row["user_id"]] = KnownUser(row["user_id"], row["phone"], row["nickname"])
+            return known
+
+        if not user_ids:
+            return {}
+        return await self._db.read(select)
+
+    async def merge(self, entries: Sequence[RegistryEntry]) -> None:
+        await self._db.write(lambda conn: _merge(conn, entries))

@@ -1,0 +1,42 @@
+"""The one place that wires import-svc's adapters into its service."""
+
+from __future__ import annotations
+
+from import_svc.adapters.spool import LocalUploadSpool
+from import_svc.adapters.sqlite import SqliteImportStore
+from import_svc.entrypoints.http import build_router
+from import_svc.service import ImportService
+from import_svc.settings import ImportSettings
+from insights_common.auth import KeyStore
+from insights_common.bus import InProcessBus
+from insights_common.http import bearer_auth
+from insights_common.service import ServiceParts
+from insights_common.sqlite import SqliteDatabase
+from insights_contracts.topics import USERS
+
+
+def create_embedded(
+    *, db: SqliteDatabase, bus: InProcessBus, keys: KeyStore, settings: ImportSettings
+) -> tuple[ImportService, ServiceParts]:
+    """import-svc on the shared SQLite file and the in-process bus.
+
+    The host mounts `parts.router` under /api/v1 and runs the hooks: on start, imports a crash
+    left unfinished are marked failed; on stop, running imports are cancelled (and marked failed).
+    """
+    store = SqliteImportStore(db)
+    service = ImportService(
+        store=store,
+        registry=store,
+        publisher=bus,
+        spool=LocalUploadSpool(settings.data_dir / "uploads"),
+        max_rows=settings.max_rows,
+        max_bytes=settings.max_bytes,
+    )
+    # The registry learns the users the platform reports, so modes and "unchanged" see them.
+    bus.subscribe(USERS, service.learn_users)
+    parts = ServiceParts(
+        router=build_router(service, bearer_auth(keys)),
+        on_start=[service.recover_interrupted],
+        on_stop=[service.shutdown],
+    )
+    return service, parts

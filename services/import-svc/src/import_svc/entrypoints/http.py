@@ -1,0 +1,302 @@
+"""HTTP doors of the import: decode the request, call the service, encode the answer.
+
+No `from __future__ import annotations` here: FastAPI must see the route annotations, which use
+aliases local to `build_router`, as objects.
+"""
+
+import csv
+import io
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
+
+from import_svc.domain.model import (
+    FileIssue,
+    FileRejected,
+    ImportMode,
+    ImportOptions,
+    ImportRecord,
+    ImportStatus,
+    OnError,
+    RowError,
+)
+from import_svc.domain.validation import format_bytes
+from import_svc.entrypoints.multipart import FilePart, MultipartError, multipart_boundary
+from import_svc.service import ImportService
+from insights_common.http import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    AppAuth,
+    Page,
+    Problem,
+    decode_cursor,
+    encode_cursor,
+)
+
+FILE_FIELD = "file"
+# Room for the multipart boundaries and part headers around the file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+REPORT_COLUMNS = ("line", "user_id", "column", "code", "message")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+_STATUS_BY_CODE = {"too_large": 413, "not_csv": 415, "not_utf8": 415}
+_TITLE_BY_CODE = {
+    "too_large": "File too large",
+    "not_csv": "Not a CSV file",
+    "not_utf8": "Not UTF-8 text",
+    "empty_file": "Empty file",
+    "missing_columns": "Missing required columns",
+    "duplicate_columns": "Duplicate columns",
+    "malformed_header": "Malformed header",
+    "unclosed_quote": "Malformed header",
+}
+
+
+class IssueOut(BaseModel):
+    code: str
+    message: str
+    line: int | None = None
+
+
+class ImportOut(BaseModel):
+    id: str
+    filename: str
+    status: ImportStatus
+    mode: ImportMode
+    on_error: OnError
+    dry_run: bool
+    total_rows: int
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    progress: float
+    created_at: datetime
+    finished_at: datetime | None
+    errors: list[IssueOut]
+    warnings: list[IssueOut]
+
+    @classmethod
+    def of(cls, record: ImportRecord) -> "ImportOut":
+        counts = record.counts
+        return cls(
+            id=record.id,
+            filename=record.filename,
+            status=record.status,
+            mode=record.options.mode,
+            on_error=record.options.on_error,
+            dry_run=record.options.dry_run,
+            total_rows=counts.total_rows,
+            created=counts.created,
+            updated=counts.updated,
+            unchanged=counts.unchanged,
+            rejected=counts.rejected,
+            progress=round(record.progress, 4),
+            created_at=record.created_at,
+            finished_at=record.finished_at,
+            errors=[_issue(i) for i in record.errors],
+            warnings=[_issue(i) for i in record.warnings],
+        )
+
+
+class RowErrorOut(BaseModel):
+    line: int
+    user_id: str | None
+    column: str | None
+    code: str
+    message: str
+
+
+def _issue(issue: FileIssue) -> IssueOut:
+    return IssueOut(code=issue.code, message=issue.message, line=issue.line)
+
+
+def _row_error(error: RowError) -> RowErrorOut:
+    return RowErrorOut(
+        line=error.line,
+        user_id=error.user_id,
+        column=error.column,
+        code=error.code,
+        message=error.message,
+    )
+
+
+def spreadsheet_safe(value: str) -> str:
+    """A cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def _refused(issue: FileIssue) -> Problem:
+    status = _STATUS_BY_CODE.get(issue.code, 422)
+    title = _TITLE_BY_CODE.get(issue.code, "Unusable CSV file")
+    return Problem(status, title, issue.message, code=issue.code, line=issue.line)
+
+
+def _not_found(import_id: str) -> Problem:
+    return Problem(404, "Import not found", f"This app has no import '{import_id}'.")
+
+
+def _position(cursor: str | None, key: str, kind: type) -> Any:
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    value = position.get(key)
+    if not isinstance(value, kind):
+        raise Problem(400, "Invalid cursor", "The cursor is not one this API gave out.")
+    return value
+
+
+def _quality(accept: str, wanted: str) -> float:
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        if media.strip().lower() != wanted:
+            continue
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip() == "q":
+                try:
+                    return float(value)
+                except ValueError:
+                    return 0.0
+        return 1.0
+    return 0.0
+
+
+def wants_csv(accept: str) -> bool:
+    csv_quality = _quality(accept, "text/csv")
+    return csv_quality > 0 and csv_quality >= _quality(accept, "application/json")
+
+
+async def _csv_report(pages: AsyncGenerator[list[RowError], None]) -> AsyncIterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(REPORT_COLUMNS)
+    yield buffer.getvalue().encode()
+    async with aclosing(pages):
+        async for page in pages:
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerows(
+                [
+                    str(error.line),
+                    spreadsheet_safe(error.user_id or ""),
+                    spreadsheet_safe(error.column or ""),
+                    spreadsheet_safe(error.code),
+                    spreadsheet_safe(error.message),
+                ]
+                for error in page
+            )
+            yield buffer.getvalue().encode()
+
+
+def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
+    """The import routes, without the /api/v1 prefix the host mounts them under."""
+    router = APIRouter(tags=["imports"])
+    AppId = Annotated[str, Depends(auth)]
+    Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+    @router.post("/imports", status_code=202, response_model=ImportOut, name="create_import")
+    async def create_import(
+        request: Request,
+        response: Response,
+        app_id: AppId,
+        mode: ImportMode = ImportMode.UPSERT,
+        on_error: OnError = OnError.SKIP_ROWS,
+        dry_run: bool = False,
+    ) -> ImportOut:
+        limit = service.max_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+            raise _refused(
+                FileIssue(
+                    "too_large",
+                    f"The upload is {int(declared):,} bytes; files may be at most "
+                    f"{format_bytes(limit)} ({limit:,} bytes). Split it into smaller files and "
+                    "import each one.",
+                )
+            )
+        try:
+            boundary = multipart_boundary(request.headers.get("content-type"))
+            part = FilePart(request.stream(), boundary, FILE_FIELD)
+            if not await part.find():
+                seen = ", ".join(f"'{name}'" for name in part.fields_seen) or "none"
+                raise Problem(
+                    400,
+                    "No file",
+                    f"The form has no part named '{FILE_FIELD}' (parts found: {seen}). Send the "
+                    f"CSV as multipart/form-data in a field named '{FILE_FIELD}'.",
+                )
+            record = await service.submit(
+                app_id=app_id,
+                filename=part.filename,
+                chunks=part,
+                options=ImportOptions(mode=mode, on_error=on_error, dry_run=dry_run),
+            )
+        except MultipartError as exc:
+            raise Problem(400, "Unreadable upload", f"The upload cannot be read: {exc}.") from None
+        except ClientDisconnect:
+            # Nobody is left to read the answer; a problem keeps it out of the error log.
+            raise Problem(400, "Upload interrupted", "The client went away mid-upload.") from None
+        except FileRejected as exc:
+            raise _refused(exc.issue) from None
+        response.headers["Location"] = str(request.url_for("get_import", import_id=record.id))
+        return ImportOut.of(record)
+
+    @router.get("/imports", response_model=Page[ImportOut], name="list_imports")
+    async def list_imports(
+        app_id: AppId, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
+    ) -> Page[ImportOut]:
+        before = _position(cursor, "before", str)
+        records, next_before = await service.history(app_id, before_id=before, limit=limit)
+        return Page[ImportOut](
+            items=[ImportOut.of(r) for r in records],
+            next_cursor=encode_cursor({"before": next_before}) if next_before else None,
+        )
+
+    @router.get("/imports/{import_id}", response_model=ImportOut, name="get_import")
+    async def get_import(import_id: str, app_id: AppId) -> ImportOut:
+        record = await service.get(app_id, import_id)
+        if record is None:
+            raise _not_found(import_id)
+        return ImportOut.of(record)
+
+    @router.get(
+        "/imports/{import_id}/errors",
+        response_model=Page[RowErrorOut],
+        name="import_errors",
+        responses={200: {"content": {"text/csv": {}}}},
+    )
+    async def import_errors(
+        request: Request,
+        import_id: str,
+        app_id: AppId,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: str | None = None,
+        format: Literal["json", "csv"] | None = None,
+    ) -> Any:
+        if format == "csv" or (format is None and wants_csv(request.headers.get("accept", ""))):
+            pages = await service.error_report(app_id, import_id)
+            if pages is None:
+                raise _not_found(import_id)
+            return StreamingResponse(
+                _csv_report(pages),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{import_id}-errors.csv"'},
+            )
+        after = _position(cursor, "after", int) or 0
+        result = await service.row_errors(app_id, import_id, after=after, limit=limit)
+        if result is None:
+            raise _not_found(import_id)
+        errors, next_after = result
+        return Page[RowErrorOut](
+            items=[_row_error(e) for e in errors],
+            next_cursor=encode_cursor({"after": next_after}) if next_after else None,
+        )
+
+    return router

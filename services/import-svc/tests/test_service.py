@@ -1,0 +1,474 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from importsvc_support import Embedded, build_embedded, csv_bytes
+
+from import_svc.adapters.sqlite import SqliteImportStore
+from import_svc.domain.model import (
+    Counts,
+    ImportMode,
+    ImportOptions,
+    ImportRecord,
+    ImportStatus,
+    KnownUser,
+    OnError,
+    RowError,
+)
+from import_svc.service import INTERRUPTED_BY_RESTART
+from insights_contracts import AnyEvent, UserUpserted
+from insights_contracts.topics import USERS
+
+pytestmark = pytest.mark.unit
+
+HEADER = "user_id,phone_number,nickname"
+ALEX = "+14155550171"
+BO = "+821012345678"
+CI = "+447911123456"
+
+
+async def run(
+    env: Embedded,
+    *lines: str,
+    app: str = "acme",
+    options: ImportOptions | None = None,
+) -> ImportRecord:
+    return await env.service.run_import(
+        app_id=app,
+        filename="users.csv",
+        chunks=iter([csv_bytes(*lines)]),
+        options=options or ImportOptions(),
+    )
+
+
+async def known(env: Embedded, app: str, *user_ids: str) -> dict[str, KnownUser]:
+    return await SqliteImportStore(env.db).known_users(app, list(user_ids))
+
+
+async def errors_of(env: Embedded, record: ImportRecord) -> tuple[list[RowError], int | None]:
+    page = await env.service.row_errors(record.app_id, record.id, after=0, limit=50)
+    assert page is not None
+    return page
+
+
+def counts(record: ImportRecord) -> tuple[int, int, int, int, int]:
+    c = record.counts
+    return (c.total_rows, c.created, c.updated, c.unchanged, c.rejected)
+
+
+async def test_upsert_publishes_valid_rows_in_one_batch(embedded: Embedded) -> None:
+    record = await run(
+        embedded, HEADER, f"alex,{ALEX},Alex", f"bo,{BO},", "bad,555,", f"ci,{CI},Ci"
+    )
+    assert record.status is ImportStatus.COMPLETED
+    assert counts(record) == (4, 3, 0, 0, 1)
+    assert record.progress == 1.0 and record.finished_at is not None
+
+    assert len(embedded.collector.batches) == 1
+    events = embedded.collector.users
+    assert [(e.user_id, e.phone_number, e.nickname) for e in events] == [
+        ("alex", ALEX, "Alex"),
+        ("bo", BO, None),
+        ("ci", CI, "Ci"),
+    ]
+    assert [e.event_id for e in events] == [f"{record.id}:2", f"{record.id}:3", f"{record.id}:5"]
+    assert {e.source for e in events} == {f"import:{record.id}"}
+    assert {e.occurred_at for e in events} == {record.created_at}
+    assert {e.app_id for e in events} == {"acme"}
+    assert "nickname" not in events[1].model_fields_set  # blank cell: absent, not erased
+    # What was published round-trips through the contract's own validation.
+    for event in events:
+        assert UserUpserted.model_validate_json(event.model_dump_json()) == event
+
+    stored = await embedded.service.get("acme", record.id)
+    assert stored == record
+    errors, more = await errors_of(embedded, record)
+    assert [(e.line, e.user_id, e.column, e.code) for e in errors] == [
+        (4, "bad", "phone_number", "phone_not_e164")
+    ]
+    assert more is None
+    assert await known(embedded, "acme", "alex", "bo", "bad") == {
+        "alex": KnownUser("alex", ALEX, "Alex"),
+        "bo": KnownUser("bo", BO, None),
+    }
+
+
+async def test_exact_counts_for_a_mixed_file(embedded: Embedded) -> None:
+    await run(embedded, HEADER, f"same,{ALEX},Same", f"moved,{BO},Mo")
+    record = await run(
+        embedded,
+        HEADER,
+        f"same,{ALEX},Same",  # unchanged
+        f"moved,{CI},",  # updated phone, nickname kept
+        f"new1,{ALEX},",  # created
+        f"new2,{BO},N2",  # created
+        f"new1,{CI},",  # duplicate of line 4
+        "x y,+1,",  # two errors, one rejected row
+    )
+    assert counts(record) == (6, 2, 1, 1, 2)
+    assert [
+        (e.user_id, e.phone_number)
+        for e in embedded.collector.batches[-1]
+        if isinstance(e, UserUpserted)
+    ] == [("moved", CI), ("new1", ALEX), ("new2", BO)]
+    assert (await known(embedded, "acme", "moved"))["moved"] == KnownUser("moved", CI, "Mo")
+
+
+async def test_reimporting_the_same_file_changes_nothing(embedded: Embedded) -> None:
+    lines = (HEADER, f"alex,{ALEX},Alex", f"bo,{BO},", "bad,555,")
+    first = await run(embedded, *lines)
+    second = await run(embedded, *lines)
+    assert counts(first) == (3, 2, 0, 0, 1)
+    assert counts(second) == (3, 0, 0, 2, 1)
+    assert len(embedded.collector.batches) == 1  # the unchanged rows published nothing
+
+
+async def test_blank_nickname_does_not_erase_a_known_one(embedded: Embedded) -> None:
+    await run(embedded, HEADER, f"alex,{ALEX},Alex")
+    same_phone = await run(embedded, HEADER, f"alex,{ALEX},")
+    assert counts(same_phone) == (1, 0, 0, 1, 0)
+    new_phone = await run(embedded, "user_id,phone_number", f"alex,{BO}")
+    assert counts(new_phone) == (1, 0, 1, 0, 0)
+    event = embedded.collector.users[-1]
+    assert (event.phone_number, event.nickname) == (BO, None)
+    assert (await known(embedded, "acme", "alex"))["alex"] == KnownUser("alex", BO, "Alex")
+
+
+async def test_insert_only(embedded: Embedded) -> None:
+    await run(embedded, HEADER, f"alex,{ALEX},Alex")
+    record = await run(
+        embedded,
+        HEADER,
+        f"alex,{BO},Changed",
+        f"bo,{BO},Bo",
+        options=ImportOptions(mode=ImportMode.INSERT_ONLY),
+    )
+    assert counts(record) == (2, 1, 0, 0, 1)
+    errors, _ = await errors_of(embedded, record)
+    assert [(e.line, e.code) for e in errors] == [(2, "user_exists")]
+    assert "use mode=upsert" in errors[0].message
+    assert [e.user_id for e in embedded.collector.batches[-1] if isinstance(e, UserUpserted)] == [
+        "bo"
+    ]
+    assert (await known(embedded, "acme", "alex"))["alex"].phone == ALEX
+
+
+async def test_update_only(embedded: Embedded) -> None:
+    await run(embedded, HEADER, f"alex,{ALEX},Alex")
+    record = await run(
+        embedded,
+        HEADER,
+        f"alex,{BO},",
+        f"ghost,{BO},",
+        options=ImportOptions(mode=ImportMode.UPDATE_ONLY),
+    )
+    assert counts(record) == (2, 0, 1, 0, 1)
+    errors, _ = await errors_of(embedded, record)
+    assert [(e.line, e.user_id, e.code) for e in errors] == [(3, "ghost", "user_not_found")]
+    assert await known(embedded, "acme", "ghost") == {}
+
+
+async def test_reject_file_imports_nothing_when_a_row_is_bad(embedded: Embedded) -> None:
+    lines = (HEADER, f"alex,{ALEX},", f"bo,{BO},", "bad,555,")
+    record = await run(embedded, *lines, options=ImportOptions(on_error=OnError.REJECT_FILE))
+    assert record.status is ImportStatus.REJECTED
+    assert counts(record) == (3, 0, 0, 0, 1)
+    assert [i.code for i in record.errors] == ["rows_rejected"]
+    assert "1 of 3 rows have errors" in record.errors[0].message
+    assert embedded.collector.batches == []
+    assert await known(embedded, "acme", "alex", "bo") == {}
+    errors, _ = await errors_of(embedded, record)
+    assert [e.line for e in errors] == [4]
+
+
+async def test_reject_file_also_counts_mode_errors(embedded: Embedded) -> None:
+    await run(embedded, HEADER, f"alex,{ALEX},")
+    record = await run(
+        embedded,
+        HEADER,
+        f"alex,{ALEX},",
+        f"bo,{BO},",
+        options=ImportOptions(mode=ImportMode.INSERT_ONLY, on_error=OnError.REJECT_FILE),
+    )
+    assert record.status is ImportStatus.REJECTED
+    assert counts(record) == (2, 0, 0, 0, 1)
+    assert len(embedded.collector.batches) == 1
+
+
+async def test_reject_file_with_a_clean_file_imports(embedded: Embedded) -> None:
+    record = await run(
+        embedded, HEADER, f"alex,{ALEX},", options=ImportOptions(on_error=OnError.REJECT_FILE)
+    )
+    assert record.status is ImportStatus.COMPLETED and counts(record) == (1, 1, 0, 0, 0)
+
+
+async def test_dry_run_counts_exactly_and_stores_nothing_but_the_report(
+    embedded: Embedded,
+) -> None:
+    await run(embedded, HEADER, f"alex,{ALEX},Alex", f"bo,{BO},Bo")
+    lines = (HEADER, f"alex,{ALEX},Alex", f"bo,{CI},", f"ci,{CI},", "bad,1,")
+    dry = await run(embedded, *lines, options=ImportOptions(dry_run=True))
+    assert dry.status is ImportStatus.COMPLETED
+    assert dry.options.dry_run
+    assert counts(dry) == (4, 1, 1, 1, 1)
+    assert len(embedded.collector.batches) == 1  # only the first, real import
+    assert await known(embedded, "acme", "ci") == {}
+    assert (await known(embedded, "acme", "bo"))["bo"].phone == BO
+    errors, _ = await errors_of(embedded, dry)
+    assert [e.line for e in errors] == [5]
+    real = await run(embedded, *lines)
+    assert counts(real) == counts(dry)
+
+
+async def test_too_many_rows_rejects_the_whole_file(tmp_path: Path) -> None:
+    env = build_embedded(tmp_path, max_rows=3)
+    try:
+        record = await run(env, HEADER, *(f"u{i},{ALEX}," for i in range(4)))
+        assert record.status is ImportStatus.REJECTED
+        assert [i.code for i in record.errors] == ["too_many_rows"]
+        assert "more than 3 data rows" in record.errors[0].message
+        assert (record.counts.created, record.counts.updated) == (0, 0)
+        assert env.collector.batches == []
+        assert await known(env, "acme", "u0") == {}
+    finally:
+        env.db.close()
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty_file"),
+        (b"user_id,phone_number\r\n", "no_data_rows"),
+        (b"user_id,phone_number\nalex,+14155550171\nbo,Jos\xe9\n", "not_utf8"),
+        (b"PK\x03\x04\x14\x00\x06\x00\x08\x00", "not_csv"),
+        (b"id,phone_number\nalex,+14155550171\n", "missing_columns"),
+    ],
+)
+async def test_file_level_problems_reject(embedded: Embedded, data: bytes, code: str) -> None:
+    record = await embedded.service.run_import(
+        app_id="acme", filename="x.csv", chunks=iter([data]), options=ImportOptions()
+    )
+    assert record.status is ImportStatus.REJECTED
+    assert [i.code for i in record.errors] == [code]
+    assert embedded.collector.batches == []
+
+
+async def test_extra_columns_warn_in_the_record(embedded: Embedded) -> None:
+    record = await run(embedded, "user_id,email,phone_number", f"alex,a@x.io,{ALEX}")
+    assert record.status is ImportStatus.COMPLETED
+    assert [(w.code, w.line) for w in record.warnings] == [("ignored_columns", 1)]
+    assert "'email'" in record.warnings[0].message
+
+
+async def test_progress_is_reported_while_validating(embedded: Embedded) -> None:
+    data = csv_bytes(HEADER, *(f"u{i},+1415555{i:04d}," for i in range(3500)))
+    seen: list[ImportRecord] = []
+    record = await embedded.service.run_import(
+        app_id="acme",
+        filename="big.csv",
+        chunks=(data[i : i + 4096] for i in range(0, len(data), 4096)),
+        options=ImportOptions(),
+        on_progress=seen.append,
+        size_hint=len(data),
+    )
+    statuses = [r.status.value for r in seen]
+    assert statuses[0] == "validating" and statuses[-2:] == ["importing", "completed"]
+    validating = [r for r in seen if r.status is ImportStatus.VALIDATING]
+    assert len(validating) == 4  # the start, then every ~1,000 rows
+    assert [r.counts.total_rows for r in validating[1:]] == sorted(
+        r.counts.total_rows for r in validating[1:]
+    )
+    assert all(
+        later - earlier >= 1000
+        for earlier, later in zip(
+            [0] + [r.counts.total_rows for r in validating[1:]],
+            [r.counts.total_rows for r in validating[1:]],
+            strict=False,
+        )
+    )
+    progress = [r.progress for r in seen]
+    assert progress == sorted(progress) and 0 < validating[-1].progress < 0.9
+    assert record.progress == 1.0 and counts(record) == (3500, 3500, 0, 0, 0)
+
+
+async def test_async_chunks(embedded: Embedded) -> None:
+    data = csv_bytes(HEADER, f"alex,{ALEX},", f"bo,{BO},")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 5):
+            yield data[i : i + 5]
+
+    record = await embedded.service.run_import(
+        app_id="acme", filename="a.csv", chunks=chunks(), options=ImportOptions()
+    )
+    assert counts(record) == (2, 2, 0, 0, 0)
+
+
+async def test_tenancy(embedded: Embedded) -> None:
+    record = await run(embedded, HEADER, f"alex,{ALEX},Alex")
+    other = await run(embedded, HEADER, f"alex,{ALEX},Alex", app="globex")
+    assert counts(other) == (1, 1, 0, 0, 0)  # the same user id in another app is another user
+    assert await embedded.service.get("globex", record.id) is None
+    assert await embedded.service.row_errors("globex", record.id, after=0, limit=5) is None
+    assert await embedded.service.error_report("globex", record.id) is None
+    assert [
+        r.id for r in (await embedded.service.history("globex", before_id=None, limit=5))[0]
+    ] == [other.id]
+
+
+async def test_history_is_newest_first_and_paginated(embedded: Embedded) -> None:
+    ids = [(await run(embedded, HEADER, f"u{i},{ALEX},")).id for i in range(5)]
+    page, before = await embedded.service.history("acme", before_id=None, limit=2)
+    assert [r.id for r in page] == ids[::-1][:2]
+    page2, before2 = await embedded.service.history("acme", before_id=before, limit=2)
+    page3, before3 = await embedded.service.history("acme", before_id=before2, limit=2)
+    assert [r.id for r in page2 + page3] == ids[::-1][2:]
+    assert before3 is None
+
+
+def platform(user_id: str, at: datetime, **fields: str) -> UserUpserted:
+    return UserUpserted(
+        event_id=f"p-{user_id}-{at.timestamp()}",
+        app_id="acme",
+        occurred_at=at,
+        user_id=user_id,
+        source="platform",
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+async def test_the_registry_learns_users_from_the_platform(embedded: Embedded) -> None:
+    now = datetime.now(UTC)
+    await embedded.bus.publish([platform("pat", now, phone_number=ALEX, nickname="Pat")])
+    await embedded.bus.publish([platform("pat", now + timedelta(seconds=1), nickname="Patty")])
+    # Late: older than what is known, so it only fills what is unknown.
+    await embedded.bus.publish([platform("pat", now - timedelta(days=1), phone_number=BO)])
+    assert (await known(embedded, "acme", "pat"))["pat"] == KnownUser("pat", ALEX, "Patty")
+
+    record = await run(
+        embedded, HEADER, f"pat,{ALEX},", options=ImportOptions(mode=ImportMode.INSERT_ONLY)
+    )
+    assert counts(record) == (1, 0, 0, 0, 1)
+    unchanged = await run(embedded, HEADER, f"pat,{ALEX},Patty")
+    assert counts(unchanged) == (1, 0, 0, 1, 0)
+
+
+async def test_the_registry_ignores_its_own_import_events(embedded: Embedded) -> None:
+    event = UserUpserted(
+        event_id="x:2",
+        app_id="acme",
+        occurred_at=datetime.now(UTC),
+        user_id="imp",
+        phone_number=ALEX,
+        source="import:imp_1",
+    )
+    await embedded.bus.publish([event])
+    assert await known(embedded, "acme", "imp") == {}
+
+
+async def test_a_failing_publish_marks_the_import_failed_and_stores_no_users(
+    embedded: Embedded,
+) -> None:
+    async def broken(events: Sequence[AnyEvent]) -> None:
+        raise RuntimeError("projector down")
+
+    embedded.bus.subscribe(USERS, broken)
+    record = await run(embedded, HEADER, f"alex,{ALEX},")
+    assert record.status is ImportStatus.FAILED
+    assert [i.code for i in record.errors] == ["internal_error"]
+    assert "RuntimeError" in record.errors[0].message
+    assert await known(embedded, "acme", "alex") == {}
+    assert (await embedded.service.get("acme", record.id)) == record
+    # Once the projector is back, importing the file again works and creates the user once.
+    embedded.bus._subscribers[USERS].remove(broken)
+    again = await run(embedded, HEADER, f"alex,{ALEX},")
+    assert counts(again) == (1, 1, 0, 0, 0)
+
+
+async def test_crash_recovery_hook_fails_unfinished_imports(embedded: Embedded) -> None:
+    store = SqliteImportStore(embedded.db)
+    now = datetime.now(UTC)
+    base = ImportRecord(
+        id="imp_0000000000001aaaaaaaaaa",
+        app_id="acme",
+        filename="a.csv",
+        options=ImportOptions(),
+        created_at=now,
+    )
+    await store.create(base)
+    await store.create(replace(base.validating(), id="imp_0000000000002aaaaaaaaaa"))
+    importing = base.validating().importing(Counts())
+    await store.create(replace(importing, id="imp_0000000000003aaaaaaaaaa"))
+    done = base.validating().completed(Counts(), at=now)
+    await store.create(replace(done, id="imp_0000000000004aaaaaaaaaa"))
+    spooled = embedded.settings.data_dir / "uploads" / "imp_0000000000002aaaaaaaaaa.csv"
+    spooled.parent.mkdir(parents=True)
+    spooled.write_bytes(b"user_id,phone_number\n")
+
+    for hook in embedded.parts.on_start:
+        await hook()
+
+    for import_id in (
+        "imp_0000000000001aaaaaaaaaa",
+        "imp_0000000000002aaaaaaaaaa",
+        "imp_0000000000003aaaaaaaaaa",
+    ):
+        record = await store.get("acme", import_id)
+        assert record is not None
+        assert record.status is ImportStatus.FAILED
+        assert record.errors[-1] == INTERRUPTED_BY_RESTART
+        assert record.errors[-1].message == "interrupted by a restart; upload the file again"
+        assert record.finished_at is not None
+    untouched = await store.get("acme", "imp_0000000000004aaaaaaaaaa")
+    assert untouched is not None and untouched.status is ImportStatus.COMPLETED
+    assert not spooled.exists()
+
+
+async def test_shutdown_interrupts_a_background_import(embedded: Embedded) -> None:
+    entered = asyncio.Event()
+
+    async def stuck(events: Sequence[AnyEvent]) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    embedded.bus.subscribe(USERS, stuck)
+
+    async def upload() -> AsyncIterator[bytes]:
+        yield csv_bytes(HEADER, f"alex,{ALEX},")
+
+    record = await embedded.service.submit(
+        app_id="acme", filename="a.csv", chunks=upload(), options=ImportOptions()
+    )
+    assert record.status is ImportStatus.QUEUED
+    await asyncio.wait_for(entered.wait(), timeout=5)
+    running = await embedded.service.get("acme", record.id)
+    assert running is not None and running.status is ImportStatus.IMPORTING
+
+    for hook in embedded.parts.on_stop:
+        await hook()
+
+    stopped = await embedded.service.get("acme", record.id)
+    assert stopped is not None and stopped.status is ImportStatus.FAILED
+    assert stopped.errors[-1].message == "interrupted by a shutdown; upload the file again"
+    assert list((embedded.settings.data_dir / "uploads").iterdir()) == []
+
+
+async def test_submit_spools_then_imports_in_the_background(embedded: Embedded) -> None:
+    async def upload() -> AsyncIterator[bytes]:
+        yield csv_bytes(HEADER, f"alex,{ALEX},")
+        yield csv_bytes(f"bo,{BO},")
+
+    record = await embedded.service.submit(
+        app_id="acme", filename="C:\\Users\\me\\users.csv", chunks=upload(), options=ImportOptions()
+    )
+    assert record.status is ImportStatus.QUEUED and record.filename == "users.csv"
+    await embedded.service.drain()
+    done = await embedded.service.get("acme", record.id)
+    assert done is not None and done.status is ImportStatus.COMPLETED
+    assert counts(done) == (2, 2, 0, 0, 0)
+    assert list((embedded.settings.data_dir / "uploads").iterdir()) == []

@@ -1,0 +1,737 @@
+"""The embedded store: raw events per message and per user, and rows recomputed from them.
+
+Tables are prefixed q_ in the SQLite file the services share. A batch is applied in one
+transaction: its events are stored (deduplicated by (app_id, event_id)), then every message and
+user it touches is recomputed from all of its stored events with the pure domain rules. Lists
+of ids go to SQLite as one JSON array (json_each), so every statement is a fixed string.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime
+from typing import TypeVar
+
+from pydantic import TypeAdapter
+
+from insights_common.sqlite import SqliteDatabase
+from insights_contracts import (
+    AnyEvent,
+    Channel,
+    ChannelContent,
+    MessageEvent,
+    NotificationSent,
+    TemplateUpserted,
+    UserUpserted,
+    VariableSpec,
+)
+from insights_contracts.events import NotificationEvent
+from insights_query.domain.messages import project_message
+from insights_query.domain.queries import (
+    ActivityPosition,
+    MessageFilter,
+    MessagePosition,
+    SearchPosition,
+)
+from insights_query.domain.search import Rank, SearchQuery, nickname_tokens, phone_digits
+from insights_query.domain.stats import Counts, DayCounts, StatsRows
+from insights_query.domain.time import Window, from_ts_key, ts_key
+from insights_query.domain.users import ActivitySpan, UserFact, UserProfile, project_user
+from insights_query.domain.views import (
+    BriefStats,
+    MessageDetail,
+    TemplateDetail,
+    TemplateSummary,
+    TemplateVersionView,
+)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS q_message_events (
+    app_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    occurred_at TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (app_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS q_message_events_message ON q_message_events (app_id, message_id);
+
+CREATE TABLE IF NOT EXISTS q_messages (
+    app_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    template_key TEXT NOT NULL,
+    template_version INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    delivered INTEGER NOT NULL,
+    read INTEGER NOT NULL,
+    clicked INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    responded INTEGER NOT NULL,
+    sent_at TEXT NOT NULL,
+    last_engaged_at TEXT,
+    first_event_at TEXT NOT NULL,
+    last_event_at TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (app_id, message_id)
+);
+CREATE INDEX IF NOT EXISTS q_messages_user_sent
+    ON q_messages (app_id, user_id, sent_at, message_id);
+CREATE INDEX IF NOT EXISTS q_messages_template
+    ON q_messages (app_id, template_key, template_version);
+
+CREATE TABLE IF NOT EXISTS q_user_events (
+    app_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    occurred_at TEXT NOT NULL,
+    phone_number TEXT,
+    nickname TEXT,
+    source TEXT NOT NULL,
+    PRIMARY KEY (app_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS q_user_events_user ON q_user_events (app_id, user_id);
+
+CREATE TABLE IF NOT EXISTS q_users (
+    app_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    user_id_lc TEXT NOT NULL,
+    nickname TEXT,
+    phone_number TEXT,
+    phone_digits TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    last_activity_at TEXT NOT NULL,
+    imports TEXT NOT NULL,
+    PRIMARY KEY (app_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS q_users_id_lc ON q_users (app_id, user_id_lc);
+CREATE INDEX IF NOT EXISTS q_users_phone ON q_users (app_id, phone_digits);
+CREATE INDEX IF NOT EXISTS q_users_activity ON q_users (app_id, last_activity_at, user_id);
+
+-- Normalized nickname words (lowercase, no accents); prefix search is a range scan on token.
+CREATE TABLE IF NOT EXISTS q_user_tokens (
+    app_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    token TEXT NOT NULL,
+    PRIMARY KEY (app_id, user_id, token)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS q_user_tokens_prefix ON q_user_tokens (app_id, token, user_id);
+
+-- origin orders the sources of a version: a template.upserted beats a sent snapshot, and a later
+-- event beats an earlier one, so the row is the same whatever order the events came in.
+CREATE TABLE IF NOT EXISTS q_template_versions (
+    app_id TEXT NOT NULL,
+    template_key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    channels TEXT NOT NULL,
+    variable_schema TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    PRIMARY KEY (app_id, template_key, version)
+);
+"""
+
+_CHUNK = 500
+_AFTER_ALL = "\U0010ffff"
+
+_message_events: TypeAdapter[MessageEvent] = TypeAdapter(NotificationEvent)
+_channels: TypeAdapter[dict[Channel, ChannelContent]] = TypeAdapter(dict[Channel, ChannelContent])
+_variables: TypeAdapter[list[VariableSpec]] = TypeAdapter(list[VariableSpec])
+
+
+def _chunks(items: Iterable[T], size: int = _CHUNK) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _by_app(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for app_id, identifier in sorted(keys):
+        grouped[app_id].append(identifier)
+    return grouped
+
+
+def _origin(defined: bool, event: AnyEvent) -> str:
+    return f"{1 if defined else 0}|{ts_key(event.occurred_at)}|{event.event_id}"
+
+
+def _opt_ts(value: str | None) -> datetime | None:
+    return from_ts_key(value) if value else None
+
+
+class SqliteInsightsStore:
+    """Implements ProjectionStore and InsightsReader on the shared SQLite file."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+        db.migrate(SCHEMA)
+
+    # -- projection -----------------------------------------------------------------------
+
+    async def apply(self, events: Sequence[AnyEvent]) -> None:
+        if events:
+            await self._db.write(lambda conn: _apply(conn, events))
+
+    # -- users ------------------------------------------------------------------------------
+
+    async def get_user(self, app_id: str, user_id: str) -> UserProfile | None:
+        def run(conn: sqlite3.Connection) -> UserProfile | None:
+            row = conn.execute(
+                "SELECT * FROM q_users WHERE app_id = ? AND user_id = ?", (app_id, user_id)
+            ).fetchone()
+            return _profile(row) if row else None
+
+        return await self._db.read(run)
+
+    async def recent_users(
+        self, app_id: str, *, after: ActivityPosition | None, limit: int
+    ) -> list[UserProfile]:
+        start = (after.at, after.user_id) if after else (_AFTER_ALL, "")
+
+        def run(conn: sqlite3.Connection) -> list[UserProfile]:
+            rows = conn.execute(
+                "SELECT * FROM q_users WHERE app_id = ? AND (last_activity_at, user_id) < (?, ?)"
+                " ORDER BY last_activity_at DESC, user_id DESC LIMIT ?",
+                (app_id, *start, limit),
+            ).fetchall()
+            return [_profile(row) for row in rows]
+
+        return await self._db.read(run)
+
+    async def search_users(
+        self, app_id: str, query: SearchQuery, *, after: SearchPosition | None, limit: int
+    ) -> list[tuple[Rank, UserProfile]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[Rank, UserProfile]]:
+            found: list[tuple[Rank, UserProfile]] = []
+            for rank in query.ranks():
+                if after is not None and rank < after.rank:
+                    continue
+                start = after.user_id if after is not None and rank == after.rank else ""
+                rows = _search_rank(conn, app_id, query, rank, start, limit - len(found))
+                found += [(rank, _profile(row)) for row in rows]
+                if len(found) >= limit:
+                    break
+            return found
+
+        return await self._db.read(run)
+
+    async def brief_stats(self, app_id: str, user_ids: Sequence[str]) -> dict[str, BriefStats]:
+        def run(conn: sqlite3.Connection) -> dict[str, BriefStats]:
+            rows = conn.execute(
+                "SELECT user_id, COUNT(*) AS sent, SUM(read) AS read, SUM(clicked) AS clicked,"
+                " MAX(sent_at) AS last_sent_at FROM q_messages"
+                " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))"
+                " GROUP BY user_id",
+                (app_id, json.dumps(list(user_ids))),
+            ).fetchall()
+            return {
+                row["user_id"]: BriefStats(
+                    sent=row["sent"],
+                    read=row["read"],
+                    clicked=row["clicked"],
+                    last_sent_at=_opt_ts(row["last_sent_at"]),
+                )
+                for row in rows
+            }
+
+        return await self._db.read(run)
+
+    async def user_stats(self, app_id: str, user_id: str, window: Window) -> StatsRows:
+        params = (app_id, user_id, ts_key(window.since), ts_key(window.until))
+
+        def run(conn: sqlite3.Connection) -> StatsRows:
+            totals = conn.execute(_TOTALS_SQL, params).fetchone()
+            return StatsRows(
+                totals=_counts(totals),
+                last_sent_at=_opt_ts(totals["last_sent_at"]),
+                last_engaged_at=_opt_ts(totals["last_engaged_at"]),
+                by_channel=[
+                    (row["channel"], _counts(row))
+                    for row in conn.execute(_BY_CHANNEL_SQL, params).fetchall()
+                ],
+                by_template=[
+                    (row["template_key"], row["name"] or "", _counts(row))
+                    for row in conn.execute(_BY_TEMPLATE_SQL, params).fetchall()
+                ],
+                daily={
+                    date.fromisoformat(row["day"]): DayCounts(
+                        sent=row["sent"], read=row["read"], clicked=row["clicked"]
+                    )
+                    for row in conn.execute(_DAILY_SQL, params).fetchall()
+                },
+            )
+
+        return await self._db.read(run)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def list_messages(
+        self,
+        app_id: str,
+        user_id: str,
+        *,
+        filters: MessageFilter,
+        after: MessagePosition | None,
+        limit: int,
+    ) -> list[MessageDetail]:
+        params = {
+            "app": app_id,
+            "user": user_id,
+            "status": filters.status,
+            "channel": filters.channel,
+            "template": filters.template,
+            "since": ts_key(filters.since) if filters.since else "",
+            "until": ts_key(filters.until) if filters.until else _AFTER_ALL,
+            "after_sent": after.sent_at if after else _AFTER_ALL,
+            "after_id": after.message_id if after else "",
+            "limit": limit,
+        }
+
+        def run(conn: sqlite3.Connection) -> list[MessageDetail]:
+            rows = conn.execute(_LIST_MESSAGES_SQL, params).fetchall()
+            return [MessageDetail.model_validate_json(row["doc"]) for row in rows]
+
+        return await self._db.read(run)
+
+    async def get_message(self, app_id: str, message_id: str) -> MessageDetail | None:
+        def run(conn: sqlite3.Connection) -> MessageDetail | None:
+            row = conn.execute(
+                "SELECT doc FROM q_messages WHERE app_id = ? AND message_id = ?",
+                (app_id, message_id),
+            ).fetchone()
+            return MessageDetail.model_validate_json(row["doc"]) if row else None
+
+        return await self._db.read(run)
+
+    # -- templates --------------------------------------------------------------------------
+
+    async def list_templates(
+        self, app_id: str, *, after_key: str | None, limit: int
+    ) -> list[TemplateSummary]:
+        def run(conn: sqlite3.Connection) -> list[TemplateSummary]:
+            rows = conn.execute(
+                "WITH latest AS ("
+                "  SELECT template_key, MAX(version) AS version FROM q_template_versions"
+                "  WHERE app_id = :app AND template_key > :after"
+                "  GROUP BY template_key ORDER BY template_key LIMIT :limit)"
+                " SELECT l.template_key, l.version, v.name,"
+                "  (SELECT COUNT(*) FROM q_messages m"
+                "   WHERE m.app_id = :app AND m.template_key = l.template_key) AS sent,"
+                "  (SELECT COALESCE(SUM(m.read), 0) FROM q_messages m"
+                "   WHERE m.app_id = :app AND m.template_key = l.template_key) AS read,"
+                "  (SELECT COALESCE(SUM(m.clicked), 0) FROM q_messages m"
+                "   WHERE m.app_id = :app AND m.template_key = l.template_key) AS clicked"
+                " FROM latest l JOIN q_template_versions v ON v.app_id = :app"
+                "  AND v.template_key = l.template_key AND v.version = l.version"
+                " ORDER BY l.template_key",
+                {"app": app_id, "after": after_key or "", "limit": limit},
+            ).fetchall()
+            return [
+                TemplateSummary(
+                    key=row["template_key"],
+                    name=row["name"],
+                    latest_version=row["version"],
+                    sent=row["sent"],
+                    read=row["read"],
+                    clicked=row["clicked"],
+                )
+                for row in rows
+            ]
+
+        return await self._db.read(run)
+
+    async def get_template(self, app_id: str, key: str) -> TemplateDetail | None:
+        def run(conn: sqlite3.Connection) -> TemplateDetail | None:
+            versions = conn.execute(
+                "SELECT version, name, channels, variable_schema FROM q_template_versions"
+                " WHERE app_id = ? AND template_key = ? ORDER BY version DESC",
+                (app_id, key),
+            ).fetchall()
+            if not versions:
+                return None
+            counts = {
+                row["template_version"]: row
+                for row in conn.execute(
+                    "SELECT template_version, COUNT(*) AS sent, SUM(read) AS read,"
+                    " SUM(clicked) AS clicked FROM q_messages"
+                    " WHERE app_id = ? AND template_key = ? GROUP BY template_version",
+                    (app_id, key),
+                ).fetchall()
+            }
+            views = []
+            for row in versions:
+                count = counts.get(row["version"])
+                views.append(
+                    TemplateVersionView(
+                        version=row["version"],
+                        name=row["name"],
+                        channels=_channels.validate_json(row["channels"]),
+                        variable_schema=_variables.validate_json(row["variable_schema"]),
+                        sent=count["sent"] if count else 0,
+                        read=count["read"] if count else 0,
+                        clicked=count["clicked"] if count else 0,
+                    )
+                )
+            return TemplateDetail(key=key, name=views[0].name, versions=views)
+
+        return await self._db.read(run)
+
+
+# -- reading helpers ----------------------------------------------------------------------
+# The statements below are composed once, at import, from constant fragments only; every value
+# is a bound parameter.
+
+# Keyset pagination: newest first, strictly after the last (sent_at, message_id) shown.
+_LIST_MESSAGES_SQL = (
+    "SELECT doc FROM q_messages WHERE app_id = :app AND user_id = :user"
+    " AND sent_at >= :since AND sent_at <= :until"
+    " AND (sent_at, message_id) < (:after_sent, :after_id)"
+    " AND (:status IS NULL OR status = :status)"
+    " AND (:channel IS NULL OR channel = :channel)"
+    " AND (:template IS NULL OR template_key = :template)"
+    " ORDER BY sent_at DESC, message_id DESC LIMIT :limit"
+)
+
+# A user's messages sent inside a window: (app_id, user_id, since, until).
+_WINDOW_SCOPE = (
+    "FROM q_messages m WHERE m.app_id = ? AND m.user_id = ? AND m.sent_at BETWEEN ? AND ?"
+)
+_COUNTS = (
+    "COUNT(*) AS sent, COALESCE(SUM(m.delivered), 0) AS delivered,"
+    " COALESCE(SUM(m.read), 0) AS read, COALESCE(SUM(m.clicked), 0) AS clicked,"
+    " COALESCE(SUM(m.failed), 0) AS failed, COALESCE(SUM(m.responded), 0) AS responded"
+)
+_TOTALS_SQL = (
+    f"SELECT {_COUNTS}, MAX(m.sent_at) AS last_sent_at,"  # noqa: S608
+    f" MAX(m.last_engaged_at) AS last_engaged_at {_WINDOW_SCOPE}"
+)
+_BY_CHANNEL_SQL = f"SELECT m.channel, {_COUNTS} {_WINDOW_SCOPE} GROUP BY m.channel"  # noqa: S608
+_BY_TEMPLATE_SQL = (
+    f"SELECT m.template_key, {_COUNTS}, (SELECT v.name FROM q_template_versions v"  # noqa: S608
+    " WHERE v.app_id = m.app_id AND v.template_key = m.template_key"
+    f" ORDER BY v.version DESC LIMIT 1) AS name {_WINDOW_SCOPE} GROUP BY m.template_key"
+)
+_DAILY_SQL = (
+    "SELECT substr(m.sent_at, 1, 10) AS day, COUNT(*) AS sent,"  # noqa: S608
+    " COALESCE(SUM(m.read), 0) AS read, COALESCE(SUM(m.clicked), 0) AS clicked"
+    f" {_WINDOW_SCOPE} GROUP BY day"
+)
+
+# Every word of the query must prefix some token of the user's nickname.
+_NAME_MATCH = (
+    "(json_array_length(:words) > 0 AND NOT EXISTS ("
+    " SELECT 1 FROM json_each(:words) w WHERE NOT EXISTS ("
+    "  SELECT 1 FROM q_user_tokens t WHERE t.app_id = u.app_id AND t.user_id = u.user_id"
+    "  AND t.token GLOB w.value || '*')))"
+)
+_ID_MATCH = "(:id_glob IS NOT NULL AND u.user_id_lc GLOB :id_glob)"
+
+# Without statistics SQLite would rather walk an index in ORDER BY order than read a prefix
+# range, so these statements pin the range index (INDEXED BY, or '+' to take a column out of
+# index selection); tests check the plans.
+_RANK_SQL: dict[Rank, str] = {
+    Rank.EXACT_ID: (
+        "SELECT u.* FROM q_users u WHERE u.app_id = :app AND u.user_id = :user_id"
+        " AND u.user_id > :after LIMIT :limit"
+    ),
+    Rank.ID_PREFIX: (
+        "SELECT u.* FROM q_users u WHERE u.app_id = :app AND u.user_id_lc GLOB :id_glob"
+        " AND u.user_id <> :user_id AND +u.user_id > :after ORDER BY u.user_id LIMIT :limit"
+    ),
+    Rank.NICKNAME: (
+        "WITH hits AS MATERIALIZED (SELECT DISTINCT user_id"  # noqa: S608
+        "  FROM q_user_tokens INDEXED BY q_user_tokens_prefix"
+        "  WHERE app_id = :app AND token GLOB :first_glob AND user_id > :after)"
+        " SELECT u.* FROM hits JOIN q_users u ON u.app_id = :app AND u.user_id = hits.user_id"
+        f" WHERE {_NAME_MATCH} AND NOT {_ID_MATCH} ORDER BY u.user_id LIMIT :limit"
+    ),
+    Rank.PHONE: (
+        "SELECT u.* FROM q_users u WHERE u.app_id = :app"  # noqa: S608
+        " AND u.phone_digits GLOB :phone_glob"
+        f" AND +u.user_id > :after AND NOT {_ID_MATCH} AND NOT {_NAME_MATCH}"
+        " ORDER BY u.user_id LIMIT :limit"
+    ),
+}
+
+
+def _search_rank(
+    conn: sqlite3.Connection,
+    app_id: str,
+    query: SearchQuery,
+    rank: Rank,
+    after: str,
+    limit: int,
+) -> list[sqlite3.Row]:
+    # Query words, id prefixes and digits hold no GLOB metacharacters (* ? [), so they are
+    # safe as literal prefixes.
+    params = {
+        "app": app_id,
+        "user_id": query.user_id,
+        "id_glob": f"{query.id_prefix}*" if query.id_prefix else None,
+        "words": json.dumps(list(query.name_words)),
+        "first_glob": f"{query.name_words[0]}*" if query.name_words else None,
+        "phone_glob": f"{query.digits}*" if query.digits else None,
+        "after": after,
+        "limit": limit,
+    }
+    return conn.execute(_RANK_SQL[rank], params).fetchall()
+
+
+def _profile(row: sqlite3.Row) -> UserProfile:
+    return UserProfile(
+        user_id=row["user_id"],
+        nickname=row["nickname"],
+        phone_number=row["phone_number"],
+        created_at=from_ts_key(row["created_at"]),
+        updated_at=from_ts_key(row["updated_at"]),
+        last_activity_at=from_ts_key(row["last_activity_at"]),
+        imports=tuple(json.loads(row["imports"])),
+    )
+
+
+def _counts(row: sqlite3.Row) -> Counts:
+    return Counts(
+        sent=row["sent"],
+        delivered=row["delivered"],
+        read=row["read"],
+        clicked=row["clicked"],
+        failed=row["failed"],
+        responded=row["responded"],
+    )
+
+
+# -- projection -----------------------------------------------------------------------------
+
+
+def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
+    message_rows: list[tuple[str, ...]] = []
+    user_rows: list[tuple[str | None, ...]] = []
+    template_rows: list[tuple[str | int, ...]] = []
+    touched_messages: set[tuple[str, str]] = set()
+    touched_users: set[tuple[str, str]] = set()
+    for event in events:
+        if isinstance(event, UserUpserted):
+            user_rows.append(
+                (
+                    event.app_id,
+                    event.event_id,
+                    event.user_id,
+                    ts_key(event.occurred_at),
+                    event.phone_number,
+                    event.nickname,
+                    event.source,
+                )
+            )
+            touched_users.add((event.app_id, event.user_id))
+        elif isinstance(event, TemplateUpserted):
+            t = event.template
+            template_rows.append(
+                (
+                    event.app_id,
+                    t.key,
+                    t.version,
+                    t.name,
+                    json.dumps({ch: c.model_dump(mode="json") for ch, c in t.channels.items()}),
+                    json.dumps([v.model_dump(mode="json") for v in t.variable_schema]),
+                    _origin(True, event),
+                )
+            )
+        else:
+            message_rows.append(
+                (
+                    event.app_id,
+                    event.event_id,
+                    event.message_id,
+                    event.user_id,
+                    event.event_type,
+                    ts_key(event.occurred_at),
+                    event.model_dump_json(),
+                )
+            )
+            touched_messages.add((event.app_id, event.message_id))
+            if isinstance(event, NotificationSent):
+                # Every sent snapshot names a version, even one no template.upserted described.
+                ref = event.template
+                template_rows.append(
+                    (
+                        event.app_id,
+                        ref.key,
+                        ref.version,
+                        ref.name,
+                        "{}",
+                        "[]",
+                        _origin(False, event),
+                    )
+                )
+    conn.executemany(
+        "INSERT OR IGNORE INTO q_message_events"
+        " (app_id, event_id, message_id, user_id, event_type, occurred_at, payload)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        message_rows,
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO q_user_events"
+        " (app_id, event_id, user_id, occurred_at, phone_number, nickname, source)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        user_rows,
+    )
+    conn.executemany(
+        "INSERT INTO q_template_versions"
+        " (app_id, template_key, version, name, channels, variable_schema, origin)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (app_id, template_key, version) DO UPDATE SET name = excluded.name,"
+        " channels = excluded.channels, variable_schema = excluded.variable_schema,"
+        " origin = excluded.origin WHERE excluded.origin > q_template_versions.origin",
+        template_rows,
+    )
+    touched_users |= _refresh_messages(conn, touched_messages)
+    _refresh_users(conn, touched_users)
+
+
+def _refresh_messages(
+    conn: sqlite3.Connection, touched: set[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Recompute the touched messages; answer the users whose messages changed."""
+    users: set[tuple[str, str]] = set()
+    for app_id, message_ids in _by_app(touched).items():
+        for chunk in _chunks(message_ids):
+            ids = json.dumps(chunk)
+            events: dict[str, list[MessageEvent]] = defaultdict(list)
+            for row in conn.execute(
+                "SELECT message_id, payload FROM q_message_events"
+                " INDEXED BY q_message_events_message"
+                " WHERE app_id = ? AND message_id IN (SELECT value FROM json_each(?))",
+                (app_id, ids),
+            ):
+                events[row["message_id"]].append(_message_events.validate_json(row["payload"]))
+            rows = []
+            for message_id in chunk:
+                previous = conn.execute(
+                    "SELECT user_id FROM q_messages WHERE app_id = ? AND message_id = ?",
+                    (app_id, message_id),
+                ).fetchone()
+                if previous is not None:
+                    users.add((app_id, previous["user_id"]))
+                projection = project_message(events.get(message_id, ()))
+                if projection is None:
+                    continue
+                detail = projection.detail
+                users.add((app_id, detail.user_id))
+                rows.append(
+                    (
+                        app_id,
+                        message_id,
+                        detail.user_id,
+                        detail.channel,
+                        detail.template.key,
+                        detail.template.version,
+                        detail.status,
+                        int(projection.delivered),
+                        int(projection.read),
+                        int(projection.clicked),
+                        int(projection.failed),
+                        int(projection.responded),
+                        ts_key(detail.sent_at),
+                        ts_key(projection.last_engaged_at) if projection.last_engaged_at else None,
+                        ts_key(projection.first_event_at),
+                        ts_key(projection.last_event_at),
+                        detail.model_dump_json(),
+                    )
+                )
+            conn.executemany(
+                "INSERT OR REPLACE INTO q_messages (app_id, message_id, user_id, channel,"
+                " template_key, template_version, status, delivered, read, clicked, failed,"
+                " responded, sent_at, last_engaged_at, first_event_at, last_event_at, doc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+    return users
+
+
+def _refresh_users(conn: sqlite3.Connection, touched: set[tuple[str, str]]) -> None:
+    for app_id, user_ids in _by_app(touched).items():
+        for chunk in _chunks(user_ids):
+            ids = json.dumps(chunk)
+            facts: dict[str, list[UserFact]] = defaultdict(list)
+            for row in conn.execute(
+                "SELECT * FROM q_user_events INDEXED BY q_user_events_user"
+                " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+                (app_id, ids),
+            ):
+                facts[row["user_id"]].append(
+                    UserFact(
+                        event_id=row["event_id"],
+                        occurred_at=from_ts_key(row["occurred_at"]),
+                        phone_number=row["phone_number"],
+                        nickname=row["nickname"],
+                        source=row["source"],
+                    )
+                )
+            spans = {
+                row["user_id"]: ActivitySpan(
+                    first=from_ts_key(row["first"]), last=from_ts_key(row["last"])
+                )
+                for row in conn.execute(
+                    "SELECT user_id, MIN(first_event_at) AS first, MAX(last_event_at) AS last"
+                    " FROM q_messages WHERE app_id = ?"
+                    " AND user_id IN (SELECT value FROM json_each(?)) GROUP BY user_id",
+                    (app_id, ids),
+                )
+            }
+            conn.execute(
+                "DELETE FROM q_user_tokens"
+                " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+                (app_id, ids),
+            )
+            conn.execute(
+                "DELETE FROM q_users"
+                " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+                (app_id, ids),
+            )
+            user_rows = []
+            token_rows = []
+            for user_id in chunk:
+                profile = project_user(user_id, facts.get(user_id, ()), spans.get(user_id))
+                if profile is None:
+                    continue
+                user_rows.append(
+                    (
+                        app_id,
+                        user_id,
+                        user_id.lower(),
+                        profile.nickname,
+                        profile.phone_number,
+                        phone_digits(profile.phone_number),
+                        ts_key(profile.created_at),
+                        ts_key(profile.updated_at),
+                        ts_key(profile.last_activity_at),
+                        json.dumps(list(profile.imports)),
+                    )
+                )
+                token_rows += [
+                    (app_id, user_id, token) for token in nickname_tokens(profile.nickname)
+                ]
+            conn.executemany(
+                "INSERT INTO q_users (app_id, user_id, user_id_lc, nickname, phone_number,"
+                " phone_digits, created_at, updated_at, last_activity_at, imports)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                user_rows,
+            )
+            conn.executemany(
+                "INSERT INTO q_user_tokens (app_id, user_id, token) VALUES (?, ?, ?)", token_rows
+            )

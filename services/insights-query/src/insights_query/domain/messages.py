@@ -1,0 +1,199 @@
+"""The projection of one message: a deterministic function of the set of its events.
+
+Events are deduplicated by event_id and folded in (occurred_at, rank, event_id) order, so any
+arrival order and any duplication give the same result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from insights_contracts import (
+    Content,
+    MessageEvent,
+    NotificationClicked,
+    NotificationDelivered,
+    NotificationFailed,
+    NotificationRead,
+    NotificationResponded,
+    NotificationSent,
+    Response,
+)
+from insights_query.domain.views import (
+    Failure,
+    MessageDetail,
+    MessageItem,
+    ResponseEntry,
+    Status,
+    TemplateBrief,
+    TimelineEntry,
+    TimelineStatus,
+)
+
+STAGES: tuple[Status, ...] = ("sent", "delivered", "read", "clicked")
+STATUSES: tuple[Status, ...] = (*STAGES, "failed")
+
+# Tie-break at equal occurred_at. A failure ranks before a delivery so that a delivery reported at
+# the same instant wins (a retry succeeded); responses come last, after the click that made them.
+_RANK: dict[str, int] = {
+    "notification.sent": 0,
+    "notification.failed": 1,
+    "notification.delivered": 2,
+    "notification.read": 3,
+    "notification.clicked": 4,
+    "notification.responded": 5,
+}
+_STAGE_OF_EVENT: dict[str, int] = {
+    "notification.delivered": 1,
+    "notification.read": 2,
+    "notification.clicked": 3,
+}
+
+
+def fold_key(event: MessageEvent) -> tuple[datetime, int, str]:
+    return (event.occurred_at, _RANK[event.event_type], event.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageProjection:
+    """The message document plus the columns the store filters and aggregates on."""
+
+    detail: MessageDetail
+    stage: int
+    failed: bool
+    responded: bool
+    last_engaged_at: datetime | None
+    first_event_at: datetime
+    last_event_at: datetime
+
+    @property
+    def delivered(self) -> bool:
+        return self.stage >= 1
+
+    @property
+    def read(self) -> bool:
+        return self.stage >= 2
+
+    @property
+    def clicked(self) -> bool:
+        return self.stage >= 3
+
+
+def project_message(events: Iterable[MessageEvent]) -> MessageProjection | None:
+    """Fold a message's events; None while its `sent` event has not arrived."""
+    unique = {event.event_id: event for event in events}
+    ordered = sorted(unique.values(), key=fold_key)
+    sent = next((e for e in ordered if isinstance(e, NotificationSent)), None)
+    if sent is None:
+        return None
+    stage = 0
+    failed = False
+    failure: Failure | None = None
+    responses: list[ResponseEntry] = []
+    timeline: list[TimelineEntry] = []
+    last_engaged_at: datetime | None = None
+    for event in ordered:
+        detail: str | None = None
+        if isinstance(event, NotificationDelivered | NotificationRead | NotificationClicked):
+            stage = max(stage, _STAGE_OF_EVENT[event.event_type])
+            failed = False
+            if not isinstance(event, NotificationDelivered):
+                last_engaged_at = event.occurred_at
+            if isinstance(event, NotificationClicked):
+                detail = _click_detail(event, sent.content)
+        elif isinstance(event, NotificationFailed):
+            failed = True
+            failure = Failure(code=event.code, reason=event.reason, at=event.occurred_at)
+            detail = f"{event.code}: {event.reason}" if event.reason else event.code
+        elif isinstance(event, NotificationResponded):
+            last_engaged_at = event.occurred_at
+            responses.append(
+                ResponseEntry(
+                    type=event.response.type,
+                    value=event.response.value,
+                    label=event.response.label,
+                    at=event.occurred_at,
+                )
+            )
+            detail = _response_detail(event.response)
+        timeline.append(
+            TimelineEntry(
+                status=_TIMELINE_STATUS[event.event_type], at=event.occurred_at, detail=detail
+            )
+        )
+    detail_doc = MessageDetail(
+        message_id=sent.message_id,
+        user_id=sent.user_id,
+        channel=sent.channel,
+        template=sent.template,
+        content=sent.content,
+        status="failed" if failed else STAGES[stage],
+        sent_at=sent.occurred_at,
+        timeline=timeline,
+        failure=failure,
+        responses=responses,
+    )
+    return MessageProjection(
+        detail=detail_doc,
+        stage=stage,
+        failed=failed,
+        responded=bool(responses),
+        last_engaged_at=last_engaged_at,
+        first_event_at=ordered[0].occurred_at,
+        last_event_at=ordered[-1].occurred_at,
+    )
+
+
+_TIMELINE_STATUS: dict[str, TimelineStatus] = {
+    "notification.sent": "sent",
+    "notification.delivered": "delivered",
+    "notification.read": "read",
+    "notification.clicked": "clicked",
+    "notification.failed": "failed",
+    "notification.responded": "responded",
+}
+
+
+def _click_detail(event: NotificationClicked, content: Content) -> str | None:
+    label = event.button_id
+    for button in content.buttons:
+        if button.id == event.button_id:
+            label = button.label or button.id
+    parts = [part for part in (label, event.url) if part]
+    if len(parts) == 2:
+        return f"{parts[0]} ({parts[1]})"
+    return parts[0] if parts else None
+
+
+def _response_detail(response: Response) -> str | None:
+    value = response.value
+    shown = (
+        value
+        if isinstance(value, str)
+        else None
+        if value is None
+        else json.dumps(value, ensure_ascii=False)
+    )
+    if response.label and shown is not None and shown != response.label:
+        return f"{response.label} ({shown})"
+    return response.label or shown
+
+
+def message_item(detail: MessageDetail, *, preview_length: int) -> MessageItem:
+    body = detail.content.body
+    preview = body if len(body) <= preview_length else body[: preview_length - 1].rstrip() + "…"
+    return MessageItem(
+        message_id=detail.message_id,
+        channel=detail.channel,
+        template=TemplateBrief(
+            key=detail.template.key, name=detail.template.name, version=detail.template.version
+        ),
+        title=detail.content.title,
+        body_preview=preview,
+        status=detail.status,
+        sent_at=detail.sent_at,
+        failure=detail.failure,
+    )

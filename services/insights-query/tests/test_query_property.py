@@ -1,0 +1,258 @@
+"""Any order and any duplication of the same events gives the same API-visible state."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from insights_common.sqlite import SqliteDatabase
+from insights_contracts import (
+    AnyEvent,
+    NotificationClicked,
+    NotificationDelivered,
+    NotificationFailed,
+    NotificationRead,
+    NotificationResponded,
+    NotificationSent,
+    TemplateUpserted,
+    UserUpserted,
+)
+from insights_query.adapters.sqlite import SqliteInsightsStore
+from insights_query.domain.errors import NotFound
+from insights_query.domain.messages import STATUSES, project_message
+from insights_query.domain.users import ActivitySpan, UserFact, project_user
+from insights_query.service import Projector, QueryService
+from insights_query.settings import QuerySettings
+
+pytestmark = pytest.mark.unit
+
+APP = "acme"
+BASE = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
+USERS = ("alex", "bo", "cy")
+MESSAGES = {
+    "m1": ("alex", "push", "welcome"),
+    "m2": ("alex", "sms", "promo"),
+    "m3": ("bo", "email", "welcome"),
+    "m4": ("cy", "push", "promo"),
+}
+TEMPLATE_KEYS = ("welcome", "promo")
+NICKNAMES = (None, "Alex Kim", "김철수", "José", "王小明", "")
+SEARCHES = ("alex", "b", "kim", "김", "jose", "+1415", "8210", "王", "zzz")
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[AnyEvent]:
+    """A set of distinct events: messages (some without their sent), users and templates."""
+    counter = itertools.count()
+    # few distinct instants, so equal occurred_at values (and their tie-breaks) are common
+    instants = st.integers(0, 5).map(lambda minutes: BASE + timedelta(minutes=minutes))
+
+    def envelope() -> dict[str, Any]:
+        return {
+            "event_id": f"e{next(counter):03d}",
+            "app_id": APP,
+            "occurred_at": draw(instants),
+        }
+
+    events: list[AnyEvent] = []
+    for message_id, (user_id, channel, key) in MESSAGES.items():
+        ids = {"message_id": message_id, "user_id": user_id}
+        for _ in range(draw(st.integers(0, 2))):
+            events.append(
+                NotificationSent.model_validate(
+                    {
+                        **envelope(),
+                        **ids,
+                        "channel": channel,
+                        "template": {
+                            "key": key,
+                            "name": draw(st.sampled_from(["Old name", "New name"])),
+                            "version": draw(st.integers(1, 3)),
+                        },
+                        "content": {"title": "Hello", "body": f"Body of {message_id}"},
+                    }
+                )
+            )
+        kinds = st.sampled_from(["delivered", "read", "clicked", "failed", "responded"])
+        for kind in draw(st.lists(kinds, max_size=5)):
+            if kind == "delivered":
+                events.append(NotificationDelivered(**envelope(), **ids))
+            elif kind == "read":
+                events.append(NotificationRead(**envelope(), **ids))
+            elif kind == "clicked":
+                events.append(NotificationClicked(**envelope(), **ids, button_id="b1"))
+            elif kind == "failed":
+                code = draw(st.sampled_from(["E1", "E2"]))
+                events.append(NotificationFailed(**envelope(), **ids, code=code, reason="r"))
+            else:
+                events.append(
+                    NotificationResponded.model_validate(
+                        {
+                            **envelope(),
+                            **ids,
+                            "response": {
+                                "type": "reply",
+                                "value": draw(st.sampled_from(["yes", "no"])),
+                            },
+                        }
+                    )
+                )
+    for user_id in USERS:
+        for _ in range(draw(st.integers(0, 3))):
+            events.append(
+                UserUpserted(
+                    **envelope(),
+                    user_id=user_id,
+                    phone_number=draw(st.sampled_from([None, "+14155550171", "+821012345678"])),
+                    nickname=draw(st.sampled_from(NICKNAMES)),
+                    source=draw(st.sampled_from(["platform", "import:a", "import:b"])),
+                )
+            )
+    for _ in range(draw(st.integers(0, 3))):
+        events.append(
+            TemplateUpserted.model_validate(
+                {
+                    **envelope(),
+                    "template": {
+                        "key": draw(st.sampled_from(TEMPLATE_KEYS)),
+                        "name": draw(st.sampled_from(["Defined A", "Defined B"])),
+                        "version": draw(st.integers(1, 3)),
+                        "channels": draw(
+                            st.sampled_from([{}, {"push": {"title": "T", "body": "{{x}}"}}])
+                        ),
+                    },
+                }
+            )
+        )
+    return events
+
+
+async def _optional(work: Any) -> Any:
+    try:
+        return (await work).model_dump(mode="json")
+    except NotFound:
+        return None
+
+
+async def visible_state(service: QueryService) -> dict[str, Any]:
+    """Everything the query API shows for the app."""
+    state: dict[str, Any] = {}
+    page = await service.search_users(APP, q=None, limit=200, after=None)
+    state["recent"] = [u.model_dump(mode="json") for u in page.items]
+    for q in SEARCHES:
+        found = await service.search_users(APP, q=q, limit=200, after=None)
+        state[f"search:{q}"] = [u.model_dump(mode="json") for u in found.items]
+    for user_id in USERS:
+        state[f"user:{user_id}"] = await _optional(
+            service.get_user(APP, user_id, since="2026-11-01", until="2026-11-03")
+        )
+        for status in (None, *STATUSES):
+            try:
+                listed = await service.list_messages(
+                    APP, user_id, status=status, limit=200, after=None
+                )
+            except NotFound:
+                state[f"messages:{user_id}:{status}"] = None
+            else:
+                state[f"messages:{user_id}:{status}"] = [
+                    m.model_dump(mode="json") for m in listed.items
+                ]
+    for message_id in MESSAGES:
+        state[f"message:{message_id}"] = await _optional(service.get_message(APP, message_id))
+    templates = await service.list_templates(APP, limit=200, after=None)
+    state["templates"] = [t.model_dump(mode="json") for t in templates.items]
+    for key in TEMPLATE_KEYS:
+        state[f"template:{key}"] = await _optional(service.get_template(APP, key))
+    return state
+
+
+async def state_after(batches: Sequence[Sequence[AnyEvent]]) -> dict[str, Any]:
+    db = SqliteDatabase(":memory:")
+    try:
+        store = SqliteInsightsStore(db)
+        projector = Projector(store)
+        for batch in batches:
+            await projector.handle(batch)
+        return await visible_state(QueryService(store, settings=QuerySettings(), clock=lambda: NOW))
+    finally:
+        db.close()
+
+
+@settings(
+    max_examples=75,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_any_order_and_duplication_give_the_same_projection(data: st.DataObject) -> None:
+    events = data.draw(histories(), label="events")
+    duplicates = data.draw(st.lists(st.sampled_from(events), max_size=8)) if events else []
+    arrival = data.draw(st.permutations([*events, *duplicates]), label="arrival")
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(arrival)), max_size=5), label="cuts"))
+    bounds = [0, *cuts, len(arrival)]
+    batches = [arrival[a:b] for a, b in itertools.pairwise(bounds)]
+
+    expected = asyncio.run(state_after([events]))
+    actual = asyncio.run(state_after(batches))
+
+    assert actual == expected
+
+
+def facts_of(events: Sequence[AnyEvent], user_id: str) -> list[UserFact]:
+    return [UserFact.of(e) for e in events if isinstance(e, UserUpserted) and e.user_id == user_id]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_the_pure_folds_ignore_order_and_duplicates(data: st.DataObject) -> None:
+    """The store happens to read events back in one order; the rules must not depend on it."""
+    events = data.draw(histories(), label="events")
+    duplicates = data.draw(st.lists(st.sampled_from(events), max_size=8)) if events else []
+    arrival = data.draw(st.permutations([*events, *duplicates]), label="arrival")
+    span = ActivitySpan(first=BASE, last=BASE + timedelta(minutes=9))
+    for message_id in MESSAGES:
+        mine = [e for e in events if getattr(e, "message_id", None) == message_id]
+        theirs = [e for e in arrival if getattr(e, "message_id", None) == message_id]
+        assert project_message(theirs) == project_message(mine)
+    for user_id in USERS:
+        assert project_user(user_id, facts_of(arrival, user_id), span) == project_user(
+            user_id, facts_of(events, user_id), span
+        )
+
+
+def test_the_generated_histories_exercise_the_hard_cases() -> None:
+    """Guard against a generator that silently stops producing what the property needs."""
+    seen: set[str] = set()
+
+    @settings(max_examples=200, deadline=None)
+    @given(histories())
+    def collect(events: list[AnyEvent]) -> None:
+        by_message: dict[str, list[str]] = {}
+        for event in events:
+            seen.add(event.event_type)
+            if hasattr(event, "message_id"):
+                by_message.setdefault(event.message_id, []).append(event.event_type)
+        for types in by_message.values():
+            if "notification.sent" not in types:
+                seen.add("events without their sent")
+            if types.count("notification.sent") > 1:
+                seen.add("two sent events")
+
+    collect()
+    assert {
+        "notification.sent",
+        "notification.failed",
+        "notification.responded",
+        "user.upserted",
+        "template.upserted",
+        "events without their sent",
+        "two sent events",
+    } <= seen

@@ -1,0 +1,139 @@
+"""The SQLite store itself: batches are atomic, replays change nothing, lookups use indexes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from insights_common.sqlite import SqliteDatabase
+from insights_query.adapters import sqlite as store_module
+from insights_query.adapters.sqlite import SqliteInsightsStore
+from insights_query.domain.search import Rank
+
+pytestmark = pytest.mark.unit
+
+
+async def test_a_batch_becomes_visible_all_at_once_or_not_at_all(
+    db: SqliteDatabase, ev: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteInsightsStore(db)
+    batch = [ev.user(f"u{n}", "2026-11-01T09:00:00Z", nickname=f"User {n}") for n in range(5)]
+    real_project_user = store_module.project_user
+
+    def crash_on_u3(user_id: str, *args: Any) -> Any:
+        if user_id == "u3":
+            raise RuntimeError("disk full")
+        return real_project_user(user_id, *args)
+
+    monkeypatch.setattr(store_module, "project_user", crash_on_u3)
+    with pytest.raises(RuntimeError):
+        await store.apply(batch)
+    assert [await store.get_user("acme", f"u{n}") for n in range(5)] == [None] * 5
+
+    monkeypatch.setattr(store_module, "project_user", real_project_user)
+    await store.apply(batch)
+    users = [await store.get_user("acme", f"u{n}") for n in range(5)]
+    assert [u.nickname if u else None for u in users] == [f"User {n}" for n in range(5)]
+
+
+async def test_replaying_batches_changes_nothing(db: SqliteDatabase, ev: Any) -> None:
+    store = SqliteInsightsStore(db)
+    batch = [
+        ev.user("alex", "2026-11-01T09:00:00Z", nickname="Alex Kim"),
+        ev.sent("m1", "alex", "2026-11-02T10:00:00Z"),
+        ev.delivered("m1", "alex", "2026-11-02T10:00:01Z"),
+    ]
+    await store.apply(batch)
+
+    def dump(conn: Any) -> dict[str, list[tuple[Any, ...]]]:
+        tables = (
+            "q_messages",
+            "q_message_events",
+            "q_users",
+            "q_user_tokens",
+            "q_user_events",
+            "q_template_versions",
+        )
+        return {
+            t: [tuple(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2")]  # noqa: S608
+            for t in tables
+        }
+
+    before = await db.read(dump)
+    await store.apply(batch)
+    await store.apply(list(reversed(batch)))
+    assert await db.read(dump) == before
+    assert len(before["q_message_events"]) == 2
+
+
+async def test_a_large_import_batch_is_searchable(db: SqliteDatabase, ev: Any) -> None:
+    store = SqliteInsightsStore(db)
+    await store.apply(
+        [
+            ev.user(
+                f"user{n:05d}",
+                "2026-11-01T09:00:00Z",
+                nickname=f"Name{n}",
+                phone=f"+1415555{n:04d}",
+                source="import:big",
+            )
+            for n in range(3000)
+        ]
+    )
+    profile = await store.get_user("acme", "user02999")
+    assert profile is not None
+    assert profile.phone_number == "+14155552999"
+    assert profile.imports == ("big",)
+
+
+def plan(conn: Any, sql: str, params: Any) -> list[str]:
+    return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+
+
+@pytest.mark.parametrize("rank", list(Rank))
+async def test_search_by_each_rank_reads_a_range_not_the_whole_table(
+    db: SqliteDatabase, rank: Rank
+) -> None:
+    SqliteInsightsStore(db)
+    params = {
+        "app": "acme",
+        "user_id": "alex",
+        "id_glob": "alex*",
+        "words": json.dumps(["alex", "kim"]),
+        "first_glob": "alex*",
+        "phone_glob": "1415*",
+        "after": "",
+        "limit": 20,
+    }
+    steps = await db.read(lambda conn: plan(conn, store_module._RANK_SQL[rank], params))
+    assert not [
+        s for s in steps if s.startswith("SCAN") and "VIRTUAL TABLE" not in s and s != "SCAN hits"
+    ], steps
+    expected_index = {
+        Rank.EXACT_ID: "sqlite_autoindex_q_users_1 (app_id=? AND user_id=?)",
+        Rank.ID_PREFIX: "q_users_id_lc (app_id=? AND user_id_lc>? AND user_id_lc<?)",
+        Rank.NICKNAME: "q_user_tokens_prefix (app_id=? AND token>? AND token<?)",
+        Rank.PHONE: "q_users_phone (app_id=? AND phone_digits>? AND phone_digits<?)",
+    }[rank]
+    assert any(expected_index in s for s in steps), steps
+
+
+async def test_message_pages_walk_the_user_index(db: SqliteDatabase) -> None:
+    SqliteInsightsStore(db)
+    params = {
+        "app": "acme",
+        "user": "alex",
+        "status": None,
+        "channel": "push",
+        "template": None,
+        "since": "",
+        "until": "2026-11-02T00:00:00.000000Z",
+        "after_sent": "2026-11-01T00:00:00.000000Z",
+        "after_id": "m9",
+        "limit": 20,
+    }
+    steps = await db.read(lambda conn: plan(conn, store_module._LIST_MESSAGES_SQL, params))
+    assert len(steps) == 1, steps
+    assert steps[0].startswith("SEARCH q_messages USING INDEX q_messages_user_sent"), steps

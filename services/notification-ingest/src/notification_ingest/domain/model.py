@@ -1,0 +1,38 @@
+"""What one ingested batch came to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from insights_contracts import AnyEvent
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem in one event: `loc` is a dotted path into it ('' for the event as a whole)."""
+
+    loc: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    event_id: str | None
+    errors: tuple[FieldError, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedBatch:
+    """The valid events of a batch (first occurrence of each event_id, original order)."""
+
+    events: tuple[AnyEvent, ...]
+    duplicates: int
+    rejected: tuple[Rejection, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    rejected: tuple[Rejection, ...]

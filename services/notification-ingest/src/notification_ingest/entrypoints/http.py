@@ -1,0 +1,95 @@
+"""POST /events: the platform's signed webhook. Decode, call the service, encode."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel
+
+from insights_common.http import PROBLEM_JSON, Problem
+from notification_ingest.domain.errors import BatchTooLarge, MalformedBody, Unauthenticated
+from notification_ingest.domain.model import IngestResult
+from notification_ingest.service import IngestService
+
+
+class FieldErrorOut(BaseModel):
+    loc: str
+    message: str
+
+
+class RejectionOut(BaseModel):
+    index: int
+    event_id: str | None
+    errors: list[FieldErrorOut]
+
+
+class IngestResponse(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[RejectionOut]
+
+    @classmethod
+    def of(cls, result: IngestResult) -> IngestResponse:
+        return cls(
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            rejected=[
+                RejectionOut(
+                    index=rejection.index,
+                    event_id=rejection.event_id,
+                    errors=[FieldErrorOut(loc=e.loc, message=e.message) for e in rejection.errors],
+                )
+                for rejection in result.rejected
+            ],
+        )
+
+
+_PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+
+
+def build_router(service: IngestService, *, max_body_bytes: int) -> APIRouter:
+    router = APIRouter(tags=["ingest"])
+
+    @router.post(
+        "/events",
+        status_code=202,
+        summary="Take notification, user and template events from the messaging platform",
+        responses={400: _PROBLEM, 401: _PROBLEM, 413: _PROBLEM},
+    )
+    async def receive_events(
+        request: Request,
+        x_insights_app: Annotated[str | None, Header()] = None,
+        x_insights_signature: Annotated[str | None, Header()] = None,
+    ) -> IngestResponse:
+        body = await read_body(request, limit=max_body_bytes)
+        try:
+            result = await service.receive_webhook(
+                app_id=x_insights_app, signature=x_insights_signature, body=body
+            )
+        except Unauthenticated as exc:
+            raise Problem(401, "Unauthorized", str(exc)) from exc
+        except MalformedBody as exc:
+            raise Problem(400, "Malformed body", str(exc)) from exc
+        except BatchTooLarge as exc:
+            raise Problem(413, "Too many events", str(exc)) from exc
+        return IngestResponse.of(result)
+
+    return router
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(f"The body is {int(declared):,} bytes; the limit is {limit:,} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(f"The body is larger than the limit of {limit:,} bytes.")
+    return bytes(body)
+
+
+def _too_large(detail: str) -> Problem:
+    return Problem(413, "Body too large", f"{detail} Split the events over several requests.")

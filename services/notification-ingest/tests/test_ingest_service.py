@@ -1,0 +1,311 @@
+"""The ingest use case on the real SQLite dedup store and the real in-process bus."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from cryptography.fernet import Fernet
+
+from insights_common.auth import SecretBox, SqliteKeyStore, sign
+from insights_common.bus import InProcessBus
+from insights_common.sqlite import SqliteDatabase
+from insights_contracts import AnyEvent
+from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
+from notification_ingest.adapters.sqlite import SqliteDedupStore, iso_utc
+from notification_ingest.domain.errors import BatchTooLarge, MalformedBody, Unauthenticated
+from notification_ingest.service import IngestService
+from notification_ingest.settings import IngestSettings
+
+pytestmark = pytest.mark.unit
+
+EVENTS_FILE = Path(__file__).with_name("contract_events.json")
+
+
+def contract_events() -> list[dict[str, Any]]:
+    """One event of each of the eight types the webhook takes, for app 'acme', as sent."""
+    events: list[dict[str, Any]] = json.loads(EVENTS_FILE.read_text(encoding="utf-8"))
+    return events
+
+
+def delivered(app_id: str, event_id: str, message_id: str = "m1") -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "event_type": "notification.delivered",
+        "schema_version": 1,
+        "app_id": app_id,
+        "occurred_at": "2026-11-02T10:00:00Z",
+        "message_id": message_id,
+        "user_id": "alex",
+    }
+
+
+class RecordingBus(InProcessBus):
+    """The real in-process bus that also remembers each publish call's batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[AnyEvent]] = []
+        self.received: list[AnyEvent] = []
+        for topic in (NOTIFICATIONS, USERS, TEMPLATES):
+            self.subscribe(topic, self._collect)
+
+    async def publish(self, events: Sequence[AnyEvent]) -> None:
+        self.calls.append(list(events))
+        await super().publish(events)
+
+    async def _collect(self, batch: Sequence[AnyEvent]) -> None:
+        self.received.extend(batch)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "insights.sqlite3"
+
+
+@pytest.fixture
+def db(db_path: Path) -> Iterator[SqliteDatabase]:
+    database = SqliteDatabase(db_path)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def keys(db: SqliteDatabase) -> SqliteKeyStore:
+    return SqliteKeyStore(db, SecretBox(Fernet.generate_key()))
+
+
+@pytest.fixture
+def bus() -> RecordingBus:
+    return RecordingBus()
+
+
+@pytest.fixture
+async def acme_secret(keys: SqliteKeyStore) -> str:
+    return await keys.rotate_webhook_secret("acme")
+
+
+def make_service(db: SqliteDatabase, bus: InProcessBus, keys: SqliteKeyStore) -> IngestService:
+    return IngestService(dedup=SqliteDedupStore(db), publisher=bus, secrets=keys, max_batch=1000)
+
+
+async def test_new_events_are_published_once_in_their_order(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore
+) -> None:
+    items = contract_events()
+    result = await make_service(db, bus, keys).ingest(app_id="acme", items=items)
+
+    assert (result.accepted, result.duplicates, result.rejected) == (8, 0, ())
+    assert len(bus.calls) == 1
+    assert [e.event_id for e in bus.calls[0]] == [item["event_id"] for item in items]
+    # The bus splits the batch per topic; every event reaches a subscriber exactly once.
+    assert sorted(e.event_id for e in bus.received) == sorted(item["event_id"] for item in items)
+
+
+async def test_repeats_within_a_batch_and_across_batches_are_counted_not_published(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore
+) -> None:
+    service = make_service(db, bus, keys)
+    first = await service.ingest(
+        app_id="acme",
+        items=[delivered("acme", event_id) for event_id in ("d1", "d2", "d1")],
+    )
+    second = await service.ingest(
+        app_id="acme", items=[delivered("acme", "d2"), delivered("acme", "d3")]
+    )
+
+    assert (first.accepted, first.duplicates) == (2, 1)
+    assert (second.accepted, second.duplicates) == (1, 1)
+    assert [e.event_id for e in bus.received] == ["d1", "d2", "d3"]
+
+
+async def test_a_batch_of_only_duplicates_publishes_nothing(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore
+) -> None:
+    service = make_service(db, bus, keys)
+    await service.ingest(app_id="acme", items=[delivered("acme", "d1")])
+    again = await service.ingest(app_id="acme", items=[delivered("acme", "d1")])
+    assert (again.accepted, again.duplicates) == (0, 1)
+    assert len(bus.calls) == 1
+
+
+async def test_dedup_survives_a_restart_on_the_same_file(
+    db_path: Path, keys: SqliteKeyStore
+) -> None:
+    before = SqliteDatabase(db_path)
+    try:
+        await make_service(before, InProcessBus(), keys).ingest(
+            app_id="acme", items=[delivered("acme", "d1")]
+        )
+    finally:
+        before.close()
+
+    after = SqliteDatabase(db_path)
+    try:
+        published: list[AnyEvent] = []
+
+        async def collect(batch: Sequence[AnyEvent]) -> None:
+            published.extend(batch)
+
+        bus = InProcessBus()
+        bus.subscribe("insights.notifications.v1", collect)
+        result = await make_service(after, bus, keys).ingest(
+            app_id="acme", items=[delivered("acme", "d1"), delivered("acme", "d2")]
+        )
+    finally:
+        after.close()
+
+    assert (result.accepted, result.duplicates) == (1, 1)
+    assert [e.event_id for e in published] == ["d2"]
+
+
+async def test_the_same_event_id_in_two_apps_is_two_events(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore
+) -> None:
+    service = make_service(db, bus, keys)
+    acme = await service.ingest(app_id="acme", items=[delivered("acme", "d1")])
+    globex = await service.ingest(app_id="globex", items=[delivered("globex", "d1")])
+    assert (acme.accepted, globex.accepted) == (1, 1)
+    assert [(e.app_id, e.event_id) for e in bus.received] == [("acme", "d1"), ("globex", "d1")]
+
+
+async def test_valid_events_are_taken_when_others_in_the_batch_are_rejected(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore
+) -> None:
+    items: list[object] = [
+        delivered("acme", "d1"),
+        {**delivered("acme", "d2"), "user_id": "bad id"},
+        delivered("acme", "d3"),
+        {**delivered("acme", "d4"), "app_id": "globex"},
+    ]
+    result = await make_service(db, bus, keys).ingest(app_id="acme", items=items)
+
+    assert (result.accepted, result.duplicates) == (2, 0)
+    assert [(r.index, r.event_id, [e.loc for e in r.errors]) for r in result.rejected] == [
+        (1, "d2", ["user_id"]),
+        (3, "d4", ["app_id"]),
+    ]
+    assert [e.event_id for e in bus.received] == ["d1", "d3"]
+
+
+async def test_a_rejected_event_is_not_remembered_so_its_fix_is_taken(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore
+) -> None:
+    service = make_service(db, bus, keys)
+    broken = await service.ingest(
+        app_id="acme", items=[{**delivered("acme", "d1"), "message_id": ""}]
+    )
+    fixed = await service.ingest(app_id="acme", items=[delivered("acme", "d1")])
+    assert (broken.accepted, len(broken.rejected)) == (0, 1)
+    assert (fixed.accepted, fixed.duplicates) == (1, 0)
+
+
+class FailingOncePublisher:
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.published: list[AnyEvent] = []
+
+    async def publish(self, events: Sequence[AnyEvent]) -> None:
+        self.attempts += 1
+        if self.attempts == 1:
+            raise ConnectionError("broker unavailable")
+        self.published.extend(events)
+
+
+async def test_events_are_remembered_only_after_they_were_published(
+    db: SqliteDatabase, keys: SqliteKeyStore
+) -> None:
+    publisher = FailingOncePublisher()
+    service = IngestService(
+        dedup=SqliteDedupStore(db), publisher=publisher, secrets=keys, max_batch=1000
+    )
+    with pytest.raises(ConnectionError):
+        await service.ingest(app_id="acme", items=[delivered("acme", "d1")])
+    retried = await service.ingest(app_id="acme", items=[delivered("acme", "d1")])
+    assert (retried.accepted, retried.duplicates) == (1, 0)
+    assert [e.event_id for e in publisher.published] == ["d1"]
+
+
+async def test_a_webhook_for_an_app_without_secret_is_refused(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore
+) -> None:
+    body = b'{"event_id": "d1"}'
+    with pytest.raises(Unauthenticated, match="does not match"):
+        await make_service(db, bus, keys).receive_webhook(
+            app_id="nobody", signature=sign("guess", body), body=body
+        )
+    assert bus.calls == []
+
+
+async def test_a_signed_body_is_decoded_after_the_signature_is_checked(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore, acme_secret: str
+) -> None:
+    body = b"not json"
+    service = make_service(db, bus, keys)
+    with pytest.raises(Unauthenticated):
+        await service.receive_webhook(app_id="acme", signature=sign("wrong", body), body=body)
+    with pytest.raises(MalformedBody):
+        await service.receive_webhook(app_id="acme", signature=sign(acme_secret, body), body=body)
+
+
+async def test_the_batch_limit_comes_from_the_service_settings(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore, acme_secret: str
+) -> None:
+    service = IngestService(dedup=SqliteDedupStore(db), publisher=bus, secrets=keys, max_batch=2)
+    body = orjson.dumps([delivered("acme", f"d{n}") for n in range(3)])
+    with pytest.raises(BatchTooLarge, match="has 3 events; send at most 2"):
+        await service.receive_webhook(app_id="acme", signature=sign(acme_secret, body), body=body)
+    assert bus.calls == []
+
+
+def test_settings_are_read_from_ingest_environment_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert IngestSettings().max_batch == 1000
+    assert IngestSettings().max_body_bytes == 10 * 1024 * 1024
+    monkeypatch.setenv("INGEST_MAX_BATCH", "50")
+    monkeypatch.setenv("INGEST_MAX_BODY_BYTES", "4096")
+    assert (IngestSettings().max_batch, IngestSettings().max_body_bytes) == (50, 4096)
+
+
+async def test_recorded_ids_are_seen_per_app(db: SqliteDatabase) -> None:
+    store = SqliteDedupStore(db)
+    await store.record("acme", ["a", "b"])
+    assert await store.seen("acme", ["a", "b", "c"]) == {"a", "b"}
+    assert await store.seen("globex", ["a", "b", "c"]) == set()
+    assert await store.seen("acme", []) == set()
+
+
+async def test_recording_twice_keeps_the_first_time(db: SqliteDatabase) -> None:
+    moments = iter([datetime(2026, 11, 2, 10, tzinfo=UTC), datetime(2026, 11, 3, 10, tzinfo=UTC)])
+    store = SqliteDedupStore(db, clock=lambda: next(moments))
+    await store.record("acme", ["a"])
+    await store.record("acme", ["a"])
+    query = "SELECT app_id, event_id, seen_at FROM ing_seen_events"
+    rows = db.read_sync(lambda conn: conn.execute(query).fetchall())
+    assert [tuple(row) for row in rows] == [("acme", "a", "2026-11-02T10:00:00.000000+00:00")]
+
+
+async def test_many_ids_are_looked_up_in_one_go(db: SqliteDatabase) -> None:
+    store = SqliteDedupStore(db)
+    ids = [f"evt-{n}" for n in range(5000)]
+    await store.record("acme", ids[::2])
+    assert await store.seen("acme", ids) == set(ids[::2])
+
+
+async def test_ids_are_matched_exactly(db: SqliteDatabase) -> None:
+    store = SqliteDedupStore(db)
+    await store.record("acme", ["A", "x'y", 'q"z'])
+    assert await store.seen("acme", ["a", "x'y", 'q"z', "%"]) == {"x'y", 'q"z'}
+
+
+def test_timestamps_are_stored_as_fixed_width_utc() -> None:
+    seoul = timezone(timedelta(hours=9))
+    assert iso_utc(datetime(2026, 11, 2, 19, 0, 5, 7, tzinfo=seoul)) == (
+        "2026-11-02T10:00:05.000007+00:00"
+    )

@@ -1,0 +1,1 @@
+"""User Insights: the `insights` command and the embedded (one-process) deployment."""

@@ -1,0 +1,251 @@
+"""The `insights` command."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from import_svc.domain.model import (
+    ImportMode,
+    ImportOptions,
+    ImportRecord,
+    ImportStatus,
+    OnError,
+    RowError,
+)
+from insights.embedded import EmbeddedSettings, create_app, running, wire
+from insights_contracts.types import APP_ID_PATTERN
+
+app = typer.Typer(
+    name="insights",
+    help="User Insights: see every notification a messaging user received and how they responded.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="API keys for programs and the dashboard.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Webhook secrets of the messaging platform.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(webhooks_app, name="webhooks")
+
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where the embedded mode keeps its data [env INSIGHTS_DATA_DIR; default ./.insights]",
+        show_default=False,
+    ),
+]
+AppOption = Annotated[str, typer.Option("--app", help="The app (tenant) id.")]
+
+
+def _settings(data_dir: Path | None, **overrides: object) -> EmbeddedSettings:
+    settings = EmbeddedSettings()
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        changes["data_dir"] = data_dir
+    return settings.model_copy(update=changes)
+
+
+def _check_app_id(app_id: str) -> str:
+    if not re.fullmatch(APP_ID_PATTERN, app_id):
+        err.print(
+            f"[red]error:[/] app id '{app_id}' may only hold letters, digits, '_', '-' and '.' "
+            "(1-64 characters)"
+        )
+        raise typer.Exit(2)
+    return app_id
+
+
+@app.command()
+def dev(
+    port: Annotated[int | None, typer.Option(help="HTTP port [default 8000]")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface [default 127.0.0.1]")] = None,
+    data_dir: DataDir = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Load a demo app with users and messages.")
+    ] = False,
+) -> None:
+    """Run the whole product in one process on embedded storage: the API and the dashboard."""
+    import uvicorn
+
+    from insights.demo import load_demo
+
+    settings = _settings(data_dir, port=port, host=host)
+    embedded = wire(settings)
+
+    async def announce(ready: object) -> None:
+        base = f"http://{settings.host}:{settings.port}"
+        if demo:
+            key = await load_demo(embedded, data_dir=settings.data_dir)
+            out.print(f"\n[bold green]Demo app 'demo' is ready.[/] API key (shown once):\n{key}\n")
+            out.print(f'  curl -H "Authorization: Bearer {key}" "{base}/api/v1/users?q=alex"')
+            out.print(f'  curl -H "Authorization: Bearer {key}" "{base}/api/v1/users/alex"')
+            out.print(
+                f'  curl -H "Authorization: Bearer {key}" "{base}/api/v1/users/alex/messages"\n'
+            )
+        out.print(f"User Insights is serving {base} (data in {settings.data_dir.resolve()})")
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(embedded, after_start=announce),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    server.run()
+
+
+@keys_app.command("create")
+def keys_create(app_id: AppOption, data_dir: DataDir = None) -> None:
+    """Print a new API key for the app. It is stored hashed and shown only this once."""
+    _check_app_id(app_id)
+
+    async def create() -> str:
+        async with running(_settings(data_dir)) as embedded:
+            return await embedded.keys.create_api_key(app_id)
+
+    out.print(asyncio.run(create()), highlight=False, soft_wrap=True)
+
+
+@webhooks_app.command("secret")
+def webhooks_secret(
+    app_id: AppOption,
+    data_dir: DataDir = None,
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Replace the secret; the old one stops working.")
+    ] = False,
+) -> None:
+    """Print the app's webhook signing secret, creating it the first time (or --rotate it)."""
+    _check_app_id(app_id)
+
+    async def secret() -> str:
+        async with running(_settings(data_dir)) as embedded:
+            current = None if rotate else await embedded.keys.webhook_secret(app_id)
+            return current or await embedded.keys.rotate_webhook_secret(app_id)
+
+    out.print(asyncio.run(secret()), highlight=False, soft_wrap=True)
+
+
+_CHUNK = 1 << 20
+_ERRORS_SHOWN = 50
+
+
+@app.command("import")
+def import_file(
+    file: Annotated[Path, typer.Argument(help="The CSV file: user_id, phone_number[, nickname]")],
+    app_id: AppOption,
+    mode: Annotated[ImportMode, typer.Option(help="What to do with known users.")] = (
+        ImportMode.UPSERT
+    ),
+    on_error: Annotated[
+        OnError, typer.Option(help="skip_rows keeps the good rows; reject_file takes none.")
+    ] = OnError.SKIP_ROWS,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and count; change nothing.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Import users from a CSV file, with the same rules and report as the API.
+
+    Exit code 0: every row was taken; 1: some rows were rejected; 2: the file was rejected.
+    """
+    _check_app_id(app_id)
+    if not file.is_file():
+        err.print(f"[red]error:[/] {file} is not a file")
+        raise typer.Exit(2)
+    size = file.stat().st_size
+
+    def chunks() -> Iterator[bytes]:
+        with file.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                yield chunk
+
+    async def run() -> tuple[ImportRecord, list[RowError]]:
+        options = ImportOptions(mode=mode, on_error=on_error, dry_run=dry_run)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(f"Importing {file.name}", total=1.0)
+
+            def show(record: ImportRecord) -> None:
+                progress.update(
+                    task, completed=record.progress, description=f"{record.status} {file.name}"
+                )
+
+            async with running(_settings(data_dir)) as embedded:
+                record = await embedded.imports.run_import(
+                    app_id=app_id,
+                    filename=file.name,
+                    chunks=chunks(),
+                    options=options,
+                    on_progress=show,
+                    size_hint=size,
+                )
+                page = await embedded.imports.row_errors(
+                    app_id, record.id, after=0, limit=_ERRORS_SHOWN
+                )
+        return record, page[0] if page else []
+
+    record, errors = asyncio.run(run())
+    _print_import_report(record, errors)
+    if record.status in (ImportStatus.REJECTED, ImportStatus.FAILED):
+        raise typer.Exit(2)
+    if record.counts.rejected:
+        raise typer.Exit(1)
+
+
+def _print_import_report(record: ImportRecord, errors: list[RowError]) -> None:
+    counts = record.counts
+    colour = {"completed": "green", "rejected": "red", "failed": "red"}.get(record.status, "yellow")
+    dry = " (dry run: nothing was changed)" if record.options.dry_run else ""
+    status = f"[{colour}]{record.status}[/]"
+    out.print(f"Import [bold]{record.id}[/] of {record.filename}: {status}{dry}")
+    summary = Table(show_header=True, header_style="bold")
+    for column in ("rows", "created", "updated", "unchanged", "rejected"):
+        summary.add_column(column, justify="right")
+    summary.add_row(
+        *map(
+            str,
+            (counts.total_rows, counts.created, counts.updated, counts.unchanged, counts.rejected),
+        )
+    )
+    out.print(summary)
+    for issue in record.errors:
+        where = f"line {issue.line}: " if issue.line else ""
+        out.print(f"[red]file rejected:[/] {where}{issue.message}")
+    for issue in record.warnings:
+        out.print(f"[yellow]warning:[/] {issue.message}")
+    if errors:
+        table = Table(title="Rejected rows", show_header=True, header_style="bold")
+        for column in ("line", "user_id", "column", "problem"):
+            table.add_column(column)
+        for error in errors:
+            table.add_row(str(error.line), error.user_id or "", error.column or "", error.message)
+        out.print(table)
+        if counts.rejected > len(errors):
+            out.print(
+                f"... and {counts.rejected - len(errors)} more: "
+                f"GET /api/v1/imports/{record.id}/errors?format=csv"
+            )
+
+
+def main() -> None:
+    app()

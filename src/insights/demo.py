@@ -1,0 +1,37 @@
+"""Load the demo app through the product's own doors: the CSV import and the webhook's use case."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from import_svc.domain.model import ImportOptions
+from insights.demo_data import build_demo
+from insights.embedded import Embedded
+
+DEMO_APP = "demo"
+_BATCH = 1000
+
+
+async def load_demo(embedded: Embedded, *, data_dir: Path) -> str:
+    """Load the demo data once per data dir, then return a new API key for the demo app."""
+    marker = data_dir / "demo.json"
+    if not marker.exists():
+        data = build_demo(app_id=DEMO_APP, now=datetime.now(UTC))
+        await embedded.imports.run_import(
+            app_id=DEMO_APP,
+            filename="demo-users.csv",
+            chunks=iter([data.csv_text.encode()]),
+            options=ImportOptions(),
+        )
+        events = data.template_events + data.notification_events + data.platform_user_events
+        for start in range(0, len(events), _BATCH):
+            await embedded.ingest.ingest(app_id=DEMO_APP, items=events[start : start + _BATCH])
+        marker.write_text(
+            json.dumps({"app_id": DEMO_APP, "loaded_at": datetime.now(UTC).isoformat()}),
+            encoding="utf-8",
+        )
+    if await embedded.keys.webhook_secret(DEMO_APP) is None:
+        await embedded.keys.rotate_webhook_secret(DEMO_APP)
+    return await embedded.keys.create_api_key(DEMO_APP)

@@ -1,0 +1,149 @@
+"""The embedded deployment: the three services in one process on SQLite and an in-process bus.
+
+This is not a second product: it wires the same services that run separately in the distributed
+mode to their embedded adapters, and serves their routes and the dashboard on one port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from import_svc.app import create_embedded as create_import
+from import_svc.service import ImportService
+from import_svc.settings import ImportSettings
+from insights_common.auth import SecretBox, SqliteKeyStore
+from insights_common.bus import InProcessBus
+from insights_common.http import install_problem_handlers
+from insights_common.observability import install_observability
+from insights_common.service import ServiceParts
+from insights_common.sqlite import SqliteDatabase
+from insights_query.app import create_embedded as create_query
+from insights_query.service import QueryService
+from insights_query.settings import QuerySettings
+from notification_ingest.app import create_embedded as create_ingest
+from notification_ingest.service import IngestService
+from notification_ingest.settings import IngestSettings
+
+API_PREFIX = "/api/v1"
+
+
+class EmbeddedSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INSIGHTS_")
+
+    data_dir: Path = Path(".insights")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+@dataclass
+class Embedded:
+    """The wired services of one data dir, usable with or without the HTTP app."""
+
+    db: SqliteDatabase
+    keys: SqliteKeyStore
+    bus: InProcessBus
+    imports: ImportService
+    ingest: IngestService
+    query: QueryService
+    parts: list[ServiceParts] = field(default_factory=list)
+
+    async def start(self) -> None:
+        for parts in self.parts:
+            for hook in parts.on_start:
+                await hook()
+
+    async def stop(self) -> None:
+        for parts in reversed(self.parts):
+            for hook in parts.on_stop:
+                await hook()
+        self.db.close()
+
+
+def wire(settings: EmbeddedSettings) -> Embedded:
+    data_dir = settings.data_dir
+    db = SqliteDatabase(data_dir / "insights.db")
+    keys = SqliteKeyStore(db, SecretBox.from_data_dir(data_dir))
+    bus = InProcessBus()
+    query, query_parts = create_query(db=db, bus=bus, keys=keys, settings=QuerySettings())
+    imports, import_parts = create_import(
+        db=db, bus=bus, keys=keys, settings=ImportSettings(data_dir=data_dir)
+    )
+    ingest, ingest_parts = create_ingest(db=db, bus=bus, keys=keys, settings=IngestSettings())
+    return Embedded(
+        db=db,
+        keys=keys,
+        bus=bus,
+        imports=imports,
+        ingest=ingest,
+        query=query,
+        parts=[query_parts, import_parts, ingest_parts],
+    )
+
+
+@asynccontextmanager
+async def running(settings: EmbeddedSettings) -> AsyncIterator[Embedded]:
+    embedded = wire(settings)
+    await embedded.start()
+    try:
+        yield embedded
+    finally:
+        await embedded.stop()
+
+
+def create_app(
+    embedded: Embedded, *, after_start: Callable[[Embedded], Awaitable[None]] | None = None
+) -> FastAPI:
+    """The HTTP app of an already wired (not yet started) embedded deployment."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await embedded.start()
+        try:
+            if after_start is not None:
+                await after_start(embedded)
+            yield
+        finally:
+            await embedded.stop()
+
+    app = FastAPI(
+        title="User Insights",
+        version="1.0",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/v1/openapi.json",
+    )
+    install_problem_handlers(app)
+
+    async def database() -> None:
+        await embedded.db.read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    install_observability(app, service="embedded", readiness=[database])
+    for parts in embedded.parts:
+        app.include_router(parts.router, prefix=API_PREFIX)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> HTMLResponse:
+        return HTMLResponse(HOME_PAGE)
+
+    return app
+
+
+HOME_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>User Insights</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem}
+code{background:#f3f3f3;padding:.1rem .3rem;border-radius:4px}</style></head>
+<body><h1>User Insights</h1>
+<p>The API is served under <code>/api/v1</code>; its reference is at
+<a href="/api/docs">/api/docs</a>. Every call needs <code>Authorization: Bearer &lt;key&gt;</code>;
+create a key with <code>insights keys create --app APP</code>.</p>
+<p>Health: <a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>,
+<a href="/metrics">/metrics</a>.</p></body></html>
+"""

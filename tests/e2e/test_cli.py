@@ -1,0 +1,80 @@
+"""The `insights` command from a terminal: keys, secrets and the CSV import's exit codes."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import INSIGHTS, start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+
+
+def run(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*INSIGHTS, *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_import_exit_codes_and_report(tmp_path: Path, data_dir: Path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("user_id,phone_number,nickname\nalex,+14155550171,Alex Kim\n")
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(
+        "user_id,phone_number\nkim.minji,+821012345678\nsam,1 415 555 0173\nbad id,+14155550172\n"
+    )
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+
+    taken = run("import", str(good), "--app", "acme", data_dir=data_dir)
+    assert taken.returncode == 0, taken.stderr
+    assert "completed" in taken.stdout
+
+    partly = run("import", str(mixed), "--app", "acme", data_dir=data_dir)
+    assert partly.returncode == 1, partly.stderr
+    assert "Rejected rows" in partly.stdout
+    assert "+14155550173" in partly.stdout  # the E.164 hint for line 3
+
+    refused = run("import", str(empty), "--app", "acme", data_dir=data_dir)
+    assert refused.returncode == 2
+    assert "file rejected" in refused.stdout
+
+    missing = run("import", str(tmp_path / "nope.csv"), "--app", "acme", data_dir=data_dir)
+    assert missing.returncode == 2
+    assert "not a file" in missing.stderr
+
+    again = run("import", str(good), "--app", "acme", data_dir=data_dir)
+    assert again.returncode == 0
+    # rows, created, updated, unchanged, rejected
+    assert re.search(r"1\W+0\W+0\W+1\W+0", again.stdout), again.stdout
+
+    key = run("keys", "create", "--app", "acme", data_dir=data_dir).stdout.strip()
+    server = start_server(data_dir)
+    try:
+        with server.client(key) as api:
+            users = api.get("/api/v1/users", params={"limit": 10}).json()["items"]
+            assert sorted(u["user_id"] for u in users) == ["alex", "kim.minji"]
+            history = api.get("/api/v1/imports").json()["items"]
+            assert [h["status"] for h in history] == [
+                "completed",
+                "rejected",
+                "completed",
+                "completed",
+            ]
+    finally:
+        stop_server(server)
+
+
+def test_bad_app_id_is_refused(data_dir: Path) -> None:
+    result = run("keys", "create", "--app", "no spaces", data_dir=data_dir)
+    assert result.returncode == 2
+    assert "app id" in result.stderr
