@@ -88,13 +88,19 @@ def dev(
         base = f"http://{settings.host}:{settings.port}"
         if demo:
             key = await load_demo(embedded, data_dir=settings.data_dir)
-            out.print(f"\n[bold green]Demo app 'demo' is ready.[/] API key (shown once):\n{key}\n")
-            out.print(f'  curl -H "Authorization: Bearer {key}" "{base}/api/v1/users?q=alex"')
-            out.print(f'  curl -H "Authorization: Bearer {key}" "{base}/api/v1/users/alex"')
-            out.print(
-                f'  curl -H "Authorization: Bearer {key}" "{base}/api/v1/users/alex/messages"\n'
-            )
-        out.print(f"User Insights is serving {base} (data in {settings.data_dir.resolve()})")
+            out.print("\n[bold green]Demo app 'demo' is ready.[/] API key (shown once):")
+            out.print(key, soft_wrap=True, highlight=False)
+            out.print("\nTry:", soft_wrap=True)
+            for path in ("users?q=alex", "users/alex", "users/alex/messages"):
+                out.print(
+                    f'  curl -H "Authorization: Bearer {key}" "{base}/api/v1/{path}"',
+                    soft_wrap=True,
+                    highlight=False,
+                )
+        out.print(
+            f"\nUser Insights is serving {base} (data in {settings.data_dir.resolve()})",
+            soft_wrap=True,
+        )
 
     server = uvicorn.Server(
         uvicorn.Config(

@@ -25,7 +25,10 @@ async def load_demo(embedded: Embedded, *, data_dir: Path) -> str:
             chunks=iter([data.csv_text.encode()]),
             options=ImportOptions(),
         )
-        events = data.template_events + data.notification_events + data.platform_user_events
+        # Profile edits in the app come after the import, or the import's snapshot would win.
+        edited_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        edits = [{**event, "occurred_at": edited_at} for event in data.platform_user_events]
+        events = data.template_events + data.notification_events + edits
         for start in range(0, len(events), _BATCH):
             await embedded.ingest.ingest(app_id=DEMO_APP, items=events[start : start + _BATCH])
         marker.write_text(
