@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from insights_common.spreadsheet import spreadsheet_safe
 from insights_contracts import (
     NotificationClicked,
     NotificationDelivered,
@@ -17,7 +18,7 @@ from insights_contracts import (
     NotificationSent,
 )
 from insights_query.domain.errors import InvalidCursor, InvalidParameter
-from insights_query.domain.export import csv_header, csv_rows, spreadsheet_safe
+from insights_query.domain.export import csv_header, csv_rows
 from insights_query.domain.messages import message_item, project_message
 from insights_query.domain.queries import MessagePosition, SearchPosition, parse_message_filter
 from insights_query.domain.search import Rank, fold_text, nickname_tokens, parse_search

@@ -2,92 +2,22 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from cryptography.fernet import Fernet
 from fastapi import FastAPI
+from ingest_support import RecordingBus, contract_events, delivered
 
-from insights_common.auth import SecretBox, SqliteKeyStore, sign
-from insights_common.bus import InProcessBus
+from insights_common.auth import SqliteKeyStore, sign
 from insights_common.http import install_problem_handlers
 from insights_common.sqlite import SqliteDatabase
-from insights_contracts import AnyEvent
-from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
 from notification_ingest.app import create_embedded
 from notification_ingest.settings import IngestSettings
 
 pytestmark = pytest.mark.unit
-
-EVENTS_FILE = Path(__file__).with_name("contract_events.json")
-
-
-def contract_events() -> list[dict[str, Any]]:
-    """One event of each of the eight types the webhook takes, for app 'acme', as sent."""
-    events: list[dict[str, Any]] = json.loads(EVENTS_FILE.read_text(encoding="utf-8"))
-    return events
-
-
-def delivered(app_id: str, event_id: str, message_id: str = "m1") -> dict[str, Any]:
-    return {
-        "event_id": event_id,
-        "event_type": "notification.delivered",
-        "schema_version": 1,
-        "app_id": app_id,
-        "occurred_at": "2026-11-02T10:00:00Z",
-        "message_id": message_id,
-        "user_id": "alex",
-    }
-
-
-class RecordingBus(InProcessBus):
-    """The real in-process bus that also remembers each publish call's batch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[list[AnyEvent]] = []
-        self.received: list[AnyEvent] = []
-        for topic in (NOTIFICATIONS, USERS, TEMPLATES):
-            self.subscribe(topic, self._collect)
-
-    async def publish(self, events: Sequence[AnyEvent]) -> None:
-        self.calls.append(list(events))
-        await super().publish(events)
-
-    async def _collect(self, batch: Sequence[AnyEvent]) -> None:
-        self.received.extend(batch)
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "insights.sqlite3"
-
-
-@pytest.fixture
-def db(db_path: Path) -> Iterator[SqliteDatabase]:
-    database = SqliteDatabase(db_path)
-    yield database
-    database.close()
-
-
-@pytest.fixture
-def keys(db: SqliteDatabase) -> SqliteKeyStore:
-    return SqliteKeyStore(db, SecretBox(Fernet.generate_key()))
-
-
-@pytest.fixture
-def bus() -> RecordingBus:
-    return RecordingBus()
-
-
-@pytest.fixture
-async def acme_secret(keys: SqliteKeyStore) -> str:
-    return await keys.rotate_webhook_secret("acme")
 
 
 BODY_LIMIT = 512 * 1024

@@ -4,8 +4,6 @@ No `from __future__ import annotations` here: FastAPI must see the route annotat
 aliases local to `build_router`, as objects.
 """
 
-import csv
-import io
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from datetime import datetime
@@ -38,12 +36,12 @@ from insights_common.http import (
     decode_cursor,
     encode_cursor,
 )
+from insights_common.spreadsheet import csv_lines
 
 FILE_FIELD = "file"
 # Room for the multipart boundaries and part headers around the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
 REPORT_COLUMNS = ("line", "user_id", "column", "code", "message")
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 _STATUS_BY_CODE = {"too_large": 413, "not_csv": 415, "not_utf8": 415}
 _TITLE_BY_CODE = {
@@ -127,11 +125,6 @@ def _row_error(error: RowError) -> RowErrorOut:
     )
 
 
-def spreadsheet_safe(value: str) -> str:
-    """A cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
-
-
 def _refused(issue: FileIssue) -> Problem:
     status = _STATUS_BY_CODE.get(issue.code, 422)
     title = _TITLE_BY_CODE.get(issue.code, "Unusable CSV file")
@@ -174,25 +167,12 @@ def wants_csv(accept: str) -> bool:
 
 
 async def _csv_report(pages: AsyncGenerator[list[RowError], None]) -> AsyncIterator[bytes]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(REPORT_COLUMNS)
-    yield buffer.getvalue().encode()
+    yield csv_lines([REPORT_COLUMNS]).encode()
     async with aclosing(pages):
         async for page in pages:
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerows(
-                [
-                    str(error.line),
-                    spreadsheet_safe(error.user_id or ""),
-                    spreadsheet_safe(error.column or ""),
-                    spreadsheet_safe(error.code),
-                    spreadsheet_safe(error.message),
-                ]
-                for error in page
-            )
-            yield buffer.getvalue().encode()
+            yield csv_lines(
+                [str(e.line), e.user_id or "", e.column or "", e.code, e.message] for e in page
+            ).encode()
 
 
 def build_router(service: ImportService, auth: AppAuth) -> APIRouter:

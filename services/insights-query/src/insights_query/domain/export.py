@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 
+from insights_common.spreadsheet import csv_lines
 from insights_query.domain.time import rfc3339
 from insights_query.domain.views import MessageDetail
 
@@ -21,28 +20,14 @@ CSV_COLUMNS = (
     "failure_code",
     "failure_reason",
 )
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: str) -> str:
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
-def _render(rows: Iterable[Iterable[str]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    for row in rows:
-        writer.writerow([spreadsheet_safe(cell) for cell in row])
-    return out.getvalue()
 
 
 def csv_header() -> str:
-    return _render([CSV_COLUMNS])
+    return csv_lines([CSV_COLUMNS])
 
 
 def csv_rows(details: Iterable[MessageDetail]) -> str:
-    return _render(
+    return csv_lines(
         [
             d.message_id,
             rfc3339(d.sent_at),
