@@ -23,9 +23,10 @@ class MultipartError(Exception):
 def multipart_boundary(content_type: str | None) -> bytes:
     media_type, params = parse_options_header(content_type or "")
     if media_type != b"multipart/form-data":
-        shown = media_type.decode("latin-1") or "no Content-Type"
+        shown = media_type.decode("latin-1")
+        received = f"the request body is {shown}" if shown else "the request has no Content-Type"
         raise MultipartError(
-            f"the request body is {shown}; send the CSV as multipart/form-data with the file in "
+            f"{received}; send the CSV as multipart/form-data with the file in "
             "a field named 'file' (for example: curl -F file=@users.csv ...)"
         )
     boundary = params.get(b"boundary")
