@@ -22,6 +22,7 @@ from import_svc.domain.model import (
     RowError,
 )
 from insights.embedded import EmbeddedSettings, create_app, running, wire
+from insights_common.auth import ApiKeyInfo, key_id_of
 from insights_contracts.types import APP_ID_PATTERN
 
 app = typer.Typer(
@@ -124,6 +125,44 @@ def keys_create(app_id: AppOption, data_dir: DataDir = None) -> None:
             return await embedded.keys.create_api_key(app_id)
 
     out.print(asyncio.run(create()), highlight=False, soft_wrap=True)
+
+
+@keys_app.command("list")
+def keys_list(app_id: AppOption, data_dir: DataDir = None) -> None:
+    """List the app's API keys by their first characters (the keys themselves are not stored)."""
+    _check_app_id(app_id)
+
+    async def select() -> list[ApiKeyInfo]:
+        async with running(_settings(data_dir)) as embedded:
+            return await embedded.keys.list_api_keys(app_id)
+
+    keys = asyncio.run(select())
+    if not keys:
+        err.print(f"app '{app_id}' has no API keys; create one with 'insights keys create'")
+        return
+    table = Table("key", "created at", header_style="bold")
+    for info in keys:
+        table.add_row(f"{info.key_id}…", info.created_at)
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key, or its first characters as listed.")],
+    app_id: AppOption,
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke an API key: calls with it are refused from now on."""
+    _check_app_id(app_id)
+
+    async def revoke() -> bool:
+        async with running(_settings(data_dir)) as embedded:
+            return await embedded.keys.revoke_api_key(app_id, key_id_of(key_id.rstrip("…")))
+
+    if not asyncio.run(revoke()):
+        err.print(f"[red]error:[/] app '{app_id}' has no key starting with '{key_id}'")
+        raise typer.Exit(2)
+    out.print(f"revoked {key_id_of(key_id)}…")
 
 
 @webhooks_app.command("secret")

@@ -78,3 +78,24 @@ def test_bad_app_id_is_refused(data_dir: Path) -> None:
     result = run("keys", "create", "--app", "no spaces", data_dir=data_dir)
     assert result.returncode == 2
     assert "app id" in result.stderr
+
+
+def test_keys_are_listed_and_a_revoked_key_is_refused(data_dir: Path) -> None:
+    keep = run("keys", "create", "--app", "acme", data_dir=data_dir).stdout.strip()
+    drop = run("keys", "create", "--app", "acme", data_dir=data_dir).stdout.strip()
+    listed = run("keys", "list", "--app", "acme", data_dir=data_dir).stdout
+    assert keep[:12] in listed and drop[:12] in listed
+    assert keep not in listed and drop not in listed
+
+    assert run("keys", "revoke", drop[:12], "--app", "acme", data_dir=data_dir).returncode == 0
+    again = run("keys", "revoke", drop[:12], "--app", "acme", data_dir=data_dir)
+    assert again.returncode == 2 and "no key" in again.stderr
+
+    server = start_server(data_dir)
+    try:
+        with server.client(keep) as api:
+            assert api.get("/api/v1/imports").status_code == 200
+        with server.client(drop) as api:
+            assert api.get("/api/v1/imports").status_code == 401
+    finally:
+        stop_server(server)

@@ -8,7 +8,7 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import Depends, FastAPI
 
-from insights_common.auth import SecretBox, SqliteKeyStore, sign, verify_signature
+from insights_common.auth import SecretBox, SqliteKeyStore, key_id_of, sign, verify_signature
 from insights_common.bus import InProcessBus
 from insights_common.http import (
     Problem,
@@ -158,3 +158,18 @@ async def test_problems_auth_and_metrics_over_http(db: SqliteDatabase) -> None:
         metrics = (await client.get("/metrics")).text
         assert 'route="/api/v1/whoami/{thing}"' in metrics
         assert 'status="401"' in metrics
+
+
+async def test_keys_are_listed_by_prefix_and_revoked_per_app(db: SqliteDatabase) -> None:
+    keys = SqliteKeyStore(db, SecretBox(Fernet.generate_key()))
+    first = await keys.create_api_key("acme")
+    second = await keys.create_api_key("acme")
+    await keys.create_api_key("globex")
+    listed = await keys.list_api_keys("acme")
+    assert sorted(info.key_id for info in listed) == sorted([key_id_of(first), key_id_of(second)])
+    assert all(first not in info.key_id for info in listed)
+    assert not await keys.revoke_api_key("globex", key_id_of(first))
+    assert await keys.revoke_api_key("acme", key_id_of(first))
+    assert await keys.resolve_api_key(first) is None
+    assert await keys.resolve_api_key(second) is not None
+    assert [info.key_id for info in await keys.list_api_keys("acme")] == [key_id_of(second)]

@@ -28,11 +28,16 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 @dataclass(frozen=True, slots=True)
 class ApiKeyInfo:
     app_id: str
-    key_id: str
+    key_id: str  # the key's first characters: enough to tell keys apart, useless to call with
+    created_at: str = ""
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_id_of(key: str) -> str:
+    return key[: len(KEY_PREFIX) + 8]
 
 
 def new_api_key() -> str:
@@ -58,6 +63,10 @@ class KeyStore(Protocol):
     async def create_api_key(self, app_id: str) -> str: ...
 
     async def resolve_api_key(self, key: str) -> ApiKeyInfo | None: ...
+
+    async def list_api_keys(self, app_id: str) -> list[ApiKeyInfo]: ...
+
+    async def revoke_api_key(self, app_id: str, key_id: str) -> bool: ...
 
     async def rotate_webhook_secret(self, app_id: str) -> str: ...
 
@@ -102,6 +111,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     app_id TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS api_keys_id ON api_keys (key_id);
 CREATE TABLE IF NOT EXISTS webhook_secrets (
     app_id TEXT PRIMARY KEY,
     secret_encrypted TEXT NOT NULL,
@@ -117,26 +127,51 @@ class SqliteKeyStore:
         db.migrate(SQLITE_SCHEMA)
 
     async def create_api_key(self, app_id: str) -> str:
-        key = new_api_key()
-        now = datetime.now(UTC).isoformat()
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        while True:
+            key = new_api_key()
 
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO api_keys (key_hash, key_id, app_id, created_at) VALUES (?, ?, ?, ?)",
-                (hash_key(key), key[: len(KEY_PREFIX) + 6], app_id, now),
+            def insert(conn: sqlite3.Connection, key: str = key) -> None:
+                conn.execute(
+                    "INSERT INTO api_keys (key_hash, key_id, app_id, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (hash_key(key), key_id_of(key), app_id, now),
+                )
+
+            try:
+                await self._db.write(insert)
+            except sqlite3.IntegrityError:
+                continue  # two keys that start alike; draw another
+            return key
+
+    async def list_api_keys(self, app_id: str) -> list[ApiKeyInfo]:
+        def select(conn: sqlite3.Connection) -> list[ApiKeyInfo]:
+            rows = conn.execute(
+                "SELECT app_id, key_id, created_at FROM api_keys WHERE app_id = ?"
+                " ORDER BY created_at, key_id",
+                (app_id,),
             )
+            return [ApiKeyInfo(r["app_id"], r["key_id"], r["created_at"]) for r in rows]
 
-        await self._db.write(insert)
-        return key
+        return await self._db.read(select)
+
+    async def revoke_api_key(self, app_id: str, key_id: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "DELETE FROM api_keys WHERE app_id = ? AND key_id = ?", (app_id, key_id)
+            )
+            return cursor.rowcount > 0
+
+        return await self._db.write(delete)
 
     async def resolve_api_key(self, key: str) -> ApiKeyInfo | None:
         digest = hash_key(key)
 
         def lookup(conn: sqlite3.Connection) -> ApiKeyInfo | None:
             row = conn.execute(
-                "SELECT app_id, key_id FROM api_keys WHERE key_hash = ?", (digest,)
+                "SELECT app_id, key_id, created_at FROM api_keys WHERE key_hash = ?", (digest,)
             ).fetchone()
-            return ApiKeyInfo(app_id=row["app_id"], key_id=row["key_id"]) if row else None
+            return ApiKeyInfo(row["app_id"], row["key_id"], row["created_at"]) if row else None
 
         return await self._db.read(lookup)
 
