@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -83,6 +84,7 @@ def dev(
     from insights.demo import load_demo
 
     settings = _settings(data_dir, port=port, host=host)
+    _check_port_free(settings.host, settings.port)
     embedded = wire(settings)
 
     async def announce(ready: object) -> None:
@@ -113,6 +115,20 @@ def dev(
         )
     )
     server.run()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before loading anything when the port is taken, with the way out."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            err.print(
+                f"[red]error:[/] cannot listen on {host}:{port} ({exc.strerror}); "
+                "stop what uses it or choose another port with --port"
+            )
+            raise typer.Exit(2) from None
 
 
 @keys_app.command("create")

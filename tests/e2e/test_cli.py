@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 from pathlib import Path
 
@@ -99,3 +100,14 @@ def test_keys_are_listed_and_a_revoked_key_is_refused(data_dir: Path) -> None:
             assert api.get("/api/v1/imports").status_code == 401
     finally:
         stop_server(server)
+
+
+def test_dev_refuses_a_busy_port_before_starting(data_dir: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("dev", "--port", str(port), data_dir=data_dir)
+    assert result.returncode == 2
+    assert "--port" in result.stderr
+    assert "serving" not in result.stdout
