@@ -624,6 +624,18 @@ APPOINTMENT_VARS = _vars(
 CONFIRM = _Button("confirm", "Confirm", "{{manage_url}}?action=confirm")
 RESCHEDULE = _Button("reschedule", "Reschedule", "{{manage_url}}?action=reschedule")
 QUICK_REPLIES = (_Button("confirm", "Confirm"), _Button("reschedule", "Reschedule"))
+APPOINTMENT_ALIMTALK = _Text(
+    title="예약 안내",
+    body="{{first_name}}님, {{clinic}} 예약이 {{date}} {{time}}에 있습니다.",
+    buttons=(
+        _Button("confirm", "예약 확인", "{{manage_url}}?action=confirm"),
+        _Button("reschedule", "예약 변경", "{{manage_url}}?action=reschedule"),
+    ),
+)
+APPOINTMENT_WHATSAPP = _Text(
+    "Hi {{first_name}}, a reminder of your appointment at {{clinic}} on {{date}} at {{time}}.",
+    buttons=QUICK_REPLIES,
+)
 
 PROMO_VARS = _vars(
     FIRST_NAME,
@@ -888,19 +900,8 @@ TEMPLATES: tuple[_Template, ...] = (
                         body="{{clinic}}, {{date}} at {{time}}",
                         buttons=(CONFIRM, RESCHEDULE),
                     ),
-                    "alimtalk": _Text(
-                        title="예약 안내",
-                        body="{{first_name}}님, {{clinic}} 예약이 {{date}} {{time}}에 있습니다.",
-                        buttons=(
-                            _Button("confirm", "예약 확인", "{{manage_url}}?action=confirm"),
-                            _Button("reschedule", "예약 변경", "{{manage_url}}?action=reschedule"),
-                        ),
-                    ),
-                    "whatsapp": _Text(
-                        "Hi {{first_name}}, a reminder of your appointment at {{clinic}} on "
-                        "{{date}} at {{time}}.",
-                        buttons=QUICK_REPLIES,
-                    ),
+                    "alimtalk": APPOINTMENT_ALIMTALK,
+                    "whatsapp": APPOINTMENT_WHATSAPP,
                 },
                 APPOINTMENT_VARS,
             ),
@@ -916,19 +917,8 @@ TEMPLATES: tuple[_Template, ...] = (
                         body="{{clinic}} · {{date}}",
                         buttons=(CONFIRM, RESCHEDULE),
                     ),
-                    "alimtalk": _Text(
-                        title="예약 안내",
-                        body="{{first_name}}님, {{clinic}} 예약이 {{date}} {{time}}에 있습니다.",
-                        buttons=(
-                            _Button("confirm", "예약 확인", "{{manage_url}}?action=confirm"),
-                            _Button("reschedule", "예약 변경", "{{manage_url}}?action=reschedule"),
-                        ),
-                    ),
-                    "whatsapp": _Text(
-                        "Hi {{first_name}}, a reminder of your appointment at {{clinic}} on "
-                        "{{date}} at {{time}}.",
-                        buttons=QUICK_REPLIES,
-                    ),
+                    "alimtalk": APPOINTMENT_ALIMTALK,
+                    "whatsapp": APPOINTMENT_WHATSAPP,
                 },
                 APPOINTMENT_VARS,
             ),

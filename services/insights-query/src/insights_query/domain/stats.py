@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
 from insights_query.domain.time import Window
@@ -70,29 +70,10 @@ def build_user_stats(rows: StatsRows, window: Window) -> UserStats:
         last_sent_at=rows.last_sent_at,
         last_engaged_at=rows.last_engaged_at,
         by_channel=[
-            ChannelStats(
-                channel=channel,
-                sent=c.sent,
-                delivered=c.delivered,
-                read=c.read,
-                clicked=c.clicked,
-                failed=c.failed,
-                responded=c.responded,
-            )
-            for channel, c in by_channel
+            ChannelStats(channel=channel, **asdict(counts)) for channel, counts in by_channel
         ],
         by_template=[
-            TemplateStats(
-                key=key,
-                name=name,
-                sent=c.sent,
-                delivered=c.delivered,
-                read=c.read,
-                clicked=c.clicked,
-                failed=c.failed,
-                responded=c.responded,
-            )
-            for key, name, c in by_template
+            TemplateStats(key=key, name=name, **asdict(counts)) for key, name, counts in by_template
         ],
         daily=[
             DailyStats(date=day, sent=counts.sent, read=counts.read, clicked=counts.clicked)
