@@ -10,9 +10,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from tests.deployments import DistributedDeployment, EmbeddedDeployment
+
+    Deployment = EmbeddedDeployment | DistributedDeployment
 
 INSIGHTS = [sys.executable, "-m", "insights"]
 
@@ -95,3 +101,29 @@ def server(data_dir: Path) -> Iterator[Server]:
         yield running
     finally:
         stop_server(running)
+
+
+@pytest.fixture(params=["embedded", "distributed"])
+def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
+    """The product in each of its modes; the distributed one on the real services."""
+    from tests.deployments import DistributedDeployment, EmbeddedDeployment  # noqa: PLC0415
+
+    running: Deployment
+    if request.param == "embedded":
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        running = EmbeddedDeployment(data_dir)
+    else:
+        running = DistributedDeployment(
+            work_dir=tmp_path,
+            kafka=request.getfixturevalue("kafka_bootstrap"),
+            opensearch=request.getfixturevalue("opensearch_url"),
+            postgres=request.getfixturevalue("postgres_dsn"),
+            topic_prefix=request.getfixturevalue("topic_prefix"),
+            index_prefix=request.getfixturevalue("os_prefix"),
+            schema=request.getfixturevalue("pg_schema").schema,
+        )
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.fernet import Fernet
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -23,7 +26,7 @@ from import_svc.domain.model import (
     RowError,
 )
 from insights.embedded import EmbeddedSettings, create_app, running, wire
-from insights_common.auth import ApiKeyInfo, key_id_of
+from insights_common.auth import ApiKeyInfo, KeyStore, MissingMasterKey, SecretBox, key_id_of
 from insights_contracts.types import APP_ID_PATTERN
 
 app = typer.Typer(
@@ -49,6 +52,47 @@ DataDir = Annotated[
     ),
 ]
 AppOption = Annotated[str, typer.Option("--app", help="The app (tenant) id.")]
+Distributed = Annotated[
+    bool,
+    typer.Option(
+        "--distributed",
+        help="Use the distributed mode's PostgreSQL (POSTGRES_DSN, POSTGRES_SCHEMA) and "
+        "INSIGHTS_MASTER_KEY instead of the data dir.",
+    ),
+]
+
+
+class Service(StrEnum):
+    import_ = "import"
+    ingest = "ingest"
+    query = "query"
+    projector = "projector"
+    gateway = "gateway"
+
+
+@asynccontextmanager
+async def _key_store(data_dir: Path | None, distributed: bool) -> AsyncIterator[KeyStore]:
+    if not distributed:
+        async with running(_settings(data_dir)) as embedded:
+            yield embedded.keys
+        return
+    from insights_common.pg_auth import PostgresKeyStore  # noqa: PLC0415
+    from insights_common.postgres import PostgresDatabase  # noqa: PLC0415
+    from insights_common.settings import PostgresSettings  # noqa: PLC0415
+
+    try:
+        box = SecretBox.from_env()
+    except MissingMasterKey as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    pg = PostgresSettings()
+    db = await PostgresDatabase.connect(pg.dsn.get_secret_value(), schema=pg.db_schema, max_size=2)
+    try:
+        keys = PostgresKeyStore(db, box)
+        await keys.migrate()
+        yield keys
+    finally:
+        await db.close()
 
 
 def _settings(data_dir: Path | None, **overrides: object) -> EmbeddedSettings:
@@ -117,6 +161,42 @@ def dev(
     server.run()
 
 
+@app.command()
+def serve(
+    service: Annotated[Service, typer.Argument(help="Which service this process runs.")],
+    port: Annotated[int | None, typer.Option(help="HTTP port [default from its settings]")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface [default from its settings]")] = None,
+    startup_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for Kafka, OpenSearch and PostgreSQL.")
+    ] = 60.0,
+) -> None:
+    """Run one service of the distributed mode, configured from the environment.
+
+    import, ingest and query serve their part of the API; projector writes the events into
+    OpenSearch (it serves only /healthz, /readyz and /metrics); gateway gives the dashboard and
+    the API one origin. Kafka, OpenSearch and PostgreSQL come from KAFKA_BOOTSTRAP_SERVERS,
+    OPENSEARCH_URL and POSTGRES_DSN; every process needs the same INSIGHTS_MASTER_KEY.
+    """
+    import logging  # noqa: PLC0415
+
+    from insights.distributed import serve as serve_process  # noqa: PLC0415
+    from insights_common.auth import MissingMasterKey  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(
+            serve_process(service.value, host=host, port=port, startup_limit=startup_timeout)
+        )
+    except MissingMasterKey as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    except RuntimeError as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(1) from None
+
+
 def _check_port_free(host: str, port: int) -> None:
     """Fail before loading anything when the port is taken, with the way out."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -132,25 +212,29 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 @keys_app.command("create")
-def keys_create(app_id: AppOption, data_dir: DataDir = None) -> None:
+def keys_create(
+    app_id: AppOption, data_dir: DataDir = None, distributed: Distributed = False
+) -> None:
     """Print a new API key for the app. It is stored hashed and shown only this once."""
     _check_app_id(app_id)
 
     async def create() -> str:
-        async with running(_settings(data_dir)) as embedded:
-            return await embedded.keys.create_api_key(app_id)
+        async with _key_store(data_dir, distributed) as keys:
+            return await keys.create_api_key(app_id)
 
     out.print(asyncio.run(create()), highlight=False, soft_wrap=True)
 
 
 @keys_app.command("list")
-def keys_list(app_id: AppOption, data_dir: DataDir = None) -> None:
+def keys_list(
+    app_id: AppOption, data_dir: DataDir = None, distributed: Distributed = False
+) -> None:
     """List the app's API keys by their first characters (the keys themselves are not stored)."""
     _check_app_id(app_id)
 
     async def select() -> list[ApiKeyInfo]:
-        async with running(_settings(data_dir)) as embedded:
-            return await embedded.keys.list_api_keys(app_id)
+        async with _key_store(data_dir, distributed) as keys:
+            return await keys.list_api_keys(app_id)
 
     keys = asyncio.run(select())
     if not keys:
@@ -167,13 +251,14 @@ def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key, or its first characters as listed.")],
     app_id: AppOption,
     data_dir: DataDir = None,
+    distributed: Distributed = False,
 ) -> None:
     """Revoke an API key: calls with it are refused from now on."""
     _check_app_id(app_id)
 
     async def revoke() -> bool:
-        async with running(_settings(data_dir)) as embedded:
-            return await embedded.keys.revoke_api_key(app_id, key_id_of(key_id.rstrip("…")))
+        async with _key_store(data_dir, distributed) as keys:
+            return await keys.revoke_api_key(app_id, key_id_of(key_id.rstrip("…")))
 
     if not asyncio.run(revoke()):
         err.print(f"[red]error:[/] app '{app_id}' has no key starting with '{key_id}'")
@@ -181,10 +266,17 @@ def keys_revoke(
     out.print(f"revoked {key_id_of(key_id)}…")
 
 
+@keys_app.command("master-key")
+def keys_master_key() -> None:
+    """Print a new master key for INSIGHTS_MASTER_KEY (encrypts webhook secrets at rest)."""
+    out.print(Fernet.generate_key().decode(), highlight=False, soft_wrap=True)
+
+
 @webhooks_app.command("secret")
 def webhooks_secret(
     app_id: AppOption,
     data_dir: DataDir = None,
+    distributed: Distributed = False,
     rotate: Annotated[
         bool, typer.Option("--rotate", help="Replace the secret; the old one stops working.")
     ] = False,
@@ -193,9 +285,9 @@ def webhooks_secret(
     _check_app_id(app_id)
 
     async def secret() -> str:
-        async with running(_settings(data_dir)) as embedded:
-            current = None if rotate else await embedded.keys.webhook_secret(app_id)
-            return current or await embedded.keys.rotate_webhook_secret(app_id)
+        async with _key_store(data_dir, distributed) as keys:
+            current = None if rotate else await keys.webhook_secret(app_id)
+            return current or await keys.rotate_webhook_secret(app_id)
 
     out.print(asyncio.run(secret()), highlight=False, soft_wrap=True)
 

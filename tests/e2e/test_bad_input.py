@@ -12,7 +12,7 @@ import pytest
 
 from insights_common.auth import sign
 from tests.conftest import Server, cli
-from tests.e2e.test_embedded_flow import LIFECYCLE, post_events, wait_for_import
+from tests.e2e.test_flow import LIFECYCLE, post_events, wait_for_import
 
 pytestmark = pytest.mark.e2e
 

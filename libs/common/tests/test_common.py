@@ -8,7 +8,7 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import Depends, FastAPI
 
-from insights_common.auth import SecretBox, SqliteKeyStore, key_id_of, sign, verify_signature
+from insights_common.auth import SecretBox, SqliteKeyStore, sign, verify_signature
 from insights_common.bus import InProcessBus
 from insights_common.http import (
     Problem,
@@ -69,30 +69,6 @@ async def test_write_rolls_back_the_whole_transaction(db: SqliteDatabase) -> Non
         await db.write(insert_then_fail)
     count = await db.read(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0])
     assert count == 0
-
-
-async def test_keys_are_stored_hashed_and_resolve_to_their_app(
-    db: SqliteDatabase, tmp_path: Path
-) -> None:
-    keys = SqliteKeyStore(db, SecretBox(Fernet.generate_key()))
-    key = await keys.create_api_key("acme")
-    info = await keys.resolve_api_key(key)
-    assert info is not None and info.app_id == "acme"
-    assert await keys.resolve_api_key(key + "x") is None
-    secret = await keys.rotate_webhook_secret("acme")
-    assert await keys.webhook_secret("acme") == secret
-    assert await keys.webhook_secret("other") is None
-    raw = (tmp_path / "insights.db").read_bytes() + (tmp_path / "insights.db-wal").read_bytes()
-    assert key.encode() not in raw
-    assert secret.encode() not in raw
-
-
-async def test_rotation_replaces_the_secret(db: SqliteDatabase) -> None:
-    keys = SqliteKeyStore(db, SecretBox(Fernet.generate_key()))
-    first = await keys.rotate_webhook_secret("acme")
-    second = await keys.rotate_webhook_secret("acme")
-    assert first != second
-    assert await keys.webhook_secret("acme") == second
 
 
 def test_master_key_file_is_private_and_stable(tmp_path: Path) -> None:
@@ -158,18 +134,3 @@ async def test_problems_auth_and_metrics_over_http(db: SqliteDatabase) -> None:
         metrics = (await client.get("/metrics")).text
         assert 'route="/api/v1/whoami/{thing}"' in metrics
         assert 'status="401"' in metrics
-
-
-async def test_keys_are_listed_by_prefix_and_revoked_per_app(db: SqliteDatabase) -> None:
-    keys = SqliteKeyStore(db, SecretBox(Fernet.generate_key()))
-    first = await keys.create_api_key("acme")
-    second = await keys.create_api_key("acme")
-    await keys.create_api_key("globex")
-    listed = await keys.list_api_keys("acme")
-    assert sorted(info.key_id for info in listed) == sorted([key_id_of(first), key_id_of(second)])
-    assert all(first not in info.key_id for info in listed)
-    assert not await keys.revoke_api_key("globex", key_id_of(first))
-    assert await keys.revoke_api_key("acme", key_id_of(first))
-    assert await keys.resolve_api_key(first) is None
-    assert await keys.resolve_api_key(second) is not None
-    assert [info.key_id for info in await keys.list_api_keys("acme")] == [key_id_of(second)]

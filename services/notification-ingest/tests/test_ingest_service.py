@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -14,7 +13,7 @@ from insights_common.auth import SqliteKeyStore, sign
 from insights_common.bus import InProcessBus
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import AnyEvent
-from notification_ingest.adapters.sqlite import SqliteDedupStore, iso_utc
+from notification_ingest.adapters.sqlite import SqliteDedupStore
 from notification_ingest.domain.errors import BatchTooLarge, MalformedBody, Unauthenticated
 from notification_ingest.service import IngestService
 from notification_ingest.settings import IngestSettings
@@ -203,41 +202,3 @@ def test_settings_are_read_from_ingest_environment_variables(
     monkeypatch.setenv("INGEST_MAX_BATCH", "50")
     monkeypatch.setenv("INGEST_MAX_BODY_BYTES", "4096")
     assert (IngestSettings().max_batch, IngestSettings().max_body_bytes) == (50, 4096)
-
-
-async def test_recorded_ids_are_seen_per_app(db: SqliteDatabase) -> None:
-    store = SqliteDedupStore(db)
-    await store.record("acme", ["a", "b"])
-    assert await store.seen("acme", ["a", "b", "c"]) == {"a", "b"}
-    assert await store.seen("globex", ["a", "b", "c"]) == set()
-    assert await store.seen("acme", []) == set()
-
-
-async def test_recording_twice_keeps_the_first_time(db: SqliteDatabase) -> None:
-    moments = iter([datetime(2026, 11, 2, 10, tzinfo=UTC), datetime(2026, 11, 3, 10, tzinfo=UTC)])
-    store = SqliteDedupStore(db, clock=lambda: next(moments))
-    await store.record("acme", ["a"])
-    await store.record("acme", ["a"])
-    query = "SELECT app_id, event_id, seen_at FROM ing_seen_events"
-    rows = db.read_sync(lambda conn: conn.execute(query).fetchall())
-    assert [tuple(row) for row in rows] == [("acme", "a", "2026-11-02T10:00:00.000000+00:00")]
-
-
-async def test_many_ids_are_looked_up_in_one_go(db: SqliteDatabase) -> None:
-    store = SqliteDedupStore(db)
-    ids = [f"evt-{n}" for n in range(5000)]
-    await store.record("acme", ids[::2])
-    assert await store.seen("acme", ids) == set(ids[::2])
-
-
-async def test_ids_are_matched_exactly(db: SqliteDatabase) -> None:
-    store = SqliteDedupStore(db)
-    await store.record("acme", ["A", "x'y", 'q"z'])
-    assert await store.seen("acme", ["a", "x'y", 'q"z', "%"]) == {"x'y", 'q"z'}
-
-
-def test_timestamps_are_stored_as_fixed_width_utc() -> None:
-    seoul = timezone(timedelta(hours=9))
-    assert iso_utc(datetime(2026, 11, 2, 19, 0, 5, 7, tzinfo=seoul)) == (
-        "2026-11-02T10:00:05.000007+00:00"
-    )

@@ -73,6 +73,10 @@ class KeyStore(Protocol):
     async def webhook_secret(self, app_id: str) -> str | None: ...
 
 
+class MissingMasterKey(Exception):
+    pass
+
+
 class SecretBox:
     """Fernet encryption with a master key from the environment or a 0600 file in the data dir."""
 
@@ -80,6 +84,23 @@ class SecretBox:
 
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
+
+    @classmethod
+    def from_env(cls) -> SecretBox:
+        """The distributed mode's box: every process shares the key through the environment."""
+        env = os.environ.get(cls.ENV, "").strip()
+        if not env:
+            raise MissingMasterKey(
+                f"{cls.ENV} is not set. Every service process needs the same key to read the "
+                "webhook secrets; create one with `insights keys master-key` and give it to all."
+            )
+        try:
+            return cls(env.encode())
+        except ValueError as error:
+            raise MissingMasterKey(
+                f"{cls.ENV} is not a Fernet key (32 url-safe base64-encoded bytes); "
+                "create one with `insights keys master-key`."
+            ) from error
 
     @classmethod
     def from_data_dir(cls, data_dir: Path) -> SecretBox:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from import_svc.adapters.postgres import PostgresImportStore
 from import_svc.adapters.spool import LocalUploadSpool
 from import_svc.adapters.sqlite import SqliteImportStore
 from import_svc.entrypoints.http import build_router
@@ -10,6 +11,8 @@ from import_svc.settings import ImportSettings
 from insights_common.auth import KeyStore
 from insights_common.bus import InProcessBus
 from insights_common.http import bearer_auth
+from insights_common.kafka import KafkaBus
+from insights_common.postgres import PostgresDatabase
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts.topics import USERS
@@ -34,6 +37,33 @@ def create_embedded(
     )
     # The registry learns the users the platform reports, so modes and "unchanged" see them.
     bus.subscribe(USERS, service.learn_users)
+    parts = ServiceParts(
+        router=build_router(service, bearer_auth(keys)),
+        on_start=[service.recover_interrupted],
+        on_stop=[service.shutdown],
+    )
+    return service, parts
+
+
+async def create_distributed(
+    *, db: PostgresDatabase, bus: KafkaBus, keys: KeyStore, settings: ImportSettings
+) -> tuple[ImportService, ServiceParts]:
+    """import-svc on PostgreSQL (imports, rejected rows, the users registry) and Kafka.
+
+    Register before the bus starts: the registry follows the users topic in its own consumer
+    group, so the platform's user.upserted events reach it as they do in the embedded mode.
+    """
+    store = PostgresImportStore(db)
+    await store.migrate()
+    service = ImportService(
+        store=store,
+        registry=store,
+        publisher=bus,
+        spool=LocalUploadSpool(settings.data_dir / "uploads"),
+        max_rows=settings.max_rows,
+        max_bytes=settings.max_bytes,
+    )
+    bus.subscribe([USERS], service.learn_users, group_id="insights-import-registry")
     parts = ServiceParts(
         router=build_router(service, bearer_auth(keys)),
         on_start=[service.recover_interrupted],

@@ -1,4 +1,6 @@
-"""Settings of import-svc, read from IMPORT_* environment variables when built from the env."""
+"""Settings of import-svc, read from IMPORT_* environment variables when built from the env.
+
+`insights serve import` also reads where Kafka and PostgreSQL are (KAFKA_*, POSTGRES_*)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,17 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from import_svc.domain.validation import MAX_BYTES, MAX_ROWS
+from insights_common.settings import KafkaSettings, PostgresSettings
 
 
 class ImportSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMPORT_", extra="ignore")
 
-    data_dir: Path
+    data_dir: Path = Path(".insights-import")
+    """Where uploads wait while their import runs."""
     max_rows: int = Field(default=MAX_ROWS, ge=1)
     max_bytes: int = Field(default=MAX_BYTES, ge=1)
+    host: str = "127.0.0.1"
+    port: int = 8001
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)

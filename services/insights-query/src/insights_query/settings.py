@@ -1,9 +1,14 @@
-"""Settings of insights-query, from QUERY_* environment variables."""
+"""Settings of insights-query, from QUERY_* environment variables.
+
+`insights serve query` and `insights serve projector` also read where OpenSearch, Kafka and
+PostgreSQL are (OPENSEARCH_*, KAFKA_*, POSTGRES_*)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from insights_common.settings import KafkaSettings, OpenSearchSettings, PostgresSettings
 
 
 class QuerySettings(BaseSettings):
@@ -16,3 +21,13 @@ class QuerySettings(BaseSettings):
     """Characters of the body shown in a message list item."""
     export_page_size: int = Field(default=500, ge=1, le=5000)
     """Messages read per store query while a CSV export streams."""
+    host: str = "127.0.0.1"
+    port: int = 8003
+    """The API's port; the projector serves its health and metrics on port + 1."""
+    projector_group: str = "insights-projector"
+    """The consumer group of the projector; its instances share the partitions."""
+    projector_batch: int = Field(default=2000, ge=1, le=20000)
+    """Most events the projector writes in one bulk request."""
+    opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)

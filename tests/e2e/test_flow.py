@@ -1,17 +1,20 @@
-"""The whole product through its doors, in one `insights dev` process."""
+"""The whole product through its doors: in one `insights dev` process, and as the distributed
+mode's separate processes on real Kafka, OpenSearch and PostgreSQL."""
 
 from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from insights_common.auth import sign
-from tests.conftest import Server, cli, start_server, stop_server
+from tests.deployments import eventually_true
+
+if TYPE_CHECKING:
+    from tests.conftest import Deployment
 
 pytestmark = pytest.mark.e2e
 
@@ -47,10 +50,12 @@ def event(event_type: str, event_id: str, at: str, **fields: Any) -> dict[str, A
     }
 
 
-def post_events(server: Server, secret: str, payload: Any, app: str = "acme") -> httpx.Response:
+def post_events(
+    deployment: Deployment, secret: str, payload: Any, app: str = "acme"
+) -> httpx.Response:
     body = json.dumps(payload).encode()
     return httpx.post(
-        f"{server.url}/api/v1/events",
+        f"{deployment.url}/api/v1/events",
         content=body,
         headers={
             "Content-Type": "application/json",
@@ -125,14 +130,14 @@ LIFECYCLE = [
 ]
 
 
-def test_import_ingest_and_insights_end_to_end(server: Server, data_dir: Path) -> None:
-    key = cli("keys", "create", "--app", "acme", data_dir=data_dir)
-    secret = cli("webhooks", "secret", "--app", "acme", data_dir=data_dir)
-    other_key = cli("keys", "create", "--app", "globex", data_dir=data_dir)
+def test_import_ingest_and_insights_end_to_end(deployment: Deployment) -> None:
+    key = deployment.cli("keys", "create", "--app", "acme")
+    secret = deployment.cli("webhooks", "secret", "--app", "acme")
+    other_key = deployment.cli("keys", "create", "--app", "globex")
     assert key.startswith("uik_") and secret.startswith("whsec_")
-    assert cli("webhooks", "secret", "--app", "acme", data_dir=data_dir) == secret
+    assert deployment.cli("webhooks", "secret", "--app", "acme") == secret
 
-    with server.client(key) as api, server.client(other_key) as other:
+    with deployment.client(key) as api, deployment.client(other_key) as other:
         # Import: good rows land, bad rows are reported with line, column and a fix.
         upload = api.post(
             "/api/v1/imports", files={"file": ("users.csv", USERS_CSV.encode(), "text/csv")}
@@ -149,34 +154,39 @@ def test_import_ingest_and_insights_end_to_end(server: Server, data_dir: Path) -
         assert "+14155550173" in by_line[6]["message"]
         assert by_line[7]["user_id"] == "alex" and "2" in by_line[7]["message"]
 
-        # Search by ID and by nickname.
-        found = api.get("/api/v1/users", params={"q": "alex"}).json()["items"]
+        def search(q: str) -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = api.get("/api/v1/users", params={"q": q}).json()["items"]
+            return items
+
+        # Search by ID and by nickname (the distributed projection may take a moment).
+        eventually_true(lambda: [u["user_id"] for u in search("김")] == ["kim.minji"])
+        found = search("alex")
         assert found[0]["user_id"] == "alex"
         assert found[0]["phone_number"] == "+1 415-***-**71"
-        assert [
-            u["user_id"] for u in api.get("/api/v1/users", params={"q": "김"}).json()["items"]
-        ] == ["kim.minji"]
-        assert "jose_r" in [
-            u["user_id"] for u in api.get("/api/v1/users", params={"q": "ramos"}).json()["items"]
-        ]
+        assert "jose_r" in [u["user_id"] for u in search("ramos")]
 
         # Signed events, out of order and one twice.
-        first = post_events(server, secret, LIFECYCLE[:4])
+        first = post_events(deployment, secret, LIFECYCLE[:4])
         assert first.status_code == 202, first.text
         assert first.json() == {"accepted": 4, "duplicates": 0, "rejected": []}
-        second = post_events(server, secret, [*LIFECYCLE[3:], {"event_type": "nope"}])
+        second = post_events(deployment, secret, [*LIFECYCLE[3:], {"event_type": "nope"}])
         assert second.status_code == 202
         body = second.json()
         assert (body["accepted"], body["duplicates"]) == (3, 1)
         assert [r["index"] for r in body["rejected"]] == [4]
-        assert post_events(server, "whsec_wrong", LIFECYCLE[:1]).status_code == 401
+        assert post_events(deployment, "whsec_wrong", LIFECYCLE[:1]).status_code == 401
 
-        profile = api.get(
-            "/api/v1/users/alex", params={"since": "2026-11-01", "until": "2026-11-04"}
-        ).json()
-        stats = profile["stats"]
-        assert profile["nickname"] == "Alex Kim"
-        assert profile["phone_country"] == "US"
+        def profile() -> dict[str, Any]:
+            answer: dict[str, Any] = api.get(
+                "/api/v1/users/alex", params={"since": "2026-11-01", "until": "2026-11-04"}
+            ).json()
+            return answer
+
+        eventually_true(lambda: profile()["stats"]["responded"] == 1)
+        eventually_true(lambda: profile()["stats"]["failed"] == 1)
+        stats = profile()["stats"]
+        assert profile()["nickname"] == "Alex Kim"
+        assert profile()["phone_country"] == "US"
         assert {k: stats[k] for k in ("sent", "delivered", "read", "clicked", "failed")} == {
             "sent": 2,
             "delivered": 1,
@@ -217,14 +227,11 @@ def test_import_ingest_and_insights_end_to_end(server: Server, data_dir: Path) -
         assert other.get("/api/v1/messages/m1").status_code == 404
         assert other.get("/api/v1/templates").json()["items"] == []
         assert other.get(f"/api/v1/imports/{done['id']}").status_code == 404
-        assert post_events(server, secret, LIFECYCLE[:1], app="globex").status_code == 401
+        assert post_events(deployment, secret, LIFECYCLE[:1], app="globex").status_code == 401
 
-    # Data survives a restart.
-    stop_server(server)
-    again = start_server(data_dir)
-    try:
-        with again.client(key) as api:
-            assert api.get("/api/v1/users/alex").json()["stats"]["sent"] >= 1
-            assert api.get("/api/v1/messages/m2").json()["status"] == "failed"
-    finally:
-        stop_server(again)
+    # Data survives a restart of every process.
+    deployment.restart()
+    with deployment.client(key) as api:
+        assert api.get("/api/v1/users/alex").json()["stats"]["sent"] >= 1
+        assert api.get("/api/v1/messages/m2").json()["status"] == "failed"
+        assert api.get(f"/api/v1/imports/{done['id']}").json()["created"] == 3

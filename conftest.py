@@ -1,0 +1,261 @@
+"""Real Kafka, OpenSearch and PostgreSQL for every test that needs them.
+
+Each endpoint comes from the environment when it is set (KAFKA_BOOTSTRAP_SERVERS, OPENSEARCH_URL,
+POSTGRES_DSN); otherwise from testcontainers when a Docker engine answers; otherwise from the
+project's own `deploy/local/services.py`, which fetches and starts the real servers on loopback.
+Only what a collected test asks for is started. Each test gets its own topic prefix, index prefix
+or PostgreSQL schema, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+LOCAL_SERVICES = ROOT / "deploy" / "local" / "services.py"
+
+T = TypeVar("T")
+
+ENV_NAMES = {
+    "kafka": "KAFKA_BOOTSTRAP_SERVERS",
+    "opensearch": "OPENSEARCH_URL",
+    "postgres": "POSTGRES_DSN",
+}
+
+
+def _docker_engine_answers() -> bool:
+    """True when a Docker engine answers `GET /_ping` on its unix socket (or DOCKER_HOST)."""
+    if os.environ.get("INSIGHTS_TESTS_NO_DOCKER"):
+        return False
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: Any = host.removeprefix("unix://")
+        elif host.startswith("tcp://"):
+            name, _, port = host.removeprefix("tcp://").partition(":")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = (name, int(port or 2375))
+        else:
+            return False
+        with sock:
+            sock.settimeout(3)
+            sock.connect(address)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            status_line = sock.recv(64).split(b"\r\n", 1)[0]
+            return status_line.startswith(b"HTTP/1.") and b" 200 " in status_line + b" "
+    except OSError:
+        return False
+
+
+def _from_container(service: str, stack: ExitStack) -> str:
+    if service == "kafka":
+        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
+
+        kafka = stack.enter_context(KafkaContainer("apache/kafka:4.4.0").with_kraft())
+        return str(kafka.get_bootstrap_server())
+    if service == "opensearch":
+        from testcontainers.opensearch import OpenSearchContainer  # noqa: PLC0415
+
+        search = stack.enter_context(
+            OpenSearchContainer("opensearchproject/opensearch:2.19.6", security_enabled=False)
+        )
+        config = search.get_config()
+        return f"http://{config['host']}:{config['port']}"
+    from testcontainers.postgres import PostgresContainer  # noqa: PLC0415
+
+    pg = stack.enter_context(PostgresContainer("postgres:15", driver=None))
+    return str(pg.get_connection_url())
+
+
+def _from_local_script(service: str) -> str:
+    """Start (or reuse) the service with deploy/local/services.py and read its export line."""
+    result = subprocess.run(  # noqa: S603 - our own script, fixed arguments
+        [sys.executable, str(LOCAL_SERVICES), "up", service],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.exit(
+            f"could not start {service} with {LOCAL_SERVICES.relative_to(ROOT)}:\n"
+            f"{result.stderr[-3000:]}",
+            returncode=3,
+        )
+    wanted = ENV_NAMES[service]
+    for line in result.stdout.splitlines():
+        match = re.fullmatch(rf"export {wanted}=(\S+)", line.strip())
+        if match:
+            return match.group(1)
+    pytest.exit(f"{LOCAL_SERVICES.name} up {service} printed no {wanted}", returncode=3)
+
+
+class Services:
+    """Endpoints resolved once per test session, started on first use."""
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        self._endpoints: dict[str, str] = {}
+        self._docker: bool | None = None
+
+    def endpoint(self, service: str) -> str:
+        if service not in self._endpoints:
+            from_env = os.environ.get(ENV_NAMES[service])
+            if from_env:
+                self._endpoints[service] = from_env
+            else:
+                if self._docker is None:
+                    self._docker = _docker_engine_answers()
+                if self._docker:
+                    self._endpoints[service] = _from_container(service, self._stack)
+                else:
+                    self._endpoints[service] = _from_local_script(service)
+                # Processes the tests start (the services of `insights serve`) find it here.
+                os.environ[ENV_NAMES[service]] = self._endpoints[service]
+        return self._endpoints[service]
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+@pytest.fixture(scope="session")
+def real_services() -> Iterator[Services]:
+    services = Services()
+    try:
+        yield services
+    finally:
+        services.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(real_services: Services) -> str:
+    return real_services.endpoint("kafka")
+
+
+@pytest.fixture(scope="session")
+def opensearch_url(real_services: Services) -> str:
+    return real_services.endpoint("opensearch")
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(real_services: Services) -> str:
+    return real_services.endpoint("postgres")
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion on a loop of its own, in a worker thread.
+
+    The isolation fixtures are synchronous so that async fixtures can request them with
+    `request.getfixturevalue` (an async fixture cannot be requested from inside a running loop);
+    their setup and cleanup talk to the servers this way.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+@dataclass(frozen=True)
+class PgSchema:
+    dsn: str
+    schema: str
+
+
+@pytest.fixture
+def pg_schema(postgres_dsn: str) -> Iterator[PgSchema]:
+    """A fresh, empty PostgreSQL schema for one test, dropped afterwards."""
+    import asyncpg  # noqa: PLC0415
+
+    schema = unique_name("t_")
+
+    async def execute(statement: str) -> None:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    run_async(lambda: execute(f'CREATE SCHEMA "{schema}"'))
+    yield PgSchema(postgres_dsn, schema)
+    run_async(lambda: execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+@pytest.fixture
+def os_prefix(opensearch_url: str) -> Iterator[str]:
+    """A fresh index prefix for one test; its indices, aliases and templates go afterwards."""
+    from opensearchpy import AsyncOpenSearch  # noqa: PLC0415
+
+    prefix = unique_name("t-")
+    yield prefix
+
+    async def clean() -> None:
+        client = AsyncOpenSearch(hosts=[opensearch_url])
+        try:
+            await client.indices.delete(index=f"{prefix}*", ignore_unavailable=True)
+            templates = await client.indices.get_index_template(name=f"{prefix}*", ignore=[404])
+            for template in templates.get("index_templates", []):
+                await client.indices.delete_index_template(name=template["name"])
+        finally:
+            await client.close()
+
+    run_async(clean)
+
+
+@pytest.fixture
+def topic_prefix(kafka_bootstrap: str) -> Iterator[str]:
+    """A fresh topic prefix for one test; its topics are deleted afterwards."""
+    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
+
+    prefix = unique_name("t.")
+    yield prefix
+
+    async def clean() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            mine = [topic for topic in await admin.list_topics() if topic.startswith(prefix)]
+            if mine:
+                await admin.delete_topics(mine)
+        finally:
+            await admin.close()
+
+    run_async(clean)
+
+
+async def _eventually(
+    check: Callable[[], Any], *, limit: float = 20.0, interval: float = 0.1
+) -> Any:
+    """Await `check()` until it returns something truthy (sync or async); fail after timeout."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true after {limit} s: {check}")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def eventually() -> Callable[..., Any]:
+    """`await eventually(check)`: for what a consumer makes visible a little later."""
+    return _eventually

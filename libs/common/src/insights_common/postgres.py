@@ -1,0 +1,149 @@
+"""PostgreSQL for the distributed mode: one asyncpg pool per process, migrations per component.
+
+Each component (auth, import, ingest) owns its tables and its list of migration steps; step N of a
+component is version N. `migrate` applies the steps a database has not seen yet, all in one
+transaction under an advisory lock, so replicas that start together apply each step exactly once
+and a failing step leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, TypeAlias
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+# asyncpg's classes are generic only in its stubs, hence the quotes.
+Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+
+# The first key of pg_advisory_xact_lock(int, int): "migrations of this project" (the second key
+# is the schema), so two deployments in two schemas of one database migrate independently.
+_MIGRATION_LOCK = 0x1F5A_0001
+
+_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    component text NOT NULL,
+    version integer NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (component, version)
+)
+"""
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class MigrationError(Exception):
+    def __init__(self, component: str, version: int, cause: Exception) -> None:
+        super().__init__(f"migration {component} #{version} failed, nothing was applied: {cause}")
+        self.component = component
+        self.version = version
+
+
+class PostgresDatabase:
+    """Owns the pool. Build it with `await PostgresDatabase.connect(dsn)`; close it at shutdown."""
+
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], *, schema: str | None) -> None:
+        self._pool = pool
+        self.schema = schema
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        schema: str | None = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        command_timeout: float = 60.0,
+    ) -> PostgresDatabase:
+        """Open the pool. `schema` becomes the search_path (created by `migrate` if missing)."""
+        server_settings = {"application_name": "user-insights"}
+        if schema is not None:
+            # A startup parameter, not a SET: the pool's RESET ALL on release keeps it.
+            server_settings["search_path"] = quote_ident(schema)
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            command_timeout=command_timeout,
+            # Recycle idle connections so a restarted server or a load balancer's idle cut does
+            # not hand out dead ones.
+            max_inactive_connection_lifetime=300.0,
+            server_settings=server_settings,
+        )
+        return cls(pool, schema=schema)
+
+    @property
+    def pool(self) -> asyncpg.Pool[asyncpg.Record]:
+        return self._pool
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Connection]:
+        async with self._pool.acquire() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A connection inside a transaction, committed on exit, rolled back if the body raises."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    async def migrate(self, component: str, steps: Sequence[str]) -> None:
+        """Apply the steps of `component` not applied yet, in order, in one transaction.
+
+        Steps are append-only: step N is version N forever. A database ahead of this code (a newer
+        replica migrated first during a rolling deploy) is left alone.
+        """
+        async with self.transaction() as conn:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))",
+                _MIGRATION_LOCK,
+                self.schema or "",
+            )
+            if self.schema is not None:
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
+            await conn.execute(_MIGRATIONS_TABLE)
+            rows = await conn.fetch(
+                "SELECT version FROM schema_migrations WHERE component = $1", component
+            )
+            applied = {int(row["version"]) for row in rows}
+            for version, step in enumerate(steps, start=1):
+                if version in applied:
+                    continue
+                try:
+                    await conn.execute(step)
+                except asyncpg.PostgresError as error:
+                    raise MigrationError(component, version, error) from error
+                await conn.execute(
+                    "INSERT INTO schema_migrations (component, version) VALUES ($1, $2)",
+                    component,
+                    version,
+                )
+
+    async def applied_versions(self, component: str) -> list[int]:
+        async with self.acquire() as conn:
+            exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+            if not exists:
+                return []
+            rows = await conn.fetch(
+                "SELECT version FROM schema_migrations WHERE component = $1 ORDER BY version",
+                component,
+            )
+        return [int(row["version"]) for row in rows]
+
+    async def ping(self) -> bool:
+        """True when a pooled connection answers a query (for readiness probes)."""
+        try:
+            async with self._pool.acquire(timeout=5.0) as conn:
+                return bool(await conn.fetchval("SELECT true", timeout=5.0))
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+
+    async def close(self) -> None:
+        await self._pool.close()

@@ -1,0 +1,39 @@
+"""Where the distributed mode's Kafka, OpenSearch and PostgreSQL are, from the environment.
+
+Each service's settings class holds the ones it uses, so `insights serve <service>` reads
+KAFKA_*, OPENSEARCH_* and POSTGRES_* the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    """Prepended to every topic name, so several deployments can share one cluster."""
+    partitions: int = Field(default=6, ge=1)
+    """Partitions of the topics this deployment creates; the most consumers a group can use."""
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class PostgresSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POSTGRES_", extra="ignore")
+
+    dsn: SecretStr = SecretStr("postgresql://insights@127.0.0.1:5432/insights")
+    db_schema: str | None = Field(default=None, validation_alias="POSTGRES_SCHEMA")
+    """A schema to keep the tables in (search_path); the server's default when unset."""
+    pool_size: int = Field(default=10, ge=1)
+
+
+class OpenSearchSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENSEARCH_", extra="ignore")
+
+    url: str = "http://127.0.0.1:9200"
+    index_prefix: str = "insights"
+    """Indices and aliases are named `<prefix>-users`, `<prefix>-messages`, ..."""
+

@@ -1,0 +1,176 @@
+"""PostgresDatabase: the pool, its schema, and numbered migrations per component."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import asyncpg
+import pytest
+
+from insights_common.postgres import MigrationError, PostgresDatabase, quote_ident
+
+if TYPE_CHECKING:
+    from conftest import PgSchema
+
+integration = pytest.mark.integration
+
+
+@pytest.fixture
+async def db(pg_schema: PgSchema) -> AsyncIterator[PostgresDatabase]:
+    database = await PostgresDatabase.connect(pg_schema.dsn, schema=pg_schema.schema, max_size=2)
+    yield database
+    await database.close()
+
+
+async def migration_rows(db: PostgresDatabase) -> list[tuple[str, int]]:
+    async with db.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT component, version, applied_at FROM schema_migrations"
+            " ORDER BY component, version"
+        )
+    assert all(row["applied_at"] is not None for row in rows)
+    return [(row["component"], row["version"]) for row in rows]
+
+
+STEPS = (
+    "CREATE TABLE things (id integer PRIMARY KEY)",
+    "ALTER TABLE things ADD COLUMN name text NOT NULL DEFAULT 'unnamed'",
+    "INSERT INTO things (id) VALUES (1); INSERT INTO things (id, name) VALUES (2, 'two')",
+)
+
+
+@integration
+async def test_steps_apply_in_order_once(db: PostgresDatabase) -> None:
+    await db.migrate("widgets", STEPS)
+    # Applying the same (non-idempotent) steps again must be a no-op, not a duplicate table.
+    await db.migrate("widgets", STEPS)
+    assert await migration_rows(db) == [("widgets", 1), ("widgets", 2), ("widgets", 3)]
+    async with db.acquire() as conn:
+        rows = await conn.fetch("SELECT id, name FROM things ORDER BY id")
+    assert [tuple(row) for row in rows] == [(1, "unnamed"), (2, "two")]
+
+
+@integration
+async def test_a_new_step_is_applied_alone(db: PostgresDatabase) -> None:
+    await db.migrate("widgets", STEPS[:2])
+    assert await db.applied_versions("widgets") == [1, 2]
+    await db.migrate("widgets", STEPS)
+    assert await db.applied_versions("widgets") == [1, 2, 3]
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM things") == 2
+
+
+@integration
+async def test_components_keep_their_own_versions(db: PostgresDatabase) -> None:
+    await db.migrate("widgets", STEPS[:1])
+    await db.migrate("gadgets", ["CREATE TABLE gadgets (id integer)"])
+    await db.migrate("widgets", STEPS)
+    assert await migration_rows(db) == [
+        ("gadgets", 1),
+        ("widgets", 1),
+        ("widgets", 2),
+        ("widgets", 3),
+    ]
+    assert await db.applied_versions("nothing") == []
+
+
+@integration
+async def test_a_failing_step_leaves_nothing_applied(db: PostgresDatabase) -> None:
+    broken = (*STEPS[:2], "ALTER TABLE things ADD COLUMN name text")  # the column exists
+    with pytest.raises(MigrationError, match=r"widgets #3 failed.*already exists") as info:
+        await db.migrate("widgets", broken)
+    assert (info.value.component, info.value.version) == ("widgets", 3)
+    assert await db.applied_versions("widgets") == []
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT to_regclass('things')") is None
+    await db.migrate("widgets", STEPS)
+    assert await db.applied_versions("widgets") == [1, 2, 3]
+
+
+@integration
+async def test_processes_starting_together_apply_each_step_once(pg_schema: PgSchema) -> None:
+    # Separate pools stand for separate replicas; the sleep keeps the first one inside its
+    # transaction while the others arrive, including before schema_migrations exists.
+    steps = (
+        "CREATE TABLE applied (n integer); SELECT pg_sleep(0.3)",
+        "INSERT INTO applied VALUES (2)",
+    )
+    replicas = [
+        await PostgresDatabase.connect(pg_schema.dsn, schema=pg_schema.schema, max_size=1)
+        for _ in range(5)
+    ]
+    try:
+        await asyncio.gather(*(replica.migrate("race", steps) for replica in replicas))
+        assert await migration_rows(replicas[0]) == [("race", 1), ("race", 2)]
+        async with replicas[0].acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM applied") == 1
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+@integration
+async def test_tables_live_in_the_given_schema_on_every_pooled_connection(
+    db: PostgresDatabase, pg_schema: PgSchema
+) -> None:
+    await db.migrate("widgets", STEPS[:1])
+    for _ in range(4):
+        # The pool resets each connection on release (RESET ALL); the schema must survive it.
+        async with db.acquire() as conn:
+            await conn.execute("SET search_path TO public")
+        async with db.acquire() as conn:
+            assert await conn.fetchval("SELECT current_schema()") == pg_schema.schema
+    async with db.acquire() as conn:
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1"
+            " ORDER BY table_name",
+            pg_schema.schema,
+        )
+    assert [row["table_name"] for row in tables] == ["schema_migrations", "things"]
+
+
+@integration
+async def test_migrate_creates_a_missing_schema(pg_schema: PgSchema) -> None:
+    schema = f"{pg_schema.schema}_new"
+    db = await PostgresDatabase.connect(pg_schema.dsn, schema=schema, max_size=1)
+    try:
+        await db.migrate("widgets", STEPS)
+        async with db.transaction() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM things") == 2
+    finally:
+        async with db.acquire() as conn:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
+        await db.close()
+
+
+@integration
+async def test_a_transaction_rolls_back_when_its_body_raises(db: PostgresDatabase) -> None:
+    await db.migrate("widgets", STEPS[:1])
+    with pytest.raises(asyncpg.UniqueViolationError):
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO things (id) VALUES (7)")
+            await conn.execute("INSERT INTO things (id) VALUES (7)")
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM things") == 0
+
+
+@integration
+async def test_ping_answers_true_while_the_server_answers(db: PostgresDatabase) -> None:
+    assert await db.ping()
+
+
+@pytest.mark.unit
+async def test_ping_answers_false_when_nothing_listens() -> None:
+    # min_size=0: the pool opens no connection until asked, so only ping meets the refusal.
+    db = await PostgresDatabase.connect("postgresql://insights@127.0.0.1:1/none", min_size=0)
+    try:
+        assert not await db.ping()
+    finally:
+        await db.close()
+
+
+@pytest.mark.unit
+def test_identifiers_are_quoted() -> None:
+    assert quote_ident('we"ird') == '"we""ird"'

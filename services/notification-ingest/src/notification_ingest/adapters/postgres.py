@@ -1,0 +1,67 @@
+"""Distributed-mode dedup store: the event ids each app has sent, in PostgreSQL.
+
+`seen_at` is indexed so old ids can be pruned in bulk later (the platform retries within hours,
+not months); nothing prunes them yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from insights_common.postgres import PostgresDatabase
+
+COMPONENT = "ingest"
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE ing_seen_events (
+        app_id text NOT NULL,
+        event_id text NOT NULL,
+        seen_at timestamptz NOT NULL,
+        PRIMARY KEY (app_id, event_id)
+    );
+    CREATE INDEX ing_seen_events_seen_at ON ing_seen_events (seen_at);
+    """,
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PostgresDedupStore:
+    """Implements DedupStore. Call `await store.migrate()` once at start."""
+
+    def __init__(self, db: PostgresDatabase, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def migrate(self) -> None:
+        await self._db.migrate(COMPONENT, MIGRATIONS)
+
+    async def seen(self, app_id: str, event_ids: Sequence[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT event_id FROM ing_seen_events"
+                " WHERE app_id = $1 AND event_id = ANY($2::text[])",
+                app_id,
+                list(event_ids),
+            )
+        return {str(row["event_id"]) for row in rows}
+
+    async def record(self, app_id: str, event_ids: Sequence[str]) -> None:
+        if not event_ids:
+            return
+        async with self._db.acquire() as conn:
+            # DO NOTHING also covers an id given twice in the batch: the first one stays.
+            await conn.execute(
+                "INSERT INTO ing_seen_events (app_id, event_id, seen_at)"
+                " SELECT $1, event_id, $3 FROM unnest($2::text[]) AS event_id"
+                " ON CONFLICT DO NOTHING",
+                app_id,
+                list(event_ids),
+                self._clock(),
+            )

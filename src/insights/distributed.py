@@ -1,0 +1,236 @@
+"""The distributed deployment: each service in its own process on Kafka, OpenSearch, PostgreSQL.
+
+`insights serve import|ingest|query|projector|gateway` runs one of them. Each reads its settings
+class from the environment, waits for its backing services (they may start at the same time, as in
+docker compose), applies its migrations or index templates, and serves /healthz, /readyz and
+/metrics beside its routes. The projector has no routes: it serves only those three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from fastapi import FastAPI
+
+from import_svc.app import create_distributed as create_import
+from import_svc.settings import ImportSettings
+from insights.gateway import GatewaySettings, create_gateway
+from insights_common.auth import SecretBox
+from insights_common.http import install_problem_handlers
+from insights_common.kafka import KafkaBus, KafkaOptions
+from insights_common.observability import ReadinessCheck, install_observability
+from insights_common.pg_auth import PostgresKeyStore
+from insights_common.postgres import PostgresDatabase
+from insights_common.service import Hook, ServiceParts
+from insights_common.settings import KafkaSettings, OpenSearchSettings, PostgresSettings
+from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
+from insights_query.app import create_distributed as create_query
+from insights_query.app import create_projector
+from insights_query.settings import QuerySettings
+from notification_ingest.app import create_distributed as create_ingest
+from notification_ingest.settings import IngestSettings
+
+log = logging.getLogger("insights.serve")
+
+API_PREFIX = "/api/v1"
+SERVICES = ("import", "ingest", "query", "projector", "gateway")
+
+T = TypeVar("T")
+
+
+@dataclass
+class Process:
+    """One service process: its HTTP app and where it listens."""
+
+    app: FastAPI
+    host: str
+    port: int
+    on_start: list[Hook] = field(default_factory=list)
+    on_stop: list[Hook] = field(default_factory=list)
+
+
+async def patiently(what: str, attempt: Callable[[], Awaitable[T]], *, limit: float) -> T:
+    """Retry `attempt` with backoff for up to `limit` seconds: a backing service may be starting."""
+    deadline = time.monotonic() + limit
+    delay = 0.25
+    while True:
+        try:
+            return await attempt()
+        except Exception as error:
+            if time.monotonic() + delay > deadline:
+                raise RuntimeError(f"{what} did not answer in {limit:g} s: {error}") from error
+            log.info("waiting for %s (%s)", what, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def kafka_bus(settings: KafkaSettings, *, client_id: str) -> KafkaBus:
+    return KafkaBus(
+        KafkaOptions(
+            bootstrap_servers=settings.bootstrap_servers,
+            topic_prefix=settings.topic_prefix,
+            client_id=client_id,
+            partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+        )
+    )
+
+
+async def postgres(
+    settings: PostgresSettings, stack: AsyncExitStack, *, limit: float
+) -> PostgresDatabase:
+    db = await patiently(
+        "PostgreSQL",
+        lambda: PostgresDatabase.connect(
+            settings.dsn.get_secret_value(),
+            schema=settings.db_schema,
+            max_size=settings.pool_size,
+        ),
+        limit=limit,
+    )
+    stack.push_async_callback(db.close)
+    return db
+
+
+async def key_store(db: PostgresDatabase) -> PostgresKeyStore:
+    keys = PostgresKeyStore(db, SecretBox.from_env())
+    await keys.migrate()
+    return keys
+
+
+async def opensearch_store(
+    settings: OpenSearchSettings, stack: AsyncExitStack, *, limit: float
+) -> OpenSearchInsightsStore:
+    client = create_client(settings.url)
+    stack.push_async_callback(client.close)
+    store = OpenSearchInsightsStore(client, prefix=settings.index_prefix)
+    await patiently("OpenSearch", store.ensure_indices, limit=limit)
+    return store
+
+
+def check(name: str, ping: Callable[[], Awaitable[bool]]) -> ReadinessCheck:
+    async def ready() -> None:
+        if not await ping():
+            raise RuntimeError(f"{name} is not answering")
+
+    return ready
+
+
+def service_app(
+    name: str, parts: ServiceParts | None, *, readiness: list[ReadinessCheck]
+) -> FastAPI:
+    """The HTTP app of one service process: its routes, problems, health and metrics."""
+    app = FastAPI(
+        title=f"User Insights {name}",
+        version="1.0",
+        docs_url="/api/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+    )
+    install_problem_handlers(app)
+    install_observability(app, service=name, readiness=readiness)
+    if parts is not None:
+        app.include_router(parts.router, prefix=API_PREFIX)
+    return app
+
+
+async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Process:
+    """Connect what the service needs and wire it; nothing is served yet."""
+    if name == "gateway":
+        gateway = GatewaySettings()
+        return Process(create_gateway(gateway), gateway.host, gateway.port)
+    if name == "import":
+        imports = ImportSettings()
+        db = await postgres(imports.postgres, stack, limit=startup_limit)
+        bus = kafka_bus(imports.kafka, client_id="insights-import")
+        _, parts = await create_import(db=db, bus=bus, keys=await key_store(db), settings=imports)
+        app = service_app(
+            name, parts, readiness=[check("PostgreSQL", db.ping), check("Kafka", bus.ping)]
+        )
+        return Process(
+            app,
+            imports.host,
+            imports.port,
+            on_start=[lambda: patiently("Kafka", bus.start, limit=startup_limit), *parts.on_start],
+            on_stop=[*parts.on_stop, bus.stop],
+        )
+    if name == "ingest":
+        ingest = IngestSettings()
+        db = await postgres(ingest.postgres, stack, limit=startup_limit)
+        bus = kafka_bus(ingest.kafka, client_id="insights-ingest")
+        _, parts = await create_ingest(db=db, bus=bus, keys=await key_store(db), settings=ingest)
+        app = service_app(
+            name, parts, readiness=[check("PostgreSQL", db.ping), check("Kafka", bus.ping)]
+        )
+        return Process(
+            app,
+            ingest.host,
+            ingest.port,
+            on_start=[lambda: patiently("Kafka", bus.start, limit=startup_limit), *parts.on_start],
+            on_stop=[*parts.on_stop, bus.stop],
+        )
+    query = QuerySettings()
+    store = await opensearch_store(query.opensearch, stack, limit=startup_limit)
+    if name == "query":
+        db = await postgres(query.postgres, stack, limit=startup_limit)
+        _, parts = create_query(store=store, keys=await key_store(db), settings=query)
+        app = service_app(
+            name, parts, readiness=[check("PostgreSQL", db.ping), check("OpenSearch", store.ping)]
+        )
+        return Process(app, query.host, query.port)
+    if name == "projector":
+        bus = kafka_bus(query.kafka, client_id="insights-projector")
+        create_projector(store=store, bus=bus, settings=query)
+        app = service_app(
+            name, None, readiness=[check("OpenSearch", store.ping), check("Kafka", bus.ping)]
+        )
+        return Process(
+            app,
+            query.host,
+            query.port + 1,
+            on_start=[lambda: patiently("Kafka", bus.start, limit=startup_limit)],
+            on_stop=[bus.stop],
+        )
+    raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+
+
+async def serve(
+    name: str, *, host: str | None, port: int | None, startup_limit: float = 60.0
+) -> None:
+    """Run one service process until SIGINT/SIGTERM, then stop it cleanly."""
+    import uvicorn  # noqa: PLC0415 - only the serving path needs it
+
+    async with AsyncExitStack() as stack:
+        process = await build(name, stack, startup_limit=startup_limit)
+
+        own_lifespan = process.app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            async with own_lifespan(app):
+                for hook in process.on_start:
+                    await hook()
+                log.info("%s is serving on %s:%d", name, host or process.host, port or process.port)
+                try:
+                    yield
+                finally:
+                    for hook in process.on_stop:
+                        await hook()
+
+        process.app.router.lifespan_context = lifespan
+        server = uvicorn.Server(
+            uvicorn.Config(
+                process.app,
+                host=host or process.host,
+                port=port or process.port,
+                log_level="info",
+                access_log=False,
+                lifespan="on",
+            )
+        )
+        await server.serve()

@@ -1,0 +1,200 @@
+"""The product as users run it, for end-to-end tests: one `insights dev` process, or the
+distributed mode's five `insights serve` processes on real Kafka, OpenSearch and PostgreSQL.
+
+Both expose the same things to a test: the base URL of the API, the `insights` command configured
+for that deployment, a restart, and the processes themselves (so a test can kill one).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from cryptography.fernet import Fernet
+
+from tests.conftest import INSIGHTS, Server, free_port, start_server, stop_server
+
+DISTRIBUTED_SERVICES = ("import", "ingest", "query", "projector", "gateway")
+
+
+class EmbeddedDeployment:
+    kind = "embedded"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.server: Server = start_server(data_dir)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return self.server.client(key)
+
+    def cli(self, *args: str) -> str:
+        return run_cli(*args, "--data-dir", str(self.data_dir))
+
+    def restart(self) -> None:
+        stop_server(self.server)
+        self.server = start_server(self.data_dir)
+
+    def stop(self) -> None:
+        stop_server(self.server)
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class DistributedDeployment:
+    """Five OS processes; each test gets its own topics, indices and PostgreSQL schema."""
+
+    work_dir: Path
+    kafka: str
+    opensearch: str
+    postgres: str
+    topic_prefix: str
+    index_prefix: str
+    schema: str
+    env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    kind: str = "distributed"
+
+    def __post_init__(self) -> None:
+        ports = {name: free_port() for name in DISTRIBUTED_SERVICES}
+        self.ports = ports
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "KAFKA_TOPIC_PREFIX": self.topic_prefix,
+            "KAFKA_PARTITIONS": "3",
+            "OPENSEARCH_URL": self.opensearch,
+            "OPENSEARCH_INDEX_PREFIX": self.index_prefix,
+            "POSTGRES_DSN": self.postgres,
+            "POSTGRES_SCHEMA": self.schema,
+            "INSIGHTS_MASTER_KEY": Fernet.generate_key().decode(),
+            "IMPORT_DATA_DIR": str(self.work_dir / "import"),
+            "IMPORT_PORT": str(ports["import"]),
+            "INGEST_PORT": str(ports["ingest"]),
+            "QUERY_PORT": str(ports["query"]),
+            "GATEWAY_PORT": str(ports["gateway"]),
+            "GATEWAY_IMPORT_URL": f"http://127.0.0.1:{ports['import']}",
+            "GATEWAY_INGEST_URL": f"http://127.0.0.1:{ports['ingest']}",
+            "GATEWAY_QUERY_URL": f"http://127.0.0.1:{ports['query']}",
+        }
+        for name in DISTRIBUTED_SERVICES:
+            self.start(name)
+        for name in DISTRIBUTED_SERVICES:
+            self.wait_ready(name)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def cli(self, *args: str) -> str:
+        return run_cli(*args, "--distributed", env=self.env)
+
+    def start(self, name: str) -> ServiceProcess:
+        log = self.work_dir / f"{name}.log"
+        with log.open("ab") as sink:
+            process = subprocess.Popen(  # noqa: S603 - our own command
+                [*INSIGHTS, "serve", name, "--port", str(self.ports[name])],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        self.processes[name] = ServiceProcess(name, self.ports[name], process, log)
+        return self.processes[name]
+
+    def wait_ready(self, name: str, limit: float = 90) -> None:
+        service = self.processes[name]
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                raise RuntimeError(f"{name} exited:\n{service.log.read_text(errors='replace')}")
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{service.port}/readyz", timeout=2)
+                if answer.status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} not ready in {limit} s:\n{service.log.read_text()[-4000:]}")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no shutdown hook runs, as when a machine dies."""
+        service = self.processes[name]
+        service.process.send_signal(signal.SIGKILL)
+        service.process.wait(timeout=10)
+
+    def stop_one(self, name: str) -> None:
+        service = self.processes[name]
+        service.process.terminate()
+        try:
+            service.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            service.process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        for name in DISTRIBUTED_SERVICES:
+            self.start(name)
+        for name in DISTRIBUTED_SERVICES:
+            self.wait_ready(name)
+
+    def stop(self) -> None:
+        for name in reversed(DISTRIBUTED_SERVICES):
+            if self.processes[name].process.poll() is None:
+                self.stop_one(name)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {name} ---\n{service.log.read_text(errors='replace')[-3000:]}"
+            for name, service in self.processes.items()
+        )
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> str:
+    """Run the `insights` command and answer what it printed."""
+    result = subprocess.run(  # noqa: S603 - our own command
+        [*INSIGHTS, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**(env or os.environ), "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def eventually_true(check: object, limit: float = 20.0) -> None:
+    """Poll a no-argument callable until it returns a truthy value (the projection lags a bit)."""
+    assert callable(check)
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            if check():
+                return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        else:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still false after {limit} s")
+        time.sleep(0.1)
