@@ -103,10 +103,34 @@ def server(data_dir: Path) -> Iterator[Server]:
         stop_server(running)
 
 
+def _distributed(request: pytest.FixtureRequest, work_dir: Path) -> DistributedDeployment:
+    from tests.deployments import DistributedDeployment  # noqa: PLC0415
+
+    return DistributedDeployment(
+        work_dir=work_dir,
+        kafka=request.getfixturevalue("kafka_bootstrap"),
+        opensearch=request.getfixturevalue("opensearch_url"),
+        postgres=request.getfixturevalue("postgres_dsn"),
+        topic_prefix=request.getfixturevalue("topic_prefix"),
+        index_prefix=request.getfixturevalue("os_prefix"),
+        schema=request.getfixturevalue("pg_schema").schema,
+    )
+
+
+@pytest.fixture
+def distributed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DistributedDeployment]:
+    """The five processes of the distributed mode on the real services."""
+    running = _distributed(request, tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 @pytest.fixture(params=["embedded", "distributed"])
 def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
     """The product in each of its modes; the distributed one on the real services."""
-    from tests.deployments import DistributedDeployment, EmbeddedDeployment  # noqa: PLC0415
+    from tests.deployments import EmbeddedDeployment  # noqa: PLC0415
 
     running: Deployment
     if request.param == "embedded":
@@ -114,15 +138,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
         data_dir.mkdir()
         running = EmbeddedDeployment(data_dir)
     else:
-        running = DistributedDeployment(
-            work_dir=tmp_path,
-            kafka=request.getfixturevalue("kafka_bootstrap"),
-            opensearch=request.getfixturevalue("opensearch_url"),
-            postgres=request.getfixturevalue("postgres_dsn"),
-            topic_prefix=request.getfixturevalue("topic_prefix"),
-            index_prefix=request.getfixturevalue("os_prefix"),
-            schema=request.getfixturevalue("pg_schema").schema,
-        )
+        running = _distributed(request, tmp_path)
     try:
         yield running
     finally:

@@ -104,7 +104,7 @@ def test_the_compose_file_runs_every_process_of_the_distributed_mode(
         environment = services[name]["environment"]
         assert environment["INSIGHTS_MASTER_KEY"] == "a-key"
         assert environment["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
-        assert {dep for dep in services[name]["depends_on"]} == {"kafka", "opensearch", "postgres"}
+        assert set(services[name]["depends_on"]) == {"kafka", "opensearch", "postgres"}
     assert [p["published"] for p in services["gateway"]["ports"]] == ["8000"]
     assert services["gateway"]["environment"]["GATEWAY_QUERY_URL"] == "http://query:8003"
 

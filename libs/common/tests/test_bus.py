@@ -6,8 +6,11 @@ Then what only Kafka has: offsets committed after the handler, retries, the dead
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -266,3 +269,63 @@ async def test_a_record_that_is_not_an_event_goes_to_the_dead_letter_topic(
     )
     reasons = [dict(record.headers)["x-error"].decode() for record in dead]
     assert all(reason for reason in reasons)
+
+
+CONSUMER_THAT_HANGS = """
+import asyncio, sys
+from insights_common.kafka import KafkaBus, KafkaOptions
+
+async def main() -> None:
+    bootstrap, prefix, marker = sys.argv[1:4]
+    bus = KafkaBus(KafkaOptions(bootstrap_servers=bootstrap, topic_prefix=prefix))
+
+    async def write_forever(events):
+        with open(marker, "a") as out:
+            out.write(" ".join(e.event_id for e in events) + "\\n")
+        await asyncio.sleep(3600)  # the store never answers; the process is killed here
+
+    bus.subscribe(["insights.users.v1"], write_forever, group_id="projector")
+    await bus.start()
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.integration
+async def test_a_consumer_killed_mid_batch_leaves_the_batch_to_the_next_one(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    options = KafkaOptions(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
+    publisher = KafkaBus(options)
+    await publisher.ensure_topics([USERS])
+    await publisher.start()
+    await publisher.publish([user(n) for n in range(5)])
+    await publisher.stop()
+
+    script = tmp_path / "consumer.py"
+    script.write_text(CONSUMER_THAT_HANGS)
+    marker = tmp_path / "seen.txt"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), kafka_bootstrap, topic_prefix, str(marker)
+    )
+    try:
+        await until(lambda: marker.exists() and bool(marker.read_text().strip()))
+    finally:
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+
+    taken: list[str] = []
+
+    async def take(events: Sequence[AnyEvent]) -> None:
+        taken.extend(e.event_id for e in events)
+
+    bus = KafkaBus(options)
+    bus.subscribe([USERS], take, group_id="projector")
+    await bus.start()
+    try:
+        # The dead member's session must expire before its partitions are handed over.
+        await until(lambda: len(taken) >= 5, limit=60)
+    finally:
+        await bus.stop()
+    assert sorted(taken) == sorted(f"u-alex-{n}" for n in range(5))

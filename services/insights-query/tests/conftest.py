@@ -1,8 +1,13 @@
-"""Fixtures of the insights-query tests: a real SQLite store, bus, key store and HTTP app."""
+"""Fixtures of the insights-query tests: a store, bus, key store and HTTP app.
+
+`store` is parametrized: every test that uses it (directly or through the service or the HTTP
+client) runs once on SQLite (unit) and once on a real OpenSearch (integration), with its own
+index prefix. Keys stay on SQLite in both: they are not what is under test here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,11 +31,15 @@ from insights_contracts import (
     TemplateUpserted,
     UserUpserted,
 )
-from insights_query.app import create_embedded
+from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
+from insights_query.adapters.sqlite import SqliteInsightsStore
+from insights_query.app import create_service, project_bus
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+Store = SqliteInsightsStore | OpenSearchInsightsStore
 
 
 def at(value: str | datetime) -> datetime:
@@ -205,17 +214,60 @@ def bus() -> InProcessBus:
     return InProcessBus()
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.unit),
+        pytest.param("opensearch", marks=pytest.mark.integration),
+    ]
+)
+def store_backend(request: pytest.FixtureRequest) -> tuple[str, str] | None:
+    """None for SQLite; (url, index prefix) for OpenSearch, only resolved when used."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("opensearch_url")
+    prefix: str = request.getfixturevalue("os_prefix")
+    return url, prefix
+
+
 @pytest.fixture
-def embedded(
-    db: SqliteDatabase, bus: InProcessBus, keys: SqliteKeyStore
+async def store(store_backend: tuple[str, str] | None, db: SqliteDatabase) -> AsyncIterator[Store]:
+    if store_backend is None:
+        yield SqliteInsightsStore(db)
+        return
+    url, prefix = store_backend
+    client = create_client(url)
+    try:
+        search = OpenSearchInsightsStore(client, prefix=prefix, refresh=True)
+        await search.ensure_indices()
+        yield search
+    finally:
+        await client.close()
+
+
+def wire(
+    store: Store, bus: InProcessBus, keys: SqliteKeyStore, settings: QuerySettings
 ) -> tuple[QueryService, FastAPI]:
-    service, parts = create_embedded(
-        db=db, bus=bus, keys=keys, settings=QuerySettings(), clock=lambda: NOW
-    )
+    """The query service and its HTTP app over `store`, fed by `bus`."""
+    project_bus(bus, store)
+    service, parts = create_service(reader=store, keys=keys, settings=settings, clock=lambda: NOW)
     app = FastAPI()
     app.include_router(parts.router, prefix="/api/v1")
     install_problem_handlers(app)
     return service, app
+
+
+Wiring = Callable[[QuerySettings], tuple[QueryService, FastAPI]]
+
+
+@pytest.fixture
+def wiring(store: Store, bus: InProcessBus, keys: SqliteKeyStore) -> Wiring:
+    """Wires the service over this test's store with the given settings (once per test)."""
+    return lambda settings: wire(store, bus, keys, settings)
+
+
+@pytest.fixture
+def embedded(wiring: Wiring) -> tuple[QueryService, FastAPI]:
+    return wiring(QuerySettings())
 
 
 @pytest.fixture

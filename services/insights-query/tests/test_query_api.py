@@ -1,4 +1,8 @@
-"""The query API over HTTP, on the embedded wiring: events in through the bus, JSON out."""
+"""The query API over HTTP on each store: events in through the bus, JSON out.
+
+Every test runs on SQLite and on OpenSearch (the `store` fixture's parameters mark them unit and
+integration).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,8 @@ from fastapi import FastAPI
 
 from insights_common.auth import SqliteKeyStore
 from insights_common.bus import InProcessBus
-from insights_common.http import install_problem_handlers
-from insights_common.sqlite import SqliteDatabase
-from insights_query.app import create_embedded
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings
-
-pytestmark = pytest.mark.unit
 
 API = "/api/v1"
 
@@ -488,14 +487,9 @@ async def test_message_cursor_is_stable_when_new_messages_arrive(
 
 
 async def test_csv_export_streams_every_page_spreadsheet_safe(
-    db: SqliteDatabase, bus: InProcessBus, keys: SqliteKeyStore, acme: dict[str, str], ev: Any
+    wiring: Any, bus: InProcessBus, acme: dict[str, str], ev: Any
 ) -> None:
-    _, parts = create_embedded(
-        db=db, bus=bus, keys=keys, settings=QuerySettings(export_page_size=2)
-    )
-    app = FastAPI()
-    app.include_router(parts.router, prefix=API)
-    install_problem_handlers(app)
+    _, app = wiring(QuerySettings(export_page_size=2))
     await bus.publish(
         [
             ev.sent(

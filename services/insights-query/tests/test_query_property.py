@@ -1,9 +1,13 @@
-"""Any order and any duplication of the same events gives the same API-visible state."""
+"""Any order and any duplication of the same events gives the same API-visible state.
+
+On SQLite, and on OpenSearch, whose state must also equal SQLite's for the same events.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,14 +28,14 @@ from insights_contracts import (
     TemplateUpserted,
     UserUpserted,
 )
+from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.domain.errors import NotFound
 from insights_query.domain.messages import STATUSES, project_message
 from insights_query.domain.users import ActivitySpan, UserFact, project_user
+from insights_query.ports import InsightsReader, ProjectionStore
 from insights_query.service import Projector, QueryService
 from insights_query.settings import QuerySettings
-
-pytestmark = pytest.mark.unit
 
 APP = "acme"
 BASE = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
@@ -174,18 +178,50 @@ async def visible_state(service: QueryService) -> dict[str, Any]:
     return state
 
 
+async def project_and_look(
+    store: ProjectionStore, reader: InsightsReader, batches: Sequence[Sequence[AnyEvent]]
+) -> dict[str, Any]:
+    projector = Projector(store)
+    for batch in batches:
+        await projector.handle(batch)
+    return await visible_state(QueryService(reader, settings=QuerySettings(), clock=lambda: NOW))
+
+
 async def state_after(batches: Sequence[Sequence[AnyEvent]]) -> dict[str, Any]:
     db = SqliteDatabase(":memory:")
     try:
         store = SqliteInsightsStore(db)
-        projector = Projector(store)
-        for batch in batches:
-            await projector.handle(batch)
-        return await visible_state(QueryService(store, settings=QuerySettings(), clock=lambda: NOW))
+        return await project_and_look(store, store, batches)
     finally:
         db.close()
 
 
+async def opensearch_state_after(url: str, batches: Sequence[Sequence[AnyEvent]]) -> dict[str, Any]:
+    """On fresh indices, deleted afterwards (hypothesis runs many examples in one test)."""
+    prefix = f"t-prop-{uuid.uuid4().hex[:10]}"
+    client = create_client(url)
+    try:
+        store = OpenSearchInsightsStore(client, prefix=prefix, refresh=True)
+        await store.ensure_indices()
+        return await project_and_look(store, store, batches)
+    finally:
+        await client.indices.delete(index=f"{prefix}-*", ignore_unavailable=True)
+        for kind in ("messages", "users", "templates"):
+            await client.indices.delete_index_template(name=f"{prefix}-{kind}", ignore=[404])
+        await client.close()
+
+
+def arrivals(data: st.DataObject) -> tuple[list[AnyEvent], list[list[AnyEvent]]]:
+    """A history, and the same events duplicated, shuffled and cut into batches."""
+    events = data.draw(histories(), label="events")
+    duplicates = data.draw(st.lists(st.sampled_from(events), max_size=8)) if events else []
+    arrival = data.draw(st.permutations([*events, *duplicates]), label="arrival")
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(arrival)), max_size=5), label="cuts"))
+    bounds = [0, *cuts, len(arrival)]
+    return events, [arrival[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+@pytest.mark.unit
 @settings(
     max_examples=75,
     deadline=None,
@@ -193,15 +229,28 @@ async def state_after(batches: Sequence[Sequence[AnyEvent]]) -> dict[str, Any]:
 )
 @given(data=st.data())
 def test_any_order_and_duplication_give_the_same_projection(data: st.DataObject) -> None:
-    events = data.draw(histories(), label="events")
-    duplicates = data.draw(st.lists(st.sampled_from(events), max_size=8)) if events else []
-    arrival = data.draw(st.permutations([*events, *duplicates]), label="arrival")
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(arrival)), max_size=5), label="cuts"))
-    bounds = [0, *cuts, len(arrival)]
-    batches = [arrival[a:b] for a, b in itertools.pairwise(bounds)]
+    events, batches = arrivals(data)
 
     expected = asyncio.run(state_after([events]))
     actual = asyncio.run(state_after(batches))
+
+    assert actual == expected
+
+
+@pytest.mark.integration
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_opensearch_shows_what_sqlite_shows_for_any_arrival(
+    opensearch_url: str, data: st.DataObject
+) -> None:
+    events, batches = arrivals(data)
+
+    expected = asyncio.run(state_after([events]))
+    actual = asyncio.run(opensearch_state_after(opensearch_url, batches))
 
     assert actual == expected
 
@@ -210,6 +259,7 @@ def facts_of(events: Sequence[AnyEvent], user_id: str) -> list[UserFact]:
     return [UserFact.of(e) for e in events if isinstance(e, UserUpserted) and e.user_id == user_id]
 
 
+@pytest.mark.unit
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_the_pure_folds_ignore_order_and_duplicates(data: st.DataObject) -> None:
@@ -228,6 +278,7 @@ def test_the_pure_folds_ignore_order_and_duplicates(data: st.DataObject) -> None
         )
 
 
+@pytest.mark.unit
 def test_the_generated_histories_exercise_the_hard_cases() -> None:
     """Guard against a generator that silently stops producing what the property needs."""
     seen: set[str] = set()

@@ -1,4 +1,8 @@
-"""The SQLite store itself: batches are atomic, replays change nothing, lookups use indexes."""
+"""The SQLite store itself: batches are atomic, replays change nothing, lookups use indexes.
+
+The OpenSearch store's own equivalents are in test_query_store_opensearch.py; what both must do
+alike runs on both through the `store` fixture.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,14 @@ import pytest
 from insights_common.sqlite import SqliteDatabase
 from insights_query.adapters import sqlite as store_module
 from insights_query.adapters.sqlite import SqliteInsightsStore
-from insights_query.domain.search import Rank
+from insights_query.domain.queries import MessageFilter, SearchPosition
+from insights_query.domain.search import Rank, SearchQuery, parse_search
+from insights_query.ports import InsightsReader, ProjectionStore
 
-pytestmark = pytest.mark.unit
+sqlite_only = pytest.mark.unit
 
 
+@sqlite_only
 async def test_a_batch_becomes_visible_all_at_once_or_not_at_all(
     db: SqliteDatabase, ev: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -38,6 +45,7 @@ async def test_a_batch_becomes_visible_all_at_once_or_not_at_all(
     assert [u.nickname if u else None for u in users] == [f"User {n}" for n in range(5)]
 
 
+@sqlite_only
 async def test_replaying_batches_changes_nothing(db: SqliteDatabase, ev: Any) -> None:
     store = SqliteInsightsStore(db)
     batch = [
@@ -68,9 +76,10 @@ async def test_replaying_batches_changes_nothing(db: SqliteDatabase, ev: Any) ->
     assert len(before["q_message_events"]) == 2
 
 
-async def test_a_large_import_batch_is_searchable(db: SqliteDatabase, ev: Any) -> None:
-    store = SqliteInsightsStore(db)
-    await store.apply(
+async def test_a_large_import_batch_is_searchable(store: Any, ev: Any) -> None:
+    projection: ProjectionStore = store
+    reader: InsightsReader = store
+    await projection.apply(
         [
             ev.user(
                 f"user{n:05d}",
@@ -82,16 +91,31 @@ async def test_a_large_import_batch_is_searchable(db: SqliteDatabase, ev: Any) -
             for n in range(3000)
         ]
     )
-    profile = await store.get_user("acme", "user02999")
+    profile = await reader.get_user("acme", "user02999")
     assert profile is not None
     assert profile.phone_number == "+14155552999"
     assert profile.imports == ("big",)
+    found = await reader.search_users(
+        "acme", parse("name2999"), after=SearchPosition(Rank.NICKNAME, ""), limit=5
+    )
+    assert [(rank, p.user_id) for rank, p in found] == [(Rank.NICKNAME, "user02999")]
+    by_id = await reader.search_users("acme", parse("user0299"), after=None, limit=20)
+    assert [p.user_id for _, p in by_id] == [f"user0{n}" for n in range(2990, 3000)]
+    recent = await reader.recent_users("acme", after=None, limit=3000)
+    assert len(recent) == 3000
+
+
+def parse(q: str) -> SearchQuery:
+    query = parse_search(q)
+    assert query is not None
+    return query
 
 
 def plan(conn: Any, sql: str, params: Any) -> list[str]:
     return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
 
 
+@sqlite_only
 @pytest.mark.parametrize("rank", list(Rank))
 async def test_search_by_each_rank_reads_a_range_not_the_whole_table(
     db: SqliteDatabase, rank: Rank
@@ -120,6 +144,7 @@ async def test_search_by_each_rank_reads_a_range_not_the_whole_table(
     assert any(expected_index in s for s in steps), steps
 
 
+@sqlite_only
 async def test_message_pages_walk_the_user_index(db: SqliteDatabase) -> None:
     SqliteInsightsStore(db)
     params = {
@@ -137,3 +162,24 @@ async def test_message_pages_walk_the_user_index(db: SqliteDatabase) -> None:
     steps = await db.read(lambda conn: plan(conn, store_module._LIST_MESSAGES_SQL, params))
     assert len(steps) == 1, steps
     assert steps[0].startswith("SEARCH q_messages USING INDEX q_messages_user_sent"), steps
+
+
+async def test_a_long_multibyte_message_id_round_trips(store: Any, ev: Any) -> None:
+    message_id = "알림" + "🔔" * 126  # 128 characters, 510 bytes of UTF-8
+    projection: ProjectionStore = store
+    reader: InsightsReader = store
+    await projection.apply(
+        [
+            ev.sent(message_id, "alex", "2026-11-02T10:00:00Z"),
+            ev.read(message_id, "alex", "2026-11-02T10:01:00Z", app_id="a" * 64),
+            ev.sent(message_id, "alex", "2026-11-02T10:00:00Z", app_id="a" * 64),
+        ]
+    )
+    for app_id in ("acme", "a" * 64):
+        detail = await reader.get_message(app_id, message_id)
+        assert detail is not None
+        assert detail.message_id == message_id
+    listed = await reader.list_messages(
+        "a" * 64, "alex", filters=MessageFilter(), after=None, limit=5
+    )
+    assert [(m.message_id, m.status) for m in listed] == [(message_id, "read")]

@@ -36,4 +36,3 @@ class OpenSearchSettings(BaseSettings):
     url: str = "http://127.0.0.1:9200"
     index_prefix: str = "insights"
     """Indices and aliases are named `<prefix>-users`, `<prefix>-messages`, ..."""
-

@@ -8,14 +8,38 @@ from datetime import datetime
 from insights_common.auth import KeyStore
 from insights_common.bus import InProcessBus
 from insights_common.http import bearer_auth
+from insights_common.kafka import KafkaBus
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
 from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.domain.time import utc_now
 from insights_query.entrypoints.http import create_router
+from insights_query.ports import InsightsReader, ProjectionStore
 from insights_query.service import Projector, QueryService
 from insights_query.settings import QuerySettings
+
+TOPICS = (USERS, NOTIFICATIONS, TEMPLATES)
+
+
+def create_service(
+    *,
+    reader: InsightsReader,
+    keys: KeyStore,
+    settings: QuerySettings,
+    clock: Callable[[], datetime] = utc_now,
+) -> tuple[QueryService, ServiceParts]:
+    """The query API over any store."""
+    service = QueryService(reader, settings=settings, clock=clock)
+    return service, ServiceParts(router=create_router(service, bearer_auth(keys)))
+
+
+def project_bus(bus: InProcessBus, store: ProjectionStore) -> Projector:
+    """Project the in-process bus's users, notifications and templates into `store`."""
+    projector = Projector(store)
+    for topic in TOPICS:
+        bus.subscribe(topic, projector.handle)
+    return projector
 
 
 def create_embedded(
@@ -28,8 +52,34 @@ def create_embedded(
 ) -> tuple[QueryService, ServiceParts]:
     """Project the bus's users, notifications and templates into SQLite and serve the query API."""
     store = SqliteInsightsStore(db)
+    project_bus(bus, store)
+    return create_service(reader=store, keys=keys, settings=settings, clock=clock)
+
+
+def create_distributed(
+    *,
+    store: InsightsReader,
+    keys: KeyStore,
+    settings: QuerySettings,
+    clock: Callable[[], datetime] = utc_now,
+) -> tuple[QueryService, ServiceParts]:
+    """The query API process: reads only (the projector process writes the store)."""
+    return create_service(reader=store, keys=keys, settings=settings, clock=clock)
+
+
+def create_projector(
+    *, store: ProjectionStore, bus: KafkaBus, settings: QuerySettings
+) -> Projector:
+    """The projector process: one consumer group over the three topics, batches into `store`.
+
+    Register before the bus starts. Its instances share the partitions; two of them writing the
+    same document is safe (the store retries writes that lost a race).
+    """
     projector = Projector(store)
-    for topic in (USERS, NOTIFICATIONS, TEMPLATES):
-        bus.subscribe(topic, projector.handle)
-    service = QueryService(store, settings=settings, clock=clock)
-    return service, ServiceParts(router=create_router(service, bearer_auth(keys)))
+    bus.subscribe(
+        list(TOPICS),
+        projector.handle,
+        group_id=settings.projector_group,
+        max_records=settings.projector_batch,
+    )
+    return projector

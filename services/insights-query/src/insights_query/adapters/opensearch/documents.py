@@ -1,0 +1,251 @@
+"""Documents of the OpenSearch store, built with the pure domain folds.
+
+A message document keeps the raw events of its message (not indexed) beside the fields folded
+from them, so merging new events is: union by event_id, fold again. A user document keeps the
+raw facts of its user.upserted events and the span of its messages' activity. A template
+document keeps the best-origin description of one version. Every builder is a pure function of
+(stored document, new input), deterministic whatever the order the inputs came in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from insights_contracts import MessageEvent, NotificationSent, TemplateUpserted
+from insights_contracts.events import NotificationEvent
+from insights_query.domain.messages import MessageProjection, project_message
+from insights_query.domain.search import nickname_tokens, phone_digits
+from insights_query.domain.time import from_ts_key, ts_key
+from insights_query.domain.users import ActivitySpan, UserFact, UserProfile, project_user
+
+Doc = dict[str, Any]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_message_event: TypeAdapter[MessageEvent] = TypeAdapter(NotificationEvent)
+
+
+def micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(value: float) -> datetime:
+    # Aggregations answer doubles; microseconds up to year 2255 fit a double's 53 bits exactly.
+    return _EPOCH + timedelta(microseconds=round(value))
+
+
+_MAX_ID_BYTES = 512
+
+
+def message_key(app_id: str, message_id: str) -> str:
+    key = f"{app_id}:{message_id}"
+    if len(key.encode()) <= _MAX_ID_BYTES:
+        return key
+    # A message id of 128 multibyte characters can exceed OpenSearch's 512-byte _id.
+    return f"{app_id}:sha256:{hashlib.sha256(message_id.encode()).hexdigest()}"
+
+
+def user_key(app_id: str, user_id: str) -> str:
+    return f"{app_id}:{user_id}"
+
+
+def template_key(app_id: str, key: str, version: int) -> str:
+    return f"{app_id}:{key}:{version}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(app_id, user_id) of a user key: app ids hold no ':'."""
+    app_id, _, rest = key.partition(":")
+    return app_id, rest
+
+
+# -- messages -----------------------------------------------------------------------------
+
+
+def stored_events(doc: Mapping[str, Any] | None) -> list[MessageEvent]:
+    if doc is None:
+        return []
+    return [_message_event.validate_python(raw) for raw in doc["events"]]
+
+
+def message_doc(
+    app_id: str, message_id: str, events: Iterable[MessageEvent]
+) -> tuple[Doc, MessageProjection | None]:
+    """The document of a message from all its events, earlier copies of an event_id winning."""
+    unique: dict[str, MessageEvent] = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    doc: Doc = {
+        "app_id": app_id,
+        "message_id": message_id,
+        "visible": False,
+        "events": [unique[event_id].model_dump(mode="json") for event_id in sorted(unique)],
+    }
+    projection = project_message(unique.values())
+    if projection is None:
+        return doc, None
+    detail = projection.detail
+    doc |= {
+        "visible": True,
+        "detail": detail.model_dump(mode="json"),
+        "user_id": detail.user_id,
+        "channel": detail.channel,
+        "status": detail.status,
+        "template_key": detail.template.key,
+        "template_version": detail.template.version,
+        "delivered": int(projection.delivered),
+        "read": int(projection.read),
+        "clicked": int(projection.clicked),
+        "failed": int(projection.failed),
+        "responded": int(projection.responded),
+        "sent_us": micros(detail.sent_at),
+        "sent_day": ts_key(detail.sent_at)[:10],
+        "engaged_us": micros(projection.last_engaged_at) if projection.last_engaged_at else None,
+        "first_event_us": micros(projection.first_event_at),
+        "last_event_us": micros(projection.last_event_at),
+    }
+    return doc, projection
+
+
+# -- users --------------------------------------------------------------------------------
+
+
+def _fact_doc(fact: UserFact) -> Doc:
+    return {
+        "event_id": fact.event_id,
+        "occurred_at": ts_key(fact.occurred_at),
+        "phone_number": fact.phone_number,
+        "nickname": fact.nickname,
+        "source": fact.source,
+    }
+
+
+def _fact(raw: Mapping[str, Any]) -> UserFact:
+    return UserFact(
+        event_id=raw["event_id"],
+        occurred_at=from_ts_key(raw["occurred_at"]),
+        phone_number=raw["phone_number"],
+        nickname=raw["nickname"],
+        source=raw["source"],
+    )
+
+
+def _span(raw: Mapping[str, Any] | None) -> ActivitySpan | None:
+    if raw is None:
+        return None
+    return ActivitySpan(first=from_ts_key(raw["first"]), last=from_ts_key(raw["last"]))
+
+
+def widen(spans: Iterable[ActivitySpan | None]) -> ActivitySpan | None:
+    """The smallest span holding every given one.
+
+    A message's activity only grows as its events arrive, so widening by every partial span
+    seen gives the span of the complete message whatever the order.
+    """
+    known = [span for span in spans if span is not None]
+    if not known:
+        return None
+    return ActivitySpan(
+        first=min(span.first for span in known), last=max(span.last for span in known)
+    )
+
+
+def user_doc(
+    app_id: str,
+    user_id: str,
+    stored: Mapping[str, Any] | None,
+    *,
+    facts: Iterable[UserFact],
+    spans: Iterable[ActivitySpan],
+) -> Doc | None:
+    unique: dict[str, UserFact] = {}
+    for fact in [*(_fact(raw) for raw in (stored or {}).get("facts", [])), *facts]:
+        unique.setdefault(fact.event_id, fact)
+    span = widen([_span((stored or {}).get("span")), *spans])
+    profile = project_user(user_id, unique.values(), span)
+    if profile is None:
+        return None
+    return {
+        "app_id": app_id,
+        "user_id": user_id,
+        "user_id_lc": user_id.lower(),
+        "nickname": profile.nickname,
+        "name_tokens": sorted(nickname_tokens(profile.nickname)),
+        "phone_number": profile.phone_number,
+        "phone_digits": phone_digits(profile.phone_number),
+        "created_at": ts_key(profile.created_at),
+        "updated_at": ts_key(profile.updated_at),
+        "last_activity_at": ts_key(profile.last_activity_at),
+        "activity_us": micros(profile.last_activity_at),
+        "imports": list(profile.imports),
+        "facts": [_fact_doc(unique[event_id]) for event_id in sorted(unique)],
+        "span": {"first": ts_key(span.first), "last": ts_key(span.last)} if span else None,
+    }
+
+
+def profile_of(doc: Mapping[str, Any]) -> UserProfile:
+    return UserProfile(
+        user_id=doc["user_id"],
+        nickname=doc["nickname"],
+        phone_number=doc["phone_number"],
+        created_at=from_ts_key(doc["created_at"]),
+        updated_at=from_ts_key(doc["updated_at"]),
+        last_activity_at=from_ts_key(doc["last_activity_at"]),
+        imports=tuple(doc["imports"]),
+    )
+
+
+PROFILE_FIELDS = [
+    "user_id",
+    "nickname",
+    "phone_number",
+    "created_at",
+    "updated_at",
+    "last_activity_at",
+    "imports",
+]
+
+
+# -- templates ----------------------------------------------------------------------------
+
+
+def template_candidate(event: TemplateUpserted | NotificationSent) -> tuple[str, Doc]:
+    """The version document an event describes, keyed by its document id.
+
+    `origin` orders the sources of a version (the same rule as the SQLite store): a
+    template.upserted beats a sent snapshot, and a later event beats an earlier one.
+    """
+    if isinstance(event, TemplateUpserted):
+        t = event.template
+        doc: Doc = {
+            "app_id": event.app_id,
+            "key": t.key,
+            "version": t.version,
+            "name": t.name,
+            "channels": {ch: c.model_dump(mode="json") for ch, c in t.channels.items()},
+            "variable_schema": [v.model_dump(mode="json") for v in t.variable_schema],
+        }
+        defined = 1
+    else:
+        # Every sent snapshot names a version, even one no template.upserted described.
+        ref = event.template
+        doc = {
+            "app_id": event.app_id,
+            "key": ref.key,
+            "version": ref.version,
+            "name": ref.name,
+            "channels": {},
+            "variable_schema": [],
+        }
+        defined = 0
+    doc["origin"] = f"{defined}|{ts_key(event.occurred_at)}|{event.event_id}"
+    return template_key(event.app_id, doc["key"], doc["version"]), doc
+
+
+def best_template(docs: Iterable[Doc]) -> Doc:
+    return max(docs, key=lambda doc: str(doc["origin"]))

@@ -1,0 +1,153 @@
+"""The indices of the OpenSearch store: one alias per kind over a versioned concrete index.
+
+Clients only ever name the alias (`<prefix>-messages`); the index behind it is
+`<prefix>-messages-v<N>`, created from an index template, so an index can be rebuilt beside the
+old one (reindex into -v<N+1>) and the alias swapped in one atomic `_aliases` call.
+
+Mappings are strict: a field the code does not know is a failed bulk item, never a silently
+guessed mapping. Search fields hold values the domain already normalized (nickname tokens,
+lowercase ids, phone digits), so prefix queries on them match exactly what the SQLite store
+matches; `index_prefixes` turns a short prefix into one term lookup instead of a term scan.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from opensearchpy import AsyncOpenSearch
+from opensearchpy.exceptions import RequestError
+
+Kind = Literal["messages", "users", "templates"]
+KINDS: tuple[Kind, ...] = ("messages", "users", "templates")
+SCHEMA_VERSION = 1
+"""Bump with a mapping change: ensure_indices then names -v<N> for new deployments, and
+existing ones reindex into it and swap the alias."""
+
+_KEYWORD: dict[str, Any] = {"type": "keyword"}
+# Returned in _source, never searched or aggregated.
+_SOURCE_ONLY: dict[str, Any] = {"type": "keyword", "index": False, "doc_values": False}
+_STORED: dict[str, Any] = {"type": "object", "enabled": False}
+_FLAG: dict[str, Any] = {"type": "byte"}
+_MICROS: dict[str, Any] = {"type": "long"}
+# A prefix-searchable exact value: each array element is one term (keyword analyzer).
+_PREFIXED: dict[str, Any] = {
+    "type": "text",
+    "analyzer": "keyword",
+    "index_options": "docs",
+    "norms": False,
+    "index_prefixes": {"min_chars": 1, "max_chars": 12},
+}
+
+MAPPINGS: dict[Kind, dict[str, Any]] = {
+    "messages": {
+        "dynamic": "strict",
+        "properties": {
+            "app_id": _KEYWORD,
+            "message_id": _KEYWORD,
+            # false until the message's `sent` arrives; such docs only hold events
+            "visible": {"type": "boolean"},
+            "events": _STORED,
+            "detail": _STORED,
+            "user_id": _KEYWORD,
+            "channel": _KEYWORD,
+            "status": _KEYWORD,
+            "template_key": _KEYWORD,
+            "template_version": {"type": "integer"},
+            "delivered": _FLAG,
+            "read": _FLAG,
+            "clicked": _FLAG,
+            "failed": _FLAG,
+            "responded": _FLAG,
+            # instants as UTC microseconds since the epoch: exact sort, range and max
+            "sent_us": _MICROS,
+            "sent_day": _KEYWORD,
+            "engaged_us": _MICROS,
+            "first_event_us": _MICROS,
+            "last_event_us": _MICROS,
+        },
+    },
+    "users": {
+        "dynamic": "strict",
+        "properties": {
+            "app_id": _KEYWORD,
+            "user_id": _KEYWORD,
+            "user_id_lc": _PREFIXED,
+            "nickname": _SOURCE_ONLY,
+            "name_tokens": _PREFIXED,
+            "phone_number": _KEYWORD,
+            "phone_digits": _PREFIXED,
+            "created_at": _SOURCE_ONLY,
+            "updated_at": _SOURCE_ONLY,
+            "last_activity_at": _SOURCE_ONLY,
+            "activity_us": _MICROS,
+            "imports": _KEYWORD,
+            "facts": _STORED,
+            "span": _STORED,
+        },
+    },
+    "templates": {
+        "dynamic": "strict",
+        "properties": {
+            "app_id": _KEYWORD,
+            "key": _KEYWORD,
+            "version": {"type": "integer"},
+            "name": _SOURCE_ONLY,
+            "channels": _STORED,
+            "variable_schema": _STORED,
+            "origin": _SOURCE_ONLY,
+        },
+    },
+}
+
+
+class IndexSetupError(RuntimeError):
+    """The alias of a kind could not be made to point at an index."""
+
+
+def alias_name(prefix: str, kind: Kind) -> str:
+    return f"{prefix}-{kind}"
+
+
+async def ensure_indices(
+    client: AsyncOpenSearch, prefix: str, *, shards: int, replicas: int | None
+) -> None:
+    """Put the index templates and create each missing alias with its first index.
+
+    Idempotent and safe to race: the index and its alias are created in one request, and
+    losing the race to another process ('already exists') is success.
+    """
+    copies: dict[str, Any] = (
+        {"auto_expand_replicas": "0-1"} if replicas is None else {"number_of_replicas": replicas}
+    )
+    for kind in KINDS:
+        alias = alias_name(prefix, kind)
+        await client.indices.put_index_template(
+            name=alias,
+            body={
+                "index_patterns": [f"{alias}-v*"],
+                "priority": 100,
+                "template": {
+                    "settings": {
+                        "number_of_shards": shards,
+                        **copies,
+                        "refresh_interval": "1s",
+                    },
+                    "mappings": MAPPINGS[kind],
+                },
+                "_meta": {"schema_version": SCHEMA_VERSION},
+            },
+        )
+        if await client.indices.exists_alias(name=alias):
+            continue
+        try:
+            await client.indices.create(
+                index=f"{alias}-v{SCHEMA_VERSION}", body={"aliases": {alias: {}}}
+            )
+        except RequestError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise
+        if not await client.indices.exists_alias(name=alias):
+            raise IndexSetupError(
+                f"index {alias}-v{SCHEMA_VERSION} exists but alias {alias} does not point at it;"
+                f" add it with POST _aliases or delete the index"
+            )

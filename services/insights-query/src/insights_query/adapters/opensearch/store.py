@@ -1,0 +1,653 @@
+"""The distributed store: ProjectionStore and InsightsReader on OpenSearch.
+
+Writing. `apply` groups a batch by message, user and template version, reads the current
+documents with `mget` (real-time: no refresh is needed to read what was just written), folds
+with the domain rules and writes every changed document in one `bulk`. Each write is
+conditional (`create` for a new document, `if_seq_no`/`if_primary_term` otherwise); the keys
+that lost a race with another projector are read and folded again, so concurrent projectors
+never lose an update. Documents that would not change are not written, so a replay costs two
+`mget`s and no write. A failed bulk item raises: the batch is then redelivered, and because
+applying is idempotent the replay completes what the failure left half done. (OpenSearch has
+no multi-document transaction; "all or nothing" becomes "eventually all, never wrong".)
+
+Reading. Every query filters on app_id. Messages are not routed by app or user: the doc id
+(`app_id:message_id`) must be enough to get a message, and routing by app would pile a large
+app onto one shard. The SQLite store's orderings are reproduced exactly: instants are stored
+as UTC microseconds (what ts_key orders by), ids as keywords (byte order, like SQLite's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, cast
+
+from opensearchpy import AsyncOpenSearch
+from pydantic import TypeAdapter
+
+from insights_contracts import (
+    AnyEvent,
+    Channel,
+    ChannelContent,
+    MessageEvent,
+    NotificationSent,
+    TemplateUpserted,
+    UserUpserted,
+    VariableSpec,
+)
+from insights_query.adapters.opensearch.documents import (
+    PROFILE_FIELDS,
+    Doc,
+    best_template,
+    from_micros,
+    message_doc,
+    message_key,
+    micros,
+    profile_of,
+    split_key,
+    stored_events,
+    template_candidate,
+    user_doc,
+    user_key,
+)
+from insights_query.adapters.opensearch.mappings import Kind, alias_name, ensure_indices
+from insights_query.domain.errors import InvalidCursor
+from insights_query.domain.queries import (
+    ActivityPosition,
+    MessageFilter,
+    MessagePosition,
+    SearchPosition,
+)
+from insights_query.domain.search import Rank, SearchQuery
+from insights_query.domain.stats import Counts, DayCounts, StatsRows
+from insights_query.domain.time import Window
+from insights_query.domain.users import ActivitySpan, UserFact, UserProfile
+from insights_query.domain.views import (
+    BriefStats,
+    MessageDetail,
+    TemplateDetail,
+    TemplateSummary,
+    TemplateVersionView,
+)
+
+logger = logging.getLogger(__name__)
+
+_MAX_ROUNDS = 10
+_PAGE = 1000
+_TERMS_SIZE = 10_000
+_COUNT_FIELDS = ("delivered", "read", "clicked", "failed", "responded")
+
+_channels: TypeAdapter[dict[Channel, ChannelContent]] = TypeAdapter(dict[Channel, ChannelContent])
+_variables: TypeAdapter[list[VariableSpec]] = TypeAdapter(list[VariableSpec])
+
+
+class BulkWriteError(RuntimeError):
+    """Some documents of a bulk write failed for a reason other than a lost race."""
+
+    def __init__(self, failures: list[Mapping[str, Any]]) -> None:
+        shown = "; ".join(
+            f"{f.get('_index')}/{f.get('_id')}: {f.get('status')} {f.get('error')}"
+            for f in failures[:5]
+        )
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        super().__init__(f"{len(failures)} document writes failed: {shown}{more}")
+        self.failures = failures
+
+
+class DocumentReadError(RuntimeError):
+    """A document could not be read (a shard failure, a missing index behind the alias)."""
+
+
+class ProjectionConflict(RuntimeError):
+    """Documents kept changing under this projector for every retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Current:
+    source: Doc
+    seq_no: int
+    primary_term: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    kind: Kind
+    key: str
+    doc: Doc
+    current: _Current | None
+
+
+@dataclass(slots=True)
+class _Work:
+    """What a batch still has to fold into documents, by document id."""
+
+    messages: dict[str, list[MessageEvent]] = field(default_factory=dict)
+    facts: dict[str, list[UserFact]] = field(default_factory=dict)
+    spans: dict[str, list[ActivitySpan]] = field(default_factory=dict)
+    templates: dict[str, list[Doc]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.messages or self.facts or self.spans or self.templates)
+
+
+def _work_of(events: Sequence[AnyEvent]) -> _Work:
+    work = _Work()
+    for event in events:
+        if isinstance(event, UserUpserted):
+            key = user_key(event.app_id, event.user_id)
+            work.facts.setdefault(key, []).append(UserFact.of(event))
+        elif isinstance(event, TemplateUpserted):
+            key, doc = template_candidate(event)
+            work.templates.setdefault(key, []).append(doc)
+        else:
+            key = message_key(event.app_id, event.message_id)
+            work.messages.setdefault(key, []).append(event)
+            if isinstance(event, NotificationSent):
+                key, doc = template_candidate(event)
+                work.templates.setdefault(key, []).append(doc)
+    return work
+
+
+def _term(name: str, value: object) -> Doc:
+    return {"term": {name: value}}
+
+
+def _cursor_micros(text: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidCursor() from exc
+    if moment.tzinfo is None:
+        raise InvalidCursor()
+    return micros(moment)
+
+
+def _int(agg: Mapping[str, Any]) -> int:
+    return round(cast(float, agg["value"]))
+
+
+def _opt_instant(agg: Mapping[str, Any]) -> datetime | None:
+    value = agg["value"]
+    return None if value is None else from_micros(cast(float, value))
+
+
+def _counts(bucket: Mapping[str, Any], sent: int) -> Counts:
+    return Counts(sent=sent, **{name: _int(bucket[name]) for name in _COUNT_FIELDS})
+
+
+def _sums(*names: str) -> Doc:
+    return {name: {"sum": {"field": name}} for name in names}
+
+
+class OpenSearchInsightsStore:
+    """Implements ProjectionStore and InsightsReader on OpenSearch."""
+
+    def __init__(
+        self, client: AsyncOpenSearch, *, prefix: str = "insights", refresh: bool = False
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._refresh = refresh
+
+    def index(self, kind: Kind) -> str:
+        """The alias every read and write of `kind` goes through."""
+        return alias_name(self._prefix, kind)
+
+    async def ensure_indices(self, *, shards: int = 1, replicas: int | None = None) -> None:
+        """Create what is missing; replicas by default: one when the cluster has two nodes."""
+        await ensure_indices(self._client, self._prefix, shards=shards, replicas=replicas)
+
+    async def ping(self) -> bool:
+        return bool(await self._client.ping())
+
+    # -- projection -----------------------------------------------------------------------
+
+    async def apply(self, events: Sequence[AnyEvent]) -> None:
+        work = _work_of(events)
+        for round_number in range(_MAX_ROUNDS):
+            if not work:
+                return
+            if round_number:
+                logger.info("re-folding %d documents another writer changed", _size(work))
+            work = await self._apply_round(work)
+        if work:
+            raise ProjectionConflict(
+                f"{_size(work)} documents still conflicted after {_MAX_ROUNDS} attempts"
+            )
+
+    async def _apply_round(self, work: _Work) -> _Work:
+        """Fold and write once; answer the work of the writes that lost a race."""
+        writes: list[_Write] = []
+        spans: dict[str, list[ActivitySpan]] = defaultdict(list)
+        for key, known in work.spans.items():
+            spans[key] += known
+
+        current_messages, current_templates = await asyncio.gather(
+            self._mget("messages", list(work.messages)),
+            self._mget("templates", list(work.templates)),
+        )
+        for key, events in work.messages.items():
+            current = current_messages.get(key)
+            stored = stored_events(current.source if current else None)
+            doc, projection = message_doc(
+                events[0].app_id, events[0].message_id, [*stored, *events]
+            )
+            if projection is not None:
+                # Also when the document is unchanged: a replay after a failed write of the
+                # user document must still widen the user's span.
+                span = ActivitySpan(projection.first_event_at, projection.last_event_at)
+                spans[user_key(events[0].app_id, projection.detail.user_id)].append(span)
+            if current is None or current.source != doc:
+                writes.append(_Write("messages", key, doc, current))
+
+        user_keys = sorted(set(work.facts) | set(spans))
+        current_users = await self._mget("users", user_keys)
+        for key in user_keys:
+            app_id, user_id = split_key(key)
+            current = current_users.get(key)
+            new = user_doc(
+                app_id,
+                user_id,
+                current.source if current else None,
+                facts=work.facts.get(key, ()),
+                spans=spans.get(key, ()),
+            )
+            if new is not None and (current is None or current.source != new):
+                writes.append(_Write("users", key, new, current))
+
+        for key, candidates in work.templates.items():
+            current = current_templates.get(key)
+            best = best_template([*candidates, *([current.source] if current else [])])
+            if current is None or best["origin"] > current.source["origin"]:
+                writes.append(_Write("templates", key, best, current))
+
+        lost = await self._bulk(writes)
+        retry = _Work()
+        for kind, key in lost:
+            if kind == "messages":
+                retry.messages[key] = work.messages[key]
+            elif kind == "users":
+                retry.facts[key] = work.facts.get(key, [])
+                retry.spans[key] = spans.get(key, [])
+            else:
+                retry.templates[key] = work.templates[key]
+        return retry
+
+    async def _mget(self, kind: Kind, keys: list[str]) -> dict[str, _Current]:
+        found: dict[str, _Current] = {}
+        for start in range(0, len(keys), _PAGE):
+            response = await self._client.mget(
+                index=self.index(kind), body={"ids": keys[start : start + _PAGE]}
+            )
+            for doc in cast(list[dict[str, Any]], response["docs"]):
+                if "error" in doc:
+                    raise DocumentReadError(f"{doc.get('_id')}: {doc['error']}")
+                if doc["found"]:
+                    found[doc["_id"]] = _Current(
+                        source=doc["_source"],
+                        seq_no=doc["_seq_no"],
+                        primary_term=doc["_primary_term"],
+                    )
+        return found
+
+    async def _bulk(self, writes: list[_Write]) -> list[tuple[Kind, str]]:
+        """Write conditionally; answer the (kind, key) of the writes that lost a race."""
+        if not writes:
+            return []
+        body: list[Doc] = []
+        for write in writes:
+            target: Doc = {"_index": self.index(write.kind), "_id": write.key}
+            if write.current is None:
+                body.append({"create": target})
+            else:
+                target |= {
+                    "if_seq_no": write.current.seq_no,
+                    "if_primary_term": write.current.primary_term,
+                }
+                body.append({"index": target})
+            body.append(write.doc)
+        params = {"refresh": "true"} if self._refresh else {}
+        response = await self._client.bulk(body=body, params=params)
+        if not response["errors"]:
+            return []
+        lost: list[tuple[Kind, str]] = []
+        failures: list[Mapping[str, Any]] = []
+        for write, item in zip(writes, cast(list[dict[str, Any]], response["items"]), strict=True):
+            (result,) = item.values()
+            error = result.get("error")
+            if error is None:
+                continue
+            if result["status"] == 409 and error.get("type") == "version_conflict_engine_exception":
+                lost.append((write.kind, write.key))
+            else:
+                failures.append(result)
+        if failures:
+            raise BulkWriteError(failures)
+        return lost
+
+    # -- users ------------------------------------------------------------------------------
+
+    async def get_user(self, app_id: str, user_id: str) -> UserProfile | None:
+        found = await self._mget("users", [user_key(app_id, user_id)])
+        current = found.get(user_key(app_id, user_id))
+        return profile_of(current.source) if current else None
+
+    async def recent_users(
+        self, app_id: str, *, after: ActivityPosition | None, limit: int
+    ) -> list[UserProfile]:
+        body: Doc = {
+            "size": limit,
+            "query": {"bool": {"filter": [_term("app_id", app_id)]}},
+            "sort": [{"activity_us": "desc"}, {"user_id": "desc"}],
+            "_source": PROFILE_FIELDS,
+        }
+        if after is not None:
+            body["search_after"] = [_cursor_micros(after.at), after.user_id]
+        return [profile_of(hit["_source"]) for hit in await self._hits("users", body)]
+
+    async def search_users(
+        self, app_id: str, query: SearchQuery, *, after: SearchPosition | None, limit: int
+    ) -> list[tuple[Rank, UserProfile]]:
+        found: list[tuple[Rank, UserProfile]] = []
+        for rank in query.ranks():
+            if after is not None and rank < after.rank:
+                continue
+            start = after.user_id if after is not None and rank == after.rank else ""
+            body: Doc = {
+                "size": limit - len(found),
+                "query": _rank_query(app_id, query, rank, start),
+                "sort": [{"user_id": "asc"}],
+                "_source": PROFILE_FIELDS,
+            }
+            found += [(rank, profile_of(hit["_source"])) for hit in await self._hits("users", body)]
+            if len(found) >= limit:
+                break
+        return found
+
+    async def brief_stats(self, app_id: str, user_ids: Sequence[str]) -> dict[str, BriefStats]:
+        if not user_ids:
+            return {}
+        body: Doc = {
+            "size": 0,
+            "query": _visible(app_id, {"terms": {"user_id": list(user_ids)}}),
+            "aggs": {
+                "users": {
+                    "terms": {"field": "user_id", "size": len(user_ids)},
+                    "aggs": {**_sums("read", "clicked"), "last": {"max": {"field": "sent_us"}}},
+                }
+            },
+        }
+        response = await self._search("messages", body)
+        return {
+            bucket["key"]: BriefStats(
+                sent=bucket["doc_count"],
+                read=_int(bucket["read"]),
+                clicked=_int(bucket["clicked"]),
+                last_sent_at=_opt_instant(bucket["last"]),
+            )
+            for bucket in response["aggregations"]["users"]["buckets"]
+        }
+
+    async def user_stats(self, app_id: str, user_id: str, window: Window) -> StatsRows:
+        counts = _sums(*_COUNT_FIELDS)
+        body: Doc = {
+            "size": 0,
+            "track_total_hits": True,
+            "query": _visible(
+                app_id,
+                _term("user_id", user_id),
+                {"range": {"sent_us": {"gte": micros(window.since), "lte": micros(window.until)}}},
+            ),
+            "aggs": {
+                **counts,
+                "last_sent": {"max": {"field": "sent_us"}},
+                "last_engaged": {"max": {"field": "engaged_us"}},
+                "by_channel": {
+                    "terms": {"field": "channel", "size": _TERMS_SIZE},
+                    "aggs": counts,
+                },
+                "by_template": {
+                    "terms": {"field": "template_key", "size": _TERMS_SIZE},
+                    "aggs": counts,
+                },
+                "daily": {
+                    "terms": {"field": "sent_day", "size": len(window.days())},
+                    "aggs": _sums("read", "clicked"),
+                },
+            },
+        }
+        response = await self._search("messages", body)
+        aggs = response["aggregations"]
+        template_buckets = aggs["by_template"]["buckets"]
+        names = await self._latest_names(app_id, [b["key"] for b in template_buckets])
+        return StatsRows(
+            totals=_counts(aggs, response["hits"]["total"]["value"]),
+            last_sent_at=_opt_instant(aggs["last_sent"]),
+            last_engaged_at=_opt_instant(aggs["last_engaged"]),
+            by_channel=[
+                (b["key"], _counts(b, b["doc_count"])) for b in aggs["by_channel"]["buckets"]
+            ],
+            by_template=[
+                (b["key"], names.get(b["key"], ""), _counts(b, b["doc_count"]))
+                for b in template_buckets
+            ],
+            daily={
+                date.fromisoformat(b["key"]): DayCounts(
+                    sent=b["doc_count"], read=_int(b["read"]), clicked=_int(b["clicked"])
+                )
+                for b in aggs["daily"]["buckets"]
+            },
+        )
+
+    async def _latest_names(self, app_id: str, keys: list[str]) -> dict[str, str]:
+        """The name of the newest version of each template key."""
+        if not keys:
+            return {}
+        body: Doc = {
+            "size": 0,
+            "query": {"bool": {"filter": [_term("app_id", app_id), {"terms": {"key": keys}}]}},
+            "aggs": {
+                "keys": {
+                    "terms": {"field": "key", "size": len(keys)},
+                    "aggs": {"latest": _latest_version()},
+                }
+            },
+        }
+        response = await self._search("templates", body)
+        return {
+            bucket["key"]: bucket["latest"]["hits"]["hits"][0]["_source"]["name"]
+            for bucket in response["aggregations"]["keys"]["buckets"]
+        }
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def list_messages(
+        self,
+        app_id: str,
+        user_id: str,
+        *,
+        filters: MessageFilter,
+        after: MessagePosition | None,
+        limit: int,
+    ) -> list[MessageDetail]:
+        clauses: list[Doc] = [_term("user_id", user_id)]
+        for name, value in (
+            ("status", filters.status),
+            ("channel", filters.channel),
+            ("template_key", filters.template),
+        ):
+            if value is not None:
+                clauses.append(_term(name, value))
+        sent_range: Doc = {}
+        if filters.since is not None:
+            sent_range["gte"] = micros(filters.since)
+        if filters.until is not None:
+            sent_range["lte"] = micros(filters.until)
+        if sent_range:
+            clauses.append({"range": {"sent_us": sent_range}})
+        body: Doc = {
+            "size": limit,
+            "query": _visible(app_id, *clauses),
+            "sort": [{"sent_us": "desc"}, {"message_id": "desc"}],
+            "_source": ["detail"],
+        }
+        if after is not None:
+            body["search_after"] = [_cursor_micros(after.sent_at), after.message_id]
+        hits = await self._hits("messages", body)
+        return [MessageDetail.model_validate(hit["_source"]["detail"]) for hit in hits]
+
+    async def get_message(self, app_id: str, message_id: str) -> MessageDetail | None:
+        key = message_key(app_id, message_id)
+        current = (await self._mget("messages", [key])).get(key)
+        if current is None or not current.source["visible"]:
+            return None
+        return MessageDetail.model_validate(current.source["detail"])
+
+    # -- templates --------------------------------------------------------------------------
+
+    async def list_templates(
+        self, app_id: str, *, after_key: str | None, limit: int
+    ) -> list[TemplateSummary]:
+        composite: Doc = {"size": limit, "sources": [{"key": {"terms": {"field": "key"}}}]}
+        if after_key is not None:
+            composite["after"] = {"key": after_key}
+        body: Doc = {
+            "size": 0,
+            "query": {"bool": {"filter": [_term("app_id", app_id)]}},
+            "aggs": {"keys": {"composite": composite, "aggs": {"latest": _latest_version()}}},
+        }
+        response = await self._search("templates", body)
+        latest = {
+            bucket["key"]["key"]: bucket["latest"]["hits"]["hits"][0]["_source"]
+            for bucket in response["aggregations"]["keys"]["buckets"]
+        }
+        counts = await self._message_counts(app_id, "template_key", list(latest), {})
+        return [
+            TemplateSummary(
+                key=key,
+                name=source["name"],
+                latest_version=source["version"],
+                **counts.get(key, {"sent": 0, "read": 0, "clicked": 0}),
+            )
+            for key, source in latest.items()
+        ]
+
+    async def get_template(self, app_id: str, key: str) -> TemplateDetail | None:
+        query = {"bool": {"filter": [_term("app_id", app_id), _term("key", key)]}}
+        versions: list[Doc] = []
+        search_after: list[Any] | None = None
+        while True:
+            body: Doc = {"size": _PAGE, "query": query, "sort": [{"version": "desc"}]}
+            if search_after is not None:
+                body["search_after"] = search_after
+            hits = await self._hits("templates", body)
+            versions += [hit["_source"] for hit in hits]
+            if len(hits) < _PAGE:
+                break
+            search_after = hits[-1]["sort"]
+        if not versions:
+            return None
+        counts = await self._message_counts(
+            app_id,
+            "template_version",
+            [v["version"] for v in versions],
+            {"template_key": key},
+        )
+        views = [
+            TemplateVersionView(
+                version=v["version"],
+                name=v["name"],
+                channels=_channels.validate_python(v["channels"]),
+                variable_schema=_variables.validate_python(v["variable_schema"]),
+                **counts.get(v["version"], {"sent": 0, "read": 0, "clicked": 0}),
+            )
+            for v in versions
+        ]
+        return TemplateDetail(key=key, name=views[0].name, versions=views)
+
+    async def _message_counts(
+        self, app_id: str, by: str, values: Sequence[Any], where: Mapping[str, Any]
+    ) -> dict[Any, dict[str, int]]:
+        """sent/read/clicked of the visible messages per value of `by`."""
+        if not values:
+            return {}
+        body: Doc = {
+            "size": 0,
+            "query": _visible(
+                app_id,
+                {"terms": {by: list(values)}},
+                *(_term(name, value) for name, value in where.items()),
+            ),
+            "aggs": {
+                "groups": {
+                    "terms": {"field": by, "size": len(values)},
+                    "aggs": _sums("read", "clicked"),
+                }
+            },
+        }
+        response = await self._search("messages", body)
+        return {
+            bucket["key"]: {
+                "sent": bucket["doc_count"],
+                "read": _int(bucket["read"]),
+                "clicked": _int(bucket["clicked"]),
+            }
+            for bucket in response["aggregations"]["groups"]["buckets"]
+        }
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _search(self, kind: Kind, body: Doc) -> dict[str, Any]:
+        response = await self._client.search(index=self.index(kind), body=body)
+        return cast(dict[str, Any], response)
+
+    async def _hits(self, kind: Kind, body: Doc) -> list[dict[str, Any]]:
+        response = await self._search(kind, body)
+        return cast(list[dict[str, Any]], response["hits"]["hits"])
+
+
+def _size(work: _Work) -> int:
+    return len(work.messages) + len(set(work.facts) | set(work.spans)) + len(work.templates)
+
+
+def _visible(app_id: str, *clauses: Doc) -> Doc:
+    return {"bool": {"filter": [_term("app_id", app_id), _term("visible", True), *clauses]}}
+
+
+def _latest_version() -> Doc:
+    return {"top_hits": {"size": 1, "sort": [{"version": "desc"}], "_source": ["name", "version"]}}
+
+
+def _rank_query(app_id: str, query: SearchQuery, rank: Rank, after: str) -> Doc:
+    """The users matching `query` at exactly `rank` (not at a better one), after `after`.
+
+    The same conditions as the SQLite store's statements: an exact id also prefixes the id,
+    so it is excluded from the prefix rank; nicknames and phones exclude id matches, phones
+    exclude nickname matches.
+    """
+    id_match = {"prefix": {"user_id_lc": query.id_prefix}} if query.id_prefix else None
+    name_match: Doc = {
+        "bool": {"filter": [{"prefix": {"name_tokens": word}} for word in query.name_words]}
+    }
+    must: list[Doc] = [_term("app_id", app_id)]
+    must_not: list[Doc] = []
+    if rank is Rank.EXACT_ID:
+        must.append(_term("user_id", query.user_id))
+    elif rank is Rank.ID_PREFIX:
+        must += [id_match] if id_match else []
+        must_not.append(_term("user_id", query.user_id))
+    elif rank is Rank.NICKNAME:
+        must.append(name_match)
+        must_not += [id_match] if id_match else []
+    else:
+        must.append({"prefix": {"phone_digits": query.digits}})
+        must_not += [id_match] if id_match else []
+        if query.name_words:
+            must_not.append(name_match)
+    if after:
+        must.append({"range": {"user_id": {"gt": after}}})
+    return {"bool": {"filter": must, "must_not": must_not}}
