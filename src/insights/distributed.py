@@ -98,8 +98,8 @@ async def postgres(
     return db
 
 
-async def key_store(db: PostgresDatabase) -> PostgresKeyStore:
-    keys = PostgresKeyStore(db, SecretBox.from_env())
+async def key_store(db: PostgresDatabase, box: SecretBox) -> PostgresKeyStore:
+    keys = PostgresKeyStore(db, box)
     await keys.migrate()
     return keys
 
@@ -144,46 +144,11 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
     if name == "gateway":
         gateway = GatewaySettings()
         return Process(create_gateway(gateway), gateway.host, gateway.port)
-    if name == "import":
-        imports = ImportSettings()
-        db = await postgres(imports.postgres, stack, limit=startup_limit)
-        bus = kafka_bus(imports.kafka, client_id="insights-import")
-        _, parts = await create_import(db=db, bus=bus, keys=await key_store(db), settings=imports)
-        app = service_app(
-            name, parts, readiness=[check("PostgreSQL", db.ping), check("Kafka", bus.ping)]
-        )
-        return Process(
-            app,
-            imports.host,
-            imports.port,
-            on_start=[lambda: patiently("Kafka", bus.start, limit=startup_limit), *parts.on_start],
-            on_stop=[*parts.on_stop, bus.stop],
-        )
-    if name == "ingest":
-        ingest = IngestSettings()
-        db = await postgres(ingest.postgres, stack, limit=startup_limit)
-        bus = kafka_bus(ingest.kafka, client_id="insights-ingest")
-        _, parts = await create_ingest(db=db, bus=bus, keys=await key_store(db), settings=ingest)
-        app = service_app(
-            name, parts, readiness=[check("PostgreSQL", db.ping), check("Kafka", bus.ping)]
-        )
-        return Process(
-            app,
-            ingest.host,
-            ingest.port,
-            on_start=[lambda: patiently("Kafka", bus.start, limit=startup_limit), *parts.on_start],
-            on_stop=[*parts.on_stop, bus.stop],
-        )
+    if name not in SERVICES:
+        raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
     query = QuerySettings()
-    store = await opensearch_store(query.opensearch, stack, limit=startup_limit)
-    if name == "query":
-        db = await postgres(query.postgres, stack, limit=startup_limit)
-        _, parts = create_query(store=store, keys=await key_store(db), settings=query)
-        app = service_app(
-            name, parts, readiness=[check("PostgreSQL", db.ping), check("OpenSearch", store.ping)]
-        )
-        return Process(app, query.host, query.port)
     if name == "projector":
+        store = await opensearch_store(query.opensearch, stack, limit=startup_limit)
         bus = kafka_bus(query.kafka, client_id="insights-projector")
         create_projector(store=store, bus=bus, settings=query)
         app = service_app(
@@ -196,7 +161,34 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
             on_start=[lambda: patiently("Kafka", bus.start, limit=startup_limit)],
             on_stop=[bus.stop],
         )
-    raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+    # Read before waiting on any server: without the master key no API can be served.
+    box = SecretBox.from_env()
+    if name in ("import", "ingest"):
+        settings = ImportSettings() if name == "import" else IngestSettings()
+        db = await postgres(settings.postgres, stack, limit=startup_limit)
+        bus = kafka_bus(settings.kafka, client_id=f"insights-{name}")
+        keys = await key_store(db, box)
+        if isinstance(settings, ImportSettings):
+            _, parts = await create_import(db=db, bus=bus, keys=keys, settings=settings)
+        else:
+            _, parts = await create_ingest(db=db, bus=bus, keys=keys, settings=settings)
+        app = service_app(
+            name, parts, readiness=[check("PostgreSQL", db.ping), check("Kafka", bus.ping)]
+        )
+        return Process(
+            app,
+            settings.host,
+            settings.port,
+            on_start=[lambda: patiently("Kafka", bus.start, limit=startup_limit), *parts.on_start],
+            on_stop=[*parts.on_stop, bus.stop],
+        )
+    store = await opensearch_store(query.opensearch, stack, limit=startup_limit)
+    db = await postgres(query.postgres, stack, limit=startup_limit)
+    _, parts = create_query(store=store, keys=await key_store(db, box), settings=query)
+    app = service_app(
+        name, parts, readiness=[check("PostgreSQL", db.ping), check("OpenSearch", store.ping)]
+    )
+    return Process(app, query.host, query.port)
 
 
 async def serve(

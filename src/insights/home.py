@@ -10,7 +10,8 @@ code{background:#f3f3f3;padding:.1rem .3rem;border-radius:4px}</style></head>
 <body><h1>User Insights</h1>
 <p>The API is served under <code>/api/v1</code>; its reference is at
 <a href="/api/docs">/api/docs</a>. Every call needs <code>Authorization: Bearer &lt;key&gt;</code>;
-create a key with <code>insights keys create --app APP</code>.</p>
+create a key with <code>insights keys create --app APP</code> (with <code>--distributed</code>
+when the services run separately).</p>
 <p>Health: <a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>,
 <a href="/metrics">/metrics</a>.</p></body></html>
 """
