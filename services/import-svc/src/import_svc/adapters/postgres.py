@@ -6,22 +6,17 @@ in bulk: row errors by COPY, registry rows by one `unnest` statement, lookups by
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 
+from import_svc.adapters.rows import import_record, issues_to_json
 from import_svc.domain.model import (
     UNFINISHED,
-    Counts,
     FileIssue,
-    ImportMode,
-    ImportOptions,
     ImportRecord,
-    ImportStatus,
     KnownUser,
-    OnError,
     RowError,
 )
 from import_svc.ports import RegistryEntry, StoredRowError
@@ -111,41 +106,12 @@ _ROW_ERROR_COLUMNS = (
 )
 
 
-def _issues_to_json(issues: Sequence[FileIssue]) -> str:
-    return json.dumps(
-        [{"code": i.code, "message": i.message, "line": i.line} for i in issues],
-        ensure_ascii=False,
-    )
-
-
-def _issues_from_json(text: str) -> tuple[FileIssue, ...]:
-    return tuple(FileIssue(i["code"], i["message"], i.get("line")) for i in json.loads(text))
+def _as_is(value: datetime) -> datetime:
+    return value
 
 
 def _record(row: asyncpg.Record) -> ImportRecord:
-    return ImportRecord(
-        id=row["import_id"],
-        app_id=row["app_id"],
-        filename=row["filename"],
-        options=ImportOptions(
-            mode=ImportMode(row["mode"]),
-            on_error=OnError(row["on_error"]),
-            dry_run=row["dry_run"],
-        ),
-        created_at=row["created_at"],
-        status=ImportStatus(row["status"]),
-        counts=Counts(
-            total_rows=row["total_rows"],
-            created=row["created"],
-            updated=row["updated"],
-            unchanged=row["unchanged"],
-            rejected=row["rejected"],
-        ),
-        progress=row["progress"],
-        finished_at=row["finished_at"],
-        errors=_issues_from_json(row["errors"]),
-        warnings=_issues_from_json(row["warnings"]),
-    )
+    return import_record(row, to_time=_as_is)
 
 
 def _update_params(record: ImportRecord) -> tuple[object, ...]:
@@ -159,8 +125,8 @@ def _update_params(record: ImportRecord) -> tuple[object, ...]:
         counts.rejected,
         record.progress,
         record.finished_at,
-        _issues_to_json(record.errors),
-        _issues_to_json(record.warnings),
+        issues_to_json(record.errors),
+        issues_to_json(record.warnings),
         record.app_id,
         record.id,
     )

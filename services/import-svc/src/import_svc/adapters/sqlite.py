@@ -10,16 +10,12 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from import_svc.adapters.rows import import_record, issues_to_json
 from import_svc.domain.model import (
     UNFINISHED,
-    Counts,
     FileIssue,
-    ImportMode,
-    ImportOptions,
     ImportRecord,
-    ImportStatus,
     KnownUser,
-    OnError,
     RowError,
 )
 from import_svc.ports import RegistryEntry, StoredRowError
@@ -100,41 +96,8 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _issues_to_json(issues: Sequence[FileIssue]) -> str:
-    return json.dumps(
-        [{"code": i.code, "message": i.message, "line": i.line} for i in issues],
-        ensure_ascii=False,
-    )
-
-
-def _issues_from_json(text: str) -> tuple[FileIssue, ...]:
-    return tuple(FileIssue(i["code"], i["message"], i.get("line")) for i in json.loads(text))
-
-
 def _record(row: sqlite3.Row) -> ImportRecord:
-    return ImportRecord(
-        id=row["import_id"],
-        app_id=row["app_id"],
-        filename=row["filename"],
-        options=ImportOptions(
-            mode=ImportMode(row["mode"]),
-            on_error=OnError(row["on_error"]),
-            dry_run=bool(row["dry_run"]),
-        ),
-        created_at=parse_time(row["created_at"]),
-        status=ImportStatus(row["status"]),
-        counts=Counts(
-            total_rows=row["total_rows"],
-            created=row["created"],
-            updated=row["updated"],
-            unchanged=row["unchanged"],
-            rejected=row["rejected"],
-        ),
-        progress=row["progress"],
-        finished_at=parse_time(row["finished_at"]) if row["finished_at"] else None,
-        errors=_issues_from_json(row["errors"]),
-        warnings=_issues_from_json(row["warnings"]),
-    )
+    return import_record(row, to_time=parse_time)
 
 
 def _update_params(record: ImportRecord) -> tuple[object, ...]:
@@ -148,8 +111,8 @@ def _update_params(record: ImportRecord) -> tuple[object, ...]:
         counts.rejected,
         record.progress,
         format_time(record.finished_at) if record.finished_at else None,
-        _issues_to_json(record.errors),
-        _issues_to_json(record.warnings),
+        issues_to_json(record.errors),
+        issues_to_json(record.warnings),
         record.app_id,
         record.id,
     )

@@ -1,0 +1,62 @@
+"""How an import is laid out in a table row, the same for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from import_svc.domain.model import (
+    Counts,
+    FileIssue,
+    ImportMode,
+    ImportOptions,
+    ImportRecord,
+    ImportStatus,
+    OnError,
+)
+
+
+class Row(Protocol):
+    """A database row read by column name (sqlite3.Row, asyncpg.Record)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def issues_to_json(issues: Sequence[FileIssue]) -> str:
+    return json.dumps(
+        [{"code": i.code, "message": i.message, "line": i.line} for i in issues],
+        ensure_ascii=False,
+    )
+
+
+def issues_from_json(text: str) -> tuple[FileIssue, ...]:
+    return tuple(FileIssue(i["code"], i["message"], i.get("line")) for i in json.loads(text))
+
+
+def import_record(row: Row, *, to_time: Callable[[Any], datetime]) -> ImportRecord:
+    """The record of a row of imp_imports; `to_time` reads the store's timestamps."""
+    return ImportRecord(
+        id=row["import_id"],
+        app_id=row["app_id"],
+        filename=row["filename"],
+        options=ImportOptions(
+            mode=ImportMode(row["mode"]),
+            on_error=OnError(row["on_error"]),
+            dry_run=bool(row["dry_run"]),
+        ),
+        created_at=to_time(row["created_at"]),
+        status=ImportStatus(row["status"]),
+        counts=Counts(
+            total_rows=row["total_rows"],
+            created=row["created"],
+            updated=row["updated"],
+            unchanged=row["unchanged"],
+            rejected=row["rejected"],
+        ),
+        progress=row["progress"],
+        finished_at=to_time(row["finished_at"]) if row["finished_at"] is not None else None,
+        errors=issues_from_json(row["errors"]),
+        warnings=issues_from_json(row["warnings"]),
+    )
