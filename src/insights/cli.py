@@ -185,6 +185,8 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # opensearch-py logs every request at INFO, the readiness probes included.
+    logging.getLogger("opensearch").setLevel(logging.WARNING)
     try:
         asyncio.run(
             serve_process(service.value, host=host, port=port, startup_limit=startup_timeout)

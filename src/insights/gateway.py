@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.background import BackgroundTask
@@ -60,6 +62,30 @@ def route(path: str, settings: GatewaySettings) -> tuple[str, str]:
     return "query", settings.query_url
 
 
+def upstream_urls(settings: GatewaySettings) -> list[tuple[str, str]]:
+    return [
+        ("import", settings.import_url),
+        ("ingest", settings.ingest_url),
+        ("query", settings.query_url),
+    ]
+
+
+def merge_openapi(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """One OpenAPI document from the services' own: their paths and schemas side by side."""
+    merged: dict[str, Any] = {
+        "openapi": documents[0].get("openapi", "3.1.0"),
+        "info": {"title": "User Insights", "version": "1.0"},
+        "paths": {},
+        "components": {"schemas": {}, "securitySchemes": {}},
+    }
+    for document in documents:
+        merged["paths"].update(document.get("paths", {}))
+        components = document.get("components", {})
+        for section in ("schemas", "securitySchemes"):
+            merged["components"][section].update(components.get(section, {}))
+    return merged
+
+
 def create_gateway(settings: GatewaySettings) -> FastAPI:
     client = httpx.AsyncClient(
         timeout=httpx.Timeout(settings.timeout_seconds, connect=5.0),
@@ -78,11 +104,7 @@ def create_gateway(settings: GatewaySettings) -> FastAPI:
     install_problem_handlers(app)
 
     async def upstreams() -> None:
-        for name, base in (
-            ("import", settings.import_url),
-            ("ingest", settings.ingest_url),
-            ("query", settings.query_url),
-        ):
+        for name, base in upstream_urls(settings):
             try:
                 answer = await client.get(f"{base}/readyz", timeout=2.0)
             except httpx.TransportError as error:
@@ -95,6 +117,27 @@ def create_gateway(settings: GatewaySettings) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def home() -> HTMLResponse:
         return HTMLResponse(HOME_PAGE)
+
+    @app.get(API_PREFIX + "/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        """The API's reference: the three services' OpenAPI documents as one."""
+        documents = []
+        for name, base in upstream_urls(settings):
+            try:
+                answer = await client.get(f"{base}{API_PREFIX}/openapi.json", timeout=5.0)
+                answer.raise_for_status()
+            except httpx.HTTPError as error:
+                raise Problem(
+                    502,
+                    "Upstream unavailable",
+                    f"The {name} service did not give its API reference ({error}).",
+                ) from error
+            documents.append(answer.json())
+        return JSONResponse(merge_openapi(documents))
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=API_PREFIX + "/openapi.json", title="User Insights")
 
     @app.api_route(
         API_PREFIX + "/{path:path}",

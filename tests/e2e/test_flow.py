@@ -232,6 +232,11 @@ def test_import_ingest_and_insights_end_to_end(deployment: Deployment) -> None:
         assert other.get(f"/api/v1/imports/{done['id']}").status_code == 404
         assert post_events(deployment, secret, LIFECYCLE[:1], app="globex").status_code == 401
 
+        # The API reference covers every service, on the same origin.
+        assert api.get("/api/docs").status_code == 200
+        paths = api.get("/api/v1/openapi.json").json()["paths"]
+        assert {"/api/v1/imports", "/api/v1/events", "/api/v1/users/{user_id}"} <= set(paths)
+
     # Data survives a restart of every process.
     deployment.restart()
     with deployment.client(key) as api:
