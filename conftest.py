@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -63,23 +64,27 @@ def _docker_engine_answers() -> bool:
 
 
 def _from_container(service: str, stack: ExitStack) -> str:
-    if service == "kafka":
-        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
+    # testcontainers' own modules still use its deprecated wait decorator; that is not ours to fix.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if service == "kafka":
+            from testcontainers.community.kafka import KafkaContainer  # noqa: PLC0415
 
-        kafka = stack.enter_context(KafkaContainer("apache/kafka:4.4.0").with_kraft())
-        return str(kafka.get_bootstrap_server())
-    if service == "opensearch":
-        from testcontainers.opensearch import OpenSearchContainer  # noqa: PLC0415
+            # Its Kafka module drives Confluent's image; 8.1 carries Apache Kafka 4.1.
+            kafka = stack.enter_context(KafkaContainer("confluentinc/cp-kafka:8.1.0").with_kraft())
+            return str(kafka.get_bootstrap_server())
+        if service == "opensearch":
+            from testcontainers.community.opensearch import OpenSearchContainer  # noqa: PLC0415
 
-        search = stack.enter_context(
-            OpenSearchContainer("opensearchproject/opensearch:2.19.6", security_enabled=False)
-        )
-        config = search.get_config()
-        return f"http://{config['host']}:{config['port']}"
-    from testcontainers.postgres import PostgresContainer  # noqa: PLC0415
+            search = stack.enter_context(
+                OpenSearchContainer("opensearchproject/opensearch:2.19.6", security_enabled=False)
+            )
+            config = search.get_config()
+            return f"http://{config['host']}:{config['port']}"
+        from testcontainers.community.postgres import PostgresContainer  # noqa: PLC0415
 
-    pg = stack.enter_context(PostgresContainer("postgres:15", driver=None))
-    return str(pg.get_connection_url())
+        pg = stack.enter_context(PostgresContainer("postgres:15", driver=None))
+        return str(pg.get_connection_url())
 
 
 def _from_local_script(service: str) -> str:
