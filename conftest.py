@@ -17,7 +17,7 @@ import subprocess
 import sys
 import uuid
 import warnings
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -202,6 +202,50 @@ def pg_schema(postgres_dsn: str) -> Iterator[PgSchema]:
     run_async(lambda: execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
+class Databases:
+    """A test's storage for a store port suite: SQLite or a fresh PostgreSQL schema.
+
+    `open` connects as a newly started process would; every connection opened is closed after.
+    """
+
+    def __init__(self, kind: str, *, sqlite_path: Path, pg: PgSchema | None) -> None:
+        self.kind = kind
+        self.sqlite_path = sqlite_path
+        self.pg = pg
+        self.opened: list[Any] = []
+
+    async def open(self) -> Any:
+        """A SqliteDatabase or a PostgresDatabase on this test's storage."""
+        from insights_common.postgres import PostgresDatabase  # noqa: PLC0415
+        from insights_common.sqlite import SqliteDatabase  # noqa: PLC0415
+
+        if self.pg is None:
+            db: Any = SqliteDatabase(self.sqlite_path)
+        else:
+            db = await PostgresDatabase.connect(self.pg.dsn, schema=self.pg.schema, max_size=2)
+        self.opened.append(db)
+        return db
+
+    async def close(self) -> None:
+        for db in self.opened:
+            closing = db.close()
+            if asyncio.iscoroutine(closing):
+                await closing
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.unit),
+        pytest.param("postgres", marks=pytest.mark.integration),
+    ]
+)
+async def databases(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Databases]:
+    pg = request.getfixturevalue("pg_schema") if request.param == "postgres" else None
+    storage = Databases(request.param, sqlite_path=tmp_path / "insights.db", pg=pg)
+    yield storage
+    await storage.close()
+
+
 @pytest.fixture
 def os_prefix(opensearch_url: str) -> Iterator[str]:
     """A fresh index prefix for one test; its indices, aliases and templates go afterwards."""
@@ -242,25 +286,3 @@ def topic_prefix(kafka_bootstrap: str) -> Iterator[str]:
             await admin.close()
 
     run_async(clean)
-
-
-async def _eventually(
-    check: Callable[[], Any], *, limit: float = 20.0, interval: float = 0.1
-) -> Any:
-    """Await `check()` until it returns something truthy (sync or async); fail after timeout."""
-    deadline = asyncio.get_running_loop().time() + limit
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true after {limit} s: {check}")
-        await asyncio.sleep(interval)
-
-
-@pytest.fixture
-def eventually() -> Callable[..., Any]:
-    """`await eventually(check)`: for what a consumer makes visible a little later."""
-    return _eventually

@@ -298,7 +298,7 @@ async def test_a_consumer_killed_mid_batch_leaves_the_batch_to_the_next_one(
 ) -> None:
     options = KafkaOptions(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
     publisher = KafkaBus(options)
-    await publisher.ensure_topics([USERS])
+    await publisher.ensure_topics([publisher.topic(USERS)])
     await publisher.start()
     await publisher.publish([user(n) for n in range(5)])
     await publisher.stop()

@@ -3,68 +3,43 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.fernet import Fernet
 
 from insights_common.auth import KeyStore, SecretBox, SqliteKeyStore, key_id_of
 from insights_common.pg_auth import PostgresKeyStore
-from insights_common.postgres import PostgresDatabase
 from insights_common.sqlite import SqliteDatabase
 
 if TYPE_CHECKING:
-    from conftest import PgSchema
+    from conftest import Databases
 
 
-class Backend(Protocol):
-    async def open(self, box: SecretBox) -> KeyStore:
-        """A store on this backend's storage, as a freshly started process would build it."""
-        ...
+class Backend:
+    """The key store on a test's storage, and a look at everything that storage keeps."""
 
-    async def stored_bytes(self) -> bytes:
-        """Everything the backend keeps, to look for secrets that should not be there."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class SqliteBackend:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._dbs: list[SqliteDatabase] = []
+    def __init__(self, databases: Databases) -> None:
+        self.databases = databases
 
     async def open(self, box: SecretBox) -> KeyStore:
-        db = SqliteDatabase(self.path)
-        self._dbs.append(db)
-        return SqliteKeyStore(db, box)
-
-    async def stored_bytes(self) -> bytes:
-        files = [self.path, self.path.with_name(self.path.name + "-wal")]
-        return b"".join(f.read_bytes() for f in files if f.exists())
-
-    async def close(self) -> None:
-        for db in self._dbs:
-            db.close()
-
-
-class PostgresBackend:
-    def __init__(self, pg: PgSchema) -> None:
-        self.pg = pg
-        self._dbs: list[PostgresDatabase] = []
-
-    async def open(self, box: SecretBox) -> KeyStore:
-        db = await PostgresDatabase.connect(self.pg.dsn, schema=self.pg.schema, max_size=2)
-        self._dbs.append(db)
+        """A store on this storage, as a freshly started process would build it."""
+        db = await self.databases.open()
+        if isinstance(db, SqliteDatabase):
+            return SqliteKeyStore(db, box)
         store = PostgresKeyStore(db, box)
         await store.migrate()
         return store
 
     async def stored_bytes(self) -> bytes:
-        async with self._dbs[0].acquire() as conn:
+        """Everything the storage keeps, to look for secrets that should not be there."""
+        first = self.databases.opened[0]
+        if isinstance(first, SqliteDatabase):
+            path = self.databases.sqlite_path
+            files = [path, path.with_name(path.name + "-wal")]
+            return b"".join(f.read_bytes() for f in files if f.exists())
+        async with first.acquire() as conn:
             text = await conn.fetchval(
                 "SELECT concat_ws(E'\\n',"
                 " (SELECT string_agg(k::text, E'\\n') FROM api_keys k),"
@@ -73,27 +48,10 @@ class PostgresBackend:
         assert text, "the key tables hold nothing: the check below would prove nothing"
         return str(text).encode()
 
-    async def close(self) -> None:
-        for db in self._dbs:
-            await db.close()
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.unit),
-        pytest.param("postgres", marks=pytest.mark.integration),
-    ]
-)
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if request.param == "postgres":
-        return PostgresBackend(request.getfixturevalue("pg_schema"))
-    return SqliteBackend(tmp_path / "insights.db")
-
 
 @pytest.fixture
-async def backend(storage: Backend) -> AsyncIterator[Backend]:
-    yield storage
-    await storage.close()
+def backend(databases: Databases) -> Backend:
+    return Backend(databases)
 
 
 @pytest.fixture

@@ -2,98 +2,60 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import pytest
 
-from insights_common.postgres import PostgresDatabase
 from insights_common.sqlite import SqliteDatabase
 from notification_ingest.adapters.postgres import PostgresDedupStore
 from notification_ingest.adapters.sqlite import SqliteDedupStore, iso_utc, utc_now
 from notification_ingest.ports import DedupStore
 
 if TYPE_CHECKING:
-    from conftest import PgSchema
+    from conftest import Databases
 
 Clock = Callable[[], datetime]
 
 
-class Backend(Protocol):
-    async def open(self, *, clock: Clock = utc_now) -> DedupStore:
-        """A store on this backend's storage, as a freshly started process would build it."""
-        ...
+class Backend:
+    """The dedup store on a test's storage, and what that storage keeps."""
 
-    async def stored(self) -> list[tuple[str, str, datetime]]:
-        """Every (app_id, event_id, seen_at) kept, in key order."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class SqliteBackend:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._dbs: list[SqliteDatabase] = []
+    def __init__(self, databases: Databases) -> None:
+        self.databases = databases
 
     async def open(self, *, clock: Clock = utc_now) -> DedupStore:
-        db = SqliteDatabase(self.path)
-        self._dbs.append(db)
-        return SqliteDedupStore(db, clock=clock)
-
-    async def stored(self) -> list[tuple[str, str, datetime]]:
-        query = "SELECT app_id, event_id, seen_at FROM ing_seen_events ORDER BY app_id, event_id"
-        rows = self._dbs[0].read_sync(lambda conn: conn.execute(query).fetchall())
-        return [(r["app_id"], r["event_id"], datetime.fromisoformat(r["seen_at"])) for r in rows]
-
-    async def close(self) -> None:
-        for db in self._dbs:
-            db.close()
-
-
-class PostgresBackend:
-    def __init__(self, pg: PgSchema) -> None:
-        self.pg = pg
-        self._dbs: list[PostgresDatabase] = []
-
-    async def open(self, *, clock: Clock = utc_now) -> DedupStore:
-        db = await PostgresDatabase.connect(self.pg.dsn, schema=self.pg.schema, max_size=2)
-        self._dbs.append(db)
+        """A store on this storage, as a freshly started process would build it."""
+        db = await self.databases.open()
+        if isinstance(db, SqliteDatabase):
+            return SqliteDedupStore(db, clock=clock)
         store = PostgresDedupStore(db, clock=clock)
         await store.migrate()
         return store
 
     async def stored(self) -> list[tuple[str, str, datetime]]:
-        async with self._dbs[0].acquire() as conn:
-            rows = await conn.fetch(
+        """Every (app_id, event_id, seen_at) kept, in key order."""
+        first = self.databases.opened[0]
+        if isinstance(first, SqliteDatabase):
+            query = (
+                "SELECT app_id, event_id, seen_at FROM ing_seen_events ORDER BY app_id, event_id"
+            )
+            rows = first.read_sync(lambda conn: conn.execute(query).fetchall())
+            return [
+                (r["app_id"], r["event_id"], datetime.fromisoformat(r["seen_at"])) for r in rows
+            ]
+        async with first.acquire() as conn:
+            records = await conn.fetch(
                 "SELECT app_id, event_id, seen_at FROM ing_seen_events"
                 ' ORDER BY app_id COLLATE "C", event_id COLLATE "C"'
             )
-        return [(r["app_id"], r["event_id"], r["seen_at"]) for r in rows]
-
-    async def close(self) -> None:
-        for db in self._dbs:
-            await db.close()
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.unit),
-        pytest.param("postgres", marks=pytest.mark.integration),
-    ]
-)
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if request.param == "postgres":
-        return PostgresBackend(request.getfixturevalue("pg_schema"))
-    return SqliteBackend(tmp_path / "insights.sqlite3")
+        return [(r["app_id"], r["event_id"], r["seen_at"]) for r in records]
 
 
 @pytest.fixture
-async def backend(storage: Backend) -> AsyncIterator[Backend]:
-    yield storage
-    await storage.close()
+def backend(databases: Databases) -> Backend:
+    return Backend(databases)
 
 
 @pytest.fixture

@@ -69,10 +69,6 @@ class KafkaBus:
     def topic(self, name: str) -> str:
         return f"{self.options.topic_prefix}{name}"
 
-    def _full_name(self, name: str) -> str:
-        prefix = self.options.topic_prefix
-        return name if prefix and name.startswith(prefix) else self.topic(name)
-
     async def start(self) -> None:
         await self.ensure_topics(self._topics)
         await self.broker.start()
@@ -84,8 +80,8 @@ class KafkaBus:
         return bool(await self.broker.ping(timeout=2))
 
     async def ensure_topics(self, names: Iterable[str]) -> None:
-        """Create the topics that do not exist yet and learn every topic's partition count."""
-        wanted = {self._full_name(name) for name in names}
+        """Create the topics (full names) that do not exist yet; learn their partition counts."""
+        wanted = set(names)
         if not wanted:
             return
         admin = AIOKafkaAdminClient(
@@ -164,7 +160,7 @@ class KafkaBus:
         store may be briefly unavailable); nothing is committed until the batch is handled.
         """
         full_names = [self.topic(name) for name in topics]
-        self._topics.update(topics)
+        self._topics.update(full_names)
         failures = 0
 
         async def consume(bodies: list[bytes], message: KafkaMessage) -> None:

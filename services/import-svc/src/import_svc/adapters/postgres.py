@@ -11,7 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
-from import_svc.adapters.rows import import_record, issues_to_json
+from import_svc.adapters.rows import import_record, update_params
 from import_svc.domain.model import (
     UNFINISHED,
     FileIssue,
@@ -115,21 +115,7 @@ def _record(row: asyncpg.Record) -> ImportRecord:
 
 
 def _update_params(record: ImportRecord) -> tuple[object, ...]:
-    counts = record.counts
-    return (
-        record.status.value,
-        counts.total_rows,
-        counts.created,
-        counts.updated,
-        counts.unchanged,
-        counts.rejected,
-        record.progress,
-        record.finished_at,
-        issues_to_json(record.errors),
-        issues_to_json(record.warnings),
-        record.app_id,
-        record.id,
-    )
+    return update_params(record, from_time=_as_is)
 
 
 def _in_rounds(entries: Sequence[RegistryEntry]) -> list[list[RegistryEntry]]:

@@ -60,3 +60,22 @@ def import_record(row: Row, *, to_time: Callable[[Any], datetime]) -> ImportReco
         errors=issues_from_json(row["errors"]),
         warnings=issues_from_json(row["warnings"]),
     )
+
+
+def update_params(record: ImportRecord, *, from_time: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    """The parameters of the UPDATE of a running or finished import, in the stores' order."""
+    counts = record.counts
+    return (
+        record.status.value,
+        counts.total_rows,
+        counts.created,
+        counts.updated,
+        counts.unchanged,
+        counts.rejected,
+        record.progress,
+        from_time(record.finished_at) if record.finished_at is not None else None,
+        issues_to_json(record.errors),
+        issues_to_json(record.warnings),
+        record.app_id,
+        record.id,
+    )

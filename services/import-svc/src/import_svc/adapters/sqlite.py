@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from import_svc.adapters.rows import import_record, issues_to_json
+from import_svc.adapters.rows import import_record, update_params
 from import_svc.domain.model import (
     UNFINISHED,
     FileIssue,
@@ -101,21 +101,7 @@ def _record(row: sqlite3.Row) -> ImportRecord:
 
 
 def _update_params(record: ImportRecord) -> tuple[object, ...]:
-    counts = record.counts
-    return (
-        record.status.value,
-        counts.total_rows,
-        counts.created,
-        counts.updated,
-        counts.unchanged,
-        counts.rejected,
-        record.progress,
-        format_time(record.finished_at) if record.finished_at else None,
-        issues_to_json(record.errors),
-        issues_to_json(record.warnings),
-        record.app_id,
-        record.id,
-    )
+    return update_params(record, from_time=format_time)
 
 
 def _merge(conn: sqlite3.Connection, entries: Sequence[RegistryEntry]) -> None:
