@@ -1,7 +1,8 @@
 """E.164 phone rules: validation with a hint, masking and country lookup.
 
 Pure functions over `phonenumbers`; every service and the CSV import share them so that a number
-accepted in one door is accepted in all of them.
+accepted in one door is accepted in all of them. A '+digits' value is judged by `e164`, a mirror
+of phonenumbers' parse + is_valid_number that a test holds to phonenumbers' own verdict.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
+
+from insights_contracts import e164
 
 _MAX_DIGITS = 15
 
@@ -33,14 +36,22 @@ def check_e164(raw: str) -> str | PhoneError:
             return PhoneError(
                 "phone_too_long", f"'{raw}' has {digits} digits; E.164 allows at most 15"
             )
-        try:
-            parsed = phonenumbers.parse(value, None)
-        except NumberParseException:
+        verdict = _plus_digits_verdict(value)
+        if verdict is None:
             return PhoneError("phone_invalid", f"'{raw}' is not a valid phone number")
-        if not phonenumbers.is_valid_number(parsed):
+        country_code, canonical, valid = verdict
+        if not valid:
             return PhoneError(
                 "phone_invalid",
-                f"'{raw}' is not a valid number for country code +{parsed.country_code}",
+                f"'{raw}' is not a valid number for country code +{country_code}",
+            )
+        if canonical != value:
+            # A national prefix kept after the country code (+44 0…), or digits that are not
+            # ASCII: a valid number, but not written as E.164, so one person would have two forms.
+            return PhoneError(
+                "phone_not_e164",
+                f"'{raw}' is not in E.164 format; write it as {canonical}",
+                canonical,
             )
         return value
     hint = e164_hint(value)
@@ -54,6 +65,26 @@ def check_e164(raw: str) -> str | PhoneError:
         "phone_not_e164",
         f"'{raw}' is not an E.164 number (+, country code and number, digits only)",
     )
+
+
+def _plus_digits_verdict(value: str) -> tuple[int, str, bool] | None:
+    """(country code, E.164 form, valid) as phonenumbers.parse + is_valid_number say; None if
+    parse fails."""
+    digits = value[1:]
+    if digits.isascii():
+        # The hot path of every import row: the mirror is >10x cheaper than phonenumbers.parse.
+        parsed = e164.parse_digits(digits)
+        if parsed is None:
+            return None
+        code, nsn = parsed
+        return code, f"+{code}{nsn}", e164.is_valid(code, nsn)
+    # Other Unicode digits (Arabic-Indic, full-width): phonenumbers normalizes them first.
+    try:
+        number = phonenumbers.parse(value, None)
+    except NumberParseException:
+        return None
+    canonical = str(phonenumbers.format_number(number, PhoneNumberFormat.E164))
+    return number.country_code or 0, canonical, bool(phonenumbers.is_valid_number(number))
 
 
 def e164_hint(value: str) -> str | None:
