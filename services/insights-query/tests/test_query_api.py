@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,10 +17,13 @@ from fastapi import FastAPI
 
 from insights_common.auth import SqliteKeyStore
 from insights_common.bus import InProcessBus
+from insights_common.http import encode_cursor
+from insights_query.app import project_bus
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings
 
 API = "/api/v1"
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 async def get(client: httpx.AsyncClient, headers: dict[str, str], path: str, **params: Any) -> Any:
@@ -39,11 +43,16 @@ async def problem(
 
 
 async def walk(
-    client: httpx.AsyncClient, headers: dict[str, str], path: str, **params: Any
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    path: str,
+    *,
+    start: str | None = None,
+    **params: Any,
 ) -> list[dict[str, Any]]:
-    """Every item of a list, following next_cursor."""
+    """Every item of a list (from the page at `start`), following next_cursor."""
     items: list[dict[str, Any]] = []
-    cursor = None
+    cursor = start
     for _ in range(100):
         page = await get(client, headers, path, **params, **({"cursor": cursor} if cursor else {}))
         items += page["items"]
@@ -103,24 +112,77 @@ async def test_another_app_sees_nothing(
     await problem(client, third, "/users/alex", 404)
 
 
+async def test_every_route_shows_another_app_nothing(
+    embedded: tuple[QueryService, FastAPI],
+    bus: InProcessBus,
+    client: httpx.AsyncClient,
+    acme: dict[str, str],
+    other: dict[str, str],
+    ev: Any,
+) -> None:
+    await bus.publish(
+        [
+            ev.user("alex", "2026-11-01T09:00:00Z", phone="+14155550171", nickname="Alex Kim"),
+            ev.template("order_shipped", 1, "2026-11-01T00:00:00Z", name="Order shipped"),
+            ev.sent("m1", "alex", "2026-11-02T10:00:00Z"),
+            ev.read("m1", "alex", "2026-11-02T10:01:00Z"),
+        ]
+    )
+    ids = {"user_id": "alex", "message_id": "m1", "key": "order_shipped"}
+    # every way of finding alex, and the export beside the list
+    variants: dict[str, list[dict[str, str]]] = {
+        "/api/v1/users": [{}, {"q": "alex"}, {"q": "Alex Kim"}, {"q": "+1415"}, {"q": "1415"}],
+        "/api/v1/users/{user_id}": [{}, {"since": "2026-11-01", "until": "2026-11-03"}],
+        "/api/v1/users/{user_id}/messages": [{}, {"format": "csv"}],
+    }
+    walked = []
+    for path, operations in embedded[1].openapi()["paths"].items():
+        assert set(operations) == {"get"}, f"{path}: only reads are expected here"
+        url = path.format(**ids)
+        for params in variants.get(path, [{}]):
+            mine = await client.get(url, headers=acme, params=params)
+            assert mine.status_code == 200, (url, params, mine.text)
+            # the owner finds something there, so the other app's empty answer means something
+            assert any(found in mine.text for found in ("alex", "m1", "order_shipped"))
+            theirs = await client.get(url, headers=other, params=params)
+            if "{" in path:
+                assert theirs.status_code == 404, (url, params, theirs.text)
+                assert theirs.headers["content-type"] == "application/problem+json"
+            else:
+                assert theirs.status_code == 200, (url, params, theirs.text)
+                assert theirs.json() == {"items": [], "next_cursor": None}
+            walked.append((path, tuple(params)))
+    assert len(walked) == 12
+
+
 # -- search ------------------------------------------------------------------------------------
+
+
+PEOPLE = {
+    "alex": {"phone": "+14155550171", "nickname": "Sam Lee"},
+    "alex2": {"nickname": "Second"},
+    "Alexandra": {},
+    "kim1": {"nickname": "Alex Kim"},
+    "jose1": {"nickname": "José Álvarez"},
+    "kim2": {"nickname": "김철수", "phone": "+821012345678"},
+    "cat": {"nickname": "행복한 고양이"},
+    "wang": {"nickname": "王小明"},
+    "jp1": {"nickname": "がっこう"},
+    "vn1": {"nickname": "Nguyễn Văn An"},
+    "de1": {"nickname": "Jürgen Straße"},
+    "gr1": {"nickname": "Ελένη"},
+    "p1": {"phone": "+14155550172"},
+    "zed": {"nickname": "alexis"},
+    # a user_id that is also a word of another user's nickname ("Sam Lee")
+    "sam": {},
+    "Samir": {"nickname": "Sam"},
+}
 
 
 @pytest.fixture
 async def people(bus: InProcessBus, service: QueryService, ev: Any) -> None:
-    at = "2026-11-01T09:00:00Z"
     await bus.publish(
-        [
-            ev.user("alex", at, phone="+14155550171", nickname="Sam Lee"),
-            ev.user("alex2", at, nickname="Second"),
-            ev.user("Alexandra", at),
-            ev.user("kim1", at, nickname="Alex Kim"),
-            ev.user("jose1", at, nickname="José Álvarez"),
-            ev.user("kim2", at, nickname="김철수", phone="+821012345678"),
-            ev.user("wang", at, nickname="王小明"),
-            ev.user("p1", at, phone="+14155550172"),
-            ev.user("zed", at, nickname="alexis"),
-        ]
+        [ev.user(user_id, "2026-11-01T09:00:00Z", **known) for user_id, known in PEOPLE.items()]
     )
 
 
@@ -146,22 +208,52 @@ async def test_search_ranks_exact_then_prefix_then_nickname_then_phone(
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
+        # user ids ignore case: an id equal to the query comes first, whatever its case
+        ("ALEX", ["alex", "Alexandra", "alex2", "kim1", "zed"]),
+        ("alexANDRA", ["Alexandra"]),
+        ("SAMIR", ["Samir"]),
+        # 'sam' is a user, a prefix of 'Samir' and a word of alex's nickname: each once, best rank
+        ("sam", ["sam", "Samir", "alex"]),
+        ("Sam L", ["alex"]),
+        ("lee", ["alex"]),
+        ("alex ki", ["kim1"]),
+        ("nobody", []),
+        # accents are ignored on Latin, Greek and Cyrillic letters, in the nickname and the query
         ("jose", ["jose1"]),
+        ("JOSÉ", ["jose1"]),
         ("ÁLV", ["jose1"]),
+        ("nguyen van", ["vn1"]),
+        ("VĂN", ["vn1"]),
+        ("jurgen", ["de1"]),
+        ("strasse", ["de1"]),
+        ("straß", ["de1"]),
+        ("ελενη", ["gr1"]),
+        ("ΕΛΈΝΗ", ["gr1"]),
+        # the Japanese voicing mark is a letter of its own, not an accent
+        ("がっ", ["jp1"]),
+        ("かっこう", []),
+        # Hangul: a prefix of any word, and of the given name inside a full name
         ("김", ["kim2"]),
         ("김철", ["kim2"]),
+        ("철수", ["kim2"]),
+        ("고양", ["cat"]),
+        ("행복한 고", ["cat"]),
+        ("양이", ["cat"]),
+        # Chinese runs: any suffix is a word start
         ("小明", ["wang"]),
         ("王", ["wang"]),
-        ("alex ki", ["kim1"]),
+        # phone numbers: E.164 or its digits, a prefix from the country code on
+        ("+14155550171", ["alex"]),
+        ("14155550171", ["alex"]),
         ("+1415555", ["alex", "p1"]),
         ("1415555017", ["alex", "p1"]),
-        ("+1 415 555 0172", ["p1"]),
+        ("+1 (415) 555-0172", ["p1"]),
         ("+8210", ["kim2"]),
-        ("nobody", []),
-        ("lee", ["alex"]),
+        ("821012345678", ["kim2"]),
+        ("4155550171", []),
     ],
 )
-async def test_search_finds_nicknames_and_phone_numbers(
+async def test_search_finds_ids_nicknames_and_phone_numbers(
     client: httpx.AsyncClient, acme: dict[str, str], query: str, expected: list[str]
 ) -> None:
     found = await get(client, acme, "/users", q=query)
@@ -197,9 +289,7 @@ async def test_blank_query_lists_users_by_recent_activity(
     listed = await walk(client, acme, "/users", q="  ", limit=3)
     ids = [u["user_id"] for u in listed]
     assert ids[:3] == ["p1", "wang", "ghost"]
-    assert sorted(ids) == sorted(
-        ["alex", "alex2", "Alexandra", "kim1", "jose1", "kim2", "wang", "p1", "zed", "ghost"]
-    )
+    assert sorted(ids) == sorted([*PEOPLE, "ghost"])
     assert listed[0]["stats"] == {
         "sent": 1,
         "read": 1,
@@ -208,18 +298,99 @@ async def test_blank_query_lists_users_by_recent_activity(
     }
 
 
-async def test_search_rejects_overlong_queries_and_bad_cursors(
+# -- bad input ---------------------------------------------------------------------------------
+
+
+def cursor_of(position: dict[str, Any]) -> str:
+    return encode_cursor(position)
+
+
+STATUSES = ["sent", "delivered", "read", "clicked", "failed"]
+CHANNELS = ["in_app", "push", "sms", "alimtalk", "whatsapp", "email"]
+
+
+@pytest.mark.usefixtures("history")
+@pytest.mark.parametrize(
+    ("path", "params", "name", "allowed", "fragment"),
+    [
+        ("/users", {"q": "x" * 201}, "q", None, "at most 200 characters"),
+        ("/users", {"limit": "0"}, "limit", None, "from 1 to 200"),
+        ("/users", {"limit": "201"}, "limit", None, "from 1 to 200"),
+        ("/users", {"limit": "ten"}, "limit", None, "from 1 to 200 (got 'ten')"),
+        ("/users", {"cursor": "not-a-cursor!"}, "cursor", None, "without cursor"),
+        # a cursor of another list
+        ("/users", {"q": "alex", "cursor": cursor_of({"k": "a"})}, "cursor", None, "cursor"),
+        ("/users", {"cursor": cursor_of({"a": "last week", "u": "x"})}, "cursor", None, "cursor"),
+        ("/users", {"q": "a", "cursor": cursor_of({"r": True, "u": "x"})}, "cursor", None, ""),
+        ("/users/alex", {"since": "2026-11-05", "until": "2026-11-01"}, "since", None, "swap"),
+        ("/users/alex", {"since": "2025-01-01", "until": "2026-11-01"}, "until", None, "366"),
+        ("/users/alex", {"since": "last week"}, "since", None, "RFC 3339"),
+        ("/users/alex", {"until": "2026-11-02T10:00:00"}, "until", None, "time zone"),
+        ("/users/alex", {"until": "2026-02-30"}, "until", None, "not a real date"),
+        ("/users/alex", {"since": "9999-12-31T23:00:00-05:00"}, "since", None, "9999"),
+        ("/users/alex/messages", {"status": "opened"}, "status", STATUSES, ", ".join(STATUSES)),
+        ("/users/alex/messages", {"channel": "fax"}, "channel", CHANNELS, ", ".join(CHANNELS)),
+        ("/users/alex/messages", {"format": "xlsx"}, "format", ["json", "csv"], "json, csv"),
+        ("/users/alex/messages", {"since": "soon"}, "since", None, "RFC 3339"),
+        (
+            "/users/alex/messages",
+            {"since": "2026-11-05", "until": "2026-11-01"},
+            "since",
+            None,
+            "is after until",
+        ),
+        ("/users/alex/messages", {"template": "no spaces"}, "template", None, "template key"),
+        ("/users/alex/messages", {"limit": "-1"}, "limit", None, "from 1 to 200"),
+        ("/users/alex/messages", {"cursor": cursor_of({"s": 5, "m": "m1"})}, "cursor", None, ""),
+        (
+            "/users/alex/messages",
+            {"cursor": cursor_of({"s": "yesterday", "m": "m1"})},
+            "cursor",
+            None,
+            "",
+        ),
+        (
+            "/users/alex/messages",
+            {"cursor": cursor_of({"s": "2026-11-02T10:00:00", "m": "m1"})},
+            "cursor",
+            None,
+            "",
+        ),
+        ("/templates", {"limit": "1000"}, "limit", None, "from 1 to 200"),
+        ("/templates", {"cursor": "e30"}, "cursor", None, "cursor"),  # {}
+    ],
+)
+async def test_bad_parameters_are_400_naming_the_parameter_and_what_is_allowed(
+    client: httpx.AsyncClient,
+    acme: dict[str, str],
+    path: str,
+    params: dict[str, str],
+    name: str,
+    allowed: list[str] | None,
+    fragment: str,
+) -> None:
+    variants = [params]
+    if path.endswith("/messages") and not {"cursor", "limit", "format"} & set(params):
+        variants.append({**params, "format": "csv"})  # the export checks before it streams
+    for variant in variants:
+        body = await problem(client, acme, path, 400, **variant)
+        assert [error["loc"] for error in body["errors"]] == [["query", name]]
+        assert body.get("allowed") == allowed
+        assert name in body["detail"]
+        assert fragment in body["detail"]
+
+
+async def test_bad_parameters_without_a_key_are_401(client: httpx.AsyncClient) -> None:
+    response = await client.get(API + "/users", params={"limit": "0", "q": "x" * 300})
+    assert response.status_code == 401
+
+
+async def test_several_bad_parameters_are_named_together(
     client: httpx.AsyncClient, acme: dict[str, str]
 ) -> None:
-    body = await problem(client, acme, "/users", 422, q="x" * 201)
-    assert body["errors"][0]["loc"] == ["query", "q"]
-    await get(client, acme, "/users", q="x" * 200)
-    await problem(client, acme, "/users", 400, cursor="not-a-cursor!")
-    await problem(client, acme, "/users", 422, limit=201)
-    await problem(client, acme, "/users", 422, limit=0)
-    # a cursor of another list
-    templates_cursor = "eyJrIjoiYSJ9"  # {"k":"a"}
-    await problem(client, acme, "/users", 400, q="alex", cursor=templates_cursor)
+    body = await problem(client, acme, "/users", 400, q="x" * 201, limit="0")
+    assert sorted(error["loc"][1] for error in body["errors"]) == ["limit", "q"]
+    assert "201 characters" in body["detail"]
 
 
 # -- user profile and statistics ---------------------------------------------------------------
@@ -362,21 +533,107 @@ async def test_stats_window_accepts_date_times_and_defaults_to_thirty_days(
     assert empty["stats"]["by_channel"] == []
 
 
-@pytest.mark.usefixtures("history")
-@pytest.mark.parametrize(
-    ("params", "fragment"),
-    [
-        ({"since": "2026-11-05", "until": "2026-11-01"}, "after until"),
-        ({"since": "2025-01-01", "until": "2026-11-01"}, "at most 366 days"),
-        ({"since": "last week"}, "RFC 3339"),
-        ({"until": "2026-11-02T10:00:00"}, "time zone"),
-    ],
-)
-async def test_bad_stats_windows_are_422(
-    client: httpx.AsyncClient, acme: dict[str, str], params: dict[str, str], fragment: str
+async def test_window_bounds_are_inclusive_to_the_microsecond(
+    bus: InProcessBus, client: httpx.AsyncClient, acme: dict[str, str], ev: Any
 ) -> None:
-    body = await problem(client, acme, "/users/alex", 422, **params)
-    assert fragment in body["detail"]
+    await bus.publish(
+        [
+            ev.sent("early", "alex", "2026-11-02T09:59:59.999999Z"),
+            ev.sent("at-since", "alex", "2026-11-02T10:00:00Z"),
+            ev.sent("at-until", "alex", "2026-11-03T18:30:00.000001Z"),
+            ev.sent("late", "alex", "2026-11-03T18:30:00.000002Z"),
+        ]
+    )
+    bounds = {"since": "2026-11-02T10:00:00Z", "until": "2026-11-03T18:30:00.000001Z"}
+    stats = (await get(client, acme, "/users/alex", **bounds))["stats"]
+    assert stats["sent"] == 2
+    assert stats["last_sent_at"] == "2026-11-03T18:30:00.000001Z"
+    assert [(d["date"], d["sent"]) for d in stats["daily"]] == [
+        ("2026-11-02", 1),
+        ("2026-11-03", 1),
+    ]
+    listed = await get(client, acme, "/users/alex/messages", **bounds)
+    assert [m["message_id"] for m in listed["items"]] == ["at-until", "at-since"]
+    # the same instants written with an offset are the same bounds
+    shifted = {"since": "2026-11-02T19:00:00+09:00", "until": "2026-11-03T13:30:00.000001-05:00"}
+    assert (await get(client, acme, "/users/alex", **shifted))["stats"]["sent"] == 2
+
+
+async def test_date_bounds_cover_whole_utc_days(
+    bus: InProcessBus, client: httpx.AsyncClient, acme: dict[str, str], ev: Any
+) -> None:
+    await bus.publish(
+        [
+            ev.sent("last-of-oct", "alex", "2026-10-31T23:59:59.999999Z"),
+            ev.sent("first-of-nov", "alex", "2026-11-01T00:00:00Z"),
+            ev.sent("end-of-nov-2", "alex", "2026-11-02T23:59:59.999999Z"),
+            ev.sent("nov-3", "alex", "2026-11-03T00:00:00Z"),
+        ]
+    )
+    days = {"since": "2026-11-01", "until": "2026-11-02"}
+    stats = (await get(client, acme, "/users/alex", **days))["stats"]
+    assert stats["sent"] == 2
+    assert stats["window"] == {
+        "since": "2026-11-01T00:00:00Z",
+        "until": "2026-11-02T23:59:59.999999Z",
+    }
+    listed = await get(client, acme, "/users/alex/messages", **days)
+    assert [m["message_id"] for m in listed["items"]] == ["end-of-nov-2", "first-of-nov"]
+
+
+async def test_daily_has_a_row_for_every_day_even_without_messages(
+    bus: InProcessBus, client: httpx.AsyncClient, acme: dict[str, str], ev: Any
+) -> None:
+    await bus.publish(
+        [
+            ev.sent("m1", "alex", "2026-11-04T08:00:00Z"),
+            ev.read("m1", "alex", "2026-11-05T08:00:00Z"),  # counted on the day it was sent
+            ev.sent("m2", "alex", "2026-11-04T20:00:00Z"),
+            ev.clicked("m2", "alex", "2026-11-04T20:01:00Z"),
+        ]
+    )
+    week = await get(client, acme, "/users/alex", since="2026-11-01", until="2026-11-07")
+    assert week["stats"]["daily"] == [
+        {
+            "date": f"2026-11-0{n}",
+            "sent": 2 if n == 4 else 0,
+            "read": 2 if n == 4 else 0,
+            "clicked": 1 if n == 4 else 0,
+        }
+        for n in range(1, 8)
+    ]
+    quiet = await get(client, acme, "/users/alex", since="2026-10-01", until="2026-10-31")
+    assert len(quiet["stats"]["daily"]) == 31
+    assert {(d["sent"], d["read"], d["clicked"]) for d in quiet["stats"]["daily"]} == {(0, 0, 0)}
+    # the first and last years the calendar has
+    for since, until in (("0001-01-01", "0001-01-03"), ("9999-12-29", "9999-12-31")):
+        edge = (await get(client, acme, "/users/alex", since=since, until=until))["stats"]
+        assert (edge["sent"], len(edge["daily"])) == (0, 3)
+
+
+async def test_rates_without_a_denominator_are_null(
+    bus: InProcessBus, client: httpx.AsyncClient, acme: dict[str, str], ev: Any
+) -> None:
+    await bus.publish(
+        [
+            ev.sent("m1", "alex", "2026-11-02T10:00:00Z"),
+            ev.failed("m1", "alex", "2026-11-02T10:00:01Z", code="invalid_number"),
+            # a reply without a delivery report: counted, but no rate over deliveries
+            ev.sent("m2", "alex", "2026-11-02T11:00:00Z", channel="sms"),
+            ev.responded("m2", "alex", "2026-11-02T11:05:00Z", type="reply", value="STOP"),
+        ]
+    )
+    window = {"since": "2026-11-01", "until": "2026-11-03"}
+    stats = (await get(client, acme, "/users/alex", **window))["stats"]
+    assert [stats[k] for k in ("sent", "delivered", "failed", "responded")] == [2, 0, 1, 1]
+    assert stats["delivery_rate"] == 0.0
+    assert (stats["read_rate"], stats["click_rate"], stats["response_rate"]) == (None, None, None)
+    assert stats["last_engaged_at"] == "2026-11-02T11:05:00Z"
+    empty = await get(client, acme, "/users/alex", since="2026-10-01", until="2026-10-02")
+    rates = ("delivery_rate", "read_rate", "click_rate", "response_rate")
+    assert [empty["stats"][k] for k in rates] == [None] * 4
+    assert (empty["stats"]["last_sent_at"], empty["stats"]["last_engaged_at"]) == (None, None)
+    assert (empty["stats"]["by_channel"], empty["stats"]["by_template"]) == ([], [])
 
 
 async def test_unknown_ids_are_404(client: httpx.AsyncClient, acme: dict[str, str]) -> None:
@@ -434,34 +691,6 @@ async def test_message_filters(
     assert [m["message_id"] for m in items] == expected
 
 
-@pytest.mark.usefixtures("history")
-@pytest.mark.parametrize(
-    ("params", "name", "allowed"),
-    [
-        ({"status": "opened"}, "status", ["sent", "delivered", "read", "clicked", "failed"]),
-        ({"channel": "fax"}, "channel", ["in_app", "push", "sms", "alimtalk", "whatsapp", "email"]),
-        ({"since": "soon"}, "since", None),
-        ({"since": "2026-11-05", "until": "2026-11-01"}, "since", None),
-        ({"template": "no spaces"}, "template", None),
-    ],
-)
-async def test_bad_message_filters_are_422_naming_what_is_allowed(
-    client: httpx.AsyncClient,
-    acme: dict[str, str],
-    params: dict[str, str],
-    name: str,
-    allowed: list[str] | None,
-) -> None:
-    for extra in ({}, {"format": "csv"}):
-        body = await problem(client, acme, "/users/alex/messages", 422, **params, **extra)
-        assert body["errors"][0]["loc"] == ["query", name]
-        assert body.get("allowed") == allowed
-        if allowed:
-            assert ", ".join(allowed) in body["detail"]
-    body = await problem(client, acme, "/users/alex/messages", 422, format="xlsx")
-    assert "csv" in body["detail"]
-
-
 async def test_message_cursor_is_stable_when_new_messages_arrive(
     bus: InProcessBus, client: httpx.AsyncClient, acme: dict[str, str], ev: Any
 ) -> None:
@@ -481,6 +710,47 @@ async def test_message_cursor_is_stable_when_new_messages_arrive(
     third = await get(client, acme, "/users/alex/messages", limit=2, cursor=second["next_cursor"])
     assert [m["message_id"] for m in third["items"]] == ["m2", "m1"]
     assert third["next_cursor"] is None
+
+
+async def test_pages_neither_repeat_nor_skip_when_newer_and_older_messages_arrive(
+    bus: InProcessBus, client: httpx.AsyncClient, acme: dict[str, str], ev: Any
+) -> None:
+    await bus.publish(
+        [ev.sent(f"m{n:02d}", "alex", f"2026-11-{n:02d}T10:00:00Z") for n in range(1, 11)]
+    )
+    existing = {f"m{n:02d}" for n in range(1, 11)}
+    first = await get(client, acme, "/users/alex/messages", limit=4)
+    assert [m["message_id"] for m in first["items"]] == ["m10", "m09", "m08", "m07"]
+    await bus.publish(
+        [
+            ev.sent("new-newest", "alex", "2026-11-20T10:00:00Z"),
+            ev.sent("new-oldest", "alex", "2026-10-01T10:00:00Z"),
+            ev.sent("new-between", "alex", "2026-11-05T12:00:00Z"),
+            # at the instant of the last item shown: before it (a larger id) or after it
+            ev.sent("m07z", "alex", "2026-11-07T10:00:00Z"),
+            ev.sent("m00", "alex", "2026-11-07T10:00:00Z"),
+            # a message shown on the first page changes status; one not shown yet too
+            ev.read("m08", "alex", "2026-11-15T10:00:00Z"),
+            ev.failed("m03", "alex", "2026-11-15T10:00:00Z", code="E1"),
+        ]
+    )
+    rest = await walk(client, acme, "/users/alex/messages", limit=4, start=first["next_cursor"])
+    ids = [m["message_id"] for m in first["items"] + rest]
+    assert len(ids) == len(set(ids)), ids
+    assert existing <= set(ids)
+    # what came after the first page is what sorts after its last item, in order
+    assert [m["message_id"] for m in rest] == [
+        "m00",
+        "m06",
+        "new-between",
+        "m05",
+        "m04",
+        "m03",
+        "m02",
+        "m01",
+        "new-oldest",
+    ]
+    assert [m["status"] for m in rest if m["message_id"] == "m03"] == ["failed"]
 
 
 # -- CSV export --------------------------------------------------------------------------------
@@ -546,6 +816,37 @@ async def test_csv_export_streams_every_page_spreadsheet_safe(
         assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row)
     sms = list(csv.reader(io.StringIO(filtered.text)))
     assert [r[0] for r in sms[1:]] == ["m6", "m5", "m4", "m3", "m2"]
+
+
+class CountingReader:
+    """The real store, counting the pages an export asks it for."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.pages = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def list_messages(self, *args: Any, **kwargs: Any) -> Any:
+        self.pages += 1
+        return await self.store.list_messages(*args, **kwargs)
+
+
+async def test_csv_export_reads_one_page_at_a_time_as_it_streams(
+    store: Any, bus: InProcessBus, ev: Any
+) -> None:
+    project_bus(bus, store)
+    await bus.publish([ev.sent(f"m{n}", "alex", f"2026-11-0{n}T10:00:00Z") for n in range(1, 6)])
+    reader = CountingReader(store)
+    service = QueryService(reader, settings=QuerySettings(export_page_size=2), clock=lambda: NOW)
+    pages = await service.export_messages("acme", "alex")
+    first = await anext(pages)
+    assert [m.message_id for m in first] == ["m5", "m4"]
+    assert reader.pages == 1  # nothing more is read before the first rows go out
+    rest = [[m.message_id for m in page] async for page in pages]
+    assert rest == [["m3", "m2"], ["m1"]]
+    assert reader.pages == 3
 
 
 # -- message details ---------------------------------------------------------------------------
@@ -626,6 +927,34 @@ async def test_message_detail_with_timeline_failure_and_responses(
         "2026-11-02T10:00:00Z",
     )
     assert user["stats"]["responded"] == 1
+
+
+async def test_a_message_whose_earlier_sent_names_another_user_moves_to_that_user(
+    request: pytest.FixtureRequest,
+    store_backend: Any,
+    bus: InProcessBus,
+    client: httpx.AsyncClient,
+    acme: dict[str, str],
+    ev: Any,
+) -> None:
+    if store_backend is not None:
+        # The OpenSearch projector widens a user's activity span and never narrows it, so the
+        # user a message left keeps the span of it (and exists though nothing names them).
+        request.applymarker(pytest.mark.xfail(strict=True, reason="known store difference"))
+    await bus.publish(
+        [
+            ev.user("bo", "2026-11-01T09:00:00Z", nickname="Bo"),
+            ev.sent("m1", "alex", "2026-11-02T10:00:00Z"),
+        ]
+    )
+    assert (await get(client, acme, "/users/alex"))["created_at"] == "2026-11-02T10:00:00Z"
+    # the first sent wins whatever the order they come in: the message is bo's
+    await bus.publish([ev.sent("m1", "bo", "2026-11-02T09:00:00Z")])
+    assert (await get(client, acme, "/messages/m1"))["user_id"] == "bo"
+    bo = await get(client, acme, "/users/bo", since="2026-11-01", until="2026-11-03")
+    assert (bo["stats"]["sent"], bo["updated_at"]) == (1, "2026-11-01T09:00:00Z")
+    assert [u["user_id"] for u in (await get(client, acme, "/users"))["items"]] == ["bo"]
+    await problem(client, acme, "/users/alex", 404)
 
 
 # -- templates ---------------------------------------------------------------------------------
@@ -710,3 +1039,7 @@ def test_openapi_documents_every_query_route(embedded: tuple[QueryService, FastA
         "text/csv"
         in paths["/api/v1/users/{user_id}/messages"]["get"]["responses"]["200"]["content"]
     )
+    for path, operations in paths.items():
+        responses = operations["get"]["responses"]
+        assert "422" not in responses, path  # a bad parameter is a 400
+        assert "application/problem+json" in responses["4XX"]["content"], path

@@ -20,7 +20,12 @@ from insights_contracts import (
 from insights_query.domain.errors import InvalidCursor, InvalidParameter
 from insights_query.domain.export import csv_header, csv_rows
 from insights_query.domain.messages import message_item, project_message
-from insights_query.domain.queries import MessagePosition, SearchPosition, parse_message_filter
+from insights_query.domain.queries import (
+    ActivityPosition,
+    MessagePosition,
+    SearchPosition,
+    parse_message_filter,
+)
 from insights_query.domain.search import Rank, fold_text, nickname_tokens, parse_search
 from insights_query.domain.stats import Counts, StatsRows, build_user_stats, rate
 from insights_query.domain.time import Window, parse_bound, resolve_window, ts_key
@@ -258,14 +263,25 @@ def test_a_user_known_only_from_messages_exists_with_what_is_known() -> None:
 
 def test_fold_text_drops_case_and_accents_but_keeps_hangul() -> None:
     assert fold_text("José ÁLVAREZ") == "jose alvarez"
+    assert fold_text("Nguyễn Văn") == "nguyen van"
+    assert fold_text("ΕΛΈΝΗ") == "ελενη"
     assert fold_text("김철수") == "김철수"
     assert fold_text("Straße") == "strasse"
+    assert fold_text("ＡＢＣ１") == "abc1"  # full-width forms
+
+
+def test_fold_text_keeps_the_marks_of_other_scripts() -> None:
+    # the voicing mark makes another kana; an Indic virama or vowel sign is part of the word
+    assert fold_text("がっこう") == "がっこう"
+    assert fold_text("नमस्ते") == "नमस्ते"
 
 
 def test_nickname_tokens_cover_words_and_unspaced_scripts() -> None:
     assert nickname_tokens("José O'Brien") == {"jose", "o", "brien"}
-    assert nickname_tokens("김철수 Kim") == {"김철수", "kim"}
+    assert nickname_tokens("김철수 Kim") == {"김철수", "철수", "수", "kim"}
     assert nickname_tokens("王小明") == {"王小明", "小明", "明"}
+    assert nickname_tokens("नमस्ते दुनिया") == {"नमस्ते", "दुनिया"}
+    assert nickname_tokens("snake_case-name") == {"snake", "case", "name"}
     assert nickname_tokens(None) == set()
 
 
@@ -325,10 +341,11 @@ def test_dates_cover_whole_utc_days_and_offsets_are_normalized() -> None:
     ("since", "until", "name", "fragment"),
     [
         ("2026-11-05", "2026-11-01", "since", "is after until"),
-        ("2025-01-01", "2026-06-01", "until", "more than 366 days"),
+        ("2025-01-01", "2026-06-01", "until", "more than 366 days apart"),
         ("yesterday", None, "since", "not an RFC 3339 date-time"),
         ("2026-02-30", None, "since", "not a real date"),
         ("2026-11-02T10:00:00", None, "since", "has no time zone"),
+        ("9999-12-31T23:00:00-05:00", None, "since", "outside the years 1 to 9999"),
     ],
 )
 def test_bad_windows_say_what_is_wrong(
@@ -338,6 +355,19 @@ def test_bad_windows_say_what_is_wrong(
         resolve_window(since=since, until=until, now=NOW, default_days=30, max_days=366)
     assert caught.value.name == name
     assert fragment in caught.value.message
+
+
+def test_windows_at_the_ends_of_the_calendar_do_not_overflow() -> None:
+    early = resolve_window(since=None, until="0001-01-05", now=NOW, default_days=30, max_days=366)
+    assert early.since == datetime(1, 1, 1, tzinfo=UTC)
+    late = resolve_window(
+        since="9999-12-01", until="9999-12-31", now=NOW, default_days=30, max_days=366
+    )
+    assert late.until == datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    with pytest.raises(InvalidParameter, match="is after until"):
+        resolve_window(
+            since="9999-12-01", until="9999-11-01", now=NOW, default_days=30, max_days=366
+        )
 
 
 def test_a_full_leap_year_window_is_allowed() -> None:
@@ -394,6 +424,23 @@ def test_cursors_of_another_list_are_rejected() -> None:
         MessagePosition.load({"k": "order_shipped"})
     with pytest.raises(InvalidCursor):
         SearchPosition.load({"r": 9, "u": "alex"})
+    with pytest.raises(InvalidCursor):
+        SearchPosition.load({"r": True, "u": "alex"})
+
+
+@pytest.mark.parametrize("instant", ["yesterday", "2026-11-02T10:00:00", "", "2026-13-01T00:00Z"])
+def test_a_cursor_instant_must_be_an_instant(instant: str) -> None:
+    with pytest.raises(InvalidCursor):
+        MessagePosition.load({"s": instant, "m": "m1"})
+    with pytest.raises(InvalidCursor):
+        ActivityPosition.load({"a": instant, "u": "alex"})
+
+
+def test_a_cursor_instant_is_rewritten_in_the_form_the_stores_compare() -> None:
+    # SQLite compares ts_key text: "...+02:00" or a missing fraction must not reorder it
+    position = MessagePosition.load({"s": "2026-11-02T12:00:00+02:00", "m": "m1"})
+    assert position.sent_at == "2026-11-02T10:00:00.000000Z"
+    assert ActivityPosition.load({"a": "2026-11-02T10:00Z", "u": "a"}).at == position.sent_at
     assert SearchPosition.load(SearchPosition(Rank.PHONE, "bo").dump()) == SearchPosition(
         Rank.PHONE, "bo"
     )

@@ -64,13 +64,13 @@ class QueryService:
         query = parse_search(q)
         following: Position | None = None
         if query is None:
-            position = ActivityPosition.load(after) if after else None
+            position = ActivityPosition.load(after) if after is not None else None
             profiles = await self._reader.recent_users(app_id, after=position, limit=limit + 1)
             if len(profiles) > limit:
                 last = profiles[limit - 1]
                 following = ActivityPosition(ts_key(last.last_activity_at), last.user_id).dump()
         else:
-            start = SearchPosition.load(after) if after else None
+            start = SearchPosition.load(after) if after is not None else None
             ranked = await self._reader.search_users(app_id, query, after=start, limit=limit + 1)
             profiles = [profile for _, profile in ranked]
             if len(ranked) > limit:
@@ -112,7 +112,7 @@ class QueryService:
         filters = parse_message_filter(
             status=status, channel=channel, template=template, since=since, until=until
         )
-        start = MessagePosition.load(after) if after else None
+        start = MessagePosition.load(after) if after is not None else None
         await self._require_user(app_id, user_id)
         details = await self._reader.list_messages(
             app_id, user_id, filters=filters, after=start, limit=limit + 1
@@ -168,7 +168,7 @@ class QueryService:
     async def list_templates(
         self, app_id: str, *, limit: int, after: Position | None
     ) -> Slice[TemplateSummary]:
-        start = KeyPosition.load(after).key if after else None
+        start = KeyPosition.load(after).key if after is not None else None
         templates = await self._reader.list_templates(app_id, after_key=start, limit=limit + 1)
         page = templates[:limit]
         following = KeyPosition(page[-1].key).dump() if len(templates) > limit else None

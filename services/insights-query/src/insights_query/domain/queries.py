@@ -11,7 +11,7 @@ from insights_contracts.types import CHANNELS
 from insights_query.domain.errors import InvalidCursor, InvalidParameter
 from insights_query.domain.messages import STATUSES
 from insights_query.domain.search import Rank
-from insights_query.domain.time import resolve_range
+from insights_query.domain.time import resolve_range, ts_key
 
 T = TypeVar("T")
 Position = dict[str, Any]
@@ -36,7 +36,8 @@ class MessageFilter:
     until: datetime | None = None
 
 
-def _choice(name: str, value: str | None, allowed: tuple[str, ...]) -> str | None:
+def choice(name: str, value: str | None, allowed: tuple[str, ...]) -> str | None:
+    """One of `allowed`; None for an absent or empty value."""
     if not value:
         return None
     if value not in allowed:
@@ -64,8 +65,8 @@ def parse_message_filter(
         )
     start, end = resolve_range(since=since, until=until)
     return MessageFilter(
-        status=_choice("status", status, STATUSES),
-        channel=_choice("channel", channel, CHANNELS),
+        status=choice("status", status, STATUSES),
+        channel=choice("channel", channel, CHANNELS),
         template=template or None,
         since=start,
         until=end,
@@ -79,6 +80,21 @@ def _text(position: Position, key: str) -> str:
     return value
 
 
+def _instant(position: Position, key: str) -> str:
+    """The ts_key of an instant in a cursor.
+
+    Re-rendered, not trusted: the stores compare it as text (SQLite) or as microseconds
+    (OpenSearch), so a hand-made cursor must mean the same position to both or be refused.
+    """
+    try:
+        moment = datetime.fromisoformat(_text(position, key))
+    except ValueError as exc:
+        raise InvalidCursor() from exc
+    if moment.tzinfo is None:
+        raise InvalidCursor()
+    return ts_key(moment)
+
+
 @dataclass(frozen=True, slots=True)
 class SearchPosition:
     rank: Rank
@@ -90,7 +106,7 @@ class SearchPosition:
     @classmethod
     def load(cls, position: Position) -> SearchPosition:
         rank = position.get("r")
-        if not isinstance(rank, int) or rank not in tuple(Rank):
+        if type(rank) is not int or rank not in tuple(Rank):
             raise InvalidCursor()
         return cls(rank=Rank(rank), user_id=_text(position, "u"))
 
@@ -107,7 +123,7 @@ class ActivityPosition:
 
     @classmethod
     def load(cls, position: Position) -> ActivityPosition:
-        return cls(at=_text(position, "a"), user_id=_text(position, "u"))
+        return cls(at=_instant(position, "a"), user_id=_text(position, "u"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +138,7 @@ class MessagePosition:
 
     @classmethod
     def load(cls, position: Position) -> MessagePosition:
-        return cls(sent_at=_text(position, "s"), message_id=_text(position, "m"))
+        return cls(sent_at=_instant(position, "s"), message_id=_text(position, "m"))
 
 
 @dataclass(frozen=True, slots=True)

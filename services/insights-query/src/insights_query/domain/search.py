@@ -1,8 +1,9 @@
 """User search: how nicknames and queries are normalized, and how matches rank.
 
-Ranks: an exact user_id, then user_id prefixes (case-insensitive), then nicknames (a prefix of
-any word, case- and accent-insensitive), then phone numbers (E.164 or its digits). A user is
-listed once, at its best rank; within a rank, by user_id.
+Ranks: a user_id equal to the query ignoring case, then user_id prefixes (case-insensitive),
+then nicknames (every query word a prefix of some word of the nickname, case- and
+accent-insensitive), then phone numbers (E.164 or its digits, a prefix from the country code
+on). A user is listed once, at its best rank; within a rank, by user_id.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from insights_contracts.types import USER_ID_PATTERN
 MAX_QUERY_LENGTH = 200
 
 _USER_ID = re.compile(USER_ID_PATTERN)
-_WORD = re.compile(r"[^\W_]+")
 _PHONE_QUERY = re.compile(r"^\+?[0-9 ().\-]*[0-9][0-9 ().\-]*$")
 _NON_DIGIT = re.compile(r"[^0-9]")
+
+# The generic combining diacritics (accents, cedillas, tildes, umlauts) that Latin, Greek and
+# Cyrillic letters carry: 'José' is found by 'jose'. Marks that are part of other scripts stay:
+# the Japanese voicing mark makes 'が' another letter than 'か', and an Indic vowel sign belongs
+# to its word.
+_ACCENTS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 
 class Rank(IntEnum):
@@ -31,20 +37,38 @@ class Rank(IntEnum):
 
 def fold_text(text: str) -> str:
     """Lowercase without accents: 'José' -> 'jose'. Hangul syllables survive (they recompose)."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    stripped = _ACCENTS.sub("", unicodedata.normalize("NFKD", text))
     return unicodedata.normalize("NFKC", stripped).casefold()
 
 
-def _is_unspaced_script(ch: str) -> bool:
-    code = ord(ch)
-    return (
-        0x3040 <= code <= 0x30FF  # hiragana, katakana
-        or 0x3400 <= code <= 0x4DBF
-        or 0x4E00 <= code <= 0x9FFF
-        or 0xF900 <= code <= 0xFAFF
-        or 0x20000 <= code <= 0x3FFFF
+# Scripts whose names are written without spaces between their parts. Chinese and Japanese put
+# no spaces between words, and a Korean full name is one run of syllables (family name first):
+# '小明' must find '王小明' and '민지' must find '김민지'.
+_UNSPACED_RUN = re.compile(
+    "[\u3040-\u30ff"  # hiragana, katakana
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff"  # CJK ideographs
+    "\uac00-\ud7a3]{2,}"  # Hangul syllables
+)
+
+
+def _mark_ranges() -> str:
+    """A regex class of the combining marks (planes 0-1 and the variation selectors)."""
+    ranges: list[list[int]] = []
+    for code in (*range(0x20000), *range(0xE0100, 0xE01F0)):
+        if unicodedata.category(chr(code))[0] == "M":
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
+    return "".join(
+        re.escape(chr(first)) + (f"-{re.escape(chr(last))}" if last > first else "")
+        for first, last in ranges
     )
+
+
+# A word is a run of letters, digits and marks: Python's \w leaves marks out, but a vowel sign
+# or virama is inside its word ('नमस्ते' is one word), not a break.
+_WORD = re.compile(f"(?:[^\\W_]|[{_mark_ranges()}])+")
 
 
 def words(text: str) -> list[str]:
@@ -52,16 +76,12 @@ def words(text: str) -> list[str]:
 
 
 def nickname_tokens(nickname: str | None) -> set[str]:
-    """The words of a nickname, plus every suffix starting inside a Chinese/Japanese run.
-
-    Those scripts do not put spaces between words, so '王小明' must be found by '小明' too.
-    """
+    """The words of a nickname, plus every suffix starting inside a run of an unspaced script."""
     tokens: set[str] = set()
     for word in words(nickname or ""):
         tokens.add(word)
-        for i in range(1, len(word)):
-            if _is_unspaced_script(word[i]) and _is_unspaced_script(word[i - 1]):
-                tokens.add(word[i:])
+        for run in _UNSPACED_RUN.finditer(word):
+            tokens.update(word[i:] for i in range(run.start() + 1, run.end()))
     return tokens
 
 

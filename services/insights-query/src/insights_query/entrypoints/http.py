@@ -1,13 +1,19 @@
 """The query API: decode the request, call one service function, encode the answer.
 
 Paths are relative; the host mounts this router under /api/v1.
+
+Every mistake in a query parameter is a 400 problem that names the parameter (`errors[].loc`)
+and, for a choice, the values allowed (`allowed`): these routes have no body that could be
+unprocessable, so FastAPI's 422 for a malformed parameter is answered as 400 too.
 """
 
-from collections.abc import AsyncIterator, Awaitable
-from typing import Annotated, Literal, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
 
 from insights_common.http import (
     DEFAULT_LIMIT,
@@ -20,7 +26,7 @@ from insights_common.http import (
 )
 from insights_query.domain.errors import InvalidCursor, InvalidParameter, NotFound
 from insights_query.domain.export import csv_header, csv_rows
-from insights_query.domain.queries import Slice
+from insights_query.domain.queries import Position, Slice, choice
 from insights_query.domain.search import MAX_QUERY_LENGTH
 from insights_query.domain.views import (
     MessageDetail,
@@ -34,14 +40,76 @@ from insights_query.service import QueryService
 
 T = TypeVar("T")
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (max 200).")]
+FORMATS = ("json", "csv")
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Items per page, 1 to {MAX_LIMIT}.")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]
 Since = Annotated[
-    str | None, Query(description="RFC 3339 date-time or YYYY-MM-DD (start of that UTC day).")
+    str | None,
+    Query(description="RFC 3339 date-time or YYYY-MM-DD (start of that UTC day); inclusive."),
 ]
 Until = Annotated[
-    str | None, Query(description="RFC 3339 date-time or YYYY-MM-DD (end of that UTC day).")
+    str | None,
+    Query(description="RFC 3339 date-time or YYYY-MM-DD (end of that UTC day); inclusive."),
 ]
+
+_ECHO = 40
+"""Longest bad value repeated back in a problem."""
+
+# What to say instead of pydantic's generic message, for the parameters FastAPI checks itself.
+_HINTS = {
+    "limit": f"limit must be a whole number from 1 to {MAX_LIMIT}",
+    "q": f"q must be at most {MAX_QUERY_LENGTH} characters",
+}
+
+
+def _parameter_problem(
+    errors: Sequence[tuple[str, str, str]], *, allowed: Sequence[str] | None = None
+) -> Problem:
+    """A 400 naming each bad parameter: errors are (parameter, message, type)."""
+    problem = Problem(
+        400,
+        "Invalid request",
+        "; ".join(message for _, message, _ in errors),
+        errors=[
+            {"loc": ["query", name], "message": message, "type": kind}
+            for name, message, kind in errors
+        ],
+    )
+    if allowed:
+        problem.extra["allowed"] = list(allowed)
+    return problem
+
+
+def _validation_problem(exc: RequestValidationError) -> Problem:
+    errors = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        name = loc[-1] if loc else "request"
+        hint = _HINTS.get(name, f"{name}: {error.get('msg', 'not valid')}")
+        got = error.get("input")
+        if isinstance(got, str):
+            shown = repr(got) if len(got) <= _ECHO else f"{len(got)} characters"
+            message = f"{hint} (got {shown})"
+        else:
+            message = hint
+        errors.append((name, message, str(error.get("type", "value_error"))))
+    return _parameter_problem(errors)
+
+
+class _QueryRoute(APIRoute):
+    """Answers a malformed parameter with the same 400 problem the service's own checks give."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                raise _validation_problem(exc) from exc
+
+        return handle
 
 
 async def _call(work: Awaitable[T]) -> T:
@@ -50,13 +118,34 @@ async def _call(work: Awaitable[T]) -> T:
     except NotFound as exc:
         raise Problem(404, f"{exc.kind.capitalize()} not found", str(exc)) from exc
     except InvalidParameter as exc:
-        error = {"loc": ["query", exc.name], "message": exc.message, "type": "value_error"}
-        problem = Problem(422, "Invalid request", exc.message, errors=[error])
-        if exc.allowed:
-            problem.extra["allowed"] = list(exc.allowed)
-        raise problem from exc
+        raise _invalid(exc) from exc
     except InvalidCursor as exc:
-        raise Problem(400, "Invalid cursor", str(exc)) from exc
+        raise _cursor_problem(str(exc)) from exc
+
+
+def _invalid(exc: InvalidParameter) -> Problem:
+    return _parameter_problem([(exc.name, exc.message, "value_error")], allowed=exc.allowed)
+
+
+def _cursor_problem(message: str) -> Problem:
+    hint = f"{message} Ask for the first page again (without cursor) and follow its next_cursor."
+    problem = _parameter_problem([("cursor", hint, "cursor")])
+    problem.title = "Invalid cursor"
+    return problem
+
+
+def _after(cursor: str | None) -> Position | None:
+    try:
+        return decode_cursor(cursor)
+    except Problem as exc:
+        raise _cursor_problem(str(InvalidCursor())) from exc
+
+
+def _format(value: str) -> str:
+    try:
+        return choice("format", value, FORMATS) or "json"
+    except InvalidParameter as exc:
+        raise _invalid(exc) from exc
 
 
 def _page(result: Slice[T]) -> Page[T]:
@@ -64,8 +153,44 @@ def _page(result: Slice[T]) -> Page[T]:
     return Page[T](items=result.items, next_cursor=following)
 
 
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": "string"}},
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+        "allowed": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["type", "title", "status"],
+}
+# Declaring the 4XX family also keeps FastAPI from documenting a 422 these routes never answer.
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    "4XX": {
+        "description": (
+            "A problem (RFC 9457). 400: a bad query parameter, named in errors[].loc, with the"
+            " values allowed for a choice in allowed; 401: no or unknown API key; 404: nothing"
+            " with that id in the caller's app."
+        ),
+        "content": {"application/problem+json": {"schema": _PROBLEM_SCHEMA}},
+    }
+}
+
+
 def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
-    router = APIRouter(tags=["insights-query"])
+    router = APIRouter(tags=["insights-query"], route_class=_QueryRoute, responses=_PROBLEMS)
 
     @router.get("/users", response_model=Page[UserSummary])
     async def search_users(
@@ -74,13 +199,17 @@ def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
             str | None,
             Query(
                 max_length=MAX_QUERY_LENGTH,
-                description="User ID, nickname or phone number; blank lists recent users.",
+                description=(
+                    "User ID (exact, ignoring case, then prefixes), nickname word prefixes"
+                    " (ignoring case and accents) or phone number (E.164 or digits, a prefix);"
+                    " blank lists users by recent activity."
+                ),
             ),
         ] = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> Page[UserSummary]:
-        after = decode_cursor(cursor)
+        after = _after(cursor)
         return _page(await _call(service.search_users(app_id, q=q, limit=limit, after=after)))
 
     @router.get("/users/{user_id}", response_model=UserDetail)
@@ -110,7 +239,7 @@ def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
         since: Since = None,
         until: Until = None,
         format: Annotated[
-            Literal["json", "csv"], Query(description="csv exports the whole filtered list.")
+            str, Query(description="json (default) or csv: csv exports the whole filtered list.")
         ] = "json",
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
@@ -122,7 +251,7 @@ def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
             "since": since,
             "until": until,
         }
-        if format == "csv":
+        if _format(format) == "csv":
             pages = await _call(service.export_messages(app_id, user_id, **filters))
 
             async def body() -> AsyncIterator[str]:
@@ -135,7 +264,7 @@ def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
                 media_type="text/csv; charset=utf-8",
                 headers={"Content-Disposition": f'attachment; filename="messages-{user_id}.csv"'},
             )
-        after = decode_cursor(cursor)
+        after = _after(cursor)
         return _page(
             await _call(service.list_messages(app_id, user_id, **filters, limit=limit, after=after))
         )
@@ -148,7 +277,7 @@ def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
     async def list_templates(
         app_id: Annotated[str, Depends(auth)], limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
     ) -> Page[TemplateSummary]:
-        after = decode_cursor(cursor)
+        after = _after(cursor)
         return _page(await _call(service.list_templates(app_id, limit=limit, after=after)))
 
     @router.get("/templates/{key}", response_model=TemplateDetail)
