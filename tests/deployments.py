@@ -43,6 +43,12 @@ class EmbeddedDeployment:
         stop_server(self.server)
         self.server = start_server(self.data_dir)
 
+    def crash_and_restart(self, service: str) -> None:
+        """SIGKILL the one process that runs every service, then start it again."""
+        self.server.process.send_signal(signal.SIGKILL)
+        self.server.process.wait(timeout=10)
+        self.server = start_server(self.data_dir)
+
     def stop(self) -> None:
         stop_server(self.server)
 
@@ -140,6 +146,11 @@ class DistributedDeployment:
         service = self.processes[name]
         service.process.send_signal(signal.SIGKILL)
         service.process.wait(timeout=10)
+
+    def crash_and_restart(self, name: str) -> None:
+        self.kill(name)
+        self.start(name)
+        self.wait_ready(name)
 
     def stop_one(self, name: str) -> None:
         service = self.processes[name]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import os
 import re
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from cryptography.fernet import Fernet
@@ -25,8 +28,18 @@ from import_svc.domain.model import (
     OnError,
     RowError,
 )
+from import_svc.service import ImportService
 from insights.embedded import EmbeddedSettings, create_app, running, wire
 from insights_common.auth import ApiKeyInfo, KeyStore, MissingMasterKey, SecretBox, key_id_of
+from insights_common.dead_letters import (
+    DLQ_SOURCES,
+    DeadLetter,
+    DeadLetterBox,
+    Listing,
+    Replay,
+    preview,
+    source_topic,
+)
 from insights_contracts.types import APP_ID_PATTERN
 
 app = typer.Typer(
@@ -38,9 +51,15 @@ app = typer.Typer(
 keys_app = typer.Typer(help="API keys for programs and the dashboard.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Webhook secrets of the messaging platform.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+dlq_app = typer.Typer(
+    help="Dead letters: events a consumer could not take, kept with why, for replay.",
+    no_args_is_help=True,
+)
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(dlq_app, name="dlq")
 
 out = Console()
+T = TypeVar("T")
 err = Console(stderr=True)
 
 DataDir = Annotated[
@@ -95,6 +114,20 @@ async def _key_store(data_dir: Path | None, distributed: bool) -> AsyncIterator[
         await db.close()
 
 
+@asynccontextmanager
+async def _importer(
+    data_dir: Path | None, distributed: bool, owner: str
+) -> AsyncIterator[ImportService]:
+    if not distributed:
+        async with running(_settings(data_dir), import_owner=owner) as embedded:
+            yield embedded.imports
+        return
+    from insights.distributed import importer  # noqa: PLC0415 - only this path needs Kafka
+
+    async with importer(owner=owner) as imports:
+        yield imports
+
+
 def _settings(data_dir: Path | None, **overrides: object) -> EmbeddedSettings:
     settings = EmbeddedSettings()
     changes = {k: v for k, v in overrides.items() if v is not None}
@@ -126,7 +159,9 @@ def dev(
     import uvicorn
 
     from insights.demo import load_demo
+    from insights.tuning import freeze_startup_objects, tune_garbage_collector
 
+    tune_garbage_collector()
     settings = _settings(data_dir, port=port, host=host)
     _check_port_free(settings.host, settings.port)
     embedded = wire(settings)
@@ -148,6 +183,7 @@ def dev(
             f"\nUser Insights is serving {base} (data in {settings.data_dir.resolve()})",
             soft_wrap=True,
         )
+        freeze_startup_objects()
 
     server = uvicorn.Server(
         uvicorn.Config(
@@ -312,6 +348,14 @@ def import_file(
         bool, typer.Option("--dry-run", help="Validate and count; change nothing.")
     ] = False,
     data_dir: DataDir = None,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            "--distributed",
+            help="Import into the distributed deployment (POSTGRES_*, KAFKA_* settings) instead "
+            "of the data dir.",
+        ),
+    ] = False,
 ) -> None:
     """Import users from a CSV file, with the same rules and report as the API.
 
@@ -322,6 +366,9 @@ def import_file(
         err.print(f"[red]error:[/] {file} is not a file")
         raise typer.Exit(2)
     size = file.stat().st_size
+    from insights.tuning import tune_garbage_collector  # noqa: PLC0415
+
+    tune_garbage_collector()  # an import builds an event per row
 
     def chunks() -> Iterator[bytes]:
         with file.open("rb") as handle:
@@ -345,8 +392,10 @@ def import_file(
                     task, completed=record.progress, description=f"{record.status} {file.name}"
                 )
 
-            async with running(_settings(data_dir)) as embedded:
-                record = await embedded.imports.run_import(
+            # An owner of its own: a server on the same data dir must not resume this import.
+            owner = f"{socket.gethostname()}-cli-{os.getpid()}"
+            async with _importer(data_dir, distributed, owner) as imports:
+                record = await imports.run_import(
                     app_id=app_id,
                     filename=file.name,
                     chunks=chunks(),
@@ -354,9 +403,7 @@ def import_file(
                     on_progress=show,
                     size_hint=size,
                 )
-                page = await embedded.imports.row_errors(
-                    app_id, record.id, after=0, limit=_ERRORS_SHOWN
-                )
+                page = await imports.row_errors(app_id, record.id, after=0, limit=_ERRORS_SHOWN)
         return record, page[0] if page else []
 
     record, errors = asyncio.run(run())
@@ -400,6 +447,205 @@ def _print_import_report(record: ImportRecord, errors: list[RowError]) -> None:
                 f"... and {counts.rejected - len(errors)} more: "
                 f"GET /api/v1/imports/{record.id}/errors?format=csv"
             )
+
+
+DlqDistributed = Annotated[
+    bool,
+    typer.Option(
+        "--distributed",
+        help="Use the distributed mode's Kafka (KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC_PREFIX) "
+        "instead of the data dir.",
+    ),
+]
+DlqTopic = Annotated[
+    str | None,
+    typer.Option(
+        "--topic",
+        help=f"Only the dead letters of this topic: {', '.join(DLQ_SOURCES)} "
+        "(its .dlq name works too).",
+        show_default=False,
+    ),
+]
+
+
+@asynccontextmanager
+async def _dead_letters(data_dir: Path | None, distributed: bool) -> AsyncIterator[DeadLetterBox]:
+    if not distributed:
+        # Wired but not started: a replay needs the projector, not the services' start hooks.
+        embedded = wire(_settings(data_dir))
+        try:
+            yield embedded.dead_letters
+        finally:
+            await embedded.stop()
+        return
+    from insights_common.kafka_dlq import KafkaDeadLetters  # noqa: PLC0415
+    from insights_common.settings import KafkaSettings  # noqa: PLC0415
+
+    kafka = KafkaSettings()
+    yield KafkaDeadLetters(
+        bootstrap_servers=kafka.bootstrap_servers,
+        topic_prefix=kafka.topic_prefix,
+        client_id="insights-cli",
+    )
+
+
+def _dlq_source(topic: str | None) -> str | None:
+    if topic is None:
+        return None
+    try:
+        return source_topic(topic)
+    except ValueError as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+
+
+def _run_dlq(work: Coroutine[Any, Any, T]) -> T:
+    """Run a dead-letter operation; a server that does not answer is a clear error, exit 1."""
+    from aiokafka.errors import KafkaError  # noqa: PLC0415
+
+    from insights_common.kafka_dlq import DeadLetterError  # noqa: PLC0415
+
+    try:
+        return asyncio.run(work)
+    except (KafkaError, DeadLetterError, OSError) as error:
+        err.print(f"[red]error:[/] {error or type(error).__name__}")
+        raise typer.Exit(1) from None
+
+
+def _letter_json(letter: DeadLetter) -> dict[str, object]:
+    try:
+        text: str | None = letter.value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return {
+        "id": letter.id,
+        "topic": letter.topic,
+        "partition": letter.partition,
+        "offset": letter.offset,
+        "source_partition": letter.source_partition,
+        "source_offset": letter.source_offset,
+        "source_index": letter.source_index,
+        "key": letter.key.decode("utf-8", "replace") if letter.key is not None else None,
+        "failed_at": letter.failed_at,
+        "consumer": letter.consumer,
+        "error": letter.error,
+        "replayed": letter.replayed,
+        "value": text,
+        "value_base64": base64.b64encode(letter.value).decode(),
+    }
+
+
+def _where(letter: DeadLetter) -> str:
+    if letter.source_partition is None or letter.source_offset is None:
+        return f"row {letter.id}" if letter.partition is None else "?"
+    index = "" if letter.source_index is None else f" #{letter.source_index}"
+    return f"{letter.source_partition}:{letter.source_offset}{index}"
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: DlqTopic = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10_000, help="Show the latest N.")
+    ] = 50,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON with the bytes in full instead of a table.")
+    ] = False,
+    data_dir: DataDir = None,
+    distributed: DlqDistributed = False,
+) -> None:
+    """List the dead letters, oldest first: events a consumer could not take, and why."""
+    source = _dlq_source(topic)
+
+    async def select() -> Listing:
+        async with _dead_letters(data_dir, distributed) as box:
+            return await box.listing(topic=source, limit=limit)
+
+    listing = _run_dlq(select())
+    if as_json:
+        payload = {
+            "total": listing.total,
+            "pending": listing.pending,
+            "items": [_letter_json(letter) for letter in listing.letters],
+        }
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    if not listing.letters:
+        out.print(f"no dead letters{f' from {source}' if source else ''}")
+        return
+    table = Table(header_style="bold")
+    for column in ("id", "topic", "from", "failed at", "consumer", "error", "bytes", "state"):
+        table.add_column(column, overflow="fold")
+    for letter in listing.letters:
+        state = "[dim]replayed[/]" if letter.replayed else "[yellow]pending[/]"
+        table.add_row(
+            letter.id,
+            letter.topic,
+            _where(letter),
+            letter.failed_at,
+            letter.consumer,
+            letter.error,
+            preview(letter.value),
+            state,
+        )
+    out.print(table)
+    out.print(
+        f"{len(listing.letters)} of {listing.total} dead letters shown; "
+        f"{listing.pending} pending replay ('insights dlq replay --all' sends them back)"
+    )
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: DlqTopic = None,
+    ids: Annotated[
+        list[str] | None,
+        typer.Option("--id", help="A dead letter's id as listed; repeat for several."),
+    ] = None,
+    replay_all: Annotated[
+        bool, typer.Option("--all", help="Every pending dead letter (of --topic).")
+    ] = False,
+    data_dir: DataDir = None,
+    distributed: DlqDistributed = False,
+) -> None:
+    """Send dead letters back to their source topic, so the normal path takes them again.
+
+    Replay once the cause is fixed. Event ids make a second replay harmless. Exit code 0: all
+    were replayed; 1: an id is unknown, or (embedded) some failed again and are dead letters anew.
+    """
+    if bool(ids) == replay_all:
+        err.print("[red]error:[/] give the dead letters to replay: --id ID (repeatable) or --all")
+        raise typer.Exit(2)
+    source = _dlq_source(topic)
+
+    async def replay() -> Replay:
+        async with _dead_letters(data_dir, distributed) as box:
+            return await box.replay(topic=source, ids=ids if ids else None)
+
+    result = _run_dlq(replay())
+    by_topic: dict[str, int] = {}
+    for letter in result.replayed:
+        by_topic[letter.topic] = by_topic.get(letter.topic, 0) + 1
+    if by_topic:
+        where = ", ".join(f"{count} to {name}" for name, count in sorted(by_topic.items()))
+        out.print(f"replayed {len(result.replayed)} dead letters: {where}")
+    elif not result.unknown:
+        out.print("nothing to replay: no pending dead letters")
+    failed = False
+    if result.failed_again:
+        err.print(
+            f"[yellow]{result.failed_again} failed again and are dead letters anew;[/] "
+            "'insights dlq list' shows why"
+        )
+        failed = True
+    if result.unknown:
+        err.print(
+            f"[red]error:[/] no dead letter {', '.join(result.unknown)}"
+            f"{f' from {source}' if source else ''}; 'insights dlq list' shows the ids"
+        )
+        failed = True
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

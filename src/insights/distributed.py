@@ -19,8 +19,11 @@ from typing import TypeVar
 from fastapi import FastAPI
 
 from import_svc.app import create_distributed as create_import
+from import_svc.app import create_distributed_importer as create_importer
+from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
 from insights.gateway import GatewaySettings, create_gateway
+from insights.tuning import freeze_startup_objects, tune_garbage_collector
 from insights_common.auth import SecretBox
 from insights_common.http import install_problem_handlers
 from insights_common.kafka import KafkaBus, KafkaOptions
@@ -197,6 +200,7 @@ async def serve(
     """Run one service process until SIGINT/SIGTERM, then stop it cleanly."""
     import uvicorn  # noqa: PLC0415 - only the serving path needs it
 
+    tune_garbage_collector()
     async with AsyncExitStack() as stack:
         process = await build(name, stack, startup_limit=startup_limit)
 
@@ -207,6 +211,7 @@ async def serve(
             async with own_lifespan(app):
                 for hook in process.on_start:
                     await hook()
+                freeze_startup_objects()
                 log.info("%s is serving on %s:%d", name, host or process.host, port or process.port)
                 try:
                     yield
@@ -226,3 +231,23 @@ async def serve(
             )
         )
         await server.serve()
+
+
+@asynccontextmanager
+async def importer(*, owner: str, startup_limit: float = 30.0) -> AsyncIterator[ImportService]:
+    """An import service on the distributed deployment's PostgreSQL and Kafka, in this process,
+    under an owner name of its own (`insights import --distributed`)."""
+    settings = ImportSettings().model_copy(update={"replica_id": owner})
+    async with AsyncExitStack() as stack:
+        db = await postgres(settings.postgres, stack, limit=startup_limit)
+        bus = kafka_bus(settings.kafka, client_id="insights-import-cli")
+        service, hooks = await create_importer(db=db, bus=bus, settings=settings)
+        await patiently("Kafka", bus.start, limit=startup_limit)
+        stack.push_async_callback(bus.stop)
+        for hook in hooks.on_start:
+            await hook()
+        try:
+            yield service
+        finally:
+            for hook in hooks.on_stop:
+                await hook()

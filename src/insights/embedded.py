@@ -6,13 +6,15 @@ mode to their embedded adapters, and serves their routes and the dashboard on on
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from import_svc.app import create_embedded as create_import
@@ -21,10 +23,18 @@ from import_svc.settings import ImportSettings
 from insights.home import HOME_PAGE
 from insights_common.auth import SecretBox, SqliteKeyStore
 from insights_common.bus import InProcessBus
+from insights_common.dead_letters import (
+    DeadLetter,
+    Listing,
+    Replay,
+    SqliteDeadLetters,
+    utc_now,
+)
 from insights_common.http import install_problem_handlers
 from insights_common.observability import install_observability
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
+from insights_contracts import AnyEvent, event_adapter
 from insights_query.app import create_embedded as create_query
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings
@@ -34,6 +44,8 @@ from notification_ingest.settings import IngestSettings
 
 API_PREFIX = "/api/v1"
 
+log = logging.getLogger(__name__)
+
 
 class EmbeddedSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INSIGHTS_")
@@ -41,6 +53,36 @@ class EmbeddedSettings(BaseSettings):
     data_dir: Path = Path(".insights")
     host: str = "127.0.0.1"
     port: int = 8000
+
+
+@dataclass
+class EmbeddedDeadLetters:
+    """The embedded mode's dead letters: a table of the SQLite file, replayed through the bus.
+
+    A replay publishes the events again to every subscriber of their topics, as Kafka does; one
+    that fails again is stored as a new dead letter.
+    """
+
+    store: SqliteDeadLetters
+    bus: InProcessBus
+
+    async def listing(self, *, topic: str | None, limit: int) -> Listing:
+        return await self.store.listing(topic=topic, limit=limit)
+
+    async def replay(self, *, topic: str | None, ids: Sequence[str] | None) -> Replay:
+        letters, unknown = await self.store.select(topic=topic, ids=ids)
+        events: list[AnyEvent] = []
+        taken: list[DeadLetter] = []
+        for letter in letters:
+            try:
+                events.append(event_adapter.validate_json(letter.value))
+            except ValidationError:
+                log.exception("dead letter %s is no longer a contract event", letter.id)
+            else:
+                taken.append(letter)
+        failed = await self.bus.publish_isolated(events) if events else []
+        await self.store.mark_replayed([letter.id for letter in taken], at=utc_now())
+        return Replay(taken, unknown, failed_again=len(failed) + len(letters) - len(taken))
 
 
 @dataclass
@@ -53,6 +95,7 @@ class Embedded:
     imports: ImportService
     ingest: IngestService
     query: QueryService
+    dead_letters: EmbeddedDeadLetters
     parts: list[ServiceParts] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -67,15 +110,20 @@ class Embedded:
         self.db.close()
 
 
-def wire(settings: EmbeddedSettings) -> Embedded:
+def wire(settings: EmbeddedSettings, *, import_owner: str | None = None) -> Embedded:
+    """Wire the services of one data dir. `import_owner` names who runs its imports (the
+    server by default): a second process on the same data dir passes a name of its own, so the
+    server does not take its running imports for its own unfinished ones."""
     data_dir = settings.data_dir
     db = SqliteDatabase(data_dir / "insights.db")
     keys = SqliteKeyStore(db, SecretBox.from_data_dir(data_dir))
-    bus = InProcessBus()
+    dead_letters = SqliteDeadLetters(db)
+    bus = InProcessBus(dead_letters=dead_letters)
     query, query_parts = create_query(db=db, bus=bus, keys=keys, settings=QuerySettings())
-    imports, import_parts = create_import(
-        db=db, bus=bus, keys=keys, settings=ImportSettings(data_dir=data_dir)
-    )
+    import_settings = ImportSettings(data_dir=data_dir)
+    if import_owner is not None:
+        import_settings = import_settings.model_copy(update={"replica_id": import_owner})
+    imports, import_parts = create_import(db=db, bus=bus, keys=keys, settings=import_settings)
     ingest, ingest_parts = create_ingest(db=db, bus=bus, keys=keys, settings=IngestSettings())
     return Embedded(
         db=db,
@@ -84,13 +132,16 @@ def wire(settings: EmbeddedSettings) -> Embedded:
         imports=imports,
         ingest=ingest,
         query=query,
+        dead_letters=EmbeddedDeadLetters(dead_letters, bus),
         parts=[query_parts, import_parts, ingest_parts],
     )
 
 
 @asynccontextmanager
-async def running(settings: EmbeddedSettings) -> AsyncIterator[Embedded]:
-    embedded = wire(settings)
+async def running(
+    settings: EmbeddedSettings, *, import_owner: str | None = None
+) -> AsyncIterator[Embedded]:
+    embedded = wire(settings, import_owner=import_owner)
     await embedded.start()
     try:
         yield embedded

@@ -7,10 +7,15 @@ import re
 import socket
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import INSIGHTS, start_server, stop_server
+from tests.deployments import eventually_true
+
+if TYPE_CHECKING:
+    from tests.deployments import DistributedDeployment
 
 pytestmark = pytest.mark.e2e
 
@@ -111,3 +116,37 @@ def test_dev_refuses_a_busy_port_before_starting(data_dir: Path) -> None:
     assert result.returncode == 2
     assert "--port" in result.stderr
     assert "serving" not in result.stdout
+
+
+def test_import_into_the_distributed_deployment(
+    tmp_path: Path, distributed: DistributedDeployment
+) -> None:
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("user_id,phone_number,nickname\nalex,+14155550171,Alex\nbad id,+1415,\n")
+
+    def run_distributed(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*INSIGHTS, *args, "--distributed"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**distributed.env, "COLUMNS": "200"},
+        )
+
+    partly = run_distributed("import", str(mixed), "--app", "acme")
+    assert partly.returncode == 1, partly.stderr
+    assert "Rejected rows" in partly.stdout and "completed" in partly.stdout
+    again = run_distributed("import", str(mixed), "--app", "acme")
+    assert again.returncode == 1, again.stderr
+    assert re.search(r"2\W+0\W+0\W+1\W+1", again.stdout), again.stdout  # alex is unchanged
+
+    key = distributed.cli("keys", "create", "--app", "acme")
+    with distributed.client(key) as api:
+        eventually_true(lambda: api.get("/api/v1/users/alex").status_code == 200)
+        assert api.get("/api/v1/users/alex").json()["nickname"] == "Alex"
+        history = api.get("/api/v1/imports").json()["items"]
+        assert [(h["status"], h["created"], h["unchanged"]) for h in history] == [
+            ("completed", 0, 1),
+            ("completed", 1, 0),
+        ]

@@ -126,7 +126,7 @@ async def test_problems_auth_and_metrics_over_http(db: SqliteDatabase) -> None:
         assert missing.status_code == 404
         assert missing.json()["detail"] == "No thing 0"
         invalid = await client.get("/api/v1/whoami/x", headers=headers)
-        assert invalid.status_code == 422
+        assert invalid.status_code == 400  # a malformed parameter is a bad request
         assert invalid.json()["errors"][0]["loc"] == ["path", "thing"]
         assert (await client.get("/nowhere")).status_code == 404
         assert (await client.get("/healthz")).json() == {"status": "ok"}

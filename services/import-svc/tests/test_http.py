@@ -79,6 +79,16 @@ async def test_requires_a_key(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/api/v1/imports"), 401)
 
 
+async def assert_recorded_as_rejected(
+    client: httpx.AsyncClient, headers: dict[str, str], problem: dict[str, Any], code: str
+) -> None:
+    """A file refused at once is in the history too, as rejected, under the problem's id."""
+    items = (await client.get("/api/v1/imports", headers=headers)).json()["items"]
+    assert [(i["id"], i["status"]) for i in items] == [(problem["import_id"], "rejected")]
+    assert [e["code"] for e in items[0]["errors"]] == [code]
+    assert items[0]["progress"] == 1.0 and items[0]["finished_at"] is not None
+
+
 async def test_upload_answers_202_and_imports_in_the_background(
     client: httpx.AsyncClient, embedded: Embedded
 ) -> None:
@@ -89,7 +99,8 @@ async def test_upload_answers_202_and_imports_in_the_background(
     assert response.status_code == 202, response.text
     accepted = response.json()
     assert set(accepted) == RESOURCE_FIELDS
-    assert accepted["status"] == "queued"
+    # The file was validated as it arrived; the users are imported in the background.
+    assert accepted["status"] == "validating" and accepted["total_rows"] == 3
     assert (accepted["filename"], accepted["mode"], accepted["on_error"], accepted["dry_run"]) == (
         "users.csv",
         "upsert",
@@ -147,7 +158,7 @@ async def test_bad_option_values_name_the_allowed_ones(
 ) -> None:
     headers = await auth(embedded)
     body = assert_problem(
-        await upload(client, headers, csv_bytes(HEADER, f"a,{ALEX},"), params=params), 422
+        await upload(client, headers, csv_bytes(HEADER, f"a,{ALEX},"), params=params), 400
     )
     assert allowed in body["detail"]
 
@@ -157,7 +168,7 @@ async def test_bad_dry_run_value(client: httpx.AsyncClient, embedded: Embedded) 
     response = await upload(
         client, headers, csv_bytes(HEADER, f"a,{ALEX},"), params={"dry_run": "maybe"}
     )
-    assert "dry_run" in assert_problem(response, 422)["detail"]
+    assert "dry_run" in assert_problem(response, 400)["detail"]
 
 
 async def test_no_file_part(client: httpx.AsyncClient, embedded: Embedded) -> None:
@@ -189,7 +200,7 @@ async def test_not_csv_is_415(
     headers = await auth(embedded)
     body = assert_problem(await upload(client, headers, data, filename="users.xlsx"), 415)
     assert body["code"] == code and words in body["detail"]
-    assert (await client.get("/api/v1/imports", headers=headers)).json()["items"] == []
+    await assert_recorded_as_rejected(client, headers, body, code)
     assert list((embedded.settings.data_dir / "uploads").iterdir()) == []
 
 
@@ -205,7 +216,7 @@ async def test_missing_columns_is_422_at_once(
     assert (
         "'phone_number'" in body["detail"] and "Columns found: 'user_id', 'phone'" in body["detail"]
     )
-    assert (await client.get("/api/v1/imports", headers=headers)).json()["items"] == []
+    await assert_recorded_as_rejected(client, headers, body, "missing_columns")
 
 
 async def test_empty_file_is_422(client: httpx.AsyncClient, embedded: Embedded) -> None:
@@ -214,16 +225,45 @@ async def test_empty_file_is_422(client: httpx.AsyncClient, embedded: Embedded) 
     assert body["code"] == "empty_file"
 
 
-async def test_header_only_is_rejected_by_the_import(
-    client: httpx.AsyncClient, embedded: Embedded
-) -> None:
+async def test_header_only_is_422_at_once(client: httpx.AsyncClient, embedded: Embedded) -> None:
     headers = await auth(embedded)
-    response = await upload(client, headers, csv_bytes(HEADER))
-    assert response.status_code == 202
-    body = await finished(client, embedded, headers, response.json()["id"])
-    assert body["status"] == "rejected"
-    assert [e["code"] for e in body["errors"]] == ["no_data_rows"]
-    assert "no data rows" in body["errors"][0]["message"]
+    body = assert_problem(await upload(client, headers, csv_bytes(HEADER)), 422)
+    assert body["code"] == "no_data_rows" and "no data rows" in body["detail"]
+    await assert_recorded_as_rejected(client, headers, body, "no_data_rows")
+
+
+async def test_too_many_rows_is_413_without_reading_the_rest(tmp_path: Path) -> None:
+    env = build_embedded(tmp_path, max_rows=10)
+    seen = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal seen
+        boundary = "b0undary"
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="u.csv"\r\n'
+            f"Content-Type: text/csv\r\n\r\n{HEADER}\n"
+        ).encode()
+        for i in range(1000):  # far more rows than allowed, one chunk each
+            seen += 1
+            yield f"u{i},{ALEX},\n".encode()
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=make_app(env.parts)), base_url="http://t"
+    ) as client:
+        headers = await auth(env)
+        response = await client.post(
+            "/api/v1/imports",
+            headers={**headers, "Content-Type": "multipart/form-data; boundary=b0undary"},
+            content=body(),
+        )
+        problem = assert_problem(response, 413)
+        assert problem["code"] == "too_many_rows" and "at most 10" in problem["detail"]
+        await assert_recorded_as_rejected(client, headers, problem, "too_many_rows")
+    assert seen < 20  # the upload stopped being read at the 11th row
+    assert env.collector.users == []
+    await env.service.shutdown()
+    env.db.close()
 
 
 async def test_extra_columns_warning_in_the_resource(
@@ -268,7 +308,7 @@ async def test_413_from_the_streamed_size(small: tuple[httpx.AsyncClient, Embedd
     assert body["code"] == "too_large"
     assert "larger than 1000 bytes (1,000 bytes)" in body["detail"]
     assert list((env.settings.data_dir / "uploads").iterdir()) == []
-    assert (await client.get("/api/v1/imports", headers=headers)).json()["items"] == []
+    await assert_recorded_as_rejected(client, headers, body, "too_large")
 
 
 async def test_chunked_upload_without_content_length(
@@ -415,8 +455,8 @@ async def test_history_newest_first_with_pages(
     assert second["next_cursor"] is None
     default = (await client.get("/api/v1/imports", headers=headers)).json()
     assert len(default["items"]) == 3
-    assert_problem(await client.get("/api/v1/imports?limit=201", headers=headers), 422)
-    assert_problem(await client.get("/api/v1/imports?limit=0", headers=headers), 422)
+    assert_problem(await client.get("/api/v1/imports?limit=201", headers=headers), 400)
+    assert_problem(await client.get("/api/v1/imports?limit=0", headers=headers), 400)
 
 
 async def test_tenancy(client: httpx.AsyncClient, embedded: Embedded) -> None:

@@ -20,7 +20,7 @@ from import_svc.domain.model import (
     OnError,
     RowError,
 )
-from import_svc.service import INTERRUPTED_BY_RESTART
+from import_svc.service import INTERRUPTED, STALE, STALE_AFTER, VALIDATED_SHARE
 from insights_contracts import AnyEvent, UserUpserted
 from insights_contracts.topics import USERS
 
@@ -279,20 +279,16 @@ async def test_progress_is_reported_while_validating(embedded: Embedded) -> None
     statuses = [r.status.value for r in seen]
     assert statuses[0] == "validating" and statuses[-2:] == ["importing", "completed"]
     validating = [r for r in seen if r.status is ImportStatus.VALIDATING]
-    assert len(validating) == 4  # the start, then every ~1,000 rows
-    assert [r.counts.total_rows for r in validating[1:]] == sorted(
-        r.counts.total_rows for r in validating[1:]
-    )
+    # The start, then every ~1,000 rows, then the whole file validated.
+    assert len(validating) == 5
+    rows = [r.counts.total_rows for r in validating[1:]]
+    assert rows == sorted(rows) and rows[-1] == 3500
     assert all(
-        later - earlier >= 1000
-        for earlier, later in zip(
-            [0] + [r.counts.total_rows for r in validating[1:]],
-            [r.counts.total_rows for r in validating[1:]],
-            strict=False,
-        )
+        later - earlier >= 1000 for earlier, later in zip([0, *rows[:-2]], rows[:-1], strict=True)
     )
     progress = [r.progress for r in seen]
-    assert progress == sorted(progress) and 0 < validating[-1].progress < 0.9
+    assert progress == sorted(progress) and 0 < validating[-2].progress < VALIDATED_SHARE
+    assert validating[-1].progress == VALIDATED_SHARE
     assert record.progress == 1.0 and counts(record) == (3500, 3500, 0, 0, 0)
 
 
@@ -374,8 +370,11 @@ async def test_the_registry_ignores_its_own_import_events(embedded: Embedded) ->
 async def test_a_failing_publish_marks_the_import_failed_and_stores_no_users(
     embedded: Embedded,
 ) -> None:
+    down = True
+
     async def broken(events: Sequence[AnyEvent]) -> None:
-        raise RuntimeError("projector down")
+        if down:
+            raise RuntimeError("projector down")
 
     embedded.bus.subscribe(USERS, broken)
     record = await run(embedded, HEADER, f"alex,{ALEX},")
@@ -385,13 +384,14 @@ async def test_a_failing_publish_marks_the_import_failed_and_stores_no_users(
     assert await known(embedded, "acme", "alex") == {}
     assert (await embedded.service.get("acme", record.id)) == record
     # Once the projector is back, importing the file again works and creates the user once.
-    embedded.bus._subscribers[USERS].remove(broken)
+    down = False
     again = await run(embedded, HEADER, f"alex,{ALEX},")
     assert counts(again) == (1, 1, 0, 0, 0)
 
 
-async def test_crash_recovery_hook_fails_unfinished_imports(embedded: Embedded) -> None:
+async def test_restart_resumes_whole_uploads_and_fails_the_rest(embedded: Embedded) -> None:
     store = SqliteImportStore(embedded.db)
+    me = embedded.settings.replica_id
     now = datetime.now(UTC)
     base = ImportRecord(
         id="imp_0000000000001aaaaaaaaaa",
@@ -400,62 +400,99 @@ async def test_crash_recovery_hook_fails_unfinished_imports(embedded: Embedded) 
         options=ImportOptions(),
         created_at=now,
     )
-    await store.create(base)
-    await store.create(replace(base.validating(), id="imp_0000000000002aaaaaaaaaa"))
-    importing = base.validating().importing(Counts())
-    await store.create(replace(importing, id="imp_0000000000003aaaaaaaaaa"))
-    done = base.validating().completed(Counts(), at=now)
-    await store.create(replace(done, id="imp_0000000000004aaaaaaaaaa"))
-    spooled = embedded.settings.data_dir / "uploads" / "imp_0000000000002aaaaaaaaaa.csv"
-    spooled.parent.mkdir(parents=True)
-    spooled.write_bytes(b"user_id,phone_number\n")
+    uploads = embedded.settings.data_dir / "uploads"
+    uploads.mkdir(parents=True)
+    # 1: queued, its upload gone. 2: validating, its upload whole. 3: importing (its events may
+    # be out already), upload whole. 4: its upload cut off (.part). 5: completed.
+    await store.create(base, owner=me, at=now)
+    await store.create(
+        replace(base.validating(), id="imp_0000000000002aaaaaaaaaa"), owner=me, at=now
+    )
+    (uploads / "imp_0000000000002aaaaaaaaaa.csv").write_bytes(csv_bytes(HEADER, f"alex,{ALEX},A"))
+    importing = replace(
+        base.validating().importing(Counts(1, 1, 0, 0, 0)), id="imp_0000000000003aaaaaaaaaa"
+    )
+    await store.create(importing, owner=me, at=now)
+    (uploads / "imp_0000000000003aaaaaaaaaa.csv").write_bytes(csv_bytes(HEADER, f"bo,{BO},"))
+    await store.create(
+        replace(base.validating(), id="imp_0000000000004aaaaaaaaaa"), owner=me, at=now
+    )
+    (uploads / "imp_0000000000004aaaaaaaaaa.part").write_bytes(b"user_id,phone_nu")
+    done = replace(base.validating().completed(Counts(), at=now), id="imp_0000000000005aaaaaaaaaa")
+    await store.create(done, owner=me, at=now)
+    # 6 and 7 belong to another replica: one still beating, one silent for too long.
+    alive = replace(base.validating(), id="imp_0000000000006aaaaaaaaaa")
+    await store.create(alive, owner="other", at=now)
+    silent = replace(base.validating(), id="imp_0000000000007aaaaaaaaaa")
+    await store.create(silent, owner="other", at=now - STALE_AFTER - timedelta(seconds=1))
 
     for hook in embedded.parts.on_start:
         await hook()
+    await embedded.service.drain()
 
-    for import_id in (
-        "imp_0000000000001aaaaaaaaaa",
-        "imp_0000000000002aaaaaaaaaa",
-        "imp_0000000000003aaaaaaaaaa",
-    ):
-        record = await store.get("acme", import_id)
+    async def status(n: int) -> ImportRecord:
+        record = await store.get("acme", f"imp_000000000000{n}aaaaaaaaaa")
         assert record is not None
-        assert record.status is ImportStatus.FAILED
-        assert record.errors[-1] == INTERRUPTED_BY_RESTART
-        assert record.errors[-1].message == "interrupted by a restart; upload the file again"
+        return record
+
+    for n in (1, 4):
+        record = await status(n)
+        assert record.status is ImportStatus.FAILED and record.errors[-1] == INTERRUPTED
         assert record.finished_at is not None
-    untouched = await store.get("acme", "imp_0000000000004aaaaaaaaaa")
-    assert untouched is not None and untouched.status is ImportStatus.COMPLETED
-    assert not spooled.exists()
+    for n, user in ((2, "alex"), (3, "bo")):
+        record = await status(n)
+        assert record.status is ImportStatus.COMPLETED, record
+        assert counts(record) == (1, 1, 0, 0, 0)
+        assert user in await known(embedded, "acme", user)
+    assert sorted((e.user_id, e.event_id) for e in embedded.collector.users) == [
+        ("alex", "imp_0000000000002aaaaaaaaaa:2"),
+        ("bo", "imp_0000000000003aaaaaaaaaa:2"),
+    ]
+    assert (await status(5)).status is ImportStatus.COMPLETED
+    assert (await status(6)).status is ImportStatus.VALIDATING
+    assert (await status(7)).errors[-1] == STALE
+    assert list(uploads.iterdir()) == []
+    for hook in embedded.parts.on_stop:
+        await hook()
 
 
-async def test_shutdown_interrupts_a_background_import(embedded: Embedded) -> None:
+async def test_shutdown_keeps_a_background_import_to_resume(tmp_path: Path) -> None:
+    first = build_embedded(tmp_path)
     entered = asyncio.Event()
 
     async def stuck(events: Sequence[AnyEvent]) -> None:
         entered.set()
         await asyncio.Event().wait()
 
-    embedded.bus.subscribe(USERS, stuck)
+    first.bus.subscribe(USERS, stuck)
 
     async def upload() -> AsyncIterator[bytes]:
         yield csv_bytes(HEADER, f"alex,{ALEX},")
 
-    record = await embedded.service.submit(
+    record = await first.service.submit(
         app_id="acme", filename="a.csv", chunks=upload(), options=ImportOptions()
     )
-    assert record.status is ImportStatus.QUEUED
     await asyncio.wait_for(entered.wait(), timeout=5)
-    running = await embedded.service.get("acme", record.id)
+    running = await first.service.get("acme", record.id)
     assert running is not None and running.status is ImportStatus.IMPORTING
-
-    for hook in embedded.parts.on_stop:
+    for hook in first.parts.on_stop:
         await hook()
+    stopped = await first.service.get("acme", record.id)
+    assert stopped is not None and stopped.status is ImportStatus.IMPORTING
+    first.db.close()
 
-    stopped = await embedded.service.get("acme", record.id)
-    assert stopped is not None and stopped.status is ImportStatus.FAILED
-    assert stopped.errors[-1].message == "interrupted by a shutdown; upload the file again"
-    assert list((embedded.settings.data_dir / "uploads").iterdir()) == []
+    second = build_embedded(tmp_path)
+    for hook in second.parts.on_start:
+        await hook()
+    await second.service.drain()
+    resumed = await second.service.get("acme", record.id)
+    assert resumed is not None and resumed.status is ImportStatus.COMPLETED
+    assert counts(resumed) == (1, 1, 0, 0, 0)
+    assert [e.user_id for e in second.collector.users] == ["alex"]
+    assert list((second.settings.data_dir / "uploads").iterdir()) == []
+    for hook in second.parts.on_stop:
+        await hook()
+    second.db.close()
 
 
 async def test_submit_spools_then_imports_in_the_background(embedded: Embedded) -> None:
@@ -466,7 +503,8 @@ async def test_submit_spools_then_imports_in_the_background(embedded: Embedded) 
     record = await embedded.service.submit(
         app_id="acme", filename="C:\\Users\\me\\users.csv", chunks=upload(), options=ImportOptions()
     )
-    assert record.status is ImportStatus.QUEUED and record.filename == "users.csv"
+    assert record.status is ImportStatus.VALIDATING and record.filename == "users.csv"
+    assert record.counts.total_rows == 2 and record.progress == VALIDATED_SHARE
     await embedded.service.drain()
     done = await embedded.service.get("acme", record.id)
     assert done is not None and done.status is ImportStatus.COMPLETED

@@ -78,7 +78,7 @@ def record(n: int, app: str = "acme", **changes: object) -> ImportRecord:
 
 async def test_a_record_round_trips(store: Store) -> None:
     queued = record(1)
-    await store.create(queued)
+    await store.create(queued, owner="r1", at=NOW)
     assert await store.get("acme", queued.id) == queued
     done = (
         queued.validating()
@@ -96,8 +96,8 @@ async def test_a_record_round_trips(store: Store) -> None:
 
 async def test_get_and_history_are_per_app(store: Store) -> None:
     for n in range(1, 6):
-        await store.create(record(n))
-    await store.create(record(9, app="globex"))
+        await store.create(record(n), owner="r1", at=NOW)
+    await store.create(record(9, app="globex"), owner="r1", at=NOW)
     assert await store.get("globex", record(1).id) is None
     newest = await store.history("acme", before_id=None, limit=3)
     assert [r.id for r in newest] == [record(n).id for n in (5, 4, 3)]
@@ -110,7 +110,7 @@ async def test_get_and_history_are_per_app(store: Store) -> None:
 
 async def test_finish_writes_record_errors_and_users_together(store: Store) -> None:
     running = record(1).validating()
-    await store.create(running)
+    await store.create(running, owner="r1", at=NOW)
     errors = [RowError(2, "a", "user_id", "x", "m1"), RowError(2, None, None, "y", "m2")]
     errors += [RowError(line, f"u{line}", "phone_number", "z", "m") for line in range(3, 8)]
     done = running.completed(Counts(7, 1, 0, 0, 6), at=NOW)
@@ -130,7 +130,7 @@ async def test_finish_writes_record_errors_and_users_together(store: Store) -> N
 
 async def test_a_failing_finish_writes_nothing(store: Store) -> None:
     running = record(1).validating()
-    await store.create(running)
+    await store.create(running, owner="r1", at=NOW)
     done = running.completed(Counts(1, 1, 0, 0, 0), at=NOW)
     bad_entry = RegistryEntry("acme", None, None, None, NOW)  # type: ignore[arg-type]
     with pytest.raises(Exception, match="(?i)not.null"):
@@ -144,21 +144,51 @@ async def test_a_failing_finish_writes_nothing(store: Store) -> None:
     assert await store.known_users("acme", ["ok"]) == {}
 
 
-async def test_fail_unfinished_sweeps_every_app(store: Store) -> None:
-    await store.create(record(1))
-    await store.create(record(2, app="globex").validating())
-    await store.create(record(3).validating().importing(Counts()))
+async def test_unfinished_imports_are_each_replicas_own(store: Store) -> None:
+    await store.create(record(1), owner="r1", at=NOW)
+    await store.create(record(2, app="globex").validating(), owner="r1", at=NOW)
+    await store.create(record(3).validating(), owner="r2", at=NOW)
     finished = record(4).validating().completed(Counts(), at=NOW)
-    await store.create(finished)
-    issue = FileIssue("interrupted", "restart")
-    swept = await store.fail_unfinished(issue, at=NOW)
+    await store.create(finished, owner="r1", at=NOW)
+    assert [r.id for r in await store.unfinished(owner="r1")] == [record(1).id, record(2).id]
+    assert [r.id for r in await store.unfinished(owner="r2")] == [record(3).id]
+    assert await store.unfinished(owner="r3") == []
+
+
+async def test_a_heartbeat_is_stamped_only_by_the_owner_of_an_unfinished_import(
+    store: Store,
+) -> None:
+    running = record(1).validating()
+    await store.create(running, owner="r1", at=NOW)
+    assert await store.heartbeat(running, owner="r1", at=NOW + timedelta(minutes=5))
+    assert not await store.heartbeat(running, owner="r2", at=NOW + timedelta(minutes=5))
+    # The stamp keeps it from being taken for stale; the other replica's attempt did nothing.
+    issue = FileIssue("interrupted", "stale")
+    assert await store.fail_stale(issue, before=NOW + timedelta(minutes=4), at=NOW) == []
+    finished = running.completed(Counts(), at=NOW)
+    await store.finish(finished, errors=[], users=[])
+    assert not await store.heartbeat(finished, owner="r1", at=NOW + timedelta(minutes=6))
+
+
+async def test_fail_stale_fails_silent_imports_of_every_app_and_owner(store: Store) -> None:
+    old, fresh = NOW - timedelta(minutes=10), NOW
+    await store.create(record(1), owner="r1", at=old)
+    await store.create(record(2, app="globex").validating(), owner="r2", at=old)
+    await store.create(record(3).validating().importing(Counts()), owner="r1", at=old)
+    await store.create(record(5).validating(), owner="r1", at=fresh)
+    finished = record(4).validating().completed(Counts(), at=NOW)
+    await store.create(finished, owner="r1", at=old)
+    issue = FileIssue("interrupted", "stale")
+    swept = await store.fail_stale(issue, before=NOW - timedelta(minutes=2), at=NOW)
     assert sorted(swept) == sorted([record(1).id, record(2).id, record(3).id])
     for n, app in ((1, "acme"), (2, "globex"), (3, "acme")):
         got = await store.get(app, record(n).id)
         assert got is not None
         assert (got.status, got.errors, got.finished_at) == (ImportStatus.FAILED, (issue,), NOW)
     assert await store.get("acme", finished.id) == finished
-    assert await store.fail_unfinished(issue, at=NOW) == []
+    alive = await store.get("acme", record(5).id)
+    assert alive is not None and alive.status is ImportStatus.VALIDATING
+    assert await store.fail_stale(issue, before=NOW - timedelta(minutes=2), at=NOW) == []
 
 
 async def test_known_users_of_a_whole_file_and_per_app(store: Store) -> None:
@@ -187,7 +217,7 @@ async def test_merge_newer_overrides_given_fields_older_fills_gaps(
 async def test_a_record_in_another_time_zone_reads_back_as_the_same_moment(store: Store) -> None:
     seoul = timezone(timedelta(hours=9))
     queued = record(1, created_at=datetime(2026, 11, 3, 4, 0, 0, 123456, tzinfo=seoul))
-    await store.create(queued)
+    await store.create(queued, owner="r1", at=NOW)
     failed = queued.failed(FileIssue("interrupted", "재시작 🔁"), at=NOW.astimezone(seoul))
     await store.update(failed)
     got = await store.get("acme", queued.id)
@@ -197,7 +227,7 @@ async def test_a_record_in_another_time_zone_reads_back_as_the_same_moment(store
 
 async def test_a_whole_file_of_row_errors_is_kept_and_paged_in_line_order(store: Store) -> None:
     running = record(1).validating()
-    await store.create(running)
+    await store.create(running, owner="r1", at=NOW)
     errors = [
         RowError(line, None if line % 7 == 0 else f"u{line}", "nickname", "too_long", f"«{line}» ✂")
         for line in range(2, 100_002)
@@ -215,7 +245,7 @@ async def test_a_whole_file_of_row_errors_is_kept_and_paged_in_line_order(store:
 
 async def test_finishing_again_replaces_the_row_errors(store: Store) -> None:
     running = record(1).validating()
-    await store.create(running)
+    await store.create(running, owner="r1", at=NOW)
     done = running.completed(Counts(3, 0, 0, 0, 3), at=NOW)
     first = [RowError(line, "a", None, "x", "first") for line in (2, 3, 4)]
     await store.finish(done, errors=first, users=[])
@@ -229,7 +259,7 @@ async def test_finish_merges_users_like_merge_does(store: Store) -> None:
     newer = NOW + timedelta(hours=1)
     await store.merge([RegistryEntry("acme", "kim", "+821012345678", "김민지 🌸", newer)])
     running = record(1).validating()
-    await store.create(running)
+    await store.create(running, owner="r1", at=NOW)
     done = running.completed(Counts(2, 1, 0, 0, 0), at=NOW)
     await store.finish(
         done,

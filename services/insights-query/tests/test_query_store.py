@@ -123,7 +123,7 @@ async def test_search_by_each_rank_reads_a_range_not_the_whole_table(
     SqliteInsightsStore(db)
     params = {
         "app": "acme",
-        "user_id": "alex",
+        "id_lc": "alex",
         "id_glob": "alex*",
         "words": json.dumps(["alex", "kim"]),
         "first_glob": "alex*",
@@ -136,7 +136,7 @@ async def test_search_by_each_rank_reads_a_range_not_the_whole_table(
         s for s in steps if s.startswith("SCAN") and "VIRTUAL TABLE" not in s and s != "SCAN hits"
     ], steps
     expected_index = {
-        Rank.EXACT_ID: "sqlite_autoindex_q_users_1 (app_id=? AND user_id=?)",
+        Rank.EXACT_ID: "q_users_id_lc (app_id=? AND user_id_lc=?)",
         Rank.ID_PREFIX: "q_users_id_lc (app_id=? AND user_id_lc>? AND user_id_lc<?)",
         Rank.NICKNAME: "q_user_tokens_prefix (app_id=? AND token>? AND token<?)",
         Rank.PHONE: "q_users_phone (app_id=? AND phone_digits>? AND phone_digits<?)",
@@ -162,6 +162,25 @@ async def test_message_pages_walk_the_user_index(db: SqliteDatabase) -> None:
     steps = await db.read(lambda conn: plan(conn, store_module._LIST_MESSAGES_SQL, params))
     assert len(steps) == 1, steps
     assert steps[0].startswith("SEARCH q_messages USING INDEX q_messages_user_sent"), steps
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    "statement", ["_TOTALS_SQL", "_BY_CHANNEL_SQL", "_BY_TEMPLATE_SQL", "_DAILY_SQL"]
+)
+async def test_statistics_aggregate_in_sql_over_one_range_of_the_user_index(
+    db: SqliteDatabase, statement: str
+) -> None:
+    SqliteInsightsStore(db)
+    sql = getattr(store_module, statement)
+    params = ("acme", "alex", "2026-11-01T00:00:00.000000Z", "2026-11-30T23:59:59.999999Z")
+    steps = await db.read(lambda conn: plan(conn, sql, params))
+    assert not [s for s in steps if s.startswith("SCAN m")], steps
+    assert any(
+        "SEARCH m USING INDEX q_messages_user_sent (app_id=? AND user_id=? AND sent_at>? AND"
+        " sent_at<?)" in s
+        for s in steps
+    ), steps
 
 
 async def test_a_long_multibyte_message_id_round_trips(store: Any, ev: Any) -> None:

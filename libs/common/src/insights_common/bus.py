@@ -3,16 +3,29 @@
 The in-process bus carries the same contract events the Kafka topics carry. A publish awaits every
 subscriber of the topic, so in the embedded mode a batch is projected before `publish` returns and
 a batch handler can write it in one transaction.
+
+`publish` is all or nothing: a subscriber that fails fails the publish, and its transaction took
+none of the batch (an import relies on this: its valid rows become visible together or not at
+all). `publish_isolated` is for batches of independent events (the webhook's): a batch a
+subscriber fails on is applied again one event at a time, and each event that still fails goes to
+the dead-letter table with its error instead of failing the others, as the Kafka subscribers send
+it to `<topic>.dlq`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
+from insights_common.dead_letters import FailedEvent, error_text, utc_now
 from insights_contracts import AnyEvent
-from insights_contracts.topics import topic_for
+from insights_contracts.topics import key_for, topic_for
+
+log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[Sequence[AnyEvent]], Awaitable[None]]
 
@@ -23,17 +36,99 @@ class EventPublisher(Protocol):
         ...
 
 
-class InProcessBus:
-    def __init__(self) -> None:
-        self._subscribers: dict[str, list[BatchHandler]] = defaultdict(list)
+class DeadLetterSink(Protocol):
+    async def add(self, failed: Sequence[FailedEvent]) -> None: ...
 
-    def subscribe(self, topic: str, handler: BatchHandler) -> None:
-        self._subscribers[topic].append(handler)
+
+@dataclass(frozen=True, slots=True)
+class _Subscription:
+    handler: BatchHandler
+    consumer: str
+
+
+class InProcessBus:
+    def __init__(
+        self,
+        *,
+        dead_letters: DeadLetterSink | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._subscribers: dict[str, list[_Subscription]] = defaultdict(list)
+        self._dead_letters = dead_letters
+        self._clock = clock
+
+    def subscribe(self, topic: str, handler: BatchHandler, *, consumer: str | None = None) -> None:
+        """`consumer` names the subscriber in its dead letters (as a consumer group does)."""
+        name = consumer or str(getattr(handler, "__qualname__", handler))
+        self._subscribers[topic].append(_Subscription(handler, name))
 
     async def publish(self, events: Sequence[AnyEvent]) -> None:
-        by_topic: dict[str, list[AnyEvent]] = defaultdict(list)
-        for event in events:
-            by_topic[topic_for(event)].append(event)
-        for topic, batch in by_topic.items():
-            for handler in self._subscribers.get(topic, ()):
-                await handler(batch)
+        for topic, batch in _by_topic(events).items():
+            for subscription in self._subscribers.get(topic, ()):
+                await subscription.handler(batch)
+
+    async def publish_isolated(self, events: Sequence[AnyEvent]) -> list[FailedEvent]:
+        """Publish independent events; answer those that went to the dead-letter table.
+
+        Without a dead-letter table this is `publish`: a failure fails the publish.
+        """
+        sink = self._dead_letters
+        if sink is None:
+            await self.publish(events)
+            return []
+        failed: list[FailedEvent] = []
+        for topic, batch in _by_topic(events).items():
+            for subscription in self._subscribers.get(topic, ()):
+                try:
+                    await subscription.handler(batch)
+                except Exception:
+                    log.exception(
+                        "%s failed on a batch of %d events; applying them one at a time",
+                        subscription.consumer,
+                        len(batch),
+                    )
+                    failed += await self._isolate(topic, subscription, batch)
+        if failed:
+            await sink.add(failed)
+            log.warning("%d events went to the dead-letter table", len(failed))
+        return failed
+
+    def isolating(self) -> EventPublisher:
+        """This bus as an `EventPublisher` whose `publish` is `publish_isolated`."""
+        return _Isolating(self)
+
+    async def _isolate(
+        self, topic: str, subscription: _Subscription, batch: Sequence[AnyEvent]
+    ) -> list[FailedEvent]:
+        failed: list[FailedEvent] = []
+        # In order, so one key's events still reach the handler in the order they were published.
+        for event in batch:
+            try:
+                await subscription.handler([event])
+            except Exception as error:
+                failed.append(
+                    FailedEvent(
+                        topic=topic,
+                        key=key_for(event).encode(),
+                        value=event.model_dump_json().encode(),
+                        error=error_text(error),
+                        consumer=subscription.consumer,
+                        failed_at=self._clock(),
+                    )
+                )
+        return failed
+
+
+@dataclass(frozen=True, slots=True)
+class _Isolating:
+    bus: InProcessBus
+
+    async def publish(self, events: Sequence[AnyEvent]) -> None:
+        await self.bus.publish_isolated(events)
+
+
+def _by_topic(events: Sequence[AnyEvent]) -> dict[str, list[AnyEvent]]:
+    by_topic: dict[str, list[AnyEvent]] = defaultdict(list)
+    for event in events:
+        by_topic[topic_for(event)].append(event)
+    return by_topic

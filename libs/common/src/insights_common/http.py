@@ -76,7 +76,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         where = "; ".join(f"{'.'.join(e['loc'])}: {e['message']}" for e in errors[:5])
-        problem = Problem(422, "Invalid request", where, errors=errors)
+        # A malformed parameter makes a bad request; only a body can be well-formed but
+        # unprocessable.
+        in_body = any(e["loc"][:1] == ["body"] for e in errors)
+        problem = Problem(422 if in_body else 400, "Invalid request", where, errors=errors)
         return problem_response(problem, request.url.path)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:

@@ -5,20 +5,23 @@ so one user's events stay in order on one partition. Publishing groups a batch b
 each key hashes to (the Java client's murmur2 partitioner, so other producers agree) and sends one
 record batch per partition. Subscribers take batches and commit their offsets only after the
 handler returned, so a crash replays the batch (at-least-once); the projections are idempotent.
-A record that is not a valid contract event goes to `<topic>.dlq` with the reason in its headers,
-and the stream goes on.
+A record that is not a valid contract event goes to `<topic>.dlq`, and the stream goes on; so does
+an event the handler keeps failing on while its store is up (poison, told from an outage by a
+health probe). A dead-letter record keeps the original key, bytes and headers and adds why, which
+consumer, when, and where it came from (the headers of `insights_common.dead_letters`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
@@ -27,16 +30,60 @@ from faststream.kafka import KafkaBroker, KafkaResponse
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
+from insights_common.dead_letters import (
+    CONSUMER_HEADER,
+    DLQ_HEADERS,
+    ERROR_HEADER,
+    FAILED_AT_HEADER,
+    MAX_ERROR_CHARS,
+    SOURCE_INDEX_HEADER,
+    SOURCE_OFFSET_HEADER,
+    SOURCE_PARTITION_HEADER,
+    SOURCE_TOPIC_HEADER,
+    error_text,
+    rfc3339,
+    utc_now,
+)
 from insights_contracts import AnyEvent, event_adapter
 from insights_contracts.topics import dlq, key_for, topic_for
 
 log = logging.getLogger(__name__)
+_PARTITIONER = DefaultPartitioner()
 
 BatchHandler = Callable[[Sequence[AnyEvent]], Awaitable[None]]
 
 # Kafka's default max.message.bytes is 1 MiB; a record batch stays under it.
 MAX_BATCH_BYTES = 900 * 1024
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+# A batch that failed this many times in a row is taken apart to find the records at fault.
+ISOLATE_AFTER = 3
+
+HealthProbe = Callable[[], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed record, as a record handler sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record, or one event of it (`index` in the record, its own `value`), for the DLQ."""
+
+    record: Record
+    error: str
+    index: int | None = None
+    value: bytes | None = None
+
+
+RecordHandler = Callable[[Sequence[Record]], Awaitable[Sequence[Rejected]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +110,6 @@ class KafkaBus:
             logger=log,
         )
         self._partitions: dict[str, int] = {}
-        self._partitioner = DefaultPartitioner()
         self._topics: set[str] = set()
 
     def topic(self, name: str) -> str:
@@ -153,30 +199,70 @@ class KafkaBus:
         *,
         group_id: str,
         max_records: int = 1000,
+        healthy: HealthProbe | None = None,
     ) -> None:
         """Feed batches of the topics' events to `handler`, committing after it returns.
 
-        Call before `start`. A handler error is retried with backoff from the same offsets (the
-        store may be briefly unavailable); nothing is committed until the batch is handled.
+        Call before `start`. A record that is not a contract event goes to `<topic>.dlq` and the
+        others go on. A batch the handler fails on is retried with backoff from the same offsets;
+        see `subscribe_records` for how poison is told from an outage with `healthy`.
         """
+
+        async def handle(records: Sequence[Record]) -> list[Rejected]:
+            events, rejected = _decode(records)
+            if events:
+                await handler(events)
+            return rejected
+
+        self.subscribe_records(
+            topics, handle, group_id=group_id, max_records=max_records, healthy=healthy
+        )
+
+    def subscribe_records(
+        self,
+        topics: Sequence[str],
+        handler: RecordHandler,
+        *,
+        group_id: str,
+        max_records: int = 1000,
+        healthy: HealthProbe | None = None,
+    ) -> None:
+        """Feed batches of raw records to `handler`; what it answers goes to `<topic>.dlq`.
+
+        Call before `start`. Offsets are committed after the handler returned and its rejects
+        were dead-lettered. A batch the handler fails on is retried with backoff from the same
+        offsets. After ISOLATE_AFTER failures in a row, if `healthy()` answers that what the
+        handler writes to is up, the failure is the records' own: they are handled one at a time,
+        in order, and each one that still fails goes to the dead-letter topic with its error.
+        While `healthy()` answers no (and always without a probe) the batch is retried, so an
+        outage never sends good records to the dead-letter topic.
+
+        The group id takes the topic prefix too: deployments sharing a cluster share no group.
+        """
+        group_id = self.topic(group_id)
         full_names = [self.topic(name) for name in topics]
         self._topics.update(full_names)
+        self._topics.update(dlq(name) for name in full_names)
         failures = 0
 
         async def consume(bodies: list[bytes], message: KafkaMessage) -> None:
             nonlocal failures
-            records = _records(message)
-            events, poison = _decode(bodies, records)
-            if poison:
-                await self._dead_letter(poison)
+            records = _records(bodies, message)
             try:
-                if events:
-                    await handler(events)
+                rejected = await _handle(
+                    records, handler, isolate=failures + 1 >= ISOLATE_AFTER, healthy=healthy
+                )
+                if rejected:
+                    await self._dead_letter(rejected, consumer=group_id)
             except Exception:
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
                 log.exception(
-                    "handling a batch of %d events failed; retrying in %.1f s", len(events), delay
+                    "%s: handling a batch of %d records failed (%d in a row); retrying in %.1f s",
+                    group_id,
+                    len(records),
+                    failures,
+                    delay,
                 )
                 await asyncio.sleep(delay)
                 raise
@@ -195,20 +281,50 @@ class KafkaBus:
         )
         subscriber(consume)
 
-    async def _dead_letter(self, poison: Sequence[tuple[ConsumerRecord[Any, Any], str]]) -> None:
+    async def _dead_letter(self, rejected: Sequence[Rejected], *, consumer: str) -> None:
+        """Send each reject to `<its topic>.dlq`: its key and bytes, its own headers, and why."""
+        failed_at = rfc3339(utc_now())
         by_topic: dict[str, list[tuple[bytes | None, bytes, dict[str, str]]]] = defaultdict(list)
-        for record, reason in poison:
-            by_topic[dlq(record.topic)].append((record.key, record.value, {"x-error": reason}))
+        for reject in rejected:
+            record = reject.record
+            headers = {
+                name: value.decode("utf-8", "replace")
+                for name, value in record.headers
+                if name not in DLQ_HEADERS
+            }
+            headers |= {
+                ERROR_HEADER: reject.error,
+                CONSUMER_HEADER: consumer,
+                FAILED_AT_HEADER: failed_at,
+                SOURCE_TOPIC_HEADER: record.topic,
+                SOURCE_PARTITION_HEADER: str(record.partition),
+                SOURCE_OFFSET_HEADER: str(record.offset),
+            }
+            if reject.index is not None:
+                headers[SOURCE_INDEX_HEADER] = str(reject.index)
+            value = record.value if reject.value is None else reject.value
+            by_topic[dlq(record.topic)].append((record.key, value, headers))
         for topic, records in by_topic.items():
             await self.publish_raw(topic, records)
-            log.warning("%d records that are not contract events went to %s", len(records), topic)
+            log.warning(
+                "%s: %d records it could not take went to %s", consumer, len(records), topic
+            )
 
     async def _partition_for(self, topic: str, key: bytes) -> int:
         if topic not in self._partitions:
             await self.ensure_topics([topic])
-        count = self._partitions[topic]
-        partitions = list(range(count))
-        return int(self._partitioner(key, partitions, partitions))
+        return _partition_of(key, self._partitions[topic])
+
+
+@functools.lru_cache(maxsize=100_000)
+def _partition_of(key: bytes, count: int) -> int:
+    """What the Java client's partitioner gives `key` among `count` partitions.
+
+    Cached: aiokafka's murmur2 is pure Python (a seventh of the webhook's CPU), and a user's key
+    comes back with each of their events.
+    """
+    partitions = list(range(count))
+    return int(_PARTITIONER(key, partitions, partitions))
 
 
 async def _raw_values(message: KafkaMessage) -> Any:
@@ -216,28 +332,82 @@ async def _raw_values(message: KafkaMessage) -> Any:
     return message.body
 
 
-def _records(message: KafkaMessage) -> tuple[ConsumerRecord[Any, Any], ...]:
+def _records(bodies: Sequence[bytes], message: KafkaMessage) -> list[Record]:
     raw = message.raw_message
-    return raw if isinstance(raw, tuple) else (raw,)
+    consumed: tuple[ConsumerRecord[Any, Any], ...] = raw if isinstance(raw, tuple) else (raw,)
+    return [
+        Record(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=body,
+            headers=tuple(record.headers or ()),
+        )
+        for body, record in zip(bodies, consumed, strict=True)
+    ]
 
 
-def _decode(
-    bodies: Sequence[bytes], records: Sequence[ConsumerRecord[Any, Any]]
-) -> tuple[list[AnyEvent], list[tuple[ConsumerRecord[Any, Any], str]]]:
-    events: list[AnyEvent] = []
-    poison: list[tuple[ConsumerRecord[Any, Any], str]] = []
-    for body, record in zip(bodies, records, strict=True):
+async def _handle(
+    records: Sequence[Record],
+    handler: RecordHandler,
+    *,
+    isolate: bool,
+    healthy: HealthProbe | None,
+) -> list[Rejected]:
+    """The handler's rejects for the batch; or, when it fails and may isolate, for each record."""
+    try:
+        return list(await handler(records))
+    except Exception:
+        if not isolate or not await _is_healthy(healthy):
+            raise
+    log.warning(
+        "a batch of %d records keeps failing while the store answers; taking them one at a time",
+        len(records),
+    )
+    rejected: list[Rejected] = []
+    for record in records:
         try:
-            events.append(event_adapter.validate_json(body))
+            rejected += await handler([record])
+        except Exception as error:
+            if not await _is_healthy(healthy):
+                raise  # an outage began meanwhile: the whole batch is retried
+            log.warning(
+                "%s[%d]@%d cannot be taken: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                error,
+            )
+            rejected.append(Rejected(record, error_text(error)))
+    return rejected
+
+
+async def _is_healthy(healthy: HealthProbe | None) -> bool:
+    if healthy is None:
+        return False
+    try:
+        return await healthy()
+    except Exception:
+        log.exception("the health probe failed")
+        return False
+
+
+def _decode(records: Sequence[Record]) -> tuple[list[AnyEvent], list[Rejected]]:
+    events: list[AnyEvent] = []
+    rejected: list[Rejected] = []
+    for record in records:
+        try:
+            events.append(event_adapter.validate_json(record.value))
         except ValidationError as error:
-            poison.append((record, _short(error)))
-    return events, poison
+            rejected.append(Rejected(record, _short(error)))
+    return events, rejected
 
 
 def _short(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "(record)"
-    return f"{where}: {first['msg']}"[:500]
+    return f"{where}: {first['msg']}"[:MAX_ERROR_CHARS]
 
 
 def _chunks_by_size(records: list[KafkaResponse]) -> Iterable[list[KafkaResponse]]:
@@ -252,3 +422,71 @@ def _chunks_by_size(records: list[KafkaResponse]) -> Iterable[list[KafkaResponse
         size += record_size
     if chunk:
         yield chunk
+
+
+class KafkaTransactionalPublisher:
+    """Publishes each `publish` call as ONE Kafka transaction, for all-or-nothing batches.
+
+    Consumers read committed only, so they see every event of a call or none of them, even when
+    the process dies mid-way. The transactional id must be stable per replica and unique across
+    replicas: a restarted replica's producer aborts what its predecessor left open at once
+    (otherwise the broker does after `transaction_timeout_ms`), and two producers sharing an id
+    fence each other.
+    """
+
+    def __init__(
+        self,
+        bus: KafkaBus,
+        *,
+        transactional_id: str,
+        transaction_timeout_ms: int = 120_000,
+    ) -> None:
+        self._bus = bus
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bus.options.bootstrap_servers,
+            client_id=f"{bus.options.client_id}-tx",
+            # Prefixed like topics and groups, so deployments sharing a cluster never fence
+            # each other's producers.
+            transactional_id=bus.topic(transactional_id),
+            transaction_timeout_ms=transaction_timeout_ms,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=MAX_BATCH_BYTES,
+        )
+        self._lock = asyncio.Lock()
+        self._started = False
+
+    async def start(self) -> None:
+        """Register the transactional id with the broker (aborting a predecessor's transaction)."""
+        await self._producer.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    async def publish(self, events: Sequence[AnyEvent]) -> None:
+        """Publish the events in one transaction; raises (and aborts it) on any failure."""
+        groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
+        for event in events:
+            topic = self._bus.topic(topic_for(event))
+            key = key_for(event).encode()
+            partition = await self._bus._partition_for(topic, key)
+            groups[(topic, partition)].append((key, event.model_dump_json().encode()))
+        # One transaction at a time per producer: concurrent imports take turns to commit.
+        async with self._lock, self._producer.transaction():
+            sends = []
+            for (topic, partition), records in groups.items():
+                batch = self._producer.create_batch()
+                for key, value in records:
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        sends.append(
+                            await self._producer.send_batch(batch, topic, partition=partition)
+                        )
+                        batch = self._producer.create_batch()
+                        batch.append(key=key, value=value, timestamp=None)
+                if batch.record_count():
+                    sends.append(await self._producer.send_batch(batch, topic, partition=partition))
+            await asyncio.gather(*sends)

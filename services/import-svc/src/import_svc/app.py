@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fastapi import APIRouter
+
 from import_svc.adapters.postgres import PostgresImportStore
 from import_svc.adapters.spool import LocalUploadSpool
 from import_svc.adapters.sqlite import SqliteImportStore
@@ -11,7 +13,7 @@ from import_svc.settings import ImportSettings
 from insights_common.auth import KeyStore
 from insights_common.bus import InProcessBus
 from insights_common.http import bearer_auth
-from insights_common.kafka import KafkaBus
+from insights_common.kafka import KafkaBus, KafkaTransactionalPublisher
 from insights_common.postgres import PostgresDatabase
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
@@ -24,7 +26,8 @@ def create_embedded(
     """import-svc on the shared SQLite file and the in-process bus.
 
     The host mounts `parts.router` under /api/v1 and runs the hooks: on start, imports a crash
-    left unfinished are marked failed; on stop, running imports are cancelled (and marked failed).
+    left unfinished are resumed (or failed when their upload is gone); on stop, running imports
+    are cancelled and kept to be resumed.
     """
     store = SqliteImportStore(db)
     service = ImportService(
@@ -32,6 +35,7 @@ def create_embedded(
         registry=store,
         publisher=bus,
         spool=LocalUploadSpool(settings.data_dir / "uploads"),
+        owner=settings.replica_id,
         max_rows=settings.max_rows,
         max_bytes=settings.max_bytes,
     )
@@ -39,7 +43,7 @@ def create_embedded(
     bus.subscribe(USERS, service.learn_users)
     parts = ServiceParts(
         router=build_router(service, bearer_auth(keys)),
-        on_start=[service.recover_interrupted],
+        on_start=[service.recover],
         on_stop=[service.shutdown],
     )
     return service, parts
@@ -50,23 +54,45 @@ async def create_distributed(
 ) -> tuple[ImportService, ServiceParts]:
     """import-svc on PostgreSQL (imports, rejected rows, the users registry) and Kafka.
 
-    Register before the bus starts: the registry follows the users topic in its own consumer
-    group, so the platform's user.upserted events reach it as they do in the embedded mode.
+    Each import's users are published in one Kafka transaction under this replica's
+    transactional id. Register before the bus starts: the registry follows the users topic in
+    its own consumer group, so the platform's user.upserted events reach it as they do in the
+    embedded mode.
     """
-    store = PostgresImportStore(db)
-    await store.migrate()
-    service = ImportService(
-        store=store,
-        registry=store,
-        publisher=bus,
-        spool=LocalUploadSpool(settings.data_dir / "uploads"),
-        max_rows=settings.max_rows,
-        max_bytes=settings.max_bytes,
-    )
+    service, hooks = await create_distributed_importer(db=db, bus=bus, settings=settings)
     bus.subscribe([USERS], service.learn_users, group_id="insights-import-registry")
     parts = ServiceParts(
         router=build_router(service, bearer_auth(keys)),
-        on_start=[service.recover_interrupted],
-        on_stop=[service.shutdown],
+        on_start=hooks.on_start,
+        on_stop=hooks.on_stop,
     )
     return service, parts
+
+
+async def create_distributed_importer(
+    *, db: PostgresDatabase, bus: KafkaBus, settings: ImportSettings
+) -> tuple[ImportService, ServiceParts]:
+    """The import service of the distributed mode without its HTTP door (`insights import
+    --distributed` runs one in the terminal); the parts hold only its hooks."""
+    store = PostgresImportStore(db)
+    await store.migrate()
+    publisher = KafkaTransactionalPublisher(
+        bus, transactional_id=f"insights-import-{settings.replica_id}"
+    )
+    service = ImportService(
+        store=store,
+        registry=store,
+        publisher=publisher,
+        spool=LocalUploadSpool(settings.data_dir / "uploads"),
+        owner=settings.replica_id,
+        max_rows=settings.max_rows,
+        max_bytes=settings.max_bytes,
+    )
+    hooks = ServiceParts(
+        router=APIRouter(),
+        # The producer's start aborts a transaction a crash of this replica left open, before
+        # its imports are resumed.
+        on_start=[publisher.start, service.recover],
+        on_stop=[service.shutdown, publisher.stop],
+    )
+    return service, hooks

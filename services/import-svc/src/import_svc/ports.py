@@ -37,7 +37,15 @@ class StoredRowError(NamedTuple):
 
 
 class ImportStore(Protocol):
-    async def create(self, record: ImportRecord) -> None: ...
+    """Imports, their row errors, and which replica runs each unfinished one.
+
+    An unfinished import has an owner (the replica running it) and a heartbeat the owner stamps
+    while it runs; a replica that died stops stamping, and any replica may fail its imports.
+    """
+
+    async def create(self, record: ImportRecord, *, owner: str, at: datetime) -> None:
+        """Store a new import run by `owner`, its heartbeat stamped `at`."""
+        ...
 
     async def update(self, record: ImportRecord) -> None:
         """Store the status, progress, counts and issues of a running import."""
@@ -67,8 +75,18 @@ class ImportStore(Protocol):
         """Row errors in line order, after position `after_seq`."""
         ...
 
-    async def fail_unfinished(self, issue: FileIssue, *, at: datetime) -> list[str]:
-        """Mark every queued/validating/importing import failed; answer their ids."""
+    async def heartbeat(self, record: ImportRecord, *, owner: str, at: datetime) -> bool:
+        """Stamp the heartbeat; False (and nothing stamped) when the import is no longer an
+        unfinished import of `owner`."""
+        ...
+
+    async def unfinished(self, *, owner: str) -> list[ImportRecord]:
+        """The unfinished imports of `owner`, oldest first."""
+        ...
+
+    async def fail_stale(self, issue: FileIssue, *, before: datetime, at: datetime) -> list[str]:
+        """Fail every unfinished import, of any owner, whose heartbeat is older than `before`;
+        answer their ids."""
         ...
 
 
@@ -93,7 +111,9 @@ class UploadSpool(Protocol):
         """Write the chunks; answer the size. Raise UploadTooLarge (keeping nothing) past max."""
         ...
 
-    async def head(self, name: str, size: int) -> bytes: ...
+    async def complete(self, name: str) -> bool:
+        """Whether the whole upload is there (an upload cut off midway is not)."""
+        ...
 
     def read(self, name: str) -> AsyncGenerator[bytes, None]: ...
 

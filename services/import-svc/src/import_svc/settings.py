@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field
@@ -20,6 +21,9 @@ class ImportSettings(BaseSettings):
     """Where uploads wait while their import runs."""
     max_rows: int = Field(default=MAX_ROWS, ge=1)
     max_bytes: int = Field(default=MAX_BYTES, ge=1)
+    replica_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
+    """Names this replica: it owns the imports it runs and resumes them after a restart, and
+    its Kafka transactions use it. Stable across restarts, unique across replicas."""
     host: str = "127.0.0.1"
     port: int = 8001
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

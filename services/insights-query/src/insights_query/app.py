@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
 from insights_common.auth import KeyStore
 from insights_common.bus import InProcessBus
@@ -20,6 +21,8 @@ from insights_query.service import Projector, QueryService
 from insights_query.settings import QuerySettings
 
 TOPICS = (USERS, NOTIFICATIONS, TEMPLATES)
+# Names the embedded projector in its dead letters, as the projector's group does on Kafka.
+EMBEDDED_PROJECTOR = "insights-projector"
 
 
 def create_service(
@@ -38,7 +41,7 @@ def project_bus(bus: InProcessBus, store: ProjectionStore) -> Projector:
     """Project the in-process bus's users, notifications and templates into `store`."""
     projector = Projector(store)
     for topic in TOPICS:
-        bus.subscribe(topic, projector.handle)
+        bus.subscribe(topic, projector.handle, consumer=EMBEDDED_PROJECTOR)
     return projector
 
 
@@ -67,19 +70,30 @@ def create_distributed(
     return create_service(reader=store, keys=keys, settings=settings, clock=clock)
 
 
+class PingableProjectionStore(ProjectionStore, Protocol):
+    async def ping(self) -> bool:
+        """True while the store answers."""
+        ...
+
+
 def create_projector(
-    *, store: ProjectionStore, bus: KafkaBus, settings: QuerySettings
+    *, store: PingableProjectionStore, bus: KafkaBus, settings: QuerySettings
 ) -> Projector:
     """The projector process: one consumer group over the three topics, batches into `store`.
 
-    Register before the bus starts. Its instances share the partitions; two of them writing the
-    same document is safe (the store retries writes that lost a race).
+    Register before the bus starts. Its instances, and the `projector_consumers` consumers of
+    each, share the partitions: while one consumer waits for OpenSearch another folds its batch.
+    Two of them writing the same document is safe (the store retries writes that lost a race).
+    An event the store keeps failing on while it answers its ping goes to `<topic>.dlq`; while
+    it does not answer, the batch waits.
     """
     projector = Projector(store)
-    bus.subscribe(
-        list(TOPICS),
-        projector.handle,
-        group_id=settings.projector_group,
-        max_records=settings.projector_batch,
-    )
+    for _ in range(settings.projector_consumers):
+        bus.subscribe(
+            list(TOPICS),
+            projector.handle,
+            group_id=settings.projector_group,
+            max_records=settings.projector_batch,
+            healthy=store.ping,
+        )
     return projector

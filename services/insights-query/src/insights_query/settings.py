@@ -26,8 +26,10 @@ class QuerySettings(BaseSettings):
     """The API's port; the projector serves its health and metrics on port + 1."""
     projector_group: str = "insights-projector"
     """The consumer group of the projector; its instances share the partitions."""
-    projector_batch: int = Field(default=2000, ge=1, le=20000)
-    """Most events the projector writes in one bulk request."""
+    projector_batch: int = Field(default=5000, ge=1, le=20000)
+    """Most events the projector folds in one batch (written in bulk requests of up to 1 MB)."""
+    projector_consumers: int = Field(default=2, ge=1)
+    """Kafka consumers of the projector process, each with its share of the partitions."""
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)

@@ -8,8 +8,10 @@ from insights_common.kafka import KafkaBus
 from insights_common.postgres import PostgresDatabase
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
+from insights_contracts.topics import PLATFORM_RAW
 from notification_ingest.adapters.postgres import PostgresDedupStore
 from notification_ingest.adapters.sqlite import SqliteDedupStore
+from notification_ingest.entrypoints.consumers import raw_events_consumer
 from notification_ingest.entrypoints.http import build_router
 from notification_ingest.service import IngestService
 from notification_ingest.settings import IngestSettings
@@ -25,7 +27,9 @@ def create_embedded(
     """The service on the shared SQLite file and in-process bus, and its routes and hooks."""
     service = IngestService(
         dedup=SqliteDedupStore(db),
-        publisher=bus,
+        # The platform's events are independent: one the projector cannot apply goes to the
+        # dead-letter table and the others are taken.
+        publisher=bus.isolating(),
         secrets=keys,
         max_batch=settings.max_batch,
     )
@@ -36,9 +40,25 @@ def create_embedded(
 async def create_distributed(
     *, db: PostgresDatabase, bus: KafkaBus, keys: KeyStore, settings: IngestSettings
 ) -> tuple[IngestService, ServiceParts]:
-    """The service with its dedup in PostgreSQL, publishing to Kafka."""
+    """The service with its dedup in PostgreSQL, publishing to Kafka; its two doors.
+
+    Register before the bus starts: besides the webhook, the service consumes the platform's raw
+    topic in its own consumer group. A raw batch it keeps failing on is taken apart only while
+    PostgreSQL and Kafka answer, so an outage never dead-letters good events.
+    """
     dedup = PostgresDedupStore(db)
     await dedup.migrate()
     service = IngestService(dedup=dedup, publisher=bus, secrets=keys, max_batch=settings.max_batch)
+
+    async def healthy() -> bool:
+        return await db.ping() and await bus.ping()
+
+    bus.subscribe_records(
+        [PLATFORM_RAW],
+        raw_events_consumer(service, max_batch=settings.max_batch),
+        group_id=settings.raw_group,
+        max_records=settings.raw_batch,
+        healthy=healthy,
+    )
     router = build_router(service, max_body_bytes=settings.max_body_bytes)
     return service, ServiceParts(router=router)

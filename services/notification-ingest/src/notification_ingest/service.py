@@ -1,6 +1,7 @@
 """The ingest use case: validate, drop what was already taken, publish, remember.
 
-The webhook and (later) the consumer of `platform.events.raw` both end in `IngestService.ingest`.
+The webhook and the consumer of `platform.events.raw` both end in `IngestService.ingest`, so an
+event is taken, refused or counted as a duplicate the same way whichever door it came through.
 """
 
 from __future__ import annotations
@@ -8,14 +9,15 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from secrets import token_urlsafe
 
 from insights_common.auth import verify_signature
 from insights_common.bus import EventPublisher
 from insights_contracts import AnyEvent
 from notification_ingest.domain.errors import Unauthenticated
-from notification_ingest.domain.model import IngestResult
-from notification_ingest.domain.validation import decode_batch, validate_batch
+from notification_ingest.domain.model import IngestResult, PlatformResult, RecordRejection
+from notification_ingest.domain.validation import claimed_app, decode_batch, validate_batch
 from notification_ingest.ports import DedupStore, WebhookSecrets
 
 APP_HEADER = "X-Insights-App"
@@ -89,3 +91,26 @@ class IngestService:
             duplicates=batch.duplicates + len(batch.events) - len(fresh),
             rejected=batch.rejected,
         )
+
+    async def ingest_platform(self, records: Sequence[Sequence[object]]) -> PlatformResult:
+        """Take the events of a batch of raw-topic records, each for the app its envelope names.
+
+        The raw topic is trusted (no signature). The batch's events are grouped per app, keeping
+        their order, and each group goes through `ingest`: the webhook's validation and dedup. A
+        rejection names its record (position in `records`) and its index in that record.
+        """
+        groups: defaultdict[str, list[tuple[int, int, object]]] = defaultdict(list)
+        for position, items in enumerate(records):
+            for index, item in enumerate(items):
+                groups[claimed_app(item)].append((position, index, item))
+        accepted = duplicates = 0
+        rejected: list[RecordRejection] = []
+        for app_id, members in groups.items():
+            result = await self.ingest(app_id=app_id, items=[item for _, _, item in members])
+            accepted += result.accepted
+            duplicates += result.duplicates
+            for rejection in result.rejected:
+                position, index, _ = members[rejection.index]
+                rejected.append(RecordRejection(position, replace(rejection, index=index)))
+        rejected.sort(key=lambda r: (r.record, r.rejection.index))
+        return PlatformResult(accepted=accepted, duplicates=duplicates, rejected=tuple(rejected))

@@ -19,6 +19,10 @@ class IngestSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=10 * MIB, ge=1, description="Largest webhook body taken, in bytes."
     )
+    raw_group: str = "insights-ingest-raw"
+    """The consumer group reading the platform's raw topic; replicas share its partitions."""
+    raw_batch: int = Field(default=200, ge=1, le=5000)
+    """Most raw-topic records taken in one batch (each may hold up to max_batch events)."""
     host: str = "127.0.0.1"
     port: int = 8002
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -11,9 +11,8 @@ from datetime import datetime
 
 import asyncpg
 
-from import_svc.adapters.rows import import_record, update_params
+from import_svc.adapters.rows import UNFINISHED_SQL, import_record, update_params
 from import_svc.domain.model import (
-    UNFINISHED,
     FileIssue,
     ImportRecord,
     KnownUser,
@@ -71,6 +70,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app_id, user_id)
     );
     """,
+    # Which replica runs an unfinished import, and when it last said it still does.
+    """
+    ALTER TABLE imp_imports ADD COLUMN owner text NOT NULL DEFAULT '',
+        ADD COLUMN heartbeat_at timestamptz;
+    DROP INDEX imp_imports_unfinished;
+    CREATE INDEX imp_imports_unfinished ON imp_imports (owner, heartbeat_at)
+        WHERE status IN ('queued', 'validating', 'importing');
+    """,
 )
 
 _UPDATE_IMPORT = """
@@ -93,6 +100,17 @@ ON CONFLICT (app_id, user_id) DO UPDATE SET
         ELSE coalesce(known.nickname, excluded.nickname) END,
     updated_at = greatest(known.updated_at, excluded.updated_at)
 """
+
+_STAMP = "UPDATE imp_imports SET heartbeat_at = $1 WHERE app_id = $2 AND import_id = $3" + (  # noqa: S608
+    f" AND owner = $4 AND {UNFINISHED_SQL}"
+)
+_OWNED_UNFINISHED = (
+    f"SELECT * FROM imp_imports WHERE owner = $1 AND {UNFINISHED_SQL} ORDER BY import_id"  # noqa: S608
+)
+_STALE = (
+    f"SELECT * FROM imp_imports WHERE {UNFINISHED_SQL}"  # noqa: S608 - constants only
+    " AND (heartbeat_at IS NULL OR heartbeat_at < $1) FOR UPDATE SKIP LOCKED"
+)
 
 _ROW_ERROR_COLUMNS = (
     "app_id",
@@ -157,11 +175,12 @@ class PostgresImportStore:
     async def migrate(self) -> None:
         await self._db.migrate(COMPONENT, MIGRATIONS)
 
-    async def create(self, record: ImportRecord) -> None:
+    async def create(self, record: ImportRecord, *, owner: str, at: datetime) -> None:
         async with self._db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO imp_imports (app_id, import_id, filename, status, mode, on_error,"
-                " dry_run, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                " dry_run, created_at, owner, heartbeat_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 record.app_id,
                 record.id,
                 record.filename,
@@ -170,6 +189,8 @@ class PostgresImportStore:
                 record.options.on_error.value,
                 record.options.dry_run,
                 record.created_at,
+                owner,
+                at,
             )
             await conn.execute(_UPDATE_IMPORT, *_update_params(record))
 
@@ -253,14 +274,32 @@ class PostgresImportStore:
             for row in rows
         ]
 
-    async def fail_unfinished(self, issue: FileIssue, *, at: datetime) -> list[str]:
-        # A start-up sweep over every app, as in the embedded mode. FOR UPDATE keeps a concurrent
-        # sweep (another replica starting) from failing the same import twice over.
-        statuses = [status.value for status in UNFINISHED]
+    async def heartbeat(self, record: ImportRecord, *, owner: str, at: datetime) -> bool:
+        async with self._db.acquire() as conn:
+            status = await conn.execute(
+                _STAMP,
+                at,
+                record.app_id,
+                record.id,
+                owner,
+            )
+        return bool(status == "UPDATE 1")
+
+    async def unfinished(self, *, owner: str) -> list[ImportRecord]:
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                _OWNED_UNFINISHED,
+                owner,
+            )
+        return [_record(row) for row in rows]
+
+    async def fail_stale(self, issue: FileIssue, *, before: datetime, at: datetime) -> list[str]:
+        # FOR UPDATE SKIP LOCKED: replicas sweeping at once each fail an import once, and a row
+        # an owner is stamping right now is left for the next sweep.
         async with self._db.transaction() as conn:
             rows = await conn.fetch(
-                "SELECT * FROM imp_imports WHERE status = ANY($1::text[]) FOR UPDATE",
-                statuses,
+                _STALE,
+                before,
             )
             failed = [_record(row).failed(issue, at=at) for row in rows]
             if failed:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from import_svc.domain.model import (
+    UNFINISHED,
     Counts,
     FileIssue,
     ImportMode,
@@ -16,6 +17,9 @@ from import_svc.domain.model import (
     ImportStatus,
     OnError,
 )
+
+# The WHERE condition of unfinished imports, the same text in both stores.
+UNFINISHED_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(UNFINISHED)))
 
 
 class Row(Protocol):

@@ -1,4 +1,8 @@
-"""Uploads wait in files under the data directory while their import runs."""
+"""Uploads wait in files under the data directory while their import runs.
+
+An upload is written to `<name>.part` and renamed to `<name>.csv` once whole, so a replica that
+restarts can tell an upload it may import again from one that was cut off.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ class LocalUploadSpool:
         return self._directory / f"{name}.csv"
 
     async def save(self, name: str, chunks: AsyncIterator[bytes], *, max_bytes: int) -> int:
-        path = self.path(name)
+        path = self.path(name).with_suffix(".part")
         await asyncio.to_thread(self._directory.mkdir, parents=True, exist_ok=True)
         handle = await asyncio.to_thread(path.open, "wb")
         size = 0
@@ -39,14 +43,11 @@ class LocalUploadSpool:
             await asyncio.to_thread(path.unlink, missing_ok=True)
             raise
         await asyncio.to_thread(handle.close)
+        await asyncio.to_thread(path.rename, self.path(name))
         return size
 
-    async def head(self, name: str, size: int) -> bytes:
-        def read() -> bytes:
-            with self.path(name).open("rb") as handle:
-                return handle.read(size)
-
-        return await asyncio.to_thread(read)
+    async def complete(self, name: str) -> bool:
+        return await asyncio.to_thread(self.path(name).is_file)
 
     async def read(self, name: str) -> AsyncGenerator[bytes, None]:
         handle = await asyncio.to_thread(self.path(name).open, "rb")
@@ -57,4 +58,6 @@ class LocalUploadSpool:
             handle.close()
 
     async def delete(self, name: str) -> None:
-        await asyncio.to_thread(self.path(name).unlink, missing_ok=True)
+        path = self.path(name)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        await asyncio.to_thread(path.with_suffix(".part").unlink, missing_ok=True)

@@ -10,9 +10,8 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from import_svc.adapters.rows import import_record, update_params
+from import_svc.adapters.rows import UNFINISHED_SQL, import_record, update_params
 from import_svc.domain.model import (
-    UNFINISHED,
     FileIssue,
     ImportRecord,
     KnownUser,
@@ -40,6 +39,8 @@ CREATE TABLE IF NOT EXISTS imp_imports (
     finished_at TEXT,
     errors TEXT NOT NULL DEFAULT '[]',
     warnings TEXT NOT NULL DEFAULT '[]',
+    owner TEXT NOT NULL DEFAULT '',
+    heartbeat_at TEXT,
     PRIMARY KEY (app_id, import_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS imp_imports_status ON imp_imports (status);
@@ -72,6 +73,17 @@ UPDATE imp_imports SET status = ?, total_rows = ?, created = ?, updated = ?, unc
     rejected = ?, progress = ?, finished_at = ?, errors = ?, warnings = ?
 WHERE app_id = ? AND import_id = ?
 """
+
+_STAMP = "UPDATE imp_imports SET heartbeat_at = ? WHERE app_id = ? AND import_id = ?" + (  # noqa: S608
+    f" AND owner = ? AND {UNFINISHED_SQL}"
+)
+_OWNED_UNFINISHED = (
+    f"SELECT * FROM imp_imports WHERE owner = ? AND {UNFINISHED_SQL} ORDER BY import_id"  # noqa: S608
+)
+_STALE = (
+    f"SELECT * FROM imp_imports WHERE {UNFINISHED_SQL}"  # noqa: S608 - constants only
+    " AND (heartbeat_at IS NULL OR heartbeat_at < ?)"
+)
 
 # A newer write overrides the fields it gives; an older one (events arrive late) only fills
 # fields still unknown. Either way an absent (NULL) field keeps what is known.
@@ -111,18 +123,34 @@ def _merge(conn: sqlite3.Connection, entries: Sequence[RegistryEntry]) -> None:
     )
 
 
+# Columns added since the first release, for data directories made before them.
+_ADDED_COLUMNS = (
+    ("owner", "TEXT NOT NULL DEFAULT ''"),
+    ("heartbeat_at", "TEXT"),
+)
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(imp_imports)")}
+    for name, declaration in _ADDED_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE imp_imports ADD COLUMN {name} {declaration}")
+
+
 class SqliteImportStore:
     """Implements ImportStore and UserRegistry on the shared SQLite database."""
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
         db.migrate(SCHEMA)
+        db.write_sync(_add_columns)
 
-    async def create(self, record: ImportRecord) -> None:
+    async def create(self, record: ImportRecord, *, owner: str, at: datetime) -> None:
         def insert(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO imp_imports (app_id, import_id, filename, status, mode, on_error,"
-                " dry_run, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " dry_run, created_at, owner, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.app_id,
                     record.id,
@@ -132,6 +160,8 @@ class SqliteImportStore:
                     record.options.on_error.value,
                     int(record.options.dry_run),
                     format_time(record.created_at),
+                    owner,
+                    format_time(at),
                 ),
             )
             conn.execute(_UPDATE_IMPORT, _update_params(record))
@@ -215,15 +245,31 @@ class SqliteImportStore:
 
         return await self._db.read(select)
 
-    async def fail_unfinished(self, issue: FileIssue, *, at: datetime) -> list[str]:
-        # A start-up sweep over every app: nothing of this process can still be running them.
-        statuses = [status.value for status in UNFINISHED]
-        marks = ", ".join("?" for _ in statuses)
+    async def heartbeat(self, record: ImportRecord, *, owner: str, at: datetime) -> bool:
+        def stamp(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                _STAMP,
+                (format_time(at), record.app_id, record.id, owner),
+            )
+            return cursor.rowcount == 1
 
+        return await self._db.write(stamp)
+
+    async def unfinished(self, *, owner: str) -> list[ImportRecord]:
+        def select(conn: sqlite3.Connection) -> list[ImportRecord]:
+            rows = conn.execute(
+                _OWNED_UNFINISHED,
+                (owner,),
+            )
+            return [_record(row) for row in rows]
+
+        return await self._db.read(select)
+
+    async def fail_stale(self, issue: FileIssue, *, before: datetime, at: datetime) -> list[str]:
         def sweep(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
-                f"SELECT * FROM imp_imports WHERE status IN ({marks})",  # noqa: S608 - placeholders
-                statuses,
+                _STALE,
+                (format_time(before),),
             ).fetchall()
             failed = [_record(row).failed(issue, at=at) for row in rows]
             conn.executemany(_UPDATE_IMPORT, (_update_params(record) for record in failed))

@@ -200,8 +200,10 @@ def new_import_id(now: datetime, *, after: str | None = None) -> str:
 
 
 class FileRejected(Exception):
-    """A file-level problem: the whole file is refused."""
+    """A file-level problem: the whole file is refused. `import_id` names the import that
+    recorded the refusal, when one did."""
 
-    def __init__(self, issue: FileIssue) -> None:
+    def __init__(self, issue: FileIssue, *, import_id: str | None = None) -> None:
         super().__init__(issue.message)
         self.issue = issue
+        self.import_id = import_id

@@ -43,9 +43,11 @@ FILE_FIELD = "file"
 MULTIPART_OVERHEAD = 64 * 1024
 REPORT_COLUMNS = ("line", "user_id", "column", "code", "message")
 
-_STATUS_BY_CODE = {"too_large": 413, "not_csv": 415, "not_utf8": 415}
+_STATUS_BY_CODE = {"too_large": 413, "too_many_rows": 413, "not_csv": 415, "not_utf8": 415}
 _TITLE_BY_CODE = {
     "too_large": "File too large",
+    "too_many_rows": "Too many rows",
+    "no_data_rows": "No data rows",
     "not_csv": "Not a CSV file",
     "not_utf8": "Not UTF-8 text",
     "empty_file": "Empty file",
@@ -125,10 +127,11 @@ def _row_error(error: RowError) -> RowErrorOut:
     )
 
 
-def _refused(issue: FileIssue) -> Problem:
+def _refused(issue: FileIssue, import_id: str | None = None) -> Problem:
     status = _STATUS_BY_CODE.get(issue.code, 422)
     title = _TITLE_BY_CODE.get(issue.code, "Unusable CSV file")
-    return Problem(status, title, issue.message, code=issue.code, line=issue.line)
+    extra = {"import_id": import_id} if import_id else {}
+    return Problem(status, title, issue.message, code=issue.code, line=issue.line, **extra)
 
 
 def _not_found(import_id: str) -> Problem:
@@ -217,6 +220,7 @@ def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
                 filename=part.filename,
                 chunks=part,
                 options=ImportOptions(mode=mode, on_error=on_error, dry_run=dry_run),
+                size_hint=int(declared) if declared.isdigit() else None,
             )
         except MultipartError as exc:
             raise Problem(400, "Unreadable upload", f"The upload cannot be read: {exc}.") from None
@@ -224,7 +228,7 @@ def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
             # Nobody is left to read the answer; a problem keeps it out of the error log.
             raise Problem(400, "Upload interrupted", "The client went away mid-upload.") from None
         except FileRejected as exc:
-            raise _refused(exc.issue) from None
+            raise _refused(exc.issue, exc.import_id) from None
         response.headers["Location"] = str(request.url_for("get_import", import_id=record.id))
         return ImportOut.of(record)
 

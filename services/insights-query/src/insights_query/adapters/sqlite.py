@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
+from functools import lru_cache
 from typing import TypeVar
 
 from pydantic import TypeAdapter
@@ -50,7 +51,10 @@ from insights_query.domain.views import (
 
 T = TypeVar("T")
 
-SCHEMA = """
+# Rows in arrival order, under a rowid: keyed by their random event ids, each new event landed on
+# a page of its own, and a batch rewrote a page per event (two and a half times the cost per row
+# at 100k events, growing with the table).
+_EVENTS_TABLE = """
 CREATE TABLE IF NOT EXISTS q_message_events (
     app_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
@@ -58,9 +62,12 @@ CREATE TABLE IF NOT EXISTS q_message_events (
     user_id TEXT NOT NULL,
     event_type TEXT NOT NULL,
     occurred_at TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    PRIMARY KEY (app_id, event_id)
-) WITHOUT ROWID;
+    payload TEXT NOT NULL
+)"""
+
+SCHEMA = f"""
+{_EVENTS_TABLE};
+CREATE UNIQUE INDEX IF NOT EXISTS q_message_events_id ON q_message_events (app_id, event_id);
 CREATE INDEX IF NOT EXISTS q_message_events_message ON q_message_events (app_id, message_id);
 
 CREATE TABLE IF NOT EXISTS q_messages (
@@ -179,6 +186,7 @@ class SqliteInsightsStore:
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        db.write_sync(_rebuild_event_table)
         db.migrate(SCHEMA)
 
     # -- projection -----------------------------------------------------------------------
@@ -446,12 +454,13 @@ _ID_MATCH = "(:id_glob IS NOT NULL AND u.user_id_lc GLOB :id_glob)"
 # index selection); tests check the plans.
 _RANK_SQL: dict[Rank, str] = {
     Rank.EXACT_ID: (
-        "SELECT u.* FROM q_users u WHERE u.app_id = :app AND u.user_id = :user_id"
-        " AND u.user_id > :after LIMIT :limit"
+        "SELECT u.* FROM q_users u INDEXED BY q_users_id_lc"
+        " WHERE u.app_id = :app AND u.user_id_lc = :id_lc"
+        " AND +u.user_id > :after ORDER BY u.user_id LIMIT :limit"
     ),
     Rank.ID_PREFIX: (
         "SELECT u.* FROM q_users u WHERE u.app_id = :app AND u.user_id_lc GLOB :id_glob"
-        " AND u.user_id <> :user_id AND +u.user_id > :after ORDER BY u.user_id LIMIT :limit"
+        " AND u.user_id_lc <> :id_lc AND +u.user_id > :after ORDER BY u.user_id LIMIT :limit"
     ),
     Rank.NICKNAME: (
         "WITH hits AS MATERIALIZED (SELECT DISTINCT user_id"  # noqa: S608
@@ -481,7 +490,7 @@ def _search_rank(
     # safe as literal prefixes.
     params = {
         "app": app_id,
-        "user_id": query.user_id,
+        "id_lc": query.id_prefix,
         "id_glob": f"{query.id_prefix}*" if query.id_prefix else None,
         "words": json.dumps(list(query.name_words)),
         "first_glob": f"{query.name_words[0]}*" if query.name_words else None,
@@ -518,12 +527,65 @@ def _counts(row: sqlite3.Row) -> Counts:
 # -- projection -----------------------------------------------------------------------------
 
 
+def _rebuild_event_table(conn: sqlite3.Connection) -> None:
+    """Move the events of a data dir made with the table keyed by event id into the new one."""
+    row = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'q_message_events'"
+    ).fetchone()
+    if row is None or "WITHOUT ROWID" not in str(row["sql"]).upper():
+        return
+    conn.execute("ALTER TABLE q_message_events RENAME TO q_message_events_keyed")
+    conn.execute("DROP INDEX IF EXISTS q_message_events_message")
+    conn.execute(_EVENTS_TABLE)
+    conn.execute(
+        "INSERT INTO q_message_events (app_id, event_id, message_id, user_id, event_type,"
+        " occurred_at, payload) SELECT app_id, event_id, message_id, user_id, event_type,"
+        " occurred_at, payload FROM q_message_events_keyed"
+    )
+    conn.execute("DROP TABLE q_message_events_keyed")
+
+
+_UPSERT_MESSAGE = (
+    "INSERT INTO q_messages (app_id, message_id, user_id, channel, template_key,"
+    " template_version, status, delivered, read, clicked, failed, responded, sent_at,"
+    " last_engaged_at, first_event_at, last_event_at, doc)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (app_id, message_id) DO UPDATE SET user_id = excluded.user_id,"
+    " channel = excluded.channel, template_key = excluded.template_key,"
+    " template_version = excluded.template_version, status = excluded.status,"
+    " delivered = excluded.delivered, read = excluded.read, clicked = excluded.clicked,"
+    " failed = excluded.failed, responded = excluded.responded, sent_at = excluded.sent_at,"
+    " last_engaged_at = excluded.last_engaged_at, first_event_at = excluded.first_event_at,"
+    " last_event_at = excluded.last_event_at, doc = excluded.doc"
+)
+# In place: a row replaced whole would also be taken out of and put back into every index.
+_UPSERT_USER = (
+    "INSERT INTO q_users (app_id, user_id, user_id_lc, nickname, phone_number, phone_digits,"
+    " created_at, updated_at, last_activity_at, imports) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (app_id, user_id) DO UPDATE SET user_id_lc = excluded.user_id_lc,"
+    " nickname = excluded.nickname, phone_number = excluded.phone_number,"
+    " phone_digits = excluded.phone_digits, created_at = excluded.created_at,"
+    " updated_at = excluded.updated_at, last_activity_at = excluded.last_activity_at,"
+    " imports = excluded.imports"
+)
+
+
 def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
     message_rows: list[tuple[str, ...]] = []
     user_rows: list[tuple[str | None, ...]] = []
-    template_rows: list[tuple[str | int, ...]] = []
+    # Each version's best event of the batch, compared as the origin strings compare; a batch
+    # names a version in many sends, and only one of them can win.
+    templates: dict[tuple[str, str, int], tuple[tuple[bool, datetime, str], AnyEvent]] = {}
     touched_messages: set[tuple[str, str]] = set()
     touched_users: set[tuple[str, str]] = set()
+    arrived: dict[tuple[str, str], tuple[str, MessageEvent]] = {}
+
+    def candidate(event: TemplateUpserted | NotificationSent, key: str, version: int) -> None:
+        rank = (isinstance(event, TemplateUpserted), event.occurred_at, event.event_id)
+        known = templates.get((event.app_id, key, version))
+        if known is None or rank > known[0]:
+            templates[(event.app_id, key, version)] = (rank, event)
+
     for event in events:
         if isinstance(event, UserUpserted):
             user_rows.append(
@@ -539,6 +601,28 @@ def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
             )
             touched_users.add((event.app_id, event.user_id))
         elif isinstance(event, TemplateUpserted):
+            candidate(event, event.template.key, event.template.version)
+        else:
+            payload = event.model_dump_json()
+            message_rows.append(
+                (
+                    event.app_id,
+                    event.event_id,
+                    event.message_id,
+                    event.user_id,
+                    event.event_type,
+                    ts_key(event.occurred_at),
+                    payload,
+                )
+            )
+            arrived.setdefault((event.app_id, event.event_id), (payload, event))
+            touched_messages.add((event.app_id, event.message_id))
+            if isinstance(event, NotificationSent):
+                # Every sent snapshot names a version, even one no template.upserted described.
+                candidate(event, event.template.key, event.template.version)
+    template_rows: list[tuple[str | int, ...]] = []
+    for _, event in templates.values():
+        if isinstance(event, TemplateUpserted):
             t = event.template
             template_rows.append(
                 (
@@ -551,33 +635,11 @@ def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
                     _origin(True, event),
                 )
             )
-        else:
-            message_rows.append(
-                (
-                    event.app_id,
-                    event.event_id,
-                    event.message_id,
-                    event.user_id,
-                    event.event_type,
-                    ts_key(event.occurred_at),
-                    event.model_dump_json(),
-                )
+        elif isinstance(event, NotificationSent):
+            ref = event.template
+            template_rows.append(
+                (event.app_id, ref.key, ref.version, ref.name, "{}", "[]", _origin(False, event))
             )
-            touched_messages.add((event.app_id, event.message_id))
-            if isinstance(event, NotificationSent):
-                # Every sent snapshot names a version, even one no template.upserted described.
-                ref = event.template
-                template_rows.append(
-                    (
-                        event.app_id,
-                        ref.key,
-                        ref.version,
-                        ref.name,
-                        "{}",
-                        "[]",
-                        _origin(False, event),
-                    )
-                )
     conn.executemany(
         "INSERT OR IGNORE INTO q_message_events"
         " (app_id, event_id, message_id, user_id, event_type, occurred_at, payload)"
@@ -599,34 +661,42 @@ def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
         " origin = excluded.origin WHERE excluded.origin > q_template_versions.origin",
         template_rows,
     )
-    touched_users |= _refresh_messages(conn, touched_messages)
+    touched_users |= _refresh_messages(conn, touched_messages, arrived)
     _refresh_users(conn, touched_users)
 
 
 def _refresh_messages(
-    conn: sqlite3.Connection, touched: set[tuple[str, str]]
+    conn: sqlite3.Connection,
+    touched: set[tuple[str, str]],
+    arrived: Mapping[tuple[str, str], tuple[str, MessageEvent]],
 ) -> set[tuple[str, str]]:
-    """Recompute the touched messages; answer the users whose messages changed."""
+    """Recompute the touched messages; answer the users whose messages changed.
+
+    `arrived` holds the batch's events by (app_id, event_id) with the JSON they were stored as:
+    a stored event that is one of them is not parsed again.
+    """
     users: set[tuple[str, str]] = set()
     for app_id, message_ids in _by_app(touched).items():
         for chunk in _chunks(message_ids):
             ids = json.dumps(chunk)
             events: dict[str, list[MessageEvent]] = defaultdict(list)
             for row in conn.execute(
-                "SELECT message_id, payload FROM q_message_events"
+                "SELECT message_id, event_id, user_id, payload FROM q_message_events"
                 " INDEXED BY q_message_events_message"
                 " WHERE app_id = ? AND message_id IN (SELECT value FROM json_each(?))",
                 (app_id, ids),
             ):
-                events[row["message_id"]].append(_message_events.validate_json(row["payload"]))
+                # The stored copy wins over a later one with the same event_id, so the batch's
+                # model stands in for it only when their JSON is the same.
+                payload, event = arrived.get((app_id, row["event_id"]), ("", None))
+                if event is None or payload != row["payload"]:
+                    event = _message_events.validate_json(row["payload"])
+                events[row["message_id"]].append(event)
+                # Every user an event of the message names: the message's user was taken from
+                # one of them, so a message that changed users also refreshes its former one.
+                users.add((app_id, row["user_id"]))
             rows = []
             for message_id in chunk:
-                previous = conn.execute(
-                    "SELECT user_id FROM q_messages WHERE app_id = ? AND message_id = ?",
-                    (app_id, message_id),
-                ).fetchone()
-                if previous is not None:
-                    users.add((app_id, previous["user_id"]))
                 projection = project_message(events.get(message_id, ()))
                 if projection is None:
                     continue
@@ -653,14 +723,15 @@ def _refresh_messages(
                         detail.model_dump_json(),
                     )
                 )
-            conn.executemany(
-                "INSERT OR REPLACE INTO q_messages (app_id, message_id, user_id, channel,"
-                " template_key, template_version, status, delivered, read, clicked, failed,"
-                " responded, sent_at, last_engaged_at, first_event_at, last_event_at, doc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            conn.executemany(_UPSERT_MESSAGE, rows)
     return users
+
+
+@lru_cache(maxsize=1024)
+def _imports_json(imports: tuple[str, ...]) -> str:
+    # An import's users all name the same imports: encoding each list again took a tenth of
+    # projecting them.
+    return json.dumps(list(imports))
 
 
 def _refresh_users(conn: sqlite3.Connection, touched: set[tuple[str, str]]) -> None:
@@ -693,22 +764,30 @@ def _refresh_users(conn: sqlite3.Connection, touched: set[tuple[str, str]]) -> N
                     (app_id, ids),
                 )
             }
-            conn.execute(
-                "DELETE FROM q_user_tokens"
-                " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
-                (app_id, ids),
-            )
-            conn.execute(
-                "DELETE FROM q_users"
-                " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
-                (app_id, ids),
-            )
+            stored_names = {
+                row["user_id"]: row["nickname"]
+                for row in conn.execute(
+                    "SELECT user_id, nickname FROM q_users"
+                    " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+                    (app_id, ids),
+                )
+            }
+            gone = []
+            renamed = []
             user_rows = []
             token_rows = []
             for user_id in chunk:
                 profile = project_user(user_id, facts.get(user_id, ()), spans.get(user_id))
                 if profile is None:
+                    if user_id in stored_names:
+                        gone.append(user_id)
                     continue
+                # Tokens are rewritten only for a new name: most refreshes move the activity.
+                if user_id not in stored_names or stored_names[user_id] != profile.nickname:
+                    renamed.append(user_id)
+                    token_rows += [
+                        (app_id, user_id, token) for token in nickname_tokens(profile.nickname)
+                    ]
                 user_rows.append(
                     (
                         app_id,
@@ -720,18 +799,22 @@ def _refresh_users(conn: sqlite3.Connection, touched: set[tuple[str, str]]) -> N
                         ts_key(profile.created_at),
                         ts_key(profile.updated_at),
                         ts_key(profile.last_activity_at),
-                        json.dumps(list(profile.imports)),
+                        _imports_json(profile.imports),
                     )
                 )
-                token_rows += [
-                    (app_id, user_id, token) for token in nickname_tokens(profile.nickname)
-                ]
-            conn.executemany(
-                "INSERT INTO q_users (app_id, user_id, user_id_lc, nickname, phone_number,"
-                " phone_digits, created_at, updated_at, last_activity_at, imports)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                user_rows,
-            )
+            if gone or renamed:
+                conn.execute(
+                    "DELETE FROM q_user_tokens"
+                    " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+                    (app_id, json.dumps(gone + renamed)),
+                )
+            if gone:
+                conn.execute(
+                    "DELETE FROM q_users"
+                    " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+                    (app_id, json.dumps(gone)),
+                )
+            conn.executemany(_UPSERT_USER, user_rows)
             conn.executemany(
                 "INSERT INTO q_user_tokens (app_id, user_id, token) VALUES (?, ?, ?)", token_rows
             )

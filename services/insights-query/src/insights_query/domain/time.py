@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 
 from insights_query.domain.errors import InvalidParameter
 
@@ -17,6 +18,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# Batches repeat instants (every user of an import has its moment): formatting dominated
+# projecting an import's users before this cache.
+@lru_cache(maxsize=4096)
 def ts_key(moment: datetime) -> str:
     """Fixed-width UTC text ('2026-11-02T10:00:00.000000Z') whose lexical order is time order."""
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
@@ -53,7 +57,12 @@ def parse_bound(name: str, value: str, *, end_of_day: bool) -> datetime:
         raise InvalidParameter(
             name, f"{name} '{value}' has no time zone; add 'Z' or an offset, e.g. {example}"
         )
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidParameter(
+            name, f"{name} '{value}' is outside the years 1 to 9999 in UTC; use {example}"
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +97,11 @@ def resolve_window(
         end = datetime.combine(today, time.max, tzinfo=UTC)
     if since:
         start = parse_bound("since", since, end_of_day=False)
-    else:
-        first_day = (end - timedelta(days=default_days - 1)).date()
+    elif end.date() - date.min >= timedelta(days=default_days - 1):
+        first_day = end.date() - timedelta(days=default_days - 1)
         start = datetime.combine(first_day, time.min, tzinfo=UTC)
+    else:
+        start = datetime.min.replace(tzinfo=UTC)
     if start > end:
         raise InvalidParameter(
             "since", f"since ({rfc3339(start)}) is after until ({rfc3339(end)}); swap them"
@@ -98,8 +109,8 @@ def resolve_window(
     if end - start > timedelta(days=max_days):
         raise InvalidParameter(
             "until",
-            f"the window from {rfc3339(start)} to {rfc3339(end)} spans more than {max_days} days;"
-            f" ask for at most {max_days} days at a time",
+            f"since ({rfc3339(start)}) and until ({rfc3339(end)}) are more than {max_days} days"
+            f" apart; ask for at most {max_days} days at a time",
         )
     return Window(since=start, until=end)
 

@@ -21,6 +21,10 @@ class Rejection:
     event_id: str | None
     errors: tuple[FieldError, ...]
 
+    def summary(self) -> str:
+        """The errors on one line, e.g. for a dead-letter record."""
+        return "; ".join(f"{e.loc}: {e.message}" if e.loc else e.message for e in self.errors)
+
 
 @dataclass(frozen=True, slots=True)
 class ValidatedBatch:
@@ -36,3 +40,19 @@ class IngestResult:
     accepted: int
     duplicates: int
     rejected: tuple[Rejection, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRejection:
+    """An event of a raw-topic batch refused: which record, and the rejection (its `index` is the
+    event's position in that record)."""
+
+    record: int
+    rejection: Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformResult:
+    accepted: int
+    duplicates: int
+    rejected: tuple[RecordRejection, ...]

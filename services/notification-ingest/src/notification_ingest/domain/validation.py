@@ -58,6 +58,15 @@ def decode_batch(body: bytes, *, max_batch: int) -> list[object]:
     return decoded
 
 
+def claimed_app(item: object) -> str:
+    """The app an event names in its envelope; '' when it names none (it is then rejected)."""
+    if isinstance(item, dict):
+        app_id = item.get("app_id")
+        if isinstance(app_id, str):
+            return app_id
+    return ""
+
+
 def validate_batch(items: Sequence[object], *, app_id: str) -> ValidatedBatch:
     """Check every item; a later item with an event_id already valid in the batch is a duplicate."""
     events: list[AnyEvent] = []

@@ -67,26 +67,43 @@ def split_key(key: str) -> tuple[str, str]:
 # -- messages -----------------------------------------------------------------------------
 
 
-def stored_events(doc: Mapping[str, Any] | None) -> list[MessageEvent]:
+StoredEvents = dict[str, tuple[MessageEvent, Doc]]
+"""A message's events by event_id: each as a model and as the JSON its document keeps."""
+
+
+def stored_events(doc: Mapping[str, Any] | None) -> StoredEvents:
     if doc is None:
-        return []
-    return [_message_event.validate_python(raw) for raw in doc["events"]]
+        return {}
+    return {raw["event_id"]: (_message_event.validate_python(raw), raw) for raw in doc["events"]}
+
+
+def stored_span(doc: Mapping[str, Any]) -> ActivitySpan | None:
+    """The activity span a message document was folded with; None while it is not visible."""
+    if not doc["visible"]:
+        return None
+    return ActivitySpan(from_micros(doc["first_event_us"]), from_micros(doc["last_event_us"]))
 
 
 def message_doc(
-    app_id: str, message_id: str, events: Iterable[MessageEvent]
-) -> tuple[Doc, MessageProjection | None]:
-    """The document of a message from all its events, earlier copies of an event_id winning."""
-    unique: dict[str, MessageEvent] = {}
-    for event in events:
-        unique.setdefault(event.event_id, event)
+    app_id: str, message_id: str, stored: StoredEvents, new: Iterable[MessageEvent]
+) -> tuple[Doc, MessageProjection | None] | None:
+    """The document of a message from its stored and new events; None when nothing is new.
+
+    Earlier copies of an event_id win; a stored event keeps the JSON it was stored with.
+    """
+    unique = dict(stored)
+    for event in new:
+        if event.event_id not in unique:
+            unique[event.event_id] = (event, event.model_dump(mode="json"))
+    if len(unique) == len(stored):
+        return None
     doc: Doc = {
         "app_id": app_id,
         "message_id": message_id,
         "visible": False,
-        "events": [unique[event_id].model_dump(mode="json") for event_id in sorted(unique)],
+        "events": [unique[event_id][1] for event_id in sorted(unique)],
     }
-    projection = project_message(unique.values())
+    projection = project_message(event for event, _ in unique.values())
     if projection is None:
         return doc, None
     detail = projection.detail
@@ -163,10 +180,16 @@ def user_doc(
     facts: Iterable[UserFact],
     spans: Iterable[ActivitySpan],
 ) -> Doc | None:
-    unique: dict[str, UserFact] = {}
-    for fact in [*(_fact(raw) for raw in (stored or {}).get("facts", [])), *facts]:
+    """The user's document with `facts` and `spans` folded in (a copy of `stored` when they add
+    nothing to it), or None when nothing is known of the user."""
+    stored_facts = [_fact(raw) for raw in (stored or {}).get("facts", [])]
+    unique: dict[str, UserFact] = {fact.event_id: fact for fact in stored_facts}
+    for fact in facts:
         unique.setdefault(fact.event_id, fact)
-    span = widen([_span((stored or {}).get("span")), *spans])
+    stored_span = _span((stored or {}).get("span"))
+    span = widen([stored_span, *spans])
+    if stored is not None and len(unique) == len(stored_facts) and span == stored_span:
+        return dict(stored)
     profile = project_user(user_id, unique.values(), span)
     if profile is None:
         return None
@@ -245,7 +268,3 @@ def template_candidate(event: TemplateUpserted | NotificationSent) -> tuple[str,
         defined = 0
     doc["origin"] = f"{defined}|{ts_key(event.occurred_at)}|{event.event_id}"
     return template_key(event.app_id, doc["key"], doc["version"]), doc
-
-
-def best_template(docs: Iterable[Doc]) -> Doc:
-    return max(docs, key=lambda doc: str(doc["origin"]))

@@ -2,7 +2,8 @@
 
 Writing. `apply` groups a batch by message, user and template version, reads the current
 documents with `mget` (real-time: no refresh is needed to read what was just written), folds
-with the domain rules and writes every changed document in one `bulk`. Each write is
+with the domain rules (a message none of whose events is new is not folded again) and writes
+every changed document with `bulk` (requests of up to 1 MB, sent together). Each write is
 conditional (`create` for a new document, `if_seq_no`/`if_primary_term` otherwise); the keys
 that lost a race with another projector are read and folded again, so concurrent projectors
 never lose an update. Documents that would not change are not written, so a replay costs two
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, cast
 
+import orjson
 from opensearchpy import AsyncOpenSearch
 from pydantic import TypeAdapter
 
@@ -42,7 +44,6 @@ from insights_contracts import (
 from insights_query.adapters.opensearch.documents import (
     PROFILE_FIELDS,
     Doc,
-    best_template,
     from_micros,
     message_doc,
     message_key,
@@ -50,12 +51,13 @@ from insights_query.adapters.opensearch.documents import (
     profile_of,
     split_key,
     stored_events,
+    stored_span,
     template_candidate,
+    template_key,
     user_doc,
     user_key,
 )
 from insights_query.adapters.opensearch.mappings import Kind, alias_name, ensure_indices
-from insights_query.domain.errors import InvalidCursor
 from insights_query.domain.queries import (
     ActivityPosition,
     MessageFilter,
@@ -64,7 +66,7 @@ from insights_query.domain.queries import (
 )
 from insights_query.domain.search import Rank, SearchQuery
 from insights_query.domain.stats import Counts, DayCounts, StatsRows
-from insights_query.domain.time import Window
+from insights_query.domain.time import Window, from_ts_key
 from insights_query.domain.users import ActivitySpan, UserFact, UserProfile
 from insights_query.domain.views import (
     BriefStats,
@@ -77,6 +79,8 @@ from insights_query.domain.views import (
 logger = logging.getLogger(__name__)
 
 _MAX_ROUNDS = 10
+# aiohttp warns from 1 MiB on that a body written in one piece may stall the event loop.
+_BULK_BYTES = 1_000_000
 _PAGE = 1000
 _TERMS_SIZE = 10_000
 _COUNT_FIELDS = ("delivered", "read", "clicked", "failed", "responded")
@@ -128,7 +132,8 @@ class _Work:
     messages: dict[str, list[MessageEvent]] = field(default_factory=dict)
     facts: dict[str, list[UserFact]] = field(default_factory=dict)
     spans: dict[str, list[ActivitySpan]] = field(default_factory=dict)
-    templates: dict[str, list[Doc]] = field(default_factory=dict)
+    # the batch's best description of each template version
+    templates: dict[str, Doc] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.messages or self.facts or self.spans or self.templates)
@@ -136,34 +141,35 @@ class _Work:
 
 def _work_of(events: Sequence[AnyEvent]) -> _Work:
     work = _Work()
+    # Compared as the documents' `origin` strings compare (a definition beats a sent snapshot,
+    # then the later event, then the greater event_id), so only each version's best event of
+    # the batch becomes a document.
+    best: dict[str, tuple[tuple[int, datetime, str], TemplateUpserted | NotificationSent]] = {}
+
+    def candidate(event: TemplateUpserted | NotificationSent, key: str, defined: int) -> None:
+        rank = (defined, event.occurred_at, event.event_id)
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, event)
+
     for event in events:
         if isinstance(event, UserUpserted):
             key = user_key(event.app_id, event.user_id)
             work.facts.setdefault(key, []).append(UserFact.of(event))
         elif isinstance(event, TemplateUpserted):
-            key, doc = template_candidate(event)
-            work.templates.setdefault(key, []).append(doc)
+            t = event.template
+            candidate(event, template_key(event.app_id, t.key, t.version), 1)
         else:
             key = message_key(event.app_id, event.message_id)
             work.messages.setdefault(key, []).append(event)
             if isinstance(event, NotificationSent):
-                key, doc = template_candidate(event)
-                work.templates.setdefault(key, []).append(doc)
+                ref = event.template
+                candidate(event, template_key(event.app_id, ref.key, ref.version), 0)
+    work.templates = {key: template_candidate(event)[1] for key, (_, event) in best.items()}
     return work
 
 
 def _term(name: str, value: object) -> Doc:
     return {"term": {name: value}}
-
-
-def _cursor_micros(text: str) -> int:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise InvalidCursor() from exc
-    if moment.tzinfo is None:
-        raise InvalidCursor()
-    return micros(moment)
 
 
 def _int(agg: Mapping[str, Any]) -> int:
@@ -233,16 +239,20 @@ class OpenSearchInsightsStore:
         for key, events in work.messages.items():
             current = current_messages.get(key)
             stored = stored_events(current.source if current else None)
-            doc, projection = message_doc(
-                events[0].app_id, events[0].message_id, [*stored, *events]
-            )
+            app_id = events[0].app_id
+            folded = message_doc(app_id, events[0].message_id, stored, events)
+            if folded is None:
+                # Nothing new, but a replay after a failed write of the user document must
+                # still widen the user's span.
+                span = stored_span(current.source) if current else None
+                if current and span:
+                    spans[user_key(app_id, current.source["user_id"])].append(span)
+                continue
+            doc, projection = folded
             if projection is not None:
-                # Also when the document is unchanged: a replay after a failed write of the
-                # user document must still widen the user's span.
                 span = ActivitySpan(projection.first_event_at, projection.last_event_at)
-                spans[user_key(events[0].app_id, projection.detail.user_id)].append(span)
-            if current is None or current.source != doc:
-                writes.append(_Write("messages", key, doc, current))
+                spans[user_key(app_id, projection.detail.user_id)].append(span)
+            writes.append(_Write("messages", key, doc, current))
 
         user_keys = sorted(set(work.facts) | set(spans))
         current_users = await self._mget("users", user_keys)
@@ -259,11 +269,10 @@ class OpenSearchInsightsStore:
             if new is not None and (current is None or current.source != new):
                 writes.append(_Write("users", key, new, current))
 
-        for key, candidates in work.templates.items():
+        for key, candidate in work.templates.items():
             current = current_templates.get(key)
-            best = best_template([*candidates, *([current.source] if current else [])])
-            if current is None or best["origin"] > current.source["origin"]:
-                writes.append(_Write("templates", key, best, current))
+            if current is None or candidate["origin"] > current.source["origin"]:
+                writes.append(_Write("templates", key, candidate, current))
 
         lost = await self._bulk(writes)
         retry = _Work()
@@ -295,36 +304,49 @@ class OpenSearchInsightsStore:
         return found
 
     async def _bulk(self, writes: list[_Write]) -> list[tuple[Kind, str]]:
-        """Write conditionally; answer the (kind, key) of the writes that lost a race."""
+        """Write conditionally; answer the (kind, key) of the writes that lost a race.
+
+        The writes go in requests of at most _BULK_BYTES, sent together: the cluster indexes
+        them in parallel, and the HTTP client writes no body large enough to stall the loop.
+        """
         if not writes:
             return []
-        body: list[Doc] = []
+        chunks: list[tuple[bytearray, list[_Write]]] = []
         for write in writes:
             target: Doc = {"_index": self.index(write.kind), "_id": write.key}
             if write.current is None:
-                body.append({"create": target})
+                action: Doc = {"create": target}
             else:
                 target |= {
                     "if_seq_no": write.current.seq_no,
                     "if_primary_term": write.current.primary_term,
                 }
-                body.append({"index": target})
-            body.append(write.doc)
+                action = {"index": target}
+            line = orjson.dumps(action) + b"\n" + orjson.dumps(write.doc) + b"\n"
+            if not chunks or len(chunks[-1][0]) + len(line) > _BULK_BYTES:
+                chunks.append((bytearray(), []))
+            chunks[-1][0].extend(line)
+            chunks[-1][1].append(write)
         params = {"refresh": "true"} if self._refresh else {}
-        response = await self._client.bulk(body=body, params=params)
-        if not response["errors"]:
-            return []
+        responses = await asyncio.gather(
+            *(self._client.bulk(body=bytes(body), params=params) for body, _ in chunks)
+        )
         lost: list[tuple[Kind, str]] = []
         failures: list[Mapping[str, Any]] = []
-        for write, item in zip(writes, cast(list[dict[str, Any]], response["items"]), strict=True):
-            (result,) = item.values()
-            error = result.get("error")
-            if error is None:
-                continue
-            if result["status"] == 409 and error.get("type") == "version_conflict_engine_exception":
-                lost.append((write.kind, write.key))
-            else:
-                failures.append(result)
+        for (_, sent), response in zip(chunks, responses, strict=True):
+            items = cast(list[dict[str, Any]], response["items"])
+            for write, item in zip(sent, items, strict=True):
+                (result,) = item.values()
+                error = result.get("error")
+                if error is None:
+                    continue
+                if (
+                    result["status"] == 409
+                    and error.get("type") == "version_conflict_engine_exception"
+                ):
+                    lost.append((write.kind, write.key))
+                else:
+                    failures.append(result)
         if failures:
             raise BulkWriteError(failures)
         return lost
@@ -332,9 +354,8 @@ class OpenSearchInsightsStore:
     # -- users ------------------------------------------------------------------------------
 
     async def get_user(self, app_id: str, user_id: str) -> UserProfile | None:
-        found = await self._mget("users", [user_key(app_id, user_id)])
-        current = found.get(user_key(app_id, user_id))
-        return profile_of(current.source) if current else None
+        source = await self._get_source("users", user_key(app_id, user_id), PROFILE_FIELDS)
+        return profile_of(source) if source else None
 
     async def recent_users(
         self, app_id: str, *, after: ActivityPosition | None, limit: int
@@ -346,7 +367,7 @@ class OpenSearchInsightsStore:
             "_source": PROFILE_FIELDS,
         }
         if after is not None:
-            body["search_after"] = [_cursor_micros(after.at), after.user_id]
+            body["search_after"] = [micros(from_ts_key(after.at)), after.user_id]
         return [profile_of(hit["_source"]) for hit in await self._hits("users", body)]
 
     async def search_users(
@@ -496,16 +517,16 @@ class OpenSearchInsightsStore:
             "_source": ["detail"],
         }
         if after is not None:
-            body["search_after"] = [_cursor_micros(after.sent_at), after.message_id]
+            body["search_after"] = [micros(from_ts_key(after.sent_at)), after.message_id]
         hits = await self._hits("messages", body)
         return [MessageDetail.model_validate(hit["_source"]["detail"]) for hit in hits]
 
     async def get_message(self, app_id: str, message_id: str) -> MessageDetail | None:
         key = message_key(app_id, message_id)
-        current = (await self._mget("messages", [key])).get(key)
-        if current is None or not current.source["visible"]:
+        source = await self._get_source("messages", key, ["visible", "detail"])
+        if source is None or not source["visible"]:
             return None
-        return MessageDetail.model_validate(current.source["detail"])
+        return MessageDetail.model_validate(source["detail"])
 
     # -- templates --------------------------------------------------------------------------
 
@@ -601,6 +622,22 @@ class OpenSearchInsightsStore:
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    async def _get_source(self, kind: Kind, key: str, fields: list[str]) -> Doc | None:
+        """The named fields of one document, read in real time (no refresh needed).
+
+        Only those fields: a user document also holds every user.upserted it was folded from,
+        and a message document its raw events, which no read needs.
+        """
+        response = await self._client.mget(
+            index=self.index(kind),
+            body={"ids": [key]},
+            params={"_source_includes": ",".join(fields)},
+        )
+        (doc,) = cast(list[dict[str, Any]], response["docs"])
+        if "error" in doc:
+            raise DocumentReadError(f"{doc.get('_id')}: {doc['error']}")
+        return cast(Doc, doc["_source"]) if doc["found"] else None
+
     async def _search(self, kind: Kind, body: Doc) -> dict[str, Any]:
         response = await self._client.search(index=self.index(kind), body=body)
         return cast(dict[str, Any], response)
@@ -625,9 +662,9 @@ def _latest_version() -> Doc:
 def _rank_query(app_id: str, query: SearchQuery, rank: Rank, after: str) -> Doc:
     """The users matching `query` at exactly `rank` (not at a better one), after `after`.
 
-    The same conditions as the SQLite store's statements: an exact id also prefixes the id,
-    so it is excluded from the prefix rank; nicknames and phones exclude id matches, phones
-    exclude nickname matches.
+    The same conditions as the SQLite store's statements: an id equal to the query (ignoring
+    case) also prefixes it, so it is excluded from the prefix rank; nicknames and phones
+    exclude id matches, phones exclude nickname matches.
     """
     id_match = {"prefix": {"user_id_lc": query.id_prefix}} if query.id_prefix else None
     name_match: Doc = {
@@ -636,10 +673,10 @@ def _rank_query(app_id: str, query: SearchQuery, rank: Rank, after: str) -> Doc:
     must: list[Doc] = [_term("app_id", app_id)]
     must_not: list[Doc] = []
     if rank is Rank.EXACT_ID:
-        must.append(_term("user_id", query.user_id))
+        must.append(_term("user_id_lc", query.id_prefix))
     elif rank is Rank.ID_PREFIX:
         must += [id_match] if id_match else []
-        must_not.append(_term("user_id", query.user_id))
+        must_not.append(_term("user_id_lc", query.id_prefix))
     elif rank is Rank.NICKNAME:
         must.append(name_match)
         must_not += [id_match] if id_match else []

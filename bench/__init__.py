@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that start the product, drive it and print figures (never tests)."""

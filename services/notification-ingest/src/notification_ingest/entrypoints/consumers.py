@@ -1,0 +1,44 @@
+"""The consumer of `platform.events.raw`: decode each record, ingest, hand back what was refused.
+
+A record holds what the webhook takes (one event or an array of them). A record that is not such
+JSON, and each event the service rejects, go back to the bus as rejects for the dead-letter topic:
+a whole record as it was, an event of an array as its own JSON with its index in the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from insights_common.kafka import Record, RecordHandler, Rejected
+from notification_ingest.domain.errors import IngestRefused
+from notification_ingest.domain.validation import decode_batch
+from notification_ingest.service import IngestService
+
+
+def raw_events_consumer(service: IngestService, *, max_batch: int) -> RecordHandler:
+    async def consume(records: Sequence[Record]) -> list[Rejected]:
+        taken: list[Record] = []
+        decoded: list[list[object]] = []
+        rejected: list[Rejected] = []
+        for record in records:
+            try:
+                decoded.append(decode_batch(record.value, max_batch=max_batch))
+            except IngestRefused as refusal:
+                rejected.append(Rejected(record, str(refusal)))
+            else:
+                taken.append(record)
+        result = await service.ingest_platform(decoded)
+        for refused in result.rejected:
+            record, items = taken[refused.record], decoded[refused.record]
+            index, error = refused.rejection.index, refused.rejection.summary()
+            if len(items) == 1:
+                rejected.append(Rejected(record, error))
+            else:
+                rejected.append(
+                    Rejected(record, error, index=index, value=orjson.dumps(items[index]))
+                )
+        return rejected
+
+    return consume
