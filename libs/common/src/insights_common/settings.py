@@ -15,7 +15,8 @@ class KafkaSettings(BaseSettings):
 
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = ""
-    """Prepended to every topic name, so several deployments can share one cluster."""
+    """Prepended to every topic name, consumer group and transactional id, so several
+    deployments can share one cluster."""
     partitions: int = Field(default=6, ge=1)
     """Partitions of the topics this deployment creates; the most consumers a group can use."""
     replication_factor: int = Field(default=1, ge=1)
