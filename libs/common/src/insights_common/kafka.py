@@ -165,21 +165,26 @@ class KafkaBus:
 
     async def publish(self, events: Sequence[AnyEvent]) -> None:
         """Publish events to the topics of their types; waits until every broker acknowledged."""
-        groups: dict[tuple[str, int], list[KafkaResponse]] = defaultdict(list)
+        groups = await self.by_partition(events)
+        sends = [
+            self.broker.publish_batch(*chunk, topic=topic, partition=partition, no_confirm=True)
+            for (topic, partition), records in groups.items()
+            for chunk in _chunks_by_size([KafkaResponse(value, key=key) for key, value in records])
+        ]
+        futures = await asyncio.gather(*sends)
+        await asyncio.gather(*futures)
+
+    async def by_partition(
+        self, events: Sequence[AnyEvent]
+    ) -> dict[tuple[str, int], list[tuple[bytes, bytes]]]:
+        """The events' (key, JSON) records grouped by the topic and partition they go to."""
+        groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
         for event in events:
             topic = self.topic(topic_for(event))
             key = key_for(event).encode()
             partition = await self._partition_for(topic, key)
-            groups[(topic, partition)].append(
-                KafkaResponse(event.model_dump_json().encode(), key=key)
-            )
-        sends = [
-            self.broker.publish_batch(*chunk, topic=topic, partition=partition, no_confirm=True)
-            for (topic, partition), records in groups.items()
-            for chunk in _chunks_by_size(records)
-        ]
-        futures = await asyncio.gather(*sends)
-        await asyncio.gather(*futures)
+            groups[(topic, partition)].append((key, event.model_dump_json().encode()))
+        return groups
 
     async def publish_raw(
         self, topic: str, records: Sequence[tuple[bytes | None, bytes, dict[str, str]]]
@@ -469,12 +474,7 @@ class KafkaTransactionalPublisher:
 
     async def publish(self, events: Sequence[AnyEvent]) -> None:
         """Publish the events in one transaction; raises (and aborts it) on any failure."""
-        groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
-        for event in events:
-            topic = self._bus.topic(topic_for(event))
-            key = key_for(event).encode()
-            partition = await self._bus._partition_for(topic, key)
-            groups[(topic, partition)].append((key, event.model_dump_json().encode()))
+        groups = await self._bus.by_partition(events)
         # One transaction at a time per producer: concurrent imports take turns to commit.
         async with self._lock, self._producer.transaction():
             sends = []

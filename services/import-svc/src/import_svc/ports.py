@@ -16,7 +16,6 @@ __all__ = [
     "RegistryEntry",
     "StoredRowError",
     "UploadSpool",
-    "UploadTooLarge",
     "UserRegistry",
 ]
 
@@ -98,17 +97,11 @@ class UserRegistry(Protocol):
         ...
 
 
-class UploadTooLarge(Exception):
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(f"the upload exceeds {max_bytes} bytes")
-        self.max_bytes = max_bytes
-
-
 class UploadSpool(Protocol):
     """Where an upload waits while its import runs in the background."""
 
-    async def save(self, name: str, chunks: AsyncIterator[bytes], *, max_bytes: int) -> int:
-        """Write the chunks; answer the size. Raise UploadTooLarge (keeping nothing) past max."""
+    async def save(self, name: str, chunks: AsyncIterator[bytes]) -> int:
+        """Write the chunks; answer the size. The caller's validator enforces the byte limit."""
         ...
 
     async def complete(self, name: str) -> bool:

@@ -70,11 +70,6 @@ STALE = FileIssue(
     "The replica running this import stopped answering; nothing from it was imported. Upload "
     "the file again.",
 )
-OWNERSHIP_LOST = FileIssue(
-    "interrupted",
-    "The import was given up while it ran (its replica was taken for stopped); nothing from it "
-    "was imported. Upload the file again.",
-)
 
 
 def _utcnow() -> datetime:
@@ -173,9 +168,7 @@ class ImportService:
         try:
             async with self._beating(run):
                 await self._spool.save(
-                    run.record.id,
-                    self._validated_chunks(run, validator, chunks, size_hint),
-                    max_bytes=self._max_bytes,
+                    run.record.id, self._validated_chunks(run, validator, chunks, size_hint)
                 )
                 validation = await asyncio.to_thread(validator.finish)
                 if validation.file_error is not None:
@@ -342,14 +335,11 @@ class ImportService:
         size_hint: int | None,
     ) -> Validation:
         validator = FileValidator(max_rows=self._max_rows, max_bytes=self._max_bytes)
-        reporter = _ProgressReporter(run, validator, size_hint)
         if isinstance(chunks, AsyncIterator):
-            async for chunk in chunks:
-                await asyncio.to_thread(validator.feed, chunk)
-                if validator.stopped:
-                    break
-                await reporter.report()
+            async for _ in self._validated_chunks(run, validator, chunks, size_hint):
+                pass
         else:
+            reporter = _ProgressReporter(run, validator, size_hint)
             iterator = iter(chunks)
             while await asyncio.to_thread(_feed_rows, validator, iterator, PROGRESS_EVERY):
                 await reporter.report()
@@ -386,11 +376,7 @@ class ImportService:
         chunks = self._spool.read(record.id)
         try:
             async with self._beating(run):
-                validation = await self._validate(run, chunks, size_hint=None)
-                if validation.file_error is not None:
-                    await self._reject(run, validation)
-                else:
-                    await self._conclude(run, validation)
+                await self._conclude(run, await self._validate(run, chunks, size_hint=None))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

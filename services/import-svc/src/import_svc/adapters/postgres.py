@@ -101,7 +101,8 @@ ON CONFLICT (app_id, user_id) DO UPDATE SET
     updated_at = greatest(known.updated_at, excluded.updated_at)
 """
 
-_STAMP = "UPDATE imp_imports SET heartbeat_at = $1 WHERE app_id = $2 AND import_id = $3" + (  # noqa: S608
+_STAMP = (
+    "UPDATE imp_imports SET heartbeat_at = $1 WHERE app_id = $2 AND import_id = $3"  # noqa: S608
     f" AND owner = $4 AND {UNFINISHED_SQL}"
 )
 _OWNED_UNFINISHED = (

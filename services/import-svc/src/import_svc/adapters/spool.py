@@ -11,8 +11,6 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
-from import_svc.ports import UploadTooLarge
-
 READ_CHUNK = 64 * 1024
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 
@@ -27,7 +25,7 @@ class LocalUploadSpool:
             raise ValueError(f"not a spool name: {name!r}")
         return self._directory / f"{name}.csv"
 
-    async def save(self, name: str, chunks: AsyncIterator[bytes], *, max_bytes: int) -> int:
+    async def save(self, name: str, chunks: AsyncIterator[bytes]) -> int:
         path = self.path(name).with_suffix(".part")
         await asyncio.to_thread(self._directory.mkdir, parents=True, exist_ok=True)
         handle = await asyncio.to_thread(path.open, "wb")
@@ -35,8 +33,6 @@ class LocalUploadSpool:
         try:
             async for chunk in chunks:
                 size += len(chunk)
-                if size > max_bytes:
-                    raise UploadTooLarge(max_bytes)
                 await asyncio.to_thread(handle.write, chunk)
         except BaseException:
             await asyncio.to_thread(handle.close)

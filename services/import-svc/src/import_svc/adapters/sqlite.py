@@ -74,7 +74,8 @@ UPDATE imp_imports SET status = ?, total_rows = ?, created = ?, updated = ?, unc
 WHERE app_id = ? AND import_id = ?
 """
 
-_STAMP = "UPDATE imp_imports SET heartbeat_at = ? WHERE app_id = ? AND import_id = ?" + (  # noqa: S608
+_STAMP = (
+    "UPDATE imp_imports SET heartbeat_at = ? WHERE app_id = ? AND import_id = ?"  # noqa: S608
     f" AND owner = ? AND {UNFINISHED_SQL}"
 )
 _OWNED_UNFINISHED = (
