@@ -930,17 +930,11 @@ async def test_message_detail_with_timeline_failure_and_responses(
 
 
 async def test_a_message_whose_earlier_sent_names_another_user_moves_to_that_user(
-    request: pytest.FixtureRequest,
-    store_backend: Any,
     bus: InProcessBus,
     client: httpx.AsyncClient,
     acme: dict[str, str],
     ev: Any,
 ) -> None:
-    if store_backend is not None:
-        # The OpenSearch projector widens a user's activity span and never narrows it, so the
-        # user a message left keeps the span of it (and exists though nothing names them).
-        request.applymarker(pytest.mark.xfail(strict=True, reason="known store difference"))
     await bus.publish(
         [
             ev.user("bo", "2026-11-01T09:00:00Z", nickname="Bo"),
@@ -955,6 +949,30 @@ async def test_a_message_whose_earlier_sent_names_another_user_moves_to_that_use
     assert (bo["stats"]["sent"], bo["updated_at"]) == (1, "2026-11-01T09:00:00Z")
     assert [u["user_id"] for u in (await get(client, acme, "/users"))["items"]] == ["bo"]
     await problem(client, acme, "/users/alex", 404)
+
+
+async def test_a_user_a_message_left_keeps_the_activity_of_their_other_messages(
+    bus: InProcessBus, client: httpx.AsyncClient, acme: dict[str, str], ev: Any
+) -> None:
+    await bus.publish(
+        [
+            ev.user("bo", "2026-11-01T09:00:00Z", nickname="Bo"),
+            ev.sent("m0", "alex", "2026-11-01T08:00:00Z"),
+            ev.sent("m1", "alex", "2026-11-02T10:00:00Z"),
+            ev.sent("m2", "cy", "2026-11-02T09:30:00Z"),
+        ]
+    )
+    recent = await get(client, acme, "/users")
+    assert [u["user_id"] for u in recent["items"]] == ["alex", "cy", "bo"]
+    await bus.publish([ev.sent("m1", "bo", "2026-11-02T09:00:00Z")])
+    # alex's last activity is m0's again; bo has m1, whose last event is alex's later sent
+    recent = await get(client, acme, "/users")
+    assert [u["user_id"] for u in recent["items"]] == ["bo", "cy", "alex"]
+    alex = await get(client, acme, "/users/alex", since="2026-11-01", until="2026-11-03")
+    assert (alex["created_at"], alex["stats"]["sent"]) == ("2026-11-01T08:00:00Z", 1)
+    assert [
+        m["message_id"] for m in (await get(client, acme, "/users/alex/messages"))["items"]
+    ] == ["m0"]
 
 
 # -- templates ---------------------------------------------------------------------------------

@@ -188,7 +188,8 @@ def user_doc(
         unique.setdefault(fact.event_id, fact)
     stored_span = _span((stored or {}).get("span"))
     span = widen([stored_span, *spans])
-    if stored is not None and len(unique) == len(stored_facts) and span == stored_span:
+    unchanged = len(unique) == len(stored_facts) and span == stored_span
+    if stored is not None and unchanged and (unique or span is not None):
         return dict(stored)
     profile = project_user(user_id, unique.values(), span)
     if profile is None:

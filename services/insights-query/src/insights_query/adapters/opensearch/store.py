@@ -121,7 +121,7 @@ class _Current:
 class _Write:
     kind: Kind
     key: str
-    doc: Doc
+    doc: Doc | None  # None deletes the document
     current: _Current | None
 
 
@@ -134,9 +134,11 @@ class _Work:
     spans: dict[str, list[ActivitySpan]] = field(default_factory=dict)
     # the batch's best description of each template version
     templates: dict[str, Doc] = field(default_factory=dict)
+    # users a message has left: their span is taken from their remaining messages again
+    recount: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.messages or self.facts or self.spans or self.templates)
+        return bool(self.messages or self.facts or self.spans or self.templates or self.recount)
 
 
 def _work_of(events: Sequence[AnyEvent]) -> _Work:
@@ -229,6 +231,7 @@ class OpenSearchInsightsStore:
         """Fold and write once; answer the work of the writes that lost a race."""
         writes: list[_Write] = []
         spans: dict[str, list[ActivitySpan]] = defaultdict(list)
+        recount = set(work.recount)
         for key, known in work.spans.items():
             spans[key] += known
 
@@ -252,9 +255,14 @@ class OpenSearchInsightsStore:
             if projection is not None:
                 span = ActivitySpan(projection.first_event_at, projection.last_event_at)
                 spans[user_key(app_id, projection.detail.user_id)].append(span)
+                if current and current.source["visible"]:
+                    former = current.source["user_id"]
+                    if former != projection.detail.user_id:
+                        # An earlier `sent` named another user: the message moves to them.
+                        recount.add(user_key(app_id, former))
             writes.append(_Write("messages", key, doc, current))
 
-        user_keys = sorted(set(work.facts) | set(spans))
+        user_keys = sorted((set(work.facts) | set(spans)) - recount)
         current_users = await self._mget("users", user_keys)
         for key in user_keys:
             app_id, user_id = split_key(key)
@@ -284,7 +292,64 @@ class OpenSearchInsightsStore:
                 retry.spans[key] = spans.get(key, [])
             else:
                 retry.templates[key] = work.templates[key]
+        if recount:
+            # After the messages are written, so the moved ones count for their new user only.
+            retry.recount = await self._recount(recount, work.facts)
+            for key in retry.recount:
+                retry.facts[key] = work.facts.get(key, [])
         return retry
+
+    async def _recount(self, keys: set[str], facts: Mapping[str, list[UserFact]]) -> set[str]:
+        """Fold the users again with the span of the messages they have now, which can be
+        narrower than the one stored (a user a message left), or none at all: a user known only
+        from that message then has no document any more. Answer the keys that lost a race.
+
+        Rare (the platform sent two `sent` events naming different users), so it may afford a
+        refresh of the messages index and one aggregation per user.
+        """
+        await self._client.indices.refresh(index=self.index("messages"))
+        current_users = await self._mget("users", sorted(keys))
+        writes: list[_Write] = []
+        for key in sorted(keys):
+            app_id, user_id = split_key(key)
+            span = await self._span_of_messages(app_id, user_id)
+            current = current_users.get(key)
+            stored = {**current.source, "span": None} if current else None
+            new = user_doc(
+                app_id, user_id, stored, facts=facts.get(key, ()), spans=[span] if span else ()
+            )
+            if new is None:
+                if current is not None:
+                    writes.append(_Write("users", key, None, current))
+            elif current is None or current.source != new:
+                writes.append(_Write("users", key, new, current))
+        return {key for _, key in await self._bulk(writes)}
+
+    async def _span_of_messages(self, app_id: str, user_id: str) -> ActivitySpan | None:
+        response = await self._client.search(
+            index=self.index("messages"),
+            body={
+                "size": 0,
+                "track_total_hits": True,
+                "query": {
+                    "bool": {
+                        "filter": [
+                            _term("app_id", app_id),
+                            _term("user_id", user_id),
+                            _term("visible", True),
+                        ]
+                    }
+                },
+                "aggs": {
+                    "first": {"min": {"field": "first_event_us"}},
+                    "last": {"max": {"field": "last_event_us"}},
+                },
+            },
+        )
+        if not response["hits"]["total"]["value"]:
+            return None
+        aggs = response["aggregations"]
+        return ActivitySpan(from_micros(aggs["first"]["value"]), from_micros(aggs["last"]["value"]))
 
     async def _mget(self, kind: Kind, keys: list[str]) -> dict[str, _Current]:
         found: dict[str, _Current] = {}
@@ -321,8 +386,10 @@ class OpenSearchInsightsStore:
                     "if_seq_no": write.current.seq_no,
                     "if_primary_term": write.current.primary_term,
                 }
-                action = {"index": target}
-            line = orjson.dumps(action) + b"\n" + orjson.dumps(write.doc) + b"\n"
+                action = {"index": target} if write.doc is not None else {"delete": target}
+            line = orjson.dumps(action) + b"\n"
+            if write.doc is not None:
+                line += orjson.dumps(write.doc) + b"\n"
             if not chunks or len(chunks[-1][0]) + len(line) > _BULK_BYTES:
                 chunks.append((bytearray(), []))
             chunks[-1][0].extend(line)
