@@ -5,9 +5,9 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PORT ?= 8000
 
-.PHONY: dev test bootstrap sync lint typecheck unit integration e2e services services-down schemas clean
+.PHONY: dev test browser dashboard bootstrap sync lint typecheck unit integration e2e services services-down schemas clean
 
-dev: sync  ## run the product with demo data at http://127.0.0.1:$(PORT)
+dev: sync dashboard  ## run the product with demo data at http://127.0.0.1:$(PORT)
 	$(UV) run insights dev --demo --port $(PORT)
 
 # Real Kafka, OpenSearch and PostgreSQL for the integration and end-to-end tests: taken from
@@ -17,8 +17,43 @@ dev: sync  ## run the product with demo data at http://127.0.0.1:$(PORT)
 SERVICES_ENV = if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}$${OPENSEARCH_URL:-}$${POSTGRES_DSN:-}" ]; then \
 	eval "$$(python3 deploy/local/services.py up)"; fi
 
-test: sync lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
+test: sync browser dashboard lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
 	$(SERVICES_ENV) && $(UV) run pytest
+
+# The web dashboard (TypeScript, built with Node.js into the insights-query package). Node.js is
+# needed only to build it; without npm, / serves a plain page that says how to build it.
+DASHBOARD := services/insights-query/dashboard
+DASHBOARD_OUT := services/insights-query/src/insights_query/dashboard_assets
+DASHBOARD_SOURCES := $(shell find $(DASHBOARD)/src -type f 2>/dev/null) \
+	$(DASHBOARD)/index.html $(DASHBOARD)/vite.config.ts $(DASHBOARD)/tsconfig.json
+NO_NPM = echo "npm is not installed: the dashboard is not built (install Node.js 20.19+, then run make dashboard)"
+
+dashboard: $(DASHBOARD_OUT)/index.html  ## build the web dashboard when its sources changed
+
+$(DASHBOARD)/node_modules: $(DASHBOARD)/package.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(DASHBOARD) && npm install --no-audit --no-fund --package-lock=false && touch node_modules; \
+	fi
+
+$(DASHBOARD_OUT)/index.html: $(DASHBOARD)/node_modules $(DASHBOARD)/package.json $(DASHBOARD_SOURCES)
+	@if command -v npm >/dev/null 2>&1; then cd $(DASHBOARD) && npm run build; else $(NO_NPM); fi
+
+# Debian's headless Chromium for the browser tests (tests/browser), with CJK fonts so Korean,
+# Japanese and Chinese text shows in the screenshots; installed with apt when missing (unless
+# CHROMIUM_PATH names another executable). No browser is downloaded from anywhere else.
+BROWSER_PACKAGES := chromium fonts-noto-cjk
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+APT_INSTALL = apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+	--no-install-recommends $(BROWSER_PACKAGES)
+CHROMIUM_HELP = echo "make browser: could not install Debian's $(BROWSER_PACKAGES); install them \
+with apt-get (as root), or set CHROMIUM_PATH to a Chromium executable" >&2; exit 1
+
+browser:  ## install Debian's chromium (and CJK fonts) for the browser tests when missing
+	@if [ -n "$${CHROMIUM_PATH:-}" ] && [ -x "$${CHROMIUM_PATH}" ]; then :; \
+	elif [ -x /usr/bin/chromium ] && [ -e $(CJK_FONT) ]; then :; \
+	elif [ "$$(id -u)" -eq 0 ]; then { $(APT_INSTALL); } || { $(CHROMIUM_HELP); }; \
+	elif command -v sudo >/dev/null 2>&1; then { sudo sh -c '$(APT_INSTALL)'; } || { $(CHROMIUM_HELP); }; \
+	else $(CHROMIUM_HELP); fi
 
 services:  ## start real Kafka, OpenSearch and PostgreSQL on loopback; prints their endpoints
 	python3 deploy/local/services.py up
@@ -46,7 +81,7 @@ unit: sync
 integration: sync
 	$(SERVICES_ENV) && $(UV) run pytest -m integration
 
-e2e: sync
+e2e: sync browser
 	$(SERVICES_ENV) && $(UV) run pytest -m e2e
 
 schemas: sync  ## regenerate the event schema snapshots after a deliberate contract change

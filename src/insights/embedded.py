@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from import_svc.app import create_embedded as create_import
 from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
-from insights.home import HOME_PAGE
 from insights_common.auth import SecretBox, SqliteKeyStore
 from insights_common.bus import InProcessBus
 from insights_common.dead_letters import (
@@ -36,6 +34,7 @@ from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import AnyEvent, event_adapter
 from insights_query.app import create_embedded as create_query
+from insights_query.entrypoints.dashboard import install_dashboard
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings
 from notification_ingest.app import create_embedded as create_ingest
@@ -180,8 +179,5 @@ def create_app(
     for parts in embedded.parts:
         app.include_router(parts.router, prefix=API_PREFIX)
 
-    @app.get("/", include_in_schema=False)
-    async def home() -> HTMLResponse:
-        return HTMLResponse(HOME_PAGE)
-
+    install_dashboard(app)
     return app

@@ -18,9 +18,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.background import BackgroundTask
 
-from insights.home import HOME_PAGE
 from insights_common.http import Problem, install_problem_handlers
 from insights_common.observability import install_observability
+from insights_query.entrypoints.dashboard import install_dashboard
 
 API_PREFIX = "/api/v1"
 
@@ -114,9 +114,7 @@ def create_gateway(settings: GatewaySettings) -> FastAPI:
 
     install_observability(app, service="gateway", readiness=[upstreams])
 
-    @app.get("/", include_in_schema=False)
-    async def home() -> HTMLResponse:
-        return HTMLResponse(HOME_PAGE)
+    install_dashboard(app)
 
     @app.get(API_PREFIX + "/openapi.json", include_in_schema=False)
     async def openapi() -> JSONResponse:

@@ -1,0 +1,73 @@
+import { api } from "../../api";
+import { ErrorBox } from "../../components/ErrorBox";
+import { channelLabel } from "../../components/format";
+import { Loading } from "../../components/Loading";
+import { StatusBadge } from "../../components/StatusBadge";
+import { Time } from "../../components/Time";
+import { usePageTitle } from "../../components/usePageTitle";
+import { Link, segment } from "../../router";
+import type { MessageDetail } from "../../types";
+import { useResource } from "../../useResource";
+import { ChannelContent } from "./ChannelContent";
+import { FailureSection, ResponsesSection, TemplateSection, TimelineSection } from "./Sections";
+import "./message.css";
+
+function Details({ message }: { message: MessageDetail }) {
+  return (
+    <>
+      <dl class="facts message-facts">
+        <dt>Message ID</dt>
+        <dd>
+          <code>{message.message_id}</code>
+        </dd>
+        <dt>User</dt>
+        <dd>
+          <Link href={`/users/${segment(message.user_id)}`}>{message.user_id}</Link>
+        </dd>
+        <dt>Channel</dt>
+        <dd>{channelLabel(message.channel)}</dd>
+        <dt>Status</dt>
+        <dd>
+          <StatusBadge status={message.status} />
+        </dd>
+        <dt>Sent</dt>
+        <dd>
+          <Time value={message.sent_at} seconds />
+        </dd>
+      </dl>
+      <div class="message-grid">
+        <section aria-labelledby="content-heading" class="message-content">
+          <h2 id="content-heading">Content</h2>
+          <ChannelContent channel={message.channel} content={message.content} sentAt={message.sent_at} />
+        </section>
+        <div class="message-side">
+          <TemplateSection template={message.template} />
+          <TimelineSection timeline={message.timeline} />
+          {message.failure && <FailureSection failure={message.failure} />}
+          <ResponsesSection responses={message.responses} />
+        </div>
+      </div>
+    </>
+  );
+}
+
+export function MessagePage({ messageId }: { messageId: string }) {
+  usePageTitle("Message details");
+  const message = useResource((signal) => api.message(messageId, signal), [messageId]);
+  const userId = message.data?.user_id;
+  return (
+    <section class="message-page">
+      <p class="breadcrumb">
+        {userId ? (
+          <Link href={`/users/${segment(userId)}`}>← Back to {userId}</Link>
+        ) : (
+          <Link href="/users">← Users</Link>
+        )}
+      </p>
+      <h1>Message details</h1>
+      {message.error !== null && <ErrorBox error={message.error} onRetry={message.reload} />}
+      {message.loading && !message.data && <Loading />}
+      {message.data && <Details message={message.data} />}
+    </section>
+  );
+}
