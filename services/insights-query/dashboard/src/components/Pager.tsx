@@ -10,15 +10,11 @@ export function useCursorPages() {
   return { cursor, page: cursors.length, hasPrevious: cursors.length > 1, next, previous, reset };
 }
 
-interface PagerProps {
-  page: number;
-  hasPrevious: boolean;
-  nextCursor: string | null;
-  onPrevious: () => void;
-  onNext: (cursor: string) => void;
-}
+export type CursorPages = ReturnType<typeof useCursorPages>;
 
-export function Pager({ page, hasPrevious, nextCursor, onPrevious, onNext }: PagerProps) {
+/** Previous and Next over `pages`; Next follows the list's `nextCursor` (none on the last page). */
+export function Pager({ pages, nextCursor }: { pages: CursorPages; nextCursor: string | null }) {
+  const { page, hasPrevious, previous: onPrevious, next: onNext } = pages;
   if (!hasPrevious && !nextCursor) return null;
   return (
     <nav class="pager" aria-label="Pages">

@@ -80,13 +80,7 @@ export function RejectedRows({ importId, pageSize = 50 }: { importId: string; pa
   return (
     <>
       <Table caption="Rejected rows" columns={COLUMNS} rows={rows.data.items} rowKey={(row) => `${row.line}:${row.column ?? ""}:${row.code}`} />
-      <Pager
-        page={pages.page}
-        hasPrevious={pages.hasPrevious}
-        nextCursor={rows.data.next_cursor}
-        onPrevious={pages.previous}
-        onNext={pages.next}
-      />
+      <Pager pages={pages} nextCursor={rows.data.next_cursor} />
     </>
   );
 }

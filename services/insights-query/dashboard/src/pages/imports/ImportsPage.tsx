@@ -74,13 +74,7 @@ export function ImportsPage() {
             rows={imports.data.items}
             rowKey={(job) => job.id}
           />
-          <Pager
-            page={pages.page}
-            hasPrevious={pages.hasPrevious}
-            nextCursor={imports.data.next_cursor}
-            onPrevious={pages.previous}
-            onNext={pages.next}
-          />
+          <Pager pages={pages} nextCursor={imports.data.next_cursor} />
         </>
       )}
     </section>

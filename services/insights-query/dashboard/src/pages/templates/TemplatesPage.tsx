@@ -49,13 +49,7 @@ export function TemplatesPage() {
         ) : (
           <>
             <Table caption="Templates" hideCaption columns={COLUMNS} rows={list.data.items} rowKey={(row) => row.key} />
-            <Pager
-              page={pages.page}
-              hasPrevious={pages.hasPrevious}
-              nextCursor={list.data.next_cursor}
-              onPrevious={pages.previous}
-              onNext={pages.next}
-            />
+            <Pager pages={pages} nextCursor={list.data.next_cursor} />
           </>
         ))}
     </section>

@@ -99,13 +99,7 @@ function Results({ userId, query }: { userId: string; query: UserQuery }) {
           rowProps={rowProps}
         />
       )}
-      <Pager
-        page={pages.page}
-        hasPrevious={pages.hasPrevious}
-        nextCursor={next_cursor}
-        onPrevious={pages.previous}
-        onNext={pages.next}
-      />
+      <Pager pages={pages} nextCursor={next_cursor} />
     </div>
   );
 }

@@ -15,43 +15,38 @@ function Card({ label, value, note }: { label: string; value: string; note?: str
   );
 }
 
-/** A rate's note; a null rate (nothing to divide by) says why there is no figure. */
-function rateNote(rate: number | null, over: string, nothing: string): string {
-  return rate === null ? nothing : over;
-}
+type CountKey = "sent" | "delivered" | "read" | "clicked" | "failed" | "responded";
+type RateKey = "delivery_rate" | "read_rate" | "click_rate" | "response_rate";
+
+const COUNTS: [CountKey, string][] = [
+  ["sent", "Sent"],
+  ["delivered", "Delivered"],
+  ["read", "Read"],
+  ["clicked", "Clicked"],
+  ["failed", "Failed"],
+  ["responded", "Responded"],
+];
+
+/** Each rate with what it is taken over; a null rate (nothing to divide by) says why. */
+const RATES: [RateKey, string, string, string][] = [
+  ["delivery_rate", "Delivery rate", "of sent", "Nothing sent"],
+  ["read_rate", "Read rate", "of delivered", "Nothing delivered"],
+  ["click_rate", "Click rate", "of delivered", "Nothing delivered"],
+  ["response_rate", "Response rate", "of delivered", "Nothing delivered"],
+];
 
 export function StatCards({ stats }: { stats: UserStats }) {
   return (
     <>
       <div class="stat-cards">
-        <Card label="Sent" value={formatCount(stats.sent)} />
-        <Card label="Delivered" value={formatCount(stats.delivered)} />
-        <Card label="Read" value={formatCount(stats.read)} />
-        <Card label="Clicked" value={formatCount(stats.clicked)} />
-        <Card label="Failed" value={formatCount(stats.failed)} />
-        <Card label="Responded" value={formatCount(stats.responded)} />
+        {COUNTS.map(([key, label]) => (
+          <Card key={key} label={label} value={formatCount(stats[key])} />
+        ))}
       </div>
       <div class="stat-cards rates">
-        <Card
-          label="Delivery rate"
-          value={formatRate(stats.delivery_rate)}
-          note={rateNote(stats.delivery_rate, "of sent", "Nothing sent")}
-        />
-        <Card
-          label="Read rate"
-          value={formatRate(stats.read_rate)}
-          note={rateNote(stats.read_rate, "of delivered", "Nothing delivered")}
-        />
-        <Card
-          label="Click rate"
-          value={formatRate(stats.click_rate)}
-          note={rateNote(stats.click_rate, "of delivered", "Nothing delivered")}
-        />
-        <Card
-          label="Response rate"
-          value={formatRate(stats.response_rate)}
-          note={rateNote(stats.response_rate, "of delivered", "Nothing delivered")}
-        />
+        {RATES.map(([key, label, over, nothing]) => (
+          <Card key={key} label={label} value={formatRate(stats[key])} note={stats[key] === null ? nothing : over} />
+        ))}
       </div>
     </>
   );
