@@ -126,7 +126,7 @@ class Dataset:
         return len(self.valid_users)
 
 
-def _mobile(rng: random.Random, region: str) -> str:
+def mobile_number(rng: random.Random, region: str) -> str:
     """A valid number of `region`: its example mobile with the last digits drawn at random."""
     example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
     national = phonenumbers.national_significant_number(example)
@@ -170,7 +170,7 @@ def build_csv(rows: int, *, seed: int, bad_share: float = 0.01) -> Dataset:
     bad = 0
     for index in range(rows):
         user_id = f"{rng.choice(FIRST)}.{rng.choice(LAST)}.{index:06d}"
-        phone = _mobile(rng, rng.choices(regions, weights)[0])
+        phone = mobile_number(rng, rng.choices(regions, weights)[0])
         # The last row stays valid: its user is the one the benchmark waits for.
         if valid and index < rows - 1 and rng.random() < bad_share:
             lines.append(_bad_row(rng, index, user_id, phone, valid))

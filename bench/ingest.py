@@ -239,11 +239,11 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def partition_of(user_id: str, partitions: int) -> int:
+def partition_of(user_id: str, partitions: int, *, app: str = APP_ID) -> int:
     """The partition KafkaBus gives `app:user` (murmur2, as the Java client)."""
     from aiokafka.partitioner import murmur2  # noqa: PLC0415
 
-    return (murmur2(f"{APP_ID}:{user_id}".encode()) & 0x7FFFFFFF) % partitions
+    return (murmur2(f"{app}:{user_id}".encode()) & 0x7FFFFFFF) % partitions
 
 
 # -- talking to a deployment -----------------------------------------------------------------
@@ -258,6 +258,7 @@ class Target:
     key: str
     how: str
     pids: dict[str, list[int]] = field(default_factory=dict)
+    app: str = APP_ID
 
 
 class Api:
@@ -279,7 +280,7 @@ class Api:
             content=body,
             headers={
                 "Content-Type": "application/json",
-                "X-Insights-App": APP_ID,
+                "X-Insights-App": self.target.app,
                 "X-Insights-Signature": sign(self.target.secret, body),
             },
         )
@@ -797,8 +798,10 @@ class Names:
 
 @contextlib.contextmanager
 def distributed(
-    work: Path, names: Names, *, projectors: int, profile: frozenset[str]
+    work: Path, names: Names, *, projectors: int, profile: frozenset[str], keep: bool = False
 ) -> Iterator[Target]:
+    """The five processes on this run's names; with `keep`, left running after a body that
+    raised nothing (their pids are in the Target; stopping them is then the caller's)."""
     ports = {name: free_port() for name in SERVICES}
     env = {
         **os.environ,
@@ -845,9 +848,13 @@ def distributed(
         for name, _, process, _ in processes:
             pids.setdefault(name, []).append(process.pid)
         yield Target(f"http://127.0.0.1:{ports['gateway']}", secret, key, how, pids)
+    except BaseException:
+        keep = False
+        raise
     finally:
-        for _, _, process, _ in reversed(processes):
-            stop(process)
+        if not keep:
+            for _, _, process, _ in reversed(processes):
+                stop(process)
 
 
 async def clean_up(names: Names, *, kafka: str, opensearch: str, postgres: str) -> None:

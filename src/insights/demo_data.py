@@ -15,7 +15,7 @@ import random
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -72,7 +72,7 @@ class DemoData:
 
 
 @dataclass(frozen=True)
-class _Locale:
+class Locale:
     region: str
     weight: int
     currency: str
@@ -87,8 +87,8 @@ def _same(*names: str) -> tuple[tuple[str, str], ...]:
     return tuple((name, name) for name in names)
 
 
-LOCALES: tuple[_Locale, ...] = (
-    _Locale(
+LOCALES: tuple[Locale, ...] = (
+    Locale(
         "US",
         22,
         "USD",
@@ -99,7 +99,7 @@ LOCALES: tuple[_Locale, ...] = (
             "Smith", "Johnson", "Brown", "Garcia", "Miller", "Davis", "Wilson", "Ramos", "Nguyen"
         ),
     ),
-    _Locale(
+    Locale(
         "KR",
         16,
         "KRW",
@@ -128,7 +128,7 @@ LOCALES: tuple[_Locale, ...] = (
         native_family_first=True,
         native_separator="",
     ),
-    _Locale(
+    Locale(
         "JP",
         9,
         "JPY",
@@ -154,49 +154,49 @@ LOCALES: tuple[_Locale, ...] = (
         ),
         native_family_first=True,
     ),
-    _Locale(
+    Locale(
         "GB",
         8,
         "GBP",
         _same("Oliver", "Amelia", "George", "Isla", "Harry", "Poppy", "Arthur", "Freya"),
         _same("Jones", "Williams", "Evans", "Thomas", "Roberts", "Hughes", "O'Brien"),
     ),
-    _Locale(
+    Locale(
         "DE",
         8,
         "EUR",
         _same("Jürgen", "Lena", "Jörg", "Björn", "Leonie", "Lukas", "Mia", "Käthe"),
         _same("Müller", "Schäfer", "Groß", "Köhler", "Schröder", "Weiß", "Becker"),
     ),
-    _Locale(
+    Locale(
         "FR",
         7,
         "EUR",
         _same("Chloé", "Amélie", "Léa", "Théo", "Hélène", "François", "Zoé", "Noël"),
         _same("Lefèvre", "Dubois", "Moreau", "Girard", "Rousseau", "Bélanger"),
     ),
-    _Locale(
+    Locale(
         "ES",
         6,
         "EUR",
         _same("José", "María", "Lucía", "Álvaro", "Sofía", "Martín", "Íñigo", "Carmen"),
         _same("García", "Fernández", "López", "Martínez", "Peña", "Muñoz", "Ibáñez"),
     ),
-    _Locale(
+    Locale(
         "MX",
         6,
         "MXN",
         _same("Alejandro", "Ximena", "Andrés", "Valentina", "Diego", "Renata", "Ángel"),
         _same("Hernández", "González", "Ramírez", "Cruz", "Ortiz", "Ramos", "Juárez"),
     ),
-    _Locale(
+    Locale(
         "BR",
         9,
         "BRL",
         _same("João", "Luíza", "Thiago", "Beatriz", "Letícia", "Caio", "Gonçalo", "Ana"),
         _same("Gonçalves", "Araújo", "Conceição", "Simões", "Pereira", "Souza", "Magalhães"),
     ),
-    _Locale(
+    Locale(
         "IN",
         9,
         "INR",
@@ -227,25 +227,25 @@ _GERMAN_FOLD = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
 
 
 @dataclass(frozen=True)
-class _User:
+class User:
     user_id: str
     phone: str
     nickname: str | None
     first_name: str
     last_name: str
-    locale: _Locale
+    locale: Locale
     activity: float
 
 
-def _ascii(name: str, *, german: bool = False) -> str:
+def ascii_letters(name: str, *, german: bool = False) -> str:
     text = name.lower().translate(_GERMAN_FOLD) if german else name.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if ch.isascii() and ch.isalnum())
 
 
-def _user_id(rng: random.Random, locale: _Locale, first: str, last: str, taken: set[str]) -> str:
+def _user_id(rng: random.Random, locale: Locale, first: str, last: str, taken: set[str]) -> str:
     german = locale.region == "DE"
-    f, l_ = _ascii(first, german=german), _ascii(last, german=german)
+    f, l_ = ascii_letters(first, german=german), ascii_letters(last, german=german)
     style = rng.choices(range(6), weights=(3, 4, 2, 1, 1, 1))[0]
     candidates = (
         f"u_{rng.randrange(10000, 99999)}",
@@ -294,7 +294,7 @@ def _phone(rng: random.Random, region: str, taken: set[str]) -> str:
 
 
 def _nickname(
-    rng: random.Random, locale: _Locale, first: tuple[str, str], last: tuple[str, str]
+    rng: random.Random, locale: Locale, first: tuple[str, str], last: tuple[str, str]
 ) -> str | None:
     roll = rng.random()
     if roll < 0.09:
@@ -315,17 +315,17 @@ def _nickname(
     if style < 0.8:
         return f"{first[0]} {last[0][0]}."
     if style < 0.9:
-        return f"{_ascii(first[0])}_{_ascii(last[0])}"
+        return f"{ascii_letters(first[0])}_{ascii_letters(last[0])}"
     if style < 0.96:
         return f"{last[0]}, {first[0]}"
     return f'{first[0]} "{first[0][:2].upper()}" {last[0]}'
 
 
-def _users(rng: random.Random, count: int) -> list[_User]:
+def _users(rng: random.Random, count: int) -> list[User]:
     taken_ids = {ALEX_USER_ID}
     taken_phones = {ALEX_PHONE}
     people = [
-        _User(ALEX_USER_ID, ALEX_PHONE, ALEX_NICKNAME, "Alex", "Kim", _ALEX_LOCALE, activity=0.0)
+        User(ALEX_USER_ID, ALEX_PHONE, ALEX_NICKNAME, "Alex", "Kim", _ALEX_LOCALE, activity=0.0)
     ]
     weights = [locale.weight for locale in LOCALES]
     for _ in range(count - 1):
@@ -336,7 +336,7 @@ def _users(rng: random.Random, count: int) -> list[_User]:
         nickname = _nickname(rng, locale, first, last)
         native_name = nickname is not None and first[1] in nickname
         people.append(
-            _User(
+            User(
                 user_id=user_id,
                 phone=phone,
                 nickname=nickname,
@@ -350,7 +350,7 @@ def _users(rng: random.Random, count: int) -> list[_User]:
     return people
 
 
-def _csv(users: list[_User]) -> str:
+def _csv(users: list[User]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["user_id", "phone_number", "nickname"])
@@ -384,11 +384,11 @@ class _Version:
     variables: tuple[tuple[str, str, str], ...]
 
 
-VariableMaker = Callable[[random.Random, _User, datetime], dict[str, Any]]
+VariableMaker = Callable[[random.Random, User, datetime], dict[str, Any]]
 
 
 @dataclass(frozen=True)
-class _Template:
+class Template:
     key: str
     name: str
     weight: int
@@ -456,7 +456,7 @@ def _amount(rng: random.Random, currency: str) -> float | int:
     return round(rng.uniform(low, high), 2)
 
 
-def _order_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]:
+def _order_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     order = f"A-{rng.randrange(100000, 999999)}"
     return {
         "first_name": user.first_name,
@@ -467,7 +467,7 @@ def _order_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]
     }
 
 
-def _reset_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]:
+def _reset_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     token = uuid.UUID(int=rng.getrandbits(128)).hex[:16]
     return {
         "first_name": user.first_name,
@@ -477,7 +477,7 @@ def _reset_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]
     }
 
 
-def _cart_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]:
+def _cart_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     return {
         "first_name": user.first_name,
         "item_name": rng.choice(ITEMS),
@@ -487,7 +487,7 @@ def _cart_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]:
     }
 
 
-def _digest_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]:
+def _digest_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     return {
         "first_name": user.first_name,
         "week": f"{at.isocalendar().year}-W{at.isocalendar().week:02d}",
@@ -497,7 +497,7 @@ def _digest_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any
     }
 
 
-def _appointment_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]:
+def _appointment_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     booking = rng.randrange(10000, 99999)
     return {
         "first_name": user.first_name,
@@ -508,7 +508,7 @@ def _appointment_vars(rng: random.Random, user: _User, at: datetime) -> dict[str
     }
 
 
-def _promo_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]:
+def _promo_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     return {
         "first_name": user.first_name,
         "discount": rng.choice((20, 30, 40, 50)),
@@ -518,7 +518,7 @@ def _promo_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]
     }
 
 
-def _payment_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]:
+def _payment_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     currency = user.locale.currency
     return {
         "first_name": user.first_name,
@@ -529,7 +529,7 @@ def _payment_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, An
     }
 
 
-def _survey_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]:
+def _survey_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     return {
         "first_name": user.first_name,
         "product": rng.choice(PRODUCTS),
@@ -537,11 +537,11 @@ def _survey_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any
     }
 
 
-def _welcome_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]:
+def _welcome_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     return {"first_name": user.first_name, "app_url": "https://acme.example/app/welcome"}
 
 
-def _otp_vars(rng: random.Random, user: _User, at: datetime) -> dict[str, Any]:
+def _otp_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     return {"code": _code(rng), "expires_minutes": 5, "login_url": "https://acme.example/login"}
 
 
@@ -697,8 +697,8 @@ OTP_VARS = _vars(
     ("login_url", "url", "Login link"),
 )
 
-TEMPLATES: tuple[_Template, ...] = (
-    _Template(
+TEMPLATES: tuple[Template, ...] = (
+    Template(
         "order_shipped",
         "Order shipped",
         16,
@@ -753,7 +753,7 @@ TEMPLATES: tuple[_Template, ...] = (
             ),
         ),
     ),
-    _Template(
+    Template(
         "password_reset",
         "Password reset",
         6,
@@ -777,7 +777,7 @@ TEMPLATES: tuple[_Template, ...] = (
             ),
         ),
     ),
-    _Template(
+    Template(
         "cart_reminder",
         "Abandoned cart reminder",
         14,
@@ -837,7 +837,7 @@ TEMPLATES: tuple[_Template, ...] = (
             ),
         ),
     ),
-    _Template(
+    Template(
         "weekly_digest",
         "Weekly digest",
         10,
@@ -864,7 +864,7 @@ TEMPLATES: tuple[_Template, ...] = (
             ),
         ),
     ),
-    _Template(
+    Template(
         "appointment_reminder",
         "Appointment reminder",
         9,
@@ -924,7 +924,7 @@ TEMPLATES: tuple[_Template, ...] = (
             ),
         ),
     ),
-    _Template(
+    Template(
         "promo_black_friday",
         "Black Friday sale",
         12,
@@ -985,7 +985,7 @@ TEMPLATES: tuple[_Template, ...] = (
             ),
         ),
     ),
-    _Template(
+    Template(
         "payment_failed",
         "Payment failed",
         5,
@@ -1016,7 +1016,7 @@ TEMPLATES: tuple[_Template, ...] = (
             ),
         ),
     ),
-    _Template(
+    Template(
         "survey_nps",
         "NPS survey",
         6,
@@ -1040,7 +1040,7 @@ TEMPLATES: tuple[_Template, ...] = (
             ),
         ),
     ),
-    _Template(
+    Template(
         "welcome_onboarding",
         "Welcome",
         5,
@@ -1071,7 +1071,7 @@ TEMPLATES: tuple[_Template, ...] = (
             ),
         ),
     ),
-    _Template(
+    Template(
         "otp_login",
         "Login code",
         8,
@@ -1211,24 +1211,24 @@ def _render(text: str, variables: Mapping[str, Any]) -> str:
     return _PLACEHOLDER.sub(value, text)
 
 
-def _version_at(template: _Template, at: datetime, now: datetime) -> _Version | None:
+def version_at(template: Template, at: datetime, now: datetime) -> _Version | None:
     live = [v for v in template.versions if now - timedelta(days=v.days_ago) <= at]
     return live[-1] if live else None
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     """What happens to one message; a stage at or after `now` has not happened yet."""
 
-    user: _User
-    template: _Template
+    user: User
+    template: Template
     channel: str
     sent_at: datetime
     outcome: str
     response: str | None
 
 
-class _Builder:
+class Builder:
     def __init__(self, *, app_id: str, seed: int, now: datetime, rng: random.Random) -> None:
         self.app_id = app_id
         self.seed = seed
@@ -1254,9 +1254,9 @@ class _Builder:
         if at < self.now:
             self.events.append((at, len(self.events), event))
 
-    def message(self, plan: _Plan, number: int) -> None:
+    def message(self, plan: Plan, number: int) -> None:
         rng = self.rng
-        version = _version_at(plan.template, plan.sent_at, self.now)
+        version = version_at(plan.template, plan.sent_at, self.now)
         if version is None or plan.channel not in version.channels:
             raise RuntimeError(f"{plan.template.key} had no {plan.channel} content then")
         text = version.channels[plan.channel]
@@ -1335,7 +1335,7 @@ def _delivery_delay(rng: random.Random, channel: str) -> timedelta:
 
 
 def _click(
-    rng: random.Random, plan: _Plan, buttons: list[dict[str, Any]], variables: Mapping[str, Any]
+    rng: random.Random, plan: Plan, buttons: list[dict[str, Any]], variables: Mapping[str, Any]
 ) -> dict[str, Any]:
     linked = [button for button in buttons if "url" in button]
     if linked:
@@ -1346,7 +1346,7 @@ def _click(
     return {"url": str(variables[plan.template.link_variable])}
 
 
-def _response(rng: random.Random, plan: _Plan, buttons: list[dict[str, Any]]) -> dict[str, Any]:
+def _response(rng: random.Random, plan: Plan, buttons: list[dict[str, Any]]) -> dict[str, Any]:
     if plan.response == "button" and buttons:
         button = rng.choice(buttons)
         return {"type": "button", "value": button["id"], "label": button["label"]}
@@ -1361,7 +1361,7 @@ def _response(rng: random.Random, plan: _Plan, buttons: list[dict[str, Any]]) ->
     return {"type": "reply", "value": rng.choice(replies)}
 
 
-def _response_type(rng: random.Random, template: _Template, channel: str) -> str:
+def response_type(rng: random.Random, template: Template, channel: str) -> str:
     if template.key == "survey_nps" and channel in ("in_app", "email"):
         return "form"
     if channel in ("sms", "email"):
@@ -1371,30 +1371,30 @@ def _response_type(rng: random.Random, template: _Template, channel: str) -> str
     return "button"
 
 
-def _earliest(template: _Template, channel: str) -> float:
+def _earliest(template: Template, channel: str) -> float:
     """Days before now at which the template first had content for the channel."""
     return max(v.days_ago for v in template.versions if channel in v.channels)
 
 
-def _alex_plans(rng: random.Random, alex: _User, now: datetime) -> list[_Plan]:
+def _alex_plans(rng: random.Random, alex: User, now: datetime) -> list[Plan]:
     plans = []
     for channel, key, outcome, response in ALEX_SCRIPT:
         template = _TEMPLATES_BY_KEY[key]
         # At least a day old, so every stage of the script has happened by `now`.
         days_ago = rng.uniform(1.0, min(WINDOW_DAYS - 0.5, _earliest(template, channel) - 0.2))
         sent_at = now - timedelta(days=days_ago)
-        plans.append(_Plan(alex, template, channel, sent_at, outcome, response))
+        plans.append(Plan(alex, template, channel, sent_at, outcome, response))
     return plans
 
 
 def _random_plan(
-    rng: random.Random, users: list[_User], weights: list[float], now: datetime
-) -> _Plan:
+    rng: random.Random, users: list[User], weights: list[float], now: datetime
+) -> Plan:
     user = rng.choices(users, weights=weights)[0]
     while True:
         sent_at = now - timedelta(seconds=rng.uniform(60, WINDOW_DAYS * 86400))
         template = rng.choices(TEMPLATES, weights=[t.weight for t in TEMPLATES])[0]
-        version = _version_at(template, sent_at, now)
+        version = version_at(template, sent_at, now)
         if version is None:
             continue
         channels = [
@@ -1404,9 +1404,9 @@ def _random_plan(
         ]
         if channels:
             break
-    channel = rng.choices(channels, weights=[_channel_weight(c, user) for c in channels])[0]
+    channel = rng.choices(channels, weights=[channel_weight(c, user) for c in channels])[0]
     if rng.random() < P_FAILED:
-        return _Plan(user, template, channel, sent_at, "failed", None)
+        return Plan(user, template, channel, sent_at, "failed", None)
     outcome, response = "sent", None
     if rng.random() < P_DELIVERED_IF_NOT_FAILED:
         outcome = "delivered"
@@ -1415,11 +1415,11 @@ def _random_plan(
             if rng.random() < P_CLICKED_IF_READ:
                 outcome = "clicked"
             if rng.random() < P_RESPONDED_IF_READ:
-                response = _response_type(rng, template, channel)
-    return _Plan(user, template, channel, sent_at, outcome, response)
+                response = response_type(rng, template, channel)
+    return Plan(user, template, channel, sent_at, outcome, response)
 
 
-def _channel_weight(channel: str, user: _User) -> float:
+def channel_weight(channel: str, user: User) -> float:
     weight = float(CHANNEL_WEIGHT[channel])
     if channel == "alimtalk":
         weight *= 3
@@ -1431,11 +1431,15 @@ def _channel_weight(channel: str, user: _User) -> float:
 # --- templates and profile changes as events ----------------------------------------------------
 
 
-def _template_events(builder: _Builder) -> list[dict[str, Any]]:
+def template_events(
+    builder: Builder, templates: Sequence[Template] = TEMPLATES, *, lead: timedelta = timedelta()
+) -> list[dict[str, Any]]:
+    """Every version of `templates` as a template.upserted, oldest first, each `lead` before the
+    day its version starts."""
     events = []
-    for template in TEMPLATES:
+    for template in templates:
         for version in template.versions:
-            at = builder.now - timedelta(days=version.days_ago)
+            at = builder.now - timedelta(days=version.days_ago) - lead
             channels = {
                 channel: {
                     **({"title": text.title} if text.title is not None else {}),
@@ -1466,7 +1470,7 @@ def _template_events(builder: _Builder) -> list[dict[str, Any]]:
     return sorted(events, key=lambda event: str(event["occurred_at"]))
 
 
-def _full_name(user: _User) -> str:
+def _full_name(user: User) -> str:
     locale = user.locale
     if user.first_name.isascii() or not locale.native_family_first:
         return f"{user.first_name} {user.last_name}"
@@ -1474,7 +1478,7 @@ def _full_name(user: _User) -> str:
 
 
 def _platform_user_events(
-    builder: _Builder, rng: random.Random, users: list[_User]
+    builder: Builder, rng: random.Random, users: list[User]
 ) -> list[dict[str, Any]]:
     others = users[1:]
     chosen = rng.sample(others, k=min(6, len(others)))
@@ -1520,7 +1524,7 @@ def build_demo(
     now = now.astimezone(UTC)
     rng = random.Random(seed)  # noqa: S311 - demo data, not secrets
     people = _users(rng, users)
-    builder = _Builder(app_id=app_id, seed=seed, now=now, rng=rng)
+    builder = Builder(app_id=app_id, seed=seed, now=now, rng=rng)
 
     plans = _alex_plans(rng, people[0], now)
     others = people[1:]
@@ -1533,7 +1537,7 @@ def build_demo(
     builder.events.sort(key=lambda entry: (entry[0], entry[1]))
     return DemoData(
         csv_text=_csv(people),
-        template_events=_template_events(builder),
+        template_events=template_events(builder),
         notification_events=[event for _, _, event in builder.events],
         platform_user_events=_platform_user_events(builder, rng, people),
     )
