@@ -106,6 +106,13 @@ def test_open_a_failed_message_from_the_users_list(signed_in: Page, api: httpx.C
     assert message["failure"] is not None
     expect_message(page, message)
 
+    # back to the list as it was left: the same filters, the same message in it
+    page.get_by_role("link", name=f"Back to {ALEX_USER_ID}").click()
+    expect(page).to_have_url(re.compile(rf"/users/{ALEX_USER_ID}\?.*status=failed"))
+    expect(page.get_by_label("Status", exact=True)).to_have_value("failed")
+    expect(page.get_by_label("Channel", exact=True)).to_have_value("push")
+    expect(message_links(page).filter(has_text=exactly(name))).to_have_count(1)
+
 
 @pytest.mark.parametrize("channel", CHANNELS)
 def test_each_channel_shows_its_content(signed_in: Page, api: httpx.Client, channel: str) -> None:

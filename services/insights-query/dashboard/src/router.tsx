@@ -18,15 +18,35 @@ function notify(): void {
   for (const listener of listeners) listener();
 }
 
-window.addEventListener("popstate", notify);
+function address(): string {
+  return window.location.pathname + window.location.search;
+}
+
+// The page shown before this one (with its query, i.e. its filters): a replaced entry (a filter
+// change) is the same page, so it moves only `shown`.
+let shown = address();
+let before: string | null = null;
+
+function moved(replaced: boolean): void {
+  const now = address();
+  if (!replaced && now !== shown) before = shown;
+  shown = now;
+  notify();
+}
+
+window.addEventListener("popstate", () => moved(false));
 
 export function navigate(to: string, options: { replace?: boolean } = {}): void {
-  const here = window.location.pathname + window.location.search;
-  if (to === here) return;
+  if (to === address()) return;
   if (options.replace) window.history.replaceState(null, "", to);
   else window.history.pushState(null, "", to);
   if (!options.replace) window.scrollTo(0, 0);
-  notify();
+  moved(options.replace ?? false);
+}
+
+/** The address of the page shown before this one in the app, or null. */
+export function previousAddress(): string | null {
+  return before;
 }
 
 /** The current location; the component re-renders when it changes. */

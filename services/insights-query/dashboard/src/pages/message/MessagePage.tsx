@@ -5,12 +5,19 @@ import { Loading } from "../../components/Loading";
 import { StatusBadge } from "../../components/StatusBadge";
 import { Time } from "../../components/Time";
 import { usePageTitle } from "../../components/usePageTitle";
-import { Link, segment } from "../../router";
+import { Link, previousAddress, segment } from "../../router";
 import type { MessageDetail } from "../../types";
 import { useResource } from "../../useResource";
 import { ChannelContent } from "./ChannelContent";
 import { FailureSection, ResponsesSection, TemplateSection, TimelineSection } from "./Sections";
 import "./message.css";
+
+/** The user's page as it was left (its window, filters), when the message was opened from it. */
+function backToUser(userId: string): string {
+  const page = `/users/${segment(userId)}`;
+  const previous = previousAddress();
+  return previous && (previous === page || previous.startsWith(`${page}?`)) ? previous : page;
+}
 
 function Details({ message }: { message: MessageDetail }) {
   return (
@@ -59,7 +66,7 @@ export function MessagePage({ messageId }: { messageId: string }) {
     <section class="message-page">
       <p class="breadcrumb">
         {userId ? (
-          <Link href={`/users/${segment(userId)}`}>← Back to {userId}</Link>
+          <Link href={backToUser(userId)}>← Back to {userId}</Link>
         ) : (
           <Link href="/users">← Users</Link>
         )}
