@@ -24,14 +24,20 @@ from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
 from insights.gateway import GatewaySettings, create_gateway
 from insights.tuning import freeze_startup_objects, tune_garbage_collector
-from insights_common.auth import SecretBox
+from insights_common.auth import KeyStore, SecretBox
 from insights_common.http import install_problem_handlers
 from insights_common.kafka import KafkaBus, KafkaOptions
+from insights_common.key_cache import CachedKeyStore
 from insights_common.observability import ReadinessCheck, install_observability
 from insights_common.pg_auth import PostgresKeyStore
 from insights_common.postgres import PostgresDatabase
 from insights_common.service import Hook, ServiceParts
-from insights_common.settings import KafkaSettings, OpenSearchSettings, PostgresSettings
+from insights_common.settings import (
+    KafkaSettings,
+    KeyCacheSettings,
+    OpenSearchSettings,
+    PostgresSettings,
+)
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.app import create_distributed as create_query
 from insights_query.app import create_projector
@@ -101,16 +107,18 @@ async def postgres(
     return db
 
 
-async def key_store(db: PostgresDatabase, box: SecretBox) -> PostgresKeyStore:
+async def key_store(db: PostgresDatabase, box: SecretBox, cache: KeyCacheSettings) -> KeyStore:
     keys = PostgresKeyStore(db, box)
     await keys.migrate()
-    return keys
+    if cache.seconds == 0:
+        return keys
+    return CachedKeyStore(keys, ttl=cache.seconds, size=cache.size)
 
 
 async def opensearch_store(
-    settings: OpenSearchSettings, stack: AsyncExitStack, *, limit: float
+    settings: OpenSearchSettings, stack: AsyncExitStack, *, pool: int, limit: float
 ) -> OpenSearchInsightsStore:
-    client = create_client(settings.url)
+    client = create_client(settings.url, pool=pool)
     stack.push_async_callback(client.close)
     store = OpenSearchInsightsStore(client, prefix=settings.index_prefix)
     await patiently("OpenSearch", store.ensure_indices, limit=limit)
@@ -151,7 +159,9 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
         raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
     query = QuerySettings()
     if name == "projector":
-        store = await opensearch_store(query.opensearch, stack, limit=startup_limit)
+        store = await opensearch_store(
+            query.opensearch, stack, pool=query.opensearch_pool, limit=startup_limit
+        )
         bus = kafka_bus(query.kafka, client_id="insights-projector")
         create_projector(store=store, bus=bus, settings=query)
         app = service_app(
@@ -166,11 +176,12 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
         )
     # Read before waiting on any server: without the master key no API can be served.
     box = SecretBox.from_env()
+    key_cache = KeyCacheSettings()
     if name in ("import", "ingest"):
         settings = ImportSettings() if name == "import" else IngestSettings()
         db = await postgres(settings.postgres, stack, limit=startup_limit)
         bus = kafka_bus(settings.kafka, client_id=f"insights-{name}")
-        keys = await key_store(db, box)
+        keys = await key_store(db, box, key_cache)
         if isinstance(settings, ImportSettings):
             _, parts = await create_import(db=db, bus=bus, keys=keys, settings=settings)
         else:
@@ -185,9 +196,11 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
             on_start=[lambda: patiently("Kafka", bus.start, limit=startup_limit), *parts.on_start],
             on_stop=[*parts.on_stop, bus.stop],
         )
-    store = await opensearch_store(query.opensearch, stack, limit=startup_limit)
+    store = await opensearch_store(
+        query.opensearch, stack, pool=query.opensearch_pool, limit=startup_limit
+    )
     db = await postgres(query.postgres, stack, limit=startup_limit)
-    _, parts = create_query(store=store, keys=await key_store(db, box), settings=query)
+    _, parts = create_query(store=store, keys=await key_store(db, box, key_cache), settings=query)
     app = service_app(
         name, parts, readiness=[check("PostgreSQL", db.ping), check("OpenSearch", store.ping)]
     )

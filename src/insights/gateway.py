@@ -1,7 +1,9 @@
 """The gateway of the distributed mode: one origin for the dashboard and the API.
 
-It forwards each /api/v1 request to the service that owns its path, streaming both bodies (an
-upload of a large CSV never sits in the gateway's memory), and serves the dashboard at /.
+It forwards each /api/v1 request to the service that owns its path over one pool of kept-alive
+connections, and serves the dashboard at /. Bodies of unknown or large size are streamed both ways
+(an upload of a large CSV or a CSV export never sits in the gateway's memory); the small ones of
+the API's JSON are read whole, which costs less.
 """
 
 from __future__ import annotations
@@ -9,20 +11,26 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
-import httpx
+import aiohttp
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.background import BackgroundTask
+from yarl import URL
 
 from insights_common.http import Problem, install_problem_handlers
 from insights_common.observability import install_observability
 from insights_query.entrypoints.dashboard import install_dashboard
 
 API_PREFIX = "/api/v1"
+# Bodies of known length up to this size are read whole: streaming costs more CPU than they take
+# memory.
+WHOLE_BODY_BYTES = 256 * 1024
 
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are never forwarded.
 HOP_BY_HOP = frozenset(
@@ -38,6 +46,7 @@ HOP_BY_HOP = frozenset(
         "host",
     }
 )
+_HOP_BY_HOP_RAW = frozenset(name.encode() for name in HOP_BY_HOP)
 
 
 class GatewaySettings(BaseSettings):
@@ -86,35 +95,117 @@ def merge_openapi(documents: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+class Upstreams:
+    """The gateway's one pool of connections to the services, opened on first use (inside the
+    event loop) and closed with the app."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self._settings = settings
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=200, limit_per_host=0),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=5.0, sock_read=self._settings.timeout_seconds
+                ),
+                # Bytes pass through as the service sent them, and only the caller's headers go
+                # on (plus Host and the body's framing).
+                auto_decompress=False,
+                skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+            )
+        return self._session
+
+    async def get(self, url: str, *, seconds: float) -> tuple[int, bytes]:
+        """The status and body of a GET that must be answered in `seconds`."""
+        async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=seconds)) as answer:
+            return answer.status, await answer.read()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def forwarded_headers(request: Request) -> list[tuple[str, str]]:
+    """The caller's headers without the hop-by-hop ones, plus X-Forwarded-For and -Proto."""
+    headers = [(key, value) for key, value in request.headers.items() if key not in HOP_BY_HOP]
+    client_host = request.client.host if request.client else ""
+    forwarded = request.headers.get("x-forwarded-for")
+    headers.append(("x-forwarded-for", f"{forwarded}, {client_host}" if forwarded else client_host))
+    headers.append(("x-forwarded-proto", request.url.scheme))
+    return headers
+
+
+async def request_body(request: Request) -> bytes | AsyncIterator[bytes] | None:
+    """A small body of known length whole; any other body as a stream, so an upload never sits
+    in the gateway's memory."""
+    length = request.headers.get("content-length")
+    if length is None:
+        return request.stream() if "transfer-encoding" in request.headers else None
+    if length.isdigit() and int(length) <= WHOLE_BODY_BYTES:
+        return await request.body()
+    return request.stream()
+
+
+def upstream_url(base: str, request: Request) -> URL:
+    """The service's URL for the request: its path and query string as the caller sent them."""
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else quote(request.url.path)
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return URL(f"{base}{path}?{query}" if query else f"{base}{path}", encoded=True)
+
+
+async def answer_of(upstream: aiohttp.ClientResponse) -> Response:
+    """The service's answer as the gateway's: small bodies of known length read whole, any
+    other streamed (a CSV export keeps the gateway's memory flat)."""
+    headers = [
+        (name, value)
+        for name, value in ((key.lower(), value) for key, value in upstream.raw_headers)
+        if name not in _HOP_BY_HOP_RAW
+    ]
+    response: Response
+    length = upstream.content_length
+    if length is not None and length <= WHOLE_BODY_BYTES:
+        try:
+            body = await upstream.read()
+        finally:
+            upstream.release()
+        response = Response(body, status_code=upstream.status)
+    else:
+        response = StreamingResponse(
+            upstream.content.iter_any(),
+            status_code=upstream.status,
+            background=BackgroundTask(upstream.release),
+        )
+    response.raw_headers = headers
+    return response
+
+
 def create_gateway(settings: GatewaySettings) -> FastAPI:
-    client = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.timeout_seconds, connect=5.0),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        follow_redirects=False,
-    )
+    upstreams = Upstreams(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            await client.aclose()
+            await upstreams.close()
 
     app = FastAPI(title="User Insights gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_problem_handlers(app)
 
-    async def upstreams() -> None:
+    async def services() -> None:
         for name, base in upstream_urls(settings):
             try:
-                answer = await client.get(f"{base}/readyz", timeout=2.0)
-            except httpx.TransportError as error:
-                raise RuntimeError(f"{name} at {base} is not answering: {error}") from error
-            if answer.status_code != 200:
-                raise RuntimeError(f"{name} at {base} is not ready ({answer.status_code})")
+                status, _ = await upstreams.get(f"{base}/readyz", seconds=2.0)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise RuntimeError(f"{name} at {base} is not answering: {error!r}") from error
+            if status != 200:
+                raise RuntimeError(f"{name} at {base} is not ready ({status})")
 
-    install_observability(app, service="gateway", readiness=[upstreams])
-
-    install_dashboard(app)
+    install_observability(app, service="gateway", readiness=[services])
 
     @app.get(API_PREFIX + "/openapi.json", include_in_schema=False)
     async def openapi() -> JSONResponse:
@@ -122,15 +213,16 @@ def create_gateway(settings: GatewaySettings) -> FastAPI:
         documents = []
         for name, base in upstream_urls(settings):
             try:
-                answer = await client.get(f"{base}{API_PREFIX}/openapi.json", timeout=5.0)
-                answer.raise_for_status()
-            except httpx.HTTPError as error:
+                status, body = await upstreams.get(f"{base}{API_PREFIX}/openapi.json", seconds=5.0)
+                if status != 200:
+                    raise ValueError(f"it answered {status}")
+                documents.append(orjson.loads(body))
+            except (aiohttp.ClientError, TimeoutError, ValueError) as error:
                 raise Problem(
                     502,
                     "Upstream unavailable",
-                    f"The {name} service did not give its API reference ({error}).",
+                    f"The {name} service did not give its API reference ({error!r}).",
                 ) from error
-            documents.append(answer.json())
         return JSONResponse(merge_openapi(documents))
 
     @app.get("/api/docs", include_in_schema=False)
@@ -144,44 +236,30 @@ def create_gateway(settings: GatewaySettings) -> FastAPI:
     )
     async def forward(request: Request) -> Response:
         name, base = route(request.url.path, settings)
-        headers = [(key, value) for key, value in request.headers.items() if key not in HOP_BY_HOP]
-        client_host = request.client.host if request.client else ""
-        forwarded = request.headers.get("x-forwarded-for")
-        headers.append(
-            ("x-forwarded-for", f"{forwarded}, {client_host}" if forwarded else client_host)
-        )
-        headers.append(("x-forwarded-proto", request.url.scheme))
-        has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
-        upstream_request = client.build_request(
-            request.method,
-            f"{base}{request.url.path}",
-            params=request.url.query,
-            headers=headers,
-            content=request.stream() if has_body else None,
-        )
         try:
-            upstream = await client.send(upstream_request, stream=True)
-        except httpx.TimeoutException as error:
+            upstream = await upstreams.session.request(
+                request.method,
+                upstream_url(base, request),
+                headers=forwarded_headers(request),
+                data=await request_body(request),
+                allow_redirects=False,
+            )
+            return await answer_of(upstream)
+        except TimeoutError as error:  # aiohttp's timeouts are TimeoutErrors too
             raise Problem(
                 504,
                 "Upstream timeout",
                 f"The {name} service did not answer in {settings.timeout_seconds:g} s.",
             ) from error
-        except httpx.TransportError as error:
+        except aiohttp.ClientError as error:
             raise Problem(
                 502,
                 "Upstream unavailable",
                 f"The {name} service at {base} is not answering ({type(error).__name__}). "
                 "Check that it runs and that the gateway's GATEWAY_*_URL points at it.",
             ) from error
-        response_headers = {
-            key: value for key, value in upstream.headers.items() if key not in HOP_BY_HOP
-        }
-        return StreamingResponse(
-            upstream.aiter_raw(),
-            status_code=upstream.status_code,
-            headers=response_headers,
-            background=BackgroundTask(upstream.aclose),
-        )
 
+    # After the API's routes, which are matched first: the dashboard's page paths never start
+    # with /api, and each request only has to be compared with the routes before its own.
+    install_dashboard(app)
     return app

@@ -36,8 +36,10 @@ async def embedded(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 async def gateway() -> AsyncIterator[httpx.AsyncClient]:
     closed = f"http://127.0.0.1:{free_port()}"
     settings = GatewaySettings(import_url=closed, ingest_url=closed, query_url=closed)
-    async for client in serve(create_gateway(settings)):
-        yield client
+    app = create_gateway(settings)
+    async with app.router.lifespan_context(app):  # closes its pool of connections
+        async for client in serve(app):
+            yield client
 
 
 async def expect_dashboard(client: httpx.AsyncClient) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from opensearchpy import AsyncOpenSearch
+from opensearchpy.exceptions import NotFoundError
 
 from insights_contracts import AnyEvent
 from insights_query.adapters.opensearch import (
@@ -21,6 +22,7 @@ from insights_query.adapters.opensearch import (
     create_client,
 )
 from insights_query.adapters.opensearch.mappings import KINDS
+from insights_query.domain.search import parse_search
 
 pytestmark = pytest.mark.integration
 
@@ -221,3 +223,18 @@ async def test_ping(client: AsyncOpenSearch, store: OpenSearchInsightsStore) -> 
         assert await OpenSearchInsightsStore(nowhere).ping() is False
     finally:
         await nowhere.close()
+
+
+async def test_a_search_failing_inside_its_msearch_raises_as_it_would_alone(
+    client: AsyncOpenSearch, os_prefix: str
+) -> None:
+    # No indices behind this prefix: every rank's search fails with index_not_found.
+    store = OpenSearchInsightsStore(client, prefix=f"{os_prefix}-missing")
+    query = parse_search("alex")
+    assert query is not None and len(query.ranks()) > 1
+    with pytest.raises(NotFoundError) as alone:
+        await client.search(index=store.index("users"), body={"query": {"match_all": {}}})
+    with pytest.raises(NotFoundError) as together:
+        await store.search_users("acme", query, after=None, limit=20)
+    assert together.value.status_code == alone.value.status_code == 404
+    assert together.value.error == alone.value.error == "index_not_found_exception"

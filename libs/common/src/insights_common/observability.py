@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -15,6 +15,7 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -39,16 +40,9 @@ def install_observability(
     )
     checks = list(readiness or [])
 
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = _route_template(app, request)
-        requests.labels(service, request.method, route, str(response.status_code)).inc()
-        latency.labels(service, request.method, route).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(
+        _Measure, app_routes=app, service=service, requests=requests, latency=latency
+    )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -73,10 +67,51 @@ def install_observability(
     return registry
 
 
-def _route_template(app: FastAPI, request: Request) -> str:
+class _Measure:
+    """Counts each request and observes its latency up to the start of its response.
+
+    Plain ASGI: starlette's BaseHTTPMiddleware (`@app.middleware`) passes every response
+    through a memory stream and a task group, which cost the gateway more CPU than forwarding.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        app_routes: FastAPI,
+        service: str,
+        requests: Counter,
+        latency: Histogram,
+    ) -> None:
+        self._app = app
+        self._routes = app_routes
+        self._service = service
+        self._requests = requests
+        self._latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def measured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seconds = time.perf_counter() - started
+                route = _route_template(self._routes, scope)
+                method = scope["method"]
+                status = str(message["status"])
+                self._requests.labels(self._service, method, route, status).inc()
+                self._latency.labels(self._service, method, route).observe(seconds)
+            await send(message)
+
+        await self._app(scope, receive, measured)
+
+
+def _route_template(app: FastAPI, scope: Scope) -> str:
     """The route's path template, so metrics do not get one series per user id."""
     for route in app.router.routes:
-        match, _ = route.matches(request.scope)
+        match, _ = route.matches(scope)
         if match == Match.FULL:
             return str(getattr(route, "path", "unmatched"))
     return "unmatched"

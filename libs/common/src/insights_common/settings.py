@@ -37,3 +37,15 @@ class OpenSearchSettings(BaseSettings):
     url: str = "http://127.0.0.1:9200"
     index_prefix: str = "insights"
     """Indices and aliases are named `<prefix>-users`, `<prefix>-messages`, ..."""
+
+
+class KeyCacheSettings(BaseSettings):
+    """How long a service of the distributed mode keeps a resolved API key (`key_cache.py`)."""
+
+    model_config = SettingsConfigDict(env_prefix="API_KEY_CACHE_", extra="ignore")
+
+    seconds: float = Field(default=5.0, ge=0)
+    """A revoked key is refused at most this long after `insights keys revoke`; 0 asks the key
+    store on every request."""
+    size: int = Field(default=10_000, ge=1)
+    """Most keys kept (known or not), the least recently used going first."""

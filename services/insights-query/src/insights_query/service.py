@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from insights_contracts import AnyEvent
 from insights_query.domain.errors import NotFound
@@ -21,7 +23,7 @@ from insights_query.domain.queries import (
 from insights_query.domain.search import parse_search
 from insights_query.domain.stats import build_user_stats
 from insights_query.domain.time import resolve_window, ts_key, utc_now
-from insights_query.domain.users import user_detail, user_summary
+from insights_query.domain.users import UserProfile, user_detail, user_summary
 from insights_query.domain.views import (
     MessageDetail,
     MessageItem,
@@ -32,6 +34,8 @@ from insights_query.domain.views import (
 )
 from insights_query.ports import InsightsReader, ProjectionStore
 from insights_query.settings import QuerySettings
+
+T = TypeVar("T")
 
 
 class Projector:
@@ -90,10 +94,9 @@ class QueryService:
             default_days=self._settings.default_window_days,
             max_days=self._settings.max_window_days,
         )
-        profile = await self._reader.get_user(app_id, user_id)
-        if profile is None:
-            raise NotFound("user", user_id)
-        rows = await self._reader.user_stats(app_id, user_id, window)
+        profile, rows = await self._with_user(
+            app_id, user_id, self._reader.user_stats(app_id, user_id, window)
+        )
         return user_detail(profile, build_user_stats(rows, window))
 
     async def list_messages(
@@ -113,9 +116,12 @@ class QueryService:
             status=status, channel=channel, template=template, since=since, until=until
         )
         start = MessagePosition.load(after) if after is not None else None
-        await self._require_user(app_id, user_id)
-        details = await self._reader.list_messages(
-            app_id, user_id, filters=filters, after=start, limit=limit + 1
+        _, details = await self._with_user(
+            app_id,
+            user_id,
+            self._reader.list_messages(
+                app_id, user_id, filters=filters, after=start, limit=limit + 1
+            ),
         )
         page = details[:limit]
         following = _message_position(page[-1]).dump() if len(details) > limit else None
@@ -183,6 +189,23 @@ class QueryService:
     async def _require_user(self, app_id: str, user_id: str) -> None:
         if await self._reader.get_user(app_id, user_id) is None:
             raise NotFound("user", user_id)
+
+    async def _with_user(
+        self, app_id: str, user_id: str, read: Awaitable[T]
+    ) -> tuple[UserProfile, T]:
+        """The user's profile and what `read` answers, both asked at once: a request waits for
+        the slower, not for the two in turn. NotFound when there is no such user, whatever
+        `read` gave."""
+        profile, answer = await asyncio.gather(
+            self._reader.get_user(app_id, user_id), read, return_exceptions=True
+        )
+        if isinstance(profile, BaseException):
+            raise profile
+        if profile is None:
+            raise NotFound("user", user_id)
+        if isinstance(answer, BaseException):
+            raise answer
+        return profile, answer
 
 
 def _message_position(detail: MessageDetail) -> MessagePosition:

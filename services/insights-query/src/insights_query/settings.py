@@ -30,6 +30,9 @@ class QuerySettings(BaseSettings):
     """Most events the projector folds in one batch (written in bulk requests of up to 1 MB)."""
     projector_consumers: int = Field(default=2, ge=1)
     """Kafka consumers of the projector process, each with its share of the partitions."""
+    opensearch_pool: int = Field(default=32, ge=1)
+    """Connections the query API (and the projector) keep to OpenSearch. Each API request uses
+    one at a time, so fewer than the requests served at once make them queue in the process."""
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)

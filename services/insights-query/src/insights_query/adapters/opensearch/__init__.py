@@ -45,8 +45,9 @@ class OrjsonSerializer(JSONSerializer):
             raise SerializationError(data, exc) from exc
 
 
-def create_client(url: str) -> AsyncOpenSearch:
-    """An aiohttp client for one cluster URL (http://host:9200, credentials in the URL).
+def create_client(url: str, *, pool: int = 10) -> AsyncOpenSearch:
+    """An aiohttp client for one cluster URL (http://host:9200, credentials in the URL), with
+    up to `pool` connections: a request finding them all busy waits for one.
 
     Timeouts are retried: a retried bulk that had in fact been applied only meets its own
     writes as version conflicts, which the store folds again into the same documents. Bodies
@@ -60,4 +61,5 @@ def create_client(url: str) -> AsyncOpenSearch:
         retry_on_timeout=True,
         http_compress=False,
         serializer=OrjsonSerializer(),
+        pool_maxsize=pool,
     )

@@ -1,0 +1,74 @@
+"""Resolved API keys kept in memory for a few seconds, so a request does not wait on the key store.
+
+The price is a bound on revocation: a key revoked by another process (`insights keys revoke`)
+still works here until its entry expires, at most `ttl` seconds. Keys the store does not know are
+remembered the same way, so a client retrying a wrong key does not send each try to the store.
+Entries are keyed by the key's SHA-256, as the store keeps it, never by the key; there are at most
+`size` of them, the least recently used going first, so unknown keys sent in bulk cannot grow
+the memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from insights_common.auth import ApiKeyInfo, KeyStore, hash_key
+
+
+class CachedKeyStore:
+    """Implements `insights_common.auth.KeyStore` over another one; only resolving is cached."""
+
+    def __init__(
+        self,
+        store: KeyStore,
+        *,
+        ttl: float,
+        size: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ttl <= 0 or size < 1:
+            raise ValueError(f"a key cache needs ttl > 0 and size >= 1 (got {ttl}, {size})")
+        self._store = store
+        self._ttl = ttl
+        self._size = size
+        self._clock = clock
+        self._resolved: OrderedDict[str, tuple[float, ApiKeyInfo | None]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._resolved)
+
+    async def resolve_api_key(self, key: str) -> ApiKeyInfo | None:
+        digest = hash_key(key)
+        now = self._clock()
+        entry = self._resolved.get(digest)
+        if entry is not None and entry[0] > now:
+            self._resolved.move_to_end(digest)
+            return entry[1]
+        info = await self._store.resolve_api_key(key)
+        self._resolved[digest] = (now + self._ttl, info)
+        self._resolved.move_to_end(digest)
+        while len(self._resolved) > self._size:
+            self._resolved.popitem(last=False)
+        return info
+
+    async def revoke_api_key(self, app_id: str, key_id: str) -> bool:
+        revoked = await self._store.revoke_api_key(app_id, key_id)
+        # Revoked through this process: refused here at once, not after the ttl.
+        for digest, (_, info) in list(self._resolved.items()):
+            if info is not None and info.app_id == app_id and info.key_id == key_id:
+                del self._resolved[digest]
+        return revoked
+
+    async def create_api_key(self, app_id: str) -> str:
+        return await self._store.create_api_key(app_id)
+
+    async def list_api_keys(self, app_id: str) -> list[ApiKeyInfo]:
+        return await self._store.list_api_keys(app_id)
+
+    async def rotate_webhook_secret(self, app_id: str) -> str:
+        return await self._store.rotate_webhook_secret(app_id)
+
+    async def webhook_secret(self, app_id: str) -> str | None:
+        return await self._store.webhook_secret(app_id)
