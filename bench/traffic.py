@@ -28,18 +28,11 @@ from typing import Any
 
 from bench.people import person
 from insights.demo_data import (
-    P_CLICKED_IF_READ,
-    P_DELIVERED_IF_NOT_FAILED,
-    P_FAILED,
-    P_READ_IF_DELIVERED,
-    P_RESPONDED_IF_READ,
-    READ_FACTOR,
     TEMPLATES,
     Builder,
     Plan,
     Template,
-    channel_weight,
-    response_type,
+    drawn_plan,
     rfc3339,
     template_events,
     version_at,
@@ -183,20 +176,7 @@ class Traffic:
                 break
         else:
             raise RuntimeError(f"no template of the catalog is live at {rfc3339(sent_at)}")
-        weights = [channel_weight(c, user) for c in channels]
-        channel = rng.choices(channels, weights=weights)[0]
-        if rng.random() < P_FAILED:
-            return Plan(user, template, channel, sent_at, "failed", None)
-        outcome, response = "sent", None
-        if rng.random() < P_DELIVERED_IF_NOT_FAILED:
-            outcome = "delivered"
-            if rng.random() < min(P_READ_IF_DELIVERED * READ_FACTOR[channel], 0.95):
-                outcome = "read"
-                if rng.random() < P_CLICKED_IF_READ:
-                    outcome = "clicked"
-                if rng.random() < P_RESPONDED_IF_READ:
-                    response = response_type(rng, template, channel)
-        return Plan(user, template, channel, sent_at, outcome, response)
+        return drawn_plan(rng, user, template, channels, sent_at)
 
 
 def _outcome(number: int, events: list[dict[str, Any]]) -> Sent:

@@ -1404,6 +1404,14 @@ def _random_plan(
         ]
         if channels:
             break
+    return drawn_plan(rng, user, template, channels, sent_at)
+
+
+def drawn_plan(
+    rng: random.Random, user: User, template: Template, channels: list[str], sent_at: datetime
+) -> Plan:
+    """A message of `template` to `user` on one of `channels`, with its funnel drawn: failed, or
+    sent, delivered, read, clicked, and maybe a response."""
     channel = rng.choices(channels, weights=[channel_weight(c, user) for c in channels])[0]
     if rng.random() < P_FAILED:
         return Plan(user, template, channel, sent_at, "failed", None)

@@ -93,3 +93,13 @@ export function formatBytes(size: number): string {
   if (size < 1024 * 1024) return `${(size / 1024).toFixed(1)} KB`;
   return `${(size / 1024 / 1024).toFixed(1)} MB`;
 }
+
+/** The six counts of a message funnel, in the order every page shows them. */
+export const COUNT_NAMES = [
+  ["sent", "Sent"],
+  ["delivered", "Delivered"],
+  ["read", "Read"],
+  ["clicked", "Clicked"],
+  ["failed", "Failed"],
+  ["responded", "Responded"],
+] as const;

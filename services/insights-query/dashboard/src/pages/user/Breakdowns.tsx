@@ -1,19 +1,11 @@
 import { Empty } from "../../components/Empty";
-import { channelLabel, formatCount } from "../../components/format";
+import { COUNT_NAMES, channelLabel, formatCount } from "../../components/format";
 import { type Column, Table } from "../../components/Table";
 import { Link, segment } from "../../router";
 import type { Counts, UserStats } from "../../types";
 
 function countColumns<T extends Counts>(): Column<T>[] {
-  const names: [keyof Counts, string][] = [
-    ["sent", "Sent"],
-    ["delivered", "Delivered"],
-    ["read", "Read"],
-    ["clicked", "Clicked"],
-    ["failed", "Failed"],
-    ["responded", "Responded"],
-  ];
-  return names.map(([field, header]) => ({ header, kind: "num", cell: (row: T) => formatCount(row[field]) }));
+  return COUNT_NAMES.map(([field, header]) => ({ header, kind: "num", cell: (row: T) => formatCount(row[field]) }));
 }
 
 type ChannelRow = UserStats["by_channel"][number];

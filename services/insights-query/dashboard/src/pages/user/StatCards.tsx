@@ -1,5 +1,5 @@
 import { useId } from "preact/hooks";
-import { formatCount, formatRate } from "../../components/format";
+import { COUNT_NAMES, formatCount, formatRate } from "../../components/format";
 import type { UserStats } from "../../types";
 
 function Card({ label, value, note }: { label: string; value: string; note?: string }) {
@@ -15,17 +15,7 @@ function Card({ label, value, note }: { label: string; value: string; note?: str
   );
 }
 
-type CountKey = "sent" | "delivered" | "read" | "clicked" | "failed" | "responded";
 type RateKey = "delivery_rate" | "read_rate" | "click_rate" | "response_rate";
-
-const COUNTS: [CountKey, string][] = [
-  ["sent", "Sent"],
-  ["delivered", "Delivered"],
-  ["read", "Read"],
-  ["clicked", "Clicked"],
-  ["failed", "Failed"],
-  ["responded", "Responded"],
-];
 
 /** Each rate with what it is taken over; a null rate (nothing to divide by) says why. */
 const RATES: [RateKey, string, string, string][] = [
@@ -39,7 +29,7 @@ export function StatCards({ stats }: { stats: UserStats }) {
   return (
     <>
       <div class="stat-cards">
-        {COUNTS.map(([key, label]) => (
+        {COUNT_NAMES.map(([key, label]) => (
           <Card key={key} label={label} value={formatCount(stats[key])} />
         ))}
       </div>
