@@ -172,7 +172,10 @@ def dev(
             key = await load_demo(embedded, data_dir=settings.data_dir)
             out.print("\n[bold green]Demo app 'demo' is ready.[/] API key (shown once):")
             out.print(key, soft_wrap=True, highlight=False)
-            out.print("\nTry:", soft_wrap=True)
+            out.print(
+                f"\nOpen the dashboard at {base} and sign in with that key, or try the API:",
+                soft_wrap=True,
+            )
             for path in ("users?q=alex", "users/alex", "users/alex/messages"):
                 out.print(
                     f'  curl -H "Authorization: Bearer {key}" "{base}/api/v1/{path}"',
