@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PORT ?= 8000
 
-.PHONY: dev test browser dashboard bootstrap sync lint typecheck unit integration e2e services services-down schemas clean
+.PHONY: dev test bench browser dashboard bootstrap sync lint typecheck unit integration e2e services services-down schemas clean
 
 dev: sync dashboard  ## run the product with demo data at http://127.0.0.1:$(PORT)
 	$(UV) run insights dev --demo --port $(PORT)
@@ -19,6 +19,18 @@ SERVICES_ENV = if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}$${OPENSEARCH_URL:-}$${POST
 
 test: sync browser dashboard lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
 	$(SERVICES_ENV) && $(UV) run pytest
+
+# Every benchmark at its default size, one after another, on the real services (docs/performance.md
+# holds their latest figures): about 4 minutes on 2 cores. The query benchmark runs on a
+# deployment bench.generate loads with 20,000 users and 100,000 messages, removed afterwards.
+bench: sync  ## run every benchmark and print its figures (about 4 minutes)
+	$(SERVICES_ENV) && $(UV) run python -m bench.import_csv --mode all \
+		&& $(UV) run python -m bench.ingest --mode all \
+		&& $(UV) run python -m bench.raw_door \
+		&& $(UV) run python -m bench.upload_memory \
+		&& $(UV) run python -m bench.generate --users 20000 --messages 100000 --keep \
+		&& { $(UV) run python -m bench.query --clients 20 --seconds 20; status=$$?; \
+			$(UV) run python -m bench.generate --down; exit $$status; }
 
 # The web dashboard (TypeScript, built with Node.js into the insights-query package). Node.js is
 # needed only to build it; without npm, / serves a plain page that says how to build it.
