@@ -43,3 +43,11 @@ def test_a_good_key_lands_on_users_and_sign_out_forgets_it(page: Page, api_key: 
     page.goto("/users")
     expect(page.get_by_label("API key")).to_be_visible()
     assert page.evaluate("() => JSON.stringify(sessionStorage)").find("uik_") == -1
+
+
+def test_an_address_no_page_has_says_so_with_a_way_back(signed_in: Page) -> None:
+    answer = signed_in.goto("/no-such-page")
+    assert answer is not None and answer.status == 404
+    expect(signed_in.get_by_role("heading", name="Page not found")).to_be_visible()
+    signed_in.get_by_role("link", name="Search users").click()
+    expect(signed_in).to_have_url(re.compile(r"/users$"))

@@ -174,6 +174,22 @@ async def test_a_path_that_is_no_page_is_not_found(client: httpx.AsyncClient) ->
         assert answer.headers["content-type"] == "application/problem+json"
 
 
+async def test_a_browser_opening_no_page_gets_the_dashboard_with_a_404(
+    client: httpx.AsyncClient,
+) -> None:
+    html = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    for path in ("/nowhere", "/users/alice/messages", "/index.html"):
+        answer = await client.get(path, headers=html)
+        assert answer.status_code == 404, path
+        assert answer.text == INDEX
+        assert answer.headers["cache-control"] == "no-cache"
+    # the API, its files and the service endpoints answer their problem document still
+    for path in ("/api/v1/nowhere", "/assets/index-Zz99.js", "/healthz/x"):
+        answer = await client.get(path, headers=html)
+        assert answer.status_code == 404, path
+        assert answer.headers["content-type"] == "application/problem+json"
+
+
 async def test_head_answers_for_pages(client: httpx.AsyncClient) -> None:
     answer = await client.head("/users/alice")
     assert answer.status_code == 200

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from insights_common.http import Problem
 
@@ -59,12 +60,7 @@ def dashboard_router(assets: Path = DEFAULT_ASSETS) -> APIRouter:
     hashed = assets / "assets"
 
     async def page() -> HTMLResponse:
-        index = assets / "index.html"
-        try:
-            html = index.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            html = FALLBACK_PAGE
-        return HTMLResponse(html, headers={"Cache-Control": REVALIDATE})
+        return _index(assets)
 
     async def asset(name: str) -> FileResponse:
         base = hashed.resolve()
@@ -84,6 +80,46 @@ def dashboard_router(assets: Path = DEFAULT_ASSETS) -> APIRouter:
     return router
 
 
+def _index(assets: Path, status_code: int = 200) -> HTMLResponse:
+    try:
+        html = (assets / "index.html").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        html = FALLBACK_PAGE
+    return HTMLResponse(html, status_code, headers={"Cache-Control": REVALIDATE})
+
+
+# Paths of the API and the service endpoints: a miss there stays the API's problem document.
+_NOT_PAGES = ("/api/", "/assets/", "/healthz", "/readyz", "/metrics", "/openapi.json")
+
+
+def _page_navigation(request: Request) -> bool:
+    """A browser opening an address (it asks for HTML) outside the API."""
+    path = request.url.path
+    return (
+        request.method in ("GET", "HEAD")
+        and "text/html" in request.headers.get("accept", "")
+        and not path.startswith(_NOT_PAGES)
+    )
+
+
 def install_dashboard(app: FastAPI, *, assets: Path = DEFAULT_ASSETS) -> None:
-    """Serve the dashboard at / and its page paths, beside the app's other routes."""
+    """Serve the dashboard at / and its page paths, beside the app's other routes.
+
+    Install after the problem handlers: a browser that opens an address no page has gets the
+    dashboard with a 404 status, which shows its own "Page not found" with the way back; any
+    other miss keeps the problem document the API answers.
+    """
     app.include_router(dashboard_router(assets))
+    problem = app.exception_handlers[StarletteHTTPException]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        if (
+            isinstance(exc, StarletteHTTPException)
+            and exc.status_code == 404
+            and _page_navigation(request)
+        ):
+            return _index(assets, 404)
+        answer: Response = await problem(request, exc)
+        return answer
+
+    app.add_exception_handler(StarletteHTTPException, not_found)
