@@ -119,7 +119,7 @@ def install_dashboard(app: FastAPI, *, assets: Path = DEFAULT_ASSETS) -> None:
             and _page_navigation(request)
         ):
             return _index(assets, 404)
-        answer: Response = await problem(request, exc)
-        return answer
+        answer = problem(request, exc)
+        return answer if isinstance(answer, Response) else await answer
 
     app.add_exception_handler(StarletteHTTPException, not_found)
