@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from bench.ingest import BATCH, Api, Target, _quantile
+from bench.ingest import BATCH, Api, Target, quantile
 from bench.traffic import Traffic
 
 TICK = 0.1
@@ -94,8 +94,8 @@ async def _feed(config: dict[str, Any], stop: Event) -> FeedFigures:
         events=totals["events"],
         seconds=seconds,
         achieved=totals["events"] / seconds,
-        batch_p50_ms=1000 * _quantile(latencies, 0.5),
-        batch_p99_ms=1000 * _quantile(latencies, 0.99),
+        batch_p50_ms=1000 * quantile(latencies, 0.5),
+        batch_p99_ms=1000 * quantile(latencies, 0.99),
         failures=totals["failures"],
     )
 

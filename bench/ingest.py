@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import math
 import os
@@ -51,6 +49,8 @@ from typing import Any
 
 import httpx
 import orjson
+
+from insights_common.auth import sign
 
 APP_ID = "bench"
 BATCH = 1000
@@ -233,10 +233,6 @@ def build_stream(*, events: int, seed: int, tag: str, start: datetime) -> Stream
 
 def batches(events: list[dict[str, Any]], size: int = BATCH) -> list[bytes]:
     return [orjson.dumps(events[i : i + size]) for i in range(0, len(events), size)]
-
-
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def partition_of(user_id: str, partitions: int, *, app: str = APP_ID) -> int:
@@ -437,8 +433,8 @@ async def run_throughput(api: Api, stream: Stream, *, connections: int) -> Throu
         webhook_rate=count / (accepted_at - started),
         visible_seconds=visible_at - started,
         visible_rate=count / (visible_at - started),
-        batch_p50_ms=1000 * _quantile(latencies, 0.5),
-        batch_p99_ms=1000 * _quantile(latencies, 0.99),
+        batch_p50_ms=1000 * quantile(latencies, 0.5),
+        batch_p99_ms=1000 * quantile(latencies, 0.99),
         checked_messages=checked,
         wrong_messages=wrong,
         cpu_seconds=cpu,
@@ -488,7 +484,7 @@ async def _check_sample(api: Api, stream: Stream, *, sample: int) -> tuple[list[
     return wrong, len(chosen)
 
 
-def _quantile(ordered: list[float], q: float) -> float:
+def quantile(ordered: list[float], q: float) -> float:
     if not ordered:
         return math.nan
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -576,9 +572,9 @@ async def run_freshness(api: Api, *, rate: int, seconds: float, seed: int) -> Fr
         seconds=seconds,
         probes=len(latencies) + missed,
         missed=missed,
-        p50_ms=1000 * _quantile(latencies, 0.5),
-        p90_ms=1000 * _quantile(latencies, 0.9),
-        p99_ms=1000 * _quantile(latencies, 0.99),
+        p50_ms=1000 * quantile(latencies, 0.5),
+        p90_ms=1000 * quantile(latencies, 0.9),
+        p99_ms=1000 * quantile(latencies, 0.99),
         max_ms=1000 * (latencies[-1] if latencies else math.nan),
     )
 

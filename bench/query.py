@@ -43,7 +43,7 @@ import orjson
 from opensearchpy import AsyncOpenSearch
 
 from bench.feed import Feed, FeedFigures
-from bench.ingest import CpuMeter, _quantile
+from bench.ingest import CpuMeter, quantile
 from bench.manifest import DEFAULT_PATH, Deployment, Manifest
 from bench.query_mix import BY_NAME, KINDS, Pools, Spec
 from insights_common.http import DEFAULT_LIMIT, decode_cursor
@@ -289,7 +289,7 @@ def figures(latencies: Latencies) -> dict[str, Figure]:
         out[kind.name] = Figure(
             requests=len(found),
             errors=latencies.errors.get(kind.name, 0),
-            **{f"p{q}_ms": 1000 * _quantile(found, q / 100) for q in (50, 95, 99)},
+            **{f"p{q}_ms": 1000 * quantile(found, q / 100) for q in (50, 95, 99)},
         )
     return out
 

@@ -32,6 +32,7 @@ from insights.demo_data import (
     Builder,
     Plan,
     Template,
+    channels_for,
     drawn_plan,
     rfc3339,
     template_events,
@@ -167,11 +168,7 @@ class Traffic:
             version = version_at(template, sent_at, self.now)
             if version is None:
                 continue
-            channels = [
-                channel
-                for channel in version.channels
-                if channel != "alimtalk" or user.locale.region == "KR"
-            ]
+            channels = channels_for(version.channels, user)
             if channels:
                 break
         else:

@@ -15,7 +15,7 @@ import random
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -1397,14 +1397,15 @@ def _random_plan(
         version = version_at(template, sent_at, now)
         if version is None:
             continue
-        channels = [
-            channel
-            for channel in version.channels
-            if channel != "alimtalk" or user.locale.region == "KR"
-        ]
+        channels = channels_for(version.channels, user)
         if channels:
             break
     return drawn_plan(rng, user, template, channels, sent_at)
+
+
+def channels_for(channels: Iterable[str], user: User) -> list[str]:
+    """The channels of a template version that can reach `user`: AlimTalk only in Korea."""
+    return [channel for channel in channels if channel != "alimtalk" or user.locale.region == "KR"]
 
 
 def drawn_plan(

@@ -8,16 +8,14 @@ derives from every document: per-user counts, message lists and per-template-ver
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from insights_common.auth import sign
 from tests.deployments import eventually_true
+from tests.e2e.test_flow import post_events
 
 if TYPE_CHECKING:
     from tests.deployments import DistributedDeployment
@@ -80,17 +78,7 @@ def stream(seed: int = 7) -> tuple[list[dict[str, Any]], dict[str, Counter[str]]
 
 
 def post(deployment: DistributedDeployment, secret: str, batch: list[dict[str, Any]]) -> None:
-    body = json.dumps(batch).encode()
-    answer = httpx.post(
-        f"{deployment.url}/api/v1/events",
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "X-Insights-App": "acme",
-            "X-Insights-Signature": sign(secret, body),
-        },
-        timeout=30,
-    )
+    answer = post_events(deployment, secret, batch)
     assert answer.status_code == 202, answer.text
     assert answer.json()["rejected"] == []
 

@@ -10,13 +10,12 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from insights_common.auth import sign
 from insights_contracts.topics import NOTIFICATIONS, PLATFORM_RAW
 from tests.deployments import eventually_true
+from tests.e2e.test_flow import post_events
 
 if TYPE_CHECKING:
     from tests.deployments import DistributedDeployment
@@ -138,18 +137,10 @@ def test_raw_events_are_taken_like_the_webhooks_and_the_rest_dead_lettered(
 def test_one_event_through_both_doors_is_taken_once(distributed: DistributedDeployment) -> None:
     key = distributed.cli("keys", "create", "--app", "acme")
     secret = distributed.cli("webhooks", "secret", "--app", "acme")
-    body = json.dumps(sent("s-both", "m1")).encode()
-    answer = httpx.post(
-        f"{distributed.url}/api/v1/events",
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "X-Insights-App": "acme",
-            "X-Insights-Signature": sign(secret, body),
-        },
-        timeout=30,
-    )
+    event = sent("s-both", "m1")
+    answer = post_events(distributed, secret, event)
     assert answer.json()["accepted"] == 1, answer.text
+    body = json.dumps(event).encode()
 
     # The same event through the raw topic, then one more: once that one is visible, the copy
     # before it on the partition was seen and dropped.
