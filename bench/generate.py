@@ -113,10 +113,18 @@ class Report:
 
 
 async def import_users(
-    client: httpx.AsyncClient, *, seed: int, users: int, partitions: int, app: str, sampler: Sampler
+    client: httpx.AsyncClient,
+    *,
+    seed: int,
+    users: int,
+    partitions: int,
+    app: str,
+    sampler: Sampler,
+    first: int = 0,
 ) -> UserFigures:
-    """Every user by CSV import; the next file is generated (in a thread) while one imports."""
-    spans = [(n, min(users, n + USERS_PER_FILE)) for n in range(0, users, USERS_PER_FILE)]
+    """Users first..first+users by CSV import; the next file is built in a thread meanwhile."""
+    end = first + users
+    spans = [(n, min(end, n + USERS_PER_FILE)) for n in range(first, end, USERS_PER_FILE)]
 
     def build(start: int, stop: int) -> tuple[bytes, list[str]]:
         last: dict[int, str] = {}
@@ -256,11 +264,22 @@ async def _by_raw(
 
 
 async def load(
-    target: Target, deployment: Deployment, args: argparse.Namespace, now: datetime
+    target: Target,
+    deployment: Deployment,
+    args: argparse.Namespace,
+    now: datetime,
+    sampler: Sampler | None = None,
 ) -> tuple[Report, Manifest]:
+    """Import users args.first_user.. (+args.users), then send args.messages to them.
+
+    A cohort after the first (`first_user` > 0) has its own message stream. The manifest's users
+    are all those up to the cohort's last, its messages and events the cohort's; `sampler` may
+    carry on from earlier cohorts, so that its samples cover them all.
+    """
     began = time.perf_counter()
     meter = CpuMeter(target.pids)
-    sampler = Sampler(args.seed)
+    sampler = sampler or Sampler(args.seed)
+    first = args.first_user
     traffic = Traffic(
         app_id=deployment.app,
         seed=args.seed,
@@ -269,6 +288,8 @@ async def load(
         now=now,
         days=args.days,
         zipf=args.zipf,
+        stream=first,
+        first_user=first,
     )
     headers = {"Authorization": f"Bearer {target.key}"}
     async with httpx.AsyncClient(base_url=target.url, headers=headers, timeout=600) as client:
@@ -280,11 +301,12 @@ async def load(
             partitions=deployment.partitions,
             app=deployment.app,
             sampler=sampler,
+            first=first,
         )
     print(f"sending {args.messages:,} messages ...", file=sys.stderr, flush=True)
     messages = await send_messages(target, deployment, traffic, sampler, args)
     audience = traffic.audience
-    heavy = [person(args.seed, audience.index_of(rank)).user_id for rank in range(10)]
+    heavy = [person(args.seed, first + audience.index_of(rank)).user_id for rank in range(10)]
     top = max(1, args.users // 100)
     skew = {
         "top_user_messages": args.messages * audience.share(0),
@@ -307,7 +329,7 @@ async def load(
     )
     manifest = Manifest(
         seed=args.seed,
-        users=args.users,
+        users=first + args.users,
         messages=args.messages,
         events=messages.events,
         days=args.days,
@@ -487,7 +509,7 @@ def show(report: Report, manifest: Manifest | None) -> None:
         )
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
+def interrupt(signum: int, frame: FrameType | None) -> None:
     """The first Ctrl-C or SIGTERM stops the run; later ones must not cut its clean-up short."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -502,6 +524,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--first-user",
+        type=int,
+        default=0,
+        help="the index of the first user: with --url, a later cohort of users and messages",
+    )
     parser.add_argument("--days", type=float, default=90, help="messages over this many days")
     parser.add_argument("--zipf", type=float, default=0.8, help="exponent of the user skew")
     parser.add_argument(
@@ -531,12 +559,14 @@ def main() -> None:
         return
     if args.users < 1 or args.messages < 1:
         parser.error("--users and --messages must be at least 1")
+    if args.first_user < 0:
+        parser.error("--first-user must not be negative")
     if args.url and not (args.key and args.webhook_secret):
         parser.error("--url needs --key and --webhook-secret")
     args.door = args.door or ("webhook" if args.url else "raw")
     now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC).replace(microsecond=0)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         report = run_external(args, now) if args.url else run_own(args, now)
     except KeyboardInterrupt:

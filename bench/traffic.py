@@ -103,6 +103,8 @@ class Traffic:
 
     `seed` fixes the users and who gets how much; `stream` picks another sequence of messages
     for the same users (the same seed and stream give the same events, given the same `now`).
+    The users are those of index `first_user` to `first_user + users`, so an app can grow by
+    cohorts: each its own users, its own stream and its own Zipf skew.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class Traffic:
         days: float = 90,
         zipf: float = 0.8,
         stream: int = 0,
+        first_user: int = 0,
     ) -> None:
         if messages < 0:
             raise ValueError("messages must not be negative")
@@ -123,6 +126,7 @@ class Traffic:
             raise ValueError("days must be positive")
         self.app_id = app_id
         self.seed = seed
+        self.first_user = first_user
         self.messages = messages
         self.now = now
         self.start = now - timedelta(days=days)
@@ -148,7 +152,7 @@ class Traffic:
             sent_at = self.start + timedelta(seconds=span * (number + rng.random()) / self.messages)
             while pending and pending[0][0] <= sent_at:
                 yield heapq.heappop(pending)[2]
-            who = person(self.seed, self.audience.pick(rng))
+            who = person(self.seed, self.first_user + self.audience.pick(rng))
             builder.message(self._plan(rng, who.profile, sent_at), number)
             for at, _, event in builder.events:
                 heapq.heappush(pending, (at, next(order), event))

@@ -54,6 +54,20 @@ def test_the_same_seed_gives_the_same_events() -> None:
     assert traffic().template_events() == traffic().template_events()
 
 
+def test_a_later_cohort_reaches_only_its_own_users_with_new_message_ids() -> None:
+    """bench.growth grows an app by cohorts: users first_user.., a stream of their own."""
+    first = Traffic(app_id="bench", seed=7, users=500, messages=800, now=NOW)
+    later = Traffic(
+        app_id="bench", seed=7, users=300, messages=800, now=NOW, stream=500, first_user=500
+    )
+    theirs = {person(7, index).user_id for index in range(500, 800)}
+    events = list(later.events())
+    assert {e["user_id"] for e in events if "user_id" in e} <= theirs
+    assert len({e["user_id"] for e in events if "user_id" in e}) > 100
+    ids = {e["message_id"] for e in first.events() if "message_id" in e}
+    assert ids.isdisjoint(e["message_id"] for e in events if "message_id" in e)
+
+
 def test_events_are_contract_events_in_time_order_and_none_after_now() -> None:
     stream = traffic()
     events = [*stream.template_events(), *stream.events()]
