@@ -31,6 +31,7 @@ import os
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +58,7 @@ from bench.ingest import (
     clean_up,
     distributed,
     partition_of,
+    wait_ready,
 )
 from bench.manifest import DEFAULT_PATH, Deployment, Manifest, Sampler
 from bench.people import Person, csv_file, person, user_rows
@@ -440,6 +442,44 @@ def tear_down(path: Path) -> None:
     )
 
 
+def restart(path: Path, names: list[str]) -> None:
+    """Restart the named processes of a deployment --keep left, with the command line and the
+    environment each was started with: the code as it is now, on the data already loaded."""
+    manifest = Manifest.load(path)
+    deployment = manifest.deployment
+    if deployment is None or not deployment.kept or not deployment.work:
+        raise SystemExit(f"{path} names no deployment that bench.generate --keep left running")
+    unknown = sorted(set(names) - set(deployment.pids))
+    if unknown:
+        raise SystemExit(f"--restart: no {', '.join(unknown)}; it has {', '.join(deployment.pids)}")
+    for name in names:
+        started = []
+        for number, pid in enumerate(deployment.pids[name]):
+            if not _is_insights(pid):
+                raise SystemExit(f"{name} (pid {pid}) is not running")
+            proc = Path(f"/proc/{pid}")
+            command = [a.decode() for a in proc.joinpath("cmdline").read_bytes().split(b"\0") if a]
+            pairs = proc.joinpath("environ").read_bytes().split(b"\0")
+            env = dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+            port = command[command.index("--port") + 1]
+            os.kill(pid, signal.SIGINT)
+            deadline = time.monotonic() + 30
+            while _is_insights(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _is_insights(pid):
+                os.kill(pid, signal.SIGKILL)
+            log = Path(deployment.work) / f"{name}-restarted-{number}.log"
+            with log.open("ab") as sink:
+                process = subprocess.Popen(  # noqa: S603 - the command it was started with
+                    command, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
+            wait_ready(f"http://127.0.0.1:{port}", process, log)
+            started.append(process.pid)
+            print(f"restarted {name} on port {port}: pid {pid} -> {process.pid}")
+        deployment.pids[name] = started
+    manifest.save(path)
+
+
 def _is_insights(pid: int) -> bool:
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -545,6 +585,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="leave the deployment running")
     parser.add_argument("--manifest", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--down", action="store_true", help="remove a deployment --keep left")
+    parser.add_argument(
+        "--restart",
+        metavar="NAMES",
+        help="restart these processes (e.g. query,gateway) of a deployment --keep left, to measure"
+        " changed code on the data already loaded",
+    )
     parser.add_argument("--url", help="load this running deployment instead of starting one")
     parser.add_argument("--key", help="its API key (with --url)")
     parser.add_argument("--webhook-secret", help="the app's webhook secret (with --url)")
@@ -556,6 +602,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.down:
         tear_down(args.manifest)
+        return
+    if args.restart:
+        restart(args.manifest, args.restart.split(","))
         return
     if args.users < 1 or args.messages < 1:
         parser.error("--users and --messages must be at least 1")

@@ -143,7 +143,12 @@ async def grow(
         print("   measuring footprint and latencies ...", file=sys.stderr, flush=True)
         sizes = await footprint(deployment, os.environ["POSTGRES_DSN"], f"bench_{names.run}")
         query_args = argparse.Namespace(
-            clients=args.clients, seconds=args.seconds, under_ingest=0, pool=args.pool, seed=1
+            clients=args.clients,
+            seconds=args.seconds,
+            under_ingest=0,
+            pool=args.pool,
+            seed=1,
+            kinds=[kind.name for kind in KINDS],
         )
         measured = await query.run(query_args, manifest, deployment)
         steps.append(

@@ -378,9 +378,11 @@ async def run(args: argparse.Namespace, manifest: Manifest, deployment: Deployme
     began = time.perf_counter()
     mix = Pools(manifest, seed=args.seed, size=args.pool)
     pools = mix.build()
-    pages = await second_pages(deployment, mix)
-    if pages:
-        pools["messages_page2"] = pages
+    if "messages_page2" in args.kinds:
+        pages = await second_pages(deployment, mix)
+        if pages:
+            pools["messages_page2"] = pages
+    pools = {kind: specs for kind, specs in pools.items() if kind in args.kinds}
     calls, found = await record(deployment, [spec for specs in pools.values() for spec in specs])
     prepared = time.perf_counter() - began
     print(f"prepared {len(calls):,} requests in {prepared:.1f} s", file=sys.stderr, flush=True)
@@ -514,12 +516,21 @@ def main() -> None:
         metavar="RATE",
         help="measure again while webhook events come in at RATE events/s (default 5,000)",
     )
+    parser.add_argument(
+        "--kinds",
+        default=",".join(kind.name for kind in KINDS),
+        help="only these kinds of request, by name, comma-separated (default: the whole mix)",
+    )
     parser.add_argument("--pool", type=int, default=100, help="requests drawn per kind")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     if args.clients < 1 or args.seconds <= 0 or args.pool < 1:
         parser.error("--clients, --seconds and --pool must be positive")
+    args.kinds = args.kinds.split(",")
+    unknown = sorted(set(args.kinds) - set(BY_NAME))
+    if unknown or not args.kinds:
+        parser.error(f"--kinds: unknown {', '.join(unknown)}; the kinds are {', '.join(BY_NAME)}")
     manifest = Manifest.load(args.manifest)
     if manifest.deployment is None:
         raise SystemExit(

@@ -219,6 +219,7 @@ def serve(
     import logging  # noqa: PLC0415
 
     from insights.distributed import serve as serve_process  # noqa: PLC0415
+    from insights.tuning import run  # noqa: PLC0415
     from insights_common.auth import MissingMasterKey  # noqa: PLC0415
 
     logging.basicConfig(
@@ -227,9 +228,7 @@ def serve(
     # opensearch-py logs every request at INFO, the readiness probes included.
     logging.getLogger("opensearch").setLevel(logging.WARNING)
     try:
-        asyncio.run(
-            serve_process(service.value, host=host, port=port, startup_limit=startup_timeout)
-        )
+        run(serve_process(service.value, host=host, port=port, startup_limit=startup_timeout))
     except MissingMasterKey as error:
         err.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None

@@ -225,7 +225,13 @@ async def serve(
                 for hook in process.on_start:
                     await hook()
                 freeze_startup_objects()
-                log.info("%s is serving on %s:%d", name, host or process.host, port or process.port)
+                log.info(
+                    "%s is serving on %s:%d (event loop: %s)",
+                    name,
+                    host or process.host,
+                    port or process.port,
+                    type(asyncio.get_running_loop()).__module__.split(".")[0],
+                )
                 try:
                     yield
                 finally:

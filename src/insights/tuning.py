@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # Collect young objects after 50,000 net allocations instead of 700. The services allocate
 # events, documents and responses by the thousand for each batch; with the default the
@@ -19,3 +24,22 @@ def freeze_startup_objects() -> None:
     """Exempt what start-up built (modules, schemas, routes) from every later collection."""
     gc.collect()
     gc.freeze()
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (Linux and macOS), else None: asyncio's own.
+
+    On uvloop the query service spent about a quarter less CPU a request than on asyncio's
+    selector loop, most of it in writing to sockets.
+    """
+    try:
+        import uvloop  # noqa: PLC0415 - optional: not built for every platform
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on the fastest event loop there is (uvicorn.run picks the same one itself)."""
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(main)

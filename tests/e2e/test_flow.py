@@ -15,6 +15,7 @@ from tests.deployments import eventually_true
 
 if TYPE_CHECKING:
     from tests.conftest import Deployment
+    from tests.deployments import DistributedDeployment
 
 pytestmark = pytest.mark.e2e
 
@@ -243,3 +244,11 @@ def test_import_ingest_and_insights_end_to_end(deployment: Deployment) -> None:
         assert api.get("/api/v1/users/alex").json()["stats"]["sent"] >= 1
         assert api.get("/api/v1/messages/m2").json()["status"] == "failed"
         assert api.get(f"/api/v1/imports/{done['id']}").json()["created"] == 3
+
+
+def test_every_distributed_process_serves_on_uvloop(distributed: DistributedDeployment) -> None:
+    """`insights serve` runs its process on uvloop, as `insights dev` does through uvicorn."""
+    for name, service in distributed.processes.items():
+        log = service.log.read_text(errors="replace")
+        assert f"{name} is serving on" in log, log[-2000:]
+        assert "(event loop: uvloop)" in log, log[-2000:]

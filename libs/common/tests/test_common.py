@@ -134,3 +134,5 @@ async def test_problems_auth_and_metrics_over_http(db: SqliteDatabase) -> None:
         metrics = (await client.get("/metrics")).text
         assert 'route="/api/v1/whoami/{thing}"' in metrics
         assert 'status="401"' in metrics
+        assert 'route="unmatched",service="test",status="404"' in metrics  # /nowhere
+        assert "/nowhere" not in metrics

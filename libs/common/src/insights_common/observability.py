@@ -14,7 +14,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -40,9 +39,7 @@ def install_observability(
     )
     checks = list(readiness or [])
 
-    app.add_middleware(
-        _Measure, app_routes=app, service=service, requests=requests, latency=latency
-    )
+    app.add_middleware(_Measure, service=service, requests=requests, latency=latency)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -78,13 +75,11 @@ class _Measure:
         self,
         app: ASGIApp,
         *,
-        app_routes: FastAPI,
         service: str,
         requests: Counter,
         latency: Histogram,
     ) -> None:
         self._app = app
-        self._routes = app_routes
         self._service = service
         self._requests = requests
         self._latency = latency
@@ -98,7 +93,7 @@ class _Measure:
         async def measured(message: Message) -> None:
             if message["type"] == "http.response.start":
                 seconds = time.perf_counter() - started
-                route = _route_template(self._routes, scope)
+                route = _route_template(scope)
                 method = scope["method"]
                 status = str(message["status"])
                 self._requests.labels(self._service, method, route, status).inc()
@@ -108,10 +103,7 @@ class _Measure:
         await self._app(scope, receive, measured)
 
 
-def _route_template(app: FastAPI, scope: Scope) -> str:
-    """The route's path template, so metrics do not get one series per user id."""
-    for route in app.router.routes:
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+def _route_template(scope: Scope) -> str:
+    """The path template of the route the router chose, so metrics do not get one series per
+    user id; "unmatched" when no route took the request."""
+    return str(getattr(scope.get("route"), "path", "unmatched"))
