@@ -34,7 +34,7 @@ bench: sync  ## run every benchmark and print its figures (about 4 minutes)
 
 # The app grown to 1,000,000 users and 10,000,000 messages, measured at 100,000, 200,000, 500,000
 # and 1,000,000 users (index sizes, heap, latencies), then queried for 60 s quiet and 60 s under
-# 5,000 webhook events/s, and removed: about 80 minutes on 2 cores, and about 12 GB of disk.
+# 5,000 webhook events/s, and removed: about 80 minutes on 2 cores, and about 36 GB of free disk.
 bench-scale: sync  ## grow an app to 1M users and 10M messages, measuring as it grows (about 80 minutes)
 	$(SERVICES_ENV) && $(UV) run python -m bench.growth --keep \
 		&& { $(UV) run python -m bench.query --clients 20 --seconds 60 --under-ingest 5000; \
