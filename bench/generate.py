@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
 import shutil
@@ -346,8 +347,10 @@ async def load(
     return report, manifest
 
 
-def run_own(args: argparse.Namespace, now: datetime) -> Report:
-    """Start a deployment, load it, and remove it unless --keep (and nothing went wrong)."""
+@contextlib.contextmanager
+def own_deployment(*, keep: bool) -> Iterator[tuple[Target, Deployment, Names]]:
+    """The five processes on fresh topics, indices and schema, removed at the end with all they
+    made, unless `keep` and the body raised nothing (their logs are kept when it raised)."""
     servers = {
         "kafka": os.environ["KAFKA_BOOTSTRAP_SERVERS"],
         "opensearch": os.environ["OPENSEARCH_URL"],
@@ -357,27 +360,27 @@ def run_own(args: argparse.Namespace, now: datetime) -> Report:
     work = Path(tempfile.mkdtemp(prefix="bench-generate-"))
     kept = False
     try:
-        with distributed(work, names, projectors=1, profile=frozenset(), keep=args.keep) as target:
-            deployment = Deployment(
-                url=target.url,
-                key=target.key,
-                secret=target.secret,
-                app=target.app,
-                opensearch_url=servers["opensearch"],
-                index_prefix=names.indices,
-                topic_prefix=names.topics,
-                partitions=PARTITIONS,
-                how=target.how,
-                run=names.run,
-                work=str(work),
-                pids=target.pids,
-                kept=args.keep,
+        with distributed(work, names, projectors=1, profile=frozenset(), keep=keep) as target:
+            yield (
+                target,
+                Deployment(
+                    url=target.url,
+                    key=target.key,
+                    secret=target.secret,
+                    app=target.app,
+                    opensearch_url=servers["opensearch"],
+                    index_prefix=names.indices,
+                    topic_prefix=names.topics,
+                    partitions=PARTITIONS,
+                    how=target.how,
+                    run=names.run,
+                    work=str(work),
+                    pids=target.pids,
+                    kept=keep,
+                ),
+                names,
             )
-            report, manifest = asyncio.run(load(target, deployment, args, now))
-            if not args.keep:
-                manifest.deployment = None
-            manifest.save(args.manifest)
-        kept = args.keep
+        kept = keep
     except BaseException:
         print(f"logs kept in {work}", file=sys.stderr)
         raise
@@ -386,6 +389,15 @@ def run_own(args: argparse.Namespace, now: datetime) -> Report:
             asyncio.run(clean_up(names, **servers))
     if not kept:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_own(args: argparse.Namespace, now: datetime) -> Report:
+    """Start a deployment, load it, and remove it unless --keep (and nothing went wrong)."""
+    with own_deployment(keep=args.keep) as (target, deployment, _):
+        report, manifest = asyncio.run(load(target, deployment, args, now))
+        if not args.keep:
+            manifest.deployment = None
+        manifest.save(args.manifest)
     return report
 
 

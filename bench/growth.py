@@ -23,12 +23,9 @@ bench.query measures further (`--under-ingest`, longer runs); `bench.generate --
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -40,7 +37,7 @@ import uvloop
 from opensearchpy import AsyncOpenSearch
 
 from bench import generate, query
-from bench.ingest import PARTITIONS, Names, Target, clean_up, distributed
+from bench.ingest import Names, Target
 from bench.manifest import DEFAULT_PATH, Deployment, Manifest, Sampler
 from bench.query_mix import KINDS
 
@@ -169,45 +166,13 @@ async def grow(
 
 
 def run(args: argparse.Namespace, now: datetime) -> list[Step]:
-    servers = {
-        "kafka": os.environ["KAFKA_BOOTSTRAP_SERVERS"],
-        "opensearch": os.environ["OPENSEARCH_URL"],
-        "postgres": os.environ["POSTGRES_DSN"],
-    }
-    names = Names()
-    work = Path(tempfile.mkdtemp(prefix="bench-growth-"))
-    kept = False
-    try:
-        with distributed(work, names, projectors=1, profile=frozenset(), keep=args.keep) as target:
-            deployment = Deployment(
-                url=target.url,
-                key=target.key,
-                secret=target.secret,
-                app=target.app,
-                opensearch_url=servers["opensearch"],
-                index_prefix=names.indices,
-                topic_prefix=names.topics,
-                partitions=PARTITIONS,
-                how=target.how,
-                run=names.run,
-                work=str(work),
-                pids=target.pids,
-                kept=args.keep,
-            )
-            steps = uvloop.run(grow(target, deployment, names, args, now))
-            if not args.keep:
-                manifest = Manifest.load(args.manifest)
-                manifest.deployment = None
-                manifest.save(args.manifest)
-        kept = args.keep
-    except BaseException:
-        print(f"logs kept in {work}", file=sys.stderr)
-        raise
-    finally:
-        if not kept:
-            asyncio.run(clean_up(names, **servers))
-    if not kept:
-        shutil.rmtree(work, ignore_errors=True)
+    """Grow an app in a deployment of its own, removed at the end unless --keep."""
+    with generate.own_deployment(keep=args.keep) as (target, deployment, names):
+        steps = uvloop.run(grow(target, deployment, names, args, now))
+        if not args.keep:
+            manifest = Manifest.load(args.manifest)
+            manifest.deployment = None
+            manifest.save(args.manifest)
     return steps
 
 
