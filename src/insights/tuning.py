@@ -29,8 +29,9 @@ def freeze_startup_objects() -> None:
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop where it is installed (Linux and macOS), else None: asyncio's own.
 
-    On uvloop the query service spent about a quarter less CPU a request than on asyncio's
-    selector loop, most of it in writing to sockets.
+    At 1,000,000 users the query API answered 10% more requests a second on uvloop, the query
+    service taking 0.8 ms of CPU a request instead of 0.9 and the gateway 0.3 instead of 0.4
+    (docs/performance.md).
     """
     try:
         import uvloop  # noqa: PLC0415 - optional: not built for every platform
