@@ -41,6 +41,7 @@ from import_svc.ports import (
     UploadSpool,
     UserRegistry,
 )
+from insights_common.service import Recurring
 from insights_contracts import AnyEvent, UserUpserted
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,9 @@ class ImportService:
         self._max_bytes = max_bytes
         self._clock = clock
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Recurring(
+            self.sweep, every=SWEEP_EVERY, name="sweep stale imports", first_at_start=False
+        )
         self._last_id: str | None = None
 
     @property
@@ -193,10 +196,8 @@ class ImportService:
     async def shutdown(self) -> None:
         """Stop the background work. An import stopped midway keeps its upload in the spool and
         is resumed when this replica starts again (or failed by another once it is stale)."""
+        await self._sweeper.stop()
         tasks = list(self._tasks)
-        if self._sweeper is not None:
-            tasks.append(self._sweeper)
-            self._sweeper = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -213,8 +214,7 @@ class ImportService:
                 await self._spool.delete(record.id)
                 logger.warning("import %s was interrupted and could not be resumed", record.id)
         await self.sweep()
-        if self._sweeper is None:
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="sweep stale imports")
+        await self._sweeper.start()
 
     async def sweep(self) -> list[str]:
         """Fail the unfinished imports of any replica that stopped stamping their heartbeat."""
@@ -497,14 +497,6 @@ class ImportService:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_EVERY.total_seconds())
-            try:
-                await self.sweep()
-            except Exception:
-                logger.exception("sweeping stale imports failed; trying again later")
 
     async def _fail_on_error(self, run: _Run, exc: Exception) -> None:
         if isinstance(exc, _OwnershipLost):
