@@ -21,12 +21,13 @@ test: sync browser dashboard lint typecheck  ## run every check and test, on rea
 	$(SERVICES_ENV) && $(UV) run pytest
 
 # Every benchmark at its default size, one after another, on the real services (docs/performance.md
-# holds their latest figures): about 4 minutes on 2 cores. The query benchmark runs on a
+# holds their latest figures): about 5 minutes on 2 cores. The query benchmark runs on a
 # deployment bench.generate loads with 20,000 users and 100,000 messages, removed afterwards.
-bench: sync  ## run every benchmark and print its figures (about 4 minutes)
+bench: sync  ## run every benchmark and print its figures (about 5 minutes)
 	$(SERVICES_ENV) && $(UV) run python -m bench.import_csv --mode all \
 		&& $(UV) run python -m bench.ingest --mode all \
 		&& $(UV) run python -m bench.raw_door \
+		&& $(UV) run python -m bench.forget \
 		&& $(UV) run python -m bench.upload_memory \
 		&& $(UV) run python -m bench.generate --users 20000 --messages 100000 --keep \
 		&& { $(UV) run python -m bench.query --clients 20 --seconds 20; status=$$?; \

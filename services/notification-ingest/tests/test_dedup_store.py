@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -25,12 +26,12 @@ class Backend:
     def __init__(self, databases: Databases) -> None:
         self.databases = databases
 
-    async def open(self, *, clock: Clock = utc_now) -> DedupStore:
+    async def open(self, *, clock: Clock = utc_now, forget_chunk: int = 1000) -> DedupStore:
         """A store on this storage, as a freshly started process would build it."""
         db = await self.databases.open()
         if isinstance(db, SqliteDatabase):
-            return SqliteDedupStore(db, clock=clock)
-        store = PostgresDedupStore(db, clock=clock)
+            return SqliteDedupStore(db, clock=clock, forget_chunk=forget_chunk)
+        store = PostgresDedupStore(db, clock=clock, forget_chunk=forget_chunk)
         await store.migrate()
         return store
 
@@ -108,6 +109,61 @@ async def test_seen_ids_survive_a_restart(store: DedupStore, backend: Backend) -
     assert await restarted.seen("acme", ["a", "b", "c"]) == {"a", "b"}
     await restarted.record("acme", ["c"])
     assert await store.seen("acme", ["c"]) == {"c"}
+
+
+async def test_forgetting_drops_the_ids_of_every_app_taken_before_the_cutoff(
+    backend: Backend,
+) -> None:
+    old, cutoff, new = (datetime(2026, 11, day, 10, tzinfo=UTC) for day in (1, 2, 3))
+    moments = iter([old, old, new])
+    store = await backend.open(clock=lambda: next(moments))
+    await store.record("acme", ["a", "b"])
+    await store.record("globex", ["a"])
+    await store.record("acme", ["c"])
+    assert await store.forget(before=cutoff) == 3
+    assert await backend.stored() == [("acme", "c", new)]
+    assert await store.seen("acme", ["a", "b", "c"]) == {"c"}
+    assert await store.seen("globex", ["a"]) == set()
+    # The cutoff is exclusive, and forgetting again finds nothing more.
+    assert await store.forget(before=new) == 0
+    assert await store.forget(before=new + timedelta(microseconds=1)) == 1
+    assert await backend.stored() == []
+
+
+async def test_forgetting_works_through_many_chunks_and_keeps_the_recent_ids(
+    backend: Backend,
+) -> None:
+    """Old and recent ids interleave in key order, so some chunks hold no old id at all."""
+    old, cutoff, new = (datetime(2026, 11, day, 10, tzinfo=UTC) for day in (1, 2, 3))
+    now = [old]
+    store = await backend.open(clock=lambda: now[0], forget_chunk=7)
+    ids = [f"evt-{n:03}" for n in range(100)]
+    olds = [i for n, i in enumerate(ids) if n % 10 < 3]  # runs of 3 old among 7 recent
+    await store.record("acme", olds)
+    now[0] = new
+    await store.record("acme", [i for i in ids if i not in olds])
+    assert await store.forget(before=cutoff) == 30
+    assert await store.seen("acme", ids) == set(ids) - set(olds)
+
+
+async def test_forgetting_an_empty_store_finds_nothing(store: DedupStore) -> None:
+    assert await store.forget(before=datetime(2026, 11, 2, tzinfo=UTC)) == 0
+
+
+async def test_ids_recorded_while_forgetting_are_kept(backend: Backend) -> None:
+    old, cutoff, new = (datetime(2026, 11, day, 10, tzinfo=UTC) for day in (1, 2, 3))
+    now = [old]
+    store = await backend.open(clock=lambda: now[0], forget_chunk=10)
+    await store.record("acme", [f"old-{n:04}" for n in range(500)])
+    now[0] = new
+    forgetting = asyncio.create_task(store.forget(before=cutoff))
+    for batch in range(20):
+        await store.record("acme", [f"new-{batch}-{n}" for n in range(10)])
+        await asyncio.sleep(0)
+    assert await forgetting == 500
+    stored = await backend.stored()
+    assert len(stored) == 200
+    assert {seen_at for _, _, seen_at in stored} == {new}
 
 
 @pytest.mark.unit

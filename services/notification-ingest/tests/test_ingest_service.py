@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 from ingest_support import RecordingBus, contract_events, delivered
+from pydantic import ValidationError
 
 from insights_common.auth import SqliteKeyStore, sign
 from insights_common.bus import InProcessBus
@@ -202,3 +205,97 @@ def test_settings_are_read_from_ingest_environment_variables(
     monkeypatch.setenv("INGEST_MAX_BATCH", "50")
     monkeypatch.setenv("INGEST_MAX_BODY_BYTES", "4096")
     assert (IngestSettings().max_batch, IngestSettings().max_body_bytes) == (50, 4096)
+
+
+def test_the_dedup_window_is_read_in_days_and_zero_keeps_ids_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert IngestSettings().dedup_window == timedelta(days=30)
+    monkeypatch.setenv("INGEST_DEDUP_DAYS", "2")
+    assert IngestSettings().dedup_window == timedelta(days=2)
+    monkeypatch.setenv("INGEST_DEDUP_DAYS", "0")
+    assert IngestSettings().dedup_window is None
+    monkeypatch.setenv("INGEST_DEDUP_DAYS", "-1")
+    with pytest.raises(ValidationError, match="dedup_days"):
+        IngestSettings()
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def windowed_service(
+    db: SqliteDatabase, bus: InProcessBus, keys: SqliteKeyStore, clock: Clock, window: timedelta
+) -> IngestService:
+    return IngestService(
+        dedup=SqliteDedupStore(db, clock=clock),
+        publisher=bus,
+        secrets=keys,
+        max_batch=1000,
+        dedup_window=window,
+        clock=clock,
+    )
+
+
+async def test_an_event_sent_again_after_the_dedup_window_is_taken_again(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore
+) -> None:
+    clock = Clock(datetime(2026, 11, 2, 10, tzinfo=UTC))
+    service = windowed_service(db, bus, keys, clock, timedelta(days=1))
+    await service.ingest(app_id="acme", items=[delivered("acme", "d1")])
+
+    clock.now += timedelta(hours=23)
+    assert await service.forget_old_ids() == 0
+    again = await service.ingest(app_id="acme", items=[delivered("acme", "d1")])
+    assert (again.accepted, again.duplicates) == (0, 1)
+
+    clock.now += timedelta(hours=2)
+    assert await service.forget_old_ids() == 1
+    later = await service.ingest(app_id="acme", items=[delivered("acme", "d1")])
+    assert (later.accepted, later.duplicates) == (1, 0)
+    assert [e.event_id for e in bus.received] == ["d1", "d1"]
+
+
+async def test_without_a_window_no_id_is_forgotten(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore
+) -> None:
+    clock = Clock(datetime(2026, 11, 2, 10, tzinfo=UTC))
+    service = IngestService(
+        dedup=SqliteDedupStore(db, clock=clock),
+        publisher=bus,
+        secrets=keys,
+        max_batch=1000,
+        clock=clock,
+    )
+    await service.start()
+    await service.ingest(app_id="acme", items=[delivered("acme", "d1")])
+    clock.now += timedelta(days=3650)
+    assert await service.forget_old_ids() == 0
+    again = await service.ingest(app_id="acme", items=[delivered("acme", "d1")])
+    assert again.duplicates == 1
+    await service.stop()
+
+
+async def test_a_started_service_forgets_old_ids_at_once_and_stops_cleanly(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore
+) -> None:
+    clock = Clock(datetime(2026, 11, 2, 10, tzinfo=UTC))
+    service = windowed_service(db, bus, keys, clock, timedelta(days=1))
+    await service.ingest(app_id="acme", items=[delivered("acme", "d1"), delivered("acme", "d2")])
+    clock.now += timedelta(days=2)
+    store = SqliteDedupStore(db)
+
+    await service.start()
+    try:
+        for _ in range(200):
+            if not await store.seen("acme", ["d1", "d2"]):
+                break
+            await asyncio.sleep(0.01)
+        assert await store.seen("acme", ["d1", "d2"]) == set()
+    finally:
+        await service.stop()
+    await service.stop()  # stopping twice is harmless

@@ -32,9 +32,10 @@ def create_embedded(
         publisher=bus.isolating(),
         secrets=keys,
         max_batch=settings.max_batch,
+        dedup_window=settings.dedup_window,
     )
     router = build_router(service, max_body_bytes=settings.max_body_bytes)
-    return service, ServiceParts(router=router)
+    return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
 
 
 async def create_distributed(
@@ -48,7 +49,13 @@ async def create_distributed(
     """
     dedup = PostgresDedupStore(db)
     await dedup.migrate()
-    service = IngestService(dedup=dedup, publisher=bus, secrets=keys, max_batch=settings.max_batch)
+    service = IngestService(
+        dedup=dedup,
+        publisher=bus,
+        secrets=keys,
+        max_batch=settings.max_batch,
+        dedup_window=settings.dedup_window,
+    )
 
     async def healthy() -> bool:
         return await db.ping() and await bus.ping()
@@ -61,4 +68,4 @@ async def create_distributed(
         healthy=healthy,
     )
     router = build_router(service, max_body_bytes=settings.max_body_bytes)
-    return service, ServiceParts(router=router)
+    return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])

@@ -7,6 +7,7 @@ distributed); webhook secrets come from the `insights_common.auth.KeyStore`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 
@@ -19,6 +20,14 @@ class DedupStore(Protocol):
 
     async def record(self, app_id: str, event_ids: Sequence[str]) -> None:
         """Remember event_ids as taken; recording one twice is harmless."""
+        ...
+
+    async def forget(self, *, before: datetime) -> int:
+        """Drop the ids recorded before `before`, of every app, and answer how many went.
+
+        The work is split into short transactions, so ingest goes on beside it; a store shared
+        by replicas may be forgetting in several of them at once.
+        """
         ...
 
 

@@ -7,13 +7,16 @@ event is taken, refused or counted as a duplicate the same way whichever door it
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from secrets import token_urlsafe
 
 from insights_common.auth import verify_signature
 from insights_common.bus import EventPublisher
+from insights_common.service import Recurring
 from insights_contracts import AnyEvent
 from notification_ingest.domain.errors import Unauthenticated
 from notification_ingest.domain.model import IngestResult, PlatformResult, RecordRejection
@@ -22,6 +25,13 @@ from notification_ingest.ports import DedupStore, WebhookSecrets
 
 APP_HEADER = "X-Insights-App"
 SIGNATURE_HEADER = "X-Insights-Signature"
+FORGET_EVERY = timedelta(hours=1)
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class IngestService:
@@ -32,16 +42,47 @@ class IngestService:
         publisher: EventPublisher,
         secrets: WebhookSecrets,
         max_batch: int,
+        dedup_window: timedelta | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        """`dedup_window`: how long an event id is remembered, so that the same event sent
+        again within it is counted as a duplicate; None remembers every id for ever."""
         self._dedup = dedup
         self._publisher = publisher
         self._secrets = secrets
         self._max_batch = max_batch
+        self._dedup_window = dedup_window
+        self._clock = clock
+        self._forgetting = Recurring(
+            self.forget_old_ids, every=FORGET_EVERY, name="forget event ids past the dedup window"
+        )
         # Serialises check-publish-record per app so two concurrent requests carrying the same
         # event in one process cannot both publish it.
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # Compared against when an app has no secret, so an unknown app costs the same HMAC.
         self._decoy_secret = token_urlsafe(32)
+
+    async def start(self) -> None:
+        """Begin forgetting, now and every hour, the event ids older than the dedup window."""
+        if self._dedup_window is not None:
+            await self._forgetting.start()
+
+    async def stop(self) -> None:
+        await self._forgetting.stop()
+
+    async def forget_old_ids(self) -> int:
+        """Drop the ids taken longer ago than the dedup window; answer how many went.
+
+        An event sent again after that is taken again. That changes no state the API shows:
+        the projections fold a message's events as a set, by event_id.
+        """
+        if self._dedup_window is None:
+            return 0
+        before = self._clock() - self._dedup_window
+        forgotten = await self._dedup.forget(before=before)
+        if forgotten:
+            log.info("forgot %d event id(s) taken before %s", forgotten, before.isoformat())
+        return forgotten
 
     async def receive_webhook(
         self, *, app_id: str | None, signature: str | None, body: bytes

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,6 +21,14 @@ class IngestSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=10 * MIB, ge=1, description="Largest webhook body taken, in bytes."
     )
+    dedup_days: int = Field(
+        default=30,
+        ge=0,
+        description=(
+            "Days an event id is remembered, so that the same event sent again is counted as a "
+            "duplicate; older ids are dropped every hour. 0 remembers them for ever."
+        ),
+    )
     raw_group: str = "insights-ingest-raw"
     """The consumer group reading the platform's raw topic; replicas share its partitions."""
     raw_batch: int = Field(default=200, ge=1, le=5000)
@@ -27,3 +37,7 @@ class IngestSettings(BaseSettings):
     port: int = 8002
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+
+    @property
+    def dedup_window(self) -> timedelta | None:
+        return timedelta(days=self.dedup_days) if self.dedup_days else None

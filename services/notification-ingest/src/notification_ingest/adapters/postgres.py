@@ -1,7 +1,6 @@
 """Distributed-mode dedup store: the event ids each app has sent, in PostgreSQL.
 
-`seen_at` is indexed so old ids can be pruned in bulk later (the platform retries within hours,
-not months); nothing prunes them yet.
+`seen_at` is indexed so the ids older than the dedup window are found and dropped in chunks.
 """
 
 from __future__ import annotations
@@ -12,6 +11,8 @@ from datetime import UTC, datetime
 from insights_common.postgres import PostgresDatabase
 
 COMPONENT = "ingest"
+FORGET_CHUNK = 10_000
+"""Most ids dropped in one transaction: short enough that ingest's inserts never wait long."""
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -33,9 +34,16 @@ def utc_now() -> datetime:
 class PostgresDedupStore:
     """Implements DedupStore. Call `await store.migrate()` once at start."""
 
-    def __init__(self, db: PostgresDatabase, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        db: PostgresDatabase,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        forget_chunk: int = FORGET_CHUNK,
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._forget_chunk = forget_chunk
 
     async def migrate(self) -> None:
         await self._db.migrate(COMPONENT, MIGRATIONS)
@@ -65,3 +73,21 @@ class PostgresDedupStore:
                 list(event_ids),
                 self._clock(),
             )
+
+    async def forget(self, *, before: datetime) -> int:
+        chunk = self._forget_chunk
+        total = 0
+        while True:
+            async with self._db.acquire() as conn:
+                # SKIP LOCKED: replicas forgetting at once take different rows, none waits.
+                status = await conn.execute(
+                    "DELETE FROM ing_seen_events WHERE (app_id, event_id) IN ("
+                    " SELECT app_id, event_id FROM ing_seen_events WHERE seen_at < $1"
+                    " LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                    before,
+                    chunk,
+                )
+            dropped = int(status.rsplit(" ", 1)[-1])  # "DELETE <count>"
+            total += dropped
+            if dropped < chunk:
+                return total

@@ -6,8 +6,13 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 from insights_common.sqlite import SqliteDatabase
+
+FORGET_CHUNK = 5_000
+"""Ids looked at in one write transaction while forgetting: the writer is shared by the whole
+embedded process, so each turn holds it only for milliseconds."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ing_seen_events (
@@ -29,9 +34,16 @@ def iso_utc(moment: datetime) -> str:
 
 
 class SqliteDedupStore:
-    def __init__(self, db: SqliteDatabase, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        db: SqliteDatabase,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        forget_chunk: int = FORGET_CHUNK,
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._forget_chunk = forget_chunk
         db.migrate(SCHEMA)
 
     async def seen(self, app_id: str, event_ids: Sequence[str]) -> set[str]:
@@ -65,3 +77,42 @@ class SqliteDedupStore:
             )
 
         await self._db.write(insert)
+
+    async def forget(self, *, before: datetime) -> int:
+        # No index on seen_at, which would be one more b-tree for every insert of the embedded
+        # mode's single writer to update: walk the table in key order, a chunk per transaction,
+        # and drop the old ids of each.
+        chunk = self._forget_chunk
+        cutoff = iso_utc(before)
+        total = 0
+        after: tuple[str, str] | None = None
+        while True:
+            turn = partial(_forget_turn, cutoff=cutoff, after=after, chunk=chunk)
+            dropped, after = await self._db.write(turn)
+            total += dropped
+            if after is None:
+                return total
+
+
+def _forget_turn(
+    conn: sqlite3.Connection, cutoff: str, after: tuple[str, str] | None, chunk: int
+) -> tuple[int, tuple[str, str] | None]:
+    """Drop the ids seen before `cutoff` among the next `chunk` keys after `after`; answer how
+    many went and the last key looked at (None once the table is walked)."""
+    if after is None:
+        rows = conn.execute(
+            "SELECT app_id, event_id, seen_at FROM ing_seen_events"
+            " ORDER BY app_id, event_id LIMIT ?",
+            (chunk,),
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT app_id, event_id, seen_at FROM ing_seen_events"
+            " WHERE (app_id, event_id) > (?, ?) ORDER BY app_id, event_id LIMIT ?",
+            (*after, chunk),
+        ).fetchall()
+    old = [(row["app_id"], row["event_id"]) for row in rows if row["seen_at"] < cutoff]
+    conn.executemany("DELETE FROM ing_seen_events WHERE app_id = ? AND event_id = ?", old)
+    if len(rows) < chunk:
+        return len(old), None
+    return len(old), (rows[-1]["app_id"], rows[-1]["event_id"])
