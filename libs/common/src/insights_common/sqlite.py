@@ -113,11 +113,11 @@ class _Checkpointer(threading.Thread):
     last connection to close checkpoints what is left.
 
     Under writes without a pause a passive checkpoint never catches up, so the log never
-    restarts: bench.ingest's 100,000 webhook events grew it to 1,154 MiB, and 5 s of back-to-back
-    1,000-id dedup batches to 1 GiB beside a 21 MiB database; it kept that size on disk. Past LOG_LIMIT bytes the checkpointer therefore
-    copies everything and empties the log (TRUNCATE), holding up the writer for that copy. It
-    waits at most BUSY_MS for readers to leave the log, and tries again the next time if they
-    have not.
+    restarts: bench.ingest's 100,000 webhook events grew it to 1,154 MiB, and 5 s of
+    back-to-back 1,000-id dedup batches to 1 GiB beside a 21 MiB database; it kept that size on
+    disk. Past LOG_LIMIT bytes the checkpointer therefore copies everything and empties the log
+    (TRUNCATE), holding up the writer for that copy. It waits at most BUSY_MS for readers to
+    leave the log, and tries again the next time if they have not.
     """
 
     INTERVAL = 0.5
