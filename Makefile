@@ -21,9 +21,9 @@ test: sync browser dashboard lint typecheck  ## run every check and test, on rea
 	$(SERVICES_ENV) && $(UV) run pytest
 
 # Every benchmark at its default size, one after another, on the real services (docs/performance.md
-# holds their latest figures): about 5 minutes on 2 cores. The query benchmark runs on a
+# holds their latest figures): 5 to 7 minutes on 2 cores. The query benchmark runs on a
 # deployment bench.generate loads with 20,000 users and 100,000 messages, removed afterwards.
-bench: sync  ## run every benchmark and print its figures (about 5 minutes)
+bench: sync  ## run every benchmark and print its figures (5 to 7 minutes)
 	$(SERVICES_ENV) && $(UV) run python -m bench.import_csv --mode all \
 		&& $(UV) run python -m bench.ingest --mode all \
 		&& $(UV) run python -m bench.raw_door \
