@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import tempfile
 import time
 import uuid
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import asyncpg
 
+from bench.ingest import quantile
 from insights_common.postgres import PostgresDatabase
 from insights_common.sqlite import SqliteDatabase
 from notification_ingest.adapters.postgres import PostgresDedupStore
@@ -104,10 +104,6 @@ async def dedup_path(
     return took
 
 
-def p99_ms(took: list[float]) -> float:
-    return statistics.quantiles(took, n=100)[98] * 1000 if len(took) > 1 else took[0] * 1000
-
-
 async def measure(
     backend: str,
     store: DedupStore,
@@ -121,32 +117,30 @@ async def measure(
     fill_rate = await fill(store, clock, ids, old)
     size_before = await size()
 
-    deadline = time.perf_counter() + 5
-    alone_started = time.perf_counter()
-    alone = await dedup_path(store, lambda: time.perf_counter() > deadline, "alone", rate)
-    alone_s = time.perf_counter() - alone_started
+    started = time.perf_counter()
+    alone = await dedup_path(store, lambda: time.perf_counter() > started + 5, "alone", rate)
+    alone_s = time.perf_counter() - started
 
     done = asyncio.Event()
-    beside_started = time.perf_counter()
-    beside = asyncio.create_task(dedup_path(store, done.is_set, "beside", rate))
     started = time.perf_counter()
+    beside = asyncio.create_task(dedup_path(store, done.is_set, "beside", rate))
     forgotten = await store.forget(before=clock.now - WINDOW)
     forget_s = time.perf_counter() - started
     done.set()
     during = await beside
-    beside_s = time.perf_counter() - beside_started
+    beside_s = time.perf_counter() - started
     return Figures(
         backend=backend,
         ids=ids,
         old=old,
         fill_ids_per_s=fill_rate,
         dedup_ids_per_s_alone=len(alone) * BATCH / alone_s,
-        dedup_p99_ms_alone=p99_ms(alone),
+        dedup_p99_ms_alone=1000 * quantile(sorted(alone), 0.99),
         forget_s=forget_s,
         forgotten=forgotten,
         forgotten_per_s=forgotten / forget_s,
         dedup_ids_per_s_while_forgetting=len(during) * BATCH / beside_s,
-        dedup_p99_ms_while_forgetting=p99_ms(during),
+        dedup_p99_ms_while_forgetting=1000 * quantile(sorted(during), 0.99),
         left=await count(),
         size_mib_before=size_before,
         size_mib_after=await size(),

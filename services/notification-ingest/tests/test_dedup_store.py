@@ -11,8 +11,8 @@ import pytest
 
 from insights_common.sqlite import SqliteDatabase
 from notification_ingest.adapters.postgres import PostgresDedupStore
-from notification_ingest.adapters.sqlite import SqliteDedupStore, iso_utc, utc_now
-from notification_ingest.ports import DedupStore
+from notification_ingest.adapters.sqlite import SqliteDedupStore, iso_utc
+from notification_ingest.ports import DedupStore, utc_now
 
 if TYPE_CHECKING:
     from conftest import Databases

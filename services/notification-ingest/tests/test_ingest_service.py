@@ -229,7 +229,11 @@ class Clock:
 
 
 def windowed_service(
-    db: SqliteDatabase, bus: InProcessBus, keys: SqliteKeyStore, clock: Clock, window: timedelta
+    db: SqliteDatabase,
+    bus: InProcessBus,
+    keys: SqliteKeyStore,
+    clock: Clock,
+    window: timedelta | None,
 ) -> IngestService:
     return IngestService(
         dedup=SqliteDedupStore(db, clock=clock),
@@ -264,13 +268,7 @@ async def test_without_a_window_no_id_is_forgotten(
     db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore
 ) -> None:
     clock = Clock(datetime(2026, 11, 2, 10, tzinfo=UTC))
-    service = IngestService(
-        dedup=SqliteDedupStore(db, clock=clock),
-        publisher=bus,
-        secrets=keys,
-        max_batch=1000,
-        clock=clock,
-    )
+    service = windowed_service(db, bus, keys, clock, None)
     await service.start()
     await service.ingest(app_id="acme", items=[delivered("acme", "d1")])
     clock.now += timedelta(days=3650)

@@ -7,8 +7,13 @@ distributed); webhook secrets come from the `insights_common.auth.KeyStore`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
+
+
+def utc_now() -> datetime:
+    """The clock the service and the dedup stores use unless a test gives them another."""
+    return datetime.now(UTC)
 
 
 class DedupStore(Protocol):

@@ -11,7 +11,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from secrets import token_urlsafe
 
 from insights_common.auth import verify_signature
@@ -21,17 +21,13 @@ from insights_contracts import AnyEvent
 from notification_ingest.domain.errors import Unauthenticated
 from notification_ingest.domain.model import IngestResult, PlatformResult, RecordRejection
 from notification_ingest.domain.validation import claimed_app, decode_batch, validate_batch
-from notification_ingest.ports import DedupStore, WebhookSecrets
+from notification_ingest.ports import DedupStore, WebhookSecrets, utc_now
 
 APP_HEADER = "X-Insights-App"
 SIGNATURE_HEADER = "X-Insights-Signature"
 FORGET_EVERY = timedelta(hours=1)
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class IngestService:

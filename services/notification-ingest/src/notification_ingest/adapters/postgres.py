@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from insights_common.postgres import PostgresDatabase
+from notification_ingest.ports import utc_now
 
 COMPONENT = "ingest"
 FORGET_CHUNK = 10_000
@@ -25,10 +26,6 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX ing_seen_events_seen_at ON ing_seen_events (seen_at);
     """,
 )
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class PostgresDedupStore:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from insights_common.sqlite import SqliteDatabase
+from notification_ingest.ports import utc_now
 
 FORGET_CHUNK = 5_000
 """Ids looked at in one write transaction while forgetting: the writer is shared by the whole
@@ -22,10 +23,6 @@ CREATE TABLE IF NOT EXISTS ing_seen_events (
     PRIMARY KEY (app_id, event_id)
 ) WITHOUT ROWID;
 """
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def iso_utc(moment: datetime) -> str:
