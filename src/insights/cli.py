@@ -10,6 +10,7 @@ import re
 import socket
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -312,24 +313,92 @@ def keys_master_key() -> None:
     out.print(Fernet.generate_key().decode(), highlight=False, soft_wrap=True)
 
 
+_DURATION = re.compile(r"^([0-9]{1,4})([mhd])$")
+_DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+MAX_OVERLAP = timedelta(days=7)
+
+
+def _overlap(text: str) -> timedelta:
+    """'30m', '2h', '24h', '7d', or '0' for none."""
+    match = _DURATION.match(text.strip())
+    if text.strip() == "0":
+        return timedelta(0)
+    if match is None:
+        raise typer.BadParameter(f"'{text}' is not a duration; use e.g. 30m, 2h, 24h, 7d or 0.")
+    overlap = timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
+    if overlap > MAX_OVERLAP:
+        raise typer.BadParameter(f"'{text}' is longer than the longest overlap, 7d.")
+    return overlap
+
+
 @webhooks_app.command("secret")
 def webhooks_secret(
     app_id: AppOption,
     data_dir: DataDir = None,
     distributed: Distributed = False,
     rotate: Annotated[
-        bool, typer.Option("--rotate", help="Replace the secret; the old one stops working.")
+        bool,
+        typer.Option(
+            "--rotate", help="Replace the secret; the old one keeps signing for --overlap."
+        ),
     ] = False,
+    overlap: Annotated[
+        timedelta,
+        typer.Option(
+            "--overlap",
+            parser=_overlap,
+            metavar="DURATION",
+            help="With --rotate: how long the old secret still signs (30m, 2h, 24h, 7d, 0).",
+        ),
+    ] = "24h",  # type: ignore[assignment]  # typer parses the default with `parser`
 ) -> None:
     """Print the app's webhook signing secret, creating it the first time (or --rotate it)."""
     _check_app_id(app_id)
 
-    async def secret() -> str:
+    async def secret() -> tuple[str, bool]:
         async with _key_store(data_dir, distributed) as keys:
-            current = None if rotate else await keys.webhook_secret(app_id)
-            return current or await keys.rotate_webhook_secret(app_id)
+            current = await keys.webhook_secret(app_id)
+            if current is not None and not rotate:
+                return current, False
+            return await keys.rotate_webhook_secret(app_id, overlap=overlap), current is not None
 
-    out.print(asyncio.run(secret()), highlight=False, soft_wrap=True)
+    new, replaced = asyncio.run(secret())
+    out.print(new, highlight=False, soft_wrap=True)
+    if replaced:
+        until = (datetime.now(UTC) + overlap).isoformat(timespec="seconds")
+        err.print(
+            f"the previous secret still signs until {until}"
+            if overlap
+            else "the previous secret no longer signs"
+        )
+
+
+@webhooks_app.command("require-timestamp")
+def webhooks_require_timestamp(
+    app_id: AppOption,
+    data_dir: DataDir = None,
+    distributed: Distributed = False,
+    off: Annotated[
+        bool, typer.Option("--off", help="Take the older sha256= form from the app again.")
+    ] = False,
+) -> None:
+    """Take only timestamped signatures (t=...,v1=...) from the app's webhooks (or --off)."""
+    _check_app_id(app_id)
+
+    async def switch() -> bool:
+        async with _key_store(data_dir, distributed) as keys:
+            return await keys.require_webhook_timestamp(app_id, required=not off)
+
+    if not asyncio.run(switch()):
+        err.print(
+            f"[red]error:[/] app '{app_id}' has no webhook secret; create one with "
+            f"'insights webhooks secret --app {app_id}'"
+        )
+        raise typer.Exit(2)
+    if off:
+        out.print(f"app '{app_id}' takes both signature forms: t=...,v1=... and sha256=...")
+    else:
+        out.print(f"app '{app_id}' takes only timestamped signatures: t=...,v1=...")
 
 
 _CHUNK = 1 << 20

@@ -8,18 +8,34 @@ with a master key that lives outside the database.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import secrets
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from insights_common.signatures import (
+    MalformedSignature,
+    Signature,
+    WebhookSigning,
+    parse_signature,
+    sign,
+    verify_signature,
+)
 from insights_common.sqlite import SqliteDatabase
+
+__all__ = [
+    "MalformedSignature",
+    "Signature",
+    "WebhookSigning",
+    "parse_signature",
+    "sign",
+    "verify_signature",
+]
 
 KEY_PREFIX = "uik_"
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
@@ -48,17 +64,6 @@ def new_webhook_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The X-Insights-Signature header value for a body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
-    if not header:
-        return False
-    return hmac.compare_digest(sign(secret, body), header.strip())
-
-
 class KeyStore(Protocol):
     async def create_api_key(self, app_id: str) -> str: ...
 
@@ -68,9 +73,25 @@ class KeyStore(Protocol):
 
     async def revoke_api_key(self, app_id: str, key_id: str) -> bool: ...
 
-    async def rotate_webhook_secret(self, app_id: str) -> str: ...
+    async def rotate_webhook_secret(self, app_id: str, *, overlap: timedelta = timedelta(0)) -> str:
+        """A new current secret; the one it replaces still signs for `overlap` (none by default).
 
-    async def webhook_secret(self, app_id: str) -> str | None: ...
+        Only the secret just replaced is kept: rotating again within an overlap ends the older
+        one's."""
+        ...
+
+    async def webhook_secret(self, app_id: str) -> str | None:
+        """The current secret, the one senders should sign with."""
+        ...
+
+    async def webhook_signing(self, app_id: str, *, now: datetime) -> WebhookSigning | None:
+        """The secrets that sign for the app at `now` and its rule; None for an app with none."""
+        ...
+
+    async def require_webhook_timestamp(self, app_id: str, *, required: bool) -> bool:
+        """Take only timestamped signatures from the app (or both forms again); False when
+        the app has no webhook secret."""
+        ...
 
 
 class MissingMasterKey(Exception):
@@ -139,6 +160,41 @@ CREATE TABLE IF NOT EXISTS webhook_secrets (
     rotated_at TEXT NOT NULL
 );
 """
+# Columns added after the first release: (name, definition). Rows from before keep working: no
+# previous secret, both signature forms taken.
+_SQLITE_WEBHOOK_COLUMNS = (
+    ("previous_encrypted", "TEXT"),
+    ("previous_until", "TEXT"),
+    ("require_timestamp", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
+def _add_webhook_columns(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(webhook_secrets)")}
+    for name, definition in _SQLITE_WEBHOOK_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE webhook_secrets ADD COLUMN {name} {definition}")
+
+
+def signing_of(
+    box: SecretBox,
+    *,
+    current: str,
+    previous: str | None,
+    previous_until: datetime | None,
+    require_timestamp: bool,
+    now: datetime,
+) -> WebhookSigning | None:
+    """The signing rule of one stored row, as both key stores read it."""
+    secret = box.decrypt(current)
+    if secret is None:
+        return None
+    secrets_now = [secret]
+    if previous is not None and previous_until is not None and now < previous_until:
+        older = box.decrypt(previous)
+        if older is not None:
+            secrets_now.append(older)
+    return WebhookSigning(secrets=tuple(secrets_now), require_timestamp=require_timestamp)
 
 
 class SqliteKeyStore:
@@ -146,6 +202,7 @@ class SqliteKeyStore:
         self._db = db
         self._box = box
         db.migrate(SQLITE_SCHEMA)
+        db.write_sync(_add_webhook_columns)
 
     async def create_api_key(self, app_id: str) -> str:
         now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -196,17 +253,22 @@ class SqliteKeyStore:
 
         return await self._db.read(lookup)
 
-    async def rotate_webhook_secret(self, app_id: str) -> str:
+    async def rotate_webhook_secret(self, app_id: str, *, overlap: timedelta = timedelta(0)) -> str:
         secret = new_webhook_secret()
         token = self._box.encrypt(secret)
-        now = datetime.now(UTC).isoformat()
+        now = datetime.now(UTC)
+        keep = overlap > timedelta(0)
+        until = (now + overlap).isoformat() if keep else None
 
         def upsert(conn: sqlite3.Connection) -> None:
+            # SET reads the row as it was, so previous_encrypted takes the replaced secret.
             conn.execute(
                 "INSERT INTO webhook_secrets (app_id, secret_encrypted, rotated_at)"
                 " VALUES (?, ?, ?) ON CONFLICT (app_id) DO UPDATE SET"
+                " previous_encrypted = CASE WHEN ? THEN secret_encrypted END,"
+                " previous_until = ?,"
                 " secret_encrypted = excluded.secret_encrypted, rotated_at = excluded.rotated_at",
-                (app_id, token, now),
+                (app_id, token, now.isoformat(), keep, until),
             )
 
         await self._db.write(upsert)
@@ -221,3 +283,35 @@ class SqliteKeyStore:
 
         token = await self._db.read(lookup)
         return self._box.decrypt(token) if token else None
+
+    async def webhook_signing(self, app_id: str, *, now: datetime) -> WebhookSigning | None:
+        def lookup(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            row: sqlite3.Row | None = conn.execute(
+                "SELECT secret_encrypted, previous_encrypted, previous_until, require_timestamp"
+                " FROM webhook_secrets WHERE app_id = ?",
+                (app_id,),
+            ).fetchone()
+            return row
+
+        row = await self._db.read(lookup)
+        if row is None:
+            return None
+        until = row["previous_until"]
+        return signing_of(
+            self._box,
+            current=row["secret_encrypted"],
+            previous=row["previous_encrypted"],
+            previous_until=datetime.fromisoformat(until) if until else None,
+            require_timestamp=bool(row["require_timestamp"]),
+            now=now,
+        )
+
+    async def require_webhook_timestamp(self, app_id: str, *, required: bool) -> bool:
+        def update(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE webhook_secrets SET require_timestamp = ? WHERE app_id = ?",
+                (int(required), app_id),
+            )
+            return cursor.rowcount > 0
+
+        return await self._db.write(update)

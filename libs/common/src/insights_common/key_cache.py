@@ -13,8 +13,9 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
-from insights_common.auth import ApiKeyInfo, KeyStore, hash_key
+from insights_common.auth import ApiKeyInfo, KeyStore, WebhookSigning, hash_key
 
 
 class CachedKeyStore:
@@ -67,8 +68,14 @@ class CachedKeyStore:
     async def list_api_keys(self, app_id: str) -> list[ApiKeyInfo]:
         return await self._store.list_api_keys(app_id)
 
-    async def rotate_webhook_secret(self, app_id: str) -> str:
-        return await self._store.rotate_webhook_secret(app_id)
+    async def rotate_webhook_secret(self, app_id: str, *, overlap: timedelta = timedelta(0)) -> str:
+        return await self._store.rotate_webhook_secret(app_id, overlap=overlap)
 
     async def webhook_secret(self, app_id: str) -> str | None:
         return await self._store.webhook_secret(app_id)
+
+    async def webhook_signing(self, app_id: str, *, now: datetime) -> WebhookSigning | None:
+        return await self._store.webhook_signing(app_id, now=now)
+
+    async def require_webhook_timestamp(self, app_id: str, *, required: bool) -> bool:
+        return await self._store.require_webhook_timestamp(app_id, required=required)

@@ -6,17 +6,19 @@ with the master key (`SecretBox`), which never reaches the database.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from insights_common.auth import (
     ApiKeyInfo,
     SecretBox,
+    WebhookSigning,
     hash_key,
     key_id_of,
     new_api_key,
     new_webhook_secret,
+    signing_of,
 )
 from insights_common.postgres import PostgresDatabase
 
@@ -37,6 +39,13 @@ MIGRATIONS: tuple[str, ...] = (
         secret_encrypted text NOT NULL,
         rotated_at timestamptz NOT NULL
     );
+    """,
+    # Rotation with an overlap and the timestamped-only switch; existing secrets keep working.
+    """
+    ALTER TABLE webhook_secrets
+        ADD COLUMN previous_encrypted text,
+        ADD COLUMN previous_until timestamptz,
+        ADD COLUMN require_timestamp boolean NOT NULL DEFAULT false;
     """,
 )
 
@@ -102,15 +111,23 @@ class PostgresKeyStore:
             )
         return bool(deleted)
 
-    async def rotate_webhook_secret(self, app_id: str) -> str:
+    async def rotate_webhook_secret(self, app_id: str, *, overlap: timedelta = timedelta(0)) -> str:
         secret = new_webhook_secret()
+        now = datetime.now(UTC)
+        keep = overlap > timedelta(0)
         async with self._db.acquire() as conn:
+            # SET reads the row as it was, so previous_encrypted takes the replaced secret.
             await conn.execute(
                 "INSERT INTO webhook_secrets (app_id, secret_encrypted, rotated_at)"
-                " VALUES ($1, $2, now()) ON CONFLICT (app_id) DO UPDATE SET"
+                " VALUES ($1, $2, $3) ON CONFLICT (app_id) DO UPDATE SET"
+                " previous_encrypted = CASE WHEN $4 THEN webhook_secrets.secret_encrypted END,"
+                " previous_until = $5,"
                 " secret_encrypted = excluded.secret_encrypted, rotated_at = excluded.rotated_at",
                 app_id,
                 self._box.encrypt(secret),
+                now,
+                keep,
+                now + overlap if keep else None,
             )
         return secret
 
@@ -120,3 +137,31 @@ class PostgresKeyStore:
                 "SELECT secret_encrypted FROM webhook_secrets WHERE app_id = $1", app_id
             )
         return self._box.decrypt(token) if token is not None else None
+
+    async def webhook_signing(self, app_id: str, *, now: datetime) -> WebhookSigning | None:
+        async with self._db.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT secret_encrypted, previous_encrypted, previous_until, require_timestamp"
+                " FROM webhook_secrets WHERE app_id = $1",
+                app_id,
+            )
+        if row is None:
+            return None
+        return signing_of(
+            self._box,
+            current=row["secret_encrypted"],
+            previous=row["previous_encrypted"],
+            previous_until=row["previous_until"],
+            require_timestamp=row["require_timestamp"],
+            now=now,
+        )
+
+    async def require_webhook_timestamp(self, app_id: str, *, required: bool) -> bool:
+        async with self._db.acquire() as conn:
+            updated = await conn.fetchval(
+                "UPDATE webhook_secrets SET require_timestamp = $2 WHERE app_id = $1"
+                " RETURNING true",
+                app_id,
+                required,
+            )
+        return bool(updated)

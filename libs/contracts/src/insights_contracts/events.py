@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from insights_contracts.limits import Instant, StoredJson, Version
 from insights_contracts.types import (
     AppId,
     E164Phone,
@@ -46,8 +47,8 @@ class TemplateRef(_Frozen):
 
     key: TemplateKey
     name: Annotated[str, Field(max_length=200)] = ""
-    version: Annotated[int, Field(ge=1)]
-    variables: dict[str, JsonValue] = Field(default_factory=dict)
+    version: Version
+    variables: dict[str, StoredJson] = Field(default_factory=dict)
 
 
 class ChannelContent(_Frozen):
@@ -65,14 +66,14 @@ class VariableSpec(_Frozen):
 class TemplateDefinition(_Frozen):
     key: TemplateKey
     name: Annotated[str, Field(max_length=200)] = ""
-    version: Annotated[int, Field(ge=1)]
+    version: Version
     channels: dict[Channel, ChannelContent] = Field(default_factory=dict)
     variable_schema: tuple[VariableSpec, ...] = ()
 
 
 class Response(_Frozen):
     type: ResponseType
-    value: JsonValue = None
+    value: StoredJson = None
     label: Annotated[str, Field(max_length=500)] | None = None
 
 
@@ -80,7 +81,7 @@ class _Envelope(_Frozen):
     event_id: EventId
     schema_version: Literal[1] = 1
     app_id: AppId
-    occurred_at: AwareDatetime
+    occurred_at: Instant
 
 
 class _MessageEvent(_Envelope):

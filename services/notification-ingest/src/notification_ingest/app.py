@@ -33,6 +33,7 @@ def create_embedded(
         secrets=keys,
         max_batch=settings.max_batch,
         dedup_window=settings.dedup_window,
+        signature_tolerance=settings.signature_tolerance,
     )
     router = build_router(service, max_body_bytes=settings.max_body_bytes)
     return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
@@ -55,6 +56,7 @@ async def create_distributed(
         secrets=keys,
         max_batch=settings.max_batch,
         dedup_window=settings.dedup_window,
+        signature_tolerance=settings.signature_tolerance,
     )
 
     async def healthy() -> bool:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
+from insights_common.signatures import WebhookSigning
+
 
 def utc_now() -> datetime:
     """The clock the service and the dedup stores use unless a test gives them another."""
@@ -39,4 +41,4 @@ class DedupStore(Protocol):
 class WebhookSecrets(Protocol):
     """The part of `insights_common.auth.KeyStore` the webhook needs."""
 
-    async def webhook_secret(self, app_id: str) -> str | None: ...
+    async def webhook_signing(self, app_id: str, *, now: datetime) -> WebhookSigning | None: ...

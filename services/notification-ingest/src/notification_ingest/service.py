@@ -10,13 +10,12 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from secrets import token_urlsafe
 
-from insights_common.auth import verify_signature
 from insights_common.bus import EventPublisher
 from insights_common.service import Recurring
+from insights_common.signatures import MalformedSignature, Signature, parse_signature
 from insights_contracts import AnyEvent
 from notification_ingest.domain.errors import Unauthenticated
 from notification_ingest.domain.model import IngestResult, PlatformResult, RecordRejection
@@ -26,8 +25,26 @@ from notification_ingest.ports import DedupStore, WebhookSecrets, utc_now
 APP_HEADER = "X-Insights-App"
 SIGNATURE_HEADER = "X-Insights-Signature"
 FORGET_EVERY = timedelta(hours=1)
+DEFAULT_TOLERANCE = timedelta(seconds=300)
+NOT_SIGNED = (
+    f"{SIGNATURE_HEADER} does not match: sign the exact raw body with HMAC-SHA256 and the app's "
+    "webhook secret ('insights webhooks secret --app APP' shows it)."
+)
+SIGNATURE_FORMS = (
+    "'t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">' or 'sha256=<hex HMAC-SHA256 "
+    "of the raw body>', with the app's webhook secret"
+)
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSender:
+    """A webhook whose headers passed: its signature has yet to match the body."""
+
+    app_id: str
+    signature: Signature
+    secrets: tuple[str, ...]
 
 
 class IngestService:
@@ -40,23 +57,24 @@ class IngestService:
         max_batch: int,
         dedup_window: timedelta | None = None,
         clock: Callable[[], datetime] = utc_now,
+        signature_tolerance: timedelta = DEFAULT_TOLERANCE,
     ) -> None:
         """`dedup_window`: how long an event id is remembered, so that the same event sent
-        again within it is counted as a duplicate; None remembers every id for ever."""
+        again within it is counted as a duplicate; None remembers every id for ever.
+        `signature_tolerance`: how far a timestamped signature's t= may be from `clock()`."""
         self._dedup = dedup
         self._publisher = publisher
         self._secrets = secrets
         self._max_batch = max_batch
         self._dedup_window = dedup_window
         self._clock = clock
+        self._tolerance = signature_tolerance
         self._forgetting = Recurring(
             self.forget_old_ids, every=FORGET_EVERY, name="forget event ids past the dedup window"
         )
         # Serialises check-publish-record per app so two concurrent requests carrying the same
         # event in one process cannot both publish it.
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        # Compared against when an app has no secret, so an unknown app costs the same HMAC.
-        self._decoy_secret = token_urlsafe(32)
 
     async def start(self) -> None:
         """Begin forgetting, now and every hour, the event ids older than the dedup window."""
@@ -80,12 +98,14 @@ class IngestService:
             log.info("forgot %d event id(s) taken before %s", forgotten, before.isoformat())
         return forgotten
 
-    async def receive_webhook(
-        self, *, app_id: str | None, signature: str | None, body: bytes
-    ) -> IngestResult:
-        """Authenticate a signed webhook body, then ingest its events for the signing app.
+    async def authenticate_webhook(
+        self, *, app_id: str | None, signature: str | None
+    ) -> WebhookSender:
+        """Check what the headers alone can show, before any of the body is read: the app is
+        named and has a secret, the signature header is well formed, timestamped if the app
+        requires it, and its timestamp within the tolerance of this service's clock.
 
-        Raises Unauthenticated, MalformedBody or BatchTooLarge, and then nothing is taken.
+        Raises Unauthenticated; the body's signature is checked by `take_webhook`.
         """
         if not app_id:
             raise Unauthenticated(
@@ -93,19 +113,51 @@ class IngestService:
                 "signed the body."
             )
         if not signature:
-            raise Unauthenticated(
-                f"Missing header {SIGNATURE_HEADER}: send 'sha256=<hex HMAC-SHA256 of the raw "
-                "body with the app's webhook secret>'."
-            )
-        secret = await self._secrets.webhook_secret(app_id)
-        matches = verify_signature(secret or self._decoy_secret, body, signature)
-        if secret is None or not matches:
-            raise Unauthenticated(
-                f"{SIGNATURE_HEADER} does not match: sign the exact raw body with HMAC-SHA256 "
-                "and the app's webhook secret ('insights webhooks secret --app APP' shows it)."
-            )
+            raise Unauthenticated(f"Missing header {SIGNATURE_HEADER}: send {SIGNATURE_FORMS}.")
+        try:
+            parsed = parse_signature(signature)
+        except MalformedSignature as exc:
+            raise Unauthenticated(f"{SIGNATURE_HEADER} is malformed. {exc}") from exc
+        now = self._clock()
+        signing = await self._secrets.webhook_signing(app_id, now=now)
+        if signing is None:
+            # The answer of a wrong signature: a caller learns nothing of which apps exist.
+            raise Unauthenticated(NOT_SIGNED)
+        if parsed.timestamp is None:
+            if signing.require_timestamp:
+                raise Unauthenticated(
+                    f"App '{app_id}' takes only timestamped signatures: send "
+                    f"{SIGNATURE_HEADER}: t=<unix seconds>,v1=<hex HMAC-SHA256 of "
+                    '"<t>.<raw body>">.'
+                )
+        else:
+            skew = now.timestamp() - parsed.timestamp
+            if abs(skew) > self._tolerance.total_seconds():
+                when = "old" if skew > 0 else "ahead of this server's clock"
+                raise Unauthenticated(
+                    f"The signature's timestamp t={parsed.timestamp} is {abs(skew):.0f} s {when};"
+                    f" at most {self._tolerance.total_seconds():.0f} s is taken. Sign each"
+                    " request when it is sent, with the current unix time, and keep the"
+                    " sender's clock in sync (NTP)."
+                )
+        return WebhookSender(app_id=app_id, signature=parsed, secrets=signing.secrets)
+
+    async def take_webhook(self, sender: WebhookSender, body: bytes) -> IngestResult:
+        """Check the body's signature, then ingest its events for the signing app.
+
+        Raises Unauthenticated, MalformedBody or BatchTooLarge, and then nothing is taken.
+        """
+        if not sender.signature.matches(sender.secrets, body):
+            raise Unauthenticated(NOT_SIGNED)
         items = decode_batch(body, max_batch=self._max_batch)
-        return await self.ingest(app_id=app_id, items=items)
+        return await self.ingest(app_id=sender.app_id, items=items)
+
+    async def receive_webhook(
+        self, *, app_id: str | None, signature: str | None, body: bytes
+    ) -> IngestResult:
+        """`authenticate_webhook` then `take_webhook`, for a body already in hand."""
+        sender = await self.authenticate_webhook(app_id=app_id, signature=signature)
+        return await self.take_webhook(sender, body)
 
     async def ingest(self, *, app_id: str, items: Sequence[object]) -> IngestResult:
         """Take the valid, new events of `items` for `app_id`, in their order, in one publish.

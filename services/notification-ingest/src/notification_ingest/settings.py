@@ -29,6 +29,15 @@ class IngestSettings(BaseSettings):
             "duplicate; older ids are dropped every hour. 0 remembers them for ever."
         ),
     )
+    signature_tolerance_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description=(
+            "How far the t= of a timestamped signature may be from this server's clock, in "
+            "seconds, either way; a request signed longer ago is refused (replay protection)."
+        ),
+    )
     raw_group: str = "insights-ingest-raw"
     """The consumer group reading the platform's raw topic; replicas share its partitions."""
     raw_batch: int = Field(default=200, ge=1, le=5000)
@@ -37,6 +46,10 @@ class IngestSettings(BaseSettings):
     port: int = 8002
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+
+    @property
+    def signature_tolerance(self) -> timedelta:
+        return timedelta(seconds=self.signature_tolerance_seconds)
 
     @property
     def dedup_window(self) -> timedelta | None:

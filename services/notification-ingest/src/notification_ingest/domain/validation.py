@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from insights_contracts import EVENT_TYPES, AnyEvent, UserUpserted, parse_event
+from insights_contracts.limits import OUT_OF_RANGE
 from notification_ingest.domain.errors import BatchTooLarge, MalformedBody
 from notification_ingest.domain.model import FieldError, Rejection, ValidatedBatch
 
@@ -142,6 +143,9 @@ def _readable(detail: ErrorDetails) -> FieldError:
         return FieldError(loc, "Field required")
     if kind == "value_error":
         return FieldError(loc, detail["msg"].removeprefix("Value error, "))
+    if kind == OUT_OF_RANGE:
+        inner = str(ctx.get("path", ""))
+        return FieldError(f"{loc}.{inner}" if inner else loc, detail["msg"])
     if kind == "string_pattern_mismatch" and field in _PATTERN_RULES:
         return FieldError(loc, f"{got} is not allowed here; {_PATTERN_RULES[field]}")
     message = f"{detail['msg']}; got {got}"

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 
-from insights_common.http import PROBLEM_JSON, Problem
+from insights_common.http import Problem, problem_responses
 from notification_ingest.domain.errors import BatchTooLarge, MalformedBody, Unauthenticated
 from notification_ingest.domain.model import IngestResult
 from notification_ingest.service import IngestService
@@ -45,7 +45,31 @@ class IngestResponse(BaseModel):
         )
 
 
-_PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+_PROBLEMS = problem_responses(
+    {
+        400: "The body is not JSON, or neither an event object nor an array of them.",
+        401: "X-Insights-App or X-Insights-Signature is missing, or the signature does not match"
+        " the body with the app's webhook secret.",
+        413: "The body is larger than the size limit, or the array has more events than allowed.",
+    }
+)
+_EVENTS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One event, or an array of events, as docs/contract.md gives them;"
+        " events that are not valid are listed in `rejected`, the others taken.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"type": "object"},
+                        {"type": "array", "items": {"type": "object"}},
+                    ]
+                }
+            }
+        },
+    }
+}
 
 
 def build_router(service: IngestService, *, max_body_bytes: int) -> APIRouter:
@@ -55,18 +79,24 @@ def build_router(service: IngestService, *, max_body_bytes: int) -> APIRouter:
         "/events",
         status_code=202,
         summary="Take notification, user and template events from the messaging platform",
-        responses={400: _PROBLEM, 401: _PROBLEM, 413: _PROBLEM},
+        responses=_PROBLEMS,
+        openapi_extra=_EVENTS_BODY,
     )
     async def receive_events(
         request: Request,
         x_insights_app: Annotated[str | None, Header()] = None,
         x_insights_signature: Annotated[str | None, Header()] = None,
     ) -> IngestResponse:
+        # Headers first: a caller who cannot be the app is refused before its body is read.
+        try:
+            sender = await service.authenticate_webhook(
+                app_id=x_insights_app, signature=x_insights_signature
+            )
+        except Unauthenticated as exc:
+            raise Problem(401, "Unauthorized", str(exc)) from exc
         body = await read_body(request, limit=max_body_bytes)
         try:
-            result = await service.receive_webhook(
-                app_id=x_insights_app, signature=x_insights_signature, body=body
-            )
+            result = await service.take_webhook(sender, body)
         except Unauthenticated as exc:
             raise Problem(401, "Unauthorized", str(exc)) from exc
         except MalformedBody as exc:
