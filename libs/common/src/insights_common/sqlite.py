@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -39,11 +41,34 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _owner_only(path: Path) -> None:
+    """Create the data dir (0700) and the database file (0600) readable by their owner only.
+
+    SQLite gives its -wal and -shm files the mode of the database file, so they follow. Files
+    an older version left readable by others are narrowed; a data dir that already exists is
+    the operator's, so a readable one is only reported.
+    """
+    directory = path.parent
+    if not directory.exists():
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
+    elif stat.S_IMODE(directory.stat().st_mode) & 0o077:
+        log.warning(
+            "%s can be read by other users than its owner; 'chmod 700 %s' keeps them out",
+            directory,
+            directory,
+        )
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.exists() and stat.S_IMODE(name.stat().st_mode) & 0o077:
+            name.chmod(0o600)
+
+
 class SqliteDatabase:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _owner_only(Path(self.path))
         self._writer = _connect(self.path)
         self._writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         self._checkpointer: _Checkpointer | None = None

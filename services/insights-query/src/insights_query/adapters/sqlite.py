@@ -470,8 +470,8 @@ _RANK_SQL: dict[Rank, str] = {
         f" WHERE {_NAME_MATCH} AND NOT {_ID_MATCH} ORDER BY u.user_id LIMIT :limit"
     ),
     Rank.PHONE: (
-        "SELECT u.* FROM q_users u WHERE u.app_id = :app"  # noqa: S608
-        " AND u.phone_digits GLOB :phone_glob"
+        "SELECT u.* FROM q_users u INDEXED BY q_users_phone WHERE u.app_id = :app"  # noqa: S608
+        " AND u.phone_digits = :phone_digits"
         f" AND +u.user_id > :after AND NOT {_ID_MATCH} AND NOT {_NAME_MATCH}"
         " ORDER BY u.user_id LIMIT :limit"
     ),
@@ -486,15 +486,15 @@ def _search_rank(
     after: str,
     limit: int,
 ) -> list[sqlite3.Row]:
-    # Query words, id prefixes and digits hold no GLOB metacharacters (* ? [), so they are
-    # safe as literal prefixes.
+    # Query words and id prefixes hold no GLOB metacharacters (* ? [), so they are safe as
+    # literal prefixes.
     params = {
         "app": app_id,
         "id_lc": query.id_prefix,
         "id_glob": f"{query.id_prefix}*" if query.id_prefix else None,
         "words": json.dumps(list(query.name_words)),
         "first_glob": f"{query.name_words[0]}*" if query.name_words else None,
-        "phone_glob": f"{query.digits}*" if query.digits else None,
+        "phone_digits": query.digits,
         "after": after,
         "limit": limit,
     }

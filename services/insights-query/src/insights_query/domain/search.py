@@ -2,8 +2,11 @@
 
 Ranks: a user_id equal to the query ignoring case, then user_id prefixes (case-insensitive),
 then nicknames (every query word a prefix of some word of the nickname, case- and
-accent-insensitive), then phone numbers (E.164 or its digits, a prefix from the country code
-on). A user is listed once, at its best rank; within a rank, by user_id.
+accent-insensitive), then phone numbers (E.164 or its digits, with any spaces, dashes, dots or
+brackets). A user is listed once, at its best rank; within a rank, by user_id.
+
+A phone number matches whole, never by a prefix: the API shows numbers masked, and a prefix
+search let anyone read one back digit by digit (about 71 searches for a masked number).
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ class SearchQuery:
     name_words: tuple[str, ...]
     """Every word must prefix some word of the nickname."""
     digits: str | None
-    """Phone digits prefix (without '+')."""
+    """The whole phone number's digits (without '+'): a phone matches only when equal."""
 
     def ranks(self) -> tuple[Rank, ...]:
         applicable: list[Rank] = []

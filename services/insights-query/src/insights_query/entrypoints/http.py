@@ -18,15 +18,19 @@ from fastapi.routing import APIRoute
 from insights_common.http import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
+    PROBLEM_SCHEMA,
+    UNAUTHORIZED,
     AppAuth,
     Page,
     Problem,
+    cursor_problem,
     decode_cursor,
     encode_cursor,
+    problem_responses,
 )
 from insights_query.domain.errors import InvalidCursor, InvalidParameter, NotFound
 from insights_query.domain.export import csv_header, csv_rows
-from insights_query.domain.queries import Position, Slice, choice
+from insights_query.domain.queries import Slice, choice
 from insights_query.domain.search import MAX_QUERY_LENGTH
 from insights_query.domain.views import (
     MessageDetail,
@@ -120,25 +124,11 @@ async def _call(work: Awaitable[T]) -> T:
     except InvalidParameter as exc:
         raise _invalid(exc) from exc
     except InvalidCursor as exc:
-        raise _cursor_problem(str(exc)) from exc
+        raise cursor_problem(str(exc)) from exc
 
 
 def _invalid(exc: InvalidParameter) -> Problem:
     return _parameter_problem([(exc.name, exc.message, "value_error")], allowed=exc.allowed)
-
-
-def _cursor_problem(message: str) -> Problem:
-    hint = f"{message} Ask for the first page again (without cursor) and follow its next_cursor."
-    problem = _parameter_problem([("cursor", hint, "cursor")])
-    problem.title = "Invalid cursor"
-    return problem
-
-
-def _after(cursor: str | None) -> Position | None:
-    try:
-        return decode_cursor(cursor)
-    except Problem as exc:
-        raise _cursor_problem(str(InvalidCursor())) from exc
 
 
 def _format(value: str) -> str:
@@ -153,46 +143,30 @@ def _page(result: Slice[T]) -> Page[T]:
     return Page[T](items=result.items, next_cursor=following)
 
 
-_PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
+# A query route's 400 also lists the values a choice allows.
+_QUERY_PROBLEM = {
+    **PROBLEM_SCHEMA,
     "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "loc": {"type": "array", "items": {"type": "string"}},
-                    "message": {"type": "string"},
-                    "type": {"type": "string"},
-                },
-            },
-        },
+        **PROBLEM_SCHEMA["properties"],
         "allowed": {"type": "array", "items": {"type": "string"}},
     },
-    "required": ["type", "title", "status"],
 }
-# Declaring the 4XX family also keeps FastAPI from documenting a 422 these routes never answer.
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    "4XX": {
-        "description": (
-            "A problem (RFC 9457). 400: a bad query parameter, named in errors[].loc, with the"
-            " values allowed for a choice in allowed; 401: no or unknown API key; 404: nothing"
-            " with that id in the caller's app."
-        ),
-        "content": {"application/problem+json": {"schema": _PROBLEM_SCHEMA}},
-    }
-}
+_BAD_PARAMETER = (
+    "A query parameter is not valid: errors[].loc names it, and allowed lists the values of a"
+    " choice."
+)
+_LIST = problem_responses({400: _BAD_PARAMETER, 401: UNAUTHORIZED}, schema=_QUERY_PROBLEM)
+_ONE = problem_responses({401: UNAUTHORIZED, 404: "Nothing with that id in the caller's app."})
+_USER = problem_responses(
+    {400: _BAD_PARAMETER, 401: UNAUTHORIZED, 404: "The caller's app has no such user."},
+    schema=_QUERY_PROBLEM,
+)
 
 
 def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
-    router = APIRouter(tags=["insights-query"], route_class=_QueryRoute, responses=_PROBLEMS)
+    router = APIRouter(tags=["insights-query"], route_class=_QueryRoute)
 
-    @router.get("/users", response_model=Page[UserSummary])
+    @router.get("/users", response_model=Page[UserSummary], responses=_LIST)
     async def search_users(
         app_id: Annotated[str, Depends(auth)],
         q: Annotated[
@@ -201,7 +175,7 @@ def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
                 max_length=MAX_QUERY_LENGTH,
                 description=(
                     "User ID (exact, ignoring case, then prefixes), nickname word prefixes"
-                    " (ignoring case and accents) or phone number (E.164 or digits, a prefix);"
+                    " (ignoring case and accents) or a whole phone number (E.164 or its digits);"
                     " blank lists users by recent activity."
                 ),
             ),
@@ -209,10 +183,10 @@ def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> Page[UserSummary]:
-        after = _after(cursor)
+        after = decode_cursor(cursor)
         return _page(await _call(service.search_users(app_id, q=q, limit=limit, after=after)))
 
-    @router.get("/users/{user_id}", response_model=UserDetail)
+    @router.get("/users/{user_id}", response_model=UserDetail, responses=_USER)
     async def get_user(
         app_id: Annotated[str, Depends(auth)],
         user_id: str,
@@ -224,7 +198,7 @@ def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
     @router.get(
         "/users/{user_id}/messages",
         response_model=Page[MessageItem],
-        responses={200: {"content": {"text/csv": {}}}},
+        responses={200: {"content": {"text/csv": {}}}, **_USER},
     )
     async def list_messages(
         app_id: Annotated[str, Depends(auth)],
@@ -264,23 +238,23 @@ def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
                 media_type="text/csv; charset=utf-8",
                 headers={"Content-Disposition": f'attachment; filename="messages-{user_id}.csv"'},
             )
-        after = _after(cursor)
+        after = decode_cursor(cursor)
         return _page(
             await _call(service.list_messages(app_id, user_id, **filters, limit=limit, after=after))
         )
 
-    @router.get("/messages/{message_id}", response_model=MessageDetail)
+    @router.get("/messages/{message_id}", response_model=MessageDetail, responses=_ONE)
     async def get_message(app_id: Annotated[str, Depends(auth)], message_id: str) -> MessageDetail:
         return await _call(service.get_message(app_id, message_id))
 
-    @router.get("/templates", response_model=Page[TemplateSummary])
+    @router.get("/templates", response_model=Page[TemplateSummary], responses=_LIST)
     async def list_templates(
         app_id: Annotated[str, Depends(auth)], limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
     ) -> Page[TemplateSummary]:
-        after = _after(cursor)
+        after = decode_cursor(cursor)
         return _page(await _call(service.list_templates(app_id, limit=limit, after=after)))
 
-    @router.get("/templates/{key}", response_model=TemplateDetail)
+    @router.get("/templates/{key}", response_model=TemplateDetail, responses=_ONE)
     async def get_template(app_id: Annotated[str, Depends(auth)], key: str) -> TemplateDetail:
         return await _call(service.get_template(app_id, key))
 

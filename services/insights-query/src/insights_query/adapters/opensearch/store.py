@@ -9,7 +9,10 @@ that lost a race with another projector are read and folded again, so concurrent
 never lose an update. Documents that would not change are not written, so a replay costs two
 `mget`s and no write. A failed bulk item raises: the batch is then redelivered, and because
 applying is idempotent the replay completes what the failure left half done. (OpenSearch has
-no multi-document transaction; "all or nothing" becomes "eventually all, never wrong".)
+no multi-document transaction; "all or nothing" becomes "eventually all, never wrong".) A failure
+that is a passing state of the cluster (a recovering shard, a block, 429, 5xx, no connection:
+`errors.py`) raises `DependencyUnavailable`, so the projector waits it out instead of taking an
+event for poison.
 
 Reading. Every query filters on app_id. Messages are not routed by app or user: the doc id
 (`app_id:message_id`) must be enough to get a message, and routing by app would pile a large
@@ -32,6 +35,7 @@ from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import HTTP_EXCEPTIONS, TransportError
 from pydantic import TypeAdapter
 
+from insights_common.outage import DependencyUnavailable
 from insights_contracts import (
     AnyEvent,
     Channel,
@@ -58,6 +62,7 @@ from insights_query.adapters.opensearch.documents import (
     user_doc,
     user_key,
 )
+from insights_query.adapters.opensearch.errors import DEPENDENCY, as_outage, passing_item
 from insights_query.adapters.opensearch.mappings import Kind, alias_name, ensure_indices
 from insights_query.domain.queries import (
     ActivityPosition,
@@ -216,6 +221,20 @@ class OpenSearchInsightsStore:
     # -- projection -----------------------------------------------------------------------
 
     async def apply(self, events: Sequence[AnyEvent]) -> None:
+        """Fold the events into their documents. A passing state of the cluster (see `errors`)
+        raises `DependencyUnavailable`, for the batch to be retried; only another error can be
+        an event's own."""
+        try:
+            await self._apply(events)
+        except ProjectionConflict as error:
+            raise DependencyUnavailable(DEPENDENCY, str(error)) from error
+        except Exception as error:
+            outage = as_outage(error)
+            if outage is None or outage is error:
+                raise
+            raise outage from error
+
+    async def _apply(self, events: Sequence[AnyEvent]) -> None:
         work = _work_of(events)
         for round_number in range(_MAX_ROUNDS):
             if not work:
@@ -360,7 +379,8 @@ class OpenSearchInsightsStore:
             )
             for doc in cast(list[dict[str, Any]], response["docs"]):
                 if "error" in doc:
-                    raise DocumentReadError(f"{doc.get('_id')}: {doc['error']}")
+                    # No event is at fault for a document that cannot be read now.
+                    raise DependencyUnavailable(DEPENDENCY, f"{doc.get('_id')}: {doc['error']}")
                 if doc["found"]:
                     found[doc["_id"]] = _Current(
                         source=doc["_source"],
@@ -415,6 +435,9 @@ class OpenSearchInsightsStore:
                     lost.append((write.kind, write.key))
                 else:
                     failures.append(result)
+        if any(passing_item(f.get("status"), f.get("error")) for f in failures):
+            # The batch is retried whole: what was written is met again as nothing to change.
+            raise DependencyUnavailable(DEPENDENCY, str(BulkWriteError(failures)))
         if failures:
             raise BulkWriteError(failures)
         return lost
@@ -783,7 +806,7 @@ def _rank_query(app_id: str, query: SearchQuery, rank: Rank, after: str) -> Doc:
         must.append(name_match)
         must_not += [id_match] if id_match else []
     else:
-        must.append({"prefix": {"phone_digits": query.digits}})
+        must.append(_term("phone_digits", query.digits))
         must_not += [id_match] if id_match else []
         if query.name_words:
             must_not.append(name_match)
