@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PORT ?= 8000
 
-.PHONY: dev test bench bench-scale browser dashboard bootstrap sync lint typecheck unit integration e2e services services-down schemas clean
+.PHONY: dev test test-clock faketime bench bench-scale browser dashboard bootstrap sync lint typecheck unit integration e2e services services-down schemas clean
 
 dev: sync dashboard  ## run the product with demo data at http://127.0.0.1:$(PORT)
 	$(UV) run insights dev --demo --port $(PORT)
@@ -17,8 +17,19 @@ dev: sync dashboard  ## run the product with demo data at http://127.0.0.1:$(POR
 SERVICES_ENV = if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}$${OPENSEARCH_URL:-}$${POSTGRES_DSN:-}" ]; then \
 	eval "$$(python3 deploy/local/services.py up)"; fi
 
-test: sync browser dashboard lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
-	$(SERVICES_ENV) && $(UV) run pytest
+test: sync browser faketime dashboard lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
+	$(SERVICES_ENV) && $(UV) run pytest && $(CLOCK_AHEAD_TESTS)
+
+# The same verdicts on any day: the tests whose outcome could hang on the calendar (the unit tests
+# and the end-to-end flows, whose processes count statistics over windows ending today) run again
+# with the clock of the test and of every process it starts moved a year ahead, by Debian's
+# libfaketime. Kafka, OpenSearch and PostgreSQL keep the real time, as servers elsewhere would.
+CLOCK_SHIFT ?= +365d
+CLOCK_AHEAD_TESTS = faketime -f '$(CLOCK_SHIFT)' $(UV) run pytest -p no:cacheprovider \
+	-m "unit or e2e" libs services tests/unit tests/e2e
+
+test-clock: sync faketime  ## the calendar-sensitive tests again, with the clock a year ahead
+	$(SERVICES_ENV) && $(CLOCK_AHEAD_TESTS)
 
 # Every benchmark at its default size, one after another, on the real services (docs/performance.md
 # holds their latest figures): 5 to 7 minutes on 2 cores. The query benchmark runs on a
@@ -75,6 +86,14 @@ browser:  ## install Debian's chromium (and CJK fonts) for the browser tests whe
 	elif [ "$$(id -u)" -eq 0 ]; then { $(APT_INSTALL); } || { $(CHROMIUM_HELP); }; \
 	elif command -v sudo >/dev/null 2>&1; then { sudo sh -c '$(APT_INSTALL)'; } || { $(CHROMIUM_HELP); }; \
 	else $(CHROMIUM_HELP); fi
+
+# Debian's libfaketime, which moves the clock of test-clock's processes; installed with apt when
+# missing, like the browser.
+faketime:
+	@if command -v faketime >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" -eq 0 ]; then apt-get update && apt-get install -y --no-install-recommends faketime; \
+	elif command -v sudo >/dev/null 2>&1; then sudo sh -c 'apt-get update && apt-get install -y --no-install-recommends faketime'; \
+	else echo "make faketime: install Debian's faketime package with apt-get (as root)" >&2; exit 1; fi
 
 services:  ## start real Kafka, OpenSearch and PostgreSQL on loopback; prints their endpoints
 	python3 deploy/local/services.py up

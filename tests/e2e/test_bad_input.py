@@ -12,6 +12,7 @@ import pytest
 
 from insights_common.auth import sign
 from tests.conftest import Server, cli
+from tests.dates import day
 from tests.e2e.test_flow import LIFECYCLE, post_events, wait_for_import
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +31,7 @@ def problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 def snapshot(api: httpx.Client) -> dict[str, Any]:
     return {
-        "user": api.get("/api/v1/users/alex", params={"since": "2026-11-01"}).json(),
+        "user": api.get("/api/v1/users/alex", params={"since": str(day(-1))}).json(),
         "messages": api.get("/api/v1/users/alex/messages").json(),
         "message": api.get("/api/v1/messages/m1").json(),
         "templates": api.get("/api/v1/templates").json(),

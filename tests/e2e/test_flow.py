@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from insights_common.auth import sign
+from tests.dates import at, day
 from tests.deployments import eventually_true
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def post_events(
 SENT = event(
     "notification.sent",
     "e-sent",
-    "2026-11-02T10:00:00Z",
+    at("10:00:00"),
     message_id="m1",
     user_id="alex",
     channel="push",
@@ -87,15 +88,13 @@ SENT = event(
     },
 )
 LIFECYCLE = [
-    event("notification.read", "e-read", "2026-11-02T10:05:00Z", message_id="m1", user_id="alex"),
-    event(
-        "notification.delivered", "e-dlv", "2026-11-02T10:00:02Z", message_id="m1", user_id="alex"
-    ),
+    event("notification.read", "e-read", at("10:05:00"), message_id="m1", user_id="alex"),
+    event("notification.delivered", "e-dlv", at("10:00:02"), message_id="m1", user_id="alex"),
     SENT,
     event(
         "notification.clicked",
         "e-click",
-        "2026-11-02T10:06:00Z",
+        at("10:06:00"),
         message_id="m1",
         user_id="alex",
         button_id="track",
@@ -104,7 +103,7 @@ LIFECYCLE = [
     event(
         "notification.responded",
         "e-resp",
-        "2026-11-02T10:07:00Z",
+        at("10:07:00"),
         message_id="m1",
         user_id="alex",
         response={"type": "button", "value": "track", "label": "Track"},
@@ -112,7 +111,7 @@ LIFECYCLE = [
     event(
         "notification.sent",
         "e-sent2",
-        "2026-11-03T09:00:00Z",
+        at("09:00:00", 1),
         message_id="m2",
         user_id="alex",
         channel="sms",
@@ -122,7 +121,7 @@ LIFECYCLE = [
     event(
         "notification.failed",
         "e-fail",
-        "2026-11-03T09:00:05Z",
+        at("09:00:05", 1),
         message_id="m2",
         user_id="alex",
         code="invalid_number",
@@ -179,7 +178,7 @@ def test_import_ingest_and_insights_end_to_end(deployment: Deployment) -> None:
 
         def profile() -> dict[str, Any]:
             answer: dict[str, Any] = api.get(
-                "/api/v1/users/alex", params={"since": "2026-11-01", "until": "2026-11-04"}
+                "/api/v1/users/alex", params={"since": str(day(-1)), "until": str(day(2))}
             ).json()
             return answer
 
@@ -197,7 +196,7 @@ def test_import_ingest_and_insights_end_to_end(deployment: Deployment) -> None:
         }
         assert stats["responded"] == 1
         assert stats["delivery_rate"] == 0.5
-        assert stats["last_sent_at"].startswith("2026-11-03T09:00:00")
+        assert stats["last_sent_at"].startswith(at("09:00:00", 1).removesuffix("Z"))
 
         messages = api.get("/api/v1/users/alex/messages").json()
         assert [m["message_id"] for m in messages["items"]] == ["m2", "m1"]

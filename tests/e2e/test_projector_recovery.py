@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.dates import at, day
 from tests.deployments import eventually_true
 from tests.e2e.test_flow import post_events
 
@@ -39,7 +40,7 @@ def stream(seed: int = 7) -> tuple[list[dict[str, Any]], dict[str, Counter[str]]
                 "event_type": f"notification.{kind}",
                 "schema_version": 1,
                 "app_id": "acme",
-                "occurred_at": f"2026-11-10T{minute // 60:02d}:{minute % 60:02d}:00Z",
+                "occurred_at": at(f"{minute // 60:02d}:{minute % 60:02d}:00"),
                 "message_id": message,
                 "user_id": user,
                 **extra,
@@ -102,7 +103,7 @@ def test_killing_the_projector_mid_stream_loses_and_doubles_nothing(
 
         def sent_so_far() -> int:
             return sum(
-                api.get(f"/api/v1/users/{user}", params={"since": "2026-11-01"})
+                api.get(f"/api/v1/users/{user}", params={"since": str(day(-1))})
                 .json()
                 .get("stats", {})
                 .get("sent", 0)
@@ -120,7 +121,7 @@ def test_killing_the_projector_mid_stream_loses_and_doubles_nothing(
         distributed.wait_ready("projector")
 
         def user_counts(user: str) -> dict[str, int]:
-            stats = api.get(f"/api/v1/users/{user}", params={"since": "2026-11-01"}).json()["stats"]
+            stats = api.get(f"/api/v1/users/{user}", params={"since": str(day(-1))}).json()["stats"]
             return {k: stats[k] for k in ("sent", "delivered", "read", "clicked")}
 
         eventually_true(
