@@ -177,3 +177,78 @@ def test_a_batch_keeps_valid_events_in_order_and_counts_repeats() -> None:
     assert [e.event_id for e in batch.events] == ["e-sent", "e-delivered", "e-read"]
     assert batch.duplicates == 1
     assert [r.index for r in batch.rejected] == [1, 5]
+
+
+def _with(event_type: str, changes: dict[str, Any]) -> dict[str, Any]:
+    event = next(e for e in contract_events() if e["event_type"] == event_type)
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        target = event
+        for part in parents:
+            target = target[part]
+        target[leaf] = value
+    return event
+
+
+@pytest.mark.parametrize(
+    ("event_type", "changes", "loc", "told"),
+    [
+        ("notification.sent", {"template.version": 2**31}, "template.version", "2147483647"),
+        ("template.upserted", {"template.version": 2**63}, "template.version", "2147483647"),
+        (
+            "notification.sent",
+            {"template.variables": {"order": {"lines": [1, 2**63]}}},
+            "template.variables.order.lines.1",
+            "outside the integers kept",
+        ),
+        (
+            "notification.sent",
+            {"template.variables": {"n": 2**64 - 1}},
+            "template.variables.n",
+            "send it as a string",
+        ),
+        (
+            "notification.responded",
+            {"response.value": {"rating": -(2**63) - 1}},
+            "response.value.rating",
+            "outside the integers kept",
+        ),
+        ("notification.read", {"occurred_at": "0001-01-01T00:00:00Z"}, "occurred_at", "1970"),
+        ("notification.read", {"occurred_at": "0001-01-01T00:30:00+01:00"}, "occurred_at", "1970"),
+        ("notification.read", {"occurred_at": "9999-12-31T23:59:59Z"}, "occurred_at", "2200"),
+        ("user.upserted", {"occurred_at": "9999-12-31T23:00:00-05:00"}, "occurred_at", "2200"),
+        ("notification.clicked", {"occurred_at": "1969-12-31T23:59:59Z"}, "occurred_at", "1970"),
+        ("notification.failed", {"occurred_at": "2200-01-01T00:00:00Z"}, "occurred_at", "2200"),
+    ],
+)
+def test_a_value_no_store_can_keep_is_refused_where_it_is(
+    event_type: str, changes: dict[str, Any], loc: str, told: str
+) -> None:
+    result = check_event(_with(event_type, changes), app_id="acme", index=3)
+    assert isinstance(result, Rejection), result
+    assert result.index == 3
+    assert [error.loc for error in result.errors] == [loc]
+    assert told in result.errors[0].message
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"template.version": 2**31 - 1},
+        {"template.variables": {"big": 2**63 - 1, "small": -(2**63), "flag": True, "x": 1.5e300}},
+        {"occurred_at": "1970-01-01T00:00:00Z"},
+        {"occurred_at": "2199-12-31T23:59:59.999999Z"},
+        {"occurred_at": "1970-01-01T09:00:00+09:00"},
+    ],
+)
+def test_the_edges_of_what_the_stores_keep_are_taken(changes: dict[str, Any]) -> None:
+    result = check_event(_with("notification.sent", changes), app_id="acme", index=0)
+    assert not isinstance(result, Rejection), result
+
+
+def test_one_event_beyond_the_stores_leaves_its_batch_taken() -> None:
+    good = contract_events()
+    bad = _with("notification.sent", {"event_id": "huge", "template.version": 2**40})
+    batch = validate_batch([*good[:2], bad, *good[2:]], app_id="acme")
+    assert len(batch.events) == len(good)
+    assert [(r.index, r.event_id) for r in batch.rejected] == [(2, "huge")]
