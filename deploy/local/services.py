@@ -6,6 +6,7 @@ Debian's packages. Standard library only, so it runs before the workspace is ins
 
     python deploy/local/services.py up [kafka|opensearch|postgres ...]   # prints shell exports
     python deploy/local/services.py down [--purge] [NAME ...]
+    python deploy/local/services.py kill [NAME ...]   # SIGKILL, as a crash; `up` again after
     python deploy/local/services.py status [NAME ...]
     python deploy/local/services.py env | logs NAME | smoke [NAME ...]
 
@@ -717,6 +718,23 @@ class Service:
             if purge and self.dir.exists():
                 shutil.rmtree(self.dir)
                 say(self.name, f"removed {self.dir}")
+
+    def kill(self) -> None:
+        """SIGKILL the instance and every process of its tree at once, as when its machine
+        dies: no shutdown runs, the data stays. `up` starts it again (a fault test's crash)."""
+        with file_lock(self.lock_file):
+            pid = self.running_pid()
+            if pid is None:
+                say(self.name, "not running")
+                return
+            for member in process_tree(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(member, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            while self._alive(pid):
+                time.sleep(0.05)
+            say(self.name, f"killed pid {pid} (SIGKILL)")
 
     def _stop_pid(self, pid: int, grace: float = 45.0) -> None:
         began = time.monotonic()
@@ -1512,6 +1530,7 @@ def main(argv: list[str] | None = None) -> int:
     for command, text in (
         ("up", "fetch (once), start and wait for services; print shell exports"),
         ("down", "stop services (SIGTERM, then SIGKILL)"),
+        ("kill", "SIGKILL services and their helpers at once, as a crash (data stays)"),
         ("status", "show whether services run and answer"),
         ("env", "print the shell exports without starting anything"),
         ("smoke", "exercise running services for real (topic, produce/consume, index, SQL)"),
@@ -1557,6 +1576,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if all(ok for ok, _ in results) else 1
     if args.command == "down":
         errors = in_parallel(services, lambda s: s.down(purge=args.purge))
+    elif args.command == "kill":
+        errors = in_parallel(services, lambda s: s.kill())
     elif args.command == "up":
         began = time.monotonic()
         errors = in_parallel(services, lambda s: s.up())

@@ -87,6 +87,7 @@ def kafka_bus(settings: KafkaSettings, *, client_id: str) -> KafkaBus:
             client_id=client_id,
             partitions=settings.partitions,
             replication_factor=settings.replication_factor,
+            publish_timeout=settings.publish_timeout,
         )
     )
 
@@ -100,6 +101,7 @@ async def postgres(
             settings.dsn.get_secret_value(),
             schema=settings.db_schema,
             max_size=settings.pool_size,
+            acquire_timeout=settings.timeout,
         ),
         limit=limit,
     )

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from insights_common.auth import KeyStore
+from insights_common.outage import DependencyUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 MAX_LIMIT = 200
@@ -87,9 +88,23 @@ def install_problem_handlers(app: FastAPI) -> None:
         problem = Problem(exc.status_code, _title(exc.status_code), str(exc.detail))
         return problem_response(problem, request.url.path)
 
+    async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DependencyUnavailable)  # noqa: S101
+        problem = Problem(
+            503,
+            "Service unavailable",
+            f"{exc}. The request was not taken: send it again after {exc.retry_after} s "
+            "(Retry-After).",
+            dependency=exc.dependency,
+        )
+        response = problem_response(problem, request.url.path)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(DependencyUnavailable, on_unavailable)
 
 
 def _title(status: int) -> str:

@@ -6,16 +6,19 @@ each key hashes to (the Java client's murmur2 partitioner, so other producers ag
 record batch per partition. Subscribers take batches and commit their offsets only after the
 handler returned, so a crash replays the batch (at-least-once); the projections are idempotent.
 A record that is not a valid contract event goes to `<topic>.dlq`, and the stream goes on; so does
-an event the handler keeps failing on while its store is up (poison, told from an outage by a
-health probe). A dead-letter record keeps the original key, bytes and headers and adds why, which
-consumer, when, and where it came from (the headers of `insights_common.dead_letters`).
+an event the handler keeps failing on while its store is up (poison, told from an outage by the
+store's own `DependencyUnavailable` and a health probe). A dead-letter record keeps the original
+key, bytes and headers and adds why, which consumer, when, and where it came from (the headers of
+`insights_common.dead_letters`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,7 +26,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaResponse
@@ -44,6 +47,7 @@ from insights_common.dead_letters import (
     rfc3339,
     utc_now,
 )
+from insights_common.outage import DEFAULT_TIMEOUT, DependencyUnavailable, bounded
 from insights_contracts import AnyEvent, event_adapter
 from insights_contracts.topics import dlq, key_for, topic_for
 
@@ -55,6 +59,9 @@ BatchHandler = Callable[[Sequence[AnyEvent]], Awaitable[None]]
 # Kafka's default max.message.bytes is 1 MiB; a record batch stays under it.
 MAX_BATCH_BYTES = 900 * 1024
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+# A transaction is given the publish timeout once for each this many events (an import's
+# 100,000 take about 3 s to commit on 2 cores).
+EVENTS_PER_TIMEOUT = 10_000
 # A batch that failed this many times in a row is taken apart to find the records at fault.
 ISOLATE_AFTER = 3
 
@@ -93,6 +100,8 @@ class KafkaOptions:
     client_id: str = "user-insights"
     partitions: int = 6
     replication_factor: int = 1
+    publish_timeout: float = DEFAULT_TIMEOUT
+    """Seconds a publish may wait for the brokers; past it, `DependencyUnavailable`."""
 
 
 class KafkaBus:
@@ -164,15 +173,30 @@ class KafkaBus:
             await admin.close()
 
     async def publish(self, events: Sequence[AnyEvent]) -> None:
-        """Publish events to the topics of their types; waits until every broker acknowledged."""
-        groups = await self.by_partition(events)
-        sends = [
-            self.broker.publish_batch(*chunk, topic=topic, partition=partition, no_confirm=True)
-            for (topic, partition), records in groups.items()
-            for chunk in _chunks_by_size([KafkaResponse(value, key=key) for key, value in records])
-        ]
-        futures = await asyncio.gather(*sends)
-        await asyncio.gather(*futures)
+        """Publish events to the topics of their types; waits until every broker acknowledged.
+
+        Raises `DependencyUnavailable` when that takes longer than `publish_timeout` or Kafka
+        refuses. Some of the events may still arrive later: a caller that publishes them again
+        makes duplicates, which the projections absorb (at-least-once).
+        """
+        async with self.within_publish_timeout():
+            groups = await self.by_partition(events)
+            sends = [
+                self.broker.publish_batch(*chunk, topic=topic, partition=partition, no_confirm=True)
+                for (topic, partition), records in groups.items()
+                for chunk in _chunks_by_size(
+                    [KafkaResponse(value, key=key) for key, value in records]
+                )
+            ]
+            futures = await asyncio.gather(*sends)
+            await asyncio.gather(*futures)
+
+    def within_publish_timeout(
+        self, times: int = 1
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Bound a block by `times` x `publish_timeout`; Kafka's refusals and the timeout become
+        `DependencyUnavailable`."""
+        return bounded("Kafka", times * self.options.publish_timeout, passing=(KafkaError, OSError))
 
     async def by_partition(
         self, events: Sequence[AnyEvent]
@@ -190,12 +214,13 @@ class KafkaBus:
         self, topic: str, records: Sequence[tuple[bytes | None, bytes, dict[str, str]]]
     ) -> None:
         """Publish (key, value, headers) records as they are, e.g. to a dead-letter topic."""
-        sends = [
-            self.broker.publish(value, topic=topic, key=key, headers=headers, no_confirm=True)
-            for key, value, headers in records
-        ]
-        futures = await asyncio.gather(*sends)
-        await asyncio.gather(*futures)
+        async with self.within_publish_timeout():
+            sends = [
+                self.broker.publish(value, topic=topic, key=key, headers=headers, no_confirm=True)
+                for key, value, headers in records
+            ]
+            futures = await asyncio.gather(*sends)
+            await asyncio.gather(*futures)
 
     def subscribe(
         self,
@@ -236,9 +261,11 @@ class KafkaBus:
 
         Call before `start`. Offsets are committed after the handler returned and its rejects
         were dead-lettered. A batch the handler fails on is retried with backoff from the same
-        offsets. After ISOLATE_AFTER failures in a row, if `healthy()` answers that what the
-        handler writes to is up, the failure is the records' own: they are handled one at a time,
-        in order, and each one that still fails goes to the dead-letter topic with its error.
+        offsets. A `DependencyUnavailable` from the handler is an outage: the batch is retried,
+        never taken apart. After ISOLATE_AFTER other failures in a row, if `healthy()` answers
+        that what the handler writes to is up, the failure is the records' own: they are handled
+        one at a time, in order, and each one that still fails goes to the dead-letter topic with
+        its error.
         While `healthy()` answers no (and always without a probe) the batch is retried, so an
         outage never sends good records to the dead-letter topic.
 
@@ -259,15 +286,20 @@ class KafkaBus:
                 )
                 if rejected:
                     await self._dead_letter(rejected, consumer=group_id)
-            except Exception:
+            except Exception as error:
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
-                log.exception(
-                    "%s: handling a batch of %d records failed (%d in a row); retrying in %.1f s",
+                outage = isinstance(error, DependencyUnavailable)
+                log.log(
+                    logging.WARNING if outage else logging.ERROR,
+                    "%s: handling a batch of %d records failed (%d in a row): %s; retrying in "
+                    "%.1f s",
                     group_id,
                     len(records),
                     failures,
+                    error,
                     delay,
+                    exc_info=not outage,  # an outage is told in one line
                 )
                 await asyncio.sleep(delay)
                 raise
@@ -363,6 +395,8 @@ async def _handle(
     """The handler's rejects for the batch; or, when it fails and may isolate, for each record."""
     try:
         return list(await handler(records))
+    except DependencyUnavailable:
+        raise  # the store said it cannot now: the batch waits, whatever the probe answers
     except Exception:
         if not isolate or not await _is_healthy(healthy):
             raise
@@ -374,6 +408,8 @@ async def _handle(
     for record in records:
         try:
             rejected += await handler([record])
+        except DependencyUnavailable:
+            raise  # an outage began meanwhile: the whole batch is retried
         except Exception as error:
             if not await _is_healthy(healthy):
                 raise  # an outage began meanwhile: the whole batch is retried
@@ -437,6 +473,12 @@ class KafkaTransactionalPublisher:
     replicas: a restarted replica's producer aborts what its predecessor left open at once
     (otherwise the broker does after `transaction_timeout_ms`), and two producers sharing an id
     fence each other.
+
+    A publish that fails or outlasts the bus's `publish_timeout` raises `DependencyUnavailable`
+    and leaves the producer behind: it aborts its transaction when the brokers answer again, and
+    the next publish registers a new producer under the same id, which fences the old one. A
+    producer that lived through a broker restart may be stuck in an error state; a new one
+    never is.
     """
 
     def __init__(
@@ -447,46 +489,100 @@ class KafkaTransactionalPublisher:
         transaction_timeout_ms: int = 120_000,
     ) -> None:
         self._bus = bus
-        self._producer = AIOKafkaProducer(
+        self._transactional_id = transactional_id
+        self._transaction_timeout_ms = transaction_timeout_ms
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+        self._left: set[asyncio.Task[None]] = set()
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        bus = self._bus
+        return AIOKafkaProducer(
             bootstrap_servers=bus.options.bootstrap_servers,
             client_id=f"{bus.options.client_id}-tx",
             # Prefixed like topics and groups, so deployments sharing a cluster never fence
             # each other's producers.
-            transactional_id=bus.topic(transactional_id),
-            transaction_timeout_ms=transaction_timeout_ms,
+            transactional_id=bus.topic(self._transactional_id),
+            transaction_timeout_ms=self._transaction_timeout_ms,
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
             max_batch_size=MAX_BATCH_BYTES,
         )
-        self._lock = asyncio.Lock()
-        self._started = False
 
     async def start(self) -> None:
         """Register the transactional id with the broker (aborting a predecessor's transaction)."""
-        await self._producer.start()
-        self._started = True
+        async with self._lock:
+            await self._ready()
 
     async def stop(self) -> None:
-        if self._started:
-            self._started = False
-            await self._producer.stop()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+        for task in list(self._left):
+            task.cancel()
+        await asyncio.gather(*self._left, return_exceptions=True)
+
+    async def _ready(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = self._new_producer()
+            try:
+                await producer.start()
+            except BaseException:
+                self._leave(producer, None)
+                raise
+            self._producer = producer
+        return self._producer
+
+    def _leave(self, producer: AIOKafkaProducer, work: asyncio.Task[None] | None) -> None:
+        """Let a failed producer finish (abort) in the background, then stop it."""
+
+        async def wind_down() -> None:
+            if work is not None:
+                with contextlib.suppress(BaseException):
+                    await work
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+        task = asyncio.create_task(wind_down(), name="stop a failed Kafka producer")
+        self._left.add(task)
+        task.add_done_callback(self._left.discard)
 
     async def publish(self, events: Sequence[AnyEvent]) -> None:
-        """Publish the events in one transaction; raises (and aborts it) on any failure."""
-        groups = await self._bus.by_partition(events)
-        # One transaction at a time per producer: concurrent imports take turns to commit.
-        async with self._lock, self._producer.transaction():
+        """Publish the events in one transaction; raises (and aborts it) on any failure.
+
+        `DependencyUnavailable` when Kafka refuses, or does not commit within the bus's
+        `publish_timeout` for each EVENTS_PER_TIMEOUT events (one transaction at a time per
+        producer: concurrent imports take turns, and the wait for a turn counts).
+        """
+        shares = max(1, math.ceil(len(events) / EVENTS_PER_TIMEOUT))
+        async with self._bus.within_publish_timeout(shares), self._lock:
+            groups = await self._bus.by_partition(events)
+            producer = await self._ready()
+            # A task of its own, shielded: a timeout must not interrupt the transaction's abort,
+            # which waits for the brokers; the producer is left to finish it.
+            work = asyncio.create_task(self._transaction(producer, groups))
+            try:
+                await asyncio.shield(work)
+            except BaseException:
+                self._producer = None
+                work.cancel()
+                self._leave(producer, work)
+                raise
+
+    @staticmethod
+    async def _transaction(
+        producer: AIOKafkaProducer, groups: dict[tuple[str, int], list[tuple[bytes, bytes]]]
+    ) -> None:
+        async with producer.transaction():
             sends = []
             for (topic, partition), records in groups.items():
-                batch = self._producer.create_batch()
+                batch = producer.create_batch()
                 for key, value in records:
                     if batch.append(key=key, value=value, timestamp=None) is None:
-                        sends.append(
-                            await self._producer.send_batch(batch, topic, partition=partition)
-                        )
-                        batch = self._producer.create_batch()
+                        sends.append(await producer.send_batch(batch, topic, partition=partition))
+                        batch = producer.create_batch()
                         batch.append(key=key, value=value, timestamp=None)
                 if batch.record_count():
-                    sends.append(await self._producer.send_batch(batch, topic, partition=partition))
+                    sends.append(await producer.send_batch(batch, topic, partition=partition))
             await asyncio.gather(*sends)

@@ -4,6 +4,10 @@ Each component (auth, import, ingest) owns its tables and its list of migration 
 component is version N. `migrate` applies the steps a database has not seen yet, all in one
 transaction under an advisory lock, so replicas that start together apply each step exactly once
 and a failing step leaves the database as it was.
+
+An outage is `DependencyUnavailable`: a connection refused, lost or not had from the pool within
+the timeout, or a server starting up or shutting down. The pool drops a connection that a
+restarted server closed and opens a new one at the next `acquire`, so service resumes by itself.
 """
 
 from __future__ import annotations
@@ -13,12 +17,37 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
+from asyncpg.exceptions import (
+    AdminShutdownError,
+    CannotConnectNowError,
+    CrashShutdownError,
+    PostgresConnectionError,
+)
+
+from insights_common.outage import DEFAULT_TIMEOUT, DependencyUnavailable, bounded
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
 # asyncpg's classes are generic only in its stubs, hence the quotes.
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+
+# What PostgreSQL (or the way to it) says while it is down, starting or stopping: an outage, not
+# a fault of the statement. A lost connection is a PostgresConnectionError or a ConnectionError.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    PostgresConnectionError,
+    CannotConnectNowError,
+    AdminShutdownError,
+    CrashShutdownError,
+)
+
+LOST_CONNECTION_ERRORS = (
+    PostgresConnectionError,
+    ConnectionError,
+    AdminShutdownError,
+    CrashShutdownError,
+)
 
 # The first key of pg_advisory_xact_lock(int, int): "migrations of this project" (the second key
 # is the schema), so two deployments in two schemas of one database migrate independently.
@@ -48,9 +77,16 @@ class MigrationError(Exception):
 class PostgresDatabase:
     """Owns the pool. Build it with `await PostgresDatabase.connect(dsn)`; close it at shutdown."""
 
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], *, schema: str | None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[asyncpg.Record],
+        *,
+        schema: str | None,
+        acquire_timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
         self._pool = pool
         self.schema = schema
+        self.acquire_timeout = acquire_timeout
 
     @classmethod
     async def connect(
@@ -61,8 +97,13 @@ class PostgresDatabase:
         min_size: int = 1,
         max_size: int = 10,
         command_timeout: float = 60.0,
+        acquire_timeout: float = DEFAULT_TIMEOUT,
     ) -> PostgresDatabase:
-        """Open the pool. `schema` becomes the search_path (created by `migrate` if missing)."""
+        """Open the pool. `schema` becomes the search_path (created by `migrate` if missing).
+
+        `acquire_timeout`: the longest wait for a connection (from the pool, or a new one) before
+        `DependencyUnavailable`; statements have `command_timeout`.
+        """
         server_settings = {"application_name": "user-insights"}
         if schema is not None:
             # A startup parameter, not a SET: the pool's RESET ALL on release keeps it.
@@ -77,7 +118,7 @@ class PostgresDatabase:
             max_inactive_connection_lifetime=300.0,
             server_settings=server_settings,
         )
-        return cls(pool, schema=schema)
+        return cls(pool, schema=schema, acquire_timeout=acquire_timeout)
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
@@ -85,13 +126,28 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[Connection]:
-        async with self._pool.acquire() as conn:
-            yield conn
+        """A pooled connection; an outage, then or in the body, is `DependencyUnavailable`.
+
+        A lost connection means the server restarted or went: the pool's other connections
+        are replaced at their next use, so a restart costs one refused call, not one for each
+        connection the pool holds (asyncpg notices a closed socket only once the event loop
+        has read it, and would hand the dead ones out meanwhile).
+        """
+        try:
+            async with (
+                bounded("PostgreSQL", None, passing=OUTAGE_ERRORS),
+                self._pool.acquire(timeout=self.acquire_timeout) as conn,
+            ):
+                yield conn
+        except DependencyUnavailable as outage:
+            if isinstance(outage.__cause__, LOST_CONNECTION_ERRORS):
+                await self._pool.expire_connections()
+            raise
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """A connection inside a transaction, committed on exit, rolled back if the body raises."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.acquire() as conn, conn.transaction():
             yield conn
 
     async def migrate(self, component: str, steps: Sequence[str]) -> None:

@@ -20,6 +20,8 @@ class KafkaSettings(BaseSettings):
     partitions: int = Field(default=6, ge=1)
     """Partitions of the topics this deployment creates; the most consumers a group can use."""
     replication_factor: int = Field(default=1, ge=1)
+    publish_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a door waits for Kafka to take its events before it answers 503 (Retry-After)."""
 
 
 class PostgresSettings(BaseSettings):
@@ -29,6 +31,8 @@ class PostgresSettings(BaseSettings):
     db_schema: str | None = Field(default=None, validation_alias="POSTGRES_SCHEMA")
     """A schema to keep the tables in (search_path); the server's default when unset."""
     pool_size: int = Field(default=10, ge=1)
+    timeout: float = Field(default=5.0, gt=0)
+    """Seconds to wait for a connection before answering 503 (Retry-After)."""
 
 
 class OpenSearchSettings(BaseSettings):

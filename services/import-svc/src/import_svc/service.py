@@ -41,6 +41,7 @@ from import_svc.ports import (
     UploadSpool,
     UserRegistry,
 )
+from insights_common.outage import waiting_out
 from insights_common.service import Recurring
 from insights_contracts import AnyEvent, UserUpserted
 
@@ -54,6 +55,7 @@ REPORT_PAGE = 5000
 MAX_FILENAME = 255
 HEARTBEAT_EVERY = timedelta(seconds=10)  # how often a running import says it still runs
 STALE_AFTER = timedelta(minutes=2)  # an import not heard of for this long is failed
+OUTAGE_WAIT = timedelta(minutes=10)  # an accepted import waits this long for Kafka, PostgreSQL
 SWEEP_EVERY = timedelta(seconds=30)
 
 UPLOAD_CUT_OFF = FileIssue(
@@ -358,7 +360,14 @@ class ImportService:
     async def _finish_spooled(self, run: _Run, validation: Validation) -> None:
         try:
             async with self._beating(run):
-                await self._conclude(run, validation)
+                # Answered 202 already: an outage of Kafka or PostgreSQL delays the import, and
+                # only one longer than OUTAGE_WAIT fails it. Concluding again is safe: the
+                # events have the same ids and the projection takes them once.
+                await waiting_out(
+                    f"import {run.record.id}",
+                    lambda: self._conclude(run, validation),
+                    limit=OUTAGE_WAIT.total_seconds(),
+                )
         except asyncio.CancelledError:
             raise  # a shutdown: the upload stays in the spool and the import is resumed
         except Exception as exc:

@@ -1,0 +1,147 @@
+"""Outages: bounded waits, the 503 a door answers, waiting out accepted work; and a PostgreSQL
+of the test's own killed and started again under a pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from insights_common.http import PROBLEM_JSON, install_problem_handlers
+from insights_common.outage import DependencyUnavailable, bounded, waiting_out
+from insights_common.postgres import PostgresDatabase
+from tests.own_servers import OwnServers
+
+unit = pytest.mark.unit
+
+
+class Refused(Exception):
+    """Stands for a client library's 'connection refused'."""
+
+
+@unit
+async def test_a_bound_passed_is_an_outage_with_retry_after() -> None:
+    with pytest.raises(DependencyUnavailable) as raised:
+        async with bounded("Kafka", 0.05):
+            await asyncio.sleep(5)
+    assert raised.value.dependency == "Kafka"
+    assert raised.value.retry_after == 1
+    assert "no answer within 0.05 s" in str(raised.value)
+
+
+@unit
+async def test_the_errors_of_a_dependency_going_away_are_an_outage_and_others_are_not() -> None:
+    with pytest.raises(DependencyUnavailable) as raised:
+        async with bounded("PostgreSQL", 4.2, passing=(Refused,)):
+            raise Refused("connection refused")
+    assert raised.value.retry_after == 5
+    assert isinstance(raised.value.__cause__, Refused)
+    with pytest.raises(KeyError):
+        async with bounded("PostgreSQL", 4.2, passing=(Refused,)):
+            raise KeyError("a bug is a bug")
+
+
+@unit
+async def test_accepted_work_waits_out_an_outage() -> None:
+    calls = 0
+
+    async def attempt() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise DependencyUnavailable("Kafka", "restarting")
+        return "done"
+
+    assert await waiting_out("import", attempt, limit=5, delays=(0.01,)) == "done"
+    assert calls == 3
+
+
+@unit
+async def test_an_outage_longer_than_the_limit_and_any_other_error_are_raised() -> None:
+    async def down() -> None:
+        raise DependencyUnavailable("Kafka", "down")
+
+    with pytest.raises(DependencyUnavailable):
+        await waiting_out("import", down, limit=0.05, delays=(0.01,))
+    calls = 0
+
+    async def broken() -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("not an outage")
+
+    with pytest.raises(ValueError, match="not an outage"):
+        await waiting_out("import", broken, limit=5, delays=(0.01,))
+    assert calls == 1
+
+
+@unit
+async def test_a_door_answers_503_with_retry_after_and_the_dependency() -> None:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/events")
+    async def events() -> None:
+        raise DependencyUnavailable("PostgreSQL", "connection refused", retry_after=3)
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answer = await client.post("/events")
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "3"
+    assert answer.headers["content-type"] == PROBLEM_JSON
+    problem = answer.json()
+    assert problem["status"] == 503
+    assert problem["dependency"] == "PostgreSQL"
+    assert problem["instance"] == "/events"
+    assert "connection refused" in problem["detail"]
+    assert "again after 3 s" in problem["detail"]
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[OwnServers]:
+    servers = OwnServers(("postgres",))
+    try:
+        servers.up()
+        yield servers
+    finally:
+        servers.down()
+
+
+@pytest.fixture
+async def pool(own_postgres: OwnServers) -> AsyncIterator[PostgresDatabase]:
+    db = await PostgresDatabase.connect(
+        own_postgres.endpoint("postgres"), max_size=4, acquire_timeout=2
+    )
+    yield db
+    await db.close()
+
+
+async def answer(db: PostgresDatabase) -> int:
+    async with db.acquire() as conn:
+        return int(await conn.fetchval("SELECT 1"))
+
+
+@pytest.mark.integration
+async def test_a_killed_postgres_is_an_outage_and_the_pool_recovers(
+    own_postgres: OwnServers, pool: PostgresDatabase
+) -> None:
+    assert await asyncio.gather(*(answer(pool) for _ in range(4))) == [1] * 4
+    await asyncio.to_thread(own_postgres.kill, "postgres")
+    for _ in range(3):  # the pooled connections died, then no new one can be had
+        with pytest.raises(DependencyUnavailable) as raised:
+            await answer(pool)
+        assert raised.value.dependency == "PostgreSQL"
+    await asyncio.to_thread(own_postgres.up, "postgres")
+    refused = 0
+    for _ in range(6):
+        try:
+            assert await answer(pool) == 1
+        except DependencyUnavailable:
+            refused += 1  # a connection lost during the restart, found on its first use
+    # The pool replaces every connection once one is found dead: at most one refusal.
+    assert refused <= 1
+    assert await asyncio.gather(*(answer(pool) for _ in range(4))) == [1] * 4

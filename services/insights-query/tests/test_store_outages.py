@@ -1,0 +1,126 @@
+"""The real OpenSearch store while its indices refuse writes but the node answers its ping.
+
+That is what a restarted node does while its shards recover, and why the health probe alone
+could not tell an outage from poison: the store's own errors say it (`errors.py`), the
+projector waits, and nothing goes to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import pytest
+from opensearchpy import AsyncOpenSearch
+
+from insights_common.kafka import ISOLATE_AFTER, KafkaBus, KafkaOptions
+from insights_common.kafka_dlq import KafkaDeadLetters
+from insights_common.outage import DependencyUnavailable
+from insights_contracts import AnyEvent
+from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
+from insights_query.app import create_projector
+from insights_query.settings import QuerySettings
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = QuerySettings(projector_batch=50, projector_consumers=1)
+
+
+class Counting:
+    """The real store, counting the batches it was handed."""
+
+    def __init__(self, inner: OpenSearchInsightsStore) -> None:
+        self.inner = inner
+        self.attempts = 0
+
+    async def apply(self, events: Sequence[AnyEvent]) -> None:
+        self.attempts += 1
+        await self.inner.apply(events)
+
+    async def ping(self) -> bool:
+        return await self.inner.ping()
+
+
+@pytest.fixture
+async def client(opensearch_url: str) -> AsyncIterator[AsyncOpenSearch]:
+    opened = create_client(opensearch_url)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def store(client: AsyncOpenSearch, os_prefix: str) -> OpenSearchInsightsStore:
+    search = OpenSearchInsightsStore(client, prefix=os_prefix, refresh=True)
+    await search.ensure_indices()
+    return search
+
+
+async def block_writes(client: AsyncOpenSearch, store: OpenSearchInsightsStore, on: bool) -> None:
+    await client.indices.put_settings(
+        index=store.index("messages"), body={"index.blocks.write": True if on else None}
+    )
+
+
+async def until(check: Callable[[], Any], limit: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + limit
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "not reached in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_blocked_index_is_an_outage_of_opensearch(
+    client: AsyncOpenSearch, store: OpenSearchInsightsStore, ev: Any
+) -> None:
+    await block_writes(client, store, True)
+    try:
+        with pytest.raises(DependencyUnavailable) as raised:
+            await store.apply([ev.sent("m1", "alex", "2026-11-02T10:00:00Z")])
+        assert raised.value.dependency == "OpenSearch"
+        assert "cluster_block_exception" in str(raised.value)
+        assert await store.ping()  # the node answers all the while
+    finally:
+        await block_writes(client, store, False)
+    await store.apply([ev.sent("m1", "alex", "2026-11-02T10:00:00Z")])
+    assert await store.get_message("acme", "m1") is not None
+
+
+async def test_the_projector_waits_for_a_blocked_index_and_dead_letters_nothing(
+    client: AsyncOpenSearch,
+    store: OpenSearchInsightsStore,
+    ev: Any,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+) -> None:
+    options = KafkaOptions(
+        bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=2
+    )
+    projector_bus, publisher = KafkaBus(options), KafkaBus(options)
+    counting = Counting(store)
+    create_projector(store=counting, bus=projector_bus, settings=SETTINGS)
+    await block_writes(client, store, True)
+    try:
+        await projector_bus.start()
+        await publisher.start()
+        await publisher.publish(
+            [ev.sent(f"m{n}", "alex", f"2026-11-02T10:0{n}:00Z") for n in range(1, 4)]
+        )
+
+        async def retried_past_isolation() -> bool:
+            return counting.attempts >= ISOLATE_AFTER + 2
+
+        await until(retried_past_isolation)
+        letters = KafkaDeadLetters(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
+        assert (await letters.listing(topic=None, limit=10)).total == 0
+        await block_writes(client, store, False)
+
+        async def everything_applied() -> bool:
+            found = [await store.get_message("acme", f"m{n}") for n in range(1, 4)]
+            return all(found)
+
+        await until(everything_applied)
+        assert (await letters.listing(topic=None, limit=10)).total == 0
+    finally:
+        await block_writes(client, store, False)
+        await projector_bus.stop()
+        await publisher.stop()
