@@ -231,7 +231,8 @@ def create_gateway(settings: GatewaySettings) -> FastAPI:
 
     @app.api_route(
         API_PREFIX + "/{path:path}",
-        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        # Every method: the service that owns the path says which it allows (405 with Allow).
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE"],
         include_in_schema=False,
     )
     async def forward(request: Request) -> Response:

@@ -124,8 +124,9 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
         stop_server(server)
 
 
-def refusals(door: Door) -> dict[str, dict[str, str]]:
-    """Headers that cannot be the app, each with what the 401 should say."""
+def refusals(secret: str, strict_secret: str) -> dict[str, dict[str, str]]:
+    """Headers that cannot be the app ('acme' signs with `secret`; 'strict' with
+    `strict_secret` and requires timestamps); WHAT_IS_SAID has what each 401 says."""
     now = int(time.time())
     digest = "0" * 64
     return {
@@ -139,15 +140,15 @@ def refusals(door: Door) -> dict[str, dict[str, str]]:
         },
         "a timestamp an hour old": {
             "X-Insights-App": "acme",
-            "X-Insights-Signature": sign(door.secret, FIRST_BYTES, timestamp=now - 3600),
+            "X-Insights-Signature": sign(secret, FIRST_BYTES, timestamp=now - 3600),
         },
         "a timestamp an hour ahead": {
             "X-Insights-App": "acme",
-            "X-Insights-Signature": sign(door.secret, FIRST_BYTES, timestamp=now + 3600),
+            "X-Insights-Signature": sign(secret, FIRST_BYTES, timestamp=now + 3600),
         },
         "the legacy form from an app that requires timestamps": {
             "X-Insights-App": "strict",
-            "X-Insights-Signature": sign(door.strict_secret, FIRST_BYTES),
+            "X-Insights-Signature": sign(strict_secret, FIRST_BYTES),
         },
     }
 
@@ -169,7 +170,8 @@ WHAT_IS_SAID = {
 def test_a_caller_who_cannot_be_the_app_is_refused_before_its_body(
     door: Door, case: str, chunked: bool
 ) -> None:
-    answer = post_unfinished(door.port, refusals(door)[case], chunked=chunked)
+    headers = refusals(door.secret, door.strict_secret)[case]
+    answer = post_unfinished(door.port, headers, chunked=chunked)
     assert answer.status == 401, answer.body
     assert answer.headers["content-type"] == "application/problem+json"
     assert WHAT_IS_SAID[case] in answer.json()["detail"]

@@ -1,3 +1,4 @@
+import base64
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -13,9 +14,12 @@ from insights_common.bus import InProcessBus
 from insights_common.http import (
     Problem,
     bearer_auth,
+    cursor_integer,
+    cursor_text,
     decode_cursor,
     encode_cursor,
     install_problem_handlers,
+    problem_responses,
 )
 from insights_common.observability import install_observability
 from insights_common.sqlite import SqliteDatabase
@@ -96,6 +100,75 @@ def test_cursor_round_trip_and_tampering() -> None:
         with pytest.raises(Problem) as info:
             decode_cursor(bad)
         assert info.value.status == 400
+        assert info.value.extra["errors"][0]["loc"] == ["query", "cursor"]
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        '{"after": 9223372036854775808}',  # past SQLite's INTEGER and PostgreSQL's bigint
+        '{"after": 18446744073709551615}',
+        '{"after": 1e400}',
+        '{"after": -9223372036854775809}',
+        '{"after": true}',
+        '{"after": 1.5}',
+        '{"after": "7"}',
+        "{}",
+    ],
+)
+def test_a_cursor_integer_the_stores_cannot_compare_is_a_400_naming_cursor(position: str) -> None:
+    cursor = base64.urlsafe_b64encode(position.encode()).decode()
+    with pytest.raises(Problem) as info:
+        cursor_integer(decode_cursor(cursor) or {}, "after")
+    assert info.value.status == 400
+    assert info.value.extra["errors"][0]["loc"] == ["query", "cursor"]
+    assert "without cursor" in str(info.value.detail)
+
+
+def test_cursor_values_in_range_are_taken() -> None:
+    decoded = decode_cursor(encode_cursor({"after": 2**63 - 1, "before": "imp_1"}))
+    assert decoded is not None
+    assert cursor_integer(decoded, "after") == 2**63 - 1
+    assert cursor_text(decoded, "before") == "imp_1"
+    with pytest.raises(Problem):
+        cursor_text(decoded, "after")
+
+
+async def test_a_405_lists_every_method_the_path_answers_in_allow() -> None:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/things")
+    async def things() -> list[str]:
+        return []
+
+    @app.post("/things")
+    async def add_thing() -> dict[str, str]:
+        return {}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answer = await client.request("TRACE", "/things")
+        assert answer.status_code == 405
+        assert answer.headers["content-type"] == "application/problem+json"
+        # Starlette alone names only the first route whose path matched.
+        assert answer.headers["allow"] == "GET, POST"
+
+
+def test_the_openapi_declares_the_problems_a_route_gives_and_not_fastapis_422() -> None:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/things/{thing}", responses=problem_responses({400: "bad", 404: "no such thing"}))
+    async def thing(thing: int, limit: int = 20) -> dict[str, int]:
+        return {"thing": thing, "limit": limit}
+
+    document = app.openapi()
+    responses = document["paths"]["/things/{thing}"]["get"]["responses"]
+    assert set(responses) == {"200", "400", "404"}
+    assert responses["404"]["description"] == "no such thing"
+    assert "application/problem+json" in responses["400"]["content"]
+    assert "HTTPValidationError" not in document.get("components", {}).get("schemas", {})
 
 
 async def test_problems_auth_and_metrics_over_http(db: SqliteDatabase) -> None:

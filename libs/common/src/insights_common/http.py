@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from insights_common.auth import KeyStore
 from insights_common.outage import DependencyUnavailable
@@ -86,7 +88,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101
         problem = Problem(exc.status_code, _title(exc.status_code), str(exc.detail))
-        return problem_response(problem, request.url.path)
+        response = problem_response(problem, request.url.path)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        return response
 
     async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DependencyUnavailable)  # noqa: S101
@@ -104,7 +110,85 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    _document_problems(app)
     app.add_exception_handler(DependencyUnavailable, on_unavailable)
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route answers at the request's path (RFC 9110 15.5.6: a 405 lists them
+    all; Starlette's own names only the first route whose path matched)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, BaseRoute) and getattr(route, "methods", None):
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                methods.update(route.methods)  # type: ignore[attr-defined]
+    return sorted(methods)
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": "string"}},
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+    "required": ["type", "title", "status"],
+}
+UNAUTHORIZED = "No API key, or one this deployment does not know (WWW-Authenticate: Bearer)."
+
+
+def problem_responses(
+    described: dict[int | str, str], *, schema: dict[str, Any] = PROBLEM_SCHEMA
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the problems a route can answer: status -> when it happens."""
+    return {
+        status: {"description": text, "content": {PROBLEM_JSON: {"schema": schema}}}
+        for status, text in described.items()
+    }
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Take out of the app's OpenAPI the 422 FastAPI adds to every route with parameters: the
+    handlers above answer a malformed parameter with a 400 problem, which each route declares
+    with `problem_responses`."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    responses = operation.get("responses", {})
+                    if _is_fastapi_422(responses.get("422")):
+                        del responses["422"]
+            schemas = document.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _is_fastapi_422(response: Any) -> bool:
+    if not isinstance(response, dict):
+        return False
+    content = response.get("content", {}).get("application/json", {})
+    return bool(content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"))
 
 
 def _title(status: int) -> str:
@@ -139,20 +223,54 @@ def bearer_auth(keys: KeyStore) -> AppAuth:
     return authenticate
 
 
+# The widest integer every store can compare with (SQLite INTEGER, PostgreSQL bigint).
+_CURSOR_INT = (-(2**63), 2**63 - 1)
+
+
+def cursor_problem(
+    reason: str = "The cursor is not one this API gave out for this list.",
+) -> Problem:
+    """The 400 for a cursor that is not a position in the list asked for; it names `cursor`."""
+    message = f"{reason} Ask for the first page again (without cursor) and follow its next_cursor."
+    return Problem(
+        400,
+        "Invalid cursor",
+        message,
+        errors=[{"loc": ["query", "cursor"], "message": message, "type": "cursor"}],
+    )
+
+
 def encode_cursor(position: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(position)).rstrip(b"=").decode()
 
 
 def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    """The position a cursor of `encode_cursor` holds; any other text is a `cursor_problem`."""
     if not cursor:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, orjson.JSONDecodeError) as exc:
-        raise Problem(400, "Invalid cursor", "The cursor is not one this API gave out.") from exc
+        raise cursor_problem() from exc
     if not isinstance(value, dict):
-        raise Problem(400, "Invalid cursor", "The cursor is not one this API gave out.")
+        raise cursor_problem()
+    return value
+
+
+def cursor_text(position: dict[str, Any], key: str) -> str:
+    value = position.get(key)
+    if not isinstance(value, str):
+        raise cursor_problem()
+    return value
+
+
+def cursor_integer(position: dict[str, Any], key: str) -> int:
+    """An integer of a position, within what the stores can compare (a hand-made cursor may
+    hold any JSON number)."""
+    value = position.get(key)
+    if type(value) is not int or not _CURSOR_INT[0] <= value <= _CURSOR_INT[1]:
+        raise cursor_problem()
     return value
 
 

@@ -30,11 +30,15 @@ from import_svc.service import ImportService
 from insights_common.http import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
+    UNAUTHORIZED,
     AppAuth,
     Page,
     Problem,
+    cursor_integer,
+    cursor_text,
     decode_cursor,
     encode_cursor,
+    problem_responses,
 )
 from insights_common.spreadsheet import csv_lines
 
@@ -138,14 +142,21 @@ def _not_found(import_id: str) -> Problem:
     return Problem(404, "Import not found", f"This app has no import '{import_id}'.")
 
 
-def _position(cursor: str | None, key: str, kind: type) -> Any:
-    position = decode_cursor(cursor)
-    if position is None:
-        return None
-    value = position.get(key)
-    if not isinstance(value, kind):
-        raise Problem(400, "Invalid cursor", "The cursor is not one this API gave out.")
-    return value
+_BAD_PARAMETER = "A query parameter is not valid (limit, cursor, a choice); errors[].loc names it."
+_NO_IMPORT = "The caller's app has no import with that id."
+LIST_PROBLEMS = problem_responses({400: _BAD_PARAMETER, 401: UNAUTHORIZED})
+IMPORT_PROBLEMS = problem_responses({401: UNAUTHORIZED, 404: _NO_IMPORT})
+ERRORS_PROBLEMS = problem_responses({400: _BAD_PARAMETER, 401: UNAUTHORIZED, 404: _NO_IMPORT})
+UPLOAD_PROBLEMS = problem_responses(
+    {
+        400: f"{_BAD_PARAMETER} Or the upload is not multipart/form-data with a"
+        f" '{FILE_FIELD}' part.",
+        401: UNAUTHORIZED,
+        413: "The file is larger than the size limit or has more rows than the row limit.",
+        415: "The file is not CSV, or not UTF-8 text.",
+        422: "The CSV cannot be imported: empty, only a header, or required columns missing.",
+    }
+)
 
 
 def _quality(accept: str, wanted: str) -> float:
@@ -184,7 +195,13 @@ def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
     AppId = Annotated[str, Depends(auth)]
     Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
-    @router.post("/imports", status_code=202, response_model=ImportOut, name="create_import")
+    @router.post(
+        "/imports",
+        status_code=202,
+        response_model=ImportOut,
+        name="create_import",
+        responses=UPLOAD_PROBLEMS,
+    )
     async def create_import(
         request: Request,
         response: Response,
@@ -232,18 +249,26 @@ def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
         response.headers["Location"] = str(request.url_for("get_import", import_id=record.id))
         return ImportOut.of(record)
 
-    @router.get("/imports", response_model=Page[ImportOut], name="list_imports")
+    @router.get(
+        "/imports", response_model=Page[ImportOut], name="list_imports", responses=LIST_PROBLEMS
+    )
     async def list_imports(
         app_id: AppId, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
     ) -> Page[ImportOut]:
-        before = _position(cursor, "before", str)
+        position = decode_cursor(cursor)
+        before = cursor_text(position, "before") if position else None
         records, next_before = await service.history(app_id, before_id=before, limit=limit)
         return Page[ImportOut](
             items=[ImportOut.of(r) for r in records],
             next_cursor=encode_cursor({"before": next_before}) if next_before else None,
         )
 
-    @router.get("/imports/{import_id}", response_model=ImportOut, name="get_import")
+    @router.get(
+        "/imports/{import_id}",
+        response_model=ImportOut,
+        name="get_import",
+        responses=IMPORT_PROBLEMS,
+    )
     async def get_import(import_id: str, app_id: AppId) -> ImportOut:
         record = await service.get(app_id, import_id)
         if record is None:
@@ -254,7 +279,7 @@ def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
         "/imports/{import_id}/errors",
         response_model=Page[RowErrorOut],
         name="import_errors",
-        responses={200: {"content": {"text/csv": {}}}},
+        responses={200: {"content": {"text/csv": {}}}, **ERRORS_PROBLEMS},
     )
     async def import_errors(
         request: Request,
@@ -273,7 +298,8 @@ def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
                 media_type="text/csv; charset=utf-8",
                 headers={"Content-Disposition": f'attachment; filename="{import_id}-errors.csv"'},
             )
-        after = _position(cursor, "after", int) or 0
+        position = decode_cursor(cursor)
+        after = cursor_integer(position, "after") if position else 0
         result = await service.row_errors(app_id, import_id, after=after, limit=limit)
         if result is None:
             raise _not_found(import_id)

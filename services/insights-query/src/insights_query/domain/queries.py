@@ -92,7 +92,10 @@ def _instant(position: Position, key: str) -> str:
         raise InvalidCursor() from exc
     if moment.tzinfo is None:
         raise InvalidCursor()
-    return ts_key(moment)
+    try:
+        return ts_key(moment)
+    except OverflowError as exc:  # an offset that moves it outside the years 1 to 9999 in UTC
+        raise InvalidCursor() from exc
 
 
 @dataclass(frozen=True, slots=True)
