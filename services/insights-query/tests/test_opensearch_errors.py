@@ -101,11 +101,64 @@ MGET_MISSING_INDEX: dict[str, Any] = {
     },
 }
 
+# The node killed and started again: a bulk item whose primary shard has not started yet...
+PRIMARY_NOT_ACTIVE: dict[str, Any] = {
+    "_index": "cap-b",
+    "_id": "r-3738-0",
+    "status": 503,
+    "error": {
+        "type": "unavailable_shards_exception",
+        "reason": "[cap-b][2] primary shard is not active Timeout: [1m]",
+    },
+}
+# ... and an mget document on a shard still RECOVERING (no status: the mget answers 200). The
+# projector used to take this for a bad event and dead-letter it.
+SHARD_RECOVERING: dict[str, Any] = {
+    "_index": "cap-b",
+    "_id": "0-1",
+    "error": {
+        "root_cause": [
+            {
+                "type": "illegal_index_shard_state_exception",
+                "reason": "CurrentState[RECOVERING] operations only allowed when shard state is"
+                " one of [POST_RECOVERY, STARTED]",
+                "index": "cap-b",
+                "shard": "1",
+                "index_uuid": "3tThTmRAScKt33enBumrNg",
+            }
+        ],
+        "type": "no_shard_available_action_exception",
+        "reason": "No shard available for [org.opensearch.action.get.MultiGetShardRequest@479271]",
+        "caused_by": {
+            "type": "illegal_index_shard_state_exception",
+            "reason": "CurrentState[RECOVERING] operations only allowed when shard state is one"
+            " of [POST_RECOVERY, STARTED]",
+            "index": "cap-b",
+            "shard": "1",
+            "index_uuid": "3tThTmRAScKt33enBumrNg",
+        },
+    },
+}
+
 
 @pytest.mark.parametrize(
     "item",
-    [VERSION_CONFLICT, FLOOD_STAGE_BLOCK, WRITE_BLOCK, MGET_MISSING_INDEX],
-    ids=["version conflict", "flood-stage block", "write block", "missing index"],
+    [
+        VERSION_CONFLICT,
+        FLOOD_STAGE_BLOCK,
+        WRITE_BLOCK,
+        MGET_MISSING_INDEX,
+        PRIMARY_NOT_ACTIVE,
+        SHARD_RECOVERING,
+    ],
+    ids=[
+        "version conflict",
+        "flood-stage block",
+        "write block",
+        "missing index",
+        "primary not active",
+        "shard recovering",
+    ],
 )
 def test_a_passing_state_of_the_cluster_is_waited_out(item: dict[str, Any]) -> None:
     assert passing_item(item.get("status"), item["error"])
@@ -121,6 +174,13 @@ def test_a_document_the_mapping_refuses_is_its_own_fault(item: dict[str, Any]) -
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
 def test_429_and_5xx_pass_whatever_the_error(status: int) -> None:
     assert passing_item(status, {"type": "anything_exception", "reason": "?"})
+
+
+def test_a_recovering_shard_is_told_by_its_cause_alone() -> None:
+    """What the projector dead-lettered: the outer type says only 'no shard available'."""
+    cause = SHARD_RECOVERING["error"]["caused_by"]
+    assert passing_item(None, {"type": "some_wrapper_exception", "caused_by": cause})
+    assert passing_item(None, {"type": "some_wrapper_exception", "root_cause": [cause]})
 
 
 def test_a_whole_response_is_classified_by_its_body() -> None:
