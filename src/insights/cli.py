@@ -160,7 +160,8 @@ def dev(
     import uvicorn
 
     from insights.demo import load_demo
-    from insights.tuning import freeze_startup_objects, tune_garbage_collector
+    from insights.tuning import freeze_startup_objects, server_config, tune_garbage_collector
+    from insights_common.http_guard import HttpSettings
 
     tune_garbage_collector()
     settings = _settings(data_dir, port=port, host=host)
@@ -189,14 +190,13 @@ def dev(
         )
         freeze_startup_objects()
 
+    http = HttpSettings()
+    # Absolute URLs name this address unless PUBLIC_BASE_URL gives the one users reach.
+    listening = f"[{settings.host}]" if ":" in settings.host else settings.host
+    origin = f"http://{listening}:{settings.port}"
+    app = create_app(embedded, after_start=announce, http=http, origin=origin)
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(embedded, after_start=announce),
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-        )
+        server_config(app, http, host=settings.host, port=settings.port, log_level="warning")
     )
     server.run()
 

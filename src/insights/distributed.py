@@ -23,9 +23,10 @@ from import_svc.app import create_distributed_importer as create_importer
 from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
 from insights.gateway import GatewaySettings, create_gateway
-from insights.tuning import freeze_startup_objects, tune_garbage_collector
+from insights.tuning import freeze_startup_objects, server_config, tune_garbage_collector
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.http import install_problem_handlers
+from insights_common.http_guard import HttpSettings, install_http_guards
 from insights_common.kafka import KafkaBus, KafkaOptions
 from insights_common.key_cache import CachedKeyStore
 from insights_common.observability import ReadinessCheck, install_observability
@@ -41,6 +42,7 @@ from insights_common.settings import (
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.app import create_distributed as create_query
 from insights_query.app import create_projector
+from insights_query.entrypoints.api_docs import install_api_docs
 from insights_query.settings import QuerySettings
 from notification_ingest.app import create_distributed as create_ingest
 from notification_ingest.settings import IngestSettings
@@ -48,6 +50,8 @@ from notification_ingest.settings import IngestSettings
 log = logging.getLogger("insights.serve")
 
 API_PREFIX = "/api/v1"
+# Where users reach the distributed mode unless PUBLIC_BASE_URL says otherwise: the gateway.
+PUBLIC_ORIGIN = "http://127.0.0.1:8000"
 SERVICES = ("import", "ingest", "query", "projector", "gateway")
 
 T = TypeVar("T")
@@ -142,13 +146,16 @@ def service_app(
     app = FastAPI(
         title=f"User Insights {name}",
         version="1.0",
-        docs_url="/api/docs",
+        docs_url=None,
+        redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     install_problem_handlers(app)
+    install_http_guards(app, HttpSettings(), default_origin=PUBLIC_ORIGIN)
     install_observability(app, service=name, readiness=readiness)
     if parts is not None:
         app.include_router(parts.router, prefix=API_PREFIX)
+    install_api_docs(app, openapi_url=f"{API_PREFIX}/openapi.json")
     return app
 
 
@@ -156,7 +163,8 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
     """Connect what the service needs and wire it; nothing is served yet."""
     if name == "gateway":
         gateway = GatewaySettings()
-        return Process(create_gateway(gateway), gateway.host, gateway.port)
+        app = create_gateway(gateway, http=HttpSettings(), origin=PUBLIC_ORIGIN)
+        return Process(app, gateway.host, gateway.port)
     if name not in SERVICES:
         raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
     query = QuerySettings()
@@ -242,16 +250,25 @@ async def serve(
 
         process.app.router.lifespan_context = lifespan
         server = uvicorn.Server(
-            uvicorn.Config(
+            server_config(
                 process.app,
+                http_settings(name),
                 host=host or process.host,
                 port=port or process.port,
                 log_level="info",
-                access_log=False,
-                lifespan="on",
             )
         )
         await server.serve()
+
+
+def http_settings(name: str) -> HttpSettings:
+    """The services behind the gateway take the client's address from the gateway's
+    X-Forwarded-For (from 127.0.0.1 unless INSIGHTS_HTTP_TRUSTED_PROXIES names the gateway);
+    the gateway, in front, believes no one."""
+    settings = HttpSettings()
+    if name != "gateway" and "trusted_proxies" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"trusted_proxies": "127.0.0.1"})
+    return settings
 
 
 @asynccontextmanager

@@ -29,11 +29,13 @@ from insights_common.dead_letters import (
     utc_now,
 )
 from insights_common.http import install_problem_handlers
+from insights_common.http_guard import HttpSettings, install_http_guards
 from insights_common.observability import install_observability
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import AnyEvent, event_adapter
 from insights_query.app import create_embedded as create_query
+from insights_query.entrypoints.api_docs import install_api_docs
 from insights_query.entrypoints.dashboard import install_dashboard
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings
@@ -42,6 +44,7 @@ from notification_ingest.service import IngestService
 from notification_ingest.settings import IngestSettings
 
 API_PREFIX = "/api/v1"
+DEFAULT_ORIGIN = "http://127.0.0.1:8000"
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +152,14 @@ async def running(
 
 
 def create_app(
-    embedded: Embedded, *, after_start: Callable[[Embedded], Awaitable[None]] | None = None
+    embedded: Embedded,
+    *,
+    after_start: Callable[[Embedded], Awaitable[None]] | None = None,
+    http: HttpSettings | None = None,
+    origin: str = DEFAULT_ORIGIN,
 ) -> FastAPI:
-    """The HTTP app of an already wired (not yet started) embedded deployment."""
+    """The HTTP app of an already wired (not yet started) embedded deployment; its absolute
+    URLs use `http.public_base_url`, else `origin` (where `insights dev` listens)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -167,10 +175,12 @@ def create_app(
         title="User Insights",
         version="1.0",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/api/v1/openapi.json",
     )
     install_problem_handlers(app)
+    install_http_guards(app, http or HttpSettings(), default_origin=origin)
 
     async def database() -> None:
         await embedded.db.read(lambda conn: conn.execute("SELECT 1").fetchone())
@@ -179,5 +189,6 @@ def create_app(
     for parts in embedded.parts:
         app.include_router(parts.router, prefix=API_PREFIX)
 
+    install_api_docs(app, openapi_url="/api/v1/openapi.json")
     install_dashboard(app)
     return app

@@ -16,15 +16,16 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.background import BackgroundTask
 from yarl import URL
 
 from insights_common.http import Problem, install_problem_handlers
+from insights_common.http_guard import HttpSettings, install_http_guards
 from insights_common.observability import install_observability
+from insights_query.entrypoints.api_docs import install_api_docs
 from insights_query.entrypoints.dashboard import install_dashboard
 
 API_PREFIX = "/api/v1"
@@ -59,6 +60,12 @@ class GatewaySettings(BaseSettings):
     query_url: str = "http://127.0.0.1:8003"
     timeout_seconds: float = Field(default=300.0, gt=0)
     """Longest wait for an upstream answer; CSV uploads of the full size take a while."""
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    """Longest wait for a connection to a service."""
+    upstream_connections: int = Field(default=200, ge=1)
+    """Most connections to the services at once; requests beyond wait for one."""
+    upstream_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    """Longest header line a service's answer may have."""
 
 
 def route(path: str, settings: GatewaySettings) -> tuple[str, str]:
@@ -107,10 +114,16 @@ class Upstreams:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=200, limit_per_host=0),
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=5.0, sock_read=self._settings.timeout_seconds
+                connector=aiohttp.TCPConnector(
+                    limit=self._settings.upstream_connections, limit_per_host=0
                 ),
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=self._settings.connect_timeout_seconds,
+                    sock_read=self._settings.timeout_seconds,
+                ),
+                max_line_size=self._settings.upstream_header_bytes,
+                max_field_size=self._settings.upstream_header_bytes,
                 # Bytes pass through as the service sent them, and only the caller's headers go
                 # on (plus Host and the body's framing).
                 auto_decompress=False,
@@ -183,7 +196,13 @@ async def answer_of(upstream: aiohttp.ClientResponse) -> Response:
     return response
 
 
-def create_gateway(settings: GatewaySettings) -> FastAPI:
+def create_gateway(
+    settings: GatewaySettings,
+    *,
+    http: HttpSettings | None = None,
+    origin: str = "http://127.0.0.1:8000",
+) -> FastAPI:
+    """The gateway's app; its absolute URLs use `http.public_base_url`, else `origin`."""
     upstreams = Upstreams(settings)
 
     @asynccontextmanager
@@ -195,6 +214,7 @@ def create_gateway(settings: GatewaySettings) -> FastAPI:
 
     app = FastAPI(title="User Insights gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_problem_handlers(app)
+    install_http_guards(app, http or HttpSettings(), default_origin=origin)
 
     async def services() -> None:
         for name, base in upstream_urls(settings):
@@ -225,9 +245,7 @@ def create_gateway(settings: GatewaySettings) -> FastAPI:
                 ) from error
         return JSONResponse(merge_openapi(documents))
 
-    @app.get("/api/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=API_PREFIX + "/openapi.json", title="User Insights")
+    install_api_docs(app, openapi_url=API_PREFIX + "/openapi.json")
 
     @app.api_route(
         API_PREFIX + "/{path:path}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,12 @@ class InProcess:
 
 @pytest.fixture
 async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
+    async with embedded_in_process(tmp_path) as running:
+        yield running
+
+
+@asynccontextmanager
+async def embedded_in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
     embedded = wire(EmbeddedSettings(data_dir=tmp_path / "data"))
     app = create_app(embedded)
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 
-from insights_common.auth import SecretBox, SqliteKeyStore, key_id_of
+from insights_common.auth import ApiKeyInfo, SecretBox, SqliteKeyStore, key_id_of
 from insights_common.key_cache import CachedKeyStore
 from insights_common.sqlite import SqliteDatabase
 
@@ -120,3 +122,37 @@ def test_a_cache_needs_a_positive_ttl_and_size(
 ) -> None:
     with pytest.raises(ValueError, match="ttl > 0 and size >= 1"):
         CachedKeyStore(store, ttl=ttl, size=size)
+
+
+class SlowResolve:
+    """The real store, whose first resolve waits until it is released (as a slow database)."""
+
+    def __init__(self, store: SqliteKeyStore) -> None:
+        self.store = store
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def resolve_api_key(self, key: str) -> ApiKeyInfo | None:
+        info = await self.store.resolve_api_key(key)
+        if not self.release.is_set():
+            self.started.set()
+            await self.release.wait()
+        return info
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_a_lookup_under_way_while_its_key_is_revoked_keeps_nothing(
+    store: SqliteKeyStore, clock: Clock
+) -> None:
+    slow = SlowResolve(store)
+    keys = CachedKeyStore(slow, ttl=TTL, size=100, clock=clock)  # type: ignore[arg-type]
+    key = await store.create_api_key("acme")
+    lookup = asyncio.create_task(keys.resolve_api_key(key))
+    await slow.started.wait()
+    assert await keys.revoke_api_key("acme", key_id_of(key))
+    slow.release.set()
+    # The lookup read the key before the revocation; neither it nor the next one lets it in.
+    assert await lookup is None
+    assert await keys.resolve_api_key(key) is None

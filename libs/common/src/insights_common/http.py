@@ -19,6 +19,7 @@ from starlette.types import Scope
 
 from insights_common.auth import KeyStore
 from insights_common.outage import DependencyUnavailable
+from insights_common.rate_limit import RateLimited, client_address, rate_limits
 
 PROBLEM_JSON = "application/problem+json"
 MAX_LIMIT = 200
@@ -110,6 +111,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RateLimited, on_rate_limited)
     _document_problems(app)
     app.add_exception_handler(DependencyUnavailable, on_unavailable)
 
@@ -191,6 +193,18 @@ def _is_fastapi_422(response: Any) -> bool:
     return bool(content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"))
 
 
+async def on_rate_limited(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimited)  # noqa: S101 - registered for RateLimited only
+    problem = Problem(
+        429,
+        "Too many requests",
+        f"{exc.what}; try again in {exc.retry_after} s (Retry-After).",
+    )
+    response = problem_response(problem, request.url.path)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 def _title(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -202,9 +216,16 @@ AppAuth = Callable[[Request], Awaitable[str]]
 
 
 def bearer_auth(keys: KeyStore) -> AppAuth:
-    """A FastAPI dependency that answers the caller's app_id, or 401."""
+    """A FastAPI dependency that answers the caller's app_id, or 401; 429 (`RateLimited`) for
+    an address past its failed authentications or a key past its requests (`rate_limit.py`).
+
+    An unknown key counts as a failure even when the key cache answered it, so the cache
+    never spares a brute force the limit."""
 
     async def authenticate(request: Request) -> str:
+        limits = rate_limits(request)
+        address = client_address(request)
+        limits.check_address(address)
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -216,7 +237,9 @@ def bearer_auth(keys: KeyStore) -> AppAuth:
             )
         info = await keys.resolve_api_key(token.strip())
         if info is None:
+            limits.failed(address)
             raise Problem(401, "Unauthorized", "The API key is not known.")
+        limits.use_key(f"{info.app_id}/{info.key_id}")
         request.state.app_id = info.app_id
         return info.app_id
 

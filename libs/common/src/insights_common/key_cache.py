@@ -1,8 +1,12 @@
 """Resolved API keys kept in memory for a few seconds, so a request does not wait on the key store.
 
 The price is a bound on revocation: a key revoked by another process (`insights keys revoke`)
-still works here until its entry expires, at most `ttl` seconds. Keys the store does not know are
-remembered the same way, so a client retrying a wrong key does not send each try to the store.
+still works here until its entry expires, at most `ttl` seconds (API_KEY_CACHE_SECONDS, 5 by
+default; 0 turns the cache off). A key revoked through this process is refused here at once,
+even by a lookup that was under way while it was revoked. Keys the store does not know are
+remembered the same way, so a client retrying a wrong key does not send each try to the store;
+each try still counts as a failed authentication (`http.bearer_auth`), so a cached "unknown"
+spares a brute force nothing.
 Entries are keyed by the key's SHA-256, as the store keeps it, never by the key; there are at most
 `size` of them, the least recently used going first, so unknown keys sent in bulk cannot grow
 the memory.
@@ -36,6 +40,8 @@ class CachedKeyStore:
         self._size = size
         self._clock = clock
         self._resolved: OrderedDict[str, tuple[float, ApiKeyInfo | None]] = OrderedDict()
+        # Bumped by each revocation: a lookup that began before it does not keep its answer.
+        self._revocations = 0
 
     def __len__(self) -> int:
         return len(self._resolved)
@@ -47,7 +53,10 @@ class CachedKeyStore:
         if entry is not None and entry[0] > now:
             self._resolved.move_to_end(digest)
             return entry[1]
+        revocations = self._revocations
         info = await self._store.resolve_api_key(key)
+        if revocations != self._revocations:
+            return await self._store.resolve_api_key(key)
         self._resolved[digest] = (now + self._ttl, info)
         self._resolved.move_to_end(digest)
         while len(self._resolved) > self._size:
@@ -55,7 +64,9 @@ class CachedKeyStore:
         return info
 
     async def revoke_api_key(self, app_id: str, key_id: str) -> bool:
+        self._revocations += 1
         revoked = await self._store.revoke_api_key(app_id, key_id)
+        self._revocations += 1
         # Revoked through this process: refused here at once, not after the ttl.
         for digest, (_, info) in list(self._resolved.items()):
             if info is not None and info.app_id == app_id and info.key_id == key_id:

@@ -36,11 +36,10 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 # index.html names the current hashed files: a browser must check it on every visit.
 REVALIDATE = "no-cache"
 
+# Unstyled: the Content-Security-Policy allows no inline style.
 FALLBACK_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>User Insights</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem}
-code{background:#f3f3f3;padding:.1rem .3rem;border-radius:4px}</style></head>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
 <body><h1>User Insights</h1>
 <p>The web dashboard is not built: <code>make dashboard</code> builds it (Node.js 20.19 or
 later is needed to build it, not to run it); then reload this page.</p>
