@@ -111,6 +111,20 @@ def test_the_distributed_door_refuses_from_headers_and_takes_both_forms(ingest: 
     assert post(ingest, "strict", strict, timestamp=None, tag="legacy-again") == 202
 
 
+def test_an_event_id_postgresql_cannot_keep_is_refused_alone(ingest: Ingest) -> None:
+    secret = ingest.cli("webhooks", "secret", "--app", "acme")
+    body = orjson.dumps([read_event("acme", "kept"), read_event("acme", "nul\x00inside")])
+    header = sign(secret, body, timestamp=int(time.time()))
+    answer = post_whole(
+        ingest.port, {"X-Insights-App": "acme", "X-Insights-Signature": header}, body
+    )
+    assert answer.status == 202, answer.body
+    assert answer.json()["accepted"] == 1
+    assert [(r["index"], r["errors"][0]["loc"]) for r in answer.json()["rejected"]] == [
+        (1, "event_id")
+    ]
+
+
 def test_a_rotated_secret_signs_through_its_overlap_in_postgresql(ingest: Ingest) -> None:
     first = ingest.cli("webhooks", "secret", "--app", "acme")
     second = ingest.cli("webhooks", "secret", "--app", "acme", "--rotate", "--overlap", "2h")

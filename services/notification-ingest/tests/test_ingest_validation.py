@@ -213,6 +213,7 @@ def _with(event_type: str, changes: dict[str, Any]) -> dict[str, Any]:
             "response.value.rating",
             "outside the integers kept",
         ),
+        ("notification.read", {"event_id": "a\x00b"}, "event_id", "NUL"),
         ("notification.read", {"occurred_at": "0001-01-01T00:00:00Z"}, "occurred_at", "1970"),
         ("notification.read", {"occurred_at": "0001-01-01T00:30:00+01:00"}, "occurred_at", "1970"),
         ("notification.read", {"occurred_at": "9999-12-31T23:59:59Z"}, "occurred_at", "2200"),

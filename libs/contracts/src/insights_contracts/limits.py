@@ -11,6 +11,9 @@ What the stores hold (services/insights-query: the SQLite schema and the OpenSea
   and the query windows (ts_key, day arithmetic) overflow near the years 1 and 9999. An event
   must have happened from 1970-01-01T00:00:00Z and before 2200-01-01T00:00:00Z, in UTC.
 
+- an event id is kept in PostgreSQL `text` (the distributed mode's dedup), which cannot hold
+  the NUL character (U+0000).
+
 An event outside these bounds is refused where it is validated, so no door answers `accepted`
 for an event a projection would then dead-letter.
 """
@@ -48,6 +51,17 @@ def _storable_instant(moment: datetime) -> datetime:
             },
         )
     return moment
+
+
+def _storable_text(text: str) -> str:
+    if "\x00" in text:
+        raise PydanticCustomError(
+            OUT_OF_RANGE,
+            "The text holds a NUL character (\\u0000), which PostgreSQL text cannot keep; "
+            "leave it out",
+            {"path": ""},
+        )
+    return text
 
 
 def _storable_json(value: JsonValue) -> JsonValue:
@@ -91,6 +105,9 @@ def _z(moment: datetime) -> str:
 
 Instant = Annotated[AwareDatetime, AfterValidator(_storable_instant)]
 """An aware date-time the stores and the query windows can keep and compute with."""
+
+StoredText = AfterValidator(_storable_text)
+"""For strings PostgreSQL keeps: no NUL."""
 
 Version = Annotated[int, Field(ge=1, le=VERSION_MAX)]
 """A template version: OpenSearch maps it as a 32-bit integer."""
