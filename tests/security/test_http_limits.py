@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 
 from insights_common.http import install_problem_handlers
 from insights_common.http_guard import HttpSettings, install_http_guards, public_origin
+from tests.security.conftest import InProcess
 from tests.security.serving import exchange, serving
 
 pytestmark = pytest.mark.unit
@@ -174,3 +175,20 @@ async def test_absolute_urls_come_from_the_public_base_url_never_the_host_header
 def test_a_public_base_url_that_is_not_an_origin_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="PUBLIC_BASE_URL"):
         public_origin(bad)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("POST", "/api/v1/users", {"GET"}),
+        ("DELETE", "/api/v1/imports", {"GET", "POST"}),
+        ("PUT", "/api/docs", {"GET", "HEAD"}),
+        ("POST", "/users/alex", {"GET", "HEAD"}),
+    ],
+)
+async def test_405_of_the_product_names_what_the_path_allows(
+    in_process: InProcess, method: str, path: str, allowed: set[str]
+) -> None:
+    answer = await in_process.client.request(method, path, headers=in_process.auth)
+    assert answer.status_code == 405
+    assert {part.strip() for part in answer.headers["allow"].split(",")} == allowed

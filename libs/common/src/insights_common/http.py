@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any, Generic, TypeVar
 
@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute, Match
+from starlette.routing import Match
 from starlette.types import Scope
 
 from insights_common.auth import KeyStore
@@ -120,12 +120,23 @@ def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
     """Every method some route answers at the request's path (RFC 9110 15.5.6: a 405 lists them
     all; Starlette's own names only the first route whose path matched)."""
     methods: set[str] = set()
-    for route in app.router.routes:
-        if isinstance(route, BaseRoute) and getattr(route, "methods", None):
+    for route in _every_route(app.router.routes):
+        if getattr(route, "methods", None):
             match, _ = route.matches(scope)
             if match is not Match.NONE:
-                methods.update(route.methods)  # type: ignore[attr-defined]
+                methods.update(route.methods)
     return sorted(methods)
+
+
+def _every_route(routes: Iterable[Any]) -> Iterator[Any]:
+    """The routes of the app and, in place of a router it included, the routes of that router
+    (FastAPI keeps an included router as one entry that matches on its routes' behalf)."""
+    for route in routes:
+        nested = getattr(route, "effective_route_contexts", None)
+        if nested is not None:
+            yield from nested()
+        else:
+            yield route
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {
