@@ -134,11 +134,14 @@ class PostgresDatabase:
         has read it, and would hand the dead ones out meanwhile).
         """
         try:
-            async with (
-                bounded("PostgreSQL", None, passing=OUTAGE_ERRORS),
-                self._pool.acquire(timeout=self.acquire_timeout) as conn,
-            ):
-                yield conn
+            async with bounded("PostgreSQL", None, passing=OUTAGE_ERRORS):
+                conn = await self._pool.acquire(timeout=self.acquire_timeout)
+                try:
+                    yield conn
+                finally:
+                    # Not under the acquire timeout (asyncpg would apply it to the reset too):
+                    # a slow release on a busy machine is no outage.
+                    await self._pool.release(conn)
         except DependencyUnavailable as outage:
             if isinstance(outage.__cause__, LOST_CONNECTION_ERRORS):
                 await self._pool.expire_connections()
