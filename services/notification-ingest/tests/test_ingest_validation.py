@@ -253,3 +253,32 @@ def test_one_event_beyond_the_stores_leaves_its_batch_taken() -> None:
     batch = validate_batch([*good[:2], bad, *good[2:]], app_id="acme")
     assert len(batch.events) == len(good)
     assert [(r.index, r.event_id) for r in batch.rejected] == [(2, "huge")]
+
+
+@pytest.mark.parametrize(
+    ("literal", "loc"),
+    [
+        ("18446744073709551616", "template.variables.n"),  # 2**64: orjson alone rounds it
+        ("-9223372036854775809", "template.variables.n"),
+        ("1" * 300, "template.variables.n"),
+    ],
+)
+def test_an_integer_beyond_64_bits_in_the_body_is_read_exactly_and_refused(
+    literal: str, loc: str
+) -> None:
+    event = _with("notification.sent", {"template.variables": {"n": "N"}})
+    body = orjson.dumps([event, contract_events()[1]]).replace(b'"N"', literal.encode())
+    batch = validate_batch(decode_batch(body, max_batch=10), app_id="acme")
+    assert len(batch.events) == 1
+    [rejection] = batch.rejected
+    assert [error.loc for error in rejection.errors] == [loc]
+    assert "outside the integers kept" in rejection.errors[0].message
+
+
+def test_long_digit_runs_in_strings_and_exponents_are_taken_as_sent() -> None:
+    variables = {"card": "12345678901234567890123", "big": 1e300, "max": 2**63 - 1}
+    event = _with("notification.sent", {"template.variables": variables})
+    [decoded] = decode_batch(orjson.dumps(event), max_batch=10)
+    checked = check_event(decoded, app_id="acme", index=0)
+    assert not isinstance(checked, Rejection), checked
+    assert checked.template.variables == variables  # type: ignore[union-attr]

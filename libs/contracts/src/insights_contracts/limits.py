@@ -71,7 +71,7 @@ def _storable_json(value: JsonValue) -> JsonValue:
         raise PydanticCustomError(
             OUT_OF_RANGE,
             "{number} is outside the integers kept ({low} to {high}); send it as a string",
-            {"number": str(number), "low": str(INT_MIN), "high": str(INT_MAX), "path": where},
+            {"number": _short(number), "low": str(INT_MIN), "high": str(INT_MAX), "path": where},
         )
     return value
 
@@ -93,6 +93,11 @@ def _first_wide_integer(value: JsonValue) -> tuple[str, int] | None:
                 (_join(where, str(i)), child) for i, child in reversed(list(enumerate(item)))
             )
     return None
+
+
+def _short(number: int) -> str:
+    text = str(number)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text.lstrip('-'))} digits)"
 
 
 def _join(where: str, part: str) -> str:
