@@ -90,6 +90,21 @@ async def test_what_is_not_json_or_not_valid_comes_back_as_a_reject(
 
 
 @pytest.mark.unit
+async def test_an_event_with_an_integer_beyond_64_bits_comes_back_exact_as_a_reject(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore
+) -> None:
+    consume = raw_events_consumer(make_service(db, bus, keys), max_batch=1000)
+    wide = {**delivered("acme", "a2"), "occurred_at": "0001-01-01T00:00:00Z", "n": "N"}
+    value = orjson.dumps([delivered("acme", "a1"), wide]).replace(b'"N"', b"1" + b"0" * 25)
+    rejected = await consume([record(value)])
+    assert [e.event_id for e in bus.received] == ["a1"]
+    [reject] = rejected
+    assert reject.index == 1
+    assert reject.error.startswith("occurred_at: ")
+    assert json.loads(reject.value or b"")["n"] == 10**25
+
+
+@pytest.mark.unit
 async def test_an_event_taken_by_one_door_is_a_duplicate_at_the_other(
     db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore, acme_secret: str
 ) -> None:

@@ -69,6 +69,14 @@ def decode_batch(body: bytes, *, max_batch: int) -> list[object]:
     return decoded
 
 
+def encode_item(item: object) -> bytes:
+    """One decoded item as JSON again, e.g. an event of an array for the dead-letter topic."""
+    try:
+        return orjson.dumps(item)
+    except TypeError:  # an integer beyond 64 bits, read exactly by decode_batch
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def claimed_app(item: object) -> str:
     """The app an event names in its envelope; '' when it names none (it is then rejected)."""
     if isinstance(item, dict):

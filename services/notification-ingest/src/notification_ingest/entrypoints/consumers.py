@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import orjson
-
 from insights_common.kafka import Record, RecordHandler, Rejected
 from notification_ingest.domain.errors import IngestRefused
-from notification_ingest.domain.validation import decode_batch
+from notification_ingest.domain.validation import decode_batch, encode_item
 from notification_ingest.service import IngestService
 
 
@@ -37,7 +35,7 @@ def raw_events_consumer(service: IngestService, *, max_batch: int) -> RecordHand
                 rejected.append(Rejected(record, error))
             else:
                 rejected.append(
-                    Rejected(record, error, index=index, value=orjson.dumps(items[index]))
+                    Rejected(record, error, index=index, value=encode_item(items[index]))
                 )
         return rejected
 
