@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel
 
-from insights_common.http import Problem, problem_responses
+from insights_common.http import Problem, problem_response, problem_responses
 from notification_ingest.domain.errors import BatchTooLarge, MalformedBody, Unauthenticated
 from notification_ingest.domain.model import IngestResult
 from notification_ingest.service import IngestService
@@ -48,8 +48,10 @@ class IngestResponse(BaseModel):
 _PROBLEMS = problem_responses(
     {
         400: "The body is not JSON, or neither an event object nor an array of them.",
-        401: "X-Insights-App or X-Insights-Signature is missing, or the signature does not match"
-        " the body with the app's webhook secret.",
+        401: "X-Insights-App or X-Insights-Signature is missing or malformed, the app has no"
+        " webhook secret, a timestamped signature is outside the tolerance, the app requires the"
+        " timestamped form, or the signature does not match the body with the app's webhook"
+        " secret (docs/contract.md, Webhook signatures).",
         413: "The body is larger than the size limit, or the array has more events than allowed.",
     }
 )
@@ -57,15 +59,11 @@ _EVENTS_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "One event, or an array of events, as docs/contract.md gives them;"
-        " events that are not valid are listed in `rejected`, the others taken.",
+        " an item that is not a valid event (whatever its JSON) is listed in `rejected`, the"
+        " others are taken.",
         "content": {
             "application/json": {
-                "schema": {
-                    "oneOf": [
-                        {"type": "object"},
-                        {"type": "array", "items": {"type": "object"}},
-                    ]
-                }
+                "schema": {"oneOf": [{"type": "object"}, {"type": "array", "items": {}}]}
             }
         },
     }
@@ -78,6 +76,7 @@ def build_router(service: IngestService, *, max_body_bytes: int) -> APIRouter:
     @router.post(
         "/events",
         status_code=202,
+        response_model=IngestResponse,
         summary="Take notification, user and template events from the messaging platform",
         responses=_PROBLEMS,
         openapi_extra=_EVENTS_BODY,
@@ -86,14 +85,14 @@ def build_router(service: IngestService, *, max_body_bytes: int) -> APIRouter:
         request: Request,
         x_insights_app: Annotated[str | None, Header()] = None,
         x_insights_signature: Annotated[str | None, Header()] = None,
-    ) -> IngestResponse:
+    ) -> IngestResponse | Response:
         # Headers first: a caller who cannot be the app is refused before its body is read.
         try:
             sender = await service.authenticate_webhook(
                 app_id=x_insights_app, signature=x_insights_signature
             )
         except Unauthenticated as exc:
-            raise Problem(401, "Unauthorized", str(exc)) from exc
+            return unread_refusal(request, Problem(401, "Unauthorized", str(exc)))
         body = await read_body(request, limit=max_body_bytes)
         try:
             result = await service.take_webhook(sender, body)
@@ -106,6 +105,14 @@ def build_router(service: IngestService, *, max_body_bytes: int) -> APIRouter:
         return IngestResponse.of(result)
 
     return router
+
+
+def unread_refusal(request: Request, problem: Problem) -> Response:
+    """The problem answered before the body was read, closing the connection: the server would
+    otherwise go on reading the rest of the body, only to discard it."""
+    response = problem_response(problem, request.url.path)
+    response.headers["Connection"] = "close"
+    return response
 
 
 async def read_body(request: Request, *, limit: int) -> bytes:
