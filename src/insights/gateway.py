@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 from yarl import URL
 
 from insights_common.http import Problem, install_problem_handlers
@@ -156,10 +157,21 @@ async def request_body(request: Request) -> bytes | AsyncIterator[bytes] | None:
     in the gateway's memory."""
     length = request.headers.get("content-length")
     if length is None:
-        return request.stream() if "transfer-encoding" in request.headers else None
+        return _streamed(request) if "transfer-encoding" in request.headers else None
     if length.isdigit() and int(length) <= WHOLE_BODY_BYTES:
         return await request.body()
-    return request.stream()
+    return _streamed(request)
+
+
+async def _streamed(request: Request) -> AsyncIterator[bytes]:
+    """The body as it comes; a caller who leaves before its end is noted on the request, since
+    the upstream client ends the request without saying why."""
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        request.state.left_mid_body = True
+        raise
 
 
 def upstream_url(base: str, request: Request) -> URL:
@@ -264,21 +276,28 @@ def create_gateway(
                 allow_redirects=False,
             )
             return await answer_of(upstream)
-        except TimeoutError as error:  # aiohttp's timeouts are TimeoutErrors too
-            raise Problem(
-                504,
-                "Upstream timeout",
-                f"The {name} service did not answer in {settings.timeout_seconds:g} s.",
-            ) from error
-        except aiohttp.ClientError as error:
-            raise Problem(
-                502,
-                "Upstream unavailable",
-                f"The {name} service at {base} is not answering ({type(error).__name__}). "
-                "Check that it runs and that the gateway's GATEWAY_*_URL points at it.",
-            ) from error
+        except (TimeoutError, aiohttp.ClientError) as error:
+            if getattr(request.state, "left_mid_body", False):
+                # The caller is gone, not the service: logged as the caller's 400.
+                raise ClientDisconnect from error
+            raise _upstream_problem(name, base, settings, error) from error
 
     # After the API's routes, which are matched first: the dashboard's page paths never start
     # with /api, and each request only has to be compared with the routes before its own.
     install_dashboard(app)
     return app
+
+
+def _upstream_problem(name: str, base: str, settings: GatewaySettings, error: Exception) -> Problem:
+    if isinstance(error, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
+        return Problem(
+            504,
+            "Upstream timeout",
+            f"The {name} service did not answer in {settings.timeout_seconds:g} s.",
+        )
+    return Problem(
+        502,
+        "Upstream unavailable",
+        f"The {name} service at {base} is not answering ({type(error).__name__}). "
+        "Check that it runs and that the gateway's GATEWAY_*_URL points at it.",
+    )
