@@ -55,9 +55,15 @@ def post_unfinished(
     with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN) as sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
         try:
-            return read_answer(sock)
+            answer = read_answer(sock)
         except TimeoutError:
             pytest.fail(f"no answer in {ANSWER_WITHIN} s: the server is waiting for the body")
+        try:
+            closed = sock.recv(1) == b""
+        except TimeoutError:
+            closed = False
+        assert closed, "the server kept the connection to read the rest of the body"
+        return answer
 
 
 def post_whole(port: int, headers: dict[str, str], body: bytes) -> Answer:
@@ -173,6 +179,7 @@ def test_a_caller_who_cannot_be_the_app_is_refused_before_its_body(
     headers = refusals(door.secret, door.strict_secret)[case]
     answer = post_unfinished(door.port, headers, chunked=chunked)
     assert answer.status == 401, answer.body
+    assert answer.headers["connection"] == "close"
     assert answer.headers["content-type"] == "application/problem+json"
     assert WHAT_IS_SAID[case] in answer.json()["detail"]
 

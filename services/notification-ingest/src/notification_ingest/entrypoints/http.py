@@ -59,11 +59,15 @@ _EVENTS_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "One event, or an array of events, as docs/contract.md gives them;"
-        " an item that is not a valid event (whatever its JSON) is listed in `rejected`, the"
-        " others are taken.",
+        " events that are not valid are listed in `rejected`, the others taken.",
         "content": {
             "application/json": {
-                "schema": {"oneOf": [{"type": "object"}, {"type": "array", "items": {}}]}
+                "schema": {
+                    "oneOf": [
+                        {"type": "object"},
+                        {"type": "array", "items": {"type": "object"}},
+                    ]
+                }
             }
         },
     }
