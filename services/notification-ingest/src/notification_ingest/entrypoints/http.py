@@ -59,15 +59,11 @@ _EVENTS_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "One event, or an array of events, as docs/contract.md gives them;"
-        " events that are not valid are listed in `rejected`, the others taken.",
+        " an item that is not a valid event (whatever its JSON) is listed in `rejected`, the"
+        " others are taken.",
         "content": {
             "application/json": {
-                "schema": {
-                    "oneOf": [
-                        {"type": "object"},
-                        {"type": "array", "items": {"type": "object"}},
-                    ]
-                }
+                "schema": {"oneOf": [{"type": "object"}, {"type": "array", "items": {}}]}
             }
         },
     }
