@@ -165,9 +165,10 @@ def test_the_openapi_declares_the_problems_a_route_gives_and_not_fastapis_422() 
 
     document = app.openapi()
     responses = document["paths"]["/things/{thing}"]["get"]["responses"]
-    assert set(responses) == {"200", "400", "404"}
+    assert set(responses) == {"200", "400", "404", "429", "503"}  # 429 and 503: any route
     assert responses["404"]["description"] == "no such thing"
     assert "application/problem+json" in responses["400"]["content"]
+    assert "Retry-After" in responses["503"]["headers"]
     assert "HTTPValidationError" not in document.get("components", {}).get("schemas", {})
 
 

@@ -174,10 +174,27 @@ def problem_responses(
     }
 
 
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Whole seconds to wait", "schema": {"type": "integer"}}
+}
+# What the handlers above may answer on any route, beside what each route declares.
+EVERY_ROUTE: dict[int | str, dict[str, Any]] = {
+    status: {**answer, "headers": _RETRY_AFTER}
+    for status, answer in problem_responses(
+        {
+            429: "Too many requests: the API key past its rate, or the address past its failed"
+            " authentications.",
+            503: "A server the service needs cannot be reached in time, or the process is at its"
+            " connection limit; nothing was taken, send it again after Retry-After.",
+        }
+    ).items()
+}
+
+
 def _document_problems(app: FastAPI) -> None:
-    """Take out of the app's OpenAPI the 422 FastAPI adds to every route with parameters: the
+    """Take out of the app's OpenAPI the 422 FastAPI adds to every route with parameters (the
     handlers above answer a malformed parameter with a 400 problem, which each route declares
-    with `problem_responses`."""
+    with `problem_responses`), and give every route the problems of EVERY_ROUTE."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -188,6 +205,8 @@ def _document_problems(app: FastAPI) -> None:
                     responses = operation.get("responses", {})
                     if _is_fastapi_422(responses.get("422")):
                         del responses["422"]
+                    for status, answer in EVERY_ROUTE.items():
+                        responses.setdefault(str(status), answer)
             schemas = document.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
