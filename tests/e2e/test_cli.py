@@ -48,7 +48,8 @@ def test_import_exit_codes_and_report(tmp_path: Path, data_dir: Path) -> None:
     partly = run("import", str(mixed), "--app", "acme", data_dir=data_dir)
     assert partly.returncode == 1, partly.stderr
     assert "Rejected rows" in partly.stdout
-    assert "+14155550173" in partly.stdout  # the E.164 hint for line 3
+    assert "+1 415-***-**73" in partly.stdout  # the E.164 hint for line 3, masked
+    assert "5550173" not in partly.stdout
 
     refused = run("import", str(empty), "--app", "acme", data_dir=data_dir)
     assert refused.returncode == 2

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from import_svc.domain.csv_stream import CsvRecord, iter_records, sniff
+from import_svc.domain.csv_stream import CsvRecord, CsvStream, iter_records, sniff
 from import_svc.domain.model import FileRejected
 
 pytestmark = pytest.mark.unit
@@ -152,3 +152,65 @@ def test_reads_back_what_csv_writer_wrote(rows: list[list[str]], newline: str, c
         except StopIteration:
             break
     assert got == expected
+
+
+def feed_until_refused(stream: CsvStream, pieces: list[bytes]) -> tuple[int, FileRejected]:
+    """The index of the piece whose feed refused the file, and the refusal."""
+    for index, piece in enumerate(pieces):
+        try:
+            stream.feed(piece)
+        except FileRejected as exc:
+            return index, exc
+    raise AssertionError("the file was not refused")
+
+
+def test_a_long_line_is_refused_as_soon_as_it_passes_the_limit() -> None:
+    pieces = [b"user_id,phone_number\nalex,+14155550171\n", *[b"x" * 100] * 50, b"\n"]
+    index, refusal = feed_until_refused(CsvStream(max_record_bytes=1024), pieces)
+    assert index == 11  # the eleventh piece of x's takes the line past 1,024 bytes
+    issue = refusal.issue
+    assert (issue.code, issue.line) == ("record_too_long", 3)
+    assert "line 3 is longer than 1 KiB (1,024 bytes)" in issue.message
+
+
+def test_a_long_line_inside_one_chunk_is_refused_with_its_line() -> None:
+    data = b"a,b\n" + b"y" * 2000 + b"\nc,d\n"
+    issue = rejected_with(data, limit=1024, chunk=None).issue
+    assert issue.line == 2 and issue.code == "record_too_long"
+
+
+def test_the_limit_counts_a_row_and_its_line_end_in_bytes() -> None:
+    limit = 512
+    fits = b"a" * (limit - 1) + b"\n"
+    assert list(iter_records([fits[:7], fits[7:]], max_record_bytes=limit)) == [
+        CsvRecord(1, ["a" * (limit - 1)])
+    ]
+    assert rejected_with(b"a" * limit + b"\n", limit=limit, chunk=None).issue.line == 1
+    hangul = "가" * 171  # 171 characters, 513 bytes
+    assert rejected_with(hangul.encode(), limit=limit, chunk=5).issue.line == 1
+    assert list(iter_records([("가" * 170 + "\n").encode()], max_record_bytes=limit)) == [
+        CsvRecord(1, ["가" * 170])
+    ]
+
+
+def test_a_quote_left_open_is_refused_at_the_line_it_opened() -> None:
+    data = b'user_id,nickname\nalex,"Kim\n' + b"bo,plain\n" * 200
+    for chunk in (1, 13, None):
+        refusal = rejected_with(data, limit=1024, chunk=chunk)
+        assert (refusal.issue.code, refusal.issue.line) == ("record_too_long", 2)
+        assert "quote opened on line 2" in refusal.issue.message
+
+
+def test_a_quoted_cell_with_line_breaks_under_the_limit_is_one_record() -> None:
+    data = b'id,note\n1,"' + b"line\n" * 100 + b'end"\n2,x\n'
+    got = list(iter_records([data], max_record_bytes=1024))
+    assert [r.line for r in got] == [1, 2, 103]
+    assert got[1].cells == ["1", "line\n" * 100 + "end"]
+
+
+def rejected_with(data: bytes, *, limit: int, chunk: int | None) -> FileRejected:
+    size = chunk or len(data)
+    pieces = [data[i : i + size] for i in range(0, len(data), size)]
+    with pytest.raises(FileRejected) as caught:
+        list(iter_records(pieces, max_record_bytes=limit))
+    return caught.value

@@ -367,7 +367,8 @@ async def test_row_errors_paginated_in_line_order(
         (5, "phone_number", "phone_not_e164"),
     ]
     assert seen[2]["message"].startswith("duplicate of line 3")
-    assert "write it as +14155550171" in seen[3]["message"]
+    assert "(+1 415-***-**71)" in seen[3]["message"]
+    assert "5550171" not in seen[3]["message"]
     assert set(seen[0]) == {"line", "user_id", "column", "code", "message"}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from importsvc_support import Embedded, build_embedded, csv_bytes
 
+from import_svc.adapters.spool import LocalUploadSpool
 from import_svc.adapters.sqlite import SqliteImportStore
 from import_svc.domain.model import (
     Counts,
@@ -20,7 +21,7 @@ from import_svc.domain.model import (
     OnError,
     RowError,
 )
-from import_svc.service import INTERRUPTED, STALE, STALE_AFTER, VALIDATED_SHARE
+from import_svc.service import INTERRUPTED, STALE, STALE_AFTER, VALIDATED_SHARE, ImportService
 from insights_contracts import AnyEvent, UserUpserted
 from insights_contracts.topics import USERS
 
@@ -510,3 +511,37 @@ async def test_submit_spools_then_imports_in_the_background(embedded: Embedded) 
     assert done is not None and done.status is ImportStatus.COMPLETED
     assert counts(done) == (2, 2, 0, 0, 0)
     assert list((embedded.settings.data_dir / "uploads").iterdir()) == []
+
+
+async def test_an_import_past_its_time_budget_is_rejected_and_publishes_nothing(
+    tmp_path: Path,
+) -> None:
+    env = build_embedded(tmp_path)
+    service = with_budget(env, timedelta(milliseconds=200))
+    stalled = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield csv_bytes(HEADER, f"alex,{ALEX},Alex")
+        await stalled.wait()  # the rest never comes
+        yield b""
+
+    record = await service.run_import(
+        app_id="acme", filename="slow.csv", chunks=slow(), options=ImportOptions()
+    )
+    assert record.status is ImportStatus.REJECTED
+    assert [issue.code for issue in record.errors] == ["time_budget_exceeded"]
+    assert "longer than 0.2 seconds" in record.errors[0].message
+    assert env.collector.batches == []
+    env.db.close()
+
+
+def with_budget(env: Embedded, budget: timedelta) -> ImportService:
+    store = SqliteImportStore(env.db)
+    return ImportService(
+        store=store,
+        registry=store,
+        publisher=env.bus,
+        spool=LocalUploadSpool(env.settings.data_dir / "uploads"),
+        owner="budget-test",
+        time_budget=budget,
+    )

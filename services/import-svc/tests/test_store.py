@@ -3,6 +3,7 @@ the PostgreSQL adapter (distributed mode)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -153,6 +154,30 @@ async def test_unfinished_imports_are_each_replicas_own(store: Store) -> None:
     assert [r.id for r in await store.unfinished(owner="r1")] == [record(1).id, record(2).id]
     assert [r.id for r in await store.unfinished(owner="r2")] == [record(3).id]
     assert await store.unfinished(owner="r3") == []
+
+
+async def test_an_app_is_admitted_only_below_its_limit_of_running_imports(store: Store) -> None:
+    assert await store.create(record(1).validating(), owner="r1", at=NOW, max_running=2)
+    assert await store.create(record(2).validating(), owner="r2", at=NOW, max_running=2)
+    assert not await store.create(record(3).validating(), owner="r1", at=NOW, max_running=2)
+    assert await store.get("acme", record(3).id) is None
+    # Another app has places of its own; a finished import frees one; no limit admits any.
+    assert await store.create(record(4, app="globex"), owner="r1", at=NOW, max_running=2)
+    await store.finish(record(1).validating().completed(Counts(), at=NOW), errors=[], users=[])
+    assert await store.create(record(5).validating(), owner="r1", at=NOW, max_running=2)
+    assert await store.create(record(6).validating(), owner="r1", at=NOW)
+    assert [r.id for r in await store.unfinished(owner="r1")] == [record(n).id for n in (4, 5, 6)]
+
+
+async def test_racing_creates_never_pass_the_limit(store: Store) -> None:
+    admitted = await asyncio.gather(
+        *(
+            store.create(record(n).validating(), owner=f"r{n}", at=NOW, max_running=3)
+            for n in range(1, 9)
+        )
+    )
+    assert sorted(admitted) == [False] * 5 + [True] * 3
+    assert len(await store.history("acme", before_id=None, limit=20)) == 3
 
 
 async def test_a_heartbeat_is_stamped_only_by_the_owner_of_an_unfinished_import(

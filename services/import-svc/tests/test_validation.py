@@ -137,9 +137,9 @@ def test_user_id_limits_and_allowed_characters() -> None:
 @pytest.mark.parametrize(
     ("phone", "code", "words"),
     [
-        ("+1 415-555-0171", "phone_not_e164", "write it as +14155550171"),
-        ("14155550171", "phone_not_e164", "write it as +14155550171"),
-        ("0049 30 901820", "phone_not_e164", "write it as +4930901820"),
+        ("+1 415-555-0171", "phone_not_e164", "'+1 415-***-**71' is not in E.164 format"),
+        ("14155550171", "phone_not_e164", "without spaces or dashes (+1 415-***-**71)"),
+        ("0049 30 901820", "phone_not_e164", "without spaces or dashes (+49 30-9***20)"),
         ("+1415555017", "phone_invalid", "not a valid number for country code +1"),
         ("+1234567890123456", "phone_too_long", "16 digits; E.164 allows at most 15"),
         ("call me", "phone_not_e164", "is not an E.164 number"),
@@ -155,6 +155,10 @@ def test_phone_rule_with_hint(phone: str, code: str, words: str) -> None:
         code,
     )
     assert words in error.message
+    # The report shows where the number is wrong, not the number: at most its ends.
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    if len(digits) > 6:
+        assert digits not in "".join(ch for ch in error.message if ch.isdigit())
 
 
 def test_nickname_is_trimmed_any_unicode_and_at_most_80_characters() -> None:
@@ -290,3 +294,31 @@ def test_inspect_head() -> None:
 def test_inspect_head_leaves_an_unfinished_header_to_the_import() -> None:
     assert inspect_head(b"user_id,phone_num", complete=False) is None
     assert inspect_head(b"user_id,phone_number,nick\n"[:-3], complete=False) is None
+
+
+def test_blank_lines_are_skipped_up_to_the_limit() -> None:
+    lines = ["", "user_id,phone_number", f"alex,{ALEX}", "", " , ", ","]
+    result = validate(text(*lines), max_blank_lines=4)
+    assert result.file_error is None and [row.user_id for row in result.rows] == ["alex"]
+
+
+@pytest.mark.parametrize("before_header", [True, False])
+def test_one_blank_line_past_the_limit_refuses_the_file_at_that_line(before_header: bool) -> None:
+    blanks = ["", ",", " , ", ""]
+    lines = (
+        [*blanks, "user_id,phone_number"] if before_header else ["user_id,phone_number", *blanks]
+    )
+    issue = validate(text(*lines, f"alex,{ALEX}"), max_blank_lines=3).file_error
+    assert issue is not None and issue.code == "too_many_blank_lines"
+    assert issue.line == (4 if before_header else 5)
+    assert "more than 3 blank lines" in issue.message
+
+
+def test_a_file_of_line_ends_stops_at_the_limit_without_reading_on() -> None:
+    validator = FileValidator(max_blank_lines=1000)
+    validator.feed(b"user_id,phone_number\n" + b"\n" * 65536)
+    assert validator.stopped
+    validator.feed(b"alex,+14155550171\n")  # nothing after the refusal is read
+    result = validator.finish()
+    assert result.file_error is not None and result.file_error.line == 1002
+    assert result.total_rows == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter
 
 from import_svc.adapters.postgres import PostgresImportStore
@@ -38,6 +40,10 @@ def create_embedded(
         owner=settings.replica_id,
         max_rows=settings.max_rows,
         max_bytes=settings.max_bytes,
+        max_record_bytes=settings.max_record_bytes,
+        max_blank_lines=settings.max_blank_lines,
+        time_budget=timedelta(seconds=settings.time_budget_seconds),
+        max_running_per_app=settings.max_running_per_app,
     )
     # The registry learns the users the platform reports, so modes and "unchanged" see them.
     bus.subscribe(USERS, service.learn_users)
@@ -87,6 +93,10 @@ async def create_distributed_importer(
         owner=settings.replica_id,
         max_rows=settings.max_rows,
         max_bytes=settings.max_bytes,
+        max_record_bytes=settings.max_record_bytes,
+        max_blank_lines=settings.max_blank_lines,
+        time_budget=timedelta(seconds=settings.time_budget_seconds),
+        max_running_per_app=settings.max_running_per_app,
     )
     hooks = ServiceParts(
         router=APIRouter(),

@@ -42,8 +42,12 @@ class ImportStore(Protocol):
     while it runs; a replica that died stops stamping, and any replica may fail its imports.
     """
 
-    async def create(self, record: ImportRecord, *, owner: str, at: datetime) -> None:
-        """Store a new import run by `owner`, its heartbeat stamped `at`."""
+    async def create(
+        self, record: ImportRecord, *, owner: str, at: datetime, max_running: int | None = None
+    ) -> bool:
+        """Store a new import run by `owner`, its heartbeat stamped `at`; with `max_running`,
+        only while the app has fewer unfinished imports than that (False: nothing stored). Two
+        replicas creating at once cannot both take the last place."""
         ...
 
     async def update(self, record: ImportRecord) -> None:

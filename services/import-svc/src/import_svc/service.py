@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from import_svc.domain.csv_stream import MAX_RECORD_BYTES
 from import_svc.domain.model import (
     Counts,
     FileIssue,
@@ -29,6 +30,7 @@ from import_svc.domain.model import (
 )
 from import_svc.domain.planning import UserChange, plan_changes
 from import_svc.domain.validation import (
+    MAX_BLANK_LINES,
     MAX_BYTES,
     MAX_ROWS,
     FileValidator,
@@ -57,6 +59,8 @@ HEARTBEAT_EVERY = timedelta(seconds=10)  # how often a running import says it st
 STALE_AFTER = timedelta(minutes=2)  # an import not heard of for this long is failed
 OUTAGE_WAIT = timedelta(minutes=10)  # an accepted import waits this long for Kafka, PostgreSQL
 SWEEP_EVERY = timedelta(seconds=30)
+TIME_BUDGET = timedelta(minutes=5)  # to upload and validate one file
+MAX_RUNNING_PER_APP = 3
 
 UPLOAD_CUT_OFF = FileIssue(
     "upload_interrupted",
@@ -73,6 +77,26 @@ STALE = FileIssue(
     "The replica running this import stopped answering; nothing from it was imported. Upload "
     "the file again.",
 )
+
+
+def over_budget(budget: timedelta) -> FileIssue:
+    return FileIssue(
+        "time_budget_exceeded",
+        f"Uploading and checking this file took longer than {budget.total_seconds():g} seconds, "
+        "the most one import may take; nothing was imported. Upload it again over a faster "
+        "connection, or split it into smaller files.",
+    )
+
+
+class TooManyRunning(Exception):
+    """The app has as many imports running as it may; this one was not started."""
+
+    def __init__(self, app_id: str, limit: int) -> None:
+        super().__init__(
+            f"app '{app_id}' has {limit} import{'s' if limit != 1 else ''} running, the most it "
+            "may run at once"
+        )
+        self.limit = limit
 
 
 def _utcnow() -> datetime:
@@ -104,6 +128,10 @@ class ImportService:
         owner: str,
         max_rows: int = MAX_ROWS,
         max_bytes: int = MAX_BYTES,
+        max_record_bytes: int = MAX_RECORD_BYTES,
+        max_blank_lines: int = MAX_BLANK_LINES,
+        time_budget: timedelta = TIME_BUDGET,
+        max_running_per_app: int = MAX_RUNNING_PER_APP,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._store = store
@@ -113,6 +141,10 @@ class ImportService:
         self._owner = owner
         self._max_rows = max_rows
         self._max_bytes = max_bytes
+        self._max_record_bytes = max_record_bytes
+        self._max_blank_lines = max_blank_lines
+        self._time_budget = time_budget
+        self._max_running = max_running_per_app
         self._clock = clock
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper = Recurring(
@@ -123,6 +155,10 @@ class ImportService:
     @property
     def max_bytes(self) -> int:
         return self._max_bytes
+
+    @property
+    def time_budget(self) -> timedelta:
+        return self._time_budget
 
     # -- running imports -------------------------------------------------------------------------
 
@@ -165,17 +201,18 @@ class ImportService:
         """Validate an upload as it arrives, keeping it in the spool; import it in the background.
 
         Raises FileRejected for a problem with the file as a whole (too large, too many rows,
-        not CSV, no usable header) as soon as it shows, without reading the rest; the import is
-        then recorded as rejected. An upload cut off midway is recorded as failed.
+        not CSV, no usable header, a row too long, too slow to arrive) as soon as it shows,
+        without reading the rest; the import is then recorded as rejected. An upload cut off
+        midway is recorded as failed. Raises TooManyRunning, before reading anything, when the
+        app has as many imports running as it may.
         """
-        run = await self._start(app_id, filename, options, None)
-        validator = FileValidator(max_rows=self._max_rows, max_bytes=self._max_bytes)
+        run = await self._start(app_id, filename, options, None, admit=True)
+        validator = self._validator()
         try:
             async with self._beating(run):
-                await self._spool.save(
-                    run.record.id, self._validated_chunks(run, validator, chunks, size_hint)
+                validation = await self._within_budget(
+                    validator, self._receive(run, validator, chunks, size_hint)
                 )
-                validation = await asyncio.to_thread(validator.finish)
                 if validation.file_error is not None:
                     await self._reject(run, validation)
                     raise FileRejected(validation.file_error, import_id=run.record.id)
@@ -293,7 +330,10 @@ class ImportService:
         filename: str | None,
         options: ImportOptions,
         on_progress: ProgressCallback | None,
+        *,
+        admit: bool = False,
     ) -> _Run:
+        """Record a new import; with `admit`, only within the app's limit of running imports."""
         now = self._clock()
         self._last_id = new_import_id(now, after=self._last_id)
         record = ImportRecord(
@@ -303,7 +343,9 @@ class ImportService:
             options=options,
             created_at=now,
         )
-        await self._store.create(record, owner=self._owner, at=now)
+        limit = self._max_running if admit else None
+        if not await self._store.create(record, owner=self._owner, at=now, max_running=limit):
+            raise TooManyRunning(app_id, self._max_running)
         run = _Run(self._store, record, on_progress)
         await run.save(record.validating())
         return run
@@ -329,6 +371,48 @@ class ImportService:
             yield chunk
             await reporter.report()
 
+    def _validator(self) -> FileValidator:
+        return FileValidator(
+            max_rows=self._max_rows,
+            max_bytes=self._max_bytes,
+            max_record_bytes=self._max_record_bytes,
+            max_blank_lines=self._max_blank_lines,
+        )
+
+    async def _within_budget(
+        self, validator: FileValidator, reading: Coroutine[Any, Any, Validation]
+    ) -> Validation:
+        """What `reading` validates, or a refusal once it has taken the import's time budget."""
+        budget = asyncio.timeout(self._time_budget.total_seconds())
+        try:
+            async with budget:
+                return await reading
+        except TimeoutError:
+            if not budget.expired():
+                raise
+            logger.info("an import ran out of its time budget after %d rows", validator.total_rows)
+            return Validation(
+                total_rows=validator.total_rows,
+                rows=[],
+                errors=[],
+                rejected=0,
+                file_error=over_budget(self._time_budget),
+                warnings=(),
+            )
+
+    async def _receive(
+        self,
+        run: _Run,
+        validator: FileValidator,
+        chunks: AsyncIterator[bytes],
+        size_hint: int | None,
+    ) -> Validation:
+        """Spool an upload as it is validated."""
+        await self._spool.save(
+            run.record.id, self._validated_chunks(run, validator, chunks, size_hint)
+        )
+        return await asyncio.to_thread(validator.finish)
+
     async def _validate(
         self,
         run: _Run,
@@ -336,7 +420,21 @@ class ImportService:
         *,
         size_hint: int | None,
     ) -> Validation:
-        validator = FileValidator(max_rows=self._max_rows, max_bytes=self._max_bytes)
+        validator = self._validator()
+        validation = await self._within_budget(
+            validator, self._read(run, validator, chunks, size_hint)
+        )
+        if validation.file_error is None:
+            await self._validated(run, validation)
+        return validation
+
+    async def _read(
+        self,
+        run: _Run,
+        validator: FileValidator,
+        chunks: AsyncIterator[bytes] | Iterator[bytes],
+        size_hint: int | None,
+    ) -> Validation:
         if isinstance(chunks, AsyncIterator):
             async for _ in self._validated_chunks(run, validator, chunks, size_hint):
                 pass
@@ -345,10 +443,7 @@ class ImportService:
             iterator = iter(chunks)
             while await asyncio.to_thread(_feed_rows, validator, iterator, PROGRESS_EVERY):
                 await reporter.report()
-        validation = await asyncio.to_thread(validator.finish)
-        if validation.file_error is None:
-            await self._validated(run, validation)
-        return validation
+        return await asyncio.to_thread(validator.finish)
 
     @staticmethod
     async def _validated(run: _Run, validation: Validation) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from import_svc.domain.validation import MAX_BYTES, MAX_ROWS
+from import_svc.domain.csv_stream import MAX_RECORD_BYTES
+from import_svc.domain.validation import MAX_BLANK_LINES, MAX_BYTES, MAX_ROWS
+from import_svc.service import MAX_RUNNING_PER_APP, TIME_BUDGET
 from insights_common.settings import KafkaSettings, PostgresSettings
 
 
@@ -21,6 +23,14 @@ class ImportSettings(BaseSettings):
     """Where uploads wait while their import runs."""
     max_rows: int = Field(default=MAX_ROWS, ge=1)
     max_bytes: int = Field(default=MAX_BYTES, ge=1)
+    max_record_bytes: int = Field(default=MAX_RECORD_BYTES, ge=64, le=128 * 1024)
+    """The longest row (one CSV record) a file may hold; at most 128 KiB, the csv module's own
+    limit for one cell."""
+    max_blank_lines: int = Field(default=MAX_BLANK_LINES, ge=0)
+    time_budget_seconds: float = Field(default=TIME_BUDGET.total_seconds(), gt=0)
+    """How long an import may take to upload and validate its file before it is rejected."""
+    max_running_per_app: int = Field(default=MAX_RUNNING_PER_APP, ge=1)
+    """Imports one app may have running at once; one more is answered 429 with Retry-After."""
     replica_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
     """Names this replica: it owns the imports it runs and resumes them after a restart, and
     its Kafka transactions use it. Stable across restarts, unique across replicas."""

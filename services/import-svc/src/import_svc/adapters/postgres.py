@@ -78,7 +78,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX imp_imports_unfinished ON imp_imports (owner, heartbeat_at)
         WHERE status IN ('queued', 'validating', 'importing');
     """,
+    # The running imports of one app, counted before each new one is let in.
+    """
+    CREATE INDEX imp_imports_running ON imp_imports (app_id)
+        WHERE status IN ('queued', 'validating', 'importing');
+    """,
 )
+# The first key of the advisory lock that lets one new import of an app in at a time.
+_ADMISSION_LOCK = 0x1395
 
 _UPDATE_IMPORT = """
 UPDATE imp_imports SET status = $1, total_rows = $2, created = $3, updated = $4, unchanged = $5,
@@ -108,6 +115,7 @@ _STAMP = (
 _OWNED_UNFINISHED = (
     f"SELECT * FROM imp_imports WHERE owner = $1 AND {UNFINISHED_SQL} ORDER BY import_id"  # noqa: S608
 )
+_RUNNING = f"SELECT count(*) FROM imp_imports WHERE app_id = $1 AND {UNFINISHED_SQL}"  # noqa: S608
 _STALE = (
     f"SELECT * FROM imp_imports WHERE {UNFINISHED_SQL}"  # noqa: S608 - constants only
     " AND (heartbeat_at IS NULL OR heartbeat_at < $1) FOR UPDATE SKIP LOCKED"
@@ -176,8 +184,20 @@ class PostgresImportStore:
     async def migrate(self) -> None:
         await self._db.migrate(COMPONENT, MIGRATIONS)
 
-    async def create(self, record: ImportRecord, *, owner: str, at: datetime) -> None:
+    async def create(
+        self, record: ImportRecord, *, owner: str, at: datetime, max_running: int | None = None
+    ) -> bool:
         async with self._db.transaction() as conn:
+            if max_running is not None:
+                # Replicas admit imports of one app one at a time, so two cannot both take the
+                # last free place.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))",
+                    _ADMISSION_LOCK,
+                    record.app_id,
+                )
+                if await conn.fetchval(_RUNNING, record.app_id) >= max_running:
+                    return False
             await conn.execute(
                 "INSERT INTO imp_imports (app_id, import_id, filename, status, mode, on_error,"
                 " dry_run, created_at, owner, heartbeat_at)"
@@ -194,6 +214,7 @@ class PostgresImportStore:
                 at,
             )
             await conn.execute(_UPDATE_IMPORT, *_update_params(record))
+        return True
 
     async def update(self, record: ImportRecord) -> None:
         async with self._db.acquire() as conn:

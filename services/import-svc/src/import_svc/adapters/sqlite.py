@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS imp_imports (
     PRIMARY KEY (app_id, import_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS imp_imports_status ON imp_imports (status);
+CREATE INDEX IF NOT EXISTS imp_imports_app_status ON imp_imports (app_id, status);
 CREATE TABLE IF NOT EXISTS imp_row_errors (
     app_id TEXT NOT NULL,
     import_id TEXT NOT NULL,
@@ -81,6 +82,7 @@ _STAMP = (
 _OWNED_UNFINISHED = (
     f"SELECT * FROM imp_imports WHERE owner = ? AND {UNFINISHED_SQL} ORDER BY import_id"  # noqa: S608
 )
+_RUNNING = f"SELECT count(*) FROM imp_imports WHERE app_id = ? AND {UNFINISHED_SQL}"  # noqa: S608
 _STALE = (
     f"SELECT * FROM imp_imports WHERE {UNFINISHED_SQL}"  # noqa: S608 - constants only
     " AND (heartbeat_at IS NULL OR heartbeat_at < ?)"
@@ -146,8 +148,15 @@ class SqliteImportStore:
         db.migrate(SCHEMA)
         db.write_sync(_add_columns)
 
-    async def create(self, record: ImportRecord, *, owner: str, at: datetime) -> None:
-        def insert(conn: sqlite3.Connection) -> None:
+    async def create(
+        self, record: ImportRecord, *, owner: str, at: datetime, max_running: int | None = None
+    ) -> bool:
+        def insert(conn: sqlite3.Connection) -> bool:
+            # One writer at a time: the count and the insert cannot interleave with another's.
+            if max_running is not None:
+                (running,) = conn.execute(_RUNNING, (record.app_id,)).fetchone()
+                if running >= max_running:
+                    return False
             conn.execute(
                 "INSERT INTO imp_imports (app_id, import_id, filename, status, mode, on_error,"
                 " dry_run, created_at, owner, heartbeat_at)"
@@ -166,8 +175,9 @@ class SqliteImportStore:
                 ),
             )
             conn.execute(_UPDATE_IMPORT, _update_params(record))
+            return True
 
-        await self._db.write(insert)
+        return await self._db.write(insert)
 
     async def update(self, record: ImportRecord) -> None:
         await self._db.write(lambda conn: conn.execute(_UPDATE_IMPORT, _update_params(record)))

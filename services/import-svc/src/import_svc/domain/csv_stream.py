@@ -4,7 +4,10 @@ Chunks are decoded as UTF-8 incrementally and cut into physical lines (LF, CRLF 
 without quotes is a record of its own and is split directly; lines with quotes are grouped until
 their quotes balance, then handed to the `csv` module (RFC 4180, strict), so a quoted cell may hold
 commas, doubled quotes and newlines. Only the current line and an open quoted record are held in
-memory, whatever the size of the file.
+memory, whatever the size of the file, and neither may grow past `max_record_bytes`.
+
+Each byte is scanned a bounded number of times: a line still unterminated at the end of a chunk
+is kept as pieces and joined once, when its end arrives, so one long line costs linear time.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from import_svc.domain.model import FileIssue, FileRejected
+from import_svc.domain.model import FileIssue, FileRejected, format_bytes
 
 SNIFF_BYTES = 8
+MAX_RECORD_BYTES = 64 * 1024
 _NUL_WINDOW = 8192
 _BOM = "\ufeff"
 
@@ -66,6 +70,10 @@ _NUL_ISSUE = FileIssue(
 )
 
 
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def _count_breaks(text: str) -> int:
     return text.count("\n") + text.count("\r") - text.count("\r\n")
 
@@ -75,17 +83,22 @@ def _last_line_length(text: str) -> int:
 
 
 class CsvStream:
-    def __init__(self) -> None:
+    def __init__(self, *, max_record_bytes: int = MAX_RECORD_BYTES) -> None:
+        self._max_record = max_record_bytes
+        # A string of n characters holds at most 4n bytes of UTF-8: shorter ones need no count.
+        self._unchecked_chars = max_record_bytes // 4
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
         self._head = b""
         self._sniffed = False
         self._bom_checked = False
         self._decoded_bytes = 0
         self._line = 0  # physical lines cut so far
-        self._tail = ""  # the current line, not terminated yet
+        self._tail: list[str] = []  # pieces of the current line, not terminated yet
+        self._tail_bytes = 0
         self._group: list[str] = []  # lines of a record whose quotes are still open
         self._group_line = 0
         self._group_quotes = 0
+        self._group_bytes = 0
 
     def feed(self, chunk: bytes) -> list[CsvRecord]:
         """The records completed by this chunk. Raises FileRejected for a file-level problem."""
@@ -133,7 +146,7 @@ class CsvStream:
         valid = exc.object[: exc.start].decode("utf-8")
         if object_offset == 0 and valid.startswith(_BOM):
             valid = valid[1:]
-        before = self._tail + valid
+        before = "".join(self._tail) + valid
         line = self._line + _count_breaks(before) + 1
         column = _last_line_length(before) + 1
         offset = object_offset + exc.start
@@ -151,33 +164,65 @@ class CsvStream:
         )
 
     def _process(self, text: str, *, final: bool) -> list[CsvRecord]:
-        text = self._tail + text
-        self._tail = ""
         out: list[CsvRecord] = []
+        tail = self._tail
+        if not final and (
+            not text
+            or ("\n" not in text and "\r" not in text and not (tail and tail[-1].endswith("\r")))
+        ):
+            # Still inside one line: keep the piece, scan nothing twice.
+            if text:
+                tail.append(text)
+                self._tail_bytes += _utf8_size(text)
+                self._check_open_record()
+            return out
+        if tail:
+            text = "".join(tail) + text
+            tail.clear()
+            self._tail_bytes = 0
         if text:
             lines = io.StringIO(text, newline="").readlines()
             last = lines[-1]
             # A trailing CR may be the first half of a CRLF cut by the chunk boundary.
             if not final and (last.endswith("\r") or not last.endswith("\n")):
-                self._tail = lines.pop()
+                tail.append(lines.pop())
+                self._tail_bytes = _utf8_size(tail[0])
             self._cut(lines, out)
+            if tail:
+                self._check_open_record()
         if final and self._group:
             self._parse(self._group, self._group_line, out, at_end=True)
             self._group = []
         return out
 
+    def _check_open_record(self) -> None:
+        """Refuse the record being read once it passes the limit, before the rest of it."""
+        if self._group:
+            size, line = self._group_bytes + self._tail_bytes, self._group_line
+        else:
+            size, line = self._tail_bytes, self._line + 1
+        if size > self._max_record:
+            raise FileRejected(record_too_long(line, self._max_record))
+
     def _cut(self, lines: list[str], out: list[CsvRecord]) -> None:
         line_no = self._line
         group = self._group
+        limit = self._max_record
+        unchecked = self._unchecked_chars
         for line in lines:
             line_no += 1
             if group:
                 group.append(line)
+                self._group_bytes += _utf8_size(line)
+                if self._group_bytes > limit:
+                    raise FileRejected(record_too_long(self._group_line, limit))
                 self._group_quotes += line.count('"')
                 if self._group_quotes % 2 == 0:
                     self._parse(group, self._group_line, out, at_end=False)
                     group.clear()
                 continue
+            if len(line) > unchecked and _utf8_size(line) > limit:
+                raise FileRejected(record_too_long(line_no, limit))
             if '"' not in line:
                 text = line.rstrip("\r\n")
                 out.append(CsvRecord(line_no, text.split(",") if text else []))
@@ -189,6 +234,7 @@ class CsvStream:
                 group.append(line)
                 self._group_quotes = quotes
                 self._group_line = line_no
+                self._group_bytes = _utf8_size(line)
         self._line = line_no
 
     @staticmethod
@@ -207,6 +253,17 @@ class CsvStream:
                 out.append(CsvRecord(line, [], _explain(str(exc))))
                 return  # the rest of this quoted group cannot be told apart reliably
             out.append(CsvRecord(start + before, cells))
+
+
+def record_too_long(line: int, limit: int) -> FileIssue:
+    return FileIssue(
+        "record_too_long",
+        f"The row that starts on line {line} is longer than {format_bytes(limit)} ({limit:,} "
+        "bytes), the most one row may hold; nothing was imported. A row of users is a few "
+        "hundred bytes: check that the file is a CSV export of users, and that no quote opened "
+        f"on line {line} is left unclosed (it joins the lines after it into one cell).",
+        line,
+    )
 
 
 def _unclosed_quote(line: int) -> FileIssue:
@@ -230,9 +287,11 @@ def _explain(error: str) -> str:
     return f"the row is not valid CSV ({error})"
 
 
-def iter_records(chunks: Iterable[bytes]) -> Iterator[CsvRecord]:
+def iter_records(
+    chunks: Iterable[bytes], *, max_record_bytes: int = MAX_RECORD_BYTES
+) -> Iterator[CsvRecord]:
     """Read records from byte chunks as they come, in constant memory."""
-    stream = CsvStream()
+    stream = CsvStream(max_record_bytes=max_record_bytes)
     for chunk in chunks:
         yield from stream.feed(chunk)
     yield from stream.close()

@@ -199,6 +199,14 @@ def new_import_id(now: datetime, *, after: str | None = None) -> str:
     return f"imp_{millis:013x}{secrets.token_hex(5)}"
 
 
+def format_bytes(size: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor:
+            value = size / factor
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{size} bytes"
+
+
 class FileRejected(Exception):
     """A file-level problem: the whole file is refused. `import_id` names the import that
     recorded the refusal, when one did."""

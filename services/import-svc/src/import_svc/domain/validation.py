@@ -12,9 +12,9 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from import_svc.domain.csv_stream import CsvRecord, CsvStream
-from import_svc.domain.model import FileIssue, FileRejected, RowError, ValidRow
-from insights_contracts.phone import PhoneError, check_e164
+from import_svc.domain.csv_stream import MAX_RECORD_BYTES, CsvRecord, CsvStream
+from import_svc.domain.model import FileIssue, FileRejected, RowError, ValidRow, format_bytes
+from insights_contracts.phone import PhoneError, check_e164, mask_phone
 
 USER_ID = "user_id"
 PHONE = "phone_number"
@@ -25,6 +25,7 @@ MAX_USER_ID = 80
 MAX_NICKNAME = 80
 MAX_ROWS = 100_000
 MAX_BYTES = 64 * 1024 * 1024
+MAX_BLANK_LINES = 1000
 
 _USER_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,80}")
 _USER_ID_CHAR = re.compile(r"[^A-Za-z0-9_.\-]")
@@ -189,13 +190,43 @@ def _blank(cells: list[str]) -> bool:
     return all(not cell.strip() for cell in cells)
 
 
-class FileValidator:
-    """Feed it chunks, then `finish()`; it stops reading at the first file-level problem."""
+def phone_error_message(raw: str, error: PhoneError) -> str:
+    """The error's message with the number and its E.164 hint masked the way the query API shows
+    numbers: a rejected-row report says where and what is wrong, not whose number it is."""
+    message = error.message
+    value = raw.strip()
+    if value:
+        masked = _shown(mask_phone(value) or "")
+        message = message.replace(f"'{raw}'", f"'{masked}'")
+    if error.hint:
+        message = message.replace(
+            f"write it as {error.hint}",
+            "write it as + and the digits of its country code and number, without spaces or "
+            f"dashes ({mask_phone(error.hint)})",
+        )
+    return message
 
-    def __init__(self, *, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES) -> None:
+
+class FileValidator:
+    """Feed it chunks, then `finish()`; it stops reading at the first file-level problem.
+
+    Blank lines (empty, or only commas and spaces) are skipped, up to `max_blank_lines` of them:
+    a file of nothing but line ends is refused early instead of read to its end.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_rows: int = MAX_ROWS,
+        max_bytes: int = MAX_BYTES,
+        max_record_bytes: int = MAX_RECORD_BYTES,
+        max_blank_lines: int = MAX_BLANK_LINES,
+    ) -> None:
         self._max_rows = max_rows
         self._max_bytes = max_bytes
-        self._stream = CsvStream()
+        self._max_blank = max_blank_lines
+        self._blank = 0
+        self._stream = CsvStream(max_record_bytes=max_record_bytes)
         self._header: Header | None = None
         self._rows: list[ValidRow] = []
         self._errors: list[RowError] = []
@@ -259,6 +290,7 @@ class FileValidator:
         for record in records:
             if header is None:
                 if not record.problem and _blank(record.cells):
+                    self._skip_blank(record.line)
                     continue
                 header = self._header = resolve_header(record)
                 continue
@@ -270,10 +302,12 @@ class FileValidator:
         if problem is None and len(cells) == header.width:
             user_id = cells[header.user_id].strip()
             if not user_id and _blank(cells):
+                self._skip_blank(line)
                 return
             self._count(line)
         else:
             if problem is None and _blank(cells):
+                self._skip_blank(line)
                 return
             self._count(line)
             self._rejected += 1
@@ -305,9 +339,11 @@ class FileValidator:
                 return
             self._first_line[user_id] = line
 
-        phone = check_e164(cells[header.phone])
+        raw_phone = cells[header.phone]
+        phone = check_e164(raw_phone)
         if isinstance(phone, PhoneError):
-            errors.append(RowError(line, _shown(user_id) or None, PHONE, phone.code, phone.message))
+            message = phone_error_message(raw_phone, phone)
+            errors.append(RowError(line, _shown(user_id) or None, PHONE, phone.code, message))
             bad = True
             phone = ""
 
@@ -331,6 +367,20 @@ class FileValidator:
             self._rejected += 1
         else:
             self._rows.append(ValidRow(line, user_id, phone, nickname))
+
+    def _skip_blank(self, line: int) -> None:
+        self._blank += 1
+        if self._blank > self._max_blank:
+            raise FileRejected(
+                FileIssue(
+                    "too_many_blank_lines",
+                    f"The file has more than {self._max_blank:,} blank lines (the "
+                    f"{self._blank:,}th is line {line:,}); nothing was imported. Delete the empty "
+                    "rows (a spreadsheet exports rows that were formatted but left empty as "
+                    "blank lines or lines of commas) and upload the file again.",
+                    line,
+                )
+            )
 
     def _count(self, line: int) -> None:
         self._total += 1
@@ -373,14 +423,6 @@ def too_large(max_bytes: int) -> FileIssue:
         f"The file is larger than {format_bytes(max_bytes)} ({max_bytes:,} bytes); nothing was "
         "imported. Split it into smaller files and import each one.",
     )
-
-
-def format_bytes(size: int) -> str:
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= factor:
-            value = size / factor
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{size} bytes"
 
 
 def inspect_head(head: bytes, *, complete: bool) -> FileIssue | None:

@@ -4,13 +4,14 @@ No `from __future__ import annotations` here: FastAPI must see the route annotat
 aliases local to `build_router`, as objects.
 """
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
@@ -23,10 +24,10 @@ from import_svc.domain.model import (
     ImportStatus,
     OnError,
     RowError,
+    format_bytes,
 )
-from import_svc.domain.validation import format_bytes
 from import_svc.entrypoints.multipart import FilePart, MultipartError, multipart_boundary
-from import_svc.service import ImportService
+from import_svc.service import ImportService, TooManyRunning, over_budget
 from insights_common.http import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -38,6 +39,7 @@ from insights_common.http import (
     cursor_text,
     decode_cursor,
     encode_cursor,
+    problem_response,
     problem_responses,
 )
 from insights_common.spreadsheet import csv_lines
@@ -46,8 +48,15 @@ FILE_FIELD = "file"
 # Room for the multipart boundaries and part headers around the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
 REPORT_COLUMNS = ("line", "user_id", "column", "code", "message")
+BUSY_RETRY_AFTER = 10  # seconds; most imports finish in a few
 
-_STATUS_BY_CODE = {"too_large": 413, "too_many_rows": 413, "not_csv": 415, "not_utf8": 415}
+_STATUS_BY_CODE = {
+    "too_large": 413,
+    "too_many_rows": 413,
+    "not_csv": 415,
+    "not_utf8": 415,
+    "time_budget_exceeded": 408,
+}
 _TITLE_BY_CODE = {
     "too_large": "File too large",
     "too_many_rows": "Too many rows",
@@ -59,6 +68,9 @@ _TITLE_BY_CODE = {
     "duplicate_columns": "Duplicate columns",
     "malformed_header": "Malformed header",
     "unclosed_quote": "Malformed header",
+    "record_too_long": "Row too long",
+    "too_many_blank_lines": "Too many blank lines",
+    "time_budget_exceeded": "Import took too long",
 }
 
 
@@ -138,6 +150,30 @@ def _refused(issue: FileIssue, import_id: str | None = None) -> Problem:
     return Problem(status, title, issue.message, code=issue.code, line=issue.line, **extra)
 
 
+def _busy(exc: TooManyRunning, instance: str) -> JSONResponse:
+    problem = Problem(
+        429,
+        "Too many imports running",
+        f"The {exc}. This import was not started and its file was not read: send it again after "
+        f"{BUSY_RETRY_AFTER} s (Retry-After), or once an import of GET /api/v1/imports has "
+        "finished.",
+        code="too_many_imports",
+        limit=exc.limit,
+    )
+    answer = problem_response(problem, instance)
+    answer.headers["Retry-After"] = str(BUSY_RETRY_AFTER)
+    return answer
+
+
+async def _found(part: FilePart, budget: timedelta) -> bool:
+    """Whether the form has the file part, found within the import's time budget."""
+    try:
+        async with asyncio.timeout(budget.total_seconds()):
+            return await part.find()
+    except TimeoutError:
+        raise _refused(over_budget(budget)) from None
+
+
 def _not_found(import_id: str) -> Problem:
     return Problem(404, "Import not found", f"This app has no import '{import_id}'.")
 
@@ -209,7 +245,7 @@ def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
         mode: ImportMode = ImportMode.UPSERT,
         on_error: OnError = OnError.SKIP_ROWS,
         dry_run: bool = False,
-    ) -> ImportOut:
+    ) -> Any:
         limit = service.max_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
@@ -223,8 +259,8 @@ def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
             )
         try:
             boundary = multipart_boundary(request.headers.get("content-type"))
-            part = FilePart(request.stream(), boundary, FILE_FIELD)
-            if not await part.find():
+            part = FilePart(request.stream(), boundary, FILE_FIELD, max_before=MULTIPART_OVERHEAD)
+            if not await _found(part, service.time_budget):
                 seen = ", ".join(f"'{name}'" for name in part.fields_seen) or "none"
                 raise Problem(
                     400,
@@ -246,6 +282,8 @@ def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
             raise Problem(400, "Upload interrupted", "The client went away mid-upload.") from None
         except FileRejected as exc:
             raise _refused(exc.issue, exc.import_id) from None
+        except TooManyRunning as exc:
+            return _busy(exc, request.url.path)
         response.headers["Location"] = str(request.url_for("get_import", import_id=record.id))
         return ImportOut.of(record)
 

@@ -41,9 +41,13 @@ class FilePart:
     Call `find()` first; then iterate it for the part's bytes.
     """
 
-    def __init__(self, body: AsyncIterator[bytes], boundary: bytes, field: str) -> None:
+    def __init__(
+        self, body: AsyncIterator[bytes], boundary: bytes, field: str, *, max_before: int
+    ) -> None:
         self._body = body
         self._field = field
+        self._max_before = max_before
+        self._read = 0
         callbacks: MultipartCallbacks = {
             "on_part_begin": self._on_part_begin,
             "on_header_field": self._on_header_field,
@@ -67,8 +71,17 @@ class FilePart:
         self.fields_seen: list[str] = []
 
     async def find(self) -> bool:
-        """Read up to the headers of the part; False when the body has no such part."""
+        """Read up to the headers of the part; False when the body has no such part.
+
+        At most `max_before` bytes are read looking for it: other parts are not kept, so a body
+        that puts a large one first would otherwise be read to its end for nothing.
+        """
         while not self._found:
+            if self._read > self._max_before:
+                raise MultipartError(
+                    f"the form has more than {self._max_before:,} bytes before its "
+                    f"'{self._field}' part; send the file as the first part, or alone"
+                )
             if self._body_done or not await self._pump():
                 return False
         return True
@@ -94,6 +107,7 @@ class FilePart:
         except StopAsyncIteration:
             return False
         if chunk:
+            self._read += len(chunk)
             try:
                 self._parser.write(chunk)
             except MultipartParseError as exc:
