@@ -23,7 +23,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 from yarl import URL
 
-from insights_common.http import Problem, install_problem_handlers
+from insights_common.http import Problem, install_problem_handlers, problem_responses
 from insights_common.http_guard import HttpSettings, install_http_guards
 from insights_common.observability import install_observability
 from insights_query.entrypoints.api_docs import install_api_docs
@@ -87,6 +87,15 @@ def upstream_urls(settings: GatewaySettings) -> list[tuple[str, str]]:
     ]
 
 
+# What the gateway itself answers on any route of the API.
+GATEWAY_PROBLEMS = problem_responses(
+    {
+        502: "The service that owns the path is not answering (the gateway cannot reach it).",
+        504: "The service that owns the path did not answer within GATEWAY_TIMEOUT_SECONDS.",
+    }
+)
+
+
 def merge_openapi(documents: list[dict[str, Any]]) -> dict[str, Any]:
     """One OpenAPI document from the services' own: their paths and schemas side by side."""
     merged: dict[str, Any] = {
@@ -100,6 +109,10 @@ def merge_openapi(documents: list[dict[str, Any]]) -> dict[str, Any]:
         components = document.get("components", {})
         for section in ("schemas", "securitySchemes"):
             merged["components"][section].update(components.get(section, {}))
+    for operations in merged["paths"].values():
+        for operation in operations.values():
+            for status, answer in GATEWAY_PROBLEMS.items():
+                operation.setdefault("responses", {}).setdefault(str(status), answer)
     return merged
 
 
