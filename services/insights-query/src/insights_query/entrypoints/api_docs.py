@@ -1,26 +1,26 @@
-"""The API reference at /api/docs: Swagger UI from the `swagger-ui-bundle` package, served by
-the product itself, so the page loads no script from another site and runs under the
-Content-Security-Policy that allows only its own origin (no inline script: the page's own
-start-up code is a file too)."""
+"""The API reference at /api/docs: Swagger UI 5 (it reads OpenAPI 3.1) from the files of the
+`fastapi-swagger` package (only its files are used), served by the product itself, so the page
+loads no script from another site and runs under the Content-Security-Policy that allows only
+its own origin (no inline script: the page's own start-up code is a file too)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from html import escape
+from importlib.resources import files
 from pathlib import Path
 
-import swagger_ui_bundle  # type: ignore[import-untyped]
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 DOCS_PATH = "/api/docs"
-SWAGGER_UI = Path(swagger_ui_bundle.swagger_ui_path)
+SWAGGER_UI = Path(str(files("fastapi_swagger") / "resources"))
 SWAGGER_FILES = {
     "swagger-ui-bundle.js": "text/javascript",
     "swagger-ui.css": "text/css",
     "favicon-32x32.png": "image/png",
 }
-# The package's versioned folder changes with its version: the files may be kept for a day.
+# The files change only with the package's version: a browser may keep them for a day.
 CACHE = "public, max-age=86400"
 
 START = """window.addEventListener("DOMContentLoaded", function () {
