@@ -12,7 +12,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from insights.gateway import GatewaySettings, create_gateway, route
+from insights.gateway import GatewaySettings, create_gateway, merge_openapi, route
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.unit
@@ -168,3 +168,15 @@ async def test_a_service_that_does_not_answer_in_time_gives_a_504_naming_it() ->
     assert answer.status_code == 504
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["detail"] == "The query service did not answer in 0.2 s."
+
+
+def test_the_merged_openapi_keeps_each_services_answers_and_adds_the_gateways() -> None:
+    imports = {"paths": {"/api/v1/imports": {"get": {"responses": {"200": {}, "502": {"x": 1}}}}}}
+    events = {"paths": {"/api/v1/events": {"post": {"responses": {"202": {}}}}}}
+    merged = merge_openapi([imports, events])
+    listed = merged["paths"]["/api/v1/imports"]["get"]["responses"]
+    assert listed["502"] == {"x": 1}  # a service's own word is kept
+    assert set(listed) == {"200", "502", "504"}
+    taken = merged["paths"]["/api/v1/events"]["post"]["responses"]
+    assert set(taken) == {"202", "502", "504"}
+    assert "application/problem+json" in taken["504"]["content"]
