@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from cryptography.fernet import Fernet
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -190,7 +191,11 @@ def dev(
         )
         freeze_startup_objects()
 
-    http = HttpSettings()
+    try:
+        http = HttpSettings()
+    except ValidationError as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
     # Absolute URLs name this address unless PUBLIC_BASE_URL gives the one users reach.
     listening = f"[{settings.host}]" if ":" in settings.host else settings.host
     origin = f"http://{listening}:{settings.port}"
@@ -230,7 +235,7 @@ def serve(
     logging.getLogger("opensearch").setLevel(logging.WARNING)
     try:
         run(serve_process(service.value, host=host, port=port, startup_limit=startup_timeout))
-    except MissingMasterKey as error:
+    except (MissingMasterKey, ValidationError) as error:
         err.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None
     except RuntimeError as error:

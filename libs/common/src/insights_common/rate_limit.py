@@ -42,7 +42,8 @@ class RateLimitSettings(BaseSettings):
     key_per_second: float = Field(default=1_000.0, gt=0)
     """...and then per second."""
     max_tracked: int = Field(default=100_000, ge=1)
-    """Most addresses (and, apart, keys) tracked at a time; about 100 bytes each."""
+    """Most addresses (and, apart, keys) tracked at a time: about 260 bytes each, 25 MiB at
+    100,000 (measured with tracemalloc on IPv6 addresses)."""
 
 
 class RateLimited(Exception):  # noqa: N818 - what the caller is
