@@ -8,18 +8,24 @@ cannot keep is refused in the answer, with its location, and nothing is dead-let
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import orjson
 import pytest
 
 from insights_common.auth import sign
 from tests.conftest import Server, cli, start_server, stop_server
+from tests.deployments import eventually_true
 from tests.security.conftest import InProcess
+
+if TYPE_CHECKING:
+    from tests.conftest import Deployment
 
 pytestmark = pytest.mark.e2e
 
@@ -286,3 +292,52 @@ async def test_values_no_store_keeps_are_refused_per_event_and_never_dead_letter
         assert found.status_code == 200, found.text
     listing = await in_process.embedded.dead_letters.listing(topic=None, limit=50)
     assert listing.total == 0, listing.letters
+
+
+def test_the_edges_the_stores_keep_are_projected_and_nothing_is_dead_lettered(
+    deployment: Deployment,
+) -> None:
+    """In each mode: the extreme values the rule takes are projected and read back (SQLite, or
+    OpenSearch's integer and long fields), and the ones it refuses never reach a store."""
+    secret = deployment.cli("webhooks", "secret", "--app", "acme")
+    key = deployment.cli("keys", "create", "--app", "acme")
+    wide = {"n": 2**63 - 1, "m": -(2**63)}
+    events = [
+        sent_event("edge", template={"version": 2**31 - 1, "variables": wide}),
+        sent_event("first", occurred_at="1970-01-01T00:00:00Z"),
+        sent_event("last", occurred_at="2199-12-31T23:59:59.999999Z"),
+        sent_event("bad-version", template={"version": 2**31}),
+        sent_event("bad-time", occurred_at="9999-12-31T23:59:59Z"),
+        sent_event("bad-int", template={"variables": {"n": 2**63}}),
+    ]
+    body = json.dumps(events).encode()  # the standard encoder writes integers of any size
+    header = sign(secret, body, timestamp=int(time.time()))
+    answer = httpx.post(
+        f"{deployment.url}/api/v1/events",
+        content=body,
+        headers={"X-Insights-App": "acme", "X-Insights-Signature": header},
+        timeout=30,
+    )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["accepted"] == 3
+    assert [r["index"] for r in answer.json()["rejected"]] == [3, 4, 5]
+    with deployment.client(key) as api:
+
+        def projected() -> bool:
+            return all(
+                api.get(f"/api/v1/messages/m-{name}").status_code == 200
+                for name in ("edge", "first", "last")
+            )
+
+        eventually_true(projected, limit=60)
+        edge = api.get("/api/v1/messages/m-edge").json()
+        assert edge["template"]["version"] == 2**31 - 1
+        assert edge["template"]["variables"] == wide
+        assert api.get("/api/v1/messages/m-first").json()["sent_at"].startswith("1970-01-01")
+        assert api.get("/api/v1/messages/m-last").json()["sent_at"].startswith("2199-12-31")
+        for path in ("/api/v1/users/alex", "/api/v1/users/alex/messages", "/api/v1/templates"):
+            assert api.get(path).status_code == 200, path
+        for name in ("bad-version", "bad-time", "bad-int"):
+            assert api.get(f"/api/v1/messages/m-{name}").status_code == 404
+    listing = json.loads(deployment.cli("dlq", "list", "--json"))
+    assert listing["total"] == 0, listing
