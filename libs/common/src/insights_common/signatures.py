@@ -14,6 +14,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+LEGACY_SCHEME = "sha256"
+TIMESTAMPED_SCHEME = "v1"
+MAX_SIGNATURES = 8
+"""Most `v1=` one header may carry: a sender rotating its secret sends two."""
+MAX_HEADER_CHARS = 1024
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+
 
 def sign(secret: str, body: bytes, *, timestamp: int | None = None) -> str:
     """The X-Insights-Signature header value for a body: `sha256=<hex>`, or with a `timestamp`
@@ -32,15 +40,6 @@ def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
     except MalformedSignature:
         return False
     return signature.matches((secret,), body)
-
-
-LEGACY_SCHEME = "sha256"
-TIMESTAMPED_SCHEME = "v1"
-MAX_SIGNATURES = 8
-"""Most `v1=` one header may carry: a sender rotating its secret sends two."""
-MAX_HEADER_CHARS = 1024
-_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class MalformedSignature(ValueError):
