@@ -19,6 +19,7 @@ from insights_common.key_cache import CachedKeyStore
 from insights_common.rate_limit import RateLimits, RateLimitSettings
 from insights_common.sqlite import SqliteDatabase
 from tests.security.conftest import InProcess
+from tests.security.serving import serving
 
 pytestmark = pytest.mark.unit
 
@@ -120,3 +121,51 @@ async def test_limits_can_be_turned_off(store: SqliteKeyStore) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         for _ in range(5):
             assert (await client.get("/api/v1/whoami", headers=bearer(WRONG))).status_code == 401
+
+
+async def test_a_forged_x_forwarded_for_does_not_escape_the_address_limit(
+    store: SqliteKeyStore,
+) -> None:
+    app = guarded(store, RateLimitSettings(failed_auth_burst=3))
+    async with (
+        serving(app, HttpSettings()) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        statuses = [
+            (
+                await client.get(
+                    "/api/v1/whoami",
+                    headers={**bearer(WRONG), "X-Forwarded-For": f"198.51.100.{n}"},
+                )
+            ).status_code
+            for n in range(5)
+        ]
+    assert statuses == [401, 401, 401, 429, 429]
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(
+    store: SqliteKeyStore,
+) -> None:
+    app = guarded(store, RateLimitSettings(failed_auth_burst=1))
+    async with (
+        serving(app, HttpSettings(trusted_proxies="127.0.0.1")) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+
+        async def status(forwarded: str) -> int:
+            headers = {**bearer(WRONG), "X-Forwarded-For": forwarded}
+            return (await client.get("/api/v1/whoami", headers=headers)).status_code
+
+        assert [await status("198.51.100.1") for _ in range(2)] == [401, 429]
+        assert await status("198.51.100.2") == 401
+
+
+def test_the_services_behind_the_gateway_trust_its_forwarded_for_and_the_gateway_no_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from insights.distributed import http_settings  # noqa: PLC0415
+
+    monkeypatch.delenv("INSIGHTS_HTTP_TRUSTED_PROXIES", raising=False)
+
+    assert http_settings("query").trusted_proxies == "127.0.0.1"
+    assert http_settings("gateway").trusted_proxies == ""
