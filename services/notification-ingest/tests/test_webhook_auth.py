@@ -175,3 +175,18 @@ async def test_a_sender_mid_rotation_may_sign_with_both_secrets(
         app_id="acme", signature=f"t={T},{old_sig},{new_sig}"
     )
     assert (await service.take_webhook(sender, BODY)).accepted == 1
+
+
+async def test_a_stale_timestamp_gets_the_same_answer_for_any_app(
+    db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore, acme_secret: str
+) -> None:
+    service = service_at(db, bus, keys)
+    answers = []
+    for app_id in ("acme", "initech"):
+        with pytest.raises(Unauthenticated) as refused:
+            await service.authenticate_webhook(
+                app_id=app_id, signature=sign(acme_secret, BODY, timestamp=T - 3600)
+            )
+        answers.append(str(refused.value))
+    assert answers[0] == answers[1]
+    assert "3600 s old" in answers[0]

@@ -119,18 +119,8 @@ class IngestService:
         except MalformedSignature as exc:
             raise Unauthenticated(f"{SIGNATURE_HEADER} is malformed. {exc}") from exc
         now = self._clock()
-        signing = await self._secrets.webhook_signing(app_id, now=now)
-        if signing is None:
-            # The answer of a wrong signature: a caller learns nothing of which apps exist.
-            raise Unauthenticated(NOT_SIGNED)
-        if parsed.timestamp is None:
-            if signing.require_timestamp:
-                raise Unauthenticated(
-                    f"App '{app_id}' takes only timestamped signatures: send "
-                    f"{SIGNATURE_HEADER}: t=<unix seconds>,v1=<hex HMAC-SHA256 of "
-                    '"<t>.<raw body>">.'
-                )
-        else:
+        # Before the secrets are looked up: the answer is the same whether the app exists.
+        if parsed.timestamp is not None:
             skew = now.timestamp() - parsed.timestamp
             if abs(skew) > self._tolerance.total_seconds():
                 when = "old" if skew > 0 else "ahead of this server's clock"
@@ -140,6 +130,15 @@ class IngestService:
                     " request when it is sent, with the current unix time, and keep the"
                     " sender's clock in sync (NTP)."
                 )
+        signing = await self._secrets.webhook_signing(app_id, now=now)
+        if signing is None:
+            # The answer of a wrong signature: a caller learns nothing of which apps exist.
+            raise Unauthenticated(NOT_SIGNED)
+        if parsed.timestamp is None and signing.require_timestamp:
+            raise Unauthenticated(
+                f"App '{app_id}' takes only timestamped signatures: send {SIGNATURE_HEADER}:"
+                ' t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">.'
+            )
         return WebhookSender(app_id=app_id, signature=parsed, secrets=signing.secrets)
 
     async def take_webhook(self, sender: WebhookSender, body: bytes) -> IngestResult:
