@@ -1,14 +1,15 @@
 """The upload door against hostile files: the CSV reader's time against size, and the server's.
 
     uv run python -m bench.upload_doors [--sizes 4,8,16,32] [--limits default|off|both]
-                                         [--server] [--reader]
+        [--shapes 'one long line,normal rows'] [--server] [--reader]
 
-- reader: import_svc's FileValidator, fed 64 KiB chunks as the HTTP door feeds it, over files of
-  each shape at each size (MiB): one long line, blank lines, cells full of doubled quotes, a
-  quote opened on the second line and never closed, and normal rows. With `--limits default` the
-  validator has the service's limits (it stops at the first file problem); with `--limits off`
-  every limit is raised past the file so the reader reads it all, which shows whether its own
-  cost grows linearly. It prints the seconds, MiB/s and the outcome (rows or the problem code).
+- reader: files of each shape at each size (MiB), fed in 64 KiB chunks as the HTTP door feeds
+  them: one long line, blank lines, cells full of doubled quotes, a quote opened on the second
+  line and never closed, and normal rows. With `--limits default` they go through import_svc's
+  FileValidator with the service's limits, which stops at the first file problem; with
+  `--limits off` through the CSV reader alone (CsvStream) with its record limit raised past the
+  file, so it reads every byte, which shows whether its own cost grows linearly. It prints the
+  seconds, MiB/s and the outcome (rows, records, or the problem code).
 - server: starts `insights dev` on a new data dir and uploads a 30 MiB file of one line and a
   50 MiB file of blank lines, printing the answer, the client's wall time and the server's own
   time (the import's created_at to finished_at).
@@ -19,7 +20,6 @@ Figures are wall-clock on whatever else the machine is doing; rerun on a quiet m
 from __future__ import annotations
 
 import argparse
-import inspect
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +30,8 @@ from typing import Any
 import httpx
 
 from bench.ingest import embedded
+from import_svc.domain.csv_stream import CsvStream
+from import_svc.domain.model import FileRejected
 from import_svc.domain.validation import FileValidator
 
 MIB = 1 << 20
@@ -77,14 +79,23 @@ SHAPES: dict[str, Callable[[int], bytes]] = {
 }
 
 
-def unlimited(size: int) -> dict[str, int]:
-    """Every limit the validator takes, raised past a file of `size` bytes."""
-    names = inspect.signature(FileValidator).parameters
-    return {name: size * 2 + 1 for name in names if name.startswith("max_")}
+def read_records(data: bytes) -> tuple[float, str]:
+    stream = CsvStream(max_record_bytes=len(data) * 2 + 1)
+    started = time.perf_counter()
+    view = memoryview(data)
+    count = 0
+    try:
+        for offset in range(0, len(data), CHUNK):
+            count += len(stream.feed(bytes(view[offset : offset + CHUNK])))
+        count += len(stream.close())
+        outcome = f"{count:,} records"
+    except FileRejected as exc:
+        outcome = f"{exc.issue.code} (line {exc.issue.line})"
+    return time.perf_counter() - started, outcome
 
 
-def read(data: bytes, limits: dict[str, int]) -> tuple[float, str]:
-    validator = FileValidator(**limits)
+def read(data: bytes) -> tuple[float, str]:
+    validator = FileValidator()
     started = time.perf_counter()
     view = memoryview(data)
     for offset in range(0, len(data), CHUNK):
@@ -100,14 +111,14 @@ def read(data: bytes, limits: dict[str, int]) -> tuple[float, str]:
     return seconds, outcome
 
 
-def reader(sizes: list[int], modes: list[str]) -> None:
+def reader(sizes: list[int], modes: list[str], shapes: list[str]) -> None:
     for mode in modes:
-        print(f"reader, limits {mode}:")
-        for shape, make in SHAPES.items():
+        print(f"limits {mode}: {'CsvStream alone' if mode == 'off' else 'FileValidator'}")
+        for shape in shapes:
+            make = SHAPES[shape]
             for mib in sizes:
                 data = make(mib * MIB)
-                limits = unlimited(len(data)) if mode == "off" else {}
-                seconds, outcome = read(data, limits)
+                seconds, outcome = read_records(data) if mode == "off" else read(data)
                 rate = mib / seconds if seconds else float("inf")
                 print(f"  {shape:14} {mib:3d} MiB {seconds:8.3f} s {rate:9.1f} MiB/s  -> {outcome}")
 
@@ -172,13 +183,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="4,8,16,32", help="file sizes in MiB, comma-separated")
     parser.add_argument("--limits", choices=("default", "off", "both"), default="both")
+    parser.add_argument(
+        "--shapes", default=",".join(SHAPES), help=f"comma-separated, of: {', '.join(SHAPES)}"
+    )
     parser.add_argument("--reader", action="store_true", help="only the reader")
     parser.add_argument("--server", action="store_true", help="only the server")
     args = parser.parse_args()
     both = not args.reader and not args.server
     if args.reader or both:
         modes = ["default", "off"] if args.limits == "both" else [args.limits]
-        reader([int(s) for s in args.sizes.split(",")], modes)
+        reader([int(s) for s in args.sizes.split(",")], modes, args.shapes.split(","))
     if args.server or both:
         server()
 

@@ -374,8 +374,8 @@ class FileValidator:
             raise FileRejected(
                 FileIssue(
                     "too_many_blank_lines",
-                    f"The file has more than {self._max_blank:,} blank lines (the "
-                    f"{self._blank:,}th is line {line:,}); nothing was imported. Delete the empty "
+                    f"The file has more than {self._max_blank:,} blank lines (line {line:,} is "
+                    f"blank line number {self._blank:,}); nothing was imported. Delete the empty "
                     "rows (a spreadsheet exports rows that were formatted but left empty as "
                     "blank lines or lines of commas) and upload the file again.",
                     line,

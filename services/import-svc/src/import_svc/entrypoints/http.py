@@ -188,9 +188,11 @@ UPLOAD_PROBLEMS = problem_responses(
         400: f"{_BAD_PARAMETER} Or the upload is not multipart/form-data with a"
         f" '{FILE_FIELD}' part.",
         401: UNAUTHORIZED,
+        408: "The upload and its validation took longer than the import's time budget.",
         413: "The file is larger than the size limit or has more rows than the row limit.",
         415: "The file is not CSV, or not UTF-8 text.",
-        422: "The CSV cannot be imported: empty, only a header, or required columns missing.",
+        422: "The CSV cannot be imported: empty, only a header, required columns missing, a row "
+        "longer than the row size limit, or more blank lines than allowed.",
     }
 )
 
