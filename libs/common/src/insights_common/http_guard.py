@@ -21,7 +21,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,6 +41,10 @@ SECURITY_HEADERS = (
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
 )
+
+
+_SECURITY_RAW = tuple((name.encode(), value.encode()) for name, value in SECURITY_HEADERS)
+_SECURITY_NAMES = frozenset(name for name, _ in _SECURITY_RAW)
 
 
 class HttpSettings(BaseSettings):
@@ -118,9 +121,15 @@ class _Guard:
 
         async def guarded(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS:
-                    headers[name] = value
+                # Replaced, not added: the gateway passes on a service's answer that has them.
+                message["headers"] = [
+                    *(
+                        (name, value)
+                        for name, value in message.get("headers", ())
+                        if name.lower() not in _SECURITY_NAMES
+                    ),
+                    *_SECURITY_RAW,
+                ]
             await send(message)
 
         await self._app(scope, receive, guarded)
