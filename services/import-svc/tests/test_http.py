@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -381,6 +382,14 @@ async def test_bad_cursor_is_400(client: httpx.AsyncClient, embedded: Embedded) 
         await client.get(f"/api/v1/imports/{import_id}/errors?cursor=nope", headers=headers), 400
     )
     assert_problem(await client.get("/api/v1/imports?cursor=eyJhZnRlciI6MX0", headers=headers), 400)
+    # JSON integers the stores cannot compare (past 64 bits), a boolean: 400s naming cursor
+    for position in ('{"after": 9223372036854775808}', '{"after": 1e400}', '{"after": true}'):
+        cursor = base64.urlsafe_b64encode(position.encode()).decode()
+        answer = await client.get(
+            f"/api/v1/imports/{import_id}/errors", params={"cursor": cursor}, headers=headers
+        )
+        assert_problem(answer, 400)
+        assert answer.json()["errors"][0]["loc"] == ["query", "cursor"]
 
 
 FORMULAS = (
