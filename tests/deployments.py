@@ -73,6 +73,8 @@ class DistributedDeployment:
     index_prefix: str
     schema: str
     env: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)  # settings for every process
+    ready_limit: float = 90.0  # seconds a process may take to answer /readyz
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     kind: str = "distributed"
 
@@ -97,11 +99,16 @@ class DistributedDeployment:
             "GATEWAY_IMPORT_URL": f"http://127.0.0.1:{ports['import']}",
             "GATEWAY_INGEST_URL": f"http://127.0.0.1:{ports['ingest']}",
             "GATEWAY_QUERY_URL": f"http://127.0.0.1:{ports['query']}",
+            **self.extra_env,
         }
-        for name in DISTRIBUTED_SERVICES:
-            self.start(name)
-        for name in DISTRIBUTED_SERVICES:
-            self.wait_ready(name)
+        try:
+            for name in DISTRIBUTED_SERVICES:
+                self.start(name)
+            for name in DISTRIBUTED_SERVICES:
+                self.wait_ready(name)
+        except BaseException:
+            self.stop()  # none of them outlives a failed start
+            raise
 
     @property
     def url(self) -> str:
@@ -126,8 +133,9 @@ class DistributedDeployment:
         self.processes[name] = ServiceProcess(name, self.ports[name], process, log)
         return self.processes[name]
 
-    def wait_ready(self, name: str, limit: float = 90) -> None:
+    def wait_ready(self, name: str, limit: float | None = None) -> None:
         service = self.processes[name]
+        limit = self.ready_limit if limit is None else limit
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             if service.process.poll() is not None:
@@ -170,7 +178,7 @@ class DistributedDeployment:
 
     def stop(self) -> None:
         for name in reversed(DISTRIBUTED_SERVICES):
-            if self.processes[name].process.poll() is None:
+            if name in self.processes and self.processes[name].process.poll() is None:
                 self.stop_one(name)
 
     def logs(self) -> str:

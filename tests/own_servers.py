@@ -48,6 +48,8 @@ class OwnServers:
             opensearch_port=free_port(),
             opensearch_transport_port=free_port(),
             postgres_port=free_port(),
+            # A start again beside a deployment under load can take minutes on 2 busy cores.
+            timeout=max(self.tool.Settings.from_env().timeout, 600.0),
         )
         self.servers = {name: self.tool.SERVICES[name](settings) for name in names}
 
