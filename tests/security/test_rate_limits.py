@@ -12,7 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import Depends, FastAPI
 
-from insights_common.auth import SecretBox, SqliteKeyStore, key_id_of
+from insights_common.auth import SecretBox, SqliteKeyStore, key_id_of, sign
 from insights_common.http import bearer_auth, install_problem_handlers
 from insights_common.http_guard import HttpSettings, install_http_guards
 from insights_common.key_cache import CachedKeyStore
@@ -169,3 +169,31 @@ def test_the_services_behind_the_gateway_trust_its_forwarded_for_and_the_gateway
 
     assert http_settings("query").trusted_proxies == "127.0.0.1"
     assert http_settings("gateway").trusted_proxies == ""
+
+
+async def test_failed_webhook_signatures_count_toward_the_address_limit(
+    in_process: InProcess,
+) -> None:
+    """A sender guessing webhook secrets is held back like one guessing API keys, and the 429
+    is answered from the headers, before the body."""
+    client = in_process.client
+    secret = await in_process.embedded.keys.rotate_webhook_secret("acme")
+    body = b"[]"
+
+    def headers(signature: str) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            "X-Insights-App": "acme",
+            "X-Insights-Signature": signature,
+        }
+
+    wrong = sign("whsec_a-guess", body)
+    for _ in range(RateLimitSettings().failed_auth_burst):
+        answer = await client.post("/api/v1/events", content=body, headers=headers(wrong))
+        assert answer.status_code == 401
+    refused = await client.post("/api/v1/events", content=body, headers=headers(sign(secret, body)))
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["connection"] == "close"
+    # Unknown API keys from that address are refused by the same count.
+    assert (await client.get("/api/v1/users", headers=bearer(WRONG))).status_code == 429

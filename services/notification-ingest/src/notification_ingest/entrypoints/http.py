@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel
 
-from insights_common.http import Problem, problem_response, problem_responses
+from insights_common.http import Problem, on_rate_limited, problem_response, problem_responses
+from insights_common.rate_limit import RateLimited, client_address, rate_limits
 from notification_ingest.domain.errors import BatchTooLarge, MalformedBody, Unauthenticated
 from notification_ingest.domain.model import IngestResult
 from notification_ingest.service import IngestService
@@ -86,17 +87,26 @@ def build_router(service: IngestService, *, max_body_bytes: int) -> APIRouter:
         x_insights_app: Annotated[str | None, Header()] = None,
         x_insights_signature: Annotated[str | None, Header()] = None,
     ) -> IngestResponse | Response:
-        # Headers first: a caller who cannot be the app is refused before its body is read.
+        # Headers first: a caller who cannot be the app is refused before its body is read, and
+        # its failures count toward the same per-address limit as unknown API keys.
+        limits = rate_limits(request)
+        address = client_address(request)
+        try:
+            limits.check_address(address)
+        except RateLimited as exc:
+            return unread_refusal(request, await on_rate_limited(request, exc))
         try:
             sender = await service.authenticate_webhook(
                 app_id=x_insights_app, signature=x_insights_signature
             )
         except Unauthenticated as exc:
+            limits.failed(address)
             return unread_refusal(request, Problem(401, "Unauthorized", str(exc)))
         body = await read_body(request, limit=max_body_bytes)
         try:
             result = await service.take_webhook(sender, body)
         except Unauthenticated as exc:
+            limits.failed(address)
             raise Problem(401, "Unauthorized", str(exc)) from exc
         except MalformedBody as exc:
             raise Problem(400, "Malformed body", str(exc)) from exc
@@ -107,10 +117,12 @@ def build_router(service: IngestService, *, max_body_bytes: int) -> APIRouter:
     return router
 
 
-def unread_refusal(request: Request, problem: Problem) -> Response:
-    """The problem answered before the body was read, closing the connection: the server would
+def unread_refusal(request: Request, refusal: Problem | Response) -> Response:
+    """The refusal answered before the body was read, closing the connection: the server would
     otherwise go on reading the rest of the body, only to discard it."""
-    response = problem_response(problem, request.url.path)
+    response = (
+        problem_response(refusal, request.url.path) if isinstance(refusal, Problem) else refusal
+    )
     response.headers["Connection"] = "close"
     return response
 
