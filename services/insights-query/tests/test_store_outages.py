@@ -8,18 +8,23 @@ projector waits, and nothing goes to the dead-letter topic.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from opensearchpy import AsyncOpenSearch
 
+from insights_common.auth import SqliteKeyStore
+from insights_common.http import install_problem_handlers
 from insights_common.kafka import ISOLATE_AFTER, KafkaBus, KafkaOptions
 from insights_common.kafka_dlq import KafkaDeadLetters
 from insights_common.outage import DependencyUnavailable
 from insights_contracts import AnyEvent
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
-from insights_query.app import create_projector
+from insights_query.app import create_projector, create_service
 from insights_query.settings import QuerySettings
 
 pytestmark = pytest.mark.integration
@@ -124,3 +129,63 @@ async def test_the_projector_waits_for_a_blocked_index_and_dead_letters_nothing(
         await block_writes(client, store, False)
         await projector_bus.stop()
         await publisher.stop()
+
+
+READ_PATHS = (
+    "/api/v1/users?q=alex",
+    "/api/v1/users/alex",
+    "/api/v1/users/alex/messages",
+    "/api/v1/messages/m1",
+    "/api/v1/templates",
+)
+
+
+def query_app(store: OpenSearchInsightsStore, keys: SqliteKeyStore) -> FastAPI:
+    _, parts = create_service(reader=store, keys=keys, settings=QuerySettings())
+    app = FastAPI()
+    app.include_router(parts.router, prefix="/api/v1")
+    install_problem_handlers(app)
+    return app
+
+
+async def read_each_path(app: FastAPI, auth: dict[str, str]) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        return [await http.get(path, headers=auth) for path in READ_PATHS]
+
+
+def assert_outage(answers: list[httpx.Response]) -> None:
+    for path, answer in zip(READ_PATHS, answers, strict=True):
+        assert answer.status_code == 503, (path, answer.text)
+        assert int(answer.headers["retry-after"]) >= 1, path
+        assert answer.json()["dependency"] == "OpenSearch", path
+
+
+async def test_reads_while_the_indices_refuse_them_are_503_then_answer_again(
+    client: AsyncOpenSearch, store: OpenSearchInsightsStore, keys: SqliteKeyStore, ev: Any
+) -> None:
+    app = query_app(store, keys)
+    auth = {"Authorization": f"Bearer {await keys.create_api_key('acme')}"}
+    await store.apply([ev.sent("m1", "alex", "2026-11-02T10:00:00Z")])
+    indices = ",".join(store.index(kind) for kind in ("users", "messages", "templates"))
+    await client.indices.put_settings(index=indices, body={"index.blocks.read": True})
+    try:
+        assert_outage(await read_each_path(app, auth))
+    finally:
+        await client.indices.put_settings(index=indices, body={"index.blocks.read": None})
+    assert [answer.status_code for answer in await read_each_path(app, auth)] == [200] * 5
+
+
+async def test_reads_with_no_opensearch_listening_are_503(
+    keys: SqliteKeyStore, os_prefix: str
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    unreachable = create_client(nobody)
+    try:
+        store = OpenSearchInsightsStore(unreachable, prefix=os_prefix)
+        auth = {"Authorization": f"Bearer {await keys.create_api_key('acme')}"}
+        assert_outage(await read_each_path(query_app(store, keys), auth))
+    finally:
+        await unreachable.close()

@@ -17,7 +17,8 @@ behind an alias is no event's fault either. Anything else, above all a 400 on on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -101,3 +102,17 @@ def as_outage(error: BaseException) -> DependencyUnavailable | None:
     if passing(error):
         return DependencyUnavailable(DEPENDENCY, f"{type(error).__name__}: {error}")
     return None
+
+
+@asynccontextmanager
+async def outages() -> AsyncIterator[None]:
+    """Inside, a passing state of the cluster is raised as `DependencyUnavailable` (the
+    projector waits it out, a read answers 503 with Retry-After); the request's own errors pass
+    through as they are."""
+    try:
+        yield
+    except Exception as error:
+        outage = as_outage(error)
+        if outage is None or outage is error:
+            raise
+        raise outage from error

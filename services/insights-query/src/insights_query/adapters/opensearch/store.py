@@ -62,7 +62,7 @@ from insights_query.adapters.opensearch.documents import (
     user_doc,
     user_key,
 )
-from insights_query.adapters.opensearch.errors import DEPENDENCY, as_outage, passing_item
+from insights_query.adapters.opensearch.errors import DEPENDENCY, outages, passing_item
 from insights_query.adapters.opensearch.mappings import Kind, alias_name, ensure_indices
 from insights_query.domain.queries import (
     ActivityPosition,
@@ -225,14 +225,10 @@ class OpenSearchInsightsStore:
         raises `DependencyUnavailable`, for the batch to be retried; only another error can be
         an event's own."""
         try:
-            await self._apply(events)
+            async with outages():
+                await self._apply(events)
         except ProjectionConflict as error:
             raise DependencyUnavailable(DEPENDENCY, str(error)) from error
-        except Exception as error:
-            outage = as_outage(error)
-            if outage is None or outage is error:
-                raise
-            raise outage from error
 
     async def _apply(self, events: Sequence[AnyEvent]) -> None:
         work = _work_of(events)
@@ -725,18 +721,22 @@ class OpenSearchInsightsStore:
         Only those fields: a user document also holds every user.upserted it was folded from,
         and a message document its raw events, which no read needs.
         """
-        response = await self._client.mget(
-            index=self.index(kind),
-            body={"ids": [key]},
-            params={"_source_includes": ",".join(fields)},
-        )
+        async with outages():
+            response = await self._client.mget(
+                index=self.index(kind),
+                body={"ids": [key]},
+                params={"_source_includes": ",".join(fields)},
+            )
         (doc,) = cast(list[dict[str, Any]], response["docs"])
         if "error" in doc:
+            if passing_item(doc.get("status"), doc["error"]):
+                raise DependencyUnavailable(DEPENDENCY, f"{doc.get('_id')}: {doc['error']}")
             raise DocumentReadError(f"{doc.get('_id')}: {doc['error']}")
         return cast(Doc, doc["_source"]) if doc["found"] else None
 
     async def _search(self, kind: Kind, body: Doc) -> dict[str, Any]:
-        response = await self._client.search(index=self.index(kind), body=body)
+        async with outages():
+            response = await self._client.search(index=self.index(kind), body=body)
         return cast(dict[str, Any], response)
 
     async def _hits(self, kind: Kind, body: Doc) -> list[dict[str, Any]]:
@@ -749,14 +749,17 @@ class OpenSearchInsightsStore:
         if not bodies:
             return []
         header = {"index": self.index(kind)}
-        response = await self._client.msearch(body=[line for b in bodies for line in (header, b)])
-        answers = cast(list[dict[str, Any]], response["responses"])
-        for answer in answers:
-            if "error" in answer:
-                status = int(answer.get("status", 500))
-                error = answer["error"]
-                reason = error.get("type", "") if isinstance(error, dict) else str(error)
-                raise HTTP_EXCEPTIONS.get(status, TransportError)(status, reason, answer)
+        async with outages():
+            response = await self._client.msearch(
+                body=[line for b in bodies for line in (header, b)]
+            )
+            answers = cast(list[dict[str, Any]], response["responses"])
+            for answer in answers:
+                if "error" in answer:
+                    status = int(answer.get("status", 500))
+                    error = answer["error"]
+                    reason = error.get("type", "") if isinstance(error, dict) else str(error)
+                    raise HTTP_EXCEPTIONS.get(status, TransportError)(status, reason, answer)
         return [cast(list[dict[str, Any]], answer["hits"]["hits"]) for answer in answers]
 
 
