@@ -11,7 +11,7 @@ that:
 - every event answered 202 is in the API exactly once, and every user of the import;
 - the dead-letter topics are empty, and none of our processes was restarted.
 
-INSIGHTS_FAULT_ROUNDS sets the rounds per server (3 by default). With `-s` each round prints
+INSIGHTS_FAULT_ROUNDS sets the rounds per server (2 by default). With `-s` each round prints
 its figures: events acknowledged, refused, the longest answer, the dead letters.
 """
 
@@ -37,7 +37,7 @@ from tests.own_servers import OwnServers
 
 pytestmark = pytest.mark.e2e
 
-ROUNDS = int(os.environ.get("INSIGHTS_FAULT_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("INSIGHTS_FAULT_ROUNDS", "2"))
 BOUND = 3.0  # KAFKA_PUBLISH_TIMEOUT and POSTGRES_TIMEOUT of the deployment under test
 # A refusal comes within the bound; the slack is for a 2-core machine shared with the servers
 # that are starting again.

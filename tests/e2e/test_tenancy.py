@@ -23,7 +23,13 @@ API = "/api/v1"
 
 # Ways to ask each route, beyond asking it plainly: every way search finds a user, the exports.
 VARIANTS: dict[str, list[dict[str, str]]] = {
-    "/users": [{}, {"q": "alex"}, {"q": "Alex Kim"}, {"q": "+1415555"}, {"q": "1415555"}],
+    "/users": [
+        {},
+        {"q": "alex"},
+        {"q": "Alex Kim"},
+        {"q": "+14155550171"},
+        {"q": "1 (415) 555-0171"},
+    ],
     "/users/{user_id}": [{}, {"since": "2026-11-01", "until": "2026-11-05"}],
     "/users/{user_id}/messages": [{}, {"status": "failed"}, {"format": "csv"}],
     "/imports/{import_id}/errors": [{}, {"format": "csv"}],

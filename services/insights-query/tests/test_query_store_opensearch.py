@@ -15,9 +15,9 @@ import pytest
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import NotFoundError
 
+from insights_common.outage import DependencyUnavailable
 from insights_contracts import AnyEvent
 from insights_query.adapters.opensearch import (
-    BulkWriteError,
     OpenSearchInsightsStore,
     create_client,
 )
@@ -116,14 +116,14 @@ async def test_the_documents_do_not_depend_on_batching_or_order(
     assert await dump(client, f"{os_prefix}-pieces") == await dump(client, f"{os_prefix}-whole")
 
 
-async def test_a_failed_write_raises_and_a_replay_completes_the_batch(
+async def test_a_write_refused_for_now_is_an_outage_and_a_replay_completes_the_batch(
     client: AsyncOpenSearch, store: OpenSearchInsightsStore, os_prefix: str, ev: Any
 ) -> None:
     batch = [ev.sent("m1", "alex", "2026-11-02T10:00:00Z")]
     users = store.index("users")
     await client.indices.put_settings(index=users, body={"index.blocks.write": True})
     try:
-        with pytest.raises(BulkWriteError, match="cluster_block_exception"):
+        with pytest.raises(DependencyUnavailable, match="cluster_block_exception"):
             await store.apply(batch)
     finally:
         await client.indices.put_settings(index=users, body={"index.blocks.write": False})
