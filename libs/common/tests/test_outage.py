@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from insights_common.http import PROBLEM_JSON, install_problem_handlers
 from insights_common.outage import DependencyUnavailable, bounded, waiting_out
-from insights_common.postgres import PostgresDatabase
+from insights_common.postgres import PostgresDatabase, lost
 from tests.own_servers import OwnServers
 
 unit = pytest.mark.unit
@@ -145,3 +145,26 @@ async def test_a_killed_postgres_is_an_outage_and_the_pool_recovers(
     # The pool replaces every connection once one is found dead: at most one refusal.
     assert refused <= 1
     assert await asyncio.gather(*(answer(pool) for _ in range(4))) == [1] * 4
+
+
+@pytest.mark.integration
+async def test_a_connection_closed_between_two_statements_is_an_outage(
+    pool: PostgresDatabase,
+) -> None:
+    """asyncpg answers an InterfaceError (not a connection error) to a statement on a connection
+    the server dropped after the previous one: that is the loss of PostgreSQL, a 503, never a
+    500."""
+    with pytest.raises(DependencyUnavailable) as raised:
+        async with pool.acquire() as conn:
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
+            async with pool.acquire() as other:
+                assert await other.fetchval("SELECT pg_terminate_backend($1)", pid)
+            for _ in range(100):  # until the event loop has read the server's goodbye
+                if lost(conn):
+                    break
+                await asyncio.sleep(0.05)
+            assert lost(conn)
+            await conn.fetchval("SELECT 1")
+    assert raised.value.dependency == "PostgreSQL"
+    assert "connection lost" in str(raised.value)
+    assert await answer(pool) == 1  # the pool hands out a live connection again

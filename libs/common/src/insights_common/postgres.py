@@ -67,6 +67,15 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def lost(conn: Connection) -> bool:
+    """Whether a connection held by this process was closed under it (then the pool detached it
+    from its proxy, which answers InterfaceError even to `is_closed`)."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 class MigrationError(Exception):
     def __init__(self, component: str, version: int, cause: Exception) -> None:
         super().__init__(f"migration {component} #{version} failed, nothing was applied: {cause}")
@@ -138,6 +147,14 @@ class PostgresDatabase:
                 conn = await self._pool.acquire(timeout=self.acquire_timeout)
                 try:
                     yield conn
+                except asyncpg.InterfaceError as error:
+                    # A server gone between two statements: asyncpg closes the connection and
+                    # its pool takes it back, so the next statement is an InterfaceError ("is
+                    # closed", "released back to the pool"), the loss of PostgreSQL, not a fault
+                    # of the statement. Any other misuse of a live connection stays a bug.
+                    if lost(conn):
+                        raise ConnectionResetError(f"connection lost: {error}") from error
+                    raise
                 finally:
                     # Not under the acquire timeout (asyncpg would apply it to the reset too):
                     # a slow release on a busy machine is no outage.
