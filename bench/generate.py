@@ -9,7 +9,7 @@ rows by POST /api/v1/imports, one after the other, each waited for. Templates an
 from bench.traffic (Zipf-distributed over the users, the demo catalog's templates and funnels,
 spread over 90 days) as records of up to 1,000 events on `platform.events.raw`, or with
 `--door webhook` in signed batches of 1,000 over several connections. The raw topic is the
-default because it is the faster door on one machine: it skips the gateway's and the ingest's
+default because it is the faster door on one machine: it skips the edge's and the ingest's
 HTTP handling and the signatures, which take CPU from the projector, the bottleneck either way
 (150,000 messages: about 20,000 events/s taken and 12,500/s visible, against 14,400 and 11,400
 by the webhook). Nothing is held whole: each CSV file and each batch is generated, sent, dropped.
@@ -493,11 +493,16 @@ def restart(path: Path, names: list[str]) -> None:
 
 
 def _is_insights(pid: int) -> bool:
+    """An `insights serve` process, or the nginx master of a deployment's edge (which names its
+    config under the run's work directory, insights-edge or bench-*)."""
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"insights" in command and b"serve" in command
+    if b"insights" in command and b"serve" in command:
+        return True
+    line = b" ".join(command)
+    return line.startswith(b"nginx: master process") and b"/edge/nginx.conf" in line
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -600,7 +605,7 @@ def main() -> None:
     parser.add_argument(
         "--restart",
         metavar="NAMES",
-        help="restart these processes (e.g. query,gateway) of a deployment --keep left, to measure"
+        help="restart these processes (e.g. query,ingest) of a deployment --keep left, to measure"
         " changed code on the data already loaded",
     )
     parser.add_argument("--url", help="load this running deployment instead of starting one")

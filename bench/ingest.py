@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -52,11 +53,13 @@ import orjson
 
 from insights_common.auth import sign
 
+ROOT = Path(__file__).resolve().parents[1]
+
 APP_ID = "bench"
 BATCH = 1000
 PARTITIONS = 6
 INSIGHTS = [sys.executable, "-m", "insights"]
-SERVICES = ("import", "ingest", "query", "projector", "gateway")
+SERVICES = ("import", "ingest", "query", "projector")
 
 CHANNELS = ("push", "push", "push", "in_app", "in_app", "sms", "alimtalk", "whatsapp", "email")
 FIRST_NAMES = ("Alex", "Minji", "Jisoo", "Sofia", "Lukas", "Yuki", "Ana", "Priya", "Omar", "Lea")
@@ -452,7 +455,7 @@ def _sentinels(stream: Stream) -> list[dict[str, Any]]:
 
 
 async def _until_visible(api: Api, events: list[dict[str, Any]], *, limit: float) -> None:
-    """Poll one event at a time (each poll costs the gateway and the query API CPU too)."""
+    """Poll one event at a time (each poll costs the edge and the query API CPU too)."""
     deadline = time.perf_counter() + limit
     waiting = list(events)
     while waiting:
@@ -796,9 +799,10 @@ class Names:
 def distributed(
     work: Path, names: Names, *, projectors: int, profile: frozenset[str], keep: bool = False
 ) -> Iterator[Target]:
-    """The five processes on this run's names; with `keep`, left running after a body that
-    raised nothing (their pids are in the Target; stopping them is then the caller's)."""
-    ports = {name: free_port() for name in SERVICES}
+    """The four processes on this run's names behind the edge (nginx); with `keep`, left running
+    after a body that raised nothing (their pids are in the Target; stopping them is then the
+    caller's)."""
+    ports = {name: free_port() for name in (*SERVICES, "edge")}
     env = {
         **os.environ,
         "COLUMNS": "200",
@@ -812,15 +816,23 @@ def distributed(
         "IMPORT_PORT": str(ports["import"]),
         "INGEST_PORT": str(ports["ingest"]),
         "QUERY_PORT": str(ports["query"]),
-        "GATEWAY_PORT": str(ports["gateway"]),
-        "GATEWAY_IMPORT_URL": f"http://127.0.0.1:{ports['import']}",
-        "GATEWAY_INGEST_URL": f"http://127.0.0.1:{ports['ingest']}",
-        "GATEWAY_QUERY_URL": f"http://127.0.0.1:{ports['query']}",
+        "QUERY_IMPORT_URL": f"http://127.0.0.1:{ports['import']}",
+        "QUERY_INGEST_URL": f"http://127.0.0.1:{ports['ingest']}",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['edge']}",
     }
+    edge = local_edge().Edge(
+        f"127.0.0.1:{ports['import']}",
+        f"127.0.0.1:{ports['ingest']}",
+        f"127.0.0.1:{ports['query']}",
+        ports["edge"],
+        workers=os.cpu_count() or 1,
+        work_dir=work / "edge",
+    )
     plan = [(name, ports[name]) for name in SERVICES if name != "projector"]
     plan += [("projector", free_port() if n else ports["projector"]) for n in range(projectors)]
     processes: list[tuple[str, int, subprocess.Popen[bytes], Path]] = []
     try:
+        edge.start()
         for number, (name, port) in enumerate(plan):
             log = work / f"{name}-{number}.log"
             with log.open("ab") as sink:
@@ -837,13 +849,13 @@ def distributed(
         secret = cli("webhooks", "secret", *where, env=env)
         key = cli("keys", "create", *where, env=env)
         how = (
-            f"5 `insights serve` processes ({projectors} projector(s)), {PARTITIONS} partitions,"
-            " through the gateway"
+            f"4 `insights serve` processes ({projectors} projector(s)), {PARTITIONS} partitions,"
+            f" through nginx ({edge.workers} workers)"
         )
-        pids: dict[str, list[int]] = {}
+        pids: dict[str, list[int]] = {"edge": [edge.process.pid]}
         for name, _, process, _ in processes:
             pids.setdefault(name, []).append(process.pid)
-        yield Target(f"http://127.0.0.1:{ports['gateway']}", secret, key, how, pids)
+        yield Target(edge.url, secret, key, how, pids)
     except BaseException:
         keep = False
         raise
@@ -851,6 +863,19 @@ def distributed(
         if not keep:
             for _, _, process, _ in reversed(processes):
                 stop(process)
+            edge.stop()
+
+
+def local_edge() -> Any:
+    """deploy/local/edge.py, nginx in front of the services (a standard-library script)."""
+    name = "insights_local_edge"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "deploy/local/edge.py")
+        if spec is None or spec.loader is None:
+            raise SystemExit("deploy/local/edge.py is missing")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
 
 
 async def clean_up(names: Names, *, kafka: str, opensearch: str, postgres: str) -> None:

@@ -15,7 +15,7 @@ rebuilt: before measuring, this process answers every request of the pools with 
 own QueryService over its OpenSearchInsightsStore, with a client (create_client, as the query
 process makes it) whose transport notes each request; the floor's clients (one AsyncOpenSearch
 each, from create_client too) replay a request's OpenSearch requests one after the other, as the
-store sends them. So API p99 / raw p99 is what the gateway, the query process (auth, parsing,
+store sends them. So API p99 / raw p99 is what the edge (nginx), the query process (auth, parsing,
 building and encoding the answer) and the HTTP hops add.
 
 The API and the floor run in alternating slices of 5 s (the same clients, the same sequence of

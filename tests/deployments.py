@@ -1,5 +1,6 @@
 """The product as users run it, for end-to-end tests: one `insights dev` process, or the
-distributed mode's five `insights serve` processes on real Kafka, OpenSearch and PostgreSQL.
+distributed mode's four `insights serve` processes on real Kafka, OpenSearch and PostgreSQL
+behind nginx, the edge users reach it through (deploy/local/edge.py).
 
 Both expose the same things to a test: the base URL of the API, the `insights` command configured
 for that deployment, a restart, and the processes themselves (so a test can kill one).
@@ -7,19 +8,36 @@ for that deployment, a restart, and the processes themselves (so a test can kill
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 from cryptography.fernet import Fernet
 
 from tests.conftest import INSIGHTS, Server, free_port, start_server, stop_server
 
-DISTRIBUTED_SERVICES = ("import", "ingest", "query", "projector", "gateway")
+DISTRIBUTED_SERVICES = ("import", "ingest", "query", "projector")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def local_edge() -> ModuleType:
+    """deploy/local/edge.py (a script of the standard library only, not a package)."""
+    name = "insights_local_edge"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "deploy/local/edge.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up while defined
+    spec.loader.exec_module(module)
+    return module
 
 
 class EmbeddedDeployment:
@@ -63,7 +81,8 @@ class ServiceProcess:
 
 @dataclass
 class DistributedDeployment:
-    """Five OS processes; each test gets its own topics, indices and PostgreSQL schema."""
+    """Four service processes behind nginx; each test gets its own topics, indices and
+    PostgreSQL schema."""
 
     work_dir: Path
     kafka: str
@@ -79,7 +98,7 @@ class DistributedDeployment:
     kind: str = "distributed"
 
     def __post_init__(self) -> None:
-        ports = {name: free_port() for name in DISTRIBUTED_SERVICES}
+        ports = {name: free_port() for name in (*DISTRIBUTED_SERVICES, "edge")}
         self.ports = ports
         self.env = {
             **os.environ,
@@ -95,13 +114,20 @@ class DistributedDeployment:
             "IMPORT_PORT": str(ports["import"]),
             "INGEST_PORT": str(ports["ingest"]),
             "QUERY_PORT": str(ports["query"]),
-            "GATEWAY_PORT": str(ports["gateway"]),
-            "GATEWAY_IMPORT_URL": f"http://127.0.0.1:{ports['import']}",
-            "GATEWAY_INGEST_URL": f"http://127.0.0.1:{ports['ingest']}",
-            "GATEWAY_QUERY_URL": f"http://127.0.0.1:{ports['query']}",
+            "QUERY_IMPORT_URL": f"http://127.0.0.1:{ports['import']}",
+            "QUERY_INGEST_URL": f"http://127.0.0.1:{ports['ingest']}",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['edge']}",
             **self.extra_env,
         }
+        self.edge = local_edge().Edge(
+            f"127.0.0.1:{ports['import']}",
+            f"127.0.0.1:{ports['ingest']}",
+            f"127.0.0.1:{ports['query']}",
+            ports["edge"],
+            work_dir=self.work_dir / "edge",
+        )
         try:
+            self.edge.start()
             for name in DISTRIBUTED_SERVICES:
                 self.start(name)
             for name in DISTRIBUTED_SERVICES:
@@ -112,7 +138,7 @@ class DistributedDeployment:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['gateway']}"
+        return str(self.edge.url)
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -171,6 +197,7 @@ class DistributedDeployment:
 
     def restart(self) -> None:
         self.stop()
+        self.edge.start()
         for name in DISTRIBUTED_SERVICES:
             self.start(name)
         for name in DISTRIBUTED_SERVICES:
@@ -180,11 +207,17 @@ class DistributedDeployment:
         for name in reversed(DISTRIBUTED_SERVICES):
             if name in self.processes and self.processes[name].process.poll() is None:
                 self.stop_one(name)
+        self.edge.stop()
 
     def logs(self) -> str:
         return "\n".join(
-            f"--- {name} ---\n{service.log.read_text(errors='replace')[-3000:]}"
-            for name, service in self.processes.items()
+            [
+                *(
+                    f"--- {name} ---\n{service.log.read_text(errors='replace')[-3000:]}"
+                    for name, service in self.processes.items()
+                ),
+                f"--- edge ---\n{self.edge.logs()}",
+            ]
         )
 
 

@@ -88,7 +88,6 @@ class Service(StrEnum):
     ingest = "ingest"
     query = "query"
     projector = "projector"
-    gateway = "gateway"
 
 
 @asynccontextmanager
@@ -218,9 +217,10 @@ def serve(
     """Run one service of the distributed mode, configured from the environment.
 
     import, ingest and query serve their part of the API; projector writes the events into
-    OpenSearch (it serves only /healthz, /readyz and /metrics); gateway gives the dashboard and
-    the API one origin. Kafka, OpenSearch and PostgreSQL come from KAFKA_BOOTSTRAP_SERVERS,
-    OPENSEARCH_URL and POSTGRES_DSN; every process needs the same INSIGHTS_MASTER_KEY.
+    OpenSearch (it serves only /healthz, /readyz and /metrics). nginx in front (deploy/nginx)
+    gives the dashboard and the API one origin. Kafka, OpenSearch and PostgreSQL come from
+    KAFKA_BOOTSTRAP_SERVERS, OPENSEARCH_URL and POSTGRES_DSN; every process needs the same
+    INSIGHTS_MASTER_KEY.
     """
     import logging  # noqa: PLC0415
 

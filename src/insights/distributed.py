@@ -1,6 +1,7 @@
 """The distributed deployment: each service in its own process on Kafka, OpenSearch, PostgreSQL.
 
-`insights serve import|ingest|query|projector|gateway` runs one of them. Each reads its settings
+`insights serve import|ingest|query|projector` runs one of them; nginx (deploy/nginx) is the one
+origin in front of them. Each reads its settings
 class from the environment, waits for its backing services (they may start at the same time, as in
 docker compose), applies its migrations or index templates, and serves /healthz, /readyz and
 /metrics beside its routes. The projector has no routes: it serves only those three.
@@ -17,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from import_svc.app import create_distributed as create_import
 from import_svc.app import create_distributed_importer as create_importer
 from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
-from insights.gateway import GatewaySettings, create_gateway
+from insights.reference import PeerReferences, ReferenceSettings, merge_openapi
 from insights.tuning import freeze_startup_objects, server_config, tune_garbage_collector
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.http import install_problem_handlers
@@ -50,9 +52,9 @@ from notification_ingest.settings import IngestSettings
 log = logging.getLogger("insights.serve")
 
 API_PREFIX = "/api/v1"
-# Where users reach the distributed mode unless PUBLIC_BASE_URL says otherwise: the gateway.
+# Where users reach the distributed mode unless PUBLIC_BASE_URL says otherwise: the edge.
 PUBLIC_ORIGIN = "http://127.0.0.1:8000"
-SERVICES = ("import", "ingest", "query", "projector", "gateway")
+SERVICES = ("import", "ingest", "query", "projector")
 
 T = TypeVar("T")
 
@@ -140,31 +142,39 @@ def check(name: str, ping: Callable[[], Awaitable[bool]]) -> ReadinessCheck:
 
 
 def service_app(
-    name: str, parts: ServiceParts | None, *, readiness: list[ReadinessCheck]
+    name: str,
+    parts: ServiceParts | None,
+    *,
+    readiness: list[ReadinessCheck],
+    peers: PeerReferences | None = None,
 ) -> FastAPI:
-    """The HTTP app of one service process: its routes, problems, health and metrics."""
+    """The HTTP app of one service process: its routes, problems, health and metrics; with
+    `peers`, its reference is the whole API's (theirs merged with its own)."""
+    openapi_url = f"{API_PREFIX}/openapi.json"
     app = FastAPI(
         title=f"User Insights {name}",
         version="1.0",
         docs_url=None,
         redoc_url=None,
-        openapi_url=f"{API_PREFIX}/openapi.json",
+        openapi_url=None if peers else openapi_url,
     )
     install_problem_handlers(app)
     install_http_guards(app, HttpSettings(), default_origin=PUBLIC_ORIGIN)
     install_observability(app, service=name, readiness=readiness)
     if parts is not None:
         app.include_router(parts.router, prefix=API_PREFIX)
-    install_api_docs(app, openapi_url=f"{API_PREFIX}/openapi.json")
+    if peers is not None:
+
+        @app.get(openapi_url, include_in_schema=False)
+        async def whole_reference() -> JSONResponse:
+            return JSONResponse(merge_openapi([app.openapi(), *await peers.documents()]))
+
+    install_api_docs(app, openapi_url=openapi_url)
     return app
 
 
 async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Process:
     """Connect what the service needs and wire it; nothing is served yet."""
-    if name == "gateway":
-        gateway = GatewaySettings()
-        app = create_gateway(gateway, http=HttpSettings(), origin=PUBLIC_ORIGIN)
-        return Process(app, gateway.host, gateway.port)
     if name not in SERVICES:
         raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
     query = QuerySettings()
@@ -212,7 +222,10 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
     db = await postgres(query.postgres, stack, limit=startup_limit)
     _, parts = create_query(store=store, keys=await key_store(db, box, key_cache), settings=query)
     app = service_app(
-        name, parts, readiness=[check("PostgreSQL", db.ping), check("OpenSearch", store.ping)]
+        name,
+        parts,
+        readiness=[check("PostgreSQL", db.ping), check("OpenSearch", store.ping)],
+        peers=PeerReferences(ReferenceSettings()),
     )
     return Process(app, query.host, query.port)
 
@@ -252,7 +265,7 @@ async def serve(
         server = uvicorn.Server(
             server_config(
                 process.app,
-                http_settings(name),
+                http_settings(),
                 host=host or process.host,
                 port=port or process.port,
                 log_level="info",
@@ -261,12 +274,11 @@ async def serve(
         await server.serve()
 
 
-def http_settings(name: str) -> HttpSettings:
-    """The services behind the gateway take the client's address from the gateway's
-    X-Forwarded-For (from 127.0.0.1 unless INSIGHTS_HTTP_TRUSTED_PROXIES names the gateway);
-    the gateway, in front, believes no one."""
+def http_settings() -> HttpSettings:
+    """The services behind the edge take the client's address from its X-Forwarded-For
+    (from 127.0.0.1 unless INSIGHTS_HTTP_TRUSTED_PROXIES names the edge)."""
     settings = HttpSettings()
-    if name != "gateway" and "trusted_proxies" not in settings.model_fields_set:
+    if "trusted_proxies" not in settings.model_fields_set:
         settings = settings.model_copy(update={"trusted_proxies": "127.0.0.1"})
     return settings
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -94,9 +95,9 @@ def test_the_compose_file_runs_every_process_of_the_distributed_mode(
         "ingest",
         "query",
         "projector",
-        "gateway",
+        "edge",
     }
-    for name in ("import", "ingest", "query", "projector", "gateway"):
+    for name in ("import", "ingest", "query", "projector"):
         dockerfile = ROOT / services[name]["build"]["dockerfile"]
         assert dockerfile.is_file(), dockerfile
         assert f'"insights", "serve", "{name}"' in dockerfile.read_text()
@@ -105,8 +106,15 @@ def test_the_compose_file_runs_every_process_of_the_distributed_mode(
         assert environment["INSIGHTS_MASTER_KEY"] == "a-key"
         assert environment["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
         assert set(services[name]["depends_on"]) == {"kafka", "opensearch", "postgres"}
-    assert [p["published"] for p in services["gateway"]["ports"]] == ["8000"]
-    assert services["gateway"]["environment"]["GATEWAY_QUERY_URL"] == "http://query:8003"
+    assert [p["published"] for p in services["edge"]["ports"]] == ["8000"]
+    assert services["edge"]["environment"]["INSIGHTS_QUERY_UPSTREAM"] == "query:8003"
+    assert services["query"]["environment"]["QUERY_IMPORT_URL"] == "http://import:8001"
+    # The edge's image fills in every name its config uses.
+    edge = (ROOT / services["edge"]["build"]["dockerfile"]).read_text()
+    template = (ROOT / "deploy/nginx/insights.conf.template").read_text()
+    assert "nginx:" in edge and "/etc/nginx/templates/insights.conf.template" in edge
+    for name in set(re.findall(r"\$\{(INSIGHTS_[A-Z_]+)\}", template)):
+        assert f"{name}=" in edge, name
 
 
 def test_the_compose_file_refuses_to_start_without_a_master_key(compose_config: Config) -> None:

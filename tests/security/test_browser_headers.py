@@ -1,6 +1,8 @@
 """The dashboard and the API reference are served, in both modes, with a Content-Security-Policy
 that allows only the app's own origin, nosniff and no-referrer; the reference loads nothing from
-another site and has no inline script."""
+another site and has no inline script. In the distributed mode the dashboard and the edge's own
+answers come from nginx (deploy/nginx); the reference from the query service, whose app is built
+as `insights dev`'s is (tests/security/test_http_limits.py checks it)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from insights.gateway import GatewaySettings, create_gateway
 from insights_common.http_guard import CONTENT_SECURITY_POLICY
 from tests.conftest import free_port
+from tests.deployments import local_edge
 from tests.security.conftest import embedded_in_process
 
 pytestmark = pytest.mark.unit
@@ -28,7 +30,7 @@ PAGES = [
 ]
 
 
-@pytest.fixture(params=["embedded", "gateway"])
+@pytest.fixture(params=["embedded", "edge"])
 async def client(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
@@ -36,15 +38,20 @@ async def client(
         async with embedded_in_process(tmp_path) as in_process:
             yield in_process.client
         return
-    # The gateway serves the dashboard and the reference itself; no service needs to run.
-    closed = f"http://127.0.0.1:{free_port()}"
-    app = create_gateway(GatewaySettings(import_url=closed, ingest_url=closed, query_url=closed))
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://gw") as gateway,
-    ):
-        yield gateway
+    # nginx serves the dashboard and its own answers itself; no service needs to run.
+    closed = f"127.0.0.1:{free_port()}"
+    edge = local_edge().Edge(closed, closed, closed, free_port(), work_dir=tmp_path / "edge")
+    edge.start()
+    try:
+        async with httpx.AsyncClient(base_url=edge.url) as served:
+            served.headers["x-deployment"] = "edge"
+            yield served
+    finally:
+        edge.stop()
+
+
+def served_by_query(client: httpx.AsyncClient, path: str) -> bool:
+    return client.headers.get("x-deployment") == "edge" and path.startswith("/api/")
 
 
 def test_the_policy_names_no_other_origin() -> None:
@@ -59,6 +66,8 @@ def test_the_policy_names_no_other_origin() -> None:
 
 @pytest.mark.parametrize("path", PAGES)
 async def test_pages_carry_the_browser_headers(client: httpx.AsyncClient, path: str) -> None:
+    if served_by_query(client, path):
+        pytest.skip("the query service serves the reference behind the edge")
     answer = await client.get(path, headers={"Accept": "text/html"})
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
@@ -77,6 +86,8 @@ async def test_api_answers_and_problems_carry_them_too(client: httpx.AsyncClient
 
 
 async def test_the_api_reference_loads_only_its_own_files(client: httpx.AsyncClient) -> None:
+    if served_by_query(client, "/api/docs"):
+        pytest.skip("the query service serves the reference behind the edge")
     page = (await client.get("/api/docs")).text
     scripts = re.findall(r"<script([^>]*)>", page)
     assert scripts and all('src="/' in attributes for attributes in scripts)

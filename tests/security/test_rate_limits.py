@@ -160,15 +160,15 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(
         assert await status("198.51.100.2") == 401
 
 
-def test_the_services_behind_the_gateway_trust_its_forwarded_for_and_the_gateway_no_one(
+def test_the_services_behind_the_edge_trust_its_forwarded_for_unless_told_otherwise(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from insights.distributed import http_settings  # noqa: PLC0415
 
     monkeypatch.delenv("INSIGHTS_HTTP_TRUSTED_PROXIES", raising=False)
-
-    assert http_settings("query").trusted_proxies == "127.0.0.1"
-    assert http_settings("gateway").trusted_proxies == ""
+    assert http_settings().trusted_proxies == "127.0.0.1"
+    monkeypatch.setenv("INSIGHTS_HTTP_TRUSTED_PROXIES", "10.0.0.0/8")
+    assert http_settings().trusted_proxies == "10.0.0.0/8"
 
 
 async def test_failed_webhook_signatures_count_toward_the_address_limit(

@@ -1,4 +1,5 @@
-"""Both deployments serve the dashboard at / and at its deep links, and the API beside it."""
+"""`insights dev` serves the dashboard at / and at its deep links, and the API beside it (the
+distributed mode's edge does the same: tests/e2e/test_edge.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import pytest
 from fastapi import FastAPI
 
 from insights.embedded import EmbeddedSettings, create_app, wire
-from insights.gateway import GatewaySettings, create_gateway
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -32,16 +31,6 @@ async def embedded(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         parts.db.close()
 
 
-@pytest.fixture
-async def gateway() -> AsyncIterator[httpx.AsyncClient]:
-    closed = f"http://127.0.0.1:{free_port()}"
-    settings = GatewaySettings(import_url=closed, ingest_url=closed, query_url=closed)
-    app = create_gateway(settings)
-    async with app.router.lifespan_context(app):  # closes its pool of connections
-        async for client in serve(app):
-            yield client
-
-
 async def expect_dashboard(client: httpx.AsyncClient) -> None:
     """Each page path answers the same HTML (the build, or the page that says how to build it)."""
     pages = [await client.get(path) for path in ("/", "/users/alex", "/imports", "/templates/w")]
@@ -59,12 +48,3 @@ async def test_insights_dev_serves_the_dashboard_beside_the_api(
     assert refused.status_code == 401
     assert refused.headers["content-type"] == "application/problem+json"
     assert (await embedded.get("/healthz")).status_code == 200
-
-
-async def test_the_gateway_serves_the_dashboard_and_still_forwards_the_api(
-    gateway: httpx.AsyncClient,
-) -> None:
-    await expect_dashboard(gateway)
-    forwarded = await gateway.get("/api/v1/users", params={"q": "alex"})
-    assert forwarded.status_code == 502  # sent on to the query service, which is not running
-    assert (await gateway.get("/api/docs")).status_code == 200

@@ -1,4 +1,5 @@
-"""The distributed mode's gateway serves the same dashboard at / as `insights dev`."""
+"""The distributed mode's edge (nginx) serves the same dashboard at / as `insights dev`, and the
+API it calls, through one origin."""
 
 from __future__ import annotations
 
@@ -29,10 +30,10 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 PHONE = "+4915112345678"
-NICKNAME = "Jürgen Gateway"
+NICKNAME = "Jürgen Edge"
 
 
-def test_sign_in_through_the_gateway_and_find_an_imported_user(
+def test_sign_in_through_the_edge_and_find_an_imported_user(
     browser: Browser,
     distributed: DistributedDeployment,
     dashboard_assets: object,
@@ -61,7 +62,7 @@ def test_sign_in_through_the_gateway_and_find_an_imported_user(
         # The projector writes OpenSearch a moment after the import's transaction commits.
         with distributed.client(key) as api:
             eventually_true(lambda: api.get("/api/v1/users", params={"q": user_id}).json()["items"])
-        search(page, "jurgen gateway")
+        search(page, "jurgen edge")
         link = result_rows(page).get_by_role("link", name=exactly(user_id))
         expect(link).to_be_visible()
         link.click()

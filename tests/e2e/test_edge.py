@@ -1,0 +1,243 @@
+"""The edge (Debian's nginx with deploy/nginx/insights.conf.template) sends each API path to the
+service that owns it, passes requests and answers on as sent, serves the dashboard with its cache
+headers, enforces the services' limits and says, as a problem document, which service is down.
+
+The services here are small aiohttp apps that answer what they were sent; the distributed flows
+(tests/e2e/test_flow.py and the others on the `distributed` fixture) go through the same edge to
+the real services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import hashlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+
+from tests.conftest import free_port
+from tests.deployments import local_edge
+
+pytestmark = pytest.mark.e2e
+
+SERVICES = ("import", "ingest", "query")
+EXPORT = b"".join(bytes([n]) * 16_384 for n in range(64))
+NAME = web.AppKey("name", str)
+
+
+async def echo(request: web.Request) -> web.StreamResponse:
+    """What the service was sent: its name, the request line, headers and the body's digest; a
+    body of unknown length on /api/v1/imports/export; a large JSON on /api/v1/users/big."""
+    body = await request.read()
+    if request.path == "/api/v1/imports/export":
+        streamed = web.StreamResponse(headers={"Content-Type": "text/csv"})
+        await streamed.prepare(request)
+        for number in range(64):
+            await streamed.write(bytes([number]) * 16_384)
+        await streamed.write_eof()
+        return streamed
+    answer = web.json_response(
+        {
+            "service": request.app[NAME],
+            "method": request.method,
+            "target": request.raw_path,
+            "headers": [[k.lower(), v] for k, v in request.headers.items()],
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+            "body_length": len(body),
+            "padding": "x" * (20_000 if request.path == "/api/v1/users/big" else 0),
+        },
+        status=201 if request.method == "POST" else 200,
+    )
+    answer.headers.add("X-Multi", "one")
+    answer.headers.add("X-Multi", "two")
+    answer.headers["Keep-Alive"] = "timeout=5"
+    return answer
+
+
+@contextlib.asynccontextmanager
+async def upstreams() -> AsyncIterator[dict[str, str]]:
+    """An echoing service per name; host:port of each."""
+    runners = []
+    addresses = {}
+    try:
+        for name in SERVICES:
+            service = web.Application(client_max_size=80 * 1024 * 1024)
+            service[NAME] = name
+            service.router.add_route("*", "/{tail:.*}", echo)
+            runner = web.AppRunner(service)
+            await runner.setup()
+            runners.append(runner)
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            host, port = runner.addresses[0][:2]
+            addresses[name] = f"{host}:{port}"
+        yield addresses
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+@pytest.fixture
+def dashboard() -> Iterator[Path]:
+    """A built dashboard: index.html and one hashed file (under /tmp: nginx's workers run as
+    nobody and must reach it)."""
+    root = Path(tempfile.mkdtemp(prefix="insights-dashboard-"))
+    root.chmod(0o755)
+    (root / "assets").mkdir(mode=0o755)
+    (root / "index.html").write_text("<!doctype html><title>built</title>")
+    (root / "assets" / "app-3f9a.js").write_text("console.log(1);" * 200)
+    for path in (root / "index.html", root / "assets" / "app-3f9a.js"):
+        path.chmod(0o644)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def edge_to(
+    addresses: dict[str, str], work_dir: Path, dashboard: Path | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    extra: dict[str, Any] = {"dashboard": dashboard} if dashboard else {}
+    edge = local_edge().Edge(
+        addresses["import"],
+        addresses["ingest"],
+        addresses["query"],
+        free_port(),
+        work_dir=work_dir,
+        **extra,
+    )
+    await asyncio.to_thread(edge.start)
+    try:
+        async with httpx.AsyncClient(base_url=edge.url, timeout=30) as client:
+            yield client
+    finally:
+        await asyncio.to_thread(edge.stop)
+
+
+@pytest.fixture
+async def edge(tmp_path: Path, dashboard: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with upstreams() as addresses, edge_to(addresses, tmp_path / "edge", dashboard) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("path", "service"),
+    [
+        ("/api/v1/imports", "import"),
+        ("/api/v1/imports/imp_1/errors", "import"),
+        ("/api/v1/events", "ingest"),
+        ("/api/v1/users", "query"),
+        ("/api/v1/users/imports", "query"),
+        ("/api/v1/importsx", "query"),
+        ("/api/v1/eventsx", "query"),
+        ("/api/v1/messages/m1", "query"),
+        ("/api/v1/openapi.json", "query"),
+        ("/api/docs", "query"),
+    ],
+)
+async def test_each_path_goes_to_its_service(
+    edge: httpx.AsyncClient, path: str, service: str
+) -> None:
+    answer = await edge.get(path)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["service"] == service
+
+
+async def test_requests_go_on_as_sent_less_hop_by_hop_headers_plus_forwarded_ones(
+    edge: httpx.AsyncClient,
+) -> None:
+    answer = await edge.get(
+        "/api/v1/users?q=%EA%B9%80+min&limit=2",
+        headers={
+            "Authorization": "Bearer uik_x",
+            "X-Forwarded-For": "198.51.100.1",
+            "TE": "trailers",
+            "Accept-Encoding": "identity",
+        },
+    )
+    assert answer.status_code == 200
+    seen = answer.json()
+    assert seen["target"] == "/api/v1/users?q=%EA%B9%80+min&limit=2"
+    headers = dict(seen["headers"])
+    assert headers["authorization"] == "Bearer uik_x"
+    assert headers["x-forwarded-for"] == "198.51.100.1, 127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+    assert "te" not in headers
+    assert answer.headers.get_list("x-multi") == ["one", "two"]
+    assert "keep-alive" not in answer.headers
+    assert answer.headers["content-type"] == "application/json; charset=utf-8"
+    # One of each browser header, whoever set it.
+    assert len(answer.headers.get_list("content-security-policy")) == 1
+
+
+@pytest.mark.parametrize("size", [10, 3 * 1024 * 1024])
+async def test_bodies_small_and_large_arrive_whole_both_ways(
+    edge: httpx.AsyncClient, size: int
+) -> None:
+    upload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    posted = await edge.post(
+        "/api/v1/imports", content=upload, headers={"Content-Type": "text/csv"}
+    )
+    export = await edge.get("/api/v1/imports/export")
+    assert posted.status_code == 201
+    seen = posted.json()
+    assert (seen["method"], seen["body_length"]) == ("POST", size)
+    assert seen["body_sha256"] == hashlib.sha256(upload).hexdigest()
+    assert export.status_code == 200
+    assert export.content == EXPORT
+
+
+async def test_answers_are_compressed_for_clients_that_take_it(edge: httpx.AsyncClient) -> None:
+    answer = await edge.get("/api/v1/users/big", headers={"Accept-Encoding": "gzip"})
+    assert answer.headers["content-encoding"] == "gzip"
+    assert len(gzip.compress(answer.content)) < 2_000 < len(answer.content)
+    assert answer.json()["service"] == "query"
+
+
+async def test_the_dashboard_is_served_with_the_cache_headers_of_insights_dev(
+    edge: httpx.AsyncClient,
+) -> None:
+    pages = [await edge.get(path) for path in ("/", "/users/alex", "/imports", "/templates/w")]
+    assert {page.status_code for page in pages} == {200}
+    assert {page.headers["cache-control"] for page in pages} == {"no-cache"}
+    assert {page.text for page in pages} == {"<!doctype html><title>built</title>"}
+    asset = await edge.get("/assets/app-3f9a.js")
+    assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert asset.headers["x-content-type-options"] == "nosniff"
+    missing = await edge.get("/assets/app-old.js")
+    assert missing.status_code == 404
+    assert "its file names changed" in missing.json()["detail"]
+    # A browser opening an address no page has gets the dashboard, which says so; an API
+    # client a problem document.
+    unknown = await edge.get("/nowhere", headers={"Accept": "text/html"})
+    assert (unknown.status_code, unknown.text) == (404, pages[0].text)
+    assert (await edge.get("/nowhere")).headers["content-type"] == "application/problem+json"
+
+
+async def test_the_services_limits_are_the_edges(edge: httpx.AsyncClient) -> None:
+    huge = await edge.get("/api/v1/users", headers={"X-Big": "x" * 17_000})
+    assert huge.status_code == 431
+    assert "16 KiB" in huge.json()["detail"]
+    webhook = await edge.post("/api/v1/events", content=b"[" + b" " * (11 * 1024 * 1024) + b"]")
+    assert webhook.status_code == 413
+    assert webhook.headers["content-type"] == "application/problem+json"
+    assert "10 MiB for a webhook batch" in webhook.json()["detail"]
+    taken = await edge.post("/api/v1/events", content=b"[" + b" " * (9 * 1024 * 1024) + b"]")
+    assert taken.json()["service"] == "ingest"
+
+
+async def test_a_service_that_is_down_gives_a_502_naming_it(tmp_path: Path) -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    async with edge_to(dict.fromkeys(SERVICES, closed), tmp_path / "edge") as edge:
+        for path, name in (("/api/v1/users", "query"), ("/api/v1/imports", "import")):
+            answer = await edge.get(path)
+            assert answer.status_code == 502
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert f"The {name} service is not answering" in answer.json()["detail"]
+        assert (await edge.get("/healthz")).status_code == 200
