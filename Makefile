@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PORT ?= 8000
 
-.PHONY: dev test test-clock faketime edge k8s-tools bench bench-scale browser dashboard bootstrap sync lint typecheck unit integration e2e services services-down schemas clean
+.PHONY: dev test test-clock faketime edge ops-tools bench bench-scale browser dashboard bootstrap sync lint typecheck unit integration e2e services services-down schemas clean
 
 dev: sync dashboard  ## run the product with demo data at http://127.0.0.1:$(PORT)
 	$(UV) run insights dev --demo --port $(PORT)
@@ -17,7 +17,7 @@ dev: sync dashboard  ## run the product with demo data at http://127.0.0.1:$(POR
 SERVICES_ENV = if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}$${OPENSEARCH_URL:-}$${POSTGRES_DSN:-}" ]; then \
 	eval "$$(python3 deploy/local/services.py up)"; fi
 
-test: sync browser faketime edge k8s-tools dashboard lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
+test: sync browser faketime edge ops-tools dashboard lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
 	$(SERVICES_ENV) && $(UV) run pytest && $(CLOCK_AHEAD_TESTS)
 
 # The same verdicts on any day: the tests whose outcome could hang on the calendar (the unit tests
@@ -110,18 +110,24 @@ edge:
 	elif command -v sudo >/dev/null 2>&1; then sudo sh -c 'apt-get update && apt-get install -y --no-install-recommends nginx'; \
 	else echo "make edge: install Debian's nginx package with apt-get (as root)" >&2; exit 1; fi
 
-# Helm and kubeconform, which check deploy/helm (tests/deploy/test_helm.py): Go programs built
-# from the Go module proxy with the machine's Go, once per version, into the download cache of
-# deploy/local/services.py. KUBE_TOOLS names the directory the tests take them from.
+# Helm and kubeconform, which check deploy/helm (tests/deploy/test_helm.py), and promtool, which
+# checks deploy/observability's alert rules (tests/deploy/test_observability.py): Go programs
+# built from the Go module proxy with the machine's Go, once per version, into the download cache
+# of deploy/local/services.py. OPS_TOOLS names the directory the tests take them from. promtool
+# comes with all of Prometheus' modules: its first build takes about 10 minutes on 2 cores.
 HELM_VERSION := 3.22.0
 KUBECONFORM_VERSION := 0.8.0
-KUBE_TOOLS ?= $${XDG_CACHE_HOME:-$$HOME/.cache}/user-insights/go-tools
-k8s-tools:
-	@set -e; tools="$(KUBE_TOOLS)"; \
-	if [ ! -x "$$tools/helm-$(HELM_VERSION)/helm" ]; then \
-		GOBIN="$$tools/helm-$(HELM_VERSION)" GOFLAGS=-trimpath go install helm.sh/helm/v3/cmd/helm@v$(HELM_VERSION); fi; \
-	if [ ! -x "$$tools/kubeconform-$(KUBECONFORM_VERSION)/kubeconform" ]; then \
-		GOBIN="$$tools/kubeconform-$(KUBECONFORM_VERSION)" GOFLAGS=-trimpath go install github.com/yannh/kubeconform/cmd/kubeconform@v$(KUBECONFORM_VERSION); fi
+PROMETHEUS_MODULE_VERSION := 0.316.0
+OPS_TOOLS ?= $${XDG_CACHE_HOME:-$$HOME/.cache}/user-insights/go-tools
+GO_BUILD = GOBIN="$$tools/$(1)" GOFLAGS=-trimpath go install $(2)
+ops-tools:
+	@set -e; tools="$(OPS_TOOLS)"; \
+	[ -x "$$tools/helm-$(HELM_VERSION)/helm" ] \
+		|| $(call GO_BUILD,helm-$(HELM_VERSION),helm.sh/helm/v3/cmd/helm@v$(HELM_VERSION)); \
+	[ -x "$$tools/kubeconform-$(KUBECONFORM_VERSION)/kubeconform" ] \
+		|| $(call GO_BUILD,kubeconform-$(KUBECONFORM_VERSION),github.com/yannh/kubeconform/cmd/kubeconform@v$(KUBECONFORM_VERSION)); \
+	[ -x "$$tools/promtool-$(PROMETHEUS_MODULE_VERSION)/promtool" ] \
+		|| $(call GO_BUILD,promtool-$(PROMETHEUS_MODULE_VERSION),github.com/prometheus/prometheus/cmd/promtool@v$(PROMETHEUS_MODULE_VERSION))
 
 services:  ## start real Kafka, OpenSearch and PostgreSQL on loopback; prints their endpoints
 	python3 deploy/local/services.py up
@@ -149,7 +155,7 @@ unit: sync
 integration: sync
 	$(SERVICES_ENV) && $(UV) run pytest -m integration
 
-e2e: sync browser edge k8s-tools
+e2e: sync browser edge ops-tools
 	$(SERVICES_ENV) && $(UV) run pytest -m e2e
 
 schemas: sync  ## regenerate the event schema snapshots after a deliberate contract change

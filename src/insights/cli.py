@@ -222,17 +222,17 @@ def serve(
     KAFKA_BOOTSTRAP_SERVERS, OPENSEARCH_URL and POSTGRES_DSN; every process needs the same
     INSIGHTS_MASTER_KEY.
     """
-    import logging  # noqa: PLC0415
 
+    from insights import logs  # noqa: PLC0415
     from insights.distributed import serve as serve_process  # noqa: PLC0415
     from insights.tuning import run  # noqa: PLC0415
     from insights_common.auth import MissingMasterKey  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # opensearch-py logs every request at INFO, the readiness probes included.
-    logging.getLogger("opensearch").setLevel(logging.WARNING)
+    try:
+        logs.configure(service.value, chosen=logs.log_format())
+    except ValueError as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
     try:
         run(serve_process(service.value, host=host, port=port, startup_limit=startup_timeout))
     except (MissingMasterKey, ValidationError) as error:

@@ -138,6 +138,7 @@ def check(name: str, ping: Callable[[], Awaitable[bool]]) -> ReadinessCheck:
         if not await ping():
             raise RuntimeError(f"{name} is not answering")
 
+    ready.__name__ = name  # the dependency's name in /readyz and insights_dependency_up
     return ready
 
 
@@ -147,6 +148,7 @@ def service_app(
     *,
     readiness: list[ReadinessCheck],
     peers: PeerReferences | None = None,
+    bus: KafkaBus | None = None,
 ) -> FastAPI:
     """The HTTP app of one service process: its routes, problems, health and metrics; with
     `peers`, its reference is the whole API's (theirs merged with its own)."""
@@ -160,7 +162,9 @@ def service_app(
     )
     install_problem_handlers(app)
     install_http_guards(app, HttpSettings(), default_origin=PUBLIC_ORIGIN)
-    install_observability(app, service=name, readiness=readiness)
+    install_observability(
+        app, service=name, readiness=readiness, collectors=[bus.metrics] if bus else []
+    )
     if parts is not None:
         app.include_router(parts.router, prefix=API_PREFIX)
     if peers is not None:
@@ -185,7 +189,10 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
         bus = kafka_bus(query.kafka, client_id="insights-projector")
         create_projector(store=store, bus=bus, settings=query)
         app = service_app(
-            name, None, readiness=[check("OpenSearch", store.ping), check("Kafka", bus.ping)]
+            name,
+            None,
+            readiness=[check("OpenSearch", store.ping), check("Kafka", bus.ping)],
+            bus=bus,
         )
         return Process(
             app,
@@ -207,7 +214,10 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
         else:
             _, parts = await create_ingest(db=db, bus=bus, keys=keys, settings=settings)
         app = service_app(
-            name, parts, readiness=[check("PostgreSQL", db.ping), check("Kafka", bus.ping)]
+            name,
+            parts,
+            readiness=[check("PostgreSQL", db.ping), check("Kafka", bus.ping)],
+            bus=bus,
         )
         return Process(
             app,
@@ -269,6 +279,7 @@ async def serve(
                 host=host or process.host,
                 port=port or process.port,
                 log_level="info",
+                own_logging=False,
             )
         )
         await server.serve()

@@ -54,12 +54,19 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
 
 def server_config(
-    app: FastAPI, http: HttpSettings, *, host: str, port: int, log_level: str
+    app: FastAPI,
+    http: HttpSettings,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    own_logging: bool = True,
 ) -> uvicorn.Config:
     """uvicorn's settings for a serving process: the limits of `http` in front of `app`.
 
     uvicorn caps connections and kept-alive idleness itself; the size and time of a request's
-    headers and the pauses in its body are `GuardedHttpTools`'s.
+    headers and the pauses in its body are `GuardedHttpTools`'s. Without `own_logging`, uvicorn
+    leaves the logging the process set up as it is.
     """
     trusted = [entry.strip() for entry in http.trusted_proxies.split(",") if entry.strip()]
     return uvicorn.Config(
@@ -68,6 +75,7 @@ def server_config(
         port=port,
         http=guarded_protocol(http),
         log_level=log_level,
+        log_config=uvicorn.config.LOGGING_CONFIG if own_logging else None,
         access_log=False,
         lifespan="on",
         limit_concurrency=http.max_connections,

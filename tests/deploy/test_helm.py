@@ -1,14 +1,12 @@
 """deploy/helm/user-insights passes `helm lint`, renders with the default and the production
 values, and what it renders is valid Kubernetes (and KEDA) for `kubeconform -strict`.
 
-Helm and kubeconform are built from the Go module proxy by `make k8s-tools` (run here when they
+Helm and kubeconform are built from the Go module proxy by `make ops-tools` (run here when they
 are missing); the schemas are made from Kubernetes' and KEDA's own API definitions (kube_schemas).
 """
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 import yaml
 
 from tests.deploy.kube_schemas import LOCATION, schemas
+from tests.deploy.ops_tools import CACHE, ops_tools, version
 
 pytestmark = pytest.mark.unit
 
@@ -24,27 +23,14 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "user-insights"
 PRODUCTION = CHART / "values-production.yaml"
 KUBE_VERSION = "1.33.0"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "user-insights"
-
-
-def _version(name: str) -> str:
-    found = re.search(rf"^{name} := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
-    assert found, name
-    return found.group(1)
 
 
 @pytest.fixture(scope="module")
 def tools() -> dict[str, str]:
-    tools = CACHE / "go-tools"
-    subprocess.run(
-        ["make", "-s", "k8s-tools", f"KUBE_TOOLS={tools}"],  # noqa: S607 - the project's make
-        cwd=ROOT,
-        check=True,
-        timeout=1800,
-    )
-    kubeconform = f"kubeconform-{_version('KUBECONFORM_VERSION')}"
+    tools = ops_tools()
+    kubeconform = f"kubeconform-{version('KUBECONFORM_VERSION')}"
     return {
-        "helm": str(tools / f"helm-{_version('HELM_VERSION')}" / "helm"),
+        "helm": str(tools / f"helm-{version('HELM_VERSION')}" / "helm"),
         "kubeconform": str(tools / kubeconform / "kubeconform"),
         "schemas": str(schemas(CACHE)),
     }

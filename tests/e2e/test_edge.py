@@ -14,6 +14,8 @@ import contextlib
 import gzip
 import hashlib
 import shutil
+import ssl
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -241,3 +243,43 @@ async def test_a_service_that_is_down_gives_a_502_naming_it(tmp_path: Path) -> N
             assert answer.headers["content-type"] == "application/problem+json"
             assert f"The {name} service is not answering" in answer.json()["detail"]
         assert (await edge.get("/healthz")).status_code == 200
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    cert, key = tmp_path / "edge.crt", tmp_path / "edge.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",  # noqa: S607
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_the_edge_terminates_tls_where_configured(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    async with upstreams() as addresses:
+        edge = local_edge().Edge(
+            addresses["import"],
+            addresses["ingest"],
+            addresses["query"],
+            free_port(),
+            work_dir=tmp_path / "edge",
+            tls_cert=cert,
+            tls_key=key,
+        )
+        await asyncio.to_thread(edge.start)
+        try:
+            assert edge.url.startswith("https://")
+            trust = ssl.create_default_context(cafile=str(cert))
+            async with httpx.AsyncClient(base_url=edge.url, verify=trust) as client:
+                answer = await client.get("/api/v1/users")
+            forwarded = dict(answer.json()["headers"])
+            assert forwarded["x-forwarded-proto"] == "https"
+        finally:
+            await asyncio.to_thread(edge.stop)

@@ -246,8 +246,18 @@ def test_import_ingest_and_insights_end_to_end(deployment: Deployment) -> None:
 
 
 def test_every_distributed_process_serves_on_uvloop(distributed: DistributedDeployment) -> None:
-    """`insights serve` runs its process on uvloop, as `insights dev` does through uvicorn."""
+    """`insights serve` runs its process on uvloop, as `insights dev` does through uvicorn, and
+    logs JSON lines naming the service (uvicorn's own lines too)."""
     for name, service in distributed.processes.items():
         log = service.log.read_text(errors="replace")
         assert f"{name} is serving on" in log, log[-2000:]
         assert "(event loop: uvloop)" in log, log[-2000:]
+        lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+        (serving,) = [line for line in lines if "is serving on" in line["message"]]
+        assert (serving["service"], serving["level"], serving["logger"]) == (
+            name,
+            "INFO",
+            "insights.serve",
+        )
+        assert "time" in serving
+        assert any(line["logger"].startswith("uvicorn") for line in lines), log[-2000:]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 
 from insights_common.bus import BatchHandler, InProcessBus
 from insights_common.kafka import KafkaBus, KafkaOptions
@@ -269,6 +270,63 @@ async def test_a_record_that_is_not_an_event_goes_to_the_dead_letter_topic(
     )
     reasons = [dict(record.headers)["x-error"].decode() for record in dead]
     assert all(reason for reason in reasons)
+
+
+@pytest.mark.integration
+async def test_the_bus_reports_lag_batches_failures_and_dead_letters(
+    kafka: KafkaBus, kafka_bootstrap: str
+) -> None:
+    """What the alert rules of deploy/observability read, measured on a real broker."""
+    registry = CollectorRegistry()
+    registry.register(kafka.metrics)
+    group = kafka.topic("projector")
+    topic = kafka.topic(USERS)
+    seen: list[str] = []
+    hold = asyncio.Event()
+    failures = 1
+
+    async def take(events: Sequence[AnyEvent]) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("the store is restarting")
+        if len(seen) >= 4:
+            await hold.wait()  # the later events wait on their partition: lag
+        seen.extend(e.event_id for e in events)
+
+    def value(name: str, **labels: str) -> float:
+        found = registry.get_sample_value(name, labels)
+        return 0.0 if found is None else found
+
+    def lag() -> float:
+        return sum(
+            sample.value
+            for metric in registry.collect()
+            if metric.name == "insights_consumer_lag"
+            for sample in metric.samples
+            if sample.labels["group"] == group and sample.labels["topic"] == topic
+        )
+
+    kafka.subscribe([USERS], take, group_id="projector", max_records=4)
+    await kafka.start()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"not json", key=b"acme:y", partition=0)
+    finally:
+        await producer.stop()
+    await kafka.publish([user(n) for n in range(4)])
+    await until(lambda: len(seen) >= 4)
+    await kafka.publish([user(n) for n in range(4, 24)])
+    try:
+        await until(lambda: lag() >= 10)
+        assert value("insights_dead_letters_total", topic=topic) == 1
+        assert value("insights_consumer_batch_failures_total", group=group, cause="error") == 1
+        assert value("insights_consumer_batch_duration_seconds_count", group=group) >= 1
+        assert value("insights_consumer_records_total", group=group, topic=topic) >= 5
+    finally:
+        hold.set()
+    await until(lambda: len(seen) == 24 and lag() == 0)
 
 
 CONSUMER_THAT_HANGS = """

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from faststream.kafka import KafkaBroker, KafkaResponse
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
+from insights_common.bus_metrics import BusMetrics
 from insights_common.dead_letters import (
     CONSUMER_HEADER,
     DLQ_HEADERS,
@@ -116,6 +118,7 @@ class KafkaBus:
         )
         self._partitions: dict[str, int] = {}
         self._topics: set[str] = set()
+        self.metrics = BusMetrics()
 
     def topic(self, name: str) -> str:
         return f"{self.options.topic_prefix}{name}"
@@ -277,9 +280,12 @@ class KafkaBus:
         self._topics.update(dlq(name) for name in full_names)
         failures = 0
 
+        metrics = self.metrics
+
         async def consume(bodies: list[bytes], message: KafkaMessage) -> None:
             nonlocal failures
             records = _records(bodies, message)
+            started = time.perf_counter()
             try:
                 rejected = await _handle(
                     records, handler, isolate=failures + 1 >= ISOLATE_AFTER, healthy=healthy
@@ -290,6 +296,7 @@ class KafkaBus:
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
                 outage = isinstance(error, DependencyUnavailable)
+                metrics.batch_failures.labels(group_id, "outage" if outage else "error").inc()
                 log.log(
                     logging.WARNING if outage else logging.ERROR,
                     "%s: handling a batch of %d records failed (%d in a row): %s; retrying in "
@@ -304,6 +311,10 @@ class KafkaBus:
                 await asyncio.sleep(delay)
                 raise
             failures = 0
+            metrics.batch_seconds.labels(group_id).observe(time.perf_counter() - started)
+            for record in records:
+                metrics.records.labels(group_id, record.topic).inc()
+                metrics.consumed(group_id, record.topic, record.partition, record.offset)
 
         subscriber = self.broker.subscriber(
             *full_names,
@@ -317,6 +328,18 @@ class KafkaBus:
             decoder=_raw_values,
         )
         subscriber(consume)
+
+        def ends() -> dict[tuple[str, int], int | None]:
+            # read_committed: the end a consumer can reach is the last stable offset.
+            consumer = subscriber.consumer
+            if consumer is None:
+                return {}
+            return {
+                (tp.topic, tp.partition): consumer.last_stable_offset(tp)
+                for tp in consumer.assignment()
+            }
+
+        metrics.follow(group_id, ends)
 
     async def _dead_letter(self, rejected: Sequence[Rejected], *, consumer: str) -> None:
         """Send each reject to `<its topic>.dlq`: its key and bytes, its own headers, and why."""
@@ -343,6 +366,7 @@ class KafkaBus:
             by_topic[dlq(record.topic)].append((record.key, value, headers))
         for topic, records in by_topic.items():
             await self.publish_raw(topic, records)
+            self.metrics.dead_letters.labels(topic.removesuffix(dlq(""))).inc(len(records))
             log.warning(
                 "%s: %d records it could not take went to %s", consumer, len(records), topic
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -11,19 +11,37 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
 def install_observability(
-    app: FastAPI, *, service: str, readiness: list[ReadinessCheck] | None = None
+    app: FastAPI,
+    *,
+    service: str,
+    readiness: list[ReadinessCheck] | None = None,
+    collectors: Iterable[Collector] = (),
 ) -> CollectorRegistry:
-    """Add /healthz, /readyz and /metrics (no key needed) and count every request."""
+    """Add /healthz, /readyz and /metrics (no key needed) and count every request.
+
+    Each readiness check is named after the dependency it probes (its `__name__`); /readyz sets
+    `insights_dependency_up` for it. `collectors` (the Kafka bus's metrics) join the registry.
+    """
     registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
+    up = Gauge(
+        "insights_dependency_up",
+        "1 when the dependency answered the last readiness probe, 0 when it did not",
+        ["service", "dependency"],
+        registry=registry,
+    )
     requests = Counter(
         "insights_http_requests_total",
         "HTTP requests by route and status",
@@ -49,10 +67,14 @@ def install_observability(
     async def readyz() -> JSONResponse:
         failures = []
         for check in checks:
+            name = getattr(check, "__name__", "check")
             try:
                 await check()
             except Exception as exc:  # noqa: BLE001 - any failure means not ready
-                failures.append(f"{getattr(check, '__name__', 'check')}: {exc}")
+                failures.append(f"{name}: {exc}")
+                up.labels(service, name).set(0)
+            else:
+                up.labels(service, name).set(1)
         if failures:
             return JSONResponse({"status": "unavailable", "failures": failures}, status_code=503)
         return JSONResponse({"status": "ready"})

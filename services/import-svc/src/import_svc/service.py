@@ -222,7 +222,12 @@ class ImportService:
             if not run.record.finished:
                 await self._fail(run, UPLOAD_CUT_OFF)
             if isinstance(exc, Exception) and not isinstance(exc, FileRejected):
-                logger.info("upload of import %s ended early: %r", run.record.id, exc)
+                logger.info(
+                    "upload of import %s ended early: %r",
+                    run.record.id,
+                    exc,
+                    extra={"import_id": run.record.id, "app_id": run.record.app_id},
+                )
             raise
         self._background(self._finish_spooled(run, validation), name=f"import {run.record.id}")
         return run.record
@@ -246,7 +251,12 @@ class ImportService:
         fail those it cannot resume, and start sweeping stale imports of other replicas."""
         for record in await self._store.unfinished(owner=self._owner):
             if await self._spool.complete(record.id):
-                logger.warning("resuming import %s of app %s", record.id, record.app_id)
+                logger.warning(
+                    "resuming import %s of app %s",
+                    record.id,
+                    record.app_id,
+                    extra={"import_id": record.id, "app_id": record.app_id},
+                )
                 self._background(self._resume(record), name=f"resume {record.id}")
             else:
                 await self._fail(_Run(self._store, record, None), INTERRUPTED)
@@ -604,9 +614,19 @@ class ImportService:
 
     async def _fail_on_error(self, run: _Run, exc: Exception) -> None:
         if isinstance(exc, _OwnershipLost):
-            logger.warning("import %s was given up by this replica", run.record.id)
+            logger.warning(
+                "import %s was given up by this replica",
+                run.record.id,
+                extra={"import_id": run.record.id, "app_id": run.record.app_id},
+            )
             return  # another replica failed it already
-        logger.error("import %s of app %s failed", run.record.id, run.record.app_id, exc_info=exc)
+        logger.error(
+            "import %s of app %s failed",
+            run.record.id,
+            run.record.app_id,
+            exc_info=exc,
+            extra={"import_id": run.record.id, "app_id": run.record.app_id},
+        )
         issue = FileIssue(
             "internal_error",
             f"The import stopped on an internal error ({type(exc).__name__}); nothing from "
