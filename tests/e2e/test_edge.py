@@ -38,6 +38,9 @@ NAME = web.AppKey("name", str)
 async def echo(request: web.Request) -> web.StreamResponse:
     """What the service was sent: its name, the request line, headers and the body's digest; a
     body of unknown length on /api/v1/imports/export; a large JSON on /api/v1/users/big."""
+    if request.path == "/api/v1/events" and "refuse" in request.query:
+        # As ingest does with a caller it cannot authenticate: answered from the headers.
+        return web.json_response({"refused": True}, status=401)
     body = await request.read()
     if request.path == "/api/v1/imports/export":
         streamed = web.StreamResponse(headers={"Content-Type": "text/csv"})
@@ -193,6 +196,27 @@ async def test_bodies_small_and_large_arrive_whole_both_ways(
     assert seen["body_sha256"] == hashlib.sha256(upload).hexdigest()
     assert export.status_code == 200
     assert export.content == EXPORT
+
+
+async def test_a_webhook_is_refused_from_its_headers_before_its_body_is_sent(
+    edge: httpx.AsyncClient,
+) -> None:
+    """The edge does not hold the body back: the service answers before the caller sends it."""
+    port = edge.base_url.port
+    assert port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST /api/v1/events?refuse HTTP/1.1\r\nHost: t\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n[" + b" " * 1000
+        )
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), timeout=10)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    assert status.startswith(b"HTTP/1.1 401"), status
 
 
 async def test_answers_are_compressed_for_clients_that_take_it(edge: httpx.AsyncClient) -> None:
