@@ -852,7 +852,7 @@ def distributed(
             f"4 `insights serve` processes ({projectors} projector(s)), {PARTITIONS} partitions,"
             f" through nginx ({edge.workers} workers)"
         )
-        pids: dict[str, list[int]] = {"edge": [edge.process.pid]}
+        pids: dict[str, list[int]] = {"edge": edge.pids()}
         for name, _, process, _ in processes:
             pids.setdefault(name, []).append(process.pid)
         yield Target(edge.url, secret, key, how, pids)

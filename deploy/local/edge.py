@@ -194,6 +194,18 @@ http {{
         self.stop()
         raise RuntimeError(f"nginx did not listen on {self.port} in {timeout:g} s:\n{self.logs()}")
 
+    def pids(self) -> list[int]:
+        """The master's and its workers' process ids (for measuring their CPU)."""
+        if self.process is None or self.process.poll() is not None:
+            return []
+        master = self.process.pid
+        children = Path(f"/proc/{master}/task/{master}/children")
+        try:
+            workers = [int(pid) for pid in children.read_text().split()]
+        except OSError:
+            workers = []
+        return [master, *workers]
+
     def kill(self) -> None:
         """SIGKILL the master (its workers follow when they notice), as a crash."""
         if self.process is not None and self.process.poll() is None:
