@@ -154,6 +154,17 @@ async def test_each_path_goes_to_its_service(
     assert answer.json()["service"] == service
 
 
+@pytest.mark.parametrize(
+    ("path", "service"), [("/api/v1/users", "query"), ("/api/v1/events", "ingest")]
+)
+async def test_a_method_nginx_refuses_itself_is_answered_by_the_owner(
+    edge: httpx.AsyncClient, path: str, service: str
+) -> None:
+    """TRACE: the service that owns the path says which methods it allows."""
+    answer = await edge.request("TRACE", path)
+    assert (answer.json()["service"], answer.json()["method"]) == (service, "TRACE")
+
+
 async def test_requests_go_on_as_sent_less_hop_by_hop_headers_plus_forwarded_ones(
     edge: httpx.AsyncClient,
 ) -> None:
