@@ -131,3 +131,43 @@ def test_the_check_rejects_a_broken_compose_file(compose_config: Config, tmp_pat
     result = compose_config(broken, {"INSIGHTS_MASTER_KEY": "a-key"})
     assert result.returncode != 0
     assert "when_ready" in result.stderr or "condition" in result.stderr
+
+
+def test_the_edge_image_fills_in_a_config_nginx_takes(
+    compose_config: Config, tmp_path: Path
+) -> None:
+    """As the official image does at start: envsubst with only the names its environment
+    defines (nginx's own $variables stay), then `nginx -t` on the result. The service names
+    become loopback addresses: nginx resolves them while loading, and no compose network is here.
+    """
+    project = load(compose_config(COMPOSE_FILE, {"INSIGHTS_MASTER_KEY": "a-key"}).stdout)
+    services = project["services"]
+    dockerfile = (ROOT / services["edge"]["build"]["dockerfile"]).read_text()
+    env = dict(re.findall(r"(INSIGHTS_[A-Z_]+)=(\"\"|\S+)", dockerfile))
+    env = {name: "" if value == '""' else value for name, value in env.items()}
+    env |= services["edge"]["environment"]
+    for name in ("INSIGHTS_IMPORT_UPSTREAM", "INSIGHTS_INGEST_UPSTREAM", "INSIGHTS_QUERY_UPSTREAM"):
+        env[name] = "127.0.0.1:" + env[name].rsplit(":", 1)[1]
+    env["INSIGHTS_EDGE_LISTEN"] = f"127.0.0.1:{env['INSIGHTS_EDGE_LISTEN']}"
+    rendered = subprocess.run(
+        ["envsubst", " ".join(f"${{{name}}}" for name in env)],  # noqa: S607 - gettext's
+        input=(ROOT / "deploy/nginx/insights.conf.template").read_text(),
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    ).stdout
+    assert not re.search(r"\$\{INSIGHTS_[A-Z_]+\}", rendered)
+    assert "$insights_owner" in rendered
+    (tmp_path / "insights.conf").write_text(rendered)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{ include /etc/nginx/mime.types; include {tmp_path}/insights.conf; }}\n"
+    )
+    checked = subprocess.run(
+        ["nginx", "-t", "-e", f"{tmp_path}/error.log", "-c", f"{tmp_path}/nginx.conf"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
