@@ -122,11 +122,16 @@ async def key_store(db: PostgresDatabase, box: SecretBox, cache: KeyCacheSetting
 
 
 async def opensearch_store(
-    settings: OpenSearchSettings, stack: AsyncExitStack, *, pool: int, limit: float
+    settings: OpenSearchSettings,
+    stack: AsyncExitStack,
+    *,
+    pool: int,
+    limit: float,
+    refresh: bool = False,
 ) -> OpenSearchInsightsStore:
     client = create_client(settings.url, pool=pool)
     stack.push_async_callback(client.close)
-    store = OpenSearchInsightsStore(client, prefix=settings.index_prefix)
+    store = OpenSearchInsightsStore(client, prefix=settings.index_prefix, refresh=refresh)
     await patiently("OpenSearch", store.ensure_indices, limit=limit)
     return store
 
@@ -169,8 +174,10 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
         raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
     query = QuerySettings()
     if name == "projector":
+        # Each batch is searchable before its offsets are committed: the committed positions
+        # are then the watermark of what reads see (imports complete on it).
         store = await opensearch_store(
-            query.opensearch, stack, pool=query.opensearch_pool, limit=startup_limit
+            query.opensearch, stack, pool=query.opensearch_pool, limit=startup_limit, refresh=True
         )
         bus = kafka_bus(query.kafka, client_id="insights-projector")
         create_projector(store=store, bus=bus, settings=query)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from insights_common.auth import KeyStore
 from insights_common.bus import InProcessBus
-from insights_common.kafka import KafkaBus
+from insights_common.kafka import KafkaBus, KafkaProjectionWatermark
 from insights_common.postgres import PostgresDatabase
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
@@ -35,7 +35,9 @@ def create_embedded(
         dedup_window=settings.dedup_window,
         signature_tolerance=settings.signature_tolerance,
     )
-    router = build_router(service, max_body_bytes=settings.max_body_bytes)
+    router = build_router(
+        service, max_body_bytes=settings.max_body_bytes, visible_wait=settings.visible_wait_seconds
+    )
     return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
 
 
@@ -50,6 +52,7 @@ async def create_distributed(
     """
     dedup = PostgresDedupStore(db)
     await dedup.migrate()
+    watermark = KafkaProjectionWatermark(bus, group_id=settings.kafka.projector_group)
     service = IngestService(
         dedup=dedup,
         publisher=bus,
@@ -57,6 +60,7 @@ async def create_distributed(
         max_batch=settings.max_batch,
         dedup_window=settings.dedup_window,
         signature_tolerance=settings.signature_tolerance,
+        watermark=watermark,
     )
 
     async def healthy() -> bool:
@@ -69,5 +73,9 @@ async def create_distributed(
         max_records=settings.raw_batch,
         healthy=healthy,
     )
-    router = build_router(service, max_body_bytes=settings.max_body_bytes)
-    return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
+    router = build_router(
+        service, max_body_bytes=settings.max_body_bytes, visible_wait=settings.visible_wait_seconds
+    )
+    return service, ServiceParts(
+        router=router, on_start=[service.start], on_stop=[service.stop, watermark.stop]
+    )
