@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from fastapi import FastAPI
 
@@ -127,7 +127,7 @@ async def opensearch_store(
     *,
     pool: int,
     limit: float,
-    refresh: bool = False,
+    refresh: bool | Literal["wait_for"] = False,
 ) -> OpenSearchInsightsStore:
     client = create_client(settings.url, pool=pool)
     stack.push_async_callback(client.close)
@@ -175,9 +175,15 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
     query = QuerySettings()
     if name == "projector":
         # Each batch is searchable before its offsets are committed: the committed positions
-        # are then the watermark of what reads see (imports complete on it).
+        # are then the watermark of what reads see (imports complete on it). It waits for the
+        # index's own refresh (every second) rather than forcing one per batch, which cost
+        # OpenSearch 70% more CPU an event (docs/performance.md).
         store = await opensearch_store(
-            query.opensearch, stack, pool=query.opensearch_pool, limit=startup_limit, refresh=True
+            query.opensearch,
+            stack,
+            pool=query.opensearch_pool,
+            limit=startup_limit,
+            refresh="wait_for",
         )
         bus = kafka_bus(query.kafka, client_id="insights-projector")
         create_projector(store=store, bus=bus, settings=query)

@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import orjson
 from opensearchpy import AsyncOpenSearch
@@ -185,8 +185,15 @@ class OpenSearchInsightsStore:
     """Implements ProjectionStore and InsightsReader on OpenSearch."""
 
     def __init__(
-        self, client: AsyncOpenSearch, *, prefix: str = "insights", refresh: bool = False
+        self,
+        client: AsyncOpenSearch,
+        *,
+        prefix: str = "insights",
+        refresh: bool | Literal["wait_for"] = False,
     ) -> None:
+        """`refresh`: whether a write returns only once searchable. True refreshes at once (a
+        segment per write: for tests); "wait_for" waits for the index's next scheduled refresh
+        (the projector's: what it commits can then be searched, at no extra refreshes)."""
         self._client = client
         self._prefix = prefix
         self._refresh = refresh
@@ -395,7 +402,7 @@ class OpenSearchInsightsStore:
                 chunks.append((bytearray(), []))
             chunks[-1][0].extend(line)
             chunks[-1][1].append(write)
-        params = {"refresh": "true"} if self._refresh else {}
+        params = {} if self._refresh is False else {"refresh": str(self._refresh).lower()}
         responses = await asyncio.gather(
             *(self._client.bulk(body=bytes(body), params=params) for body, _ in chunks)
         )
