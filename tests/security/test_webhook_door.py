@@ -204,7 +204,7 @@ def test_a_signed_body_is_read_whole_and_taken(door: Door) -> None:
             door.port, {"X-Insights-App": app, "X-Insights-Signature": header}, body
         )
         assert answer.status == 202, answer.body
-        assert answer.json() == {"accepted": 2, "duplicates": 0, "rejected": []}
+        assert answer.json() == {"accepted": 2, "duplicates": 0, "rejected": [], "visible": None}
 
 
 def test_good_headers_with_a_wrong_signature_are_refused_after_the_body(door: Door) -> None:

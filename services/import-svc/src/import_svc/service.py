@@ -13,7 +13,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from import_svc.domain.csv_stream import MAX_RECORD_BYTES
@@ -45,6 +45,7 @@ from import_svc.ports import (
     UserRegistry,
 )
 from insights_common.bus import AtOnce, ProjectionWatermark, Written, written_records
+from insights_common.clock import utc_now
 from insights_common.outage import DependencyUnavailable, waiting_out
 from insights_common.service import Recurring
 from insights_contracts import AnyEvent, UserUpserted
@@ -124,10 +125,6 @@ class TooManyRunning(Exception):
         self.limit = limit
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def clean_filename(name: str | None) -> str:
     """The last path segment of a client's file name, without control characters."""
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
@@ -160,7 +157,7 @@ class ImportService:
         watermark: ProjectionWatermark | None = None,
         behind_after: timedelta = BEHIND_AFTER,
         stalled_after: timedelta = STALLED_AFTER,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._store = store
         self._registry = registry

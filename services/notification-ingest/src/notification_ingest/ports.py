@@ -7,15 +7,12 @@ distributed); webhook secrets come from the `insights_common.auth.KeyStore`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
+# The clock the service and the dedup stores use unless a test gives them another.
+from insights_common.clock import utc_now as utc_now
 from insights_common.signatures import WebhookSigning
-
-
-def utc_now() -> datetime:
-    """The clock the service and the dedup stores use unless a test gives them another."""
-    return datetime.now(UTC)
 
 
 class DedupStore(Protocol):
