@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fastapi import APIRouter
+
 from insights_common.auth import KeyStore
 from insights_common.bus import InProcessBus
 from insights_common.kafka import KafkaBus
@@ -13,8 +15,10 @@ from notification_ingest.adapters.postgres import PostgresDedupStore
 from notification_ingest.adapters.sqlite import SqliteDedupStore
 from notification_ingest.entrypoints.consumers import raw_events_consumer
 from notification_ingest.entrypoints.http import build_router
+from notification_ingest.entrypoints.sources_http import build_sources_router
 from notification_ingest.service import IngestService
 from notification_ingest.settings import IngestSettings
+from notification_ingest.source_service import SourceService
 
 
 def create_embedded(
@@ -35,7 +39,7 @@ def create_embedded(
         dedup_window=settings.dedup_window,
         signature_tolerance=settings.signature_tolerance,
     )
-    router = build_router(service, max_body_bytes=settings.max_body_bytes)
+    router = routes(service, keys=keys, settings=settings)
     return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
 
 
@@ -69,5 +73,18 @@ async def create_distributed(
         max_records=settings.raw_batch,
         healthy=healthy,
     )
-    router = build_router(service, max_body_bytes=settings.max_body_bytes)
+    router = routes(service, keys=keys, settings=settings)
     return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
+
+
+def routes(service: IngestService, *, keys: KeyStore, settings: IngestSettings) -> APIRouter:
+    """The webhook and the platforms' sources, in either mode."""
+    sources = SourceService(
+        ingest=service,
+        secrets=keys,
+        public_url=settings.public_url,
+        tolerance=settings.signature_tolerance,
+    )
+    router = build_router(service, max_body_bytes=settings.max_body_bytes)
+    router.include_router(build_sources_router(sources, max_body_bytes=settings.max_body_bytes))
+    return router

@@ -42,3 +42,9 @@ class WebhookSecrets(Protocol):
     """The part of `insights_common.auth.KeyStore` the webhook needs."""
 
     async def webhook_signing(self, app_id: str, *, now: datetime) -> WebhookSigning | None: ...
+
+
+class SourceSecrets(Protocol):
+    """The part of `insights_common.auth.KeyStore` the platforms' sources need."""
+
+    async def source_secret(self, app_id: str, platform: str) -> str | None: ...

@@ -1,0 +1,143 @@
+"""The platforms' own callbacks (docs/sources.md): authenticate by the platform's scheme, read
+its body, translate it by its table, and ingest the events like any webhook's.
+
+Headers first: `authenticate` checks what the headers alone can show (a platform we take, a
+well-formed credential, a timestamp within the tolerance, a secret configured for the app), so a
+caller who cannot be the platform is refused before its body is read; `take` checks the body
+against the credential, then reads and ingests it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from insights_common.signatures import Credential, MalformedSignature
+from notification_ingest.domain.errors import Unauthenticated
+from notification_ingest.domain.model import Rejection
+from notification_ingest.domain.sources import PLATFORMS, Platform
+from notification_ingest.domain.sources.model import SourceRequest
+from notification_ingest.domain.sources.translation import Ignored, translate
+from notification_ingest.ports import SourceSecrets, utc_now
+from notification_ingest.service import IngestService
+
+
+class UnknownPlatform(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSender:
+    """A platform's request whose headers passed: its credential has yet to match the body."""
+
+    app_id: str
+    platform: Platform
+    credential: Credential
+    secret: str
+    request: SourceRequest
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRefusal:
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceResult:
+    callbacks: int
+    accepted: int
+    duplicates: int
+    ignored: tuple[Ignored, ...]
+    refused: tuple[CallbackRefusal, ...]
+
+
+def not_signed(platform: Platform) -> str:
+    return (
+        f"The request is not signed by {platform.table.title} for this app: check the"
+        f" {platform.credential_name} given to 'insights sources add {platform.table.name}' and the"
+        " URL the platform calls (docs/sources.md)."
+    )
+
+
+class SourceService:
+    def __init__(
+        self,
+        *,
+        ingest: IngestService,
+        secrets: SourceSecrets,
+        public_url: str | None,
+        tolerance: timedelta,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._ingest = ingest
+        self._secrets = secrets
+        self._public_url = public_url
+        self._tolerance = tolerance
+        self._clock = clock
+
+    @staticmethod
+    def platform(name: str) -> Platform:
+        platform = PLATFORMS.get(name)
+        if platform is None:
+            raise UnknownPlatform(
+                f"User Insights takes no callbacks from '{name}'; it takes: {', '.join(PLATFORMS)}."
+            )
+        return platform
+
+    async def authenticate(
+        self, *, platform: str, app_id: str, headers: dict[str, str], path: str, query: str
+    ) -> SourceSender:
+        """Raises UnknownPlatform or Unauthenticated."""
+        chosen = self.platform(platform)
+        now = self._clock()
+        request = SourceRequest(
+            headers=headers, path=path, query=query, public_url=self._public_url, received_at=now
+        )
+        try:
+            credential = chosen.credential(request)
+        except MalformedSignature as exc:
+            raise Unauthenticated(
+                f"{exc} ({chosen.table.title}'s scheme: docs/sources.md)"
+            ) from exc
+        if credential.timestamp is not None:
+            skew = now.timestamp() - credential.timestamp
+            if abs(skew) > self._tolerance.total_seconds():
+                when = "old" if skew > 0 else "ahead of this server's clock"
+                raise Unauthenticated(
+                    f"{chosen.table.title}'s signature is {abs(skew):.0f} s {when}; at most"
+                    f" {self._tolerance.total_seconds():.0f} s is taken (replay protection)."
+                )
+        secret = await self._secrets.source_secret(app_id, chosen.table.name)
+        if secret is None:
+            # The answer of a wrong signature: a caller learns nothing of which apps exist.
+            raise Unauthenticated(not_signed(chosen))
+        return SourceSender(
+            app_id=app_id, platform=chosen, credential=credential, secret=secret, request=request
+        )
+
+    async def take(self, sender: SourceSender, body: bytes) -> SourceResult:
+        """Raises Unauthenticated, MalformedBody or BatchTooLarge, and then nothing is taken."""
+        if not sender.credential.matches((sender.secret,), body):
+            raise Unauthenticated(not_signed(sender.platform))
+        reads = sender.platform.read(body, sender.request)
+        translation = translate(sender.platform.table, reads, app_id=sender.app_id)
+        refused = [CallbackRefusal(r.index, r.reason) for r in translation.refused]
+        result = await self._ingest.ingest(app_id=sender.app_id, items=translation.events)
+        refused.extend(
+            CallbackRefusal(translation.origins[rejection.index], _summary(rejection))
+            for rejection in result.rejected
+        )
+        refused.sort(key=lambda refusal: refusal.index)
+        return SourceResult(
+            callbacks=len(reads),
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            ignored=tuple(translation.ignored),
+            refused=tuple(refused),
+        )
+
+
+def _summary(rejection: Rejection) -> str:
+    return f"The event it makes is refused: {rejection.summary()}"
