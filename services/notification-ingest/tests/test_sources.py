@@ -439,3 +439,26 @@ def test_base64_and_hex_garbage_are_malformed_signatures() -> None:
     )
     with pytest.raises(ValueError, match="base64"):
         twilio.credential(request)
+
+
+async def test_smtp_codes_explain_email_bounces_only(
+    sources: SourceService, bus: RecordingBus
+) -> None:
+    batch = {
+        "events": [
+            braze_event("email.Bounce", event_id="e-1", at=T, bounce_reason="550 5.1.1 unknown"),
+            braze_event(
+                "sms.DeliveryFailure",
+                event_id="s-1",
+                at=T,
+                dispatch_id="dispatch-0009",
+                error="provider said 550",
+                provider_error_code="550",
+            ),
+        ]
+    }
+    body = json_body(batch)
+    await post(sources, "braze", body, {"Authorization": f"Bearer {BRAZE_TOKEN}"})
+    email, sms = (e for e in bus.received if isinstance(e, NotificationFailed))
+    assert "Mailbox unavailable" in email.reason and "RFC 5321" in email.reason
+    assert sms.reason == "provider said 550"

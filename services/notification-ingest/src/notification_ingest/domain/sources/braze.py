@@ -54,6 +54,7 @@ TABLE = PlatformTable(
     },
     failures=smtp.REPLIES,
     failure_source=smtp.SOURCE,
+    failures_for=frozenset({"email"}),
     channels={
         "sms": "sms",
         "whatsapp": "whatsapp",

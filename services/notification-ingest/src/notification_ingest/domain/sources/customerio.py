@@ -51,6 +51,7 @@ TABLE = PlatformTable(
     },
     failures=smtp.REPLIES,
     failure_source=smtp.SOURCE,
+    failures_for=frozenset({"email"}),
     channels={"email": "email", "push": "push", "sms": "sms", "in_app": "in_app"},
     no_template="(no Customer.io campaign named)",
 )

@@ -78,6 +78,8 @@ class PlatformTable:
     failures: Mapping[str, str] = field(default_factory=dict)
     failure_source: str = ""
     """Where the texts of `failures` come from, shown beside them."""
+    failures_for: frozenset[str] | None = None
+    """Our channels whose codes `failures` explains (SMTP codes only email's); None: all."""
     channels: Mapping[str, str] = field(default_factory=dict)
     """The platform's channel words to ours; a word missing here is not shown."""
     default_channel: str | None = None

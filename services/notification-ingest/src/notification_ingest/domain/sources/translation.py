@@ -89,10 +89,11 @@ def translate(table: PlatformTable, reads: Sequence[Read], *, app_id: str) -> Tr
     return Translation(events=events, origins=origins, ignored=ignored, refused=refused)
 
 
-def failure_reason(table: PlatformTable, code: str | None, own: str | None) -> str:
-    """The platform's own words, else the dictionary's text for the code with where it comes
-    from; both when they differ."""
-    known = table.failures.get(code or "")
+def failure_reason(table: PlatformTable, code: str | None, own: str | None, *, channel: str) -> str:
+    """The platform's own words and the dictionary's text for the code, with where that comes
+    from; either alone when the other is missing."""
+    explains = table.failures_for is None or channel in table.failures_for
+    known = table.failures.get(code or "") if explains else None
     explained = f"{known} ({table.failure_source})" if known else ""
     parts = [part for part in (own, explained) if part]
     return " — ".join(parts)[:2000]
@@ -135,7 +136,7 @@ def _events(
     }
     if outcome == "failed":
         event["code"] = (read.code or read.status)[:128]
-        event["reason"] = failure_reason(table, read.code, read.reason)
+        event["reason"] = failure_reason(table, read.code, read.reason, channel=channel)
     elif outcome == "clicked" and read.url:
         event["url"] = read.url[:2048]
     return [sent, event]
