@@ -3,7 +3,7 @@ in both modes, ending visible through the query API: a Twilio sent, delivered an
 message with its timeline; a Knock message; a Braze batch whose failure shows its readable reason;
 a callback sent twice counted once.
 
-INGEST_PUBLIC_URL names a host this server is not reached at, as behind a proxy: Twilio's
+PUBLIC_BASE_URL names a host this server is not reached at, as behind a proxy: Twilio's
 signature must be checked against it, never against the request's Host.
 """
 
@@ -49,12 +49,12 @@ def behind_proxy(
     """The product in each mode, told its public URL is PUBLIC_URL."""
     running: Deployment
     if request.param == "embedded":
-        monkeypatch.setenv("INGEST_PUBLIC_URL", PUBLIC_URL)
+        monkeypatch.setenv("PUBLIC_BASE_URL", PUBLIC_URL)
         data_dir = tmp_path / "data"
         data_dir.mkdir()
         running = EmbeddedDeployment(data_dir)
     else:
-        monkeypatch.setenv("INGEST_PUBLIC_URL", PUBLIC_URL)  # read into the processes' env
+        monkeypatch.setenv("PUBLIC_BASE_URL", PUBLIC_URL)  # read into the processes' env
         running = _distributed(request, tmp_path)
     try:
         yield running

@@ -82,7 +82,6 @@ def routes(service: IngestService, *, keys: KeyStore, settings: IngestSettings) 
     sources = SourceService(
         ingest=service,
         secrets=keys,
-        public_url=settings.public_url,
         tolerance=settings.signature_tolerance,
     )
     router = build_router(service, max_body_bytes=settings.max_body_bytes)

@@ -38,15 +38,6 @@ class IngestSettings(BaseSettings):
             "seconds, either way; a request signed longer ago is refused (replay protection)."
         ),
     )
-    public_url: str | None = Field(
-        default=None,
-        description=(
-            "The base URL the messaging platforms call this deployment at (scheme, host and any"
-            " path prefix, e.g. https://insights.example.com): Twilio signs the URL it called,"
-            " which behind a proxy is not the one this server sees."
-        ),
-        pattern=r"^https?://[^\s?#]+$",
-    )
     raw_group: str = "insights-ingest-raw"
     """The consumer group reading the platform's raw topic; replicas share its partitions."""
     raw_batch: int = Field(default=200, ge=1, le=5000)

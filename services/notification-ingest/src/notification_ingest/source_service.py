@@ -67,13 +67,11 @@ class SourceService:
         *,
         ingest: IngestService,
         secrets: SourceSecrets,
-        public_url: str | None,
         tolerance: timedelta,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._ingest = ingest
         self._secrets = secrets
-        self._public_url = public_url
         self._tolerance = tolerance
         self._clock = clock
 
@@ -87,13 +85,21 @@ class SourceService:
         return platform
 
     async def authenticate(
-        self, *, platform: str, app_id: str, headers: dict[str, str], path: str, query: str
+        self,
+        *,
+        platform: str,
+        app_id: str,
+        headers: dict[str, str],
+        path: str,
+        query: str,
+        public_origin: str | None,
     ) -> SourceSender:
-        """Raises UnknownPlatform or Unauthenticated."""
+        """`public_origin`: where the platform calls this deployment (PUBLIC_BASE_URL), never
+        the request's Host. Raises UnknownPlatform or Unauthenticated."""
         chosen = self.platform(platform)
         now = self._clock()
         request = SourceRequest(
-            headers=headers, path=path, query=query, public_url=self._public_url, received_at=now
+            headers=headers, path=path, query=query, public_url=public_origin, received_at=now
         )
         try:
             credential = chosen.credential(request)

@@ -50,6 +50,7 @@ class SourceResponse(BaseModel):
 
 _PROBLEMS = problem_responses(
     {
+        400: "The app id in the path is not 1-64 characters from A-Z a-z 0-9 _ - .",
         401: "The platform's signature (or Braze's bearer token) is missing, malformed, stale or"
         " does not match the body with the secret configured by 'insights sources add'"
         " (docs/sources.md).",
@@ -89,6 +90,7 @@ def build_sources_router(sources: SourceService, *, max_body_bytes: int) -> APIR
                 headers={name.lower(): value for name, value in request.headers.items()},
                 path=request.scope.get("raw_path", request.url.path.encode()).decode("latin-1"),
                 query=request.scope.get("query_string", b"").decode("latin-1"),
+                public_origin=getattr(request.app.state, "public_origin", None),
             )
         except UnknownPlatform as exc:
             return unread_refusal(request, Problem(404, "Unknown platform", str(exc)))

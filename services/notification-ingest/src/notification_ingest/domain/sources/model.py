@@ -30,7 +30,8 @@ class SourceRequest:
     query: str
     """The raw query string, '' when none."""
     public_url: str | None
-    """This deployment's public base URL (INGEST_PUBLIC_URL), for schemes that sign the URL."""
+    """The origin the platform calls this deployment at (PUBLIC_BASE_URL), for schemes that
+    sign the URL."""
     received_at: datetime
 
     def header(self, name: str) -> str | None:

@@ -82,7 +82,7 @@ def credential(request: SourceRequest) -> Signature:
     if not request.public_url:
         raise MalformedSignature(
             "Twilio signs the URL it called, and this server does not know its public URL: set"
-            " INGEST_PUBLIC_URL (e.g. https://insights.example.com) on the ingest service."
+            " PUBLIC_BASE_URL (e.g. https://insights.example.com)."
         )
     url = request.public_url.rstrip("/") + request.path
     if request.query:
