@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 SID = "SM9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+BY_PHONE = "SM00000000000000000000000000000042"
+USERS_CSV = "user_id,phone_number,nickname\r\nkim.minji,+821012345678,Minji\r\n"
 KNOCK_ID = "2Gk4xQbYtWzJ8mN3pR6sV1uE0cA"
 
 
@@ -62,9 +64,16 @@ def behind_proxy(
         running.stop()
 
 
-def twilio_post(deployment: Deployment, status: str, **extra: str) -> httpx.Response:
+def twilio_post(
+    deployment: Deployment,
+    status: str,
+    *,
+    sid: str = SID,
+    query: str = "user_id=alex",
+    **extra: str,
+) -> httpx.Response:
     body, headers, target = twilio_request(
-        twilio_status(status, sid=SID, **extra), path="/api/v1/sources/twilio/acme"
+        twilio_status(status, sid=sid, **extra), path="/api/v1/sources/twilio/acme", query=query
     )
     return httpx.post(f"{deployment.url}{target}", content=body, headers=headers, timeout=30)
 
@@ -135,6 +144,18 @@ def test_platform_callbacks_end_visible_through_the_query_api(behind_proxy: Depl
     assert braze.status_code == 202, braze.text
 
     with deployment.client(key) as api:
+        imported = api.post(
+            "/api/v1/imports", files={"file": ("users.csv", USERS_CSV.encode(), "text/csv")}
+        )
+        assert imported.status_code == 202, imported.text
+
+        def by_phone_taken() -> bool:
+            # A callback naming only a number no user has yet is refused, never kept half-way.
+            answer = twilio_post(deployment, "sent", sid=BY_PHONE, query="", To="+821012345678")
+            assert answer.status_code == 202, answer.text
+            return bool(answer.json()["accepted"] or answer.json()["duplicates"])
+
+        eventually_true(by_phone_taken, limit=60)
 
         def message(message_id: str) -> dict[str, Any]:
             answer = api.get(f"/api/v1/messages/{message_id}")
@@ -148,6 +169,8 @@ def test_platform_callbacks_end_visible_through_the_query_api(behind_proxy: Depl
         assert [t["status"] for t in twilio["timeline"]] == ["sent", "delivered", "read"]
         assert (twilio["user_id"], twilio["channel"]) == ("alex", "sms")
         assert twilio["template"]["key"] == "twilio"
+
+        eventually_true(lambda: message(BY_PHONE)["user_id"] == "kim.minji")
 
         eventually_true(lambda: message(KNOCK_ID)["status"] == "read")
         assert message(KNOCK_ID)["template"]["key"] == "order-shipped"

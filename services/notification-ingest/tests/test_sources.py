@@ -34,7 +34,8 @@ from source_samples import (
 from insights_common.auth import SqliteKeyStore
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import NotificationFailed, NotificationSent
-from notification_ingest.adapters.sqlite import SqliteDedupStore
+from notification_ingest.adapters.sqlite import SqliteDedupStore, SqlitePhoneDirectory
+from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.domain.errors import MalformedBody, Unauthenticated
 from notification_ingest.domain.sources import twilio
 from notification_ingest.domain.sources.model import SourceRequest
@@ -63,8 +64,14 @@ async def sources(db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore) -
     ingest = IngestService(
         dedup=SqliteDedupStore(db), publisher=bus, secrets=keys, max_batch=1000, clock=lambda: NOW
     )
+    phones = SqlitePhoneDirectory(db)
+    await phones.record([PhoneEntry("acme", "kim", "+821012345678")])
     return SourceService(
-        ingest=ingest, secrets=keys, tolerance=timedelta(seconds=300), clock=lambda: NOW
+        ingest=ingest,
+        secrets=keys,
+        phones=phones,
+        tolerance=timedelta(seconds=300),
+        clock=lambda: NOW,
     )
 
 
@@ -184,6 +191,17 @@ async def test_twilio_queued_is_acknowledged_and_ignored(
     assert bus.received == []
 
 
+async def test_twilio_naming_only_an_imported_number_is_that_users(
+    sources: SourceService, bus: RecordingBus
+) -> None:
+    body, headers, target = twilio_request(
+        twilio_status("delivered", To="+821012345678"), path=PATH.format("twilio"), query=""
+    )
+    result = await post(sources, "twilio", body, headers, target)
+    assert (result.accepted, result.refused) == (2, ())
+    assert {event.user_id for event in bus.received} == {"kim"}
+
+
 async def test_twilio_without_a_user_is_refused_with_how_to_name_one(
     sources: SourceService, bus: RecordingBus
 ) -> None:
@@ -194,6 +212,7 @@ async def test_twilio_without_a_user_is_refused_with_how_to_name_one(
     assert result.accepted == 0
     assert "+14155550171" in result.refused[0].reason
     assert "?user_id=" in result.refused[0].reason
+    assert "import the user" in result.refused[0].reason
 
 
 async def test_twilio_signature_over_another_url_or_with_another_token_is_refused(

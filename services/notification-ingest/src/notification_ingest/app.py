@@ -10,15 +10,19 @@ from insights_common.kafka import KafkaBus
 from insights_common.postgres import PostgresDatabase
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
-from insights_contracts.topics import PLATFORM_RAW
-from notification_ingest.adapters.postgres import PostgresDedupStore
-from notification_ingest.adapters.sqlite import SqliteDedupStore
-from notification_ingest.entrypoints.consumers import raw_events_consumer
+from insights_contracts.topics import PLATFORM_RAW, USERS
+from notification_ingest.adapters.postgres import PostgresDedupStore, PostgresPhoneDirectory
+from notification_ingest.adapters.sqlite import SqliteDedupStore, SqlitePhoneDirectory
+from notification_ingest.entrypoints.consumers import phone_directory_consumer, raw_events_consumer
 from notification_ingest.entrypoints.http import build_router
 from notification_ingest.entrypoints.sources_http import build_sources_router
+from notification_ingest.ports import PhoneDirectory
 from notification_ingest.service import IngestService
 from notification_ingest.settings import IngestSettings
 from notification_ingest.source_service import SourceService
+
+PHONE_DIRECTORY = "ingest-phone-directory"
+"""The embedded subscriber keeping whose phone number is whose (its dead letters' consumer)."""
 
 
 def create_embedded(
@@ -39,7 +43,9 @@ def create_embedded(
         dedup_window=settings.dedup_window,
         signature_tolerance=settings.signature_tolerance,
     )
-    router = routes(service, keys=keys, settings=settings)
+    phones = SqlitePhoneDirectory(db)
+    bus.subscribe(USERS, phone_directory_consumer(phones), consumer=PHONE_DIRECTORY)
+    router = routes(service, keys=keys, phones=phones, settings=settings)
     return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
 
 
@@ -73,15 +79,26 @@ async def create_distributed(
         max_records=settings.raw_batch,
         healthy=healthy,
     )
-    router = routes(service, keys=keys, settings=settings)
+    phones = PostgresPhoneDirectory(db)
+    bus.subscribe(
+        [USERS],
+        phone_directory_consumer(phones),
+        group_id=settings.phone_group,
+        max_records=settings.raw_batch,
+        healthy=healthy,
+    )
+    router = routes(service, keys=keys, phones=phones, settings=settings)
     return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
 
 
-def routes(service: IngestService, *, keys: KeyStore, settings: IngestSettings) -> APIRouter:
+def routes(
+    service: IngestService, *, keys: KeyStore, phones: PhoneDirectory, settings: IngestSettings
+) -> APIRouter:
     """The webhook and the platforms' sources, in either mode."""
     sources = SourceService(
         ingest=service,
         secrets=keys,
+        phones=phones,
         tolerance=settings.signature_tolerance,
     )
     router = build_router(service, max_body_bytes=settings.max_body_bytes)

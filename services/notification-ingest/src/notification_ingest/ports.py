@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from insights_common.signatures import WebhookSigning
+from notification_ingest.domain.directory import PhoneEntry
 
 
 def utc_now() -> datetime:
@@ -48,3 +49,15 @@ class SourceSecrets(Protocol):
     """The part of `insights_common.auth.KeyStore` the platforms' sources need."""
 
     async def source_secret(self, app_id: str, platform: str) -> str | None: ...
+
+
+class PhoneDirectory(Protocol):
+    """Whose phone number is whose, per app, fed by the users topic (`domain.directory`)."""
+
+    async def record(self, entries: Sequence[PhoneEntry]) -> None:
+        """Keep each user's number, in order; a user's earlier number no longer names them."""
+        ...
+
+    async def users_by_phone(self, app_id: str, phones: Sequence[str]) -> dict[str, str]:
+        """The user_id of each of `phones` the app knows."""
+        ...

@@ -10,16 +10,16 @@ against the credential, then reads and ingests it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from insights_common.signatures import Credential, MalformedSignature
 from notification_ingest.domain.errors import Unauthenticated
 from notification_ingest.domain.model import Rejection
 from notification_ingest.domain.sources import PLATFORMS, Platform
-from notification_ingest.domain.sources.model import SourceRequest
+from notification_ingest.domain.sources.model import Callback, Read, SourceRequest
 from notification_ingest.domain.sources.translation import Ignored, translate
-from notification_ingest.ports import SourceSecrets, utc_now
+from notification_ingest.ports import PhoneDirectory, SourceSecrets, utc_now
 from notification_ingest.service import IngestService
 
 
@@ -67,11 +67,13 @@ class SourceService:
         *,
         ingest: IngestService,
         secrets: SourceSecrets,
+        phones: PhoneDirectory,
         tolerance: timedelta,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._ingest = ingest
         self._secrets = secrets
+        self._phones = phones
         self._tolerance = tolerance
         self._clock = clock
 
@@ -127,7 +129,7 @@ class SourceService:
         """Raises Unauthenticated, MalformedBody or BatchTooLarge, and then nothing is taken."""
         if not sender.credential.matches((sender.secret,), body):
             raise Unauthenticated(not_signed(sender.platform))
-        reads = sender.platform.read(body, sender.request)
+        reads = await self._named(sender.app_id, sender.platform.read(body, sender.request))
         translation = translate(sender.platform.table, reads, app_id=sender.app_id)
         refused = [CallbackRefusal(r.index, r.reason) for r in translation.refused]
         result = await self._ingest.ingest(app_id=sender.app_id, items=translation.events)
@@ -143,6 +145,21 @@ class SourceService:
             ignored=tuple(translation.ignored),
             refused=tuple(refused),
         )
+
+    async def _named(self, app_id: str, reads: list[Read]) -> list[Read]:
+        """The callbacks, those naming only a phone number given the user who has it."""
+        phones = sorted(
+            {r.phone for r in reads if isinstance(r, Callback) and r.user_id is None and r.phone}
+        )
+        if not phones:
+            return reads
+        users = await self._phones.users_by_phone(app_id, phones)
+        return [
+            replace(r, user_id=users.get(r.phone))
+            if isinstance(r, Callback) and r.user_id is None and r.phone
+            else r
+            for r in reads
+        ]
 
 
 def _summary(rejection: Rejection) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from insights_common.postgres import PostgresDatabase
+from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.ports import utc_now
 
 COMPONENT = "ingest"
@@ -24,6 +25,16 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app_id, event_id)
     );
     CREATE INDEX ing_seen_events_seen_at ON ing_seen_events (seen_at);
+    """,
+    # Whose phone number is whose, for the platforms' callbacks that name only a number.
+    """
+    CREATE TABLE ing_phone_directory (
+        app_id text NOT NULL,
+        phone text NOT NULL,
+        user_id text NOT NULL,
+        PRIMARY KEY (app_id, phone)
+    );
+    CREATE INDEX ing_phone_directory_user ON ing_phone_directory (app_id, user_id);
     """,
 )
 
@@ -88,3 +99,40 @@ class PostgresDedupStore:
             total += dropped
             if dropped < chunk:
                 return total
+
+
+class PostgresPhoneDirectory:
+    """Implements PhoneDirectory. Its table comes with the dedup store's migrations."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+
+    async def record(self, entries: Sequence[PhoneEntry]) -> None:
+        if not entries:
+            return
+        async with self._db.acquire() as conn, conn.transaction():
+            for entry in entries:
+                await conn.execute(
+                    "DELETE FROM ing_phone_directory WHERE app_id = $1 AND user_id = $2",
+                    entry.app_id,
+                    entry.user_id,
+                )
+                await conn.execute(
+                    "INSERT INTO ing_phone_directory (app_id, phone, user_id) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (app_id, phone) DO UPDATE SET user_id = excluded.user_id",
+                    entry.app_id,
+                    entry.phone,
+                    entry.user_id,
+                )
+
+    async def users_by_phone(self, app_id: str, phones: Sequence[str]) -> dict[str, str]:
+        if not phones:
+            return {}
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT phone, user_id FROM ing_phone_directory"
+                " WHERE app_id = $1 AND phone = ANY($2::text[])",
+                app_id,
+                list(phones),
+            )
+        return {str(row["phone"]): str(row["user_id"]) for row in rows}

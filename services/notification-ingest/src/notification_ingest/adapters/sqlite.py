@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from insights_common.sqlite import SqliteDatabase
+from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.ports import utc_now
 
 FORGET_CHUNK = 5_000
@@ -22,6 +23,13 @@ CREATE TABLE IF NOT EXISTS ing_seen_events (
     seen_at TEXT NOT NULL,
     PRIMARY KEY (app_id, event_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ing_phone_directory (
+    app_id TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (app_id, phone)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ing_phone_directory_user ON ing_phone_directory (app_id, user_id);
 """
 
 
@@ -113,3 +121,43 @@ def _forget_turn(
     if len(rows) < chunk:
         return len(old), None
     return len(old), (rows[-1]["app_id"], rows[-1]["event_id"])
+
+
+class SqlitePhoneDirectory:
+    """Implements PhoneDirectory in the shared SQLite file."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+        db.migrate(SCHEMA)
+
+    async def record(self, entries: Sequence[PhoneEntry]) -> None:
+        if not entries:
+            return
+
+        def write(conn: sqlite3.Connection) -> None:
+            for entry in entries:
+                conn.execute(
+                    "DELETE FROM ing_phone_directory WHERE app_id = ? AND user_id = ?",
+                    (entry.app_id, entry.user_id),
+                )
+                conn.execute(
+                    "INSERT INTO ing_phone_directory (app_id, phone, user_id) VALUES (?, ?, ?)"
+                    " ON CONFLICT (app_id, phone) DO UPDATE SET user_id = excluded.user_id",
+                    (entry.app_id, entry.phone, entry.user_id),
+                )
+
+        await self._db.write(write)
+
+    async def users_by_phone(self, app_id: str, phones: Sequence[str]) -> dict[str, str]:
+        if not phones:
+            return {}
+
+        def read(conn: sqlite3.Connection) -> dict[str, str]:
+            rows = conn.execute(
+                "SELECT phone, user_id FROM ing_phone_directory"
+                " WHERE app_id = ? AND phone IN (SELECT value FROM json_each(?))",
+                (app_id, json.dumps(list(phones))),
+            )
+            return {str(row["phone"]): str(row["user_id"]) for row in rows}
+
+        return await self._db.read(read)

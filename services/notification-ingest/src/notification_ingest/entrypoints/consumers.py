@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from insights_common.bus import BatchHandler
 from insights_common.kafka import Record, RecordHandler, Rejected
+from insights_contracts import AnyEvent
+from notification_ingest.domain.directory import phone_entries
 from notification_ingest.domain.errors import IngestRefused
 from notification_ingest.domain.validation import decode_batch, encode_item
+from notification_ingest.ports import PhoneDirectory
 from notification_ingest.service import IngestService
 
 
@@ -38,5 +42,14 @@ def raw_events_consumer(service: IngestService, *, max_batch: int) -> RecordHand
                     Rejected(record, error, index=index, value=encode_item(items[index]))
                 )
         return rejected
+
+    return consume
+
+
+def phone_directory_consumer(directory: PhoneDirectory) -> BatchHandler:
+    """The users topic into the phone directory the sources name users by."""
+
+    async def consume(events: Sequence[AnyEvent]) -> None:
+        await directory.record(phone_entries(events))
 
     return consume

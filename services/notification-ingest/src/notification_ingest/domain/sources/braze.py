@@ -120,7 +120,9 @@ def _event(item: object, request: SourceRequest) -> Read:
         code=code,
         reason=error,
         url=text(props.get("url")) or text(props.get("link_url")),
-        user_hint="Braze sent no external_user_id: set an external id on the user in Braze.",
+        phone=text(props.get("to_phone_number")),
+        user_hint="Braze sent no external_user_id, and no imported user has the number it"
+        " went to: set an external id on the user in Braze, or import the user.",
     )
 
 

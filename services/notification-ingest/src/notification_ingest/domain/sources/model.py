@@ -54,6 +54,9 @@ class Callback:
     code: str | None = None
     reason: str | None = None
     url: str | None = None
+    phone: str | None = None
+    """The E.164 number the message went to, which names the user when `user_id` is None
+    (looked up among the app's imported users)."""
     user_hint: str = ""
     """How to name the user when the callback names none, for the caller's error."""
 

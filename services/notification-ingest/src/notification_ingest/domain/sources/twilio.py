@@ -137,10 +137,12 @@ def read(body: bytes, request: SourceRequest) -> list[Read]:
             dedup_key=f"{sid}:{status}:{code or ''}:{done}",
             channel="whatsapp" if address.startswith("whatsapp:") else "sms",
             code=code if code and code != "0" else None,
+            phone=address.removeprefix("whatsapp:") or None,
             reason=field("ErrorMessage"),
             user_hint=(
-                f"Twilio's callback names only the number {address or '(none)'}: add"
-                f" ?{USER_PARAMETER}=<the user's id> to the StatusCallback URL of each message."
+                f"Twilio's callback names only the number {address or '(none)'}, which no"
+                " imported user of the app has: import the user with that phone number, or"
+                f" add ?{USER_PARAMETER}=<the user's id> to the message's StatusCallback URL."
             ),
         )
     ]

@@ -1,0 +1,76 @@
+"""The PhoneDirectory port suite, the same tests on SqlitePhoneDirectory and
+PostgresPhoneDirectory, and the rule both keep (`domain.directory`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from insights_common.sqlite import SqliteDatabase
+from insights_contracts import UserUpserted
+from notification_ingest.adapters.postgres import PostgresDedupStore, PostgresPhoneDirectory
+from notification_ingest.adapters.sqlite import SqlitePhoneDirectory
+from notification_ingest.domain.directory import PhoneEntry, phone_entries
+from notification_ingest.ports import PhoneDirectory
+
+if TYPE_CHECKING:
+    from conftest import Databases
+
+
+@pytest.fixture
+async def directory(databases: Databases) -> PhoneDirectory:
+    db = await databases.open()
+    if isinstance(db, SqliteDatabase):
+        return SqlitePhoneDirectory(db)
+    await PostgresDedupStore(db).migrate()  # the ingest component's migrations
+    return PostgresPhoneDirectory(db)
+
+
+def upserted(user: str, phone: str | None, *, app: str = "acme") -> UserUpserted:
+    return UserUpserted(
+        event_id=f"u-{user}-{phone}",
+        app_id=app,
+        occurred_at="2026-11-02T10:00:00Z",  # type: ignore[arg-type]  # validated by pydantic
+        user_id=user,
+        phone_number=phone,
+        source="import:imp_1",
+    )
+
+
+@pytest.mark.unit
+def test_the_last_number_of_each_user_wins_and_no_number_changes_nothing() -> None:
+    events = [
+        upserted("alex", "+14155550171"),
+        upserted("kim", "+821012345678"),
+        upserted("alex", "+14155550172"),
+        upserted("kim", None),
+    ]
+    assert phone_entries(events) == [
+        PhoneEntry("acme", "kim", "+821012345678"),
+        PhoneEntry("acme", "alex", "+14155550172"),
+    ]
+
+
+async def test_a_number_names_its_user_per_app(directory: PhoneDirectory) -> None:
+    await directory.record(
+        [
+            PhoneEntry("acme", "alex", "+14155550171"),
+            PhoneEntry("globex", "gus", "+14155550171"),
+            PhoneEntry("acme", "kim", "+821012345678"),
+        ]
+    )
+    found = await directory.users_by_phone("acme", ["+14155550171", "+821012345678", "+1999"])
+    assert found == {"+14155550171": "alex", "+821012345678": "kim"}
+    assert await directory.users_by_phone("globex", ["+14155550171"]) == {"+14155550171": "gus"}
+    assert await directory.users_by_phone("acme", []) == {}
+
+
+async def test_a_changed_number_no_longer_names_the_user_and_a_taken_one_moves(
+    directory: PhoneDirectory,
+) -> None:
+    await directory.record([PhoneEntry("acme", "alex", "+14155550171")])
+    await directory.record([PhoneEntry("acme", "alex", "+14155550172")])
+    await directory.record([PhoneEntry("acme", "sam", "+14155550172")])
+    found = await directory.users_by_phone("acme", ["+14155550171", "+14155550172"])
+    assert found == {"+14155550172": "sam"}
