@@ -74,3 +74,12 @@ async def test_a_changed_number_no_longer_names_the_user_and_a_taken_one_moves(
     await directory.record([PhoneEntry("acme", "sam", "+14155550172")])
     found = await directory.users_by_phone("acme", ["+14155550171", "+14155550172"])
     assert found == {"+14155550172": "sam"}
+
+
+async def test_in_one_batch_the_later_user_takes_a_shared_number(
+    directory: PhoneDirectory,
+) -> None:
+    await directory.record(
+        [PhoneEntry("acme", "alex", "+14155550171"), PhoneEntry("acme", "sam", "+14155550171")]
+    )
+    assert await directory.users_by_phone("acme", ["+14155550171"]) == {"+14155550171": "sam"}

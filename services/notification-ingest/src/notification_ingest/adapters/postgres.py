@@ -111,19 +111,24 @@ class PostgresPhoneDirectory:
         if not entries:
             return
         async with self._db.acquire() as conn, conn.transaction():
-            for entry in entries:
-                await conn.execute(
-                    "DELETE FROM ing_phone_directory WHERE app_id = $1 AND user_id = $2",
-                    entry.app_id,
-                    entry.user_id,
-                )
-                await conn.execute(
-                    "INSERT INTO ing_phone_directory (app_id, phone, user_id) VALUES ($1, $2, $3)"
-                    " ON CONFLICT (app_id, phone) DO UPDATE SET user_id = excluded.user_id",
-                    entry.app_id,
-                    entry.phone,
-                    entry.user_id,
-                )
+            # A user's older number goes first; the entries name each user once.
+            await conn.execute(
+                "DELETE FROM ing_phone_directory AS d USING unnest($1::text[], $2::text[])"
+                " AS gone(app_id, user_id)"
+                " WHERE d.app_id = gone.app_id AND d.user_id = gone.user_id",
+                [entry.app_id for entry in entries],
+                [entry.user_id for entry in entries],
+            )
+            # Two users may name one number in a batch: the later one takes it.
+            taken = {(entry.app_id, entry.phone): entry for entry in entries}
+            await conn.execute(
+                "INSERT INTO ing_phone_directory (app_id, phone, user_id)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+                " ON CONFLICT (app_id, phone) DO UPDATE SET user_id = excluded.user_id",
+                [entry.app_id for entry in taken.values()],
+                [entry.phone for entry in taken.values()],
+                [entry.user_id for entry in taken.values()],
+            )
 
     async def users_by_phone(self, app_id: str, phones: Sequence[str]) -> dict[str, str]:
         if not phones:

@@ -135,16 +135,16 @@ class SqlitePhoneDirectory:
             return
 
         def write(conn: sqlite3.Connection) -> None:
-            for entry in entries:
-                conn.execute(
-                    "DELETE FROM ing_phone_directory WHERE app_id = ? AND user_id = ?",
-                    (entry.app_id, entry.user_id),
-                )
-                conn.execute(
-                    "INSERT INTO ing_phone_directory (app_id, phone, user_id) VALUES (?, ?, ?)"
-                    " ON CONFLICT (app_id, phone) DO UPDATE SET user_id = excluded.user_id",
-                    (entry.app_id, entry.phone, entry.user_id),
-                )
+            # A user's older number goes first; the entries name each user once.
+            conn.executemany(
+                "DELETE FROM ing_phone_directory WHERE app_id = ? AND user_id = ?",
+                [(entry.app_id, entry.user_id) for entry in entries],
+            )
+            conn.executemany(
+                "INSERT INTO ing_phone_directory (app_id, phone, user_id) VALUES (?, ?, ?)"
+                " ON CONFLICT (app_id, phone) DO UPDATE SET user_id = excluded.user_id",
+                [(entry.app_id, entry.phone, entry.user_id) for entry in entries],
+            )
 
         await self._db.write(write)
 
