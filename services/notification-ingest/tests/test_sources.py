@@ -478,3 +478,18 @@ async def test_smtp_codes_explain_email_bounces_only(
     email, sms = (e for e in bus.received if isinstance(e, NotificationFailed))
     assert "Mailbox unavailable" in email.reason and "RFC 5321" in email.reason
     assert sms.reason == "provider said 550"
+
+
+async def test_a_callback_whose_events_are_refused_is_listed_once_with_the_value(
+    sources: SourceService, bus: RecordingBus
+) -> None:
+    body = json_body(
+        knock_message("message.delivered", at=ISO)
+        | {"data": {"id": "m-9", "recipient": "not a valid id"}}
+    )
+    result = await post(
+        sources, "knock", body, {"x-knock-signature": knock_sign(body, at_ms=T * 1000)}
+    )
+    assert [r.index for r in result.refused] == [0]
+    assert "user_id" in result.refused[0].reason
+    assert bus.received == []

@@ -137,6 +137,8 @@ class SourceService:
             CallbackRefusal(translation.origins[rejection.index], _summary(rejection))
             for rejection in result.rejected
         )
+        # A callback whose two events are refused for the same value is listed once.
+        refused = list({r.index: r for r in reversed(refused)}.values())
         refused.sort(key=lambda refusal: refusal.index)
         return SourceResult(
             callbacks=len(reads),
