@@ -1,5 +1,5 @@
-"""The PhoneDirectory port suite, the same tests on SqlitePhoneDirectory and
-PostgresPhoneDirectory, and the rule both keep (`domain.directory`)."""
+"""The PhoneDirectory and PendingCallbacks port suites, the same tests on SQLite and PostgreSQL,
+and the rule both directories keep (`domain.directory`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ import pytest
 
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import UserUpserted
-from notification_ingest.adapters.postgres import PostgresDedupStore, PostgresPhoneDirectory
-from notification_ingest.adapters.sqlite import SqlitePhoneDirectory
+from notification_ingest.adapters.postgres import (
+    PostgresDedupStore,
+    PostgresPendingCallbacks,
+    PostgresPhoneDirectory,
+)
+from notification_ingest.adapters.sqlite import SqlitePendingCallbacks, SqlitePhoneDirectory
 from notification_ingest.domain.directory import PhoneEntry, phone_entries
-from notification_ingest.ports import PhoneDirectory
+from notification_ingest.ports import PendingCallbacks, PhoneDirectory
 
 if TYPE_CHECKING:
     from conftest import Databases
@@ -83,3 +87,28 @@ async def test_in_one_batch_the_later_user_takes_a_shared_number(
         [PhoneEntry("acme", "alex", "+14155550171"), PhoneEntry("acme", "sam", "+14155550171")]
     )
     assert await directory.users_by_phone("acme", ["+14155550171"]) == {"+14155550171": "sam"}
+
+
+@pytest.fixture
+async def pending(databases: Databases) -> PendingCallbacks:
+    db = await databases.open()
+    if isinstance(db, SqliteDatabase):
+        return SqlitePendingCallbacks(db)
+    await PostgresDedupStore(db).migrate()
+    return PostgresPendingCallbacks(db)
+
+
+async def test_kept_callbacks_wait_for_their_number_once_each(pending: PendingCallbacks) -> None:
+    await pending.keep("acme", "twilio", [("+1001", b'{"a":1}'), ("+1002", b'{"a":2}')])
+    await pending.keep("acme", "twilio", [("+1001", b'{"a":1}')])  # a retry: kept once
+    await pending.keep("acme", "braze", [("+1001", b'{"b":1}')])
+    await pending.keep("globex", "twilio", [("+1001", b'{"g":1}')])
+    waiting = await pending.waiting("acme", ["+1001"])
+    assert [(platform, body) for _, platform, body in waiting] == [
+        ("twilio", b'{"a":1}'),
+        ("braze", b'{"b":1}'),
+    ]
+    await pending.drop([kept_id for kept_id, _, _ in waiting])
+    assert await pending.waiting("acme", ["+1001"]) == []
+    assert [body for _, _, body in await pending.waiting("acme", ["+1002"])] == [b'{"a":2}']
+    assert len(await pending.waiting("globex", ["+1001"])) == 1

@@ -34,7 +34,11 @@ from source_samples import (
 from insights_common.auth import SqliteKeyStore
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import NotificationFailed, NotificationSent
-from notification_ingest.adapters.sqlite import SqliteDedupStore, SqlitePhoneDirectory
+from notification_ingest.adapters.sqlite import (
+    SqliteDedupStore,
+    SqlitePendingCallbacks,
+    SqlitePhoneDirectory,
+)
 from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.domain.errors import MalformedBody, Unauthenticated
 from notification_ingest.domain.sources import twilio
@@ -70,6 +74,7 @@ async def sources(db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore) -
         ingest=ingest,
         secrets=keys,
         phones=phones,
+        pending=SqlitePendingCallbacks(db, clock=lambda: NOW),
         tolerance=timedelta(seconds=300),
         clock=lambda: NOW,
     )
@@ -200,6 +205,28 @@ async def test_twilio_naming_only_an_imported_number_is_that_users(
     result = await post(sources, "twilio", body, headers, target)
     assert (result.accepted, result.refused) == (2, ())
     assert {event.user_id for event in bus.received} == {"kim"}
+
+
+async def test_a_callback_for_a_number_nobody_has_yet_is_taken_once_its_user_is_imported(
+    sources: SourceService, bus: RecordingBus
+) -> None:
+    body, headers, target = twilio_request(
+        twilio_status("undelivered", To="+14155550199", ErrorCode="30005"),
+        path=PATH.format("twilio"),
+        query="",
+    )
+    first = await post(sources, "twilio", body, headers, target)
+    again = await post(sources, "twilio", body, headers, target)  # Twilio's retry: kept once
+    assert first.accepted == again.accepted == 0
+    assert "Kept" in first.refused[0].reason
+    assert await sources.retake([PhoneEntry("acme", "sam", "+14155550123")]) == 0
+    assert bus.received == []
+    assert await sources.retake([PhoneEntry("acme", "sam", "+14155550199")]) == 2
+    assert [(e.event_type, e.user_id) for e in bus.received] == [
+        ("notification.sent", "sam"),
+        ("notification.failed", "sam"),
+    ]
+    assert await sources.retake([PhoneEntry("acme", "sam", "+14155550199")]) == 0
 
 
 async def test_twilio_without_a_user_is_refused_with_how_to_name_one(

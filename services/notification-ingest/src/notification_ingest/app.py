@@ -11,12 +11,20 @@ from insights_common.postgres import PostgresDatabase
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts.topics import PLATFORM_RAW, USERS
-from notification_ingest.adapters.postgres import PostgresDedupStore, PostgresPhoneDirectory
-from notification_ingest.adapters.sqlite import SqliteDedupStore, SqlitePhoneDirectory
+from notification_ingest.adapters.postgres import (
+    PostgresDedupStore,
+    PostgresPendingCallbacks,
+    PostgresPhoneDirectory,
+)
+from notification_ingest.adapters.sqlite import (
+    SqliteDedupStore,
+    SqlitePendingCallbacks,
+    SqlitePhoneDirectory,
+)
 from notification_ingest.entrypoints.consumers import phone_directory_consumer, raw_events_consumer
 from notification_ingest.entrypoints.http import build_router
 from notification_ingest.entrypoints.sources_http import build_sources_router
-from notification_ingest.ports import PhoneDirectory
+from notification_ingest.ports import PendingCallbacks, PhoneDirectory
 from notification_ingest.service import IngestService
 from notification_ingest.settings import IngestSettings
 from notification_ingest.source_service import SourceService
@@ -44,8 +52,11 @@ def create_embedded(
         signature_tolerance=settings.signature_tolerance,
     )
     phones = SqlitePhoneDirectory(db)
-    bus.subscribe(USERS, phone_directory_consumer(phones), consumer=PHONE_DIRECTORY)
-    router = routes(service, keys=keys, phones=phones, settings=settings)
+    sources = source_service(
+        service, keys=keys, phones=phones, pending=SqlitePendingCallbacks(db), settings=settings
+    )
+    bus.subscribe(USERS, phone_directory_consumer(phones, sources), consumer=PHONE_DIRECTORY)
+    router = routes(service, sources, settings=settings)
     return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
 
 
@@ -80,27 +91,41 @@ async def create_distributed(
         healthy=healthy,
     )
     phones = PostgresPhoneDirectory(db)
+    sources = source_service(
+        service, keys=keys, phones=phones, pending=PostgresPendingCallbacks(db), settings=settings
+    )
     bus.subscribe(
         [USERS],
-        phone_directory_consumer(phones),
+        phone_directory_consumer(phones, sources),
         group_id=settings.phone_group,
         max_records=settings.raw_batch,
         healthy=healthy,
     )
-    router = routes(service, keys=keys, phones=phones, settings=settings)
+    router = routes(service, sources, settings=settings)
     return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
 
 
-def routes(
-    service: IngestService, *, keys: KeyStore, phones: PhoneDirectory, settings: IngestSettings
-) -> APIRouter:
-    """The webhook and the platforms' sources, in either mode."""
-    sources = SourceService(
+def source_service(
+    service: IngestService,
+    *,
+    keys: KeyStore,
+    phones: PhoneDirectory,
+    pending: PendingCallbacks,
+    settings: IngestSettings,
+) -> SourceService:
+    return SourceService(
         ingest=service,
         secrets=keys,
         phones=phones,
+        pending=pending,
         tolerance=settings.signature_tolerance,
     )
+
+
+def routes(
+    service: IngestService, sources: SourceService, *, settings: IngestSettings
+) -> APIRouter:
+    """The webhook and the platforms' sources, in either mode."""
     router = build_router(service, max_body_bytes=settings.max_body_bytes)
     router.include_router(build_sources_router(sources, max_body_bytes=settings.max_body_bytes))
     return router

@@ -61,3 +61,21 @@ class PhoneDirectory(Protocol):
     async def users_by_phone(self, app_id: str, phones: Sequence[str]) -> dict[str, str]:
         """The user_id of each of `phones` the app knows."""
         ...
+
+
+class PendingCallbacks(Protocol):
+    """Callbacks that named only a phone number nobody of the app had, kept until someone has
+    it: the users topic brings the number, and they are taken then."""
+
+    async def keep(
+        self, app_id: str, platform: str, callbacks: Sequence[tuple[str, bytes]]
+    ) -> None:
+        """Keep (phone, callback JSON) pairs; the same callback kept twice is kept once."""
+        ...
+
+    async def waiting(self, app_id: str, phones: Sequence[str]) -> list[tuple[int, str, bytes]]:
+        """(id, platform, callback JSON) of the callbacks waiting for any of `phones`, oldest
+        first."""
+        ...
+
+    async def drop(self, ids: Sequence[int]) -> None: ...

@@ -9,18 +9,29 @@ against the credential, then reads and ingests it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from itertools import groupby
 
 from insights_common.signatures import Credential, MalformedSignature
+from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.domain.errors import Unauthenticated
 from notification_ingest.domain.model import Rejection
 from notification_ingest.domain.sources import PLATFORMS, Platform
-from notification_ingest.domain.sources.model import Callback, Read, SourceRequest
+from notification_ingest.domain.sources.model import (
+    Callback,
+    Read,
+    SourceRequest,
+    callback_json,
+    callback_of,
+)
 from notification_ingest.domain.sources.translation import Ignored, translate
-from notification_ingest.ports import PhoneDirectory, SourceSecrets, utc_now
+from notification_ingest.ports import PendingCallbacks, PhoneDirectory, SourceSecrets, utc_now
 from notification_ingest.service import IngestService
+
+KEPT = "Kept: it is taken as soon as a user with its phone number is imported."
 
 
 class UnknownPlatform(LookupError):
@@ -68,12 +79,14 @@ class SourceService:
         ingest: IngestService,
         secrets: SourceSecrets,
         phones: PhoneDirectory,
+        pending: PendingCallbacks,
         tolerance: timedelta,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._ingest = ingest
         self._secrets = secrets
         self._phones = phones
+        self._pending = pending
         self._tolerance = tolerance
         self._clock = clock
 
@@ -131,7 +144,26 @@ class SourceService:
             raise Unauthenticated(not_signed(sender.platform))
         reads = await self._named(sender.app_id, sender.platform.read(body, sender.request))
         translation = translate(sender.platform.table, reads, app_id=sender.app_id)
-        refused = [CallbackRefusal(r.index, r.reason) for r in translation.refused]
+        waiting = {
+            r.index: read
+            for r in translation.refused
+            if isinstance(read := reads[r.index], Callback) and read.user_id is None and read.phone
+        }
+        await self._pending.keep(
+            sender.app_id,
+            sender.platform.table.name,
+            [(read.phone or "", callback_json(read)) for read in waiting.values()],
+        )
+        refused = [
+            CallbackRefusal(r.index, f"{r.reason} {KEPT}" if r.index in waiting else r.reason)
+            for r in translation.refused
+        ]
+        if waiting:
+            # A user imported between the lookup and the keep: the directory's consumer may
+            # have looked for kept callbacks before this one was kept; look again after.
+            phones = sorted({read.phone or "" for read in waiting.values()})
+            found = await self._phones.users_by_phone(sender.app_id, phones)
+            await self.retake([PhoneEntry(sender.app_id, u, p) for p, u in found.items()])
         result = await self._ingest.ingest(app_id=sender.app_id, items=translation.events)
         refused.extend(
             CallbackRefusal(translation.origins[rejection.index], _summary(rejection))
@@ -147,6 +179,28 @@ class SourceService:
             ignored=tuple(translation.ignored),
             refused=tuple(refused),
         )
+
+    async def retake(self, entries: Sequence[PhoneEntry]) -> int:
+        """Take the kept callbacks waiting for the numbers users now have; answer how many
+        events that made. Each is taken once: it is dropped after the publish, or when the
+        contract refuses what it makes (sending it again would not change that)."""
+        taken = 0
+        by_app: defaultdict[str, dict[str, str]] = defaultdict(dict)
+        for entry in entries:
+            by_app[entry.app_id][entry.phone] = entry.user_id
+        for app_id, users in by_app.items():
+            waiting = await self._pending.waiting(app_id, sorted(users))
+            for name, group in groupby(waiting, key=lambda kept: kept[1]):
+                rows = list(group)
+                reads: list[Read] = []
+                for _, _, data in rows:
+                    callback = callback_of(data)
+                    reads.append(replace(callback, user_id=users.get(callback.phone or "")))
+                translation = translate(self.platform(name).table, reads, app_id=app_id)
+                result = await self._ingest.ingest(app_id=app_id, items=translation.events)
+                taken += result.accepted
+                await self._pending.drop([kept_id for kept_id, _, _ in rows])
+        return taken
 
     async def _named(self, app_id: str, reads: list[Read]) -> list[Read]:
         """The callbacks, those naming only a phone number given the user who has it."""

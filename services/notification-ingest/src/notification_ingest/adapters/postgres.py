@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -35,6 +36,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app_id, phone)
     );
     CREATE INDEX ing_phone_directory_user ON ing_phone_directory (app_id, user_id);
+    CREATE TABLE ing_pending_callbacks (
+        id bigserial PRIMARY KEY,
+        app_id text NOT NULL,
+        platform text NOT NULL,
+        phone text NOT NULL,
+        digest text NOT NULL,
+        callback bytea NOT NULL,
+        kept_at timestamptz NOT NULL,
+        UNIQUE (app_id, platform, digest)
+    );
+    CREATE INDEX ing_pending_callbacks_phone ON ing_pending_callbacks (app_id, phone);
     """,
 )
 
@@ -141,3 +153,51 @@ class PostgresPhoneDirectory:
                 list(phones),
             )
         return {str(row["phone"]): str(row["user_id"]) for row in rows}
+
+
+class PostgresPendingCallbacks:
+    """Implements PendingCallbacks. Its table comes with the dedup store's migrations."""
+
+    def __init__(self, db: PostgresDatabase, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def keep(
+        self, app_id: str, platform: str, callbacks: Sequence[tuple[str, bytes]]
+    ) -> None:
+        if not callbacks:
+            return
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO ing_pending_callbacks"
+                " (app_id, platform, phone, digest, callback, kept_at)"
+                " SELECT $1, $2, phone, digest, callback, $6"
+                " FROM unnest($3::text[], $4::text[], $5::bytea[]) AS c(phone, digest, callback)"
+                " ON CONFLICT (app_id, platform, digest) DO NOTHING",
+                app_id,
+                platform,
+                [phone for phone, _ in callbacks],
+                [hashlib.sha256(body).hexdigest() for _, body in callbacks],
+                [body for _, body in callbacks],
+                self._clock(),
+            )
+
+    async def waiting(self, app_id: str, phones: Sequence[str]) -> list[tuple[int, str, bytes]]:
+        if not phones:
+            return []
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id, platform, callback FROM ing_pending_callbacks"
+                " WHERE app_id = $1 AND phone = ANY($2::text[]) ORDER BY id",
+                app_id,
+                list(phones),
+            )
+        return [(int(r["id"]), str(r["platform"]), bytes(r["callback"])) for r in rows]
+
+    async def drop(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM ing_pending_callbacks WHERE id = ANY($1::bigint[])", list(ids)
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -30,6 +31,17 @@ CREATE TABLE IF NOT EXISTS ing_phone_directory (
     PRIMARY KEY (app_id, phone)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ing_phone_directory_user ON ing_phone_directory (app_id, user_id);
+CREATE TABLE IF NOT EXISTS ing_pending_callbacks (
+    id INTEGER PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    callback BLOB NOT NULL,
+    kept_at TEXT NOT NULL,
+    UNIQUE (app_id, platform, digest)
+);
+CREATE INDEX IF NOT EXISTS ing_pending_callbacks_phone ON ing_pending_callbacks (app_id, phone);
 """
 
 
@@ -161,3 +173,56 @@ class SqlitePhoneDirectory:
             return {str(row["phone"]): str(row["user_id"]) for row in rows}
 
         return await self._db.read(read)
+
+
+class SqlitePendingCallbacks:
+    """Implements PendingCallbacks in the shared SQLite file."""
+
+    def __init__(self, db: SqliteDatabase, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._db = db
+        self._clock = clock
+        db.migrate(SCHEMA)
+
+    async def keep(
+        self, app_id: str, platform: str, callbacks: Sequence[tuple[str, bytes]]
+    ) -> None:
+        if not callbacks:
+            return
+        now = iso_utc(self._clock())
+        rows = [
+            (app_id, platform, phone, hashlib.sha256(body).hexdigest(), body, now)
+            for phone, body in callbacks
+        ]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO ing_pending_callbacks"
+                " (app_id, platform, phone, digest, callback, kept_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (app_id, platform, digest) DO NOTHING",
+                rows,
+            )
+
+        await self._db.write(write)
+
+    async def waiting(self, app_id: str, phones: Sequence[str]) -> list[tuple[int, str, bytes]]:
+        if not phones:
+            return []
+
+        def read(conn: sqlite3.Connection) -> list[tuple[int, str, bytes]]:
+            rows = conn.execute(
+                "SELECT id, platform, callback FROM ing_pending_callbacks"
+                " WHERE app_id = ? AND phone IN (SELECT value FROM json_each(?)) ORDER BY id",
+                (app_id, json.dumps(list(phones))),
+            )
+            return [(int(r["id"]), str(r["platform"]), bytes(r["callback"])) for r in rows]
+
+        return await self._db.read(read)
+
+    async def drop(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM ing_pending_callbacks WHERE id = ?", [(i,) for i in ids])
+
+        await self._db.write(write)

@@ -17,6 +17,7 @@ from notification_ingest.domain.errors import IngestRefused
 from notification_ingest.domain.validation import decode_batch, encode_item
 from notification_ingest.ports import PhoneDirectory
 from notification_ingest.service import IngestService
+from notification_ingest.source_service import SourceService
 
 
 def raw_events_consumer(service: IngestService, *, max_batch: int) -> RecordHandler:
@@ -46,10 +47,13 @@ def raw_events_consumer(service: IngestService, *, max_batch: int) -> RecordHand
     return consume
 
 
-def phone_directory_consumer(directory: PhoneDirectory) -> BatchHandler:
-    """The users topic into the phone directory the sources name users by."""
+def phone_directory_consumer(directory: PhoneDirectory, sources: SourceService) -> BatchHandler:
+    """The users topic into the phone directory the sources name users by; the callbacks kept
+    for a number a user now has are taken then."""
 
     async def consume(events: Sequence[AnyEvent]) -> None:
-        await directory.record(phone_entries(events))
+        entries = phone_entries(events)
+        await directory.record(entries)
+        await sources.retake(entries)
 
     return consume

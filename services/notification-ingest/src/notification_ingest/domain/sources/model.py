@@ -4,7 +4,7 @@ and one table from its status words to ours."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Literal, TypeAlias
 
@@ -59,6 +59,19 @@ class Callback:
     (looked up among the app's imported users)."""
     user_hint: str = ""
     """How to name the user when the callback names none, for the caller's error."""
+
+
+def callback_json(callback: Callback) -> bytes:
+    """A callback kept until its user is known (`callback_of` reads it back)."""
+    fields = asdict(callback)
+    fields["occurred_at"] = callback.occurred_at.isoformat()
+    return orjson.dumps(fields)
+
+
+def callback_of(data: bytes) -> Callback:
+    fields = orjson.loads(data)
+    fields["occurred_at"] = datetime.fromisoformat(fields["occurred_at"])
+    return Callback(**fields)
 
 
 @dataclass(frozen=True, slots=True)
