@@ -3,6 +3,7 @@ and the rule both directories keep (`domain.directory`)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -89,13 +90,17 @@ async def test_in_one_batch_the_later_user_takes_a_shared_number(
     assert await directory.users_by_phone("acme", ["+14155550171"]) == {"+14155550171": "sam"}
 
 
+# An injected clock the tests move: the verdicts do not depend on today.
+NOW = [datetime(2026, 11, 2, 10, 0, tzinfo=UTC)]
+
+
 @pytest.fixture
 async def pending(databases: Databases) -> PendingCallbacks:
     db = await databases.open()
     if isinstance(db, SqliteDatabase):
-        return SqlitePendingCallbacks(db)
+        return SqlitePendingCallbacks(db, clock=lambda: NOW[0])
     await PostgresDedupStore(db).migrate()
-    return PostgresPendingCallbacks(db)
+    return PostgresPendingCallbacks(db, clock=lambda: NOW[0])
 
 
 async def test_kept_callbacks_wait_for_their_number_once_each(pending: PendingCallbacks) -> None:
@@ -112,3 +117,15 @@ async def test_kept_callbacks_wait_for_their_number_once_each(pending: PendingCa
     assert await pending.waiting("acme", ["+1001"]) == []
     assert [body for _, _, body in await pending.waiting("acme", ["+1002"])] == [b'{"a":2}']
     assert len(await pending.waiting("globex", ["+1001"])) == 1
+
+
+async def test_callbacks_kept_before_a_moment_are_forgotten(pending: PendingCallbacks) -> None:
+    start = NOW[0]
+    try:
+        await pending.keep("acme", "twilio", [("+1001", b'{"old":1}')])
+        NOW[0] = start + timedelta(days=31)
+        await pending.keep("acme", "twilio", [("+1001", b'{"new":1}')])
+        assert await pending.forget(before=start + timedelta(days=30)) == 1
+        assert [b for _, _, b in await pending.waiting("acme", ["+1001"])] == [b'{"new":1}']
+    finally:
+        NOW[0] = start

@@ -57,7 +57,9 @@ def create_embedded(
     )
     bus.subscribe(USERS, phone_directory_consumer(phones, sources), consumer=PHONE_DIRECTORY)
     router = routes(service, sources, settings=settings)
-    return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
+    return service, ServiceParts(
+        router=router, on_start=[service.start, sources.start], on_stop=[service.stop, sources.stop]
+    )
 
 
 async def create_distributed(
@@ -102,7 +104,9 @@ async def create_distributed(
         healthy=healthy,
     )
     router = routes(service, sources, settings=settings)
-    return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
+    return service, ServiceParts(
+        router=router, on_start=[service.start, sources.start], on_stop=[service.stop, sources.stop]
+    )
 
 
 def source_service(
@@ -119,6 +123,7 @@ def source_service(
         phones=phones,
         pending=pending,
         tolerance=settings.signature_tolerance,
+        keep_for=settings.dedup_window,
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import groupby
 
+from insights_common.service import Recurring
 from insights_common.signatures import Credential, MalformedSignature
 from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.domain.errors import Unauthenticated
@@ -29,7 +30,7 @@ from notification_ingest.domain.sources.model import (
 )
 from notification_ingest.domain.sources.translation import Ignored, translate
 from notification_ingest.ports import PendingCallbacks, PhoneDirectory, SourceSecrets, utc_now
-from notification_ingest.service import IngestService
+from notification_ingest.service import FORGET_EVERY, IngestService
 
 KEPT = "Kept: it is taken as soon as a user with its phone number is imported."
 
@@ -81,12 +82,19 @@ class SourceService:
         phones: PhoneDirectory,
         pending: PendingCallbacks,
         tolerance: timedelta,
+        keep_for: timedelta | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        """`keep_for`: how long a callback waits for its number's user (the dedup window, after
+        which it would be taken again anyway); None keeps it for ever."""
         self._ingest = ingest
         self._secrets = secrets
         self._phones = phones
         self._pending = pending
+        self._keep_for = keep_for
+        self._forgetting = Recurring(
+            self.forget_old_callbacks, every=FORGET_EVERY, name="forget old kept callbacks"
+        )
         self._tolerance = tolerance
         self._clock = clock
 
@@ -179,6 +187,18 @@ class SourceService:
             ignored=tuple(translation.ignored),
             refused=tuple(refused),
         )
+
+    async def start(self) -> None:
+        if self._keep_for is not None:
+            await self._forgetting.start()
+
+    async def stop(self) -> None:
+        await self._forgetting.stop()
+
+    async def forget_old_callbacks(self) -> int:
+        if self._keep_for is None:
+            return 0
+        return await self._pending.forget(before=self._clock() - self._keep_for)
 
     async def retake(self, entries: Sequence[PhoneEntry]) -> int:
         """Take the kept callbacks waiting for the numbers users now have; answer how many

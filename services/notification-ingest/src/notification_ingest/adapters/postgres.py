@@ -201,3 +201,10 @@ class PostgresPendingCallbacks:
             await conn.execute(
                 "DELETE FROM ing_pending_callbacks WHERE id = ANY($1::bigint[])", list(ids)
             )
+
+    async def forget(self, *, before: datetime) -> int:
+        async with self._db.acquire() as conn:
+            status = await conn.execute(
+                "DELETE FROM ing_pending_callbacks WHERE kept_at < $1", before
+            )
+        return int(status.rsplit(" ", 1)[-1])  # "DELETE <count>"

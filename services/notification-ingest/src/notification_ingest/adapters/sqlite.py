@@ -226,3 +226,12 @@ class SqlitePendingCallbacks:
             conn.executemany("DELETE FROM ing_pending_callbacks WHERE id = ?", [(i,) for i in ids])
 
         await self._db.write(write)
+
+    async def forget(self, *, before: datetime) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM ing_pending_callbacks WHERE kept_at < ?", (iso_utc(before),)
+            )
+            return cursor.rowcount
+
+        return await self._db.write(delete)
