@@ -74,7 +74,7 @@ def route(path: str, settings: GatewaySettings) -> tuple[str, str]:
     rest = path.removeprefix(API_PREFIX)
     if rest == "/imports" or rest.startswith("/imports/"):
         return "import", settings.import_url
-    if rest == "/events" or rest.startswith("/events/"):
+    if rest == "/events" or rest.startswith(("/events/", "/sources/")):
         return "ingest", settings.ingest_url
     return "query", settings.query_url
 

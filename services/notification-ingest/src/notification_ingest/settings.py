@@ -49,6 +49,8 @@ class IngestSettings(BaseSettings):
     )
     raw_group: str = "insights-ingest-raw"
     """The consumer group reading the platform's raw topic; replicas share its partitions."""
+    phone_group: str = "insights-ingest-phones"
+    """The consumer group keeping, from the users topic, whose phone number is whose."""
     raw_batch: int = Field(default=200, ge=1, le=5000)
     """Most raw-topic records taken in one batch (each may hold up to max_batch events)."""
     host: str = "127.0.0.1"
