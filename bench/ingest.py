@@ -810,7 +810,7 @@ def distributed(
         "KAFKA_PARTITIONS": str(PARTITIONS),
         "OPENSEARCH_INDEX_PREFIX": names.indices,
         "POSTGRES_SCHEMA": names.schema,
-        "QUERY_PROJECTOR_GROUP": f"bench-{names.run}-projector",
+        "KAFKA_PROJECTOR_GROUP": f"bench-{names.run}-projector",
         "INSIGHTS_MASTER_KEY": cli("keys", "master-key", env=dict(os.environ)),
         "IMPORT_DATA_DIR": str(work / "import"),
         "IMPORT_PORT": str(ports["import"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -159,6 +160,21 @@ class DistributedDeployment:
         self.processes[name] = ServiceProcess(name, self.ports[name], process, log)
         return self.processes[name]
 
+    def add_replica(self, service: str, name: str) -> ServiceProcess:
+        """One more process of `service` (`insights serve <service>`), known as `name`."""
+        self.ports[name] = free_port()
+        log = self.work_dir / f"{name}.log"
+        with log.open("ab") as sink:
+            process = subprocess.Popen(  # noqa: S603 - our own command
+                [*INSIGHTS, "serve", service, "--port", str(self.ports[name])],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        self.processes[name] = ServiceProcess(name, self.ports[name], process, log)
+        self.wait_ready(name)
+        return self.processes[name]
+
     def wait_ready(self, name: str, limit: float | None = None) -> None:
         service = self.processes[name]
         limit = self.ready_limit if limit is None else limit
@@ -204,7 +220,8 @@ class DistributedDeployment:
             self.wait_ready(name)
 
     def stop(self) -> None:
-        for name in reversed(DISTRIBUTED_SERVICES):
+        replicas = [name for name in self.processes if name not in DISTRIBUTED_SERVICES]
+        for name in [*reversed(replicas), *reversed(DISTRIBUTED_SERVICES)]:
             if name in self.processes and self.processes[name].process.poll() is None:
                 self.stop_one(name)
         self.edge.stop()
@@ -219,6 +236,15 @@ class DistributedDeployment:
                 f"--- edge ---\n{self.edge.logs()}",
             ]
         )
+
+    def tracebacks(self, limit: int = 3) -> str:
+        """The last `limit` tracebacks each service logged: why a request failed."""
+        found = []
+        for name, service in self.processes.items():
+            text = service.log.read_text(errors="replace")
+            starts = [match.start() for match in re.finditer("^Traceback", text, re.M)][-limit:]
+            found += [f"--- {name} ---\n{text[i : i + 4000]}" for i in starts]
+        return "\n".join(found)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> str:

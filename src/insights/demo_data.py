@@ -23,6 +23,8 @@ from typing import Any
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
+from insights_common.clock import rfc3339  # milliseconds and a 'Z', as the platform sends
+
 ALEX_USER_ID = "alex"
 ALEX_NICKNAME = "Alex Kim"
 ALEX_PHONE = "+14155550171"
@@ -1195,12 +1197,6 @@ _STAGES = ("sent", "delivered", "read", "clicked")
 
 
 # --- messages -----------------------------------------------------------------------------------
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC with milliseconds and a 'Z', the form the platform sends."""
-    utc = moment.astimezone(UTC)
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
 def _render(text: str, variables: Mapping[str, Any]) -> str:

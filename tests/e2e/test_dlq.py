@@ -26,6 +26,7 @@ from insights_common.auth import SecretBox, SqliteKeyStore
 from insights_common.bus import InProcessBus
 from insights_common.dead_letters import SqliteDeadLetters
 from insights_common.kafka import KafkaBus, KafkaOptions
+from insights_common.settings import KafkaSettings
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import AnyEvent, parse_event
 from insights_contracts.topics import NOTIFICATIONS
@@ -200,7 +201,7 @@ async def project_with_a_bug_then_fixed(
     *, bootstrap: str, prefix: str, search: OpenSearchInsightsStore, env: dict[str, str]
 ) -> None:
     options = KafkaOptions(bootstrap_servers=bootstrap, topic_prefix=prefix, partitions=2)
-    settings = QuerySettings(projector_group="insights-projector")
+    settings = QuerySettings(kafka=KafkaSettings(projector_group="insights-projector"))
     events = [parse_event(e) for e in (sent("m1"), sent("m2", minute=1), sent("m3", "bo", 2))]
 
     async def projected(*wanted: str) -> bool:

@@ -137,6 +137,8 @@ async def edge(tmp_path: Path, dashboard: Path) -> AsyncIterator[httpx.AsyncClie
         ("/api/v1/imports", "import"),
         ("/api/v1/imports/imp_1/errors", "import"),
         ("/api/v1/events", "ingest"),
+        ("/api/v1/sources/twilio/acme", "ingest"),
+        ("/api/v1/sourcesx", "query"),
         ("/api/v1/users", "query"),
         ("/api/v1/users/imports", "query"),
         ("/api/v1/importsx", "query"),

@@ -392,7 +392,7 @@ def test_a_killed_server_costs_no_event(
         outcome = settle(done, servers, deployment, key=key)
         print(f"\nround {number}/{ROUNDS}, {outcome.figures()}", flush=True)  # noqa: T201
         problems += [f"round {number}: {problem}" for problem in outcome.problems()]
-    assert not problems, problems
+    assert not problems, (problems, deployment.tracebacks())
     # Nothing of ours was restarted, and everything still runs.
     assert {name: p.process.pid for name, p in deployment.processes.items()} == pids
     assert all(p.process.poll() is None for p in deployment.processes.values())

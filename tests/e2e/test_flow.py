@@ -168,7 +168,7 @@ def test_import_ingest_and_insights_end_to_end(deployment: Deployment) -> None:
         # Signed events, out of order and one twice.
         first = post_events(deployment, secret, LIFECYCLE[:4])
         assert first.status_code == 202, first.text
-        assert first.json() == {"accepted": 4, "duplicates": 0, "rejected": []}
+        assert first.json() == {"accepted": 4, "duplicates": 0, "rejected": [], "visible": None}
         second = post_events(deployment, secret, [*LIFECYCLE[3:], {"event_type": "nope"}])
         assert second.status_code == 202
         body = second.json()

@@ -88,9 +88,10 @@ def test_killing_the_projector_mid_stream_loses_and_doubles_nothing(
     distributed: DistributedDeployment,
 ) -> None:
     # Small batches keep the projector busy through the stream, so the kill lands between a
-    # batch it has read and the commit of that batch.
+    # batch it has read and the commit of that batch (each batch also waits for the index's
+    # refresh, up to a second, before its commit).
     distributed.stop_one("projector")
-    distributed.env["QUERY_PROJECTOR_BATCH"] = "5"
+    distributed.env["QUERY_PROJECTOR_BATCH"] = "25"
     distributed.start("projector")
     distributed.wait_ready("projector")
     key = distributed.cli("keys", "create", "--app", "acme")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 import pytest
+from source_samples import KNOCK_SECRET, knock_sign
 
 from insights_common.auth import sign
 from tests.conftest import Server, cli, start_server, stop_server
@@ -46,12 +47,17 @@ class Answer:
 
 
 def post_unfinished(
-    port: int, headers: dict[str, str], *, chunked: bool = False, sent: bytes = FIRST_BYTES
+    port: int,
+    headers: dict[str, str],
+    *,
+    chunked: bool = False,
+    sent: bytes = FIRST_BYTES,
+    path: str = "/api/v1/events",
 ) -> Answer:
     """POST /api/v1/events declaring a body of DECLARED bytes (or a chunked one), send only
     `sent` of it, and read the answer while the rest never comes."""
     lines = [
-        "POST /api/v1/events HTTP/1.1",
+        f"POST {path} HTTP/1.1",
         f"Host: 127.0.0.1:{port}",
         "Content-Type: application/json",
         "Transfer-Encoding: chunked" if chunked else f"Content-Length: {DECLARED}",
@@ -129,6 +135,7 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
     secret = cli("webhooks", "secret", "--app", "acme", data_dir=data_dir)
     strict = cli("webhooks", "secret", "--app", "strict", data_dir=data_dir)
     cli("webhooks", "require-timestamp", "--app", "strict", data_dir=data_dir)
+    cli("sources", "add", "knock", "--app", "acme", "--secret", KNOCK_SECRET, data_dir=data_dir)
     server = start_server(data_dir)
     try:
         yield Door(server, secret, strict)
@@ -204,7 +211,7 @@ def test_a_signed_body_is_read_whole_and_taken(door: Door) -> None:
             door.port, {"X-Insights-App": app, "X-Insights-Signature": header}, body
         )
         assert answer.status == 202, answer.body
-        assert answer.json() == {"accepted": 2, "duplicates": 0, "rejected": []}
+        assert answer.json() == {"accepted": 2, "duplicates": 0, "rejected": [], "visible": None}
 
 
 def test_good_headers_with_a_wrong_signature_are_refused_after_the_body(door: Door) -> None:
@@ -341,3 +348,31 @@ def test_the_edges_the_stores_keep_are_projected_and_nothing_is_dead_lettered(
             assert api.get(f"/api/v1/messages/m-{name}").status_code == 404
     listing = json.loads(deployment.cli("dlq", "list", "--json"))
     assert listing["total"] == 0, listing
+
+
+SOURCE_REFUSALS = {
+    "no Knock signature": ("knock/acme", {}, "Missing header x-knock-signature"),
+    "a stale Knock signature": (
+        "knock/acme",
+        {"x-knock-signature": knock_sign(FIRST_BYTES, at_ms=int(time.time() - 3600) * 1000)},
+        "s old",
+    ),
+    "an app without the source": (
+        "knock/initech",
+        {"x-knock-signature": knock_sign(FIRST_BYTES, at_ms=int(time.time() * 1000))},
+        "not signed by Knock",
+    ),
+    "no Twilio signature": ("twilio/acme", {}, "Missing header X-Twilio-Signature"),
+    "an unknown platform": ("mailchimp/acme", {}, "takes no callbacks from 'mailchimp'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SOURCE_REFUSALS))
+def test_a_caller_who_cannot_be_the_platform_is_refused_before_its_body(
+    door: Door, case: str
+) -> None:
+    target, headers, said = SOURCE_REFUSALS[case]
+    answer = post_unfinished(door.port, headers, path=f"/api/v1/sources/{target}")
+    assert answer.status in (401, 404), answer.body
+    assert answer.headers["connection"] == "close"
+    assert said in answer.json()["detail"]

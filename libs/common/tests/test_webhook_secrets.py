@@ -140,3 +140,19 @@ async def test_secrets_stored_before_the_migration_keep_working(
     assert not signing.require_timestamp
     new = await keys.rotate_webhook_secret("acme", overlap=HOUR)
     assert await secrets_at(keys, datetime.now(UTC)) == (new, secret)
+
+
+async def test_a_source_secret_is_kept_encrypted_replaced_listed_and_removed(
+    keys: KeyStore,
+) -> None:
+    assert await keys.source_secret("acme", "twilio") is None
+    await keys.set_source_secret("acme", "twilio", "auth-token-1")
+    await keys.set_source_secret("acme", "knock", "whsec_knock")
+    await keys.set_source_secret("acme", "twilio", "auth-token-2")
+    await keys.set_source_secret("other", "twilio", "theirs")
+    assert await keys.source_secret("acme", "twilio") == "auth-token-2"
+    assert [s.platform for s in await keys.list_sources("acme")] == ["knock", "twilio"]
+    assert await keys.remove_source("acme", "knock")
+    assert not await keys.remove_source("acme", "knock")
+    assert await keys.source_secret("acme", "knock") is None
+    assert await keys.source_secret("other", "twilio") == "theirs"

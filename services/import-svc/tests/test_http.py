@@ -30,6 +30,8 @@ RESOURCE_FIELDS = {
     "rejected",
     "progress",
     "created_at",
+    "published_at",
+    "visible_at",
     "finished_at",
     "errors",
     "warnings",
@@ -122,6 +124,8 @@ async def test_upload_answers_202_and_imports_in_the_background(
     assert body["progress"] == 1.0
     assert body["created_at"].endswith(("Z", "+00:00"))
     assert body["finished_at"].endswith(("Z", "+00:00"))
+    # Embedded, the projection takes the users as they are published: visible at once.
+    assert body["created_at"] <= body["published_at"] <= body["visible_at"] == body["finished_at"]
     assert body["errors"] == [] and body["warnings"] == []
     assert [e.user_id for e in embedded.collector.users] == ["alex", "bo"]
 

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from import_svc.domain.model import (
+    PUBLISHED,
     TRANSITIONS,
+    VALIDATED,
     Counts,
     FileIssue,
     IllegalTransition,
@@ -16,6 +18,7 @@ from import_svc.domain.model import (
     ImportStatus,
     new_import_id,
 )
+from insights_common.bus import Span
 
 pytestmark = pytest.mark.unit
 
@@ -35,19 +38,47 @@ def test_happy_path() -> None:
     record = record.with_progress(total_rows=1000, progress=0.4)
     assert (record.status, record.progress, record.counts.total_rows) == ("validating", 0.4, 1000)
     record = record.importing(COUNTS)
-    assert record.status is ImportStatus.IMPORTING and record.progress == 0.95
-    done = record.completed(COUNTS, at=LATER)
-    assert (done.status, done.progress, done.finished_at, done.counts) == (
+    assert record.status is ImportStatus.IMPORTING and record.progress == VALIDATED
+    written = (Span("users", 0, 10, 19, 6), Span("users", 1, 4, 7, 4))
+    record = record.publishing_done(written, at=NOW)
+    assert (record.published_at, record.written, record.progress) == (NOW, written, PUBLISHED)
+    assert not record.finished and record.visible_at is None
+    halfway = record.becoming_visible(5)
+    assert PUBLISHED < halfway.progress < 1.0
+    assert halfway.becoming_visible(2).progress == halfway.progress  # progress never goes back
+    done = halfway.completed(COUNTS, at=LATER)
+    assert (done.status, done.progress, done.finished_at, done.visible_at, done.counts) == (
         ImportStatus.COMPLETED,
         1.0,
+        LATER,
         LATER,
         COUNTS,
     )
     assert done.finished
 
 
+def test_a_warning_is_given_once() -> None:
+    record = queued().validating().importing(COUNTS).publishing_done((), at=NOW)
+    behind = FileIssue("projection_behind", "30 s")
+    once = record.warned(behind)
+    assert once.warnings == (behind,)
+    assert once.warned(FileIssue("projection_behind", "60 s")) is once
+
+
+def test_only_an_importing_import_publishes() -> None:
+    with pytest.raises(ValueError, match="while validating"):
+        queued().validating().publishing_done((), at=NOW)
+
+
+def test_a_span_counts_the_records_a_position_has_passed() -> None:
+    span = Span("users", 0, first=100, last=199, records=50)  # others' records lie between
+    assert [span.covered(at) for at in (-1, 100, 150, 199, 200, 10_000)] == [0, 0, 25, 49, 50, 50]
+
+
 def test_dry_run_completes_straight_from_validating() -> None:
-    assert queued().validating().completed(COUNTS, at=LATER).status is ImportStatus.COMPLETED
+    done = queued().validating().completed(COUNTS, at=LATER)
+    assert done.status is ImportStatus.COMPLETED
+    assert done.published_at is None and done.visible_at is None  # nothing was published
 
 
 def test_rejected_keeps_issues_and_warnings() -> None:

@@ -94,7 +94,7 @@ async def all_committed(bootstrap: str, prefix: str) -> bool:
         [described] = await admin.describe_topics([topic])
         tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
         ends = await consumer.end_offsets(tps)
-        group = f"{prefix}{SETTINGS.projector_group}"
+        group = f"{prefix}{SETTINGS.kafka.projector_group}"
         done = await admin.list_consumer_group_offsets(group, partitions=tps)
         return all(done[tp].offset == ends[tp] for tp in tps)
     finally:
@@ -143,7 +143,7 @@ async def test_an_event_the_store_cannot_apply_goes_to_the_dead_letter_topic(
     assert letter.value == poison.model_dump_json().encode()
     assert letter.key == b"acme:alex"
     assert letter.error == f"RuntimeError: projection bug on {poison.event_id}"
-    assert letter.consumer == f"{topic_prefix}{SETTINGS.projector_group}"
+    assert letter.consumer == f"{topic_prefix}{SETTINGS.kafka.projector_group}"
     assert not letter.replayed
     assert await store.get_message("acme", "m2") is None
     assert buggy.attempts >= ISOLATE_AFTER

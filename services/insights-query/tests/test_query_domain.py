@@ -16,6 +16,7 @@ from insights_contracts import (
     NotificationRead,
     NotificationResponded,
     NotificationSent,
+    TemplateUpserted,
 )
 from insights_query.domain.errors import InvalidCursor, InvalidParameter
 from insights_query.domain.export import csv_header, csv_rows
@@ -28,6 +29,7 @@ from insights_query.domain.queries import (
 )
 from insights_query.domain.search import Rank, fold_text, nickname_tokens, parse_search
 from insights_query.domain.stats import Counts, StatsRows, build_user_stats, rate
+from insights_query.domain.templates import best_versions, origin
 from insights_query.domain.time import Window, parse_bound, resolve_window, ts_key
 from insights_query.domain.users import ActivitySpan, UserFact, project_user
 
@@ -477,3 +479,41 @@ def test_csv_rows_are_spreadsheet_safe_and_quoted() -> None:
         "'-E1",
         "device token expired",
     ]
+
+
+# -- template versions: the one precedence rule both stores project by --------------------
+
+
+def defined(when: datetime, event_id: str, name: str) -> TemplateUpserted:
+    return TemplateUpserted.model_validate(
+        {
+            "event_id": event_id,
+            "app_id": "acme",
+            "occurred_at": when,
+            "template": {
+                "key": "order_shipped",
+                "name": name,
+                "version": 3,
+                "channels": {},
+                "variable_schema": [],
+            },
+        }
+    )
+
+
+def test_a_definition_beats_any_snapshot_then_the_later_event_wins() -> None:
+    early, late = defined(t(1), "d1", "Early"), defined(t(2), "d2", "Late")
+    snapshot = sent(t(9), "s9")  # later than both, but only a snapshot
+    for order in ([early, late, snapshot], [snapshot, late, early], [late, snapshot, early]):
+        (version,) = best_versions(order)
+        assert (version.name, version.origin) == ("Late", origin(late))
+    assert origin(snapshot) < origin(early) < origin(late)
+
+
+def test_a_snapshot_describes_a_version_nobody_defined() -> None:
+    (version,) = best_versions([sent(t(1), "s1"), sent(t(2), "s2")])
+    assert (version.key, version.version, version.name) == ("order_shipped", 3, "Order shipped")
+    assert version.channels == {} and version.origin == origin(sent(t(2), "s2"))
+    # The same instant: the greater event_id decides, whatever the order they came in.
+    same = [sent(t(5), "a"), sent(t(5), "b")]
+    assert best_versions(same) == best_versions(same[::-1])

@@ -42,9 +42,9 @@ class RecordingBus(InProcessBus):
         for topic in (NOTIFICATIONS, USERS, TEMPLATES):
             self.subscribe(topic, self._collect)
 
-    async def publish(self, events: Sequence[AnyEvent]) -> None:
+    async def publish(self, events: Sequence[AnyEvent]) -> tuple[()]:
         self.calls.append(list(events))
-        await super().publish(events)
+        return await super().publish(events)
 
     async def _collect(self, batch: Sequence[AnyEvent]) -> None:
         self.received.extend(batch)

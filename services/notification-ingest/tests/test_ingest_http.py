@@ -62,7 +62,7 @@ async def test_a_signed_array_is_accepted(
     events = contract_events()
     response = await post(client, orjson.dumps(events), app="acme", secret=acme_secret)
     assert response.status_code == 202
-    assert response.json() == {"accepted": 8, "duplicates": 0, "rejected": []}
+    assert response.json() == {"accepted": 8, "duplicates": 0, "rejected": [], "visible": None}
     assert [e.event_id for e in bus.calls[0]] == [e["event_id"] for e in events]
 
 
@@ -72,7 +72,7 @@ async def test_a_single_object_is_one_event(
     body = orjson.dumps(delivered("acme", "d1"))
     response = await post(client, body, app="acme", secret=acme_secret)
     assert response.status_code == 202
-    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": [], "visible": None}
     assert [e.event_id for e in bus.received] == ["d1"]
 
 
@@ -83,8 +83,8 @@ async def test_a_resent_batch_counts_duplicates(
     second = orjson.dumps([delivered("acme", "d1"), delivered("acme", "d2")])
     one = await post(client, first, app="acme", secret=acme_secret)
     two = await post(client, second, app="acme", secret=acme_secret)
-    assert one.json() == {"accepted": 1, "duplicates": 1, "rejected": []}
-    assert two.json() == {"accepted": 1, "duplicates": 1, "rejected": []}
+    assert one.json() == {"accepted": 1, "duplicates": 1, "rejected": [], "visible": None}
+    assert two.json() == {"accepted": 1, "duplicates": 1, "rejected": [], "visible": None}
     assert [e.event_id for e in bus.received] == ["d1", "d2"]
 
 

@@ -144,11 +144,12 @@ class FailingOncePublisher:
         self.attempts = 0
         self.published: list[AnyEvent] = []
 
-    async def publish(self, events: Sequence[AnyEvent]) -> None:
+    async def publish(self, events: Sequence[AnyEvent]) -> tuple[()]:
         self.attempts += 1
         if self.attempts == 1:
             raise ConnectionError("broker unavailable")
         self.published.extend(events)
+        return ()
 
 
 async def test_events_are_remembered_only_after_they_were_published(

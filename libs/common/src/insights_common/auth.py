@@ -1,4 +1,4 @@
-"""API keys and webhook secrets.
+"""API keys, webhook secrets and the messaging platforms' source secrets.
 
 API keys are random 256-bit tokens, stored as their SHA-256 (a slow hash adds nothing for tokens of
 that entropy). Webhook secrets must be read back to verify HMACs, so they are stored encrypted
@@ -93,6 +93,27 @@ class KeyStore(Protocol):
         the app has no webhook secret."""
         ...
 
+    async def set_source_secret(self, app_id: str, platform: str, secret: str) -> None:
+        """Keep (or replace) the secret a platform signs the app's callbacks with, encrypted."""
+        ...
+
+    async def source_secret(self, app_id: str, platform: str) -> str | None:
+        """The platform's secret for the app; None when the source is not configured."""
+        ...
+
+    async def list_sources(self, app_id: str) -> list[SourceInfo]: ...
+
+    async def remove_source(self, app_id: str, platform: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """A platform configured for an app (its secret is never listed)."""
+
+    app_id: str
+    platform: str
+    updated_at: str
+
 
 class MissingMasterKey(Exception):
     pass
@@ -158,6 +179,13 @@ CREATE TABLE IF NOT EXISTS webhook_secrets (
     app_id TEXT PRIMARY KEY,
     secret_encrypted TEXT NOT NULL,
     rotated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS source_secrets (
+    app_id TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    secret_encrypted TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (app_id, platform)
 );
 """
 # Columns added after the first release: (name, definition). Rows from before keep working: no
@@ -315,3 +343,48 @@ class SqliteKeyStore:
             return cursor.rowcount > 0
 
         return await self._db.write(update)
+
+    async def set_source_secret(self, app_id: str, platform: str, secret: str) -> None:
+        token = self._box.encrypt(secret)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO source_secrets (app_id, platform, secret_encrypted, updated_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (app_id, platform) DO UPDATE SET"
+                " secret_encrypted = excluded.secret_encrypted, updated_at = excluded.updated_at",
+                (app_id, platform, token, now),
+            )
+
+        await self._db.write(upsert)
+
+    async def source_secret(self, app_id: str, platform: str) -> str | None:
+        def lookup(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT secret_encrypted FROM source_secrets WHERE app_id = ? AND platform = ?",
+                (app_id, platform),
+            ).fetchone()
+            return str(row["secret_encrypted"]) if row else None
+
+        token = await self._db.read(lookup)
+        return self._box.decrypt(token) if token else None
+
+    async def list_sources(self, app_id: str) -> list[SourceInfo]:
+        def select(conn: sqlite3.Connection) -> list[SourceInfo]:
+            rows = conn.execute(
+                "SELECT app_id, platform, updated_at FROM source_secrets WHERE app_id = ?"
+                " ORDER BY platform",
+                (app_id,),
+            )
+            return [SourceInfo(r["app_id"], r["platform"], r["updated_at"]) for r in rows]
+
+        return await self._db.read(select)
+
+    async def remove_source(self, app_id: str, platform: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "DELETE FROM source_secrets WHERE app_id = ? AND platform = ?", (app_id, platform)
+            )
+            return cursor.rowcount > 0
+
+        return await self._db.write(delete)

@@ -10,13 +10,19 @@ all). `publish_isolated` is for batches of independent events (the webhook's): a
 subscriber fails on is applied again one event at a time, and each event that still fails goes to
 the dead-letter table with its error instead of failing the others, as the Kafka subscribers send
 it to `<topic>.dlq`.
+
+A publish answers where it wrote (`Written`: per topic partition, its first and last offset), and
+a `ProjectionWatermark` answers how much of that the projection has made visible: an import is
+complete, and a webhook's `wait=visible` answered, only when all of it is. Nothing is written
+anywhere in the embedded mode (the projection took the events before `publish` returned), so
+there `Written` is empty and visible already.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -30,10 +36,74 @@ log = logging.getLogger(__name__)
 BatchHandler = Callable[[Sequence[AnyEvent]], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The records one publish wrote to one partition: offsets `first` to `last` (other
+    producers' records may lie between them), `records` of them."""
+
+    topic: str
+    partition: int
+    first: int
+    last: int
+    records: int
+
+    def covered(self, committed: int) -> int:
+        """How many of the records lie before `committed` (a consumer's next offset)."""
+        if committed > self.last:
+            return self.records
+        if committed <= self.first:
+            return 0
+        return self.records * (committed - self.first) // (self.last + 1 - self.first)
+
+
+Written = tuple[Span, ...]
+"""Where a publish wrote; empty when what it published was projected before it returned."""
+
+
+def written_records(written: Written) -> int:
+    return sum(span.records for span in written)
+
+
+def merge_spans(spans: Iterable[Span]) -> Written:
+    """One span per topic partition, covering all the spans given for it."""
+    merged: dict[tuple[str, int], Span] = {}
+    for span in spans:
+        key = (span.topic, span.partition)
+        known = merged.get(key)
+        merged[key] = (
+            span
+            if known is None
+            else Span(
+                span.topic,
+                span.partition,
+                min(known.first, span.first),
+                max(known.last, span.last),
+                known.records + span.records,
+            )
+        )
+    return tuple(sorted(merged.values(), key=lambda s: (s.topic, s.partition)))
+
+
 class EventPublisher(Protocol):
-    async def publish(self, events: Sequence[AnyEvent]) -> None:
-        """Publish events, each to the topic of its type, keeping their order per key."""
+    async def publish(self, events: Sequence[AnyEvent]) -> Written:
+        """Publish events, each to the topic of its type, keeping their order per key; answer
+        where they were written."""
         ...
+
+
+class ProjectionWatermark(Protocol):
+    async def visible(self, written: Written) -> int:
+        """How many of the written records the projection has made visible to reads: all of
+        them once it has taken every span (its committed position is past the span's last
+        offset). Raises `DependencyUnavailable` when it cannot tell."""
+        ...
+
+
+class AtOnce:
+    """The embedded mode's watermark: a publish returns once the projection took its events."""
+
+    async def visible(self, written: Written) -> int:
+        return written_records(written)
 
 
 class DeadLetterSink(Protocol):
@@ -62,10 +132,11 @@ class InProcessBus:
         name = consumer or str(getattr(handler, "__qualname__", handler))
         self._subscribers[topic].append(_Subscription(handler, name))
 
-    async def publish(self, events: Sequence[AnyEvent]) -> None:
+    async def publish(self, events: Sequence[AnyEvent]) -> Written:
         for topic, batch in _by_topic(events).items():
             for subscription in self._subscribers.get(topic, ()):
                 await subscription.handler(batch)
+        return ()
 
     async def publish_isolated(self, events: Sequence[AnyEvent]) -> list[FailedEvent]:
         """Publish independent events; answer those that went to the dead-letter table.
@@ -123,8 +194,9 @@ class InProcessBus:
 class _Isolating:
     bus: InProcessBus
 
-    async def publish(self, events: Sequence[AnyEvent]) -> None:
+    async def publish(self, events: Sequence[AnyEvent]) -> Written:
         await self.bus.publish_isolated(events)
+        return ()
 
 
 def _by_topic(events: Sequence[AnyEvent]) -> dict[str, list[AnyEvent]]:

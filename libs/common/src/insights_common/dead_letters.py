@@ -13,9 +13,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
+from insights_common.clock import rfc3339 as rfc3339
+from insights_common.clock import utc_now as utc_now
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts.topics import CANONICAL, PLATFORM_RAW
 
@@ -51,14 +53,6 @@ def source_topic(name: str) -> str:
     if source not in DLQ_SOURCES:
         raise ValueError(f"unknown topic '{name}'; use one of: {', '.join(DLQ_SOURCES)}")
     return source
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def error_text(error: BaseException) -> str:

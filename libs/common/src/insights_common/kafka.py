@@ -24,15 +24,17 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import RecordMetadata
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaResponse
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
+from insights_common.bus import Span, Written, merge_spans
 from insights_common.bus_metrics import BusMetrics
 from insights_common.dead_letters import (
     CONSUMER_HEADER,
@@ -171,8 +173,9 @@ class KafkaBus:
         finally:
             await admin.close()
 
-    async def publish(self, events: Sequence[AnyEvent]) -> None:
+    async def publish(self, events: Sequence[AnyEvent]) -> Written:
         """Publish events to the topics of their types; waits until every broker acknowledged.
+        Answers where they were written.
 
         Raises `DependencyUnavailable` when that takes longer than `publish_timeout` or Kafka
         refuses. Some of the events may still arrive later: a caller that publishes them again
@@ -180,15 +183,26 @@ class KafkaBus:
         """
         async with self.within_publish_timeout():
             groups = await self.by_partition(events)
-            sends = [
-                self.broker.publish_batch(*chunk, topic=topic, partition=partition, no_confirm=True)
+            chunks = [
+                (topic, partition, chunk)
                 for (topic, partition), records in groups.items()
                 for chunk in _chunks_by_size(
                     [KafkaResponse(value, key=key) for key, value in records]
                 )
             ]
-            futures = await asyncio.gather(*sends)
-            await asyncio.gather(*futures)
+            futures = await asyncio.gather(
+                *(
+                    self.broker.publish_batch(
+                        *chunk, topic=topic, partition=partition, no_confirm=True
+                    )
+                    for topic, partition, chunk in chunks
+                )
+            )
+            sent = await asyncio.gather(*futures)
+        return merge_spans(
+            _span(metadata, len(chunk))
+            for (_, _, chunk), metadata in zip(chunks, sent, strict=True)
+        )
 
     def within_publish_timeout(
         self, seconds: float | None = None
@@ -378,6 +392,13 @@ class KafkaBus:
 
 
 @functools.lru_cache(maxsize=100_000)
+def _span(metadata: RecordMetadata, records: int) -> Span:
+    """Where a record batch went: its base offset and the offset of its last record."""
+    return Span(
+        metadata.topic, metadata.partition, metadata.offset, metadata.offset + records - 1, records
+    )
+
+
 def _partition_of(key: bytes, count: int) -> int:
     """What the Java client's partitioner gives `key` among `count` partitions.
 
@@ -558,7 +579,7 @@ class KafkaTransactionalPublisher:
             self._producer = producer
         return self._producer
 
-    def _leave(self, producer: AIOKafkaProducer, work: asyncio.Task[None] | None) -> None:
+    def _leave(self, producer: AIOKafkaProducer, work: asyncio.Task[Any] | None) -> None:
         """Let a failed producer finish (abort) in the background, then stop it."""
 
         async def wind_down() -> None:
@@ -572,8 +593,9 @@ class KafkaTransactionalPublisher:
         self._left.add(task)
         task.add_done_callback(self._left.discard)
 
-    async def publish(self, events: Sequence[AnyEvent]) -> None:
-        """Publish the events in one transaction; raises (and aborts it) on any failure.
+    async def publish(self, events: Sequence[AnyEvent]) -> Written:
+        """Publish the events in one transaction and answer where they were written; raises (and
+        aborts it) on any failure.
 
         `DependencyUnavailable` when Kafka refuses, or does not commit within the transaction
         timeout, after which the brokers would abort it anyway (one transaction at a time per
@@ -588,7 +610,7 @@ class KafkaTransactionalPublisher:
             # which waits for the brokers; the producer is left to finish it.
             work = asyncio.create_task(self._transaction(producer, groups))
             try:
-                await asyncio.shield(work)
+                return await asyncio.shield(work)
             except BaseException:
                 self._producer = None
                 work.cancel()
@@ -598,16 +620,70 @@ class KafkaTransactionalPublisher:
     @staticmethod
     async def _transaction(
         producer: AIOKafkaProducer, groups: dict[tuple[str, int], list[tuple[bytes, bytes]]]
-    ) -> None:
+    ) -> Written:
         async with producer.transaction():
             sends = []
+            counts = []
             for (topic, partition), records in groups.items():
                 batch = producer.create_batch()
                 for key, value in records:
                     if batch.append(key=key, value=value, timestamp=None) is None:
+                        counts.append(batch.record_count())
                         sends.append(await producer.send_batch(batch, topic, partition=partition))
                         batch = producer.create_batch()
                         batch.append(key=key, value=value, timestamp=None)
                 if batch.record_count():
+                    counts.append(batch.record_count())
                     sends.append(await producer.send_batch(batch, topic, partition=partition))
-            await asyncio.gather(*sends)
+            sent = await asyncio.gather(*sends)
+        return merge_spans(_span(m, n) for m, n in zip(sent, counts, strict=True))
+
+
+class KafkaProjectionWatermark:
+    """What the projection made visible, from its consumer group's committed positions.
+
+    The projector commits a batch's offsets only once its writes are visible to reads, and its
+    replicas share one group, so the group's committed position on a partition is how far reads
+    see that partition, whichever replica took it, across restarts and rebalances.
+    """
+
+    def __init__(self, bus: KafkaBus, *, group_id: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._bus = bus
+        self._group = bus.topic(group_id)
+        self._timeout = timeout
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def visible(self, written: Written) -> int:
+        if not written:
+            return 0
+        partitions = [TopicPartition(span.topic, span.partition) for span in written]
+        try:
+            async with self._bus.within_publish_timeout(self._timeout):
+                admin = await self._client()
+                committed = await admin.list_consumer_group_offsets(
+                    self._group, partitions=partitions
+                )
+        except DependencyUnavailable:
+            await self.stop()  # a new client next time: the old one may point at a dead broker
+            raise
+        total = 0
+        for span, partition in zip(written, partitions, strict=True):
+            position = committed.get(partition)
+            total += span.covered(position.offset if position is not None else -1)
+        return total
+
+    async def _client(self) -> AIOKafkaAdminClient:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._bus.options.bootstrap_servers,
+                client_id=f"{self._bus.options.client_id}-watermark",
+            )
+            await admin.start()
+            self._admin = admin
+        return self._admin
+
+    async def stop(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                await admin.close()

@@ -13,6 +13,7 @@ import asyncpg
 from insights_common.auth import (
     ApiKeyInfo,
     SecretBox,
+    SourceInfo,
     WebhookSigning,
     hash_key,
     key_id_of,
@@ -46,6 +47,16 @@ MIGRATIONS: tuple[str, ...] = (
         ADD COLUMN previous_encrypted text,
         ADD COLUMN previous_until timestamptz,
         ADD COLUMN require_timestamp boolean NOT NULL DEFAULT false;
+    """,
+    # The messaging platforms' secrets (docs/sources.md), encrypted like webhook secrets.
+    """
+    CREATE TABLE source_secrets (
+        app_id text NOT NULL,
+        platform text NOT NULL,
+        secret_encrypted text NOT NULL,
+        updated_at timestamptz NOT NULL,
+        PRIMARY KEY (app_id, platform)
+    );
     """,
 )
 
@@ -165,3 +176,49 @@ class PostgresKeyStore:
                 required,
             )
         return bool(updated)
+
+    async def set_source_secret(self, app_id: str, platform: str, secret: str) -> None:
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO source_secrets (app_id, platform, secret_encrypted, updated_at)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (app_id, platform) DO UPDATE SET"
+                " secret_encrypted = excluded.secret_encrypted, updated_at = excluded.updated_at",
+                app_id,
+                platform,
+                self._box.encrypt(secret),
+                datetime.now(UTC),
+            )
+
+    async def source_secret(self, app_id: str, platform: str) -> str | None:
+        async with self._db.acquire() as conn:
+            token = await conn.fetchval(
+                "SELECT secret_encrypted FROM source_secrets WHERE app_id = $1 AND platform = $2",
+                app_id,
+                platform,
+            )
+        return self._box.decrypt(token) if token is not None else None
+
+    async def list_sources(self, app_id: str) -> list[SourceInfo]:
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT app_id, platform, updated_at FROM source_secrets WHERE app_id = $1"
+                " ORDER BY platform",
+                app_id,
+            )
+        return [
+            SourceInfo(
+                row["app_id"],
+                row["platform"],
+                row["updated_at"].astimezone(UTC).isoformat(timespec="seconds"),
+            )
+            for row in rows
+        ]
+
+    async def remove_source(self, app_id: str, platform: str) -> bool:
+        async with self._db.acquire() as conn:
+            removed = await conn.fetchval(
+                "DELETE FROM source_secrets WHERE app_id = $1 AND platform = $2 RETURNING true",
+                app_id,
+                platform,
+            )
+        return bool(removed)

@@ -155,6 +155,12 @@ class PostgresDatabase:
                     if lost(conn):
                         raise ConnectionResetError(f"connection lost: {error}") from error
                     raise
+                except asyncpg.InternalClientError as error:
+                    # A connection a server restart left in a state its protocol cannot leave
+                    # ("cannot switch to state ..."): it is dropped, not given out again.
+                    if not lost(conn):
+                        conn.terminate()
+                    raise ConnectionResetError(f"connection broken: {error}") from error
                 finally:
                     # Not under the acquire timeout (asyncpg would apply it to the reset too):
                     # a slow release on a busy machine is no outage.

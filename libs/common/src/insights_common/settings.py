@@ -22,6 +22,9 @@ class KafkaSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     publish_timeout: float = Field(default=5.0, gt=0)
     """Seconds a door waits for Kafka to take its events before it answers 503 (Retry-After)."""
+    projector_group: str = "insights-projector"
+    """The projector's consumer group (its replicas share the partitions). Its committed
+    positions are the watermark of what reads can see: imports and `wait=visible` wait on it."""
 
 
 class PostgresSettings(BaseSettings):

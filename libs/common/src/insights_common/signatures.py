@@ -1,9 +1,14 @@
-"""Webhook signatures: `X-Insights-Signature` in its two forms, made and checked.
+"""Webhook signatures: `X-Insights-Signature` in its two forms, made and checked, and the one
+mechanism the platforms' own schemes (docs/sources.md) are checked with.
 
 - `sha256=<hex HMAC-SHA256 of the raw body>`: the first form, still taken from existing senders.
 - `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`: the timestamped form (as Stripe,
   Knock and Customer.io sign), which a receiver refuses outside a tolerance so a captured
   request cannot be replayed later. Several `v1=` may be sent; any one matching is enough.
+
+Every scheme is a `Credential`: what the headers alone showed (digests, a timestamp to check
+against the tolerance), and `matches(secrets, body)` once the body is read. A platform's scheme
+differs only in what it signs (`frame`), with which hash, and how the digest is written.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 LEGACY_SCHEME = "sha256"
 TIMESTAMPED_SCHEME = "v1"
@@ -46,24 +52,57 @@ class MalformedSignature(ValueError):
     """The signature header is neither form; the message says what was wrong."""
 
 
+class Credential(Protocol):
+    """What a request's headers claim; checked against the app's secrets once the body is read."""
+
+    @property
+    def timestamp(self) -> int | None:
+        """Unix seconds the sender signed at, for the replay tolerance; None if not signed."""
+        ...
+
+    def matches(self, secrets: Sequence[str], body: bytes) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Signature:
-    """A parsed X-Insights-Signature: HMAC-SHA256 digests of the body, or of "<t>.<body>"."""
+    """HMAC digests of a signed payload: by default X-Insights-Signature's, of the body or of
+    "<t>.<body>"; a platform's scheme sets what is signed (`frame`) and the hash."""
 
     digests: tuple[bytes, ...]
-    timestamp: int | None = None  # None: the legacy `sha256=` form
+    timestamp: int | None = None  # None: the legacy `sha256=` form, or a scheme without time
+    frame: Callable[[bytes], bytes] | None = None
+    """The signed payload made from the body; None: the body, or "<t>.<body>" with a timestamp."""
+    algorithm: str = "sha256"
 
     def matches(self, secrets: Sequence[str], body: bytes) -> bool:
         """Whether any digest is the HMAC of the signed payload under any of `secrets`.
 
         Every pair is compared, in constant time, so the time taken says nothing about which
         secret or digest came close."""
-        payload = body if self.timestamp is None else _signed(self.timestamp, body)
+        if self.frame is not None:
+            payload = self.frame(body)
+        else:
+            payload = body if self.timestamp is None else _signed(self.timestamp, body)
         found = False
         for secret in secrets:
-            expected = _digest(secret, payload)
+            expected = hmac.new(secret.encode(), payload, self.algorithm).digest()
             for digest in self.digests:
                 found |= hmac.compare_digest(expected, digest)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class BearerToken:
+    """A shared token sent as is (Braze Currents' `Authorization: Bearer`): it signs nothing, so
+    it matches whatever the body; compared in constant time like a digest."""
+
+    token: str
+    timestamp: int | None = None
+
+    def matches(self, secrets: Sequence[str], body: bytes) -> bool:
+        found = False
+        for secret in secrets:
+            found |= hmac.compare_digest(secret.encode(), self.token.encode())
         return found
 
 

@@ -15,7 +15,11 @@ from import_svc.settings import ImportSettings
 from insights_common.auth import KeyStore
 from insights_common.bus import InProcessBus
 from insights_common.http import bearer_auth
-from insights_common.kafka import KafkaBus, KafkaTransactionalPublisher
+from insights_common.kafka import (
+    KafkaBus,
+    KafkaProjectionWatermark,
+    KafkaTransactionalPublisher,
+)
 from insights_common.postgres import PostgresDatabase
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
@@ -85,6 +89,7 @@ async def create_distributed_importer(
     publisher = KafkaTransactionalPublisher(
         bus, transactional_id=f"insights-import-{settings.replica_id}"
     )
+    watermark = KafkaProjectionWatermark(bus, group_id=settings.kafka.projector_group)
     service = ImportService(
         store=store,
         registry=store,
@@ -97,12 +102,16 @@ async def create_distributed_importer(
         max_blank_lines=settings.max_blank_lines,
         time_budget=timedelta(seconds=settings.time_budget_seconds),
         max_running_per_app=settings.max_running_per_app,
+        # Completed means findable: an import waits for the projector's committed positions.
+        watermark=watermark,
+        behind_after=timedelta(seconds=settings.behind_after_seconds),
+        stalled_after=timedelta(seconds=settings.stalled_after_seconds),
     )
     hooks = ServiceParts(
         router=APIRouter(),
         # The producer's start aborts a transaction a crash of this replica left open, before
         # its imports are resumed.
         on_start=[publisher.start, service.recover],
-        on_stop=[service.shutdown, publisher.stop],
+        on_stop=[service.shutdown, publisher.stop, watermark.stop],
     )
     return service, hooks

@@ -13,11 +13,12 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from import_svc.domain.csv_stream import MAX_RECORD_BYTES
 from import_svc.domain.model import (
+    VALIDATED,
     Counts,
     FileIssue,
     FileRejected,
@@ -43,7 +44,9 @@ from import_svc.ports import (
     UploadSpool,
     UserRegistry,
 )
-from insights_common.outage import waiting_out
+from insights_common.bus import AtOnce, ProjectionWatermark, Written, written_records
+from insights_common.clock import utc_now
+from insights_common.outage import DependencyUnavailable, waiting_out
 from insights_common.service import Recurring
 from insights_contracts import AnyEvent, UserUpserted
 
@@ -52,7 +55,7 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[ImportRecord], None]
 
 PROGRESS_EVERY = 1000  # rows between two progress reports
-VALIDATED_SHARE = 0.9  # of the progress bar; publishing and storing take the rest
+VALIDATED_SHARE = VALIDATED  # of the progress bar; publishing and becoming visible take the rest
 REPORT_PAGE = 5000
 MAX_FILENAME = 255
 HEARTBEAT_EVERY = timedelta(seconds=10)  # how often a running import says it still runs
@@ -61,6 +64,9 @@ OUTAGE_WAIT = timedelta(minutes=10)  # an accepted import waits this long for Ka
 SWEEP_EVERY = timedelta(seconds=30)
 TIME_BUDGET = timedelta(minutes=5)  # to upload and validate one file
 MAX_RUNNING_PER_APP = 3
+VISIBLE_POLL = 0.2  # seconds between two looks at the projection's watermark
+BEHIND_AFTER = timedelta(seconds=30)  # the projection still for this long: the import says so
+STALLED_AFTER = timedelta(minutes=10)  # ... and for this long: the import fails
 
 UPLOAD_CUT_OFF = FileIssue(
     "upload_interrupted",
@@ -72,6 +78,26 @@ INTERRUPTED = FileIssue(
     "The import was interrupted (the process stopped) before it finished, and its file was "
     "not kept to resume it; nothing from it was imported. Upload the file again.",
 )
+
+
+def projection_behind(visible: int, total: int, still: timedelta) -> FileIssue:
+    return FileIssue(
+        "projection_behind",
+        f"The users are published, but the projection has not advanced for"
+        f" {still.total_seconds():.0f} s: {visible:,} of {total:,} can be found so far. The"
+        " import completes when they all can.",
+    )
+
+
+def projection_stalled(visible: int, total: int, still: timedelta) -> FileIssue:
+    return FileIssue(
+        "projection_stalled",
+        f"The {total:,} users were published and kept, but the projection made no progress for"
+        f" {still.total_seconds() / 60:.0f} minutes, and only {visible:,} of them can be found."
+        " They will appear when the projector (insights-query) catches up; check that it runs.",
+    )
+
+
 STALE = FileIssue(
     "interrupted",
     "The replica running this import stopped answering; nothing from it was imported. Upload "
@@ -97,10 +123,6 @@ class TooManyRunning(Exception):
             "may run at once"
         )
         self.limit = limit
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def clean_filename(name: str | None) -> str:
@@ -132,7 +154,10 @@ class ImportService:
         max_blank_lines: int = MAX_BLANK_LINES,
         time_budget: timedelta = TIME_BUDGET,
         max_running_per_app: int = MAX_RUNNING_PER_APP,
-        clock: Callable[[], datetime] = _utcnow,
+        watermark: ProjectionWatermark | None = None,
+        behind_after: timedelta = BEHIND_AFTER,
+        stalled_after: timedelta = STALLED_AFTER,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -145,6 +170,9 @@ class ImportService:
         self._max_blank_lines = max_blank_lines
         self._time_budget = time_budget
         self._max_running = max_running_per_app
+        self._watermark = watermark if watermark is not None else AtOnce()
+        self._behind_after = behind_after
+        self._stalled_after = stalled_after
         self._clock = clock
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper = Recurring(
@@ -182,6 +210,7 @@ class ImportService:
             async with self._beating(run):
                 validation = await self._validate(run, chunks, size_hint=size_hint)
                 await self._conclude(run, validation)
+                await self._until_visible(run)
         except asyncio.CancelledError:
             await self._fail(run, INTERRUPTED)
             raise
@@ -250,7 +279,7 @@ class ImportService:
         """At start: resume this replica's unfinished imports whose upload is whole in the spool,
         fail those it cannot resume, and start sweeping stale imports of other replicas."""
         for record in await self._store.unfinished(owner=self._owner):
-            if await self._spool.complete(record.id):
+            if record.published or await self._spool.complete(record.id):
                 logger.warning(
                     "resuming import %s of app %s",
                     record.id,
@@ -473,6 +502,7 @@ class ImportService:
                     lambda: self._conclude(run, validation),
                     limit=OUTAGE_WAIT.total_seconds(),
                 )
+                await self._until_visible(run)
         except asyncio.CancelledError:
             raise  # a shutdown: the upload stays in the spool and the import is resumed
         except Exception as exc:
@@ -487,10 +517,22 @@ class ImportService:
         same changes and publishes the same events again, which the projection takes once.
         """
         run = _Run(self._store, record, None)
+        if record.published:
+            # Its users were published and its registry written: only their visibility is left.
+            try:
+                async with self._beating(run):
+                    await self._until_visible(run)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._fail_on_error(run, exc)
+            await self._spool.delete(record.id)
+            return
         chunks = self._spool.read(record.id)
         try:
             async with self._beating(run):
                 await self._conclude(run, await self._validate(run, chunks, size_hint=None))
+                await self._until_visible(run)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -508,7 +550,11 @@ class ImportService:
         await run.finish(record, validation.errors, ())
 
     async def _conclude(self, run: _Run, validation: Validation) -> None:
+        """Plan the changes and publish them; the record is then published (or final: a
+        rejection or a dry run). Safe to run again until it is published."""
         record = run.record
+        if record.published:
+            return
         total = validation.total_rows
         warnings = validation.warnings
         if validation.file_error is not None:
@@ -547,6 +593,7 @@ class ImportService:
             record = record.importing(counts)
             await run.save(record)
         events = self._events(record, plan.changes)
+        written: Written = ()
         if events:
             # Publish only while this replica still owns the import: a replica taken for stopped
             # has had its import failed by another, and publishing now would contradict that.
@@ -554,14 +601,57 @@ class ImportService:
                 raise _OwnershipLost
             # One publish, all or nothing: one Kafka transaction in the distributed mode, one
             # SQLite transaction of the projector in the embedded mode.
-            await self._publisher.publish(events)
+            written = await self._publisher.publish(events)
         entries = [
             RegistryEntry(record.app_id, c.user_id, c.phone, c.kept_nickname, record.created_at)
             for c in plan.changes
         ]
+        # The row errors and the registry are kept with the published record, in one
+        # transaction: a restart from here on only waits for the users to be visible.
         await run.finish(
-            record.completed(counts, at=self._clock(), warnings=warnings), errors, entries
+            record.publishing_done(written, at=self._clock(), warnings=warnings), errors, entries
         )
+
+    async def _until_visible(self, run: _Run) -> None:
+        """Complete a published import once the projection has made all its users visible.
+
+        Its progress moves as the projection's watermark passes its records. A projection
+        standing still for `behind_after` adds a warning saying so; for `stalled_after`, the
+        import fails, its users kept (they appear when the projection resumes). A watermark
+        that cannot be read (Kafka down) counts as standing still.
+        """
+        record = run.record
+        if record.status is not ImportStatus.IMPORTING or not record.published:
+            return
+        total = written_records(record.written)
+        loop = asyncio.get_running_loop()
+        best, since = -1, loop.time()
+        while True:
+            try:
+                visible = await self._watermark.visible(run.record.written)
+            except DependencyUnavailable as outage:
+                logger.warning("import %s: the watermark is unreadable: %s", record.id, outage)
+                visible = best
+            if visible >= total:
+                break
+            now = loop.time()
+            still = timedelta(seconds=now - since)
+            if visible > best:
+                best, since = visible, now
+                moved = run.record.becoming_visible(visible)
+                if moved.progress - run.record.progress >= 0.01:
+                    await run.save(moved)
+            elif still >= self._stalled_after:
+                logger.error("import %s: the projection stalled", record.id)
+                issue = projection_stalled(max(best, 0), total, self._stalled_after)
+                await run.save(run.record.failed(issue, at=self._clock()))
+                return
+            elif still >= self._behind_after:
+                warned = run.record.warned(projection_behind(max(best, 0), total, still))
+                if warned is not run.record:
+                    await run.save(warned)
+            await asyncio.sleep(VISIBLE_POLL)
+        await run.save(run.record.completed(run.record.counts, at=self._clock()))
 
     @staticmethod
     def _events(record: ImportRecord, changes: Sequence[UserChange]) -> list[AnyEvent]:

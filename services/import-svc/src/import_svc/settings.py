@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from import_svc.domain.csv_stream import MAX_RECORD_BYTES
 from import_svc.domain.validation import MAX_BLANK_LINES, MAX_BYTES, MAX_ROWS
-from import_svc.service import MAX_RUNNING_PER_APP, TIME_BUDGET
+from import_svc.service import BEHIND_AFTER, MAX_RUNNING_PER_APP, STALLED_AFTER, TIME_BUDGET
 from insights_common.settings import KafkaSettings, PostgresSettings
 
 
@@ -31,6 +31,11 @@ class ImportSettings(BaseSettings):
     """How long an import may take to upload and validate its file before it is rejected."""
     max_running_per_app: int = Field(default=MAX_RUNNING_PER_APP, ge=1)
     """Imports one app may have running at once; one more is answered 429 with Retry-After."""
+    behind_after_seconds: float = Field(default=BEHIND_AFTER.total_seconds(), gt=0)
+    """A published import whose users the projection has not advanced on for this long says so
+    (a `projection_behind` warning)."""
+    stalled_after_seconds: float = Field(default=STALLED_AFTER.total_seconds(), gt=0)
+    """... and for this long, fails with `projection_stalled` (its users are kept)."""
     replica_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
     """Names this replica: it owns the imports it runs and resumes them after a restart, and
     its Kafka transactions use it. Stable across restarts, unique across replicas."""

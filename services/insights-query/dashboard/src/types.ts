@@ -163,6 +163,10 @@ export interface ImportJob {
   rejected: number;
   progress: number;
   created_at: string;
+  /** When its users were published; null before (and for dry runs and rejected files). */
+  published_at: string | null;
+  /** When every user it published could be found; `completed` comes only then. */
+  visible_at: string | null;
   finished_at: string | null;
   errors: ImportNote[];
   warnings: ImportNote[];

@@ -92,7 +92,7 @@ def create_projector(
         bus.subscribe(
             list(TOPICS),
             projector.handle,
-            group_id=settings.projector_group,
+            group_id=settings.kafka.projector_group,
             max_records=settings.projector_batch,
             healthy=store.ping,
         )

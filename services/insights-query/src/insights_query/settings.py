@@ -24,8 +24,6 @@ class QuerySettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8003
     """The API's port; the projector serves its health and metrics on port + 1."""
-    projector_group: str = "insights-projector"
-    """The consumer group of the projector; its instances share the partitions."""
     projector_batch: int = Field(default=5000, ge=1, le=20000)
     """Most events the projector folds in one batch (written in bulk requests of up to 1 MB)."""
     projector_consumers: int = Field(default=2, ge=1)

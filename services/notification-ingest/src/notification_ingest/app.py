@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+from fastapi import APIRouter
+
 from insights_common.auth import KeyStore
 from insights_common.bus import InProcessBus
-from insights_common.kafka import KafkaBus
+from insights_common.kafka import KafkaBus, KafkaProjectionWatermark
 from insights_common.postgres import PostgresDatabase
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
-from insights_contracts.topics import PLATFORM_RAW
-from notification_ingest.adapters.postgres import PostgresDedupStore
-from notification_ingest.adapters.sqlite import SqliteDedupStore
-from notification_ingest.entrypoints.consumers import raw_events_consumer
+from insights_contracts.topics import PLATFORM_RAW, USERS
+from notification_ingest.adapters.postgres import (
+    PostgresDedupStore,
+    PostgresPendingCallbacks,
+    PostgresPhoneDirectory,
+)
+from notification_ingest.adapters.sqlite import (
+    SqliteDedupStore,
+    SqlitePendingCallbacks,
+    SqlitePhoneDirectory,
+)
+from notification_ingest.entrypoints.consumers import phone_directory_consumer, raw_events_consumer
 from notification_ingest.entrypoints.http import build_router
+from notification_ingest.entrypoints.sources_http import build_sources_router
+from notification_ingest.ports import PendingCallbacks, PhoneDirectory
 from notification_ingest.service import IngestService
 from notification_ingest.settings import IngestSettings
+from notification_ingest.source_service import SourceService
+
+PHONE_DIRECTORY = "ingest-phone-directory"
+"""The embedded subscriber keeping whose phone number is whose (its dead letters' consumer)."""
 
 
 def create_embedded(
@@ -35,8 +51,15 @@ def create_embedded(
         dedup_window=settings.dedup_window,
         signature_tolerance=settings.signature_tolerance,
     )
-    router = build_router(service, max_body_bytes=settings.max_body_bytes)
-    return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
+    phones = SqlitePhoneDirectory(db)
+    sources = source_service(
+        service, keys=keys, phones=phones, pending=SqlitePendingCallbacks(db), settings=settings
+    )
+    bus.subscribe(USERS, phone_directory_consumer(phones, sources), consumer=PHONE_DIRECTORY)
+    router = routes(service, sources, settings=settings)
+    return service, ServiceParts(
+        router=router, on_start=[service.start, sources.start], on_stop=[service.stop, sources.stop]
+    )
 
 
 async def create_distributed(
@@ -50,6 +73,7 @@ async def create_distributed(
     """
     dedup = PostgresDedupStore(db)
     await dedup.migrate()
+    watermark = KafkaProjectionWatermark(bus, group_id=settings.kafka.projector_group)
     service = IngestService(
         dedup=dedup,
         publisher=bus,
@@ -57,6 +81,7 @@ async def create_distributed(
         max_batch=settings.max_batch,
         dedup_window=settings.dedup_window,
         signature_tolerance=settings.signature_tolerance,
+        watermark=watermark,
     )
 
     async def healthy() -> bool:
@@ -69,5 +94,49 @@ async def create_distributed(
         max_records=settings.raw_batch,
         healthy=healthy,
     )
-    router = build_router(service, max_body_bytes=settings.max_body_bytes)
-    return service, ServiceParts(router=router, on_start=[service.start], on_stop=[service.stop])
+    phones = PostgresPhoneDirectory(db)
+    sources = source_service(
+        service, keys=keys, phones=phones, pending=PostgresPendingCallbacks(db), settings=settings
+    )
+    bus.subscribe(
+        [USERS],
+        phone_directory_consumer(phones, sources),
+        group_id=settings.phone_group,
+        max_records=settings.raw_batch,
+        healthy=healthy,
+    )
+    router = routes(service, sources, settings=settings)
+    return service, ServiceParts(
+        router=router,
+        on_start=[service.start, sources.start],
+        on_stop=[service.stop, sources.stop, watermark.stop],
+    )
+
+
+def source_service(
+    service: IngestService,
+    *,
+    keys: KeyStore,
+    phones: PhoneDirectory,
+    pending: PendingCallbacks,
+    settings: IngestSettings,
+) -> SourceService:
+    return SourceService(
+        ingest=service,
+        secrets=keys,
+        phones=phones,
+        pending=pending,
+        tolerance=settings.signature_tolerance,
+        keep_for=settings.dedup_window,
+    )
+
+
+def routes(
+    service: IngestService, sources: SourceService, *, settings: IngestSettings
+) -> APIRouter:
+    """The webhook and the platforms' sources, in either mode."""
+    router = build_router(
+        service, max_body_bytes=settings.max_body_bytes, visible_wait=settings.visible_wait_seconds
+    )
+    router.include_router(build_sources_router(sources, max_body_bytes=settings.max_body_bytes))
+    return router

@@ -7,15 +7,13 @@ distributed); webhook secrets come from the `insights_common.auth.KeyStore`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
+# The clock the service and the dedup stores use unless a test gives them another.
+from insights_common.clock import utc_now as utc_now
 from insights_common.signatures import WebhookSigning
-
-
-def utc_now() -> datetime:
-    """The clock the service and the dedup stores use unless a test gives them another."""
-    return datetime.now(UTC)
+from notification_ingest.domain.directory import PhoneEntry
 
 
 class DedupStore(Protocol):
@@ -42,3 +40,43 @@ class WebhookSecrets(Protocol):
     """The part of `insights_common.auth.KeyStore` the webhook needs."""
 
     async def webhook_signing(self, app_id: str, *, now: datetime) -> WebhookSigning | None: ...
+
+
+class SourceSecrets(Protocol):
+    """The part of `insights_common.auth.KeyStore` the platforms' sources need."""
+
+    async def source_secret(self, app_id: str, platform: str) -> str | None: ...
+
+
+class PhoneDirectory(Protocol):
+    """Whose phone number is whose, per app, fed by the users topic (`domain.directory`)."""
+
+    async def record(self, entries: Sequence[PhoneEntry]) -> None:
+        """Keep each user's number, in order; a user's earlier number no longer names them."""
+        ...
+
+    async def users_by_phone(self, app_id: str, phones: Sequence[str]) -> dict[str, str]:
+        """The user_id of each of `phones` the app knows."""
+        ...
+
+
+class PendingCallbacks(Protocol):
+    """Callbacks that named only a phone number nobody of the app had, kept until someone has
+    it: the users topic brings the number, and they are taken then."""
+
+    async def keep(
+        self, app_id: str, platform: str, callbacks: Sequence[tuple[str, bytes]]
+    ) -> None:
+        """Keep (phone, callback JSON) pairs; the same callback kept twice is kept once."""
+        ...
+
+    async def waiting(self, app_id: str, phones: Sequence[str]) -> list[tuple[int, str, bytes]]:
+        """(id, platform, callback JSON) of the callbacks waiting for any of `phones`, oldest
+        first."""
+        ...
+
+    async def drop(self, ids: Sequence[int]) -> None: ...
+
+    async def forget(self, *, before: datetime) -> int:
+        """Drop the callbacks kept before `before`; answer how many went."""
+        ...

@@ -13,7 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from insights_common.bus import EventPublisher
+from insights_common.bus import (
+    AtOnce,
+    EventPublisher,
+    ProjectionWatermark,
+    Written,
+    written_records,
+)
+from insights_common.outage import DependencyUnavailable
 from insights_common.service import Recurring
 from insights_common.signatures import MalformedSignature, Signature, parse_signature
 from insights_contracts import AnyEvent
@@ -26,6 +33,7 @@ APP_HEADER = "X-Insights-App"
 SIGNATURE_HEADER = "X-Insights-Signature"
 FORGET_EVERY = timedelta(hours=1)
 DEFAULT_TOLERANCE = timedelta(seconds=300)
+VISIBLE_POLL = 0.05  # seconds between two looks at the projection's watermark
 NOT_SIGNED = (
     f"{SIGNATURE_HEADER} does not match: sign the exact raw body with HMAC-SHA256 and the app's "
     "webhook secret ('insights webhooks secret --app APP' shows it)."
@@ -58,6 +66,7 @@ class IngestService:
         dedup_window: timedelta | None = None,
         clock: Callable[[], datetime] = utc_now,
         signature_tolerance: timedelta = DEFAULT_TOLERANCE,
+        watermark: ProjectionWatermark | None = None,
     ) -> None:
         """`dedup_window`: how long an event id is remembered, so that the same event sent
         again within it is counted as a duplicate; None remembers every id for ever.
@@ -69,6 +78,7 @@ class IngestService:
         self._dedup_window = dedup_window
         self._clock = clock
         self._tolerance = signature_tolerance
+        self._watermark = watermark if watermark is not None else AtOnce()
         self._forgetting = Recurring(
             self.forget_old_ids, every=FORGET_EVERY, name="forget event ids past the dedup window"
         )
@@ -171,14 +181,35 @@ class IngestService:
             if batch.events:
                 seen = await self._dedup.seen(app_id, [event.event_id for event in batch.events])
                 fresh = [event for event in batch.events if event.event_id not in seen]
+            written: Written = ()
             if fresh:
-                await self._publisher.publish(fresh)
+                written = await self._publisher.publish(fresh)
                 await self._dedup.record(app_id, [event.event_id for event in fresh])
         return IngestResult(
             accepted=len(fresh),
             duplicates=batch.duplicates + len(batch.events) - len(fresh),
             rejected=batch.rejected,
+            written=written,
         )
+
+    async def until_visible(self, result: IngestResult, *, limit: float) -> IngestResult:
+        """The result, once the events it published can all be read (`visible`: True), or
+        after `limit` seconds (`visible`: False; they are taken and will be visible).
+
+        A watermark that cannot be read (Kafka down) is waited on like one that is behind.
+        """
+        total = written_records(result.written)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while True:
+            try:
+                if await self._watermark.visible(result.written) >= total:
+                    return replace(result, visible=True)
+            except DependencyUnavailable as outage:
+                log.warning("the projection's watermark is unreadable: %s", outage)
+            if loop.time() >= deadline:
+                return replace(result, visible=False)
+            await asyncio.sleep(min(VISIBLE_POLL, max(deadline - loop.time(), 0.0)))
 
     async def ingest_platform(self, records: Sequence[Sequence[object]]) -> PlatformResult:
         """Take the events of a batch of raw-topic records, each for the app its envelope names.

@@ -38,8 +38,19 @@ class IngestSettings(BaseSettings):
             "seconds, either way; a request signed longer ago is refused (replay protection)."
         ),
     )
+    visible_wait_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=60,
+        description=(
+            "The longest a `POST /events?wait=visible` waits for its events to be visible before"
+            " it answers with `visible: false` (they are taken all the same)."
+        ),
+    )
     raw_group: str = "insights-ingest-raw"
     """The consumer group reading the platform's raw topic; replicas share its partitions."""
+    phone_group: str = "insights-ingest-phones"
+    """The consumer group keeping, from the users topic, whose phone number is whose."""
     raw_batch: int = Field(default=200, ge=1, le=5000)
     """Most raw-topic records taken in one batch (each may hold up to max_batch events)."""
     host: str = "127.0.0.1"

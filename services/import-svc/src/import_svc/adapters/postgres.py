@@ -83,14 +83,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX imp_imports_running ON imp_imports (app_id)
         WHERE status IN ('queued', 'validating', 'importing');
     """,
+    # When an import's users were published, and where; when they all became visible.
+    """
+    ALTER TABLE imp_imports ADD COLUMN published_at timestamptz,
+        ADD COLUMN visible_at timestamptz,
+        ADD COLUMN written jsonb NOT NULL DEFAULT '[]';
+    """,
 )
 # The first key of the advisory lock that lets one new import of an app in at a time.
 _ADMISSION_LOCK = 0x1395
 
 _UPDATE_IMPORT = """
 UPDATE imp_imports SET status = $1, total_rows = $2, created = $3, updated = $4, unchanged = $5,
-    rejected = $6, progress = $7, finished_at = $8, errors = $9::jsonb, warnings = $10::jsonb
-WHERE app_id = $11 AND import_id = $12
+    rejected = $6, progress = $7, finished_at = $8, errors = $9::jsonb, warnings = $10::jsonb,
+    published_at = $11, visible_at = $12, written = $13::jsonb
+WHERE app_id = $14 AND import_id = $15
 """
 
 # A newer write overrides the fields it gives; an older one (events arrive late) only fills

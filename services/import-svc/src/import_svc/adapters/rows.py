@@ -17,6 +17,7 @@ from import_svc.domain.model import (
     ImportStatus,
     OnError,
 )
+from insights_common.bus import Span, Written
 
 # The WHERE condition of unfinished imports, the same text in both stores.
 UNFINISHED_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(UNFINISHED)))
@@ -37,6 +38,14 @@ def issues_to_json(issues: Sequence[FileIssue]) -> str:
 
 def issues_from_json(text: str) -> tuple[FileIssue, ...]:
     return tuple(FileIssue(i["code"], i["message"], i.get("line")) for i in json.loads(text))
+
+
+def written_to_json(written: Written) -> str:
+    return json.dumps([[s.topic, s.partition, s.first, s.last, s.records] for s in written])
+
+
+def written_from_json(text: str | None) -> Written:
+    return tuple(Span(*span) for span in json.loads(text or "[]"))
 
 
 def import_record(row: Row, *, to_time: Callable[[Any], datetime]) -> ImportRecord:
@@ -63,7 +72,14 @@ def import_record(row: Row, *, to_time: Callable[[Any], datetime]) -> ImportReco
         finished_at=to_time(row["finished_at"]) if row["finished_at"] is not None else None,
         errors=issues_from_json(row["errors"]),
         warnings=issues_from_json(row["warnings"]),
+        published_at=_time_or_none(row["published_at"], to_time),
+        visible_at=_time_or_none(row["visible_at"], to_time),
+        written=written_from_json(row["written"]),
     )
+
+
+def _time_or_none(value: Any, to_time: Callable[[Any], datetime]) -> datetime | None:
+    return to_time(value) if value is not None else None
 
 
 def update_params(record: ImportRecord, *, from_time: Callable[[datetime], Any]) -> tuple[Any, ...]:
@@ -80,6 +96,9 @@ def update_params(record: ImportRecord, *, from_time: Callable[[datetime], Any])
         from_time(record.finished_at) if record.finished_at is not None else None,
         issues_to_json(record.errors),
         issues_to_json(record.warnings),
+        from_time(record.published_at) if record.published_at is not None else None,
+        from_time(record.visible_at) if record.visible_at is not None else None,
+        written_to_json(record.written),
         record.app_id,
         record.id,
     )

@@ -71,7 +71,8 @@ _LOOKUP_BATCH = 10_000
 
 _UPDATE_IMPORT = """
 UPDATE imp_imports SET status = ?, total_rows = ?, created = ?, updated = ?, unchanged = ?,
-    rejected = ?, progress = ?, finished_at = ?, errors = ?, warnings = ?
+    rejected = ?, progress = ?, finished_at = ?, errors = ?, warnings = ?, published_at = ?,
+    visible_at = ?, written = ?
 WHERE app_id = ? AND import_id = ?
 """
 
@@ -130,6 +131,9 @@ def _merge(conn: sqlite3.Connection, entries: Sequence[RegistryEntry]) -> None:
 _ADDED_COLUMNS = (
     ("owner", "TEXT NOT NULL DEFAULT ''"),
     ("heartbeat_at", "TEXT"),
+    ("published_at", "TEXT"),
+    ("visible_at", "TEXT"),
+    ("written", "TEXT NOT NULL DEFAULT '[]'"),
 )
 
 

@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
 
+from insights_common.bus import Written, written_records
+
 
 class ImportMode(StrEnum):
     UPSERT = "upsert"
@@ -30,6 +32,11 @@ class ImportStatus(StrEnum):
 
 
 UNFINISHED = frozenset({ImportStatus.QUEUED, ImportStatus.VALIDATING, ImportStatus.IMPORTING})
+
+# The progress bar's phases: validating up to VALIDATED, publishing up to PUBLISHED, then the
+# users becoming visible to searches (the projection catching up) up to 1.
+VALIDATED = 0.6
+PUBLISHED = 0.7
 
 # validating -> completed is the path of a dry run: it writes nothing, so it never imports.
 TRANSITIONS: dict[ImportStatus, frozenset[ImportStatus]] = {
@@ -118,10 +125,20 @@ class ImportRecord:
     finished_at: datetime | None = None
     errors: tuple[FileIssue, ...] = ()
     warnings: tuple[FileIssue, ...] = ()
+    published_at: datetime | None = None
+    """When its users were published (to Kafka, or into the embedded projection)."""
+    visible_at: datetime | None = None
+    """When every user it published could be read: `completed` is not said before."""
+    written: Written = ()
+    """Where its users were published, for the projection's watermark to be checked against."""
 
     @property
     def finished(self) -> bool:
         return self.status not in UNFINISHED
+
+    @property
+    def published(self) -> bool:
+        return self.published_at is not None
 
     def _check(self, target: ImportStatus) -> ImportStatus:
         if target not in TRANSITIONS[self.status]:
@@ -136,18 +153,48 @@ class ImportRecord:
             self,
             status=self._check(ImportStatus.IMPORTING),
             counts=counts,
-            progress=max(self.progress, 0.95),
+            progress=max(self.progress, VALIDATED),
         )
+
+    def publishing_done(
+        self, written: Written, *, at: datetime, warnings: tuple[FileIssue, ...] = ()
+    ) -> ImportRecord:
+        """Its users are published: what remains is their becoming visible."""
+        if self.status is not ImportStatus.IMPORTING:
+            raise ValueError(f"an import publishes while importing, not while {self.status}")
+        return replace(
+            self,
+            published_at=at,
+            written=written,
+            progress=max(self.progress, PUBLISHED),
+            warnings=self.warnings + warnings,
+        )
+
+    def becoming_visible(self, visible: int) -> ImportRecord:
+        """`visible` of the published users can be read so far."""
+        total = written_records(self.written)
+        share = min(visible / total, 1.0) if total else 1.0
+        return replace(
+            self, progress=max(self.progress, PUBLISHED + (1.0 - PUBLISHED) * share * 0.999)
+        )
+
+    def warned(self, warning: FileIssue) -> ImportRecord:
+        """With `warning`, unless one of its code is there already."""
+        if any(known.code == warning.code for known in self.warnings):
+            return self
+        return replace(self, warnings=(*self.warnings, warning))
 
     def completed(
         self, counts: Counts, *, at: datetime, warnings: tuple[FileIssue, ...] = ()
     ) -> ImportRecord:
+        """Done: a dry run once validated, an import once all its users are visible."""
         return replace(
             self,
             status=self._check(ImportStatus.COMPLETED),
             counts=counts,
             progress=1.0,
             finished_at=at,
+            visible_at=at if self.published else None,
             warnings=self.warnings + warnings,
         )
 

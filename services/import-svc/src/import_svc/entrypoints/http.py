@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
 from import_svc.domain.model import (
@@ -94,6 +94,14 @@ class ImportOut(BaseModel):
     rejected: int
     progress: float
     created_at: datetime
+    published_at: datetime | None = Field(
+        description="When its users were published; null before, and for dry runs and"
+        " rejected files."
+    )
+    visible_at: datetime | None = Field(
+        description="When every user it published could be found through this API; an import"
+        " is `completed` only then."
+    )
     finished_at: datetime | None
     errors: list[IssueOut]
     warnings: list[IssueOut]
@@ -115,6 +123,8 @@ class ImportOut(BaseModel):
             rejected=counts.rejected,
             progress=round(record.progress, 4),
             created_at=record.created_at,
+            published_at=record.published_at,
+            visible_at=record.visible_at,
             finished_at=record.finished_at,
             errors=[_issue(i) for i in record.errors],
             warnings=[_issue(i) for i in record.warnings],

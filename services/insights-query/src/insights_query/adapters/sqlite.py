@@ -24,7 +24,6 @@ from insights_contracts import (
     Channel,
     ChannelContent,
     MessageEvent,
-    NotificationSent,
     TemplateUpserted,
     UserUpserted,
     VariableSpec,
@@ -39,6 +38,7 @@ from insights_query.domain.queries import (
 )
 from insights_query.domain.search import Rank, SearchQuery, nickname_tokens, phone_digits
 from insights_query.domain.stats import Counts, DayCounts, StatsRows
+from insights_query.domain.templates import best_versions
 from insights_query.domain.time import Window, from_ts_key, ts_key
 from insights_query.domain.users import ActivitySpan, UserFact, UserProfile, project_user
 from insights_query.domain.views import (
@@ -171,10 +171,6 @@ def _by_app(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     for app_id, identifier in sorted(keys):
         grouped[app_id].append(identifier)
     return grouped
-
-
-def _origin(defined: bool, event: AnyEvent) -> str:
-    return f"{1 if defined else 0}|{ts_key(event.occurred_at)}|{event.event_id}"
 
 
 def _opt_ts(value: str | None) -> datetime | None:
@@ -573,19 +569,10 @@ _UPSERT_USER = (
 def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
     message_rows: list[tuple[str, ...]] = []
     user_rows: list[tuple[str | None, ...]] = []
-    # Each version's best event of the batch, compared as the origin strings compare; a batch
-    # names a version in many sends, and only one of them can win.
-    templates: dict[tuple[str, str, int], tuple[tuple[bool, datetime, str], AnyEvent]] = {}
     touched_messages: set[tuple[str, str]] = set()
     # The batch's user facts, the first of an event_id winning as INSERT OR IGNORE has it.
     user_facts: dict[tuple[str, str], dict[str, UserFact]] = defaultdict(dict)
     arrived: dict[tuple[str, str], tuple[str, MessageEvent]] = {}
-
-    def candidate(event: TemplateUpserted | NotificationSent, key: str, version: int) -> None:
-        rank = (isinstance(event, TemplateUpserted), event.occurred_at, event.event_id)
-        known = templates.get((event.app_id, key, version))
-        if known is None or rank > known[0]:
-            templates[(event.app_id, key, version)] = (rank, event)
 
     for event in events:
         if isinstance(event, UserUpserted):
@@ -601,9 +588,7 @@ def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
                 )
             )
             user_facts[(event.app_id, event.user_id)].setdefault(event.event_id, UserFact.of(event))
-        elif isinstance(event, TemplateUpserted):
-            candidate(event, event.template.key, event.template.version)
-        else:
+        elif not isinstance(event, TemplateUpserted):
             payload = event.model_dump_json()
             message_rows.append(
                 (
@@ -618,29 +603,19 @@ def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
             )
             arrived.setdefault((event.app_id, event.event_id), (payload, event))
             touched_messages.add((event.app_id, event.message_id))
-            if isinstance(event, NotificationSent):
-                # Every sent snapshot names a version, even one no template.upserted described.
-                candidate(event, event.template.key, event.template.version)
-    template_rows: list[tuple[str | int, ...]] = []
-    for _, event in templates.values():
-        if isinstance(event, TemplateUpserted):
-            t = event.template
-            template_rows.append(
-                (
-                    event.app_id,
-                    t.key,
-                    t.version,
-                    t.name,
-                    json.dumps({ch: c.model_dump(mode="json") for ch, c in t.channels.items()}),
-                    json.dumps([v.model_dump(mode="json") for v in t.variable_schema]),
-                    _origin(True, event),
-                )
-            )
-        elif isinstance(event, NotificationSent):
-            ref = event.template
-            template_rows.append(
-                (event.app_id, ref.key, ref.version, ref.name, "{}", "[]", _origin(False, event))
-            )
+    # Only each version's best source in the batch is written, and kept only over a lesser one.
+    template_rows = [
+        (
+            v.app_id,
+            v.key,
+            v.version,
+            v.name,
+            json.dumps(v.channels),
+            json.dumps(v.variable_schema),
+            v.origin,
+        )
+        for v in best_versions(events)
+    ]
     conn.executemany(
         "INSERT OR IGNORE INTO q_message_events"
         " (app_id, event_id, message_id, user_id, event_type, occurred_at, payload)"

@@ -7,15 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 
+from insights_common import clock
+from insights_common.clock import utc_now as utc_now
 from insights_query.domain.errors import InvalidParameter
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # An unencoded '+' in a query string arrives as a space: "10:00:00 09:00" meant "10:00:00+09:00".
 _SPACE_FOR_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:\d{2})$")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # Batches repeat instants (every user of an import has its moment): formatting dominated
@@ -31,7 +29,8 @@ def from_ts_key(text: str) -> datetime:
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """The API's instants: as precise as they were given."""
+    return clock.rfc3339(moment, precision="auto")
 
 
 def parse_bound(name: str, value: str, *, end_of_day: bool) -> datetime:

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from insights_common.postgres import PostgresDatabase
+from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.ports import utc_now
 
 COMPONENT = "ingest"
@@ -24,6 +26,27 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app_id, event_id)
     );
     CREATE INDEX ing_seen_events_seen_at ON ing_seen_events (seen_at);
+    """,
+    # Whose phone number is whose, for the platforms' callbacks that name only a number.
+    """
+    CREATE TABLE ing_phone_directory (
+        app_id text NOT NULL,
+        phone text NOT NULL,
+        user_id text NOT NULL,
+        PRIMARY KEY (app_id, phone)
+    );
+    CREATE INDEX ing_phone_directory_user ON ing_phone_directory (app_id, user_id);
+    CREATE TABLE ing_pending_callbacks (
+        id bigserial PRIMARY KEY,
+        app_id text NOT NULL,
+        platform text NOT NULL,
+        phone text NOT NULL,
+        digest text NOT NULL,
+        callback bytea NOT NULL,
+        kept_at timestamptz NOT NULL,
+        UNIQUE (app_id, platform, digest)
+    );
+    CREATE INDEX ing_pending_callbacks_phone ON ing_pending_callbacks (app_id, phone);
     """,
 )
 
@@ -88,3 +111,100 @@ class PostgresDedupStore:
             total += dropped
             if dropped < chunk:
                 return total
+
+
+class PostgresPhoneDirectory:
+    """Implements PhoneDirectory. Its table comes with the dedup store's migrations."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+
+    async def record(self, entries: Sequence[PhoneEntry]) -> None:
+        if not entries:
+            return
+        async with self._db.acquire() as conn, conn.transaction():
+            # A user's older number goes first; the entries name each user once.
+            await conn.execute(
+                "DELETE FROM ing_phone_directory AS d USING unnest($1::text[], $2::text[])"
+                " AS gone(app_id, user_id)"
+                " WHERE d.app_id = gone.app_id AND d.user_id = gone.user_id",
+                [entry.app_id for entry in entries],
+                [entry.user_id for entry in entries],
+            )
+            # Two users may name one number in a batch: the later one takes it.
+            taken = {(entry.app_id, entry.phone): entry for entry in entries}
+            await conn.execute(
+                "INSERT INTO ing_phone_directory (app_id, phone, user_id)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+                " ON CONFLICT (app_id, phone) DO UPDATE SET user_id = excluded.user_id",
+                [entry.app_id for entry in taken.values()],
+                [entry.phone for entry in taken.values()],
+                [entry.user_id for entry in taken.values()],
+            )
+
+    async def users_by_phone(self, app_id: str, phones: Sequence[str]) -> dict[str, str]:
+        if not phones:
+            return {}
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT phone, user_id FROM ing_phone_directory"
+                " WHERE app_id = $1 AND phone = ANY($2::text[])",
+                app_id,
+                list(phones),
+            )
+        return {str(row["phone"]): str(row["user_id"]) for row in rows}
+
+
+class PostgresPendingCallbacks:
+    """Implements PendingCallbacks. Its table comes with the dedup store's migrations."""
+
+    def __init__(self, db: PostgresDatabase, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def keep(
+        self, app_id: str, platform: str, callbacks: Sequence[tuple[str, bytes]]
+    ) -> None:
+        if not callbacks:
+            return
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO ing_pending_callbacks"
+                " (app_id, platform, phone, digest, callback, kept_at)"
+                " SELECT $1, $2, phone, digest, callback, $6"
+                " FROM unnest($3::text[], $4::text[], $5::bytea[]) AS c(phone, digest, callback)"
+                " ON CONFLICT (app_id, platform, digest) DO NOTHING",
+                app_id,
+                platform,
+                [phone for phone, _ in callbacks],
+                [hashlib.sha256(body).hexdigest() for _, body in callbacks],
+                [body for _, body in callbacks],
+                self._clock(),
+            )
+
+    async def waiting(self, app_id: str, phones: Sequence[str]) -> list[tuple[int, str, bytes]]:
+        if not phones:
+            return []
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id, platform, callback FROM ing_pending_callbacks"
+                " WHERE app_id = $1 AND phone = ANY($2::text[]) ORDER BY id",
+                app_id,
+                list(phones),
+            )
+        return [(int(r["id"]), str(r["platform"]), bytes(r["callback"])) for r in rows]
+
+    async def drop(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM ing_pending_callbacks WHERE id = ANY($1::bigint[])", list(ids)
+            )
+
+    async def forget(self, *, before: datetime) -> int:
+        async with self._db.acquire() as conn:
+            status = await conn.execute(
+                "DELETE FROM ing_pending_callbacks WHERE kept_at < $1", before
+            )
+        return int(status.rsplit(" ", 1)[-1])  # "DELETE <count>"

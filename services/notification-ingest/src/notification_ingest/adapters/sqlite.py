@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from insights_common.sqlite import SqliteDatabase
+from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.ports import utc_now
 
 FORGET_CHUNK = 5_000
@@ -22,6 +24,24 @@ CREATE TABLE IF NOT EXISTS ing_seen_events (
     seen_at TEXT NOT NULL,
     PRIMARY KEY (app_id, event_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ing_phone_directory (
+    app_id TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (app_id, phone)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ing_phone_directory_user ON ing_phone_directory (app_id, user_id);
+CREATE TABLE IF NOT EXISTS ing_pending_callbacks (
+    id INTEGER PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    callback BLOB NOT NULL,
+    kept_at TEXT NOT NULL,
+    UNIQUE (app_id, platform, digest)
+);
+CREATE INDEX IF NOT EXISTS ing_pending_callbacks_phone ON ing_pending_callbacks (app_id, phone);
 """
 
 
@@ -113,3 +133,105 @@ def _forget_turn(
     if len(rows) < chunk:
         return len(old), None
     return len(old), (rows[-1]["app_id"], rows[-1]["event_id"])
+
+
+class SqlitePhoneDirectory:
+    """Implements PhoneDirectory in the shared SQLite file."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+        db.migrate(SCHEMA)
+
+    async def record(self, entries: Sequence[PhoneEntry]) -> None:
+        if not entries:
+            return
+
+        def write(conn: sqlite3.Connection) -> None:
+            # A user's older number goes first; the entries name each user once.
+            conn.executemany(
+                "DELETE FROM ing_phone_directory WHERE app_id = ? AND user_id = ?",
+                [(entry.app_id, entry.user_id) for entry in entries],
+            )
+            conn.executemany(
+                "INSERT INTO ing_phone_directory (app_id, phone, user_id) VALUES (?, ?, ?)"
+                " ON CONFLICT (app_id, phone) DO UPDATE SET user_id = excluded.user_id",
+                [(entry.app_id, entry.phone, entry.user_id) for entry in entries],
+            )
+
+        await self._db.write(write)
+
+    async def users_by_phone(self, app_id: str, phones: Sequence[str]) -> dict[str, str]:
+        if not phones:
+            return {}
+
+        def read(conn: sqlite3.Connection) -> dict[str, str]:
+            rows = conn.execute(
+                "SELECT phone, user_id FROM ing_phone_directory"
+                " WHERE app_id = ? AND phone IN (SELECT value FROM json_each(?))",
+                (app_id, json.dumps(list(phones))),
+            )
+            return {str(row["phone"]): str(row["user_id"]) for row in rows}
+
+        return await self._db.read(read)
+
+
+class SqlitePendingCallbacks:
+    """Implements PendingCallbacks in the shared SQLite file."""
+
+    def __init__(self, db: SqliteDatabase, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._db = db
+        self._clock = clock
+        db.migrate(SCHEMA)
+
+    async def keep(
+        self, app_id: str, platform: str, callbacks: Sequence[tuple[str, bytes]]
+    ) -> None:
+        if not callbacks:
+            return
+        now = iso_utc(self._clock())
+        rows = [
+            (app_id, platform, phone, hashlib.sha256(body).hexdigest(), body, now)
+            for phone, body in callbacks
+        ]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO ing_pending_callbacks"
+                " (app_id, platform, phone, digest, callback, kept_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (app_id, platform, digest) DO NOTHING",
+                rows,
+            )
+
+        await self._db.write(write)
+
+    async def waiting(self, app_id: str, phones: Sequence[str]) -> list[tuple[int, str, bytes]]:
+        if not phones:
+            return []
+
+        def read(conn: sqlite3.Connection) -> list[tuple[int, str, bytes]]:
+            rows = conn.execute(
+                "SELECT id, platform, callback FROM ing_pending_callbacks"
+                " WHERE app_id = ? AND phone IN (SELECT value FROM json_each(?)) ORDER BY id",
+                (app_id, json.dumps(list(phones))),
+            )
+            return [(int(r["id"]), str(r["platform"]), bytes(r["callback"])) for r in rows]
+
+        return await self._db.read(read)
+
+    async def drop(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM ing_pending_callbacks WHERE id = ?", [(i,) for i in ids])
+
+        await self._db.write(write)
+
+    async def forget(self, *, before: datetime) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM ing_pending_callbacks WHERE kept_at < ?", (iso_utc(before),)
+            )
+            return cursor.rowcount
+
+        return await self._db.write(delete)

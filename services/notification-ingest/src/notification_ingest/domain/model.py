@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from insights_common.bus import Written
 from insights_contracts import AnyEvent
 
 
@@ -40,6 +41,10 @@ class IngestResult:
     accepted: int
     duplicates: int
     rejected: tuple[Rejection, ...]
+    written: Written = ()
+    """Where the accepted events were published, for a caller to wait until they are visible."""
+    visible: bool | None = None
+    """Whether they could all be read when the answer was given; None: not asked."""
 
 
 @dataclass(frozen=True, slots=True)

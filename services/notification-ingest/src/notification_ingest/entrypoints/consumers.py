@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from insights_common.bus import BatchHandler
 from insights_common.kafka import Record, RecordHandler, Rejected
+from insights_contracts import AnyEvent
+from notification_ingest.domain.directory import phone_entries
 from notification_ingest.domain.errors import IngestRefused
 from notification_ingest.domain.validation import decode_batch, encode_item
+from notification_ingest.ports import PhoneDirectory
 from notification_ingest.service import IngestService
+from notification_ingest.source_service import SourceService
 
 
 def raw_events_consumer(service: IngestService, *, max_batch: int) -> RecordHandler:
@@ -38,5 +43,17 @@ def raw_events_consumer(service: IngestService, *, max_batch: int) -> RecordHand
                     Rejected(record, error, index=index, value=encode_item(items[index]))
                 )
         return rejected
+
+    return consume
+
+
+def phone_directory_consumer(directory: PhoneDirectory, sources: SourceService) -> BatchHandler:
+    """The users topic into the phone directory the sources name users by; the callbacks kept
+    for a number a user now has are taken then."""
+
+    async def consume(events: Sequence[AnyEvent]) -> None:
+        entries = phone_entries(events)
+        await directory.record(entries)
+        await sources.retake(entries)
 
     return consume

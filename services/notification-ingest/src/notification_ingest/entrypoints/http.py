@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Request, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import BaseModel, Field
 
 from insights_common.http import Problem, on_rate_limited, problem_response, problem_responses
 from insights_common.rate_limit import RateLimited, client_address, rate_limits
@@ -29,12 +29,19 @@ class IngestResponse(BaseModel):
     accepted: int
     duplicates: int
     rejected: list[RejectionOut]
+    visible: bool | None = Field(
+        default=None,
+        description="With `wait=visible`: whether every accepted event could be read through"
+        " the query API when this answer was given (false: the wait's bound passed first; the"
+        " events are taken all the same). Null without `wait`.",
+    )
 
     @classmethod
     def of(cls, result: IngestResult) -> IngestResponse:
         return cls(
             accepted=result.accepted,
             duplicates=result.duplicates,
+            visible=result.visible,
             rejected=[
                 RejectionOut(
                     index=rejection.index,
@@ -71,7 +78,9 @@ _EVENTS_BODY: dict[str, Any] = {
 }
 
 
-def build_router(service: IngestService, *, max_body_bytes: int) -> APIRouter:
+def build_router(
+    service: IngestService, *, max_body_bytes: int, visible_wait: float = 10.0
+) -> APIRouter:
     router = APIRouter(tags=["ingest"])
 
     @router.post(
@@ -86,6 +95,15 @@ def build_router(service: IngestService, *, max_body_bytes: int) -> APIRouter:
         request: Request,
         x_insights_app: Annotated[str | None, Header()] = None,
         x_insights_signature: Annotated[str | None, Header()] = None,
+        wait: Annotated[
+            Literal["visible"] | None,
+            Query(
+                description="`visible`: answer once the accepted events can be read through the"
+                " query API (bounded by INGEST_VISIBLE_WAIT_SECONDS, 10 s by default; see"
+                " `visible` in the answer). For a platform's own tests; production senders"
+                " should not wait."
+            ),
+        ] = None,
     ) -> IngestResponse | Response:
         # Headers first: a caller who cannot be the app is refused before its body is read, and
         # its failures count toward the same per-address limit as unknown API keys.
@@ -112,6 +130,8 @@ def build_router(service: IngestService, *, max_body_bytes: int) -> APIRouter:
             raise Problem(400, "Malformed body", str(exc)) from exc
         except BatchTooLarge as exc:
             raise Problem(413, "Too many events", str(exc)) from exc
+        if wait == "visible":
+            result = await service.until_visible(result, limit=visible_wait)
         return IngestResponse.of(result)
 
     return router

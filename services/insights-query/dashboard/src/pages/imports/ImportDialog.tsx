@@ -17,7 +17,14 @@ interface Props {
 function ImportState({ phase, job, upload }: { phase: Phase; job: ImportJob | null; upload: number }) {
   if (phase === "uploading") return <span class="file-state">Uploading… {Math.round(upload * 100)}%</span>;
   if (phase === "importing") {
-    const label = job?.status === "validating" ? "Validating" : job?.status === "queued" ? "Queued" : "Importing";
+    const label =
+      job?.status === "validating"
+        ? "Validating"
+        : job?.status === "queued"
+          ? "Queued"
+          : job?.published_at
+            ? "Making the users findable"
+            : "Importing";
     return (
       <span class="file-state">
         {label}… {Math.round((job?.progress ?? 0) * 100)}%

@@ -42,6 +42,16 @@ function Facts({ job }: { job: ImportJob }) {
       <dd>
         <Time value={job.created_at} seconds />
       </dd>
+      {job.published_at && (
+        <>
+          <dt>Published</dt>
+          <dd>
+            <Time value={job.published_at} seconds />
+          </dd>
+          <dt>Findable</dt>
+          <dd>{job.visible_at ? <Time value={job.visible_at} seconds /> : "Not yet: the users are being indexed"}</dd>
+        </>
+      )}
       <dt>Finished</dt>
       <dd>
         <Time value={job.finished_at} seconds />

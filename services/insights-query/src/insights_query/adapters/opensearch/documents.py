@@ -16,10 +16,11 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from insights_contracts import MessageEvent, NotificationSent, TemplateUpserted
+from insights_contracts import MessageEvent
 from insights_contracts.events import NotificationEvent
 from insights_query.domain.messages import MessageProjection, project_message
 from insights_query.domain.search import nickname_tokens, phone_digits
+from insights_query.domain.templates import TemplateVersion
 from insights_query.domain.time import from_ts_key, ts_key
 from insights_query.domain.users import ActivitySpan, UserFact, UserProfile, project_user
 
@@ -238,34 +239,16 @@ PROFILE_FIELDS = [
 # -- templates ----------------------------------------------------------------------------
 
 
-def template_candidate(event: TemplateUpserted | NotificationSent) -> tuple[str, Doc]:
-    """The version document an event describes, keyed by its document id.
-
-    `origin` orders the sources of a version (the same rule as the SQLite store): a
-    template.upserted beats a sent snapshot, and a later event beats an earlier one.
-    """
-    if isinstance(event, TemplateUpserted):
-        t = event.template
-        doc: Doc = {
-            "app_id": event.app_id,
-            "key": t.key,
-            "version": t.version,
-            "name": t.name,
-            "channels": {ch: c.model_dump(mode="json") for ch, c in t.channels.items()},
-            "variable_schema": [v.model_dump(mode="json") for v in t.variable_schema],
-        }
-        defined = 1
-    else:
-        # Every sent snapshot names a version, even one no template.upserted described.
-        ref = event.template
-        doc = {
-            "app_id": event.app_id,
-            "key": ref.key,
-            "version": ref.version,
-            "name": ref.name,
-            "channels": {},
-            "variable_schema": [],
-        }
-        defined = 0
-    doc["origin"] = f"{defined}|{ts_key(event.occurred_at)}|{event.event_id}"
-    return template_key(event.app_id, doc["key"], doc["version"]), doc
+def template_doc(version: TemplateVersion) -> tuple[str, Doc]:
+    """The document of a template version, keyed by its id; `origin` orders its sources
+    (`insights_query.domain.templates`)."""
+    doc: Doc = {
+        "app_id": version.app_id,
+        "key": version.key,
+        "version": version.version,
+        "name": version.name,
+        "channels": version.channels,
+        "variable_schema": version.variable_schema,
+        "origin": version.origin,
+    }
+    return template_key(version.app_id, version.key, version.version), doc

@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import orjson
 from opensearchpy import AsyncOpenSearch
@@ -41,7 +41,6 @@ from insights_contracts import (
     Channel,
     ChannelContent,
     MessageEvent,
-    NotificationSent,
     TemplateUpserted,
     UserUpserted,
     VariableSpec,
@@ -57,8 +56,7 @@ from insights_query.adapters.opensearch.documents import (
     split_key,
     stored_events,
     stored_span,
-    template_candidate,
-    template_key,
+    template_doc,
     user_doc,
     user_key,
 )
@@ -72,6 +70,7 @@ from insights_query.domain.queries import (
 )
 from insights_query.domain.search import Rank, SearchQuery
 from insights_query.domain.stats import Counts, DayCounts, StatsRows
+from insights_query.domain.templates import best_versions
 from insights_query.domain.time import Window, from_ts_key
 from insights_query.domain.users import ActivitySpan, UserFact, UserProfile
 from insights_query.domain.views import (
@@ -149,30 +148,15 @@ class _Work:
 
 def _work_of(events: Sequence[AnyEvent]) -> _Work:
     work = _Work()
-    # Compared as the documents' `origin` strings compare (a definition beats a sent snapshot,
-    # then the later event, then the greater event_id), so only each version's best event of
-    # the batch becomes a document.
-    best: dict[str, tuple[tuple[int, datetime, str], TemplateUpserted | NotificationSent]] = {}
-
-    def candidate(event: TemplateUpserted | NotificationSent, key: str, defined: int) -> None:
-        rank = (defined, event.occurred_at, event.event_id)
-        if key not in best or rank > best[key][0]:
-            best[key] = (rank, event)
-
     for event in events:
         if isinstance(event, UserUpserted):
             key = user_key(event.app_id, event.user_id)
             work.facts.setdefault(key, []).append(UserFact.of(event))
-        elif isinstance(event, TemplateUpserted):
-            t = event.template
-            candidate(event, template_key(event.app_id, t.key, t.version), 1)
-        else:
+        elif not isinstance(event, TemplateUpserted):
             key = message_key(event.app_id, event.message_id)
             work.messages.setdefault(key, []).append(event)
-            if isinstance(event, NotificationSent):
-                ref = event.template
-                candidate(event, template_key(event.app_id, ref.key, ref.version), 0)
-    work.templates = {key: template_candidate(event)[1] for key, (_, event) in best.items()}
+    # Only each version's best source in the batch becomes a document.
+    work.templates = dict(template_doc(version) for version in best_versions(events))
     return work
 
 
@@ -201,8 +185,15 @@ class OpenSearchInsightsStore:
     """Implements ProjectionStore and InsightsReader on OpenSearch."""
 
     def __init__(
-        self, client: AsyncOpenSearch, *, prefix: str = "insights", refresh: bool = False
+        self,
+        client: AsyncOpenSearch,
+        *,
+        prefix: str = "insights",
+        refresh: bool | Literal["wait_for"] = False,
     ) -> None:
+        """`refresh`: whether a write returns only once searchable. True refreshes at once (a
+        segment per write: for tests); "wait_for" waits for the index's next scheduled refresh
+        (the projector's: what it commits can then be searched, at no extra refreshes)."""
         self._client = client
         self._prefix = prefix
         self._refresh = refresh
@@ -411,7 +402,7 @@ class OpenSearchInsightsStore:
                 chunks.append((bytearray(), []))
             chunks[-1][0].extend(line)
             chunks[-1][1].append(write)
-        params = {"refresh": "true"} if self._refresh else {}
+        params = {} if self._refresh is False else {"refresh": str(self._refresh).lower()}
         responses = await asyncio.gather(
             *(self._client.bulk(body=bytes(body), params=params) for body, _ in chunks)
         )
