@@ -17,8 +17,15 @@ dev: sync dashboard  ## run the product with demo data at http://127.0.0.1:$(POR
 SERVICES_ENV = if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}$${OPENSEARCH_URL:-}$${POSTGRES_DSN:-}" ]; then \
 	eval "$$(python3 deploy/local/services.py up)"; fi
 
-test: sync browser faketime edge ops-tools dashboard lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
-	$(SERVICES_ENV) && $(UV) run pytest && $(CLOCK_AHEAD_TESTS)
+# The Go tools of tests/deploy build (the first time: 10 minutes and more) in the background, at
+# the lowest priority, while the other tests run; their tests run once they are there.
+test: sync browser faketime edge dashboard lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
+	@mkdir -p test-artifacts
+	$(SERVICES_ENV) \
+		&& { nice -n 19 $(MAKE) --no-print-directory ops-tools >test-artifacts/ops-tools.log 2>&1 & tools=$$!; } \
+		&& $(UV) run pytest --ignore=tests/deploy \
+		&& { wait $$tools || { cat test-artifacts/ops-tools.log; exit 1; }; } \
+		&& $(UV) run pytest tests/deploy && $(CLOCK_AHEAD_TESTS)
 
 # The same verdicts on any day: the tests whose outcome could hang on the calendar (the unit tests
 # and the end-to-end flows, whose processes count statistics over windows ending today) run again
