@@ -31,7 +31,9 @@ from import_svc.domain.model import (
     RowError,
 )
 from import_svc.service import ImportService
+from insights.cli_people import audit_app, members_app
 from insights.embedded import EmbeddedSettings, create_app, running, wire
+from insights_common.access import UnknownScope, check_scopes
 from insights_common.auth import ApiKeyInfo, KeyStore, MissingMasterKey, SecretBox, key_id_of
 from insights_common.dead_letters import (
     DLQ_SOURCES,
@@ -59,6 +61,8 @@ dlq_app = typer.Typer(
 )
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(members_app, name="members")
+app.add_typer(audit_app, name="audit")
 
 out = Console()
 T = TypeVar("T")
@@ -259,14 +263,36 @@ def _check_port_free(host: str, port: int) -> None:
 
 @keys_app.command("create")
 def keys_create(
-    app_id: AppOption, data_dir: DataDir = None, distributed: Distributed = False
+    app_id: AppOption,
+    data_dir: DataDir = None,
+    distributed: Distributed = False,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="read, import or admin; repeat for several [default: admin]",
+            show_default=False,
+        ),
+    ] = None,
+    expires_in_days: Annotated[
+        int | None,
+        typer.Option("--expires-in-days", min=1, help="Refuse the key after this many days."),
+    ] = None,
 ) -> None:
     """Print a new API key for the app. It is stored hashed and shown only this once."""
     _check_app_id(app_id)
+    try:
+        scopes = check_scopes(tuple(scope or ("admin",)))
+    except UnknownScope as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    expires = (
+        datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days is not None else None
+    )
 
     async def create() -> str:
         async with _key_store(data_dir, distributed) as keys:
-            return await keys.create_api_key(app_id)
+            return await keys.create_api_key(app_id, scopes=scopes, expires_at=expires)
 
     out.print(asyncio.run(create()), highlight=False, soft_wrap=True)
 
@@ -286,9 +312,10 @@ def keys_list(
     if not keys:
         err.print(f"app '{app_id}' has no API keys; create one with 'insights keys create'")
         return
-    table = Table("key", "created at", header_style="bold")
+    table = Table("key", "scopes", "created at", "expires at", header_style="bold")
     for info in keys:
-        table.add_row(f"{info.key_id}…", info.created_at)
+        expires = info.expires_at.isoformat(timespec="seconds") if info.expires_at else "never"
+        table.add_row(f"{info.key_id}…", " ".join(info.scopes), info.created_at, expires)
     out.print(table)
 
 
