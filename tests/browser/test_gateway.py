@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import DESKTOP
+from tests.browser.conftest import DESKTOP, add_member
 from tests.browser.dashboard import (
     drop_file,
     exactly,
     expect_counts,
+    fill_sign_in,
     imported,
     open_import_dialog,
     result_rows,
@@ -39,13 +40,13 @@ def test_sign_in_through_the_gateway_and_find_an_imported_user(
     tmp_path: Path,
 ) -> None:
     key = distributed.cli("keys", "create", "--app", "acme")
+    admin = add_member("admin", app="acme", run=distributed.cli)
     user_id = f"gw-{uuid.uuid4().hex[:8]}"
     context = browser.new_context(base_url=distributed.url, viewport=DESKTOP)
     try:
         page = context.new_page()
         page.goto("/")
-        page.get_by_label("API key").fill(key)
-        page.get_by_role("button", name="Sign in").click()
+        fill_sign_in(page, admin)
         expect(page.get_by_role("heading", name="Users", exact=True)).to_be_visible()
 
         dialog = open_import_dialog(page)
