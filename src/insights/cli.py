@@ -176,13 +176,16 @@ def dev(
     async def announce(ready: object) -> None:
         base = f"http://{settings.host}:{settings.port}"
         if demo:
-            key = await load_demo(embedded, data_dir=settings.data_dir)
-            out.print("\n[bold green]Demo app 'demo' is ready.[/] API key (shown once):")
-            out.print(key, soft_wrap=True, highlight=False)
+            access = await load_demo(embedded, data_dir=settings.data_dir)
+            key = access.key
             out.print(
-                f"\nOpen the dashboard at {base} and sign in with that key, or try the API:",
+                f"\n[bold green]Demo app 'demo' is ready.[/] Open the dashboard at {base} and "
+                f"sign in to app 'demo' as {access.email} with the password (shown once):",
                 soft_wrap=True,
             )
+            out.print(access.password, soft_wrap=True, highlight=False)
+            out.print("\nPrograms call the API with this key (shown once):", soft_wrap=True)
+            out.print(key, soft_wrap=True, highlight=False)
             for path in ("users?q=alex", "users/alex", "users/alex/messages"):
                 out.print(
                     f'  curl -H "Authorization: Bearer {key}" "{base}/api/v1/{path}"',
