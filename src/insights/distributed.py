@@ -25,6 +25,7 @@ from import_svc.settings import ImportSettings
 from insights.gateway import GatewaySettings, create_gateway
 from insights.tuning import freeze_startup_objects, server_config, tune_garbage_collector
 from insights_common.access_http import Access
+from insights_common.audit import AuditLog, GroupedAuditLog
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.http import install_problem_handlers
 from insights_common.http_guard import HttpSettings, install_http_guards
@@ -124,14 +125,14 @@ async def key_store(db: PostgresDatabase, box: SecretBox, cache: KeyCacheSetting
     return CachedKeyStore(keys, ttl=cache.seconds, size=cache.size)
 
 
-async def access_of(db: PostgresDatabase, keys: KeyStore) -> tuple[Access, PostgresAuditLog]:
+async def access_of(db: PostgresDatabase, keys: KeyStore) -> tuple[Access, AuditLog]:
     """How a service process authenticates its callers (keys and members' sessions, in
     PostgreSQL) and where it records what they do."""
     members = PostgresMemberStore(db)
     await members.migrate()
     audit = PostgresAuditLog(db)
     await audit.migrate()
-    return Access(keys, members), audit
+    return Access(keys, members), GroupedAuditLog(audit)
 
 
 async def opensearch_store(

@@ -20,7 +20,7 @@ from import_svc.app import create_embedded as create_import
 from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
 from insights_common.access_http import Access
-from insights_common.audit import SqliteAuditLog
+from insights_common.audit import AuditLog, GroupedAuditLog, SqliteAuditLog
 from insights_common.auth import SecretBox, SqliteKeyStore
 from insights_common.bus import InProcessBus
 from insights_common.dead_letters import (
@@ -97,7 +97,7 @@ class Embedded:
     db: SqliteDatabase
     keys: SqliteKeyStore
     members: SqliteMemberStore
-    audit: SqliteAuditLog
+    audit: AuditLog
     bus: InProcessBus
     imports: ImportService
     ingest: IngestService
@@ -125,7 +125,7 @@ def wire(settings: EmbeddedSettings, *, import_owner: str | None = None) -> Embe
     db = SqliteDatabase(data_dir / "insights.db")
     keys = SqliteKeyStore(db, SecretBox.from_data_dir(data_dir))
     members = SqliteMemberStore(db)
-    audit = SqliteAuditLog(db)
+    audit = GroupedAuditLog(SqliteAuditLog(db))
     access = Access(keys, members)
     dead_letters = SqliteDeadLetters(db)
     bus = InProcessBus(dead_letters=dead_letters)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 
 from insights_common.accounts import Accounts, LastAdmin, MemberExists
-from insights_common.audit import AuditEntry, AuditFilter, AuditLog, SqliteAuditLog, verify
+from insights_common.audit import (
+    AuditEntry,
+    AuditFilter,
+    AuditLog,
+    GroupedAuditLog,
+    SqliteAuditLog,
+    verify,
+)
 from insights_common.members import (
     MemberStore,
     SessionInfo,
@@ -176,3 +185,26 @@ def test_months_bound_the_partitions() -> None:
         datetime(2027, 1, 1, tzinfo=UTC),
     )
     assert month_bounds(datetime(2027, 2, 3, tzinfo=UTC))[1] == datetime(2027, 3, 1, tzinfo=UTC)
+
+
+class CountingLog:
+    """An audit log that counts the transactions it is asked for."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+        self.transactions = 0
+
+    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+        self.transactions += 1
+        return await self.log.append_many(entries)
+
+
+async def test_concurrent_entries_are_grouped_and_chained_in_order(databases: Databases) -> None:
+    log = await open_audit(databases)
+    counting = CountingLog(log)
+    grouped = GroupedAuditLog(counting)  # type: ignore[arg-type]
+    stored = await asyncio.gather(*(grouped.append(entry(i)) for i in range(60)))
+    assert sorted(e.seq for e in stored) == list(range(1, 61))
+    assert [e.seq for e in stored] == list(range(1, 61))  # in the order they were asked for
+    assert counting.transactions < 60
+    assert (await verify(log, "acme")).entries == 60

@@ -8,11 +8,12 @@ chain (`audit.verify`) catches what someone with the rights to drop it changes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
 
-from insights_common.audit import GENESIS, AuditEntry, AuditFilter, chained, where_sql
+from insights_common.audit import AuditEntry, AuditFilter, chain_batch, where_sql
 from insights_common.postgres import PostgresDatabase, quote_ident
 
 COMPONENT = "audit"
@@ -95,34 +96,44 @@ class PostgresAuditLog:
         self._months.add(start)
 
     async def append(self, entry: AuditEntry) -> AuditEntry:
-        await self._partition(entry.at)
+        return (await self.append_many([entry]))[0]
+
+    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+        for moment in {month_bounds(entry.at)[0] for entry in entries}:
+            await self._partition(moment)
+        apps = sorted({entry.app_id for entry in entries})
         async with self._db.transaction() as conn:
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended('audit:' || $1, 0))", entry.app_id
-            )
-            last = await conn.fetchrow(
-                "SELECT seq, hash FROM audit_log WHERE app_id = $1 ORDER BY seq DESC LIMIT 1",
-                entry.app_id,
-            )
-            stored = chained(
-                entry,
-                seq=last["seq"] + 1 if last else 1,
-                prev_hash=last["hash"] if last else GENESIS,
-            )
-            await conn.execute(
+            last: dict[str, tuple[int, str]] = {}
+            for app_id in apps:  # in one order, so two batches never wait on each other
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended('audit:' || $1, 0))", app_id
+                )
+                row = await conn.fetchrow(
+                    "SELECT seq, hash FROM audit_log WHERE app_id = $1 ORDER BY seq DESC LIMIT 1",
+                    app_id,
+                )
+                if row is not None:
+                    last[app_id] = (row["seq"], row["hash"])
+            stored = chain_batch(entries, last)
+            await conn.executemany(
                 f"INSERT INTO audit_log ({_COLUMNS})"  # noqa: S608 - fixed column names
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                stored.app_id,
-                stored.seq,
-                stored.at,
-                stored.actor,
-                stored.action,
-                stored.user_id,
-                stored.address,
-                stored.reason,
-                stored.detail,
-                stored.prev_hash,
-                stored.hash,
+                [
+                    (
+                        e.app_id,
+                        e.seq,
+                        e.at,
+                        e.actor,
+                        e.action,
+                        e.user_id,
+                        e.address,
+                        e.reason,
+                        e.detail,
+                        e.prev_hash,
+                        e.hash,
+                    )
+                    for e in stored
+                ],
             )
         return stored
 
