@@ -66,9 +66,17 @@ class RoleChange(BaseModel):
     role: Role
 
 
+_BODY = "The body is not what the route takes: errors[] names each field and why."
 _AUTH = problem_responses({401: UNAUTHORIZED, 403: FORBIDDEN})
 _MEMBER = problem_responses(
-    {401: UNAUTHORIZED, 403: FORBIDDEN, 404: "No such member", 409: "It would leave no admin."}
+    {
+        400: "The email is not an email address.",
+        401: UNAUTHORIZED,
+        403: FORBIDDEN,
+        404: "No such member",
+        409: "The email is already a member, or the change would leave the app no admin.",
+        422: _BODY,
+    }
 )
 
 
@@ -89,7 +97,13 @@ def accounts_router(access: Access, accounts: Accounts, audit: AuditLog) -> APIR
     @router.post(
         "/session",
         status_code=204,
-        responses=problem_responses({401: "The email and password do not match a member."}),
+        responses=problem_responses(
+            {
+                400: "The body is not JSON.",
+                401: "The email and password do not match a member.",
+                422: _BODY,
+            }
+        ),
     )
     async def sign_in(body: SignIn, request: Request, response: Response) -> None:
         limits = rate_limits(request)
@@ -127,7 +141,13 @@ def accounts_router(access: Access, accounts: Accounts, audit: AuditLog) -> APIR
             await accounts.sign_out(cookie)
         response.delete_cookie(SESSION_COOKIE, path="/")
 
-    @router.delete("/sessions", status_code=204, responses=_AUTH)
+    @router.delete(
+        "/sessions",
+        status_code=204,
+        responses=problem_responses(
+            {400: "An API key has no sessions.", 401: UNAUTHORIZED, 403: FORBIDDEN}
+        ),
+    )
     async def sign_out_everywhere(caller: Caller, response: Response) -> None:
         """End every session of the calling member, in every browser."""
         if not caller.role:

@@ -236,6 +236,7 @@ def create_router(service: QueryService, access: Access, record: Recorder) -> AP
         response_model=RevealedPhone,
         responses=problem_responses(
             {
+                400: "The body has no reason of 3 to 500 characters (errors[] says why).",
                 401: UNAUTHORIZED,
                 403: FORBIDDEN,
                 404: "The caller's app has no such user.",
