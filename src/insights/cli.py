@@ -31,7 +31,7 @@ from import_svc.domain.model import (
     RowError,
 )
 from import_svc.service import ImportService
-from insights.cli_people import audit_app, members_app
+from insights.cli_people import audit_app, members_app, record_change
 from insights.embedded import EmbeddedSettings, create_app, running, wire
 from insights_common.access import UnknownScope, check_scopes
 from insights_common.auth import ApiKeyInfo, KeyStore, MissingMasterKey, SecretBox, key_id_of
@@ -297,7 +297,16 @@ def keys_create(
         async with _key_store(data_dir, distributed) as keys:
             return await keys.create_api_key(app_id, scopes=scopes, expires_at=expires)
 
-    out.print(asyncio.run(create()), highlight=False, soft_wrap=True)
+    key = asyncio.run(create())
+    record_change(
+        data_dir=data_dir,
+        distributed=distributed,
+        app_id=app_id,
+        action="key.create",
+        detail=f"{key_id_of(key)} scopes {' '.join(scopes)}"
+        + (f" until {expires.isoformat(timespec='seconds')}" if expires else ""),
+    )
+    out.print(key, highlight=False, soft_wrap=True)
 
 
 @keys_app.command("list")
@@ -339,6 +348,13 @@ def keys_revoke(
     if not asyncio.run(revoke()):
         err.print(f"[red]error:[/] app '{app_id}' has no key starting with '{key_id}'")
         raise typer.Exit(2)
+    record_change(
+        data_dir=data_dir,
+        distributed=distributed,
+        app_id=app_id,
+        action="key.revoke",
+        detail=key_id_of(key_id.rstrip("…")),
+    )
     out.print(f"revoked {key_id_of(key_id)}…")
 
 
@@ -390,14 +406,24 @@ def webhooks_secret(
     """Print the app's webhook signing secret, creating it the first time (or --rotate it)."""
     _check_app_id(app_id)
 
-    async def secret() -> tuple[str, bool]:
+    async def secret() -> tuple[str, bool, bool]:
+        """The secret, whether it replaced one, and whether it is new."""
         async with _key_store(data_dir, distributed) as keys:
             current = await keys.webhook_secret(app_id)
             if current is not None and not rotate:
-                return current, False
-            return await keys.rotate_webhook_secret(app_id, overlap=overlap), current is not None
+                return current, False, False
+            made = await keys.rotate_webhook_secret(app_id, overlap=overlap)
+            return made, current is not None, True
 
-    new, replaced = asyncio.run(secret())
+    new, replaced, made = asyncio.run(secret())
+    if made:
+        record_change(
+            data_dir=data_dir,
+            distributed=distributed,
+            app_id=app_id,
+            action="webhook_secret.rotate" if replaced else "webhook_secret.create",
+            detail=f"overlap {overlap}" if replaced else "",
+        )
     out.print(new, highlight=False, soft_wrap=True)
     if replaced:
         until = (datetime.now(UTC) + overlap).isoformat(timespec="seconds")
@@ -430,6 +456,13 @@ def webhooks_require_timestamp(
             f"'insights webhooks secret --app {app_id}'"
         )
         raise typer.Exit(2)
+    record_change(
+        data_dir=data_dir,
+        distributed=distributed,
+        app_id=app_id,
+        action="webhook_secret.require_timestamp",
+        detail="off" if off else "on",
+    )
     if off:
         out.print(f"app '{app_id}' takes both signature forms: t=...,v1=... and sha256=...")
     else:

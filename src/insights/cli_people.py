@@ -113,6 +113,18 @@ async def _record(people: People, app_id: str, action: str, detail: str) -> None
     )
 
 
+def record_change(
+    *, data_dir: Path | None, distributed: bool, app_id: str, action: str, detail: str
+) -> None:
+    """Record in the app's audit trail a change another command made (keys, secrets)."""
+
+    async def record() -> None:
+        async with _people(data_dir, distributed) as people:
+            await _record(people, app_id, action, detail)
+
+    asyncio.run(record())
+
+
 def _fail(error: AccountError) -> typer.Exit:
     err.print(f"[red]error:[/] {error}")
     return typer.Exit(2)

@@ -15,6 +15,11 @@ const ACTIONS: Record<string, string> = {
   "member.set_role": "Changed role",
   "member.remove": "Removed member",
   "member.reset_password": "Reset password",
+  "key.create": "Created API key",
+  "key.revoke": "Revoked API key",
+  "webhook_secret.create": "Created webhook secret",
+  "webhook_secret.rotate": "Rotated webhook secret",
+  "webhook_secret.require_timestamp": "Changed webhook signatures",
 };
 
 export function actionLabel(action: string): string {
