@@ -1,6 +1,6 @@
 """What the guards in front of every process cost a request: CPU per request of a small
 authenticated route with and without them (public origin, browser headers, the disconnect
-handler and the rate limits of bearer_auth), called through ASGI in this process.
+handler and the rate limits of access_http.Access), called through ASGI in this process.
 
     uv run python -m bench.http_guards [--requests 20000]
 """
@@ -14,8 +14,9 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
+from insights_common.access_http import Access
 from insights_common.auth import ApiKeyInfo
-from insights_common.http import bearer_auth, install_problem_handlers
+from insights_common.http import install_problem_handlers
 from insights_common.http_guard import HttpSettings, install_http_guards
 from insights_common.rate_limit import RateLimits, RateLimitSettings
 
@@ -39,7 +40,7 @@ def app_with(*, guards: bool) -> FastAPI:
         )
     else:
         app.state.rate_limits = limits
-    auth = bearer_auth(OneKey())  # type: ignore[arg-type]
+    auth = Access(OneKey()).app_id(None)  # type: ignore[arg-type]
 
     @app.get("/api/v1/ping")
     async def ping(app_id: str = Depends(auth)) -> dict[str, str]:

@@ -32,7 +32,9 @@ from import_svc.domain.model import (
     RowError,
 )
 from import_svc.service import ImportService
+from insights.cli_people import audit_app, members_app, record_change
 from insights.embedded import EmbeddedSettings, create_app, running, wire
+from insights_common.access import UnknownScope, check_scopes
 from insights_common.auth import (
     ApiKeyInfo,
     KeyStore,
@@ -72,6 +74,8 @@ sources_app = typer.Typer(
 )
 app.add_typer(sources_app, name="sources")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(members_app, name="members")
+app.add_typer(audit_app, name="audit")
 
 out = Console()
 T = TypeVar("T")
@@ -184,13 +188,16 @@ def dev(
     async def announce(ready: object) -> None:
         base = f"http://{settings.host}:{settings.port}"
         if demo:
-            key = await load_demo(embedded, data_dir=settings.data_dir)
-            out.print("\n[bold green]Demo app 'demo' is ready.[/] API key (shown once):")
-            out.print(key, soft_wrap=True, highlight=False)
+            access = await load_demo(embedded, data_dir=settings.data_dir)
+            key = access.key
             out.print(
-                f"\nOpen the dashboard at {base} and sign in with that key, or try the API:",
+                f"\n[bold green]Demo app 'demo' is ready.[/] Open the dashboard at {base} and "
+                f"sign in to app 'demo' as {access.email} with the password (shown once):",
                 soft_wrap=True,
             )
+            out.print(access.password, soft_wrap=True, highlight=False)
+            out.print("\nPrograms call the API with this key (shown once):", soft_wrap=True)
+            out.print(key, soft_wrap=True, highlight=False)
             for path in ("users?q=alex", "users/alex", "users/alex/messages"):
                 out.print(
                     f'  curl -H "Authorization: Bearer {key}" "{base}/api/v1/{path}"',
@@ -272,16 +279,47 @@ def _check_port_free(host: str, port: int) -> None:
 
 @keys_app.command("create")
 def keys_create(
-    app_id: AppOption, data_dir: DataDir = None, distributed: Distributed = False
+    app_id: AppOption,
+    data_dir: DataDir = None,
+    distributed: Distributed = False,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="read, import or admin; repeat for several [default: admin]",
+            show_default=False,
+        ),
+    ] = None,
+    expires_in_days: Annotated[
+        int | None,
+        typer.Option("--expires-in-days", min=1, help="Refuse the key after this many days."),
+    ] = None,
 ) -> None:
     """Print a new API key for the app. It is stored hashed and shown only this once."""
     _check_app_id(app_id)
+    try:
+        scopes = check_scopes(tuple(scope or ("admin",)))
+    except UnknownScope as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    expires = (
+        datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days is not None else None
+    )
 
     async def create() -> str:
         async with _key_store(data_dir, distributed) as keys:
-            return await keys.create_api_key(app_id)
+            return await keys.create_api_key(app_id, scopes=scopes, expires_at=expires)
 
-    out.print(asyncio.run(create()), highlight=False, soft_wrap=True)
+    key = asyncio.run(create())
+    record_change(
+        data_dir=data_dir,
+        distributed=distributed,
+        app_id=app_id,
+        action="key.create",
+        detail=f"{key_id_of(key)} scopes {' '.join(scopes)}"
+        + (f" until {expires.isoformat(timespec='seconds')}" if expires else ""),
+    )
+    out.print(key, highlight=False, soft_wrap=True)
 
 
 @keys_app.command("list")
@@ -299,9 +337,10 @@ def keys_list(
     if not keys:
         err.print(f"app '{app_id}' has no API keys; create one with 'insights keys create'")
         return
-    table = Table("key", "created at", header_style="bold")
+    table = Table("key", "scopes", "created at", "expires at", header_style="bold")
     for info in keys:
-        table.add_row(f"{info.key_id}…", info.created_at)
+        expires = info.expires_at.isoformat(timespec="seconds") if info.expires_at else "never"
+        table.add_row(f"{info.key_id}…", " ".join(info.scopes), info.created_at, expires)
     out.print(table)
 
 
@@ -322,6 +361,13 @@ def keys_revoke(
     if not asyncio.run(revoke()):
         err.print(f"[red]error:[/] app '{app_id}' has no key starting with '{key_id}'")
         raise typer.Exit(2)
+    record_change(
+        data_dir=data_dir,
+        distributed=distributed,
+        app_id=app_id,
+        action="key.revoke",
+        detail=key_id_of(key_id.rstrip("…")),
+    )
     out.print(f"revoked {key_id_of(key_id)}…")
 
 
@@ -373,14 +419,24 @@ def webhooks_secret(
     """Print the app's webhook signing secret, creating it the first time (or --rotate it)."""
     _check_app_id(app_id)
 
-    async def secret() -> tuple[str, bool]:
+    async def secret() -> tuple[str, bool, bool]:
+        """The secret, whether it replaced one, and whether it is new."""
         async with _key_store(data_dir, distributed) as keys:
             current = await keys.webhook_secret(app_id)
             if current is not None and not rotate:
-                return current, False
-            return await keys.rotate_webhook_secret(app_id, overlap=overlap), current is not None
+                return current, False, False
+            made = await keys.rotate_webhook_secret(app_id, overlap=overlap)
+            return made, current is not None, True
 
-    new, replaced = asyncio.run(secret())
+    new, replaced, made = asyncio.run(secret())
+    if made:
+        record_change(
+            data_dir=data_dir,
+            distributed=distributed,
+            app_id=app_id,
+            action="webhook_secret.rotate" if replaced else "webhook_secret.create",
+            detail=f"overlap {overlap}" if replaced else "",
+        )
     out.print(new, highlight=False, soft_wrap=True)
     if replaced:
         until = (datetime.now(UTC) + overlap).isoformat(timespec="seconds")
@@ -413,6 +469,13 @@ def webhooks_require_timestamp(
             f"'insights webhooks secret --app {app_id}'"
         )
         raise typer.Exit(2)
+    record_change(
+        data_dir=data_dir,
+        distributed=distributed,
+        app_id=app_id,
+        action="webhook_secret.require_timestamp",
+        detail="off" if off else "on",
+    )
     if off:
         out.print(f"app '{app_id}' takes both signature forms: t=...,v1=... and sha256=...")
     else:

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from import_svc.domain.model import ImportOptions
 from insights.demo_data import build_demo
 from insights.embedded import Embedded
+from insights_common.accounts import Accounts, MemberExists
 
 DEMO_APP = "demo"
+DEMO_ADMIN = "admin@demo.example"
 _BATCH = 1000
 
 
-async def load_demo(embedded: Embedded, *, data_dir: Path) -> str:
-    """Load the demo data once per data dir, then return a new API key for the demo app."""
+@dataclass(frozen=True)
+class DemoAccess:
+    key: str
+    """A new API key of the demo app, for programs."""
+    email: str
+    password: str
+    """A new password of the demo app's admin, for the dashboard."""
+
+
+async def load_demo(embedded: Embedded, *, data_dir: Path) -> DemoAccess:
+    """Load the demo data once per data dir, then give a new API key and admin password."""
     marker = data_dir / "demo.json"
     if not marker.exists():
         data = build_demo(app_id=DEMO_APP, now=datetime.now(UTC))
@@ -37,4 +49,9 @@ async def load_demo(embedded: Embedded, *, data_dir: Path) -> str:
         )
     if await embedded.keys.webhook_secret(DEMO_APP) is None:
         await embedded.keys.rotate_webhook_secret(DEMO_APP)
-    return await embedded.keys.create_api_key(DEMO_APP)
+    accounts = Accounts(embedded.members)
+    try:
+        password = await accounts.add(DEMO_APP, DEMO_ADMIN, "admin")
+    except MemberExists:
+        password = await accounts.reset_password(DEMO_APP, DEMO_ADMIN)
+    return DemoAccess(await embedded.keys.create_api_key(DEMO_APP), DEMO_ADMIN, password)

@@ -26,13 +26,17 @@ from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
 from insights.reference import PeerReferences, ReferenceSettings, merge_openapi
 from insights.tuning import freeze_startup_objects, server_config, tune_garbage_collector
+from insights_common.access_http import Access
+from insights_common.audit import AuditLog, GroupedAuditLog
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.http import install_problem_handlers
 from insights_common.http_guard import HttpSettings, install_http_guards
 from insights_common.kafka import KafkaBus, KafkaOptions
 from insights_common.key_cache import CachedKeyStore
 from insights_common.observability import ReadinessCheck, install_observability
+from insights_common.pg_audit import PostgresAuditLog
 from insights_common.pg_auth import PostgresKeyStore
+from insights_common.pg_members import PostgresMemberStore
 from insights_common.postgres import PostgresDatabase
 from insights_common.service import Hook, ServiceParts
 from insights_common.settings import (
@@ -121,6 +125,16 @@ async def key_store(db: PostgresDatabase, box: SecretBox, cache: KeyCacheSetting
     if cache.seconds == 0:
         return keys
     return CachedKeyStore(keys, ttl=cache.seconds, size=cache.size)
+
+
+async def access_of(db: PostgresDatabase, keys: KeyStore) -> tuple[Access, AuditLog]:
+    """How a service process authenticates its callers (keys and members' sessions, in
+    PostgreSQL) and where it records what they do."""
+    members = PostgresMemberStore(db)
+    await members.migrate()
+    audit = PostgresAuditLog(db)
+    await audit.migrate()
+    return Access(keys, members), GroupedAuditLog(audit)
 
 
 async def opensearch_store(
@@ -223,7 +237,10 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
         bus = kafka_bus(settings.kafka, client_id=f"insights-{name}")
         keys = await key_store(db, box, key_cache)
         if isinstance(settings, ImportSettings):
-            _, parts = await create_import(db=db, bus=bus, keys=keys, settings=settings)
+            access, audit = await access_of(db, keys)
+            _, parts = await create_import(
+                db=db, bus=bus, access=access, audit=audit, settings=settings
+            )
         else:
             _, parts = await create_ingest(db=db, bus=bus, keys=keys, settings=settings)
         app = service_app(
@@ -243,7 +260,8 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
         query.opensearch, stack, pool=query.opensearch_pool, limit=startup_limit
     )
     db = await postgres(query.postgres, stack, limit=startup_limit)
-    _, parts = create_query(store=store, keys=await key_store(db, box, key_cache), settings=query)
+    access, audit = await access_of(db, await key_store(db, box, key_cache))
+    _, parts = create_query(store=store, access=access, audit=audit, settings=query)
     app = service_app(
         name,
         parts,

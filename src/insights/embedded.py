@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from import_svc.app import create_embedded as create_import
 from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
+from insights_common.access_http import Access
+from insights_common.audit import AuditLog, GroupedAuditLog, SqliteAuditLog
 from insights_common.auth import SecretBox, SqliteKeyStore
 from insights_common.bus import InProcessBus
 from insights_common.dead_letters import (
@@ -30,6 +32,7 @@ from insights_common.dead_letters import (
 )
 from insights_common.http import install_problem_handlers
 from insights_common.http_guard import HttpSettings, install_http_guards
+from insights_common.members import SqliteMemberStore
 from insights_common.observability import install_observability
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
@@ -93,6 +96,8 @@ class Embedded:
 
     db: SqliteDatabase
     keys: SqliteKeyStore
+    members: SqliteMemberStore
+    audit: AuditLog
     bus: InProcessBus
     imports: ImportService
     ingest: IngestService
@@ -119,17 +124,26 @@ def wire(settings: EmbeddedSettings, *, import_owner: str | None = None) -> Embe
     data_dir = settings.data_dir
     db = SqliteDatabase(data_dir / "insights.db")
     keys = SqliteKeyStore(db, SecretBox.from_data_dir(data_dir))
+    members = SqliteMemberStore(db)
+    audit = GroupedAuditLog(SqliteAuditLog(db))
+    access = Access(keys, members)
     dead_letters = SqliteDeadLetters(db)
     bus = InProcessBus(dead_letters=dead_letters)
-    query, query_parts = create_query(db=db, bus=bus, keys=keys, settings=QuerySettings())
+    query, query_parts = create_query(
+        db=db, bus=bus, access=access, audit=audit, settings=QuerySettings()
+    )
     import_settings = ImportSettings(data_dir=data_dir)
     if import_owner is not None:
         import_settings = import_settings.model_copy(update={"replica_id": import_owner})
-    imports, import_parts = create_import(db=db, bus=bus, keys=keys, settings=import_settings)
+    imports, import_parts = create_import(
+        db=db, bus=bus, access=access, audit=audit, settings=import_settings
+    )
     ingest, ingest_parts = create_ingest(db=db, bus=bus, keys=keys, settings=IngestSettings())
     return Embedded(
         db=db,
         keys=keys,
+        members=members,
+        audit=audit,
         bus=bus,
         imports=imports,
         ingest=ingest,

@@ -7,7 +7,7 @@ test packages run (Playwright's synchronous API must not outlive them into async
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests.browser.checks import SCREENSHOTS, save_failure_screenshot
-from tests.browser.dashboard import sign_in
+from tests.browser.dashboard import Login, sign_in
 from tests.conftest import Server, cli, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +71,28 @@ def api_key(demo: Server) -> str:
     return cli("keys", "create", "--app", "demo", data_dir=demo.data_dir)
 
 
+def add_member(role: str, *, app: str, run: Callable[..., str]) -> Login:
+    """A new member of `role`; the command prints the first sign-in's password last."""
+    email = f"{role}@example.com"
+    printed = run("members", "add", "--app", app, "--email", email, "--role", role)
+    return Login(app, email, printed.split()[-1], role)
+
+
+@pytest.fixture(scope="package")
+def logins(demo: Server) -> dict[str, Login]:
+    """An admin, an agent and an analyst of the demo app."""
+
+    def run(*args: str) -> str:
+        return cli(*args, data_dir=demo.data_dir)
+
+    return {role: add_member(role, app="demo", run=run) for role in ("admin", "agent", "analyst")}
+
+
+@pytest.fixture(scope="package")
+def admin(logins: dict[str, Login]) -> Login:
+    return logins["admin"]
+
+
 @pytest.fixture(scope="package")
 def api(demo: Server, api_key: str) -> Iterator[httpx.Client]:
     with demo.client(api_key) as client:
@@ -117,7 +139,7 @@ def page(request: pytest.FixtureRequest, browser: Browser, demo: Server) -> Iter
 
 
 @pytest.fixture
-def signed_in(page: Page, api_key: str) -> Page:
-    """The page signed in with a good key, on the Users page."""
-    sign_in(page, api_key)
+def signed_in(page: Page, admin: Login) -> Page:
+    """The page signed in as an admin, on the Users page."""
+    sign_in(page, admin)
     return page

@@ -6,6 +6,7 @@ import csv
 import io
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,26 @@ from playwright.sync_api import Locator, Page, expect
 API_PAGE = 20
 
 
-def sign_in(page: Page, key: str) -> None:
-    page.goto("/signin")
-    page.get_by_label("API key").fill(key)
+@dataclass(frozen=True)
+class Login:
+    """A member's sign-in, as `insights members add` made it."""
+
+    app: str
+    email: str
+    password: str
+    role: str
+
+
+def fill_sign_in(page: Page, login: Login) -> None:
+    page.get_by_label("App").fill(login.app)
+    page.get_by_label("Email").fill(login.email)
+    page.get_by_label("Password").fill(login.password)
     page.get_by_role("button", name="Sign in").click()
+
+
+def sign_in(page: Page, login: Login) -> None:
+    page.goto("/signin")
+    fill_sign_in(page, login)
     expect(page.get_by_role("heading", name="Users", exact=True)).to_be_visible()
     expect(page).to_have_url(re.compile(r"/users$"))
 

@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Page
 
 from tests.browser.checks import assert_accessible, screenshot
+from tests.browser.dashboard import Login
 from tests.browser.views import VIEWS, Session
 
 pytestmark = pytest.mark.e2e
@@ -17,8 +18,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.mark.parametrize("view", list(VIEWS))
 def test_the_page_has_no_serious_accessibility_problem(
-    page: Page, api_key: str, api: httpx.Client, tmp_path: Path, view: str
+    page: Page, admin: Login, api: httpx.Client, tmp_path: Path, view: str
 ) -> None:
-    VIEWS[view](Session(page, api_key, api, tmp_path))
+    VIEWS[view](Session(page, admin, api, tmp_path))
     screenshot(page, view)
     assert_accessible(page)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.dashboard import sign_in
+from tests.browser.dashboard import Login, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -25,11 +25,11 @@ def violations(page: Page) -> list[str]:
     return found
 
 
-def test_the_dashboard_breaks_no_directive(page: Page, api_key: str) -> None:
+def test_the_dashboard_breaks_no_directive(page: Page, admin: Login) -> None:
     page.add_init_script(RECORD_VIOLATIONS)
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
-    sign_in(page, api_key)
+    sign_in(page, admin)
     for path, heading in (
         ("/imports", "Imports"),
         ("/templates", "Templates"),

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from tests.browser.checks import horizontal_overflow, screenshot
+from tests.browser.dashboard import Login
 from tests.browser.views import MAIN, VIEWS, Session
 from tests.conftest import Server
 
@@ -30,9 +31,9 @@ def phone(browser: Browser, demo: Server) -> Iterator[Page]:
 
 @pytest.mark.parametrize("view", MAIN)
 def test_the_page_fits_a_phone_screen(
-    phone: Page, api_key: str, api: httpx.Client, tmp_path: Path, view: str
+    phone: Page, admin: Login, api: httpx.Client, tmp_path: Path, view: str
 ) -> None:
-    VIEWS[view](Session(phone, api_key, api, tmp_path))
+    VIEWS[view](Session(phone, admin, api, tmp_path))
     screenshot(phone, f"{view}-phone")
     overflow = horizontal_overflow(phone)
     assert overflow == 0, f"{view} is {overflow} px wider than a 390 px screen"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -151,3 +152,50 @@ def test_import_into_the_distributed_deployment(
             ("completed", 0, 1),
             ("completed", 1, 0),
         ]
+
+
+def test_members_and_key_changes_are_recorded_and_verify_finds_an_edit(data_dir: Path) -> None:
+    added = run(
+        "members",
+        "add",
+        "--app",
+        "acme",
+        "--email",
+        "Ann@Example.com",
+        "--role",
+        "admin",
+        data_dir=data_dir,
+    )
+    assert added.returncode == 0, added.stderr
+    password = added.stdout.split()[-1]
+    assert len(password) >= 16 and "ann@example.com" in added.stdout
+    again = run(
+        "members",
+        "add",
+        "--app",
+        "acme",
+        "--email",
+        "ann@example.com",
+        "--role",
+        "agent",
+        data_dir=data_dir,
+    )
+    assert again.returncode == 2 and "already a member" in again.stderr
+    last_admin = run(
+        "members", "remove", "--app", "acme", "--email", "ann@example.com", data_dir=data_dir
+    )
+    assert last_admin.returncode == 2 and "last admin" in last_admin.stderr
+    assert (
+        run("keys", "create", "--app", "acme", "--scope", "read", data_dir=data_dir).returncode == 0
+    )
+    listed = run("members", "list", "--app", "acme", data_dir=data_dir).stdout
+    assert "ann@example.com" in listed and "admin" in listed
+
+    intact = run("audit", "verify", "--app", "acme", data_dir=data_dir)
+    assert intact.returncode == 0 and "intact: 2 entries" in intact.stdout, intact.stdout
+    with sqlite3.connect(data_dir / "insights.db") as db:
+        db.execute("DROP TRIGGER audit_log_no_update")
+        db.execute("UPDATE audit_log SET detail = 'bo@example.com as admin' WHERE seq = 1")
+    tampered = run("audit", "verify", "--app", "acme", data_dir=data_dir)
+    assert tampered.returncode == 1
+    assert "entry 1 was changed" in tampered.stderr

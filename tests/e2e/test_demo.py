@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from insights.demo_data import build_demo
-from tests.conftest import start_server, stop_server
+from tests.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -18,6 +18,20 @@ def printed_key(data_dir: Path) -> str:
     keys = re.findall(r"uik_[A-Za-z0-9_-]+", (data_dir / "server.log").read_text())
     assert keys, "the demo printed no key"
     return keys[-1]
+
+
+def signs_in_as_the_printed_admin(server: Server, data_dir: Path) -> bool:
+    printed = re.findall(
+        r"as (\S+) with the password \(shown once\):\s+(\S+)",
+        (data_dir / "server.log").read_text(),
+    )
+    assert printed, "the demo printed no admin password"
+    email, password = printed[-1]
+    with server.client() as browser:
+        signed = browser.post(
+            "/api/v1/session", json={"app": "demo", "email": email, "password": password}
+        )
+        return signed.status_code == 204 and browser.get("/api/v1/me").json()["role"] == "admin"
 
 
 def test_demo_app_is_loaded_once_and_explorable(data_dir: Path) -> None:
@@ -53,6 +67,7 @@ def test_demo_app_is_loaded_once_and_explorable(data_dir: Path) -> None:
             assert user["nickname"] == edit["nickname"]
             imports = api.get("/api/v1/imports").json()["items"]
             assert len(imports) == 1
+        assert signs_in_as_the_printed_admin(server, data_dir)
     finally:
         stop_server(server)
 
@@ -62,5 +77,6 @@ def test_demo_app_is_loaded_once_and_explorable(data_dir: Path) -> None:
         with again.client(printed_key(data_dir)) as api:
             assert len(api.get("/api/v1/imports").json()["items"]) == 1
             assert api.get("/api/v1/users/alex").status_code == 200
+        assert signs_in_as_the_printed_admin(again, data_dir)
     finally:
         stop_server(again)

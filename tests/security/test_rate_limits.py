@@ -12,8 +12,9 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import Depends, FastAPI
 
+from insights_common.access_http import Access
 from insights_common.auth import SecretBox, SqliteKeyStore, key_id_of, sign
-from insights_common.http import bearer_auth, install_problem_handlers
+from insights_common.http import install_problem_handlers
 from insights_common.http_guard import HttpSettings, install_http_guards
 from insights_common.key_cache import CachedKeyStore
 from insights_common.rate_limit import RateLimits, RateLimitSettings
@@ -60,7 +61,7 @@ def guarded(keys: CachedKeyStore | SqliteKeyStore, limits: RateLimitSettings) ->
     app = FastAPI()
     install_problem_handlers(app)
     install_http_guards(app, HttpSettings(), default_origin="http://t", limits=RateLimits(limits))
-    auth = bearer_auth(keys)
+    auth = Access(keys).app_id(None)
 
     @app.get("/api/v1/whoami")
     async def whoami(app_id: str = Depends(auth)) -> dict[str, str]:

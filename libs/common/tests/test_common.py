@@ -9,11 +9,11 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import Depends, FastAPI
 
+from insights_common.access_http import Access
 from insights_common.auth import SecretBox, SqliteKeyStore, sign, verify_signature
 from insights_common.bus import InProcessBus
 from insights_common.http import (
     Problem,
-    bearer_auth,
     cursor_integer,
     cursor_text,
     decode_cursor,
@@ -165,7 +165,7 @@ def test_the_openapi_declares_the_problems_a_route_gives_and_not_fastapis_422() 
 
     document = app.openapi()
     responses = document["paths"]["/things/{thing}"]["get"]["responses"]
-    assert set(responses) == {"200", "400", "404", "429", "503"}  # 429 and 503: any route
+    assert set(responses) == {"200", "400", "403", "404", "429", "503"}  # 403, 429, 503: any
     assert responses["404"]["description"] == "no such thing"
     assert "application/problem+json" in responses["400"]["content"]
     assert "Retry-After" in responses["503"]["headers"]
@@ -178,7 +178,7 @@ async def test_problems_auth_and_metrics_over_http(db: SqliteDatabase) -> None:
     app = FastAPI()
     install_problem_handlers(app)
     install_observability(app, service="test")
-    auth = bearer_auth(keys)
+    auth = Access(keys).app_id(None)
 
     @app.get("/api/v1/whoami/{thing}")
     async def whoami(thing: int, app_id: str = Depends(auth)) -> dict[str, str]:  # noqa: B008

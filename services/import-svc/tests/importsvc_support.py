@@ -12,9 +12,12 @@ from fastapi import FastAPI
 from import_svc.app import create_embedded
 from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
+from insights_common.access_http import Access
+from insights_common.audit import SqliteAuditLog
 from insights_common.auth import SecretBox, SqliteKeyStore
 from insights_common.bus import InProcessBus
 from insights_common.http import install_problem_handlers
+from insights_common.members import SqliteMemberStore
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import AnyEvent, UserUpserted
@@ -55,7 +58,13 @@ def build_embedded(
     bus.subscribe(USERS, collector)
     keys = SqliteKeyStore(db, SecretBox(Fernet.generate_key()))
     settings = ImportSettings(data_dir=tmp_path / "data", max_rows=max_rows, max_bytes=max_bytes)
-    service, parts = create_embedded(db=db, bus=bus, keys=keys, settings=settings)
+    service, parts = create_embedded(
+        db=db,
+        bus=bus,
+        access=Access(keys, SqliteMemberStore(db)),
+        audit=SqliteAuditLog(db),
+        settings=settings,
+    )
     return Embedded(db, bus, keys, service, parts, collector, settings)
 
 

@@ -17,9 +17,12 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
+from insights_common.access_http import Access
+from insights_common.audit import SqliteAuditLog
 from insights_common.auth import SecretBox, SqliteKeyStore
 from insights_common.bus import InProcessBus
 from insights_common.http import install_problem_handlers
+from insights_common.members import SqliteMemberStore
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import (
     NotificationClicked,
@@ -245,11 +248,21 @@ async def store(store_backend: tuple[str, str] | None, db: SqliteDatabase) -> As
 
 
 def wire(
-    store: Store, bus: InProcessBus, keys: SqliteKeyStore, settings: QuerySettings
+    store: Store,
+    bus: InProcessBus,
+    keys: SqliteKeyStore,
+    settings: QuerySettings,
+    db: SqliteDatabase,
 ) -> tuple[QueryService, FastAPI]:
     """The query service and its HTTP app over `store`, fed by `bus`."""
     project_bus(bus, store)
-    service, parts = create_service(reader=store, keys=keys, settings=settings, clock=lambda: NOW)
+    service, parts = create_service(
+        reader=store,
+        access=Access(keys, SqliteMemberStore(db)),
+        audit=SqliteAuditLog(db),
+        settings=settings,
+        clock=lambda: NOW,
+    )
     app = FastAPI()
     app.include_router(parts.router, prefix="/api/v1")
     install_problem_handlers(app)
@@ -260,9 +273,9 @@ Wiring = Callable[[QuerySettings], tuple[QueryService, FastAPI]]
 
 
 @pytest.fixture
-def wiring(store: Store, bus: InProcessBus, keys: SqliteKeyStore) -> Wiring:
+def wiring(store: Store, bus: InProcessBus, keys: SqliteKeyStore, db: SqliteDatabase) -> Wiring:
     """Wires the service over this test's store with the given settings (once per test)."""
-    return lambda settings: wire(store, bus, keys, settings)
+    return lambda settings: wire(store, bus, keys, settings, db)
 
 
 @pytest.fixture

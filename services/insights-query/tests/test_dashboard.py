@@ -10,9 +10,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from insights_common.access_http import Access
+from insights_common.audit import SqliteAuditLog
 from insights_common.auth import SqliteKeyStore
 from insights_common.bus import InProcessBus
 from insights_common.http import install_problem_handlers
+from insights_common.members import SqliteMemberStore
 from insights_common.observability import install_observability
 from insights_common.sqlite import SqliteDatabase
 from insights_query.app import create_embedded
@@ -60,7 +63,13 @@ def app_with_dashboard(assets: Path, db: SqliteDatabase, keys: SqliteKeyStore) -
     app = FastAPI(docs_url="/api/docs")
     install_problem_handlers(app)
     install_observability(app, service="query")
-    _, parts = create_embedded(db=db, bus=InProcessBus(), keys=keys, settings=QuerySettings())
+    _, parts = create_embedded(
+        db=db,
+        bus=InProcessBus(),
+        access=Access(keys, SqliteMemberStore(db)),
+        audit=SqliteAuditLog(db),
+        settings=QuerySettings(),
+    )
     app.include_router(parts.router, prefix="/api/v1")
     install_dashboard(app, assets=assets)
     return app

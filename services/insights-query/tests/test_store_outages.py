@@ -17,11 +17,15 @@ import pytest
 from fastapi import FastAPI
 from opensearchpy import AsyncOpenSearch
 
+from insights_common.access_http import Access
+from insights_common.audit import SqliteAuditLog
 from insights_common.auth import SqliteKeyStore
 from insights_common.http import install_problem_handlers
 from insights_common.kafka import ISOLATE_AFTER, KafkaBus, KafkaOptions
 from insights_common.kafka_dlq import KafkaDeadLetters
+from insights_common.members import SqliteMemberStore
 from insights_common.outage import DependencyUnavailable
+from insights_common.sqlite import SqliteDatabase
 from insights_contracts import AnyEvent
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.app import create_projector, create_service
@@ -140,8 +144,13 @@ READ_PATHS = (
 )
 
 
-def query_app(store: OpenSearchInsightsStore, keys: SqliteKeyStore) -> FastAPI:
-    _, parts = create_service(reader=store, keys=keys, settings=QuerySettings())
+def query_app(store: OpenSearchInsightsStore, keys: SqliteKeyStore, db: SqliteDatabase) -> FastAPI:
+    _, parts = create_service(
+        reader=store,
+        access=Access(keys, SqliteMemberStore(db)),
+        audit=SqliteAuditLog(db),
+        settings=QuerySettings(),
+    )
     app = FastAPI()
     app.include_router(parts.router, prefix="/api/v1")
     install_problem_handlers(app)
@@ -162,9 +171,13 @@ def assert_outage(answers: list[httpx.Response]) -> None:
 
 
 async def test_reads_while_the_indices_refuse_them_are_503_then_answer_again(
-    client: AsyncOpenSearch, store: OpenSearchInsightsStore, keys: SqliteKeyStore, ev: Any
+    client: AsyncOpenSearch,
+    store: OpenSearchInsightsStore,
+    keys: SqliteKeyStore,
+    db: SqliteDatabase,
+    ev: Any,
 ) -> None:
-    app = query_app(store, keys)
+    app = query_app(store, keys, db)
     auth = {"Authorization": f"Bearer {await keys.create_api_key('acme')}"}
     await store.apply([ev.sent("m1", "alex", "2026-11-02T10:00:00Z")])
     indices = ",".join(store.index(kind) for kind in ("users", "messages", "templates"))
@@ -177,7 +190,7 @@ async def test_reads_while_the_indices_refuse_them_are_503_then_answer_again(
 
 
 async def test_reads_with_no_opensearch_listening_are_503(
-    keys: SqliteKeyStore, os_prefix: str
+    keys: SqliteKeyStore, db: SqliteDatabase, os_prefix: str
 ) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -186,6 +199,6 @@ async def test_reads_with_no_opensearch_listening_are_503(
     try:
         store = OpenSearchInsightsStore(unreachable, prefix=os_prefix)
         auth = {"Authorization": f"Bearer {await keys.create_api_key('acme')}"}
-        assert_outage(await read_each_path(query_app(store, keys), auth))
+        assert_outage(await read_each_path(query_app(store, keys, db), auth))
     finally:
         await unreachable.close()

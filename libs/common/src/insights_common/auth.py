@@ -46,6 +46,13 @@ class ApiKeyInfo:
     app_id: str
     key_id: str  # the key's first characters: enough to tell keys apart, useless to call with
     created_at: str = ""
+    scopes: tuple[str, ...] = ("admin",)
+    """What the key may do (`access.SCOPES`); keys from before scopes are admin keys."""
+    expires_at: datetime | None = None
+    """After this the key is refused; None for a key that does not expire."""
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
 
 def hash_key(key: str) -> str:
@@ -64,8 +71,22 @@ def new_webhook_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
+def scopes_text(scopes: tuple[str, ...]) -> str:
+    return " ".join(scopes)
+
+
+def scopes_of(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
 class KeyStore(Protocol):
-    async def create_api_key(self, app_id: str) -> str: ...
+    async def create_api_key(
+        self,
+        app_id: str,
+        *,
+        scopes: tuple[str, ...] = ("admin",),
+        expires_at: datetime | None = None,
+    ) -> str: ...
 
     async def resolve_api_key(self, key: str) -> ApiKeyInfo | None: ...
 
@@ -195,13 +216,33 @@ _SQLITE_WEBHOOK_COLUMNS = (
     ("previous_until", "TEXT"),
     ("require_timestamp", "INTEGER NOT NULL DEFAULT 0"),
 )
+# Keys from before scopes keep working as admin keys that do not expire.
+_SQLITE_KEY_COLUMNS = (
+    ("scopes", "TEXT NOT NULL DEFAULT 'admin'"),
+    ("expires_at", "TEXT"),
+)
 
 
-def _add_webhook_columns(conn: sqlite3.Connection) -> None:
-    present = {row[1] for row in conn.execute("PRAGMA table_info(webhook_secrets)")}
-    for name, definition in _SQLITE_WEBHOOK_COLUMNS:
-        if name not in present:
-            conn.execute(f"ALTER TABLE webhook_secrets ADD COLUMN {name} {definition}")
+def _add_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in (
+        ("webhook_secrets", _SQLITE_WEBHOOK_COLUMNS),
+        ("api_keys", _SQLITE_KEY_COLUMNS),
+    ):
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, definition in columns:
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+
+
+def _sqlite_info(row: sqlite3.Row) -> ApiKeyInfo:
+    expires = row["expires_at"]
+    return ApiKeyInfo(
+        row["app_id"],
+        row["key_id"],
+        row["created_at"],
+        scopes_of(row["scopes"]),
+        datetime.fromisoformat(expires) if expires else None,
+    )
 
 
 def signing_of(
@@ -230,18 +271,25 @@ class SqliteKeyStore:
         self._db = db
         self._box = box
         db.migrate(SQLITE_SCHEMA)
-        db.write_sync(_add_webhook_columns)
+        db.write_sync(_add_columns)
 
-    async def create_api_key(self, app_id: str) -> str:
+    async def create_api_key(
+        self,
+        app_id: str,
+        *,
+        scopes: tuple[str, ...] = ("admin",),
+        expires_at: datetime | None = None,
+    ) -> str:
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        until = expires_at.isoformat() if expires_at else None
         while True:
             key = new_api_key()
 
             def insert(conn: sqlite3.Connection, key: str = key) -> None:
                 conn.execute(
-                    "INSERT INTO api_keys (key_hash, key_id, app_id, created_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (hash_key(key), key_id_of(key), app_id, now),
+                    "INSERT INTO api_keys (key_hash, key_id, app_id, created_at, scopes,"
+                    " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (hash_key(key), key_id_of(key), app_id, now, scopes_text(scopes), until),
                 )
 
             try:
@@ -253,11 +301,11 @@ class SqliteKeyStore:
     async def list_api_keys(self, app_id: str) -> list[ApiKeyInfo]:
         def select(conn: sqlite3.Connection) -> list[ApiKeyInfo]:
             rows = conn.execute(
-                "SELECT app_id, key_id, created_at FROM api_keys WHERE app_id = ?"
-                " ORDER BY created_at, key_id",
+                "SELECT app_id, key_id, created_at, scopes, expires_at FROM api_keys"
+                " WHERE app_id = ? ORDER BY created_at, key_id",
                 (app_id,),
             )
-            return [ApiKeyInfo(r["app_id"], r["key_id"], r["created_at"]) for r in rows]
+            return [_sqlite_info(r) for r in rows]
 
         return await self._db.read(select)
 
@@ -275,9 +323,11 @@ class SqliteKeyStore:
 
         def lookup(conn: sqlite3.Connection) -> ApiKeyInfo | None:
             row = conn.execute(
-                "SELECT app_id, key_id, created_at FROM api_keys WHERE key_hash = ?", (digest,)
+                "SELECT app_id, key_id, created_at, scopes, expires_at FROM api_keys"
+                " WHERE key_hash = ?",
+                (digest,),
             ).fetchone()
-            return ApiKeyInfo(row["app_id"], row["key_id"], row["created_at"]) if row else None
+            return _sqlite_info(row) if row else None
 
         return await self._db.read(lookup)
 

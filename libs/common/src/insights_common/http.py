@@ -17,9 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
-from insights_common.auth import KeyStore
 from insights_common.outage import DependencyUnavailable
-from insights_common.rate_limit import RateLimited, client_address, rate_limits
+from insights_common.rate_limit import RateLimited
 
 PROBLEM_JSON = "application/problem+json"
 MAX_LIMIT = 200
@@ -161,7 +160,10 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
     "required": ["type", "title", "status"],
 }
-UNAUTHORIZED = "No API key, or one this deployment does not know (WWW-Authenticate: Bearer)."
+UNAUTHORIZED = (
+    "No API key or session, or one this deployment does not know (WWW-Authenticate: Bearer)."
+)
+FORBIDDEN = "The caller's role or key scopes do not allow this; `permission` names what it needs."
 
 
 def problem_responses(
@@ -182,6 +184,7 @@ EVERY_ROUTE: dict[int | str, dict[str, Any]] = {
     status: {**answer, "headers": _RETRY_AFTER}
     for status, answer in problem_responses(
         {
+            403: FORBIDDEN,
             429: "Too many requests: the API key past its rate, or the address past its failed"
             " authentications.",
             503: "A server the service needs cannot be reached in time, or the process is at its"
@@ -243,37 +246,7 @@ def _title(status: int) -> str:
 
 
 AppAuth = Callable[[Request], Awaitable[str]]
-
-
-def bearer_auth(keys: KeyStore) -> AppAuth:
-    """A FastAPI dependency that answers the caller's app_id, or 401; 429 (`RateLimited`) for
-    an address past its failed authentications or a key past its requests (`rate_limit.py`).
-
-    An unknown key counts as a failure even when the key cache answered it, so the cache
-    never spares a brute force the limit."""
-
-    async def authenticate(request: Request) -> str:
-        limits = rate_limits(request)
-        address = client_address(request)
-        limits.check_address(address)
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Problem(
-                401,
-                "Unauthorized",
-                "Send an API key as 'Authorization: Bearer <key>'; create one with "
-                "'insights keys create --app APP'.",
-            )
-        info = await keys.resolve_api_key(token.strip())
-        if info is None:
-            limits.failed(address)
-            raise Problem(401, "Unauthorized", "The API key is not known.")
-        limits.use_key(f"{info.app_id}/{info.key_id}")
-        request.state.app_id = info.app_id
-        return info.app_id
-
-    return authenticate
+"""A dependency answering the app id of an authenticated caller (`access_http.Access`)."""
 
 
 # The widest integer every store can compare with (SQLite INTEGER, PostgreSQL bigint).

@@ -5,7 +5,7 @@ still works here until its entry expires, at most `ttl` seconds (API_KEY_CACHE_S
 default; 0 turns the cache off). A key revoked through this process is refused here at once,
 even by a lookup that was under way while it was revoked. Keys the store does not know are
 remembered the same way, so a client retrying a wrong key does not send each try to the store;
-each try still counts as a failed authentication (`http.bearer_auth`), so a cached "unknown"
+each try still counts as a failed authentication (`access_http.Access`), so a cached "unknown"
 spares a brute force nothing.
 Entries are keyed by the key's SHA-256, as the store keeps it, never by the key; there are at most
 `size` of them, the least recently used going first, so unknown keys sent in bulk cannot grow
@@ -73,8 +73,14 @@ class CachedKeyStore:
                 del self._resolved[digest]
         return revoked
 
-    async def create_api_key(self, app_id: str) -> str:
-        return await self._store.create_api_key(app_id)
+    async def create_api_key(
+        self,
+        app_id: str,
+        *,
+        scopes: tuple[str, ...] = ("admin",),
+        expires_at: datetime | None = None,
+    ) -> str:
+        return await self._store.create_api_key(app_id, scopes=scopes, expires_at=expires_at)
 
     async def list_api_keys(self, app_id: str) -> list[ApiKeyInfo]:
         return await self._store.list_api_keys(app_id)

@@ -19,6 +19,8 @@ from insights_common.auth import (
     key_id_of,
     new_api_key,
     new_webhook_secret,
+    scopes_of,
+    scopes_text,
     signing_of,
 )
 from insights_common.postgres import PostgresDatabase
@@ -58,6 +60,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app_id, platform)
     );
     """,
+    # Scoped keys with an expiry; keys from before are admin keys that do not expire.
+    """
+    ALTER TABLE api_keys
+        ADD COLUMN scopes text NOT NULL DEFAULT 'admin',
+        ADD COLUMN expires_at timestamptz;
+    """,
 )
 
 
@@ -65,7 +73,11 @@ def _info(row: asyncpg.Record) -> ApiKeyInfo:
     created_at: datetime = row["created_at"]
     # The text SqliteKeyStore stores, so both modes show keys alike.
     return ApiKeyInfo(
-        row["app_id"], row["key_id"], created_at.astimezone(UTC).isoformat(timespec="seconds")
+        row["app_id"],
+        row["key_id"],
+        created_at.astimezone(UTC).isoformat(timespec="seconds"),
+        scopes_of(row["scopes"]),
+        row["expires_at"],
     )
 
 
@@ -79,18 +91,27 @@ class PostgresKeyStore:
     async def migrate(self) -> None:
         await self._db.migrate(COMPONENT, MIGRATIONS)
 
-    async def create_api_key(self, app_id: str) -> str:
+    async def create_api_key(
+        self,
+        app_id: str,
+        *,
+        scopes: tuple[str, ...] = ("admin",),
+        expires_at: datetime | None = None,
+    ) -> str:
         now = datetime.now(UTC).replace(microsecond=0)
         async with self._db.acquire() as conn:
             while True:
                 key = new_api_key()
                 inserted = await conn.fetchval(
-                    "INSERT INTO api_keys (key_hash, key_id, app_id, created_at)"
-                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+                    "INSERT INTO api_keys (key_hash, key_id, app_id, created_at, scopes,"
+                    " expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
+                    " ON CONFLICT DO NOTHING RETURNING true",
                     hash_key(key),
                     key_id_of(key),
                     app_id,
                     now,
+                    scopes_text(scopes),
+                    expires_at,
                 )
                 if inserted:
                     return key
@@ -99,7 +120,8 @@ class PostgresKeyStore:
     async def resolve_api_key(self, key: str) -> ApiKeyInfo | None:
         async with self._db.acquire() as conn:
             row = await conn.fetchrow(
-                "SELECT app_id, key_id, created_at FROM api_keys WHERE key_hash = $1",
+                "SELECT app_id, key_id, created_at, scopes, expires_at FROM api_keys"
+                " WHERE key_hash = $1",
                 hash_key(key),
             )
         return _info(row) if row is not None else None
@@ -107,7 +129,8 @@ class PostgresKeyStore:
     async def list_api_keys(self, app_id: str) -> list[ApiKeyInfo]:
         async with self._db.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT app_id, key_id, created_at FROM api_keys WHERE app_id = $1"
+                "SELECT app_id, key_id, created_at, scopes, expires_at FROM api_keys"
+                " WHERE app_id = $1"
                 ' ORDER BY created_at, key_id COLLATE "C"',
                 app_id,
             )

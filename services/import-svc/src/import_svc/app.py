@@ -12,9 +12,10 @@ from import_svc.adapters.sqlite import SqliteImportStore
 from import_svc.entrypoints.http import build_router
 from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
-from insights_common.auth import KeyStore
+from insights_common.access import Permission
+from insights_common.access_http import Access
+from insights_common.audit import AuditLog, Recorder
 from insights_common.bus import InProcessBus
-from insights_common.http import bearer_auth
 from insights_common.kafka import (
     KafkaBus,
     KafkaProjectionWatermark,
@@ -27,7 +28,12 @@ from insights_contracts.topics import USERS
 
 
 def create_embedded(
-    *, db: SqliteDatabase, bus: InProcessBus, keys: KeyStore, settings: ImportSettings
+    *,
+    db: SqliteDatabase,
+    bus: InProcessBus,
+    access: Access,
+    audit: AuditLog,
+    settings: ImportSettings,
 ) -> tuple[ImportService, ServiceParts]:
     """import-svc on the shared SQLite file and the in-process bus.
 
@@ -52,7 +58,7 @@ def create_embedded(
     # The registry learns the users the platform reports, so modes and "unchanged" see them.
     bus.subscribe(USERS, service.learn_users)
     parts = ServiceParts(
-        router=build_router(service, bearer_auth(keys)),
+        router=build_router(service, access.app_id(Permission.IMPORT), Recorder(audit)),
         on_start=[service.recover],
         on_stop=[service.shutdown],
     )
@@ -60,7 +66,12 @@ def create_embedded(
 
 
 async def create_distributed(
-    *, db: PostgresDatabase, bus: KafkaBus, keys: KeyStore, settings: ImportSettings
+    *,
+    db: PostgresDatabase,
+    bus: KafkaBus,
+    access: Access,
+    audit: AuditLog,
+    settings: ImportSettings,
 ) -> tuple[ImportService, ServiceParts]:
     """import-svc on PostgreSQL (imports, rejected rows, the users registry) and Kafka.
 
@@ -72,7 +83,7 @@ async def create_distributed(
     service, hooks = await create_distributed_importer(db=db, bus=bus, settings=settings)
     bus.subscribe([USERS], service.learn_users, group_id="insights-import-registry")
     parts = ServiceParts(
-        router=build_router(service, bearer_auth(keys)),
+        router=build_router(service, access.app_id(Permission.IMPORT), Recorder(audit)),
         on_start=hooks.on_start,
         on_stop=hooks.on_stop,
     )

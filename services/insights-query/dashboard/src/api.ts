@@ -1,9 +1,11 @@
 import { navigate } from "./router";
-import { clearKey, getKey } from "./session";
+import { csrfToken, type Me, setMe } from "./session";
 import type {
+  AuditEntry,
   ImportJob,
   ImportMode,
   MessageDetail,
+  Member,
   MessageItem,
   OnError,
   Page,
@@ -75,9 +77,9 @@ export function apiUrl(path: string, query: Query = {}): string {
   return `${API_BASE}${path}${search ? `?${search}` : ""}`;
 }
 
-/** The key was refused mid-session (revoked, or the server's data changed): sign in again. */
+/** The session ended (signed out elsewhere, timed out, or the member was removed): sign in again. */
 function sessionRefused(): void {
-  clearKey();
+  setMe(null);
   const here = window.location.pathname + window.location.search;
   navigate(here.startsWith("/signin") ? here : `/signin?next=${encodeURIComponent(here)}`, { replace: true });
 }
@@ -86,24 +88,35 @@ interface RequestOptions {
   query?: Query;
   signal?: AbortSignal;
   accept?: string;
-  /** Use this key instead of the session's, and do not leave the page on 401 (sign-in). */
-  key?: string;
+  method?: string;
+  /** Sent as JSON. */
+  body?: unknown;
+  /** Do not leave the page on 401 (the sign-in and the first look at the session). */
+  quiet401?: boolean;
 }
 
 export async function request(path: string, options: RequestOptions = {}): Promise<Response> {
-  const key = options.key ?? getKey();
+  const method = options.method ?? "GET";
   const headers: Record<string, string> = { Accept: options.accept ?? "application/json" };
-  if (key) headers["Authorization"] = `Bearer ${key}`;
+  const csrf = csrfToken();
+  if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
   let response: Response;
   try {
-    response = await fetch(apiUrl(path, options.query), { headers, signal: options.signal ?? null });
+    response = await fetch(apiUrl(path, options.query), {
+      method,
+      headers,
+      credentials: "same-origin",
+      body: options.body === undefined ? null : JSON.stringify(options.body),
+      signal: options.signal ?? null,
+    });
   } catch (error) {
     if (isAbort(error)) throw error;
     throw new ApiError(0, "The server could not be reached", "Check the connection and try again.");
   }
   if (response.ok) return response;
   const problem = await ApiError.fromResponse(response);
-  if (response.status === 401 && options.key === undefined) sessionRefused();
+  if (response.status === 401 && !options.quiet401) sessionRefused();
   throw problem;
 }
 
@@ -112,9 +125,41 @@ export async function getJson<T>(path: string, query?: Query, signal?: AbortSign
   return (await response.json()) as T;
 }
 
-/** Answers without error when the API takes the key; throws the API's refusal otherwise. */
-export async function checkKey(key: string): Promise<void> {
-  await request("/imports", { query: { limit: 1 }, key });
+/** The member the session cookie signs in, or null when there is none. */
+export async function loadMe(): Promise<Me | null> {
+  try {
+    const response = await request("/me", { quiet401: true });
+    const found = (await response.json()) as Me;
+    setMe(found);
+    return found;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      setMe(null);
+      return null;
+    }
+    throw error;
+  }
+}
+
+/** Signs in with a password; throws the API's refusal. */
+export async function signIn(app: string, email: string, password: string): Promise<Me | null> {
+  await request("/session", { method: "POST", body: { app, email, password }, quiet401: true });
+  return loadMe();
+}
+
+/** Ends the session on the server, then shows the sign-in page. */
+export async function signOut(): Promise<void> {
+  try {
+    await request("/session", { method: "DELETE", quiet401: true });
+  } finally {
+    navigate("/signin");
+    setMe(null);
+  }
+}
+
+async function send<T>(path: string, method: string, body?: unknown): Promise<T | null> {
+  const response = await request(path, { method, body });
+  return response.status === 204 ? null : ((await response.json()) as T);
 }
 
 function filenameOf(response: Response, fallback: string): string {
@@ -123,7 +168,7 @@ function filenameOf(response: Response, fallback: string): string {
   return match?.[1] ? decodeURIComponent(match[1]) : fallback;
 }
 
-/** Saves an API file: a plain link cannot send the bearer key, so it is fetched as a blob. */
+/** Saves an API file, fetched as a blob so a refusal shows as an error on the page. */
 export async function download(path: string, query: Query, fallbackName: string, accept = "text/csv"): Promise<void> {
   const response = await request(path, { query, accept });
   const blob = await response.blob();
@@ -149,8 +194,8 @@ export function upload<T>(path: string, file: File, options: UploadOptions = {})
   return new Promise<T>((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", apiUrl(path, options.query));
-    const key = getKey();
-    if (key) xhr.setRequestHeader("Authorization", `Bearer ${key}`);
+    const csrf = csrfToken();
+    if (csrf) xhr.setRequestHeader("X-CSRF-Token", csrf);
     xhr.setRequestHeader("Accept", "application/json");
     xhr.upload.onprogress = (event) => {
       if (event.lengthComputable && options.onProgress) options.onProgress(event.loaded / event.total);
@@ -192,6 +237,14 @@ export const api = {
   exportUserMessages: (userId: string, query: Query = {}) =>
     download(`/users/${id(userId)}/messages`, { ...query, format: "csv" }, `${userId}-messages.csv`),
   message: (messageId: string, signal?: AbortSignal) => getJson<MessageDetail>(`/messages/${id(messageId)}`, {}, signal),
+  revealPhone: (userId: string, reason: string) =>
+    send<{ user_id: string; phone_number: string | null }>(`/users/${id(userId)}/phone`, "POST", { reason }),
+  audit: (query: Query = {}, signal?: AbortSignal) => getJson<Page<AuditEntry>>("/audit", query, signal),
+  downloadAudit: (query: Query = {}) => download("/audit", { ...query, format: "csv" }, "audit.csv"),
+  members: (signal?: AbortSignal) => getJson<Member[]>("/members", {}, signal),
+  addMember: (email: string, role: string) => send<Member & { password: string }>("/members", "POST", { email, role }),
+  setRole: (email: string, role: string) => send<null>(`/members/${id(email)}`, "PATCH", { role }),
+  removeMember: (email: string) => send<null>(`/members/${id(email)}`, "DELETE"),
   templates: (query: Query = {}, signal?: AbortSignal) => getJson<Page<TemplateSummary>>("/templates", query, signal),
   template: (key: string, signal?: AbortSignal) => getJson<TemplateDetail>(`/templates/${id(key)}`, {}, signal),
   imports: (query: Query = {}, signal?: AbortSignal) => getJson<Page<ImportJob>>("/imports", query, signal),

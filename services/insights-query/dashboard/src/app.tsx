@@ -1,45 +1,71 @@
 import type { ComponentChildren } from "preact";
-import { useEffect, useRef } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { loadMe, signOut } from "./api";
 import { usePageTitle } from "./components/usePageTitle";
 import { ImportPage } from "./pages/imports/ImportPage";
 import { ImportsPage } from "./pages/imports/ImportsPage";
 import { MessagePage } from "./pages/message/MessagePage";
+import { AuditPage } from "./pages/audit/AuditPage";
+import { MembersPage } from "./pages/members/MembersPage";
 import { SignInPage } from "./pages/SignInPage";
 import { TemplatePage } from "./pages/templates/TemplatePage";
 import { TemplatesPage } from "./pages/templates/TemplatesPage";
 import { UserPage } from "./pages/user/UserPage";
 import { UsersPage } from "./pages/users/UsersPage";
 import { Link, matchPath, navigate, useLocation } from "./router";
-import { clearKey, isSignedIn } from "./session";
+import { isSignedIn, may, me, onSessionChange, type Permission } from "./session";
 
 type Params = Record<string, string>;
 
 interface Route {
   path: string;
+  /** What the signed-in member must be allowed; a page they may not open is a 404 to them. */
+  needs: Permission;
   render: (params: Params) => ComponentChildren;
 }
 
 // The dashboard's pages; the server answers index.html for each of these paths.
 const ROUTES: Route[] = [
-  { path: "/users", render: () => <UsersPage /> },
-  { path: "/users/:user_id", render: (p) => <UserPage key={p["user_id"]} userId={p["user_id"] ?? ""} /> },
-  { path: "/messages/:message_id", render: (p) => <MessagePage key={p["message_id"]} messageId={p["message_id"] ?? ""} /> },
-  { path: "/imports", render: () => <ImportsPage /> },
-  { path: "/imports/:import_id", render: (p) => <ImportPage key={p["import_id"]} importId={p["import_id"] ?? ""} /> },
-  { path: "/templates", render: () => <TemplatesPage /> },
-  { path: "/templates/:key", render: (p) => <TemplatePage key={p["key"]} templateKey={p["key"] ?? ""} /> },
+  { path: "/users", needs: "search_users", render: () => <UsersPage /> },
+  {
+    path: "/users/:user_id",
+    needs: "view_profile",
+    render: (p) => <UserPage key={p["user_id"]} userId={p["user_id"] ?? ""} />,
+  },
+  {
+    path: "/messages/:message_id",
+    needs: "view_messages",
+    render: (p) => <MessagePage key={p["message_id"]} messageId={p["message_id"] ?? ""} />,
+  },
+  { path: "/imports", needs: "import", render: () => <ImportsPage /> },
+  {
+    path: "/imports/:import_id",
+    needs: "import",
+    render: (p) => <ImportPage key={p["import_id"]} importId={p["import_id"] ?? ""} />,
+  },
+  { path: "/templates", needs: "view_templates", render: () => <TemplatesPage /> },
+  {
+    path: "/templates/:key",
+    needs: "view_templates",
+    render: (p) => <TemplatePage key={p["key"]} templateKey={p["key"] ?? ""} />,
+  },
+  { path: "/audit", needs: "read_audit", render: () => <AuditPage /> },
+  { path: "/members", needs: "manage_members", render: () => <MembersPage /> },
 ];
 
-const NAV = [
-  { href: "/users", label: "Users" },
-  { href: "/imports", label: "Imports" },
-  { href: "/templates", label: "Templates" },
+// Only the pages the member may open are linked: an analyst never sees a link it cannot follow.
+const NAV: { href: string; label: string; needs: Permission }[] = [
+  { href: "/users", label: "Users", needs: "search_users" },
+  { href: "/imports", label: "Imports", needs: "import" },
+  { href: "/templates", label: "Templates", needs: "view_templates" },
+  { href: "/audit", label: "Audit", needs: "read_audit" },
+  { href: "/members", label: "Members", needs: "manage_members" },
 ];
 
 function resolve(path: string): ComponentChildren {
   for (const route of ROUTES) {
     const params = matchPath(route.path, path);
-    if (params) return route.render(params);
+    if (params) return may(route.needs) ? route.render(params) : <NotFound />;
   }
   return <NotFound />;
 }
@@ -57,10 +83,10 @@ function NotFound() {
 }
 
 function Header({ path, signedIn }: { path: string; signedIn: boolean }) {
-  const signOut = () => {
-    clearKey();
-    navigate("/signin");
+  const leave = () => {
+    void signOut().catch(() => undefined);
   };
+  const who = me();
   return (
     <header class="app-header">
       <a class="skip-link" href="#main">
@@ -73,7 +99,7 @@ function Header({ path, signedIn }: { path: string; signedIn: boolean }) {
         <>
           <nav aria-label="Main" class="main-nav">
             <ul>
-              {NAV.map((item) => {
+              {NAV.filter((item) => may(item.needs)).map((item) => {
                 const active = path === item.href || path.startsWith(`${item.href}/`);
                 return (
                   <li key={item.href}>
@@ -85,7 +111,12 @@ function Header({ path, signedIn }: { path: string; signedIn: boolean }) {
               })}
             </ul>
           </nav>
-          <button type="button" class="button secondary sign-out" onClick={signOut}>
+          {who && (
+            <span class="who">
+              {who.email} <span class="role-badge">{who.role}</span>
+            </span>
+          )}
+          <button type="button" class="button secondary sign-out" onClick={leave}>
             Sign out
           </button>
         </>
@@ -96,22 +127,30 @@ function Header({ path, signedIn }: { path: string; signedIn: boolean }) {
 
 export function App() {
   const { path } = useLocation();
+  const [checked, setChecked] = useState(false);
+  const [, setVersion] = useState(0);
+  useEffect(() => onSessionChange(() => setVersion((n) => n + 1)), []);
+  useEffect(() => {
+    void loadMe()
+      .catch(() => null)
+      .finally(() => setChecked(true));
+  }, []);
   const signedIn = isSignedIn();
   const mainRef = useRef<HTMLElement>(null);
   const firstPath = useRef(path);
 
   const isPublic = path === "/signin";
-  const needsSignIn = !isPublic && !signedIn;
+  const needsSignIn = checked && !isPublic && !signedIn;
   const atRoot = path === "/" || path === "";
 
   useEffect(() => {
     if (needsSignIn) {
       const next = atRoot ? "" : `?next=${encodeURIComponent(window.location.pathname + window.location.search)}`;
       navigate(`/signin${next}`, { replace: true });
-    } else if (atRoot) {
+    } else if (checked && atRoot) {
       navigate("/users", { replace: true });
     }
-  }, [needsSignIn, atRoot]);
+  }, [needsSignIn, atRoot, checked]);
 
   // After moving to another page, start keyboard and screen-reader users at its content,
   // unless the page already put the focus somewhere (e.g. a search box).
@@ -126,7 +165,7 @@ export function App() {
     <>
       <Header path={path} signedIn={signedIn && !isPublic} />
       <main id="main" ref={mainRef} tabIndex={-1}>
-        {isPublic ? <SignInPage /> : needsSignIn || atRoot ? null : resolve(path)}
+        {isPublic ? <SignInPage /> : !checked || needsSignIn || atRoot ? null : resolve(path)}
       </main>
     </>
   );

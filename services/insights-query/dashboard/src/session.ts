@@ -1,26 +1,50 @@
-// The API key lives in sessionStorage only: it is gone when the tab closes.
-const KEY = "insights.apiKey";
+// The signed-in member as GET /api/v1/me answers it. The session itself is an HttpOnly cookie
+// the page cannot read; the CSRF token is kept in memory only and fetched again on each load.
 
-export function getKey(): string | null {
-  try {
-    return sessionStorage.getItem(KEY);
-  } catch {
-    return null;
-  }
+export interface Me {
+  app: string;
+  email: string | null;
+  role: string | null;
+  csrf_token: string | null;
+  permissions: string[];
 }
 
-export function setKey(key: string): void {
-  sessionStorage.setItem(KEY, key);
+export type Permission =
+  | "search_users"
+  | "view_profile"
+  | "see_phones"
+  | "view_messages"
+  | "reveal_phone"
+  | "view_templates"
+  | "import"
+  | "manage_members"
+  | "read_audit";
+
+let current: Me | null = null;
+const listeners = new Set<() => void>();
+
+export function me(): Me | null {
+  return current;
 }
 
-export function clearKey(): void {
-  try {
-    sessionStorage.removeItem(KEY);
-  } catch {
-    // Storage can be unavailable (private mode); there is nothing to forget then.
-  }
+export function setMe(value: Me | null): void {
+  current = value;
+  for (const listener of listeners) listener();
+}
+
+export function onSessionChange(listener: () => void): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
 }
 
 export function isSignedIn(): boolean {
-  return getKey() !== null;
+  return current !== null;
+}
+
+export function may(permission: Permission): boolean {
+  return current?.permissions.includes(permission) ?? false;
+}
+
+export function csrfToken(): string | null {
+  return current?.csrf_token ?? null;
 }

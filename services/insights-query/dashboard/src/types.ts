@@ -179,3 +179,21 @@ export interface RejectedRow {
   code: string;
   message: string;
 }
+
+export interface AuditEntry {
+  seq: number;
+  at: string;
+  actor: string;
+  action: string;
+  user_id: string | null;
+  address: string | null;
+  reason: string | null;
+  detail: string | null;
+  hash: string;
+}
+
+export interface Member {
+  email: string;
+  role: string;
+  created_at: string;
+}

@@ -6,9 +6,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from insights_common.auth import KeyStore
+from fastapi import APIRouter
+
+from insights_common.access_http import Access
+from insights_common.accounts import Accounts
+from insights_common.accounts_http import accounts_router
+from insights_common.audit import AuditLog, Recorder
+from insights_common.audit_http import audit_router
 from insights_common.bus import InProcessBus
-from insights_common.http import bearer_auth
 from insights_common.kafka import KafkaBus
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
@@ -28,13 +33,19 @@ EMBEDDED_PROJECTOR = "insights-projector"
 def create_service(
     *,
     reader: InsightsReader,
-    keys: KeyStore,
+    access: Access,
+    audit: AuditLog,
     settings: QuerySettings,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[QueryService, ServiceParts]:
-    """The query API over any store."""
+    """The query API over any store, with sign-in, members and the audit trail beside it."""
     service = QueryService(reader, settings=settings, clock=clock)
-    return service, ServiceParts(router=create_router(service, bearer_auth(keys)))
+    router = APIRouter()
+    router.include_router(create_router(service, access, Recorder(audit)))
+    if access.members is not None:
+        router.include_router(accounts_router(access, Accounts(access.members), audit))
+    router.include_router(audit_router(access, audit))
+    return service, ServiceParts(router=router)
 
 
 def project_bus(bus: InProcessBus, store: ProjectionStore) -> Projector:
@@ -49,25 +60,27 @@ def create_embedded(
     *,
     db: SqliteDatabase,
     bus: InProcessBus,
-    keys: KeyStore,
+    access: Access,
+    audit: AuditLog,
     settings: QuerySettings,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[QueryService, ServiceParts]:
     """Project the bus's users, notifications and templates into SQLite and serve the query API."""
     store = SqliteInsightsStore(db)
     project_bus(bus, store)
-    return create_service(reader=store, keys=keys, settings=settings, clock=clock)
+    return create_service(reader=store, access=access, audit=audit, settings=settings, clock=clock)
 
 
 def create_distributed(
     *,
     store: InsightsReader,
-    keys: KeyStore,
+    access: Access,
+    audit: AuditLog,
     settings: QuerySettings,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[QueryService, ServiceParts]:
-    """The query API process: reads only (the projector process writes the store)."""
-    return create_service(reader=store, keys=keys, settings=settings, clock=clock)
+    """The query API process: reads the store (the projector process writes it)."""
+    return create_service(reader=store, access=access, audit=audit, settings=settings, clock=clock)
 
 
 class PingableProjectionStore(ProjectionStore, Protocol):

@@ -186,6 +186,13 @@ class QueryService:
             raise NotFound("template", key)
         return detail
 
+    async def reveal_phone(self, app_id: str, user_id: str) -> str | None:
+        """The user's whole phone number (None when it has none); NotFound without the user."""
+        profile = await self._reader.get_user(app_id, user_id)
+        if profile is None:
+            raise NotFound("user", user_id)
+        return profile.phone_number
+
     async def _require_user(self, app_id: str, user_id: str) -> None:
         if await self._reader.get_user(app_id, user_id) is None:
             raise NotFound("user", user_id)

@@ -28,6 +28,7 @@ from import_svc.domain.model import (
 )
 from import_svc.entrypoints.multipart import FilePart, MultipartError, multipart_boundary
 from import_svc.service import ImportService, TooManyRunning, over_budget
+from insights_common.audit import Recorder
 from insights_common.http import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -237,8 +238,9 @@ async def _csv_report(pages: AsyncGenerator[list[RowError], None]) -> AsyncItera
             ).encode()
 
 
-def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
-    """The import routes, without the /api/v1 prefix the host mounts them under."""
+def build_router(service: ImportService, auth: AppAuth, record: Recorder) -> APIRouter:
+    """The import routes, without the /api/v1 prefix the host mounts them under; `auth` is the
+    caller's permission to import, and each import started is recorded in the audit trail."""
     router = APIRouter(tags=["imports"])
     AppId = Annotated[str, Depends(auth)]
     Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -280,7 +282,7 @@ def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
                     f"The form has no part named '{FILE_FIELD}' (parts found: {seen}). Send the "
                     f"CSV as multipart/form-data in a field named '{FILE_FIELD}'.",
                 )
-            record = await service.submit(
+            job = await service.submit(
                 app_id=app_id,
                 filename=part.filename,
                 chunks=part,
@@ -296,8 +298,9 @@ def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
             raise _refused(exc.issue, exc.import_id) from None
         except TooManyRunning as exc:
             return _busy(exc, request.url.path)
-        response.headers["Location"] = str(request.url_for("get_import", import_id=record.id))
-        return ImportOut.of(record)
+        await record(request, "import.start", detail=f"{job.id} ({part.filename or 'no name'})")
+        response.headers["Location"] = str(request.url_for("get_import", import_id=job.id))
+        return ImportOut.of(job)
 
     @router.get(
         "/imports", response_model=Page[ImportOut], name="list_imports", responses=LIST_PROBLEMS
@@ -320,10 +323,10 @@ def build_router(service: ImportService, auth: AppAuth) -> APIRouter:
         responses=IMPORT_PROBLEMS,
     )
     async def get_import(import_id: str, app_id: AppId) -> ImportOut:
-        record = await service.get(app_id, import_id)
-        if record is None:
+        found = await service.get(app_id, import_id)
+        if found is None:
             raise _not_found(import_id)
-        return ImportOut.of(record)
+        return ImportOut.of(found)
 
     @router.get(
         "/imports/{import_id}/errors",

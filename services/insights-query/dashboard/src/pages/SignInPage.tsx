@@ -1,8 +1,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, checkKey } from "../api";
+import { ApiError, signIn } from "../api";
 import { usePageTitle } from "../components/usePageTitle";
 import { navigate, useLocation } from "../router";
-import { setKey } from "../session";
 
 /** Where to go after signing in: a path of this dashboard only, never another origin. */
 function nextPath(search: URLSearchParams): string {
@@ -12,35 +11,50 @@ function nextPath(search: URLSearchParams): string {
 
 function refusal(error: unknown): string {
   if (error instanceof ApiError) {
-    if (error.status === 401 || error.status === 403) {
-      return `The API key was refused${error.detail ? `: ${error.detail}` : "."}`;
-    }
-    return `The key could not be checked: ${error.title}${error.detail ? `. ${error.detail}` : ""}`;
+    if (error.status === 401) return "The app, email and password do not match a member. Check them and try again.";
+    if (error.status === 429) return `Too many failed sign-ins from here. ${error.detail ?? "Wait a minute and try again."}`;
+    return `Signing in did not work: ${error.title}${error.detail ? `. ${error.detail}` : ""}`;
   }
-  return "The key could not be checked. Try again.";
+  return "Signing in did not work. Try again.";
+}
+
+const LAST_APP = "insights.app";
+
+function lastApp(): string {
+  try {
+    return localStorage.getItem(LAST_APP) ?? "";
+  } catch {
+    return "";
+  }
 }
 
 export function SignInPage() {
   usePageTitle("Sign in");
   const { search } = useLocation();
-  const [key, setKeyText] = useState("");
+  const [app, setApp] = useState(lastApp);
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [checking, setChecking] = useState(false);
-  const inputRef = useRef<HTMLInputElement>(null);
-  useEffect(() => inputRef.current?.focus(), []);
+  const appRef = useRef<HTMLInputElement>(null);
+  const emailRef = useRef<HTMLInputElement>(null);
+  useEffect(() => (app ? emailRef : appRef).current?.focus(), []);
 
   const submit = async (event: Event) => {
     event.preventDefault();
-    const candidate = key.trim();
-    if (!candidate) {
-      setError("Enter an API key. Create one with: insights keys create --app APP");
+    if (!app.trim() || !email.trim() || !password) {
+      setError("Enter the app, your email and your password. An admin adds members with: insights members add");
       return;
     }
     setChecking(true);
     setError(null);
     try {
-      await checkKey(candidate);
-      setKey(candidate);
+      await signIn(app.trim(), email.trim(), password);
+      try {
+        localStorage.setItem(LAST_APP, app.trim());
+      } catch {
+        // Storage can be unavailable (private mode); the app is typed again next time.
+      }
       navigate(nextPath(search), { replace: true });
     } catch (caught) {
       setError(refusal(caught));
@@ -48,26 +62,45 @@ export function SignInPage() {
     }
   };
 
+  const described = error ? "signin-error" : undefined;
   return (
     <section class="signin">
       <h1>Sign in</h1>
-      <p>
-        Sign in with an API key of your app. Create one with <code>insights keys create --app APP</code>. The key is
-        kept in this tab only and forgotten when it closes.
-      </p>
+      <p>Sign in with the email and password of your membership in the app.</p>
       <form onSubmit={submit} noValidate>
-        <label for="api-key">API key</label>
+        <label for="signin-app">App</label>
         <input
-          ref={inputRef}
-          id="api-key"
-          name="api-key"
-          type="password"
-          autoComplete="off"
+          ref={appRef}
+          id="signin-app"
+          name="app"
+          autoComplete="organization"
           spellcheck={false}
-          value={key}
-          onInput={(event) => setKeyText(event.currentTarget.value)}
+          value={app}
+          onInput={(event) => setApp(event.currentTarget.value)}
+          aria-describedby={described}
+        />
+        <label for="signin-email">Email</label>
+        <input
+          ref={emailRef}
+          id="signin-email"
+          name="email"
+          type="email"
+          autoComplete="username"
+          spellcheck={false}
+          value={email}
+          onInput={(event) => setEmail(event.currentTarget.value)}
+          aria-describedby={described}
+        />
+        <label for="signin-password">Password</label>
+        <input
+          id="signin-password"
+          name="password"
+          type="password"
+          autoComplete="current-password"
+          value={password}
+          onInput={(event) => setPassword(event.currentTarget.value)}
           aria-invalid={error ? true : undefined}
-          aria-describedby={error ? "signin-error" : undefined}
+          aria-describedby={described}
         />
         {error && (
           <p id="signin-error" role="alert" class="error-box">

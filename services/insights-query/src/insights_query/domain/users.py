@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from insights_contracts import UserUpserted
 from insights_contracts.phone import mask_phone, phone_country
 from insights_query.domain.views import BriefStats, UserDetail, UserStats, UserSummary
+
+UserSummaryOrDetail = TypeVar("UserSummaryOrDetail", UserSummary, UserDetail)
 
 IMPORT_SOURCE_PREFIX = "import:"
 
@@ -115,3 +118,10 @@ def user_detail(profile: UserProfile, stats: UserStats) -> UserDetail:
         imports=list(profile.imports),
         stats=stats,
     )
+
+
+def without_phone(view: UserSummaryOrDetail) -> UserSummaryOrDetail:
+    """The view for a caller who may not see phone numbers, even masked: they are left out."""
+    if isinstance(view, UserDetail):
+        return view.model_copy(update={"phone_number": None, "phone_country": None})
+    return view.model_copy(update={"phone_number": None})

@@ -29,6 +29,8 @@ PAGE_PATHS = (
     "/imports/{import_id}",
     "/templates",
     "/templates/{key}",
+    "/audit",
+    "/members",
 )
 
 # Built file names carry a hash of their content, so a browser may keep them for good.
@@ -44,9 +46,10 @@ FALLBACK_PAGE = """<!doctype html>
 <p>The web dashboard is not built: <code>make dashboard</code> builds it (Node.js 20.19 or
 later is needed to build it, not to run it); then reload this page.</p>
 <p>The API is served under <code>/api/v1</code>; its reference is at
-<a href="/api/docs">/api/docs</a>. Every call needs <code>Authorization: Bearer &lt;key&gt;</code>;
-create a key with <code>insights keys create --app APP</code> (with <code>--distributed</code>
-when the services run separately).</p>
+<a href="/api/docs">/api/docs</a>. Programs call it with <code>Authorization: Bearer
+&lt;key&gt;</code> (<code>insights keys create --app APP</code>, with <code>--distributed</code>
+when the services run separately); people sign in as members
+(<code>insights members add --app APP --email EMAIL --role admin</code>).</p>
 <p>Health: <a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>,
 <a href="/metrics">/metrics</a>.</p></body></html>
 """

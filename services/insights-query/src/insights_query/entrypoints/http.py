@@ -14,13 +14,17 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
 
+from insights_common.access import Permission, Principal
+from insights_common.access_http import Access
+from insights_common.audit import MAX_REASON, Recorder
 from insights_common.http import (
     DEFAULT_LIMIT,
+    FORBIDDEN,
     MAX_LIMIT,
     PROBLEM_SCHEMA,
     UNAUTHORIZED,
-    AppAuth,
     Page,
     Problem,
     cursor_problem,
@@ -32,6 +36,7 @@ from insights_query.domain.errors import InvalidCursor, InvalidParameter, NotFou
 from insights_query.domain.export import csv_header, csv_rows
 from insights_query.domain.queries import Slice, choice
 from insights_query.domain.search import MAX_QUERY_LENGTH
+from insights_query.domain.users import without_phone
 from insights_query.domain.views import (
     MessageDetail,
     MessageItem,
@@ -155,20 +160,45 @@ _BAD_PARAMETER = (
     "A query parameter is not valid: errors[].loc names it, and allowed lists the values of a"
     " choice."
 )
-_LIST = problem_responses({400: _BAD_PARAMETER, 401: UNAUTHORIZED}, schema=_QUERY_PROBLEM)
-_ONE = problem_responses({401: UNAUTHORIZED, 404: "Nothing with that id in the caller's app."})
+_LIST = problem_responses(
+    {400: _BAD_PARAMETER, 401: UNAUTHORIZED, 403: FORBIDDEN}, schema=_QUERY_PROBLEM
+)
+_ONE = problem_responses(
+    {401: UNAUTHORIZED, 403: FORBIDDEN, 404: "Nothing with that id in the caller's app."}
+)
 _USER = problem_responses(
-    {400: _BAD_PARAMETER, 401: UNAUTHORIZED, 404: "The caller's app has no such user."},
+    {
+        400: _BAD_PARAMETER,
+        401: UNAUTHORIZED,
+        403: FORBIDDEN,
+        404: "The caller's app has no such user.",
+    },
     schema=_QUERY_PROBLEM,
 )
 
 
-def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
+class Reveal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        min_length=3, max_length=MAX_REASON, description="Why the number is needed; recorded."
+    )
+
+
+class RevealedPhone(BaseModel):
+    user_id: str
+    phone_number: str | None
+
+
+def create_router(service: QueryService, access: Access, record: Recorder) -> APIRouter:
     router = APIRouter(tags=["insights-query"], route_class=_QueryRoute)
+
+    def caller(permission: Permission) -> Any:
+        return Depends(access.require(permission))
 
     @router.get("/users", response_model=Page[UserSummary], responses=_LIST)
     async def search_users(
-        app_id: Annotated[str, Depends(auth)],
+        who: Annotated[Principal, caller(Permission.SEARCH_USERS)],
         q: Annotated[
             str | None,
             Query(
@@ -184,16 +214,45 @@ def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
         cursor: Cursor = None,
     ) -> Page[UserSummary]:
         after = decode_cursor(cursor)
-        return _page(await _call(service.search_users(app_id, q=q, limit=limit, after=after)))
+        found = await _call(service.search_users(who.app_id, q=q, limit=limit, after=after))
+        if not who.may(Permission.SEE_PHONES):
+            found = Slice([without_phone(user) for user in found.items], found.next_position)
+        return _page(found)
 
     @router.get("/users/{user_id}", response_model=UserDetail, responses=_USER)
     async def get_user(
-        app_id: Annotated[str, Depends(auth)],
+        who: Annotated[Principal, caller(Permission.VIEW_PROFILE)],
+        request: Request,
         user_id: str,
         since: Since = None,
         until: Until = None,
     ) -> UserDetail:
-        return await _call(service.get_user(app_id, user_id, since=since, until=until))
+        detail = await _call(service.get_user(who.app_id, user_id, since=since, until=until))
+        await record(request, "user.view", user_id=user_id)
+        return detail if who.may(Permission.SEE_PHONES) else without_phone(detail)
+
+    @router.post(
+        "/users/{user_id}/phone",
+        response_model=RevealedPhone,
+        responses=problem_responses(
+            {
+                400: "The body has no reason of 3 to 500 characters (errors[] says why).",
+                401: UNAUTHORIZED,
+                403: FORBIDDEN,
+                404: "The caller's app has no such user.",
+            }
+        ),
+    )
+    async def reveal_phone(
+        who: Annotated[Principal, caller(Permission.REVEAL_PHONE)],
+        request: Request,
+        user_id: str,
+        body: Reveal,
+    ) -> RevealedPhone:
+        """The user's whole phone number; the reason is recorded in the audit trail."""
+        phone = await _call(service.reveal_phone(who.app_id, user_id))
+        await record(request, "user.reveal_phone", user_id=user_id, reason=body.reason.strip())
+        return RevealedPhone(user_id=user_id, phone_number=phone)
 
     @router.get(
         "/users/{user_id}/messages",
@@ -201,7 +260,8 @@ def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
         responses={200: {"content": {"text/csv": {}}}, **_USER},
     )
     async def list_messages(
-        app_id: Annotated[str, Depends(auth)],
+        who: Annotated[Principal, caller(Permission.VIEW_MESSAGES)],
+        request: Request,
         user_id: str,
         status: Annotated[
             str | None, Query(description="sent, delivered, read, clicked or failed")
@@ -225,8 +285,10 @@ def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
             "since": since,
             "until": until,
         }
+        app_id = who.app_id
         if _format(format) == "csv":
             pages = await _call(service.export_messages(app_id, user_id, **filters))
+            await record(request, "user.export", user_id=user_id)
 
             async def body() -> AsyncIterator[str]:
                 yield csv_header()
@@ -239,23 +301,33 @@ def create_router(service: QueryService, auth: AppAuth) -> APIRouter:
                 headers={"Content-Disposition": f'attachment; filename="messages-{user_id}.csv"'},
             )
         after = decode_cursor(cursor)
-        return _page(
-            await _call(service.list_messages(app_id, user_id, **filters, limit=limit, after=after))
+        page = await _call(
+            service.list_messages(app_id, user_id, **filters, limit=limit, after=after)
         )
+        await record(request, "user.messages", user_id=user_id)
+        return _page(page)
 
     @router.get("/messages/{message_id}", response_model=MessageDetail, responses=_ONE)
-    async def get_message(app_id: Annotated[str, Depends(auth)], message_id: str) -> MessageDetail:
-        return await _call(service.get_message(app_id, message_id))
+    async def get_message(
+        who: Annotated[Principal, caller(Permission.VIEW_MESSAGES)],
+        request: Request,
+        message_id: str,
+    ) -> MessageDetail:
+        detail = await _call(service.get_message(who.app_id, message_id))
+        await record(request, "message.view", user_id=detail.user_id, detail=message_id)
+        return detail
+
+    Templates = Annotated[str, Depends(access.app_id(Permission.VIEW_TEMPLATES))]
 
     @router.get("/templates", response_model=Page[TemplateSummary], responses=_LIST)
     async def list_templates(
-        app_id: Annotated[str, Depends(auth)], limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+        app_id: Templates, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
     ) -> Page[TemplateSummary]:
         after = decode_cursor(cursor)
         return _page(await _call(service.list_templates(app_id, limit=limit, after=after)))
 
     @router.get("/templates/{key}", response_model=TemplateDetail, responses=_ONE)
-    async def get_template(app_id: Annotated[str, Depends(auth)], key: str) -> TemplateDetail:
+    async def get_template(app_id: Templates, key: str) -> TemplateDetail:
         return await _call(service.get_template(app_id, key))
 
     return router

@@ -2,7 +2,9 @@ import { MaskedPhone } from "../../components/Phone";
 import { NONE } from "../../components/format";
 import { Time } from "../../components/Time";
 import { Link, segment } from "../../router";
+import { may, me } from "../../session";
 import type { UserDetail } from "../../types";
+import { Reveal } from "./Reveal";
 
 const regions = typeof Intl.DisplayNames === "function" ? new Intl.DisplayNames(undefined, { type: "region" }) : null;
 
@@ -31,7 +33,14 @@ export function Profile({ user }: { user: UserDetail }) {
         <dd>{user.nickname || <span class="muted">{NONE}</span>}</dd>
         <dt>Phone</dt>
         <dd>
-          <MaskedPhone value={user.phone_number} />
+          {may("see_phones") ? (
+            <>
+              <MaskedPhone value={user.phone_number} />{" "}
+              {user.phone_number && may("reveal_phone") && <Reveal userId={user.user_id} />}
+            </>
+          ) : (
+            <span class="muted">Not shown to your role ({me()?.role})</span>
+          )}
         </dd>
         <dt>Country</dt>
         <dd>{countryName(user.phone_country)}</dd>

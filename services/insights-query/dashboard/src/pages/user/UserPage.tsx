@@ -5,6 +5,7 @@ import { formatDay } from "../../components/format";
 import { Loading } from "../../components/Loading";
 import { usePageTitle } from "../../components/usePageTitle";
 import { Link, useLocation } from "../../router";
+import { may, me } from "../../session";
 import type { UserStats } from "../../types";
 import { useResource } from "../../useResource";
 import { Breakdowns } from "./Breakdowns";
@@ -12,6 +13,7 @@ import { MessageList } from "./MessageList";
 import { Profile } from "./Profile";
 import { readUserQuery, type UserQuery, WINDOWS, type WindowChoice, windowSince, writeUserQuery } from "./query";
 import { StatCards } from "./StatCards";
+import { ViewedBy } from "./ViewedBy";
 import "./user.css";
 
 export const CHART_NAME = "Sent, read and clicked per day";
@@ -97,7 +99,15 @@ export function UserPage({ userId }: { userId: string }) {
               </>
             )}
           </section>
-          <MessageList userId={userId} query={query} onChange={change} />
+          {may("view_messages") ? (
+            <MessageList userId={userId} query={query} onChange={change} />
+          ) : (
+            <section aria-labelledby="messages-heading">
+              <h2 id="messages-heading">Messages</h2>
+              <p class="hint">Your role ({me()?.role}) does not show message content. An admin can change it.</p>
+            </section>
+          )}
+          {may("read_audit") && <ViewedBy userId={userId} />}
         </>
       )}
     </section>

@@ -1,0 +1,375 @@
+"""The audit trail: who viewed whose history, and who changed what, per app.
+
+Entries are only ever appended. Each holds the SHA-256 of the previous entry's hash and of its
+own fields (`entry_hash`), numbered from 1 per app, so an edited, inserted or removed entry
+breaks the chain at that point (`verify`). The stores only load and save; the chain rule is
+written once, here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+import orjson
+from fastapi import Request
+
+from insights_common.access import Principal
+from insights_common.rate_limit import client_address
+from insights_common.sqlite import SqliteDatabase
+
+GENESIS = "0" * 64
+MAX_REASON = 500
+VERIFY_CHUNK = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    app_id: str
+    actor: str
+    action: str
+    user_id: str | None = None
+    address: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    seq: int = 0
+    prev_hash: str = GENESIS
+    hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    user_id: str | None = None
+    actor: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _fields(entry: AuditEntry) -> bytes:
+    return orjson.dumps(
+        [
+            entry.seq,
+            _stamp(entry.at),
+            entry.app_id,
+            entry.actor,
+            entry.action,
+            entry.user_id,
+            entry.address,
+            entry.reason,
+            entry.detail,
+        ]
+    )
+
+
+def entry_hash(entry: AuditEntry, prev_hash: str) -> str:
+    return hashlib.sha256(prev_hash.encode() + b"\n" + _fields(entry)).hexdigest()
+
+
+def chained(entry: AuditEntry, *, seq: int, prev_hash: str) -> AuditEntry:
+    """The entry as it is stored after the one numbered seq - 1 whose hash is prev_hash."""
+    numbered = replace(entry, seq=seq, prev_hash=prev_hash)
+    return replace(numbered, hash=entry_hash(numbered, prev_hash))
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    entries: int
+    broken_at: int | None = None
+    """The number of the first entry that does not follow from the one before it."""
+    problem: str | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None
+
+
+def verify_chain(
+    entries: Sequence[AuditEntry], *, expected_seq: int, prev_hash: str
+) -> tuple[int, str, Verification | None]:
+    """Check one run of entries that should continue the chain; answers where it got to, and
+    a failed `Verification` at the first break."""
+    for entry in entries:
+        if entry.seq != expected_seq:
+            problem = f"entry {expected_seq} is missing (the next one is {entry.seq})"
+            return expected_seq, prev_hash, Verification(expected_seq - 1, expected_seq, problem)
+        if entry.prev_hash != prev_hash or entry_hash(entry, prev_hash) != entry.hash:
+            problem = f"entry {entry.seq} was changed after it was recorded"
+            return expected_seq, prev_hash, Verification(expected_seq - 1, entry.seq, problem)
+        expected_seq, prev_hash = expected_seq + 1, entry.hash
+    return expected_seq, prev_hash, None
+
+
+def chain_batch(
+    entries: Sequence[AuditEntry], last: dict[str, tuple[int, str]]
+) -> list[AuditEntry]:
+    """The entries as stored, in order, each app's chained after `last[app]` (its number and
+    hash; absent for an app with no entry yet)."""
+    stored = []
+    heads = dict(last)
+    for entry in entries:
+        seq, prev = heads.get(entry.app_id, (0, GENESIS))
+        chained_entry = chained(entry, seq=seq + 1, prev_hash=prev)
+        heads[entry.app_id] = (chained_entry.seq, chained_entry.hash)
+        stored.append(chained_entry)
+    return stored
+
+
+class AuditLog(Protocol):
+    async def append(self, entry: AuditEntry) -> AuditEntry:
+        """Chain and store the entry after the app's last one; answers it as stored."""
+        ...
+
+    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+        """`append` of each entry in order, in one transaction."""
+        ...
+
+    async def search(
+        self, app_id: str, where: AuditFilter, *, before_seq: int | None, limit: int
+    ) -> list[AuditEntry]:
+        """The app's entries matching `where`, newest first, numbered below `before_seq`."""
+        ...
+
+    async def run(self, app_id: str, *, from_seq: int, limit: int) -> list[AuditEntry]:
+        """The app's entries numbered from `from_seq` up, in order (for `verify`)."""
+        ...
+
+
+async def verify(log: AuditLog, app_id: str) -> Verification:
+    expected, prev = 1, GENESIS
+    while True:
+        entries = await log.run(app_id, from_seq=expected, limit=VERIFY_CHUNK)
+        expected, prev, broken = verify_chain(entries, expected_seq=expected, prev_hash=prev)
+        if broken is not None:
+            return broken
+        if len(entries) < VERIFY_CHUNK:
+            return Verification(expected - 1)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class GroupedAuditLog:
+    """Implements `AuditLog` over another one, writing the entries of requests that arrive
+    together in one transaction (group commit): each request still waits until its entry is
+    stored, but concurrent reads of one app no longer queue one by one for its chain.
+
+    The first entry starts a flush at once; entries that arrive while it runs go in the next
+    one, up to `batch` entries a transaction."""
+
+    def __init__(self, log: AuditLog, *, batch: int = 500) -> None:
+        self._log = log
+        self._batch = batch
+        self._pending: list[tuple[AuditEntry, asyncio.Future[AuditEntry]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def append(self, entry: AuditEntry) -> AuditEntry:
+        future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
+        self._pending.append((entry, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush(), name="audit-flush")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            taken, self._pending = self._pending[: self._batch], self._pending[self._batch :]
+            try:
+                stored = await self._log.append_many([entry for entry, _ in taken])
+            except Exception as error:  # every waiting request fails with the write
+                for _, future in taken:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), entry in zip(taken, stored, strict=True):
+                if not future.done():
+                    future.set_result(entry)
+
+    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+        return await self._log.append_many(entries)
+
+    async def search(
+        self, app_id: str, where: AuditFilter, *, before_seq: int | None, limit: int
+    ) -> list[AuditEntry]:
+        return await self._log.search(app_id, where, before_seq=before_seq, limit=limit)
+
+    async def run(self, app_id: str, *, from_seq: int, limit: int) -> list[AuditEntry]:
+        return await self._log.run(app_id, from_seq=from_seq, limit=limit)
+
+
+class Recorder:
+    """Records what the authenticated caller of a request did (`await record(request, action)`;
+    `access_http.Access` put the caller on the request)."""
+
+    def __init__(self, log: AuditLog, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._log = log
+        self._clock = clock
+
+    async def __call__(
+        self,
+        request: Request,
+        action: str,
+        *,
+        user_id: str | None = None,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        caller: Principal = request.state.principal
+        await self._log.append(
+            AuditEntry(
+                at=self._clock(),
+                app_id=caller.app_id,
+                actor=caller.actor,
+                action=action,
+                user_id=user_id,
+                address=client_address(request),
+                reason=reason,
+                detail=detail,
+            )
+        )
+
+
+SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    app_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    user_id TEXT,
+    address TEXT,
+    reason TEXT,
+    detail TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (app_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_log_user ON audit_log (app_id, user_id, seq);
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+"""
+_COLUMNS = "app_id, seq, at, actor, action, user_id, address, reason, detail, prev_hash, hash"
+
+
+def _sqlite_entry(row: sqlite3.Row) -> AuditEntry:
+    return AuditEntry(
+        at=datetime.fromisoformat(row["at"]),
+        app_id=row["app_id"],
+        actor=row["actor"],
+        action=row["action"],
+        user_id=row["user_id"],
+        address=row["address"],
+        reason=row["reason"],
+        detail=row["detail"],
+        seq=row["seq"],
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def where_sql(
+    where: AuditFilter,
+    *,
+    mark: Callable[[int], str],
+    moment: Callable[[datetime], object] = lambda m: m,
+) -> tuple[str, list[object]]:
+    """SQL conditions of a filter (both stores use them); `mark(n)` is the n-th placeholder."""
+    conditions: list[str] = []
+    values: list[object] = []
+    for column, value in (
+        ("user_id", where.user_id),
+        ("actor", where.actor),
+        ("action", where.action),
+    ):
+        if value is not None:
+            values.append(value)
+            conditions.append(f"{column} = {mark(len(values))}")
+    for op, at in ((">=", where.since), ("<=", where.until)):
+        if at is not None:
+            values.append(moment(at))
+            conditions.append(f"at {op} {mark(len(values))}")
+    return "".join(f" AND {c}" for c in conditions), values
+
+
+class SqliteAuditLog:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+        db.migrate(SQLITE_SCHEMA)
+
+    async def append(self, entry: AuditEntry) -> AuditEntry:
+        return (await self.append_many([entry]))[0]
+
+    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+        def insert(conn: sqlite3.Connection) -> list[AuditEntry]:
+            last = {}
+            for app_id in {entry.app_id for entry in entries}:
+                row = conn.execute(
+                    "SELECT seq, hash FROM audit_log WHERE app_id = ? ORDER BY seq DESC LIMIT 1",
+                    (app_id,),
+                ).fetchone()
+                if row is not None:
+                    last[app_id] = (row["seq"], row["hash"])
+            stored = chain_batch(entries, last)
+            conn.executemany(
+                f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                [
+                    (
+                        e.app_id,
+                        e.seq,
+                        _stamp(e.at),
+                        e.actor,
+                        e.action,
+                        e.user_id,
+                        e.address,
+                        e.reason,
+                        e.detail,
+                        e.prev_hash,
+                        e.hash,
+                    )
+                    for e in stored
+                ],
+            )
+            return stored
+
+        return await self._db.write(insert)
+
+    async def search(
+        self, app_id: str, where: AuditFilter, *, before_seq: int | None, limit: int
+    ) -> list[AuditEntry]:
+        conditions, values = where_sql(where, mark=lambda _: "?", moment=_stamp)
+        if before_seq is not None:
+            conditions += " AND seq < ?"
+            values.append(before_seq)
+
+        def select(conn: sqlite3.Connection) -> list[AuditEntry]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM audit_log WHERE app_id = ?{conditions}"  # noqa: S608
+                " ORDER BY seq DESC LIMIT ?",
+                (app_id, *values, limit),
+            )
+            return [_sqlite_entry(row) for row in rows]
+
+        return await self._db.read(select)
+
+    async def run(self, app_id: str, *, from_seq: int, limit: int) -> list[AuditEntry]:
+        def select(conn: sqlite3.Connection) -> list[AuditEntry]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM audit_log WHERE app_id = ? AND seq >= ?"  # noqa: S608
+                " ORDER BY seq LIMIT ?",
+                (app_id, from_seq, limit),
+            )
+            return [_sqlite_entry(row) for row in rows]
+
+        return await self._db.read(select)

@@ -1,0 +1,210 @@
+"""The member store and the audit log port suites, on SQLite and on PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from insights_common.accounts import Accounts, LastAdmin, MemberExists
+from insights_common.audit import (
+    AuditEntry,
+    AuditFilter,
+    AuditLog,
+    GroupedAuditLog,
+    SqliteAuditLog,
+    verify,
+)
+from insights_common.members import (
+    MemberStore,
+    SessionInfo,
+    SessionLimits,
+    SqliteMemberStore,
+    session_alive,
+    token_hash,
+)
+from insights_common.pg_audit import PostgresAuditLog, month_bounds
+from insights_common.pg_members import PostgresMemberStore
+from insights_common.sqlite import SqliteDatabase
+
+if TYPE_CHECKING:
+    from conftest import Databases
+
+T0 = datetime.now(UTC).replace(microsecond=0)
+
+
+async def open_members(databases: Databases) -> MemberStore:
+    db = await databases.open()
+    if isinstance(db, SqliteDatabase):
+        return SqliteMemberStore(db)
+    store = PostgresMemberStore(db)
+    await store.migrate()
+    return store
+
+
+async def open_audit(databases: Databases) -> AuditLog:
+    db = await databases.open()
+    if isinstance(db, SqliteDatabase):
+        return SqliteAuditLog(db)
+    log = PostgresAuditLog(db)
+    await log.migrate()
+    return log
+
+
+async def tamper(databases: Databases, sql: str) -> None:
+    """Change the stored trail behind the store's back, as someone with the database would."""
+    db = databases.opened[0]
+    if isinstance(db, SqliteDatabase):
+
+        def run(conn: object) -> None:
+            conn.execute("DROP TRIGGER IF EXISTS audit_log_no_update")  # type: ignore[attr-defined]
+            conn.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")  # type: ignore[attr-defined]
+            conn.execute(sql)  # type: ignore[attr-defined]
+
+        await db.write(run)  # type: ignore[arg-type]
+        return
+    async with db.acquire() as conn:
+        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change")
+        await conn.execute(sql)
+
+
+async def test_members_sign_in_by_password_and_sessions_end(databases: Databases) -> None:
+    members = await open_members(databases)
+    accounts = Accounts(members, clock=lambda: T0)
+    password = await accounts.add("acme", " Ann@Example.com ", "admin")
+    with pytest.raises(MemberExists):
+        await accounts.add("acme", "ann@example.com", "agent")
+    assert await accounts.sign_in("acme", "ann@example.com", "wrong") is None
+    assert await accounts.sign_in("globex", "ann@example.com", password) is None
+    session = await accounts.sign_in("acme", "ANN@example.com", password)
+    assert session is not None
+    stored = await members.session(token_hash(session.token))
+    assert stored is not None and (stored.email, stored.role) == ("ann@example.com", "admin")
+    assert stored.csrf_token == session.csrf_token
+    # the store keeps no password and no session token in the clear
+    assert await members.session(session.token) is None
+    with pytest.raises(LastAdmin):
+        await accounts.set_role("acme", "ann@example.com", "agent")
+    await accounts.add("acme", "bo@example.com", "admin")
+    await accounts.set_role("acme", "ann@example.com", "analyst")
+    assert (await members.session(token_hash(session.token))).role == "analyst"  # type: ignore[union-attr]
+    assert await accounts.sign_out_everywhere("acme", "ann@example.com") == 1
+    assert await members.session(token_hash(session.token)) is None
+
+
+@pytest.mark.unit
+def test_a_session_ends_when_idle_or_too_old() -> None:
+    limits = SessionLimits(idle=timedelta(minutes=30), absolute=timedelta(hours=12))
+    fresh = SessionInfo("acme", "a@b.co", "agent", "t", T0, T0)
+    assert session_alive(fresh, now=T0 + timedelta(minutes=29), limits=limits)
+    assert not session_alive(fresh, now=T0 + timedelta(minutes=30), limits=limits)
+    busy = SessionInfo("acme", "a@b.co", "agent", "t", T0, T0 + timedelta(hours=11, minutes=59))
+    assert session_alive(busy, now=T0 + timedelta(hours=11, minutes=59, seconds=30), limits=limits)
+    assert not session_alive(busy, now=T0 + timedelta(hours=12), limits=limits)
+
+
+def entry(i: int, **fields: str) -> AuditEntry:
+    return AuditEntry(
+        at=T0 + timedelta(seconds=i),
+        app_id=fields.get("app_id", "acme"),
+        actor=fields.get("actor", "member:ann@example.com"),
+        action=fields.get("action", "user.view"),
+        user_id=fields.get("user_id", f"user-{i % 3}"),
+        address="203.0.113.7",
+    )
+
+
+async def test_the_trail_is_chained_filtered_and_paged(databases: Databases) -> None:
+    log = await open_audit(databases)
+    for i in range(10):
+        await log.append(entry(i))
+    await log.append(entry(10, app_id="globex"))
+    stored = await log.run("acme", from_seq=1, limit=100)
+    assert [e.seq for e in stored] == list(range(1, 11))
+    assert all(b.prev_hash == a.hash for a, b in zip(stored, stored[1:], strict=False))
+    newest = await log.search("acme", AuditFilter(), before_seq=None, limit=3)
+    assert [e.seq for e in newest] == [10, 9, 8]
+    after = await log.search("acme", AuditFilter(), before_seq=8, limit=3)
+    assert [e.seq for e in after] == [7, 6, 5]
+    user = await log.search("acme", AuditFilter(user_id="user-1"), before_seq=None, limit=100)
+    assert [e.seq for e in user] == [8, 5, 2]
+    window = AuditFilter(since=T0 + timedelta(seconds=2), until=T0 + timedelta(seconds=4))
+    assert [e.seq for e in await log.search("acme", window, before_seq=None, limit=9)] == [5, 4, 3]
+    checked = await verify(log, "acme")
+    assert checked.intact and checked.entries == 10
+    assert (await verify(log, "globex")).entries == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "broken_at"),
+    [
+        ("UPDATE audit_log SET user_id = 'someone-else' WHERE app_id = 'acme' AND seq = 4", 4),
+        (
+            "UPDATE audit_log SET actor = 'member:x@example.com' WHERE seq = 6 AND app_id = 'acme'",
+            6,
+        ),
+        ("DELETE FROM audit_log WHERE app_id = 'acme' AND seq = 3", 3),
+    ],
+)
+async def test_an_edited_or_removed_entry_breaks_the_chain(
+    databases: Databases, change: str, broken_at: int
+) -> None:
+    log = await open_audit(databases)
+    for i in range(8):
+        await log.append(entry(i))
+    with pytest.raises(Exception, match="append-only"):
+        await tamper_through_the_store(databases)
+    await tamper(databases, change)
+    checked = await verify(log, "acme")
+    assert not checked.intact
+    assert checked.broken_at == broken_at
+    assert checked.entries == broken_at - 1
+
+
+async def tamper_through_the_store(databases: Databases) -> None:
+    """An ordinary UPDATE, which the store's trigger refuses."""
+    db = databases.opened[0]
+    if isinstance(db, SqliteDatabase):
+
+        def run(conn: object) -> None:
+            conn.execute("UPDATE audit_log SET reason = 'x'")  # type: ignore[attr-defined]
+
+        await db.write(run)  # type: ignore[arg-type]
+        return
+    async with db.acquire() as conn:
+        await conn.execute("UPDATE audit_log SET reason = 'x'")
+
+
+@pytest.mark.unit
+def test_months_bound_the_partitions() -> None:
+    assert month_bounds(datetime(2026, 12, 31, 23, 59, tzinfo=UTC)) == (
+        datetime(2026, 12, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )
+    assert month_bounds(datetime(2027, 2, 3, tzinfo=UTC))[1] == datetime(2027, 3, 1, tzinfo=UTC)
+
+
+class CountingLog:
+    """An audit log that counts the transactions it is asked for."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+        self.transactions = 0
+
+    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+        self.transactions += 1
+        return await self.log.append_many(entries)
+
+
+async def test_concurrent_entries_are_grouped_and_chained_in_order(databases: Databases) -> None:
+    log = await open_audit(databases)
+    counting = CountingLog(log)
+    grouped = GroupedAuditLog(counting)  # type: ignore[arg-type]
+    stored = await asyncio.gather(*(grouped.append(entry(i)) for i in range(60)))
+    assert sorted(e.seq for e in stored) == list(range(1, 61))
+    assert [e.seq for e in stored] == list(range(1, 61))  # in the order they were asked for
+    assert counting.transactions < 60
+    assert (await verify(log, "acme")).entries == 60

@@ -1,0 +1,267 @@
+"""`insights members ...` and `insights audit ...`: the people of an app and what they did."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from insights.embedded import EmbeddedSettings, running
+from insights_common.accounts import AccountError, Accounts
+from insights_common.audit import AuditEntry, AuditLog, Verification, verify
+from insights_contracts.types import APP_ID_PATTERN
+
+members_app = typer.Typer(
+    help="Members of an app (people, by email) and their roles.", no_args_is_help=True
+)
+audit_app = typer.Typer(help="The audit trail: who viewed whose history.", no_args_is_help=True)
+
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where the embedded mode keeps its data [env INSIGHTS_DATA_DIR; default ./.insights]",
+        show_default=False,
+    ),
+]
+AppOption = Annotated[str, typer.Option("--app", help="The app (tenant) id.")]
+Email = Annotated[str, typer.Option("--email", help="The member's email address.")]
+Distributed = Annotated[
+    bool,
+    typer.Option(
+        "--distributed",
+        help="Use the distributed mode's PostgreSQL (POSTGRES_DSN, POSTGRES_SCHEMA) instead of "
+        "the data dir.",
+    ),
+]
+
+
+class Role(StrEnum):
+    admin = "admin"
+    agent = "agent"
+    analyst = "analyst"
+
+
+RoleOption = Annotated[Role, typer.Option("--role", help="admin, agent or analyst.")]
+
+
+@dataclass
+class People:
+    accounts: Accounts
+    audit: AuditLog
+
+
+def check_app_id(app_id: str) -> str:
+    if not re.fullmatch(APP_ID_PATTERN, app_id):
+        err.print(
+            f"[red]error:[/] app id '{app_id}' may only hold letters, digits, '_', '-' and '.' "
+            "(1-64 characters)"
+        )
+        raise typer.Exit(2)
+    return app_id
+
+
+@asynccontextmanager
+async def _people(data_dir: Path | None, distributed: bool) -> AsyncIterator[People]:
+    if not distributed:
+        settings = EmbeddedSettings()
+        if data_dir is not None:
+            settings = settings.model_copy(update={"data_dir": data_dir})
+        async with running(settings) as embedded:
+            yield People(Accounts(embedded.members), embedded.audit)
+        return
+    from insights_common.pg_audit import PostgresAuditLog  # noqa: PLC0415
+    from insights_common.pg_members import PostgresMemberStore  # noqa: PLC0415
+    from insights_common.postgres import PostgresDatabase  # noqa: PLC0415
+    from insights_common.settings import PostgresSettings  # noqa: PLC0415
+
+    pg = PostgresSettings()
+    db = await PostgresDatabase.connect(pg.dsn.get_secret_value(), schema=pg.db_schema, max_size=2)
+    try:
+        members, audit = PostgresMemberStore(db), PostgresAuditLog(db)
+        await members.migrate()
+        await audit.migrate()
+        yield People(Accounts(members), audit)
+    finally:
+        await db.close()
+
+
+async def _record(people: People, app_id: str, action: str, detail: str) -> None:
+    """What a command changed, recorded as done by the operating-system user who ran it."""
+    await people.audit.append(
+        AuditEntry(
+            at=datetime.now(UTC),
+            app_id=app_id,
+            actor=f"cli:{getpass.getuser()}",
+            action=action,
+            detail=detail,
+        )
+    )
+
+
+def record_change(
+    *, data_dir: Path | None, distributed: bool, app_id: str, action: str, detail: str
+) -> None:
+    """Record in the app's audit trail a change another command made (keys, secrets)."""
+
+    async def record() -> None:
+        async with _people(data_dir, distributed) as people:
+            await _record(people, app_id, action, detail)
+
+    asyncio.run(record())
+
+
+def _fail(error: AccountError) -> typer.Exit:
+    err.print(f"[red]error:[/] {error}")
+    return typer.Exit(2)
+
+
+@members_app.command("add")
+def members_add(
+    app_id: AppOption,
+    email: Email,
+    role: RoleOption,
+    data_dir: DataDir = None,
+    distributed: Distributed = False,
+) -> None:
+    """Make a person a member of the app; prints the password of their first sign-in last."""
+    check_app_id(app_id)
+
+    async def add() -> str:
+        async with _people(data_dir, distributed) as people:
+            password = await people.accounts.add(app_id, email, role.value)
+            await _record(people, app_id, "member.add", f"{email.lower()} as {role.value}")
+            return password
+
+    try:
+        password = asyncio.run(add())
+    except AccountError as error:
+        raise _fail(error) from None
+    out.print(
+        f"{email.strip().lower()} is now {role.value} of app '{app_id}'; the password of the "
+        f"first sign-in is shown only this once: {password}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@members_app.command("list")
+def members_list(
+    app_id: AppOption, data_dir: DataDir = None, distributed: Distributed = False
+) -> None:
+    """List the app's members and their roles."""
+    check_app_id(app_id)
+
+    async def select() -> list[tuple[str, str, str]]:
+        async with _people(data_dir, distributed) as people:
+            return [
+                (m.email, m.role, m.created_at.isoformat(timespec="seconds"))
+                for m in await people.accounts.list(app_id)
+            ]
+
+    rows = asyncio.run(select())
+    if not rows:
+        err.print(f"app '{app_id}' has no members; add one with 'insights members add'")
+        return
+    table = Table("email", "role", "member since", header_style="bold")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+@members_app.command("remove")
+def members_remove(
+    app_id: AppOption, email: Email, data_dir: DataDir = None, distributed: Distributed = False
+) -> None:
+    """Remove a member from the app; their sessions end at once."""
+    check_app_id(app_id)
+
+    async def remove() -> None:
+        async with _people(data_dir, distributed) as people:
+            await people.accounts.remove(app_id, email)
+            await _record(people, app_id, "member.remove", email.lower())
+
+    try:
+        asyncio.run(remove())
+    except AccountError as error:
+        raise _fail(error) from None
+    out.print(f"removed {email.lower()} from app '{app_id}'")
+
+
+@members_app.command("set-role")
+def members_set_role(
+    app_id: AppOption,
+    email: Email,
+    role: RoleOption,
+    data_dir: DataDir = None,
+    distributed: Distributed = False,
+) -> None:
+    """Change a member's role; it applies to their next request."""
+    check_app_id(app_id)
+
+    async def change() -> None:
+        async with _people(data_dir, distributed) as people:
+            await people.accounts.set_role(app_id, email, role.value)
+            await _record(people, app_id, "member.set_role", f"{email.lower()} to {role.value}")
+
+    try:
+        asyncio.run(change())
+    except AccountError as error:
+        raise _fail(error) from None
+    out.print(f"{email.lower()} is now {role.value} of app '{app_id}'")
+
+
+@members_app.command("reset-password")
+def members_reset_password(
+    app_id: AppOption, email: Email, data_dir: DataDir = None, distributed: Distributed = False
+) -> None:
+    """Give a member a new password (printed last) and end their sessions."""
+    check_app_id(app_id)
+
+    async def reset() -> str:
+        async with _people(data_dir, distributed) as people:
+            password = await people.accounts.reset_password(app_id, email)
+            await _record(people, app_id, "member.reset_password", email.lower())
+            return password
+
+    try:
+        password = asyncio.run(reset())
+    except AccountError as error:
+        raise _fail(error) from None
+    out.print(f"new password of {email.lower()}: {password}", highlight=False, soft_wrap=True)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    app_id: AppOption, data_dir: DataDir = None, distributed: Distributed = False
+) -> None:
+    """Check the app's audit trail: exit 1 when an entry was changed, inserted or removed."""
+    check_app_id(app_id)
+
+    async def check() -> Verification:
+        async with _people(data_dir, distributed) as people:
+            return await verify(people.audit, app_id)
+
+    result = asyncio.run(check())
+    if result.intact:
+        out.print(f"the audit trail of app '{app_id}' is intact: {result.entries} entries")
+        return
+    err.print(
+        f"[red]the audit trail of app '{app_id}' was tampered with:[/] "
+        f"{result.problem}; the {result.entries} entries before it are intact"
+    )
+    raise typer.Exit(1)
