@@ -22,10 +22,13 @@ import pytest
 from import_svc.app import create_embedded as create_import
 from import_svc.domain.model import ImportOptions, ImportStatus
 from import_svc.settings import ImportSettings
+from insights_common.access_http import Access
+from insights_common.audit import SqliteAuditLog
 from insights_common.auth import SecretBox, SqliteKeyStore
 from insights_common.bus import InProcessBus
 from insights_common.dead_letters import SqliteDeadLetters
 from insights_common.kafka import KafkaBus, KafkaOptions
+from insights_common.members import SqliteMemberStore
 from insights_common.settings import KafkaSettings
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import AnyEvent, parse_event
@@ -174,7 +177,11 @@ async def import_with_a_bug(data_dir: Path) -> tuple[ImportStatus, list[str], in
         project_bus(bus, BuggyStore(store, broken={"kim"}))
         keys = SqliteKeyStore(db, SecretBox.from_data_dir(data_dir))
         imports, _ = create_import(
-            db=db, bus=bus, keys=keys, settings=ImportSettings(data_dir=data_dir)
+            db=db,
+            bus=bus,
+            access=Access(keys, SqliteMemberStore(db)),
+            audit=SqliteAuditLog(db),
+            settings=ImportSettings(data_dir=data_dir),
         )
         csv = b"user_id,phone_number\nalex,+14155550171\nkim,+821012345678\nsam,+447911123456\n"
         record = await imports.run_import(
