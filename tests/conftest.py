@@ -103,7 +103,10 @@ def server(data_dir: Path) -> Iterator[Server]:
         stop_server(running)
 
 
-def _distributed(request: pytest.FixtureRequest, work_dir: Path) -> DistributedDeployment:
+def _distributed(
+    request: pytest.FixtureRequest, work_dir: Path, **extra_env: str
+) -> DistributedDeployment:
+    """`extra_env`: settings for every process, over the deployment's own."""
     from tests.deployments import DistributedDeployment  # noqa: PLC0415
 
     return DistributedDeployment(
@@ -114,6 +117,7 @@ def _distributed(request: pytest.FixtureRequest, work_dir: Path) -> DistributedD
         topic_prefix=request.getfixturevalue("topic_prefix"),
         index_prefix=request.getfixturevalue("os_prefix"),
         schema=request.getfixturevalue("pg_schema").schema,
+        extra_env=extra_env,
     )
 
 

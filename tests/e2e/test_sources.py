@@ -56,8 +56,7 @@ def behind_proxy(
         data_dir.mkdir()
         running = EmbeddedDeployment(data_dir)
     else:
-        monkeypatch.setenv("PUBLIC_BASE_URL", PUBLIC_URL)  # read into the processes' env
-        running = _distributed(request, tmp_path)
+        running = _distributed(request, tmp_path, PUBLIC_BASE_URL=PUBLIC_URL)
     try:
         yield running
     finally:

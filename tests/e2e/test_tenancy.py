@@ -35,7 +35,25 @@ VARIANTS: dict[str, list[dict[str, str]]] = {
     "/imports/{import_id}/errors": [{}, {"format": "csv"}],
 }
 # Routes that take data in rather than show it; checked below by what they do.
-WRITES = {("post", "/imports"), ("post", "/events")}
+WRITES = {
+    ("post", "/imports"),
+    ("post", "/events"),
+    ("post", "/users/{user_id}/phone"),
+    ("post", "/members"),
+    ("patch", "/members/{email}"),
+    ("delete", "/members/{email}"),
+}
+# Routes of the caller itself, where its app is its own: signing in names the app and a member
+# of it (tests/security/test_roles.py); a platform's callback is signed with that app's source
+# secret (tests/security/test_webhook_door.py refuses another app's).
+OWN = {
+    ("post", "/session"),
+    ("delete", "/session"),
+    ("delete", "/sessions"),
+    ("post", "/sources/{platform}/{app_id}"),
+}
+# The app's people and its audit trail: another app's lists never name this app.
+PEOPLE = {"/me", "/members", "/audit"}
 
 
 def found_something(response: httpx.Response) -> bool:
@@ -50,6 +68,8 @@ def test_another_apps_key_sees_nothing_on_any_route(deployment: Deployment) -> N
     secret = deployment.cli("webhooks", "secret", "--app", "acme")
     other_key = deployment.cli("keys", "create", "--app", "globex")
     other_secret = deployment.cli("webhooks", "secret", "--app", "globex")
+    member = "agent@acme.example"
+    deployment.cli("members", "add", "--app", "acme", "--email", member, "--role", "agent")
 
     with deployment.client(key) as api, deployment.client(other_key) as other:
         upload = api.post(
@@ -78,10 +98,16 @@ def test_another_apps_key_sees_nothing_on_any_route(deployment: Deployment) -> N
             path = full_path.removeprefix(API)
             for method in operations:
                 walked.add((method, path))
-                if (method, path) in WRITES:
+                if (method, path) in WRITES | OWN:
                     continue
                 assert method == "get", f"{method.upper()} {full_path}: say how it keeps apps apart"
                 url = full_path.format(**ids)
+                if path in PEOPLE:
+                    assert api.get(url).status_code == 200, url
+                    theirs = other.get(url)
+                    assert theirs.status_code == 200, (url, theirs.text)
+                    assert "acme" not in theirs.text and member not in theirs.text, theirs.text
+                    continue
                 for params in VARIANTS.get(path, [{}]):
                     mine = api.get(url, params=params)
                     assert mine.status_code == 200, (url, params, mine.text)
@@ -93,8 +119,16 @@ def test_another_apps_key_sees_nothing_on_any_route(deployment: Deployment) -> N
                     else:
                         assert theirs.status_code == 200, (url, params, theirs.text)
                         assert theirs.json()["items"] == [], (url, params, theirs.text)
-        assert WRITES <= walked, "the writes this test checks are no longer in the API"
+        assert WRITES | OWN <= walked, "the writes this test checks are no longer in the API"
         assert {("get", path) for path in (*VARIANTS, "/messages/{message_id}")} <= walked
+
+        # Another app can neither reveal this app's users' numbers nor touch its members.
+        revealed = other.post(f"{API}/users/alex/phone", json={"reason": "a support call"})
+        assert revealed.status_code == 404, revealed.text
+        changed = other.patch(f"{API}/members/{member}", json={"role": "admin"})
+        removed = other.delete(f"{API}/members/{member}")
+        assert (changed.status_code, removed.status_code) == (404, 404), (changed, removed)
+        assert member in api.get(f"{API}/members").text
 
         # Writes land in the caller's app only.
         before = api.get(f"{API}/imports").json()

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.unit
 PUBLIC = "public"
 SIGNED_IN = "signed in"
 # (method, path) -> what the caller needs: a permission, any signed-in caller, or nothing (the
-# sign-in itself; the webhook, which its HMAC signature authenticates).
+# sign-in itself; the webhook and the platforms' callbacks, which their signatures authenticate).
 RULES: dict[tuple[str, str], Permission | str] = {
     ("GET", "/api/v1/users"): Permission.SEARCH_USERS,
     ("GET", "/api/v1/users/{user_id}"): Permission.VIEW_PROFILE,
@@ -49,6 +49,7 @@ RULES: dict[tuple[str, str], Permission | str] = {
     ("GET", "/api/v1/imports/{import_id}"): Permission.IMPORT,
     ("GET", "/api/v1/imports/{import_id}/errors"): Permission.IMPORT,
     ("POST", "/api/v1/events"): PUBLIC,
+    ("POST", "/api/v1/sources/{platform}/{app_id}"): PUBLIC,
 }
 IDS = {
     "user_id": "nobody",

@@ -11,7 +11,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -350,20 +350,24 @@ def test_the_edges_the_stores_keep_are_projected_and_nothing_is_dead_lettered(
     assert listing["total"] == 0, listing
 
 
-SOURCE_REFUSALS = {
-    "no Knock signature": ("knock/acme", {}, "Missing header x-knock-signature"),
-    "a stale Knock signature": (
-        "knock/acme",
-        {"x-knock-signature": knock_sign(FIRST_BYTES, at_ms=int(time.time() - 3600) * 1000)},
-        "s old",
-    ),
-    "an app without the source": (
-        "knock/initech",
-        {"x-knock-signature": knock_sign(FIRST_BYTES, at_ms=int(time.time() * 1000))},
-        "not signed by Knock",
-    ),
-    "no Twilio signature": ("twilio/acme", {}, "Missing header X-Twilio-Signature"),
-    "an unknown platform": ("mailchimp/acme", {}, "takes no callbacks from 'mailchimp'"),
+def knock_signed(seconds_ago: float) -> Callable[[], dict[str, str]]:
+    """Knock's header as signed `seconds_ago` before the request is made (not before the
+    module was read: a test may run long after that)."""
+    return lambda: {
+        "x-knock-signature": knock_sign(FIRST_BYTES, at_ms=int(time.time() - seconds_ago) * 1000)
+    }
+
+
+def no_headers() -> dict[str, str]:
+    return {}
+
+
+SOURCE_REFUSALS: dict[str, tuple[str, Callable[[], dict[str, str]], str]] = {
+    "no Knock signature": ("knock/acme", no_headers, "Missing header x-knock-signature"),
+    "a stale Knock signature": ("knock/acme", knock_signed(3600), "s old"),
+    "an app without the source": ("knock/initech", knock_signed(0), "not signed by Knock"),
+    "no Twilio signature": ("twilio/acme", no_headers, "Missing header X-Twilio-Signature"),
+    "an unknown platform": ("mailchimp/acme", no_headers, "takes no callbacks from 'mailchimp'"),
 }
 
 
@@ -372,7 +376,7 @@ def test_a_caller_who_cannot_be_the_platform_is_refused_before_its_body(
     door: Door, case: str
 ) -> None:
     target, headers, said = SOURCE_REFUSALS[case]
-    answer = post_unfinished(door.port, headers, path=f"/api/v1/sources/{target}")
+    answer = post_unfinished(door.port, headers(), path=f"/api/v1/sources/{target}")
     assert answer.status in (401, 404), answer.body
     assert answer.headers["connection"] == "close"
     assert said in answer.json()["detail"]
