@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -12,6 +13,9 @@ from insights_common.rate_limit import RateLimited, client_address, rate_limits
 from notification_ingest.domain.errors import BatchTooLarge, MalformedBody, Unauthenticated
 from notification_ingest.domain.model import IngestResult
 from notification_ingest.service import IngestService
+
+S = TypeVar("S")
+R = TypeVar("R")
 
 
 class FieldErrorOut(BaseModel):
@@ -107,34 +111,59 @@ def build_router(
     ) -> IngestResponse | Response:
         # Headers first: a caller who cannot be the app is refused before its body is read, and
         # its failures count toward the same per-address limit as unknown API keys.
-        limits = rate_limits(request)
-        address = client_address(request)
         try:
-            limits.check_address(address)
-        except RateLimited as exc:
-            return unread_refusal(request, await on_rate_limited(request, exc))
-        try:
-            sender = await service.authenticate_webhook(
-                app_id=x_insights_app, signature=x_insights_signature
+            result = await take_signed(
+                request,
+                authenticate=lambda: service.authenticate_webhook(
+                    app_id=x_insights_app, signature=x_insights_signature
+                ),
+                take=service.take_webhook,
+                max_body_bytes=max_body_bytes,
             )
-        except Unauthenticated as exc:
-            limits.failed(address)
-            return unread_refusal(request, Problem(401, "Unauthorized", str(exc)))
-        body = await read_body(request, limit=max_body_bytes)
-        try:
-            result = await service.take_webhook(sender, body)
-        except Unauthenticated as exc:
-            limits.failed(address)
-            raise Problem(401, "Unauthorized", str(exc)) from exc
         except MalformedBody as exc:
             raise Problem(400, "Malformed body", str(exc)) from exc
         except BatchTooLarge as exc:
             raise Problem(413, "Too many events", str(exc)) from exc
+        if isinstance(result, Response):
+            return result
         if wait == "visible":
             result = await service.until_visible(result, limit=visible_wait)
         return IngestResponse.of(result)
 
     return router
+
+
+async def take_signed(
+    request: Request,
+    *,
+    authenticate: Callable[[], Awaitable[S]],
+    take: Callable[[S, bytes], Awaitable[R]],
+    max_body_bytes: int,
+) -> R | Response:
+    """A signed door: the caller is authenticated from its headers before its body is read.
+
+    An address over its failure limit, or a caller who cannot be who it claims, is refused
+    unread (the connection closed); each failed authentication, before the body or by it,
+    counts toward the address's limit. The body is read up to `max_body_bytes` and given to
+    `take`, whose other errors are the route's to answer.
+    """
+    limits = rate_limits(request)
+    address = client_address(request)
+    try:
+        limits.check_address(address)
+    except RateLimited as exc:
+        return unread_refusal(request, await on_rate_limited(request, exc))
+    try:
+        sender = await authenticate()
+    except Unauthenticated as exc:
+        limits.failed(address)
+        return unread_refusal(request, Problem(401, "Unauthorized", str(exc)))
+    body = await read_body(request, limit=max_body_bytes)
+    try:
+        return await take(sender, body)
+    except Unauthenticated as exc:
+        limits.failed(address)
+        raise Problem(401, "Unauthorized", str(exc)) from exc
 
 
 def unread_refusal(request: Request, refusal: Problem | Response) -> Response:

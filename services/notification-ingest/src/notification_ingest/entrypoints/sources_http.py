@@ -7,11 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel
 
-from insights_common.http import Problem, on_rate_limited, problem_responses
-from insights_common.rate_limit import RateLimited, client_address, rate_limits
+from insights_common.http import Problem, problem_responses
 from insights_contracts.types import APP_ID_PATTERN
-from notification_ingest.domain.errors import BatchTooLarge, MalformedBody, Unauthenticated
-from notification_ingest.entrypoints.http import read_body, unread_refusal
+from notification_ingest.domain.errors import BatchTooLarge, MalformedBody
+from notification_ingest.entrypoints.http import take_signed, unread_refusal
 from notification_ingest.source_service import SourceResult, SourceService, UnknownPlatform
 
 
@@ -77,36 +76,28 @@ def build_sources_router(sources: SourceService, *, max_body_bytes: int) -> APIR
     async def receive_source(
         request: Request, platform: str, app_id: AppIdPath
     ) -> SourceResponse | Response:
-        limits = rate_limits(request)
-        address = client_address(request)
         try:
-            limits.check_address(address)
-        except RateLimited as exc:
-            return unread_refusal(request, await on_rate_limited(request, exc))
-        try:
-            sender = await sources.authenticate(
-                platform=platform,
-                app_id=app_id,
-                headers={name.lower(): value for name, value in request.headers.items()},
-                path=request.scope.get("raw_path", request.url.path.encode()).decode("latin-1"),
-                query=request.scope.get("query_string", b"").decode("latin-1"),
-                public_origin=getattr(request.app.state, "public_origin", None),
+            result = await take_signed(
+                request,
+                authenticate=lambda: sources.authenticate(
+                    platform=platform,
+                    app_id=app_id,
+                    headers={name.lower(): value for name, value in request.headers.items()},
+                    path=request.scope.get("raw_path", request.url.path.encode()).decode("latin-1"),
+                    query=request.scope.get("query_string", b"").decode("latin-1"),
+                    public_origin=getattr(request.app.state, "public_origin", None),
+                ),
+                take=sources.take,
+                max_body_bytes=max_body_bytes,
             )
         except UnknownPlatform as exc:
             return unread_refusal(request, Problem(404, "Unknown platform", str(exc)))
-        except Unauthenticated as exc:
-            limits.failed(address)
-            return unread_refusal(request, Problem(401, "Unauthorized", str(exc)))
-        body = await read_body(request, limit=max_body_bytes)
-        try:
-            result = await sources.take(sender, body)
-        except Unauthenticated as exc:
-            limits.failed(address)
-            raise Problem(401, "Unauthorized", str(exc)) from exc
         except MalformedBody as exc:
             raise Problem(422, "Not a callback of this platform", str(exc)) from exc
         except BatchTooLarge as exc:
             raise Problem(413, "Too many callbacks", str(exc)) from exc
+        if isinstance(result, Response):
+            return result
         return SourceResponse.of(result)
 
     return router
