@@ -106,6 +106,25 @@ def verify_chain(
     return expected_seq, prev_hash, None
 
 
+def stored_row(entry: AuditEntry, stamp: Callable[[datetime], object]) -> tuple[object, ...]:
+    """An entry as the columns of audit_log hold it, in their order; `stamp` writes its time as
+    the store does."""
+    e = entry
+    return (
+        e.app_id,
+        e.seq,
+        stamp(e.at),
+        e.actor,
+        e.action,
+        e.user_id,
+        e.address,
+        e.reason,
+        e.detail,
+        e.prev_hash,
+        e.hash,
+    )
+
+
 def chain_batch(
     entries: Sequence[AuditEntry], last: dict[str, tuple[int, str]]
 ) -> list[AuditEntry]:
@@ -324,22 +343,7 @@ class SqliteAuditLog:
             stored = chain_batch(entries, last)
             conn.executemany(
                 f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                [
-                    (
-                        e.app_id,
-                        e.seq,
-                        _stamp(e.at),
-                        e.actor,
-                        e.action,
-                        e.user_id,
-                        e.address,
-                        e.reason,
-                        e.detail,
-                        e.prev_hash,
-                        e.hash,
-                    )
-                    for e in stored
-                ],
+                [stored_row(e, _stamp) for e in stored],
             )
             return stored
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from insights_common.audit import AuditEntry, AuditFilter, chain_batch, where_sql
+from insights_common.audit import AuditEntry, AuditFilter, chain_batch, stored_row, where_sql
 from insights_common.postgres import PostgresDatabase, quote_ident
 
 COMPONENT = "audit"
@@ -118,22 +118,7 @@ class PostgresAuditLog:
             await conn.executemany(
                 f"INSERT INTO audit_log ({_COLUMNS})"  # noqa: S608 - fixed column names
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                [
-                    (
-                        e.app_id,
-                        e.seq,
-                        e.at,
-                        e.actor,
-                        e.action,
-                        e.user_id,
-                        e.address,
-                        e.reason,
-                        e.detail,
-                        e.prev_hash,
-                        e.hash,
-                    )
-                    for e in stored
-                ],
+                [stored_row(e, lambda at: at) for e in stored],
             )
         return stored
 
