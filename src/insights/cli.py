@@ -19,7 +19,6 @@ from typing import Annotated, Any, TypeVar
 import typer
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -32,6 +31,7 @@ from import_svc.domain.model import (
     RowError,
 )
 from import_svc.service import ImportService
+from insights.cli_options import AppOption, DataDir, Distributed, err, out
 from insights.cli_people import audit_app, members_app, record_change
 from insights.embedded import EmbeddedSettings, create_app, running, wire
 from insights_common.access import UnknownScope, check_scopes
@@ -77,27 +77,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(members_app, name="members")
 app.add_typer(audit_app, name="audit")
 
-out = Console()
 T = TypeVar("T")
-err = Console(stderr=True)
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Where the embedded mode keeps its data [env INSIGHTS_DATA_DIR; default ./.insights]",
-        show_default=False,
-    ),
-]
-AppOption = Annotated[str, typer.Option("--app", help="The app (tenant) id.")]
-Distributed = Annotated[
-    bool,
-    typer.Option(
-        "--distributed",
-        help="Use the distributed mode's PostgreSQL (POSTGRES_DSN, POSTGRES_SCHEMA) and "
-        "INSIGHTS_MASTER_KEY instead of the data dir.",
-    ),
-]
 
 
 class Service(StrEnum):

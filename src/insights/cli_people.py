@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from insights.cli_options import AppOption, DataDir, Distributed, err, out
 from insights.embedded import EmbeddedSettings, running
 from insights_common.accounts import AccountError, Accounts
 from insights_common.audit import AuditEntry, AuditLog, Verification, verify
@@ -27,27 +27,8 @@ members_app = typer.Typer(
 )
 audit_app = typer.Typer(help="The audit trail: who viewed whose history.", no_args_is_help=True)
 
-out = Console()
-err = Console(stderr=True)
 
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Where the embedded mode keeps its data [env INSIGHTS_DATA_DIR; default ./.insights]",
-        show_default=False,
-    ),
-]
-AppOption = Annotated[str, typer.Option("--app", help="The app (tenant) id.")]
 Email = Annotated[str, typer.Option("--email", help="The member's email address.")]
-Distributed = Annotated[
-    bool,
-    typer.Option(
-        "--distributed",
-        help="Use the distributed mode's PostgreSQL (POSTGRES_DSN, POSTGRES_SCHEMA) instead of "
-        "the data dir.",
-    ),
-]
 
 
 class Role(StrEnum):
