@@ -19,7 +19,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from bench.import_csv import REGION_WEIGHTS, TAIL, TAIL_WEIGHT, mobile_number
-from insights.demo_data import EMOJI, LOCALES, Locale, User, ascii_letters
+from insights.demo_catalogue import Locale
+from insights.demo_data import EMOJI, LOCALES, User, ascii_letters
 
 Pair = tuple[str, str]  # (romanized, as written)
 

@@ -27,11 +27,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bench.people import person
+from insights.demo_catalogue import Template
 from insights.demo_data import (
     TEMPLATES,
     Builder,
     Plan,
-    Template,
     channels_for,
     drawn_plan,
     rfc3339,

@@ -15,7 +15,7 @@ import random
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +23,8 @@ from typing import Any
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
+from insights import demo_catalogue as catalogue
+from insights.demo_catalogue import Locale, Template, Version
 from insights_common.clock import rfc3339  # milliseconds and a 'Z', as the platform sends
 
 ALEX_USER_ID = "alex"
@@ -73,158 +75,11 @@ class DemoData:
 # --- people -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Locale:
-    region: str
-    weight: int
-    currency: str
-    # (latin, native) pairs; latin-script languages repeat the accented name.
-    first: tuple[tuple[str, str], ...]
-    last: tuple[tuple[str, str], ...]
-    native_family_first: bool = False
-    native_separator: str = " "
-
-
-def _same(*names: str) -> tuple[tuple[str, str], ...]:
-    return tuple((name, name) for name in names)
-
-
-LOCALES: tuple[Locale, ...] = (
-    Locale(
-        "US",
-        22,
-        "USD",
-        _same(
-            "Emma", "Liam", "Olivia", "Noah", "Ava", "Ethan", "Sophia", "Mason", "Harper", "Jack"
-        ),
-        _same(
-            "Smith", "Johnson", "Brown", "Garcia", "Miller", "Davis", "Wilson", "Ramos", "Nguyen"
-        ),
-    ),
-    Locale(
-        "KR",
-        16,
-        "KRW",
-        (
-            ("Minji", "민지"),
-            ("Seojun", "서준"),
-            ("Jiwoo", "지우"),
-            ("Haeun", "하은"),
-            ("Doyun", "도윤"),
-            ("Yuna", "유나"),
-            ("Jihoon", "지훈"),
-            ("Sora", "소라"),
-            ("Eunji", "은지"),
-            ("Hyunwoo", "현우"),
-        ),
-        (
-            ("Kim", "김"),
-            ("Lee", "이"),
-            ("Park", "박"),
-            ("Choi", "최"),
-            ("Jung", "정"),
-            ("Kang", "강"),
-            ("Yoon", "윤"),
-            ("Han", "한"),
-        ),
-        native_family_first=True,
-        native_separator="",
-    ),
-    Locale(
-        "JP",
-        9,
-        "JPY",
-        (
-            ("Yui", "結衣"),
-            ("Haruto", "陽翔"),
-            ("Sakura", "さくら"),
-            ("Ren", "蓮"),
-            ("Hina", "ひな"),
-            ("Sota", "颯太"),
-            ("Aoi", "葵"),
-            ("Yuto", "悠斗"),
-            ("Mio", "美緒"),
-        ),
-        (
-            ("Tanaka", "田中"),
-            ("Suzuki", "鈴木"),
-            ("Sato", "佐藤"),
-            ("Takahashi", "高橋"),
-            ("Watanabe", "渡辺"),
-            ("Yamamoto", "山本"),
-            ("Nakamura", "中村"),
-        ),
-        native_family_first=True,
-    ),
-    Locale(
-        "GB",
-        8,
-        "GBP",
-        _same("Oliver", "Amelia", "George", "Isla", "Harry", "Poppy", "Arthur", "Freya"),
-        _same("Jones", "Williams", "Evans", "Thomas", "Roberts", "Hughes", "O'Brien"),
-    ),
-    Locale(
-        "DE",
-        8,
-        "EUR",
-        _same("Jürgen", "Lena", "Jörg", "Björn", "Leonie", "Lukas", "Mia", "Käthe"),
-        _same("Müller", "Schäfer", "Groß", "Köhler", "Schröder", "Weiß", "Becker"),
-    ),
-    Locale(
-        "FR",
-        7,
-        "EUR",
-        _same("Chloé", "Amélie", "Léa", "Théo", "Hélène", "François", "Zoé", "Noël"),
-        _same("Lefèvre", "Dubois", "Moreau", "Girard", "Rousseau", "Bélanger"),
-    ),
-    Locale(
-        "ES",
-        6,
-        "EUR",
-        _same("José", "María", "Lucía", "Álvaro", "Sofía", "Martín", "Íñigo", "Carmen"),
-        _same("García", "Fernández", "López", "Martínez", "Peña", "Muñoz", "Ibáñez"),
-    ),
-    Locale(
-        "MX",
-        6,
-        "MXN",
-        _same("Alejandro", "Ximena", "Andrés", "Valentina", "Diego", "Renata", "Ángel"),
-        _same("Hernández", "González", "Ramírez", "Cruz", "Ortiz", "Ramos", "Juárez"),
-    ),
-    Locale(
-        "BR",
-        9,
-        "BRL",
-        _same("João", "Luíza", "Thiago", "Beatriz", "Letícia", "Caio", "Gonçalo", "Ana"),
-        _same("Gonçalves", "Araújo", "Conceição", "Simões", "Pereira", "Souza", "Magalhães"),
-    ),
-    Locale(
-        "IN",
-        9,
-        "INR",
-        (
-            ("Priya", "प्रिया"),
-            ("Arjun", "अर्जुन"),
-            ("Ananya", "अनन्या"),
-            ("Rohan", "रोहन"),
-            ("Diya", "दिया"),
-            ("Kavya", "काव्या"),
-            ("Aarav", "आरव"),
-        ),
-        (
-            ("Sharma", "शर्मा"),
-            ("Patel", "पटेल"),
-            ("Iyer", "अय्यर"),
-            ("Reddy", "रेड्डी"),
-            ("Nair", "नायर"),
-            ("Gupta", "गुप्ता"),
-        ),
-    ),
-)
+LOCALES: tuple[Locale, ...] = catalogue.locales()
 _ALEX_LOCALE = LOCALES[0]
 
-EMOJI = ("✨", "🚀", "🌸", "🐱", "⚽", "🎧", "☕", "🌙", "🍀", "🔥")
-US_AREA_CODES = ("212", "213", "305", "312", "404", "415", "512", "617", "646", "702", "720")
+EMOJI = catalogue.emoji()
+US_AREA_CODES = catalogue.us_area_codes()
 _GERMAN_FOLD = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
 
 
@@ -363,88 +218,10 @@ def _csv(users: list[User]) -> str:
 
 # --- templates ----------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class _Button:
-    id: str
-    label: str
-    url: str | None = None
+# --- templates ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Text:
-    body: str
-    title: str | None = None
-    buttons: tuple[_Button, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Version:
-    version: int
-    days_ago: float
-    channels: Mapping[str, _Text]
-    variables: tuple[tuple[str, str, str], ...]
-
-
-VariableMaker = Callable[[random.Random, User, datetime], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Template:
-    key: str
-    name: str
-    weight: int
-    # The link a click on an sms or email lands on.
-    link_variable: str
-    make_variables: VariableMaker
-    versions: tuple[_Version, ...]
-
-
-def _vars(*specs: tuple[str, str, str]) -> tuple[tuple[str, str, str], ...]:
-    return specs
-
-
-FIRST_NAME = ("first_name", "string", "First name")
-CARRIERS = {
-    "US": ("UPS", "FedEx", "USPS"),
-    "KR": ("CJ대한통운", "한진택배", "우체국택배"),
-    "JP": ("Yamato", "Sagawa", "Japan Post"),
-    "GB": ("Royal Mail", "DPD", "Evri"),
-    "DE": ("DHL", "Hermes", "DPD"),
-    "FR": ("Colissimo", "Chronopost", "DPD"),
-    "ES": ("Correos", "SEUR", "MRW"),
-    "MX": ("Estafeta", "DHL", "Paquetexpress"),
-    "BR": ("Correios", "Jadlog", "Loggi"),
-    "IN": ("Delhivery", "Blue Dart", "Ekart"),
-}
-CLINICS = ("Harbor Dental", "Sunrise Clinic", "City Physio", "Green Valley Vet")
-KR_CLINICS = ("서울 정형외과", "강남 연세치과", *CLINICS[:2])
-PRODUCTS = ("the Acme app", "Acme Shop", "Acme Prime")
-ITEMS = (
-    "Trail running shoes",
-    "Wireless earbuds",
-    "Linen shirt",
-    "Ceramic pour-over set",
-    "Yoga mat",
-    "Mechanical keyboard",
-    "Rain jacket",
-)
-STORIES = (
-    "How to pick the right running shoe",
-    "10 desk upgrades under $50",
-    "Our spring collection is here",
-    "Behind the scenes at the roastery",
-)
-AMOUNTS = {
-    "USD": (9.99, 129.0),
-    "EUR": (9.99, 119.0),
-    "GBP": (7.99, 99.0),
-    "BRL": (39.9, 499.0),
-    "MXN": (149.0, 1999.0),
-    "INR": (299.0, 4999.0),
-    "KRW": (9900, 129000),
-    "JPY": (980, 14800),
-}
+CONTENT = catalogue.content()
 
 
 def _code(rng: random.Random) -> str:
@@ -452,7 +229,7 @@ def _code(rng: random.Random) -> str:
 
 
 def _amount(rng: random.Random, currency: str) -> float | int:
-    low, high = AMOUNTS[currency]
+    low, high = CONTENT.amounts[currency]
     if isinstance(low, int):
         return int(rng.uniform(low, high) // 100 * 100)
     return round(rng.uniform(low, high), 2)
@@ -463,7 +240,7 @@ def _order_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     return {
         "first_name": user.first_name,
         "order_id": order,
-        "carrier": rng.choice(CARRIERS[user.locale.region]),
+        "carrier": rng.choice(CONTENT.carriers[user.locale.region]),
         "eta": (at + timedelta(days=rng.randrange(1, 6))).date().isoformat(),
         "tracking_url": f"{SHOP}/orders/{order}/track",
     }
@@ -482,7 +259,7 @@ def _reset_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
 def _cart_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     return {
         "first_name": user.first_name,
-        "item_name": rng.choice(ITEMS),
+        "item_name": rng.choice(CONTENT.items),
         "item_count": rng.randrange(1, 5),
         "cart_url": f"{SHOP}/cart",
         "discount_code": rng.choice(("COMEBACK10", "CART10", "SAVE10")),
@@ -494,7 +271,7 @@ def _digest_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]
         "first_name": user.first_name,
         "week": f"{at.isocalendar().year}-W{at.isocalendar().week:02d}",
         "new_items": rng.randrange(3, 40),
-        "top_story": rng.choice(STORIES),
+        "top_story": rng.choice(CONTENT.stories),
         "digest_url": f"{SHOP}/digest/{at:%Y-%m-%d}",
     }
 
@@ -503,7 +280,7 @@ def _appointment_vars(rng: random.Random, user: User, at: datetime) -> dict[str,
     booking = rng.randrange(10000, 99999)
     return {
         "first_name": user.first_name,
-        "clinic": rng.choice(KR_CLINICS if user.locale.region == "KR" else CLINICS),
+        "clinic": rng.choice(CONTENT.kr_clinics if user.locale.region == "KR" else CONTENT.clinics),
         "date": (at + timedelta(days=1)).date().isoformat(),
         "time": f"{rng.randrange(8, 18):02d}:{rng.choice((0, 15, 30, 45)):02d}",
         "manage_url": f"https://book.acme.example/b/{booking}",
@@ -534,7 +311,7 @@ def _payment_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any
 def _survey_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     return {
         "first_name": user.first_name,
-        "product": rng.choice(PRODUCTS),
+        "product": rng.choice(CONTENT.products),
         "survey_url": f"https://survey.acme.example/nps/{rng.randrange(100000, 999999)}",
     }
 
@@ -547,652 +324,22 @@ def _otp_vars(rng: random.Random, user: User, at: datetime) -> dict[str, Any]:
     return {"code": _code(rng), "expires_minutes": 5, "login_url": "https://acme.example/login"}
 
 
-TRACK = _Button("track", "Track package", "{{tracking_url}}")
-HELP = _Button("help", "Contact support", "https://acme.example/help")
-
-ORDER_VARS = _vars(
-    FIRST_NAME,
-    ("order_id", "string", "Order number"),
-    ("carrier", "string", "Carrier"),
-    ("eta", "date", "Estimated delivery"),
-    ("tracking_url", "url", "Tracking link"),
-)
-ORDER_EMAIL = _Text(
-    title="Order {{order_id}} has shipped",
-    body=(
-        "Hi {{first_name}},\n\nGood news: order {{order_id}} left our warehouse and is on its way "
-        "with {{carrier}}. Expected delivery: {{eta}}.\n\nTrack it here: {{tracking_url}}\n\n"
-        "— The Acme team"
-    ),
-)
-ORDER_SMS = _Text("Acme: order {{order_id}} shipped with {{carrier}}. Track: {{tracking_url}}")
-ORDER_ALIMTALK = _Text(
-    title="배송 시작 안내",
-    body=(
-        "{{first_name}}님, 주문하신 상품({{order_id}})이 {{carrier}}을(를) 통해 발송되었습니다.\n"
-        "도착 예정일: {{eta}}"
-    ),
-    buttons=(_Button("track", "배송 조회", "{{tracking_url}}"),),
-)
-ORDER_WHATSAPP = _Text(
-    "Hi {{first_name}}! Your order *{{order_id}}* is on its way with {{carrier}}. "
-    "Expected delivery: {{eta}}.",
-    buttons=(TRACK, HELP),
-)
-
-RESET_VARS = _vars(
-    FIRST_NAME,
-    ("code", "string", "Reset code"),
-    ("expires_minutes", "number", "Expires in (minutes)"),
-    ("reset_url", "url", "Reset link"),
-)
-RESET_SMS = _Text(
-    "Acme: {{code}} is your password reset code. It expires in {{expires_minutes}} minutes. "
-    "Didn't ask for it? Ignore this message."
-)
-RESET_EMAIL = _Text(
-    title="Reset your Acme password",
-    body=(
-        "Hi {{first_name}},\n\nUse code {{code}} or the link below to choose a new password. "
-        "The link expires in {{expires_minutes}} minutes.\n\n{{reset_url}}\n\n"
-        "If you didn't ask for this, you can ignore this email."
-    ),
-)
-
-CART_V1_VARS = _vars(
-    FIRST_NAME,
-    ("item_name", "string", "First item"),
-    ("item_count", "number", "Items in cart"),
-    ("cart_url", "url", "Cart link"),
-)
-CART_V2_VARS = (*CART_V1_VARS, ("discount_code", "string", "Discount code"))
-VIEW_CART = _Button("view_cart", "View cart", "{{cart_url}}")
-
-DIGEST_VARS = _vars(
-    FIRST_NAME,
-    ("week", "string", "ISO week"),
-    ("new_items", "number", "New items"),
-    ("top_story", "string", "Top story"),
-    ("digest_url", "url", "Digest link"),
-)
-
-APPOINTMENT_VARS = _vars(
-    FIRST_NAME,
-    ("clinic", "string", "Clinic"),
-    ("date", "date", "Date"),
-    ("time", "string", "Time"),
-    ("manage_url", "url", "Manage booking link"),
-)
-CONFIRM = _Button("confirm", "Confirm", "{{manage_url}}?action=confirm")
-RESCHEDULE = _Button("reschedule", "Reschedule", "{{manage_url}}?action=reschedule")
-QUICK_REPLIES = (_Button("confirm", "Confirm"), _Button("reschedule", "Reschedule"))
-APPOINTMENT_ALIMTALK = _Text(
-    title="예약 안내",
-    body="{{first_name}}님, {{clinic}} 예약이 {{date}} {{time}}에 있습니다.",
-    buttons=(
-        _Button("confirm", "예약 확인", "{{manage_url}}?action=confirm"),
-        _Button("reschedule", "예약 변경", "{{manage_url}}?action=reschedule"),
-    ),
-)
-APPOINTMENT_WHATSAPP = _Text(
-    "Hi {{first_name}}, a reminder of your appointment at {{clinic}} on {{date}} at {{time}}.",
-    buttons=QUICK_REPLIES,
-)
-
-PROMO_VARS = _vars(
-    FIRST_NAME,
-    ("discount", "number", "Discount (%)"),
-    ("promo_code", "string", "Promo code"),
-    ("ends_at", "string", "Sale ends"),
-    ("shop_url", "url", "Shop link"),
-)
-SHOP_NOW = _Button("shop", "Shop now", "{{shop_url}}")
-
-PAYMENT_VARS = _vars(
-    FIRST_NAME,
-    ("amount", "number", "Amount"),
-    ("currency", "string", "Currency"),
-    ("card_last4", "string", "Card (last 4 digits)"),
-    ("billing_url", "url", "Billing link"),
-)
-UPDATE_CARD = _Button("update_card", "Update card", "{{billing_url}}")
-PAYMENT_EMAIL = _Text(
-    title="Your payment of {{amount}} {{currency}} did not go through",
-    body=(
-        "Hi {{first_name}},\n\nWe tried to charge your card ending in {{card_last4}} but the "
-        "payment was declined. Please update your payment method to keep your subscription "
-        "active:\n\n{{billing_url}}"
-    ),
-)
-PAYMENT_SMS = _Text(
-    "Acme: we couldn't charge your card ending {{card_last4}} ({{amount}} {{currency}}). "
-    "Update it: {{billing_url}}"
-)
-PAYMENT_PUSH = _Text(
-    title="Payment failed",
-    body="We couldn't charge your card ending {{card_last4}}. Update it to avoid interruptions.",
-    buttons=(UPDATE_CARD,),
-)
-
-SURVEY_VARS = _vars(
-    FIRST_NAME, ("product", "string", "Product"), ("survey_url", "url", "Survey link")
-)
-RATE = _Button("rate", "Rate us", "{{survey_url}}")
-LATER = _Button("later", "Maybe later")
-SURVEY_IN_APP = _Text(
-    title="How are we doing?",
-    body="{{first_name}}, how likely are you to recommend {{product}} to a friend?",
-    buttons=(RATE, LATER),
-)
-SURVEY_EMAIL = _Text(
-    title="Got a minute? Tell us about {{product}}",
-    body=(
-        "Hi {{first_name}},\n\nOn a scale from 0 to 10, how likely are you to recommend "
-        "{{product}} to a friend or colleague? It takes 30 seconds:\n\n{{survey_url}}"
-    ),
-)
-
-WELCOME_VARS = _vars(FIRST_NAME, ("app_url", "url", "App link"))
-OTP_VARS = _vars(
-    ("code", "string", "Login code"),
-    ("expires_minutes", "number", "Expires in (minutes)"),
-    ("login_url", "url", "Login link"),
-)
-
-TEMPLATES: tuple[Template, ...] = (
-    Template(
-        "order_shipped",
-        "Order shipped",
-        16,
-        "tracking_url",
-        _order_vars,
-        (
-            _Version(
-                1,
-                52,
-                {
-                    "push": _Text(
-                        title="Your order shipped 📦",
-                        body="Hi {{first_name}}, {{order_id}} is on its way with {{carrier}}.",
-                        buttons=(TRACK,),
-                    ),
-                    "sms": ORDER_SMS,
-                    "email": ORDER_EMAIL,
-                },
-                ORDER_VARS,
-            ),
-            _Version(
-                2,
-                21,
-                {
-                    "push": _Text(
-                        title="Your order shipped 📦",
-                        body="Order {{order_id}} is on its way with {{carrier}}. Arrives {{eta}}.",
-                        buttons=(TRACK,),
-                    ),
-                    "sms": ORDER_SMS,
-                    "email": ORDER_EMAIL,
-                    "alimtalk": ORDER_ALIMTALK,
-                    "whatsapp": ORDER_WHATSAPP,
-                },
-                ORDER_VARS,
-            ),
-            _Version(
-                3,
-                6,
-                {
-                    "push": _Text(
-                        title="On its way: {{order_id}}",
-                        body="{{carrier}} has your package. Expected {{eta}}.",
-                        buttons=(TRACK, _Button("options", "Delivery options", "{{tracking_url}}")),
-                    ),
-                    "sms": ORDER_SMS,
-                    "email": ORDER_EMAIL,
-                    "alimtalk": ORDER_ALIMTALK,
-                    "whatsapp": ORDER_WHATSAPP,
-                },
-                ORDER_VARS,
-            ),
-        ),
-    ),
-    Template(
-        "password_reset",
-        "Password reset",
-        6,
-        "reset_url",
-        _reset_vars,
-        (
-            _Version(1, 58, {"sms": RESET_SMS, "email": RESET_EMAIL}, RESET_VARS),
-            _Version(
-                2,
-                12,
-                {
-                    "sms": RESET_SMS,
-                    "email": RESET_EMAIL,
-                    "push": _Text(
-                        title="Password reset requested",
-                        body="Tap to choose a new password. Your code is {{code}}.",
-                        buttons=(_Button("reset", "Reset password", "{{reset_url}}"),),
-                    ),
-                },
-                RESET_VARS,
-            ),
-        ),
-    ),
-    Template(
-        "cart_reminder",
-        "Abandoned cart reminder",
-        14,
-        "cart_url",
-        _cart_vars,
-        (
-            _Version(
-                1,
-                40,
-                {
-                    "push": _Text(
-                        title="Still thinking it over?",
-                        body="{{item_name}} and {{item_count}} more item(s) are in your cart.",
-                        buttons=(VIEW_CART,),
-                    ),
-                    "in_app": _Text(
-                        title="Your cart misses you",
-                        body="{{first_name}}, {{item_name}} is still in your cart. "
-                        "Check out before it sells out.",
-                        buttons=(_Button("checkout", "Checkout", "{{cart_url}}"), LATER),
-                    ),
-                    "email": _Text(
-                        title="You left something behind",
-                        body="Hi {{first_name}},\n\n{{item_name}} is waiting in your cart. "
-                        "Pick up where you left off: {{cart_url}}",
-                    ),
-                },
-                CART_V1_VARS,
-            ),
-            _Version(
-                2,
-                15,
-                {
-                    "push": _Text(
-                        title="10% off what's in your cart",
-                        body="{{item_name}} is waiting. Use {{discount_code}} at checkout.",
-                        buttons=(VIEW_CART,),
-                    ),
-                    "in_app": _Text(
-                        title="A little something for you",
-                        body="Use {{discount_code}} for 10% off {{item_name}} and the rest of "
-                        "your cart.",
-                        buttons=(_Button("checkout", "Checkout", "{{cart_url}}"), LATER),
-                    ),
-                    "email": _Text(
-                        title="{{first_name}}, here's 10% off your cart",
-                        body="Hi {{first_name}},\n\n{{item_name}} is still in your cart. Use "
-                        "{{discount_code}} for 10% off: {{cart_url}}",
-                    ),
-                    "whatsapp": _Text(
-                        "Hi {{first_name}}, {{item_name}} is still in your cart 🛒 Use "
-                        "*{{discount_code}}* for 10% off.",
-                        buttons=(VIEW_CART,),
-                    ),
-                },
-                CART_V2_VARS,
-            ),
-        ),
-    ),
-    Template(
-        "weekly_digest",
-        "Weekly digest",
-        10,
-        "digest_url",
-        _digest_vars,
-        (
-            _Version(
-                1,
-                60,
-                {
-                    "email": _Text(
-                        title="Your week at Acme: {{new_items}} new picks",
-                        body="Hi {{first_name}},\n\nThis week ({{week}}) we found {{new_items}} "
-                        "new items for you.\n\nTop story: {{top_story}}\n\n{{digest_url}}",
-                    ),
-                    "in_app": _Text(
-                        title="This week for you",
-                        body="{{new_items}} new items match your interests. "
-                        "Top story: {{top_story}}",
-                        buttons=(_Button("read", "Read digest", "{{digest_url}}"),),
-                    ),
-                },
-                DIGEST_VARS,
-            ),
-        ),
-    ),
-    Template(
-        "appointment_reminder",
-        "Appointment reminder",
-        9,
-        "manage_url",
-        _appointment_vars,
-        (
-            _Version(
-                1,
-                55,
-                {
-                    "sms": _Text(
-                        "Reminder: {{first_name}}, your appointment at {{clinic}} is on "
-                        "{{date}} at {{time}}. Reply C to confirm or R to reschedule."
-                    ),
-                    "push": _Text(
-                        title="Appointment tomorrow",
-                        body="{{clinic}}, {{date}} at {{time}}",
-                        buttons=(CONFIRM, RESCHEDULE),
-                    ),
-                },
-                APPOINTMENT_VARS,
-            ),
-            _Version(
-                2,
-                25,
-                {
-                    "sms": _Text(
-                        "Reminder: {{first_name}}, your appointment at {{clinic}} is on "
-                        "{{date}} at {{time}}. Reply C to confirm or R to reschedule."
-                    ),
-                    "push": _Text(
-                        title="Appointment tomorrow",
-                        body="{{clinic}}, {{date}} at {{time}}",
-                        buttons=(CONFIRM, RESCHEDULE),
-                    ),
-                    "alimtalk": APPOINTMENT_ALIMTALK,
-                    "whatsapp": APPOINTMENT_WHATSAPP,
-                },
-                APPOINTMENT_VARS,
-            ),
-            _Version(
-                3,
-                8,
-                {
-                    "sms": _Text(
-                        "{{clinic}}: see you {{date}} {{time}}. C = confirm, R = reschedule."
-                    ),
-                    "push": _Text(
-                        title="See you tomorrow at {{time}}",
-                        body="{{clinic}} · {{date}}",
-                        buttons=(CONFIRM, RESCHEDULE),
-                    ),
-                    "alimtalk": APPOINTMENT_ALIMTALK,
-                    "whatsapp": APPOINTMENT_WHATSAPP,
-                },
-                APPOINTMENT_VARS,
-            ),
-        ),
-    ),
-    Template(
-        "promo_black_friday",
-        "Black Friday sale",
-        12,
-        "shop_url",
-        _promo_vars,
-        (
-            _Version(
-                1,
-                28,
-                {
-                    "push": _Text(
-                        title="Black Friday: {{discount}}% off everything 🛍️",
-                        body="Use code {{promo_code}} before {{ends_at}}.",
-                        buttons=(SHOP_NOW,),
-                    ),
-                    "in_app": _Text(
-                        title="Black Friday is here",
-                        body="{{discount}}% off everything with {{promo_code}}.",
-                        buttons=(SHOP_NOW, _Button("remind", "Remind me later")),
-                    ),
-                    "email": _Text(
-                        title="{{first_name}}, Black Friday starts now: {{discount}}% off",
-                        body="Hi {{first_name}},\n\nEverything is {{discount}}% off with code "
-                        "{{promo_code}} until {{ends_at}}.\n\n{{shop_url}}",
-                    ),
-                    "sms": _Text(
-                        "Acme Black Friday: {{discount}}% off with code {{promo_code}} until "
-                        "{{ends_at}}. {{shop_url}} Reply STOP to opt out"
-                    ),
-                },
-                PROMO_VARS,
-            ),
-            _Version(
-                2,
-                10,
-                {
-                    "push": _Text(
-                        title="Last chance: {{discount}}% off ⏰",
-                        body="Black Friday ends {{ends_at}}. Code {{promo_code}}.",
-                        buttons=(SHOP_NOW,),
-                    ),
-                    "in_app": _Text(
-                        title="Last chance for {{discount}}% off",
-                        body="Black Friday ends {{ends_at}}. Use {{promo_code}} at checkout.",
-                        buttons=(SHOP_NOW, _Button("remind", "Remind me later")),
-                    ),
-                    "email": _Text(
-                        title="Ends {{ends_at}}: {{discount}}% off everything",
-                        body="Hi {{first_name}},\n\nBlack Friday is almost over. Use "
-                        "{{promo_code}} for {{discount}}% off.\n\n{{shop_url}}",
-                    ),
-                    "sms": _Text(
-                        "Acme: last chance, {{discount}}% off ends {{ends_at}}. Code "
-                        "{{promo_code}} {{shop_url}} Reply STOP to opt out"
-                    ),
-                },
-                PROMO_VARS,
-            ),
-        ),
-    ),
-    Template(
-        "payment_failed",
-        "Payment failed",
-        5,
-        "billing_url",
-        _payment_vars,
-        (
-            _Version(
-                1,
-                58,
-                {"email": PAYMENT_EMAIL, "sms": PAYMENT_SMS, "push": PAYMENT_PUSH},
-                PAYMENT_VARS,
-            ),
-            _Version(
-                2,
-                18,
-                {
-                    "email": PAYMENT_EMAIL,
-                    "sms": PAYMENT_SMS,
-                    "push": PAYMENT_PUSH,
-                    "alimtalk": _Text(
-                        title="결제 실패 안내",
-                        body="{{first_name}}님, {{card_last4}}로 끝나는 카드로 {{amount}} "
-                        "{{currency}} 결제가 실패했습니다. 결제 수단을 변경해 주세요.",
-                        buttons=(_Button("update_card", "결제 수단 변경", "{{billing_url}}"),),
-                    ),
-                },
-                PAYMENT_VARS,
-            ),
-        ),
-    ),
-    Template(
-        "survey_nps",
-        "NPS survey",
-        6,
-        "survey_url",
-        _survey_vars,
-        (
-            _Version(1, 35, {"in_app": SURVEY_IN_APP, "email": SURVEY_EMAIL}, SURVEY_VARS),
-            _Version(
-                2,
-                14,
-                {
-                    "in_app": SURVEY_IN_APP,
-                    "email": SURVEY_EMAIL,
-                    "whatsapp": _Text(
-                        "Hi {{first_name}}! From 0 to 10, how likely are you to recommend "
-                        "{{product}}? Reply with a number or open the survey.",
-                        buttons=(_Button("open_survey", "Open survey", "{{survey_url}}"),),
-                    ),
-                },
-                SURVEY_VARS,
-            ),
-        ),
-    ),
-    Template(
-        "welcome_onboarding",
-        "Welcome",
-        5,
-        "app_url",
-        _welcome_vars,
-        (
-            _Version(
-                1,
-                60,
-                {
-                    "in_app": _Text(
-                        title="Welcome to Acme, {{first_name}}!",
-                        body="Take a 1-minute tour to see what's new.",
-                        buttons=(_Button("tour", "Take the tour", "{{app_url}}"), LATER),
-                    ),
-                    "push": _Text(
-                        title="Welcome aboard 👋",
-                        body="{{first_name}}, your account is ready.",
-                        buttons=(_Button("open", "Open app", "{{app_url}}"),),
-                    ),
-                    "email": _Text(
-                        title="Welcome to Acme",
-                        body="Hi {{first_name}},\n\nThanks for joining Acme. Start here: "
-                        "{{app_url}}",
-                    ),
-                },
-                WELCOME_VARS,
-            ),
-        ),
-    ),
-    Template(
-        "otp_login",
-        "Login code",
-        8,
-        "login_url",
-        _otp_vars,
-        (
-            _Version(
-                1,
-                60,
-                {
-                    "sms": _Text(
-                        "{{code}} is your Acme login code. It expires in {{expires_minutes}} "
-                        "minutes. Don't share it with anyone."
-                    ),
-                    "whatsapp": _Text(
-                        "*{{code}}* is your verification code. For your security, do not share "
-                        "this code.",
-                        buttons=(_Button("copy_code", "Copy code"),),
-                    ),
-                    "alimtalk": _Text(
-                        title="인증번호 안내",
-                        body="[Acme] 인증번호는 {{code}}입니다. 타인에게 절대 알려주지 마세요.",
-                        buttons=(_Button("open", "로그인하기", "{{login_url}}"),),
-                    ),
-                },
-                OTP_VARS,
-            ),
-        ),
-    ),
+TEMPLATES: tuple[Template, ...] = catalogue.templates(
+    {
+        "order_shipped": _order_vars,
+        "password_reset": _reset_vars,
+        "cart_reminder": _cart_vars,
+        "weekly_digest": _digest_vars,
+        "appointment_reminder": _appointment_vars,
+        "promo_black_friday": _promo_vars,
+        "payment_failed": _payment_vars,
+        "survey_nps": _survey_vars,
+        "welcome_onboarding": _welcome_vars,
+        "otp_login": _otp_vars,
+    }
 )
 _TEMPLATES_BY_KEY = {template.key: template for template in TEMPLATES}
 
-FAILURES: dict[str, tuple[tuple[str, str], ...]] = {
-    "push": (
-        (
-            "device_unregistered",
-            "The device token is no longer registered (app uninstalled or token expired).",
-        ),
-        ("invalid_token", "APNs rejected the device token: BadDeviceToken."),
-        ("push_disabled", "The user turned off notifications for the app."),
-    ),
-    "sms": (
-        ("invalid_number", "The destination is not a valid mobile number (carrier lookup)."),
-        ("carrier_rejected", "The carrier filtered the message as spam (error 30007)."),
-        ("unreachable", "The handset was unreachable for 72 hours; the carrier gave up."),
-    ),
-    "alimtalk": (
-        (
-            "template_rejected",
-            "Kakao rejected the message: the content does not match the approved template.",
-        ),
-        ("not_kakao_user", "The phone number is not linked to a KakaoTalk account."),
-        ("blocked_channel", "The user blocked the business channel in KakaoTalk."),
-    ),
-    "whatsapp": (
-        ("template_rejected", "WhatsApp paused the template after low quality ratings (132015)."),
-        ("not_on_whatsapp", "The phone number is not registered on WhatsApp (131026)."),
-        ("outside_window", "Free-form message outside the 24-hour service window (131047)."),
-    ),
-    "email": (
-        ("hard_bounce", "550 5.1.1 The email account that you tried to reach does not exist."),
-        ("mailbox_full", "452 4.2.2 The recipient's mailbox is full."),
-        ("suppressed", "The address is on the suppression list after an earlier bounce."),
-    ),
-    "in_app": (
-        ("message_expired", "The in-app message expired before the user opened the app."),
-        ("user_opted_out", "The user opted out of in-app messages."),
-    ),
-}
-
-REPLIES = {
-    "appointment_reminder": ("C", "R", "Confirm", "Can we move it to the afternoon?"),
-    "promo_black_friday": ("STOP", "Does the code work in stores too?"),
-    "order_shipped": ("Thanks!", "Can I change the delivery address?", "Where is my order?"),
-    "survey_nps": ("10", "9", "8", "6", "3"),
-    "*": ("Thanks!", "OK", "네, 확인했습니다", "Obrigado!", "¿Puedo cambiar la dirección?"),
-}
-COMMENTS = (
-    "Fast delivery, great support.",
-    "The app is easy to use.",
-    "Prices went up a bit.",
-    "Checkout was confusing on mobile.",
-    "배송이 빨라서 좋아요!",
-    "",
-)
-
-# alex's scripted history: (channel, template, how far the message got, response type).
-ALEX_SCRIPT: tuple[tuple[str, str, str, str | None], ...] = (
-    ("push", "order_shipped", "clicked", "button"),
-    ("push", "cart_reminder", "read", None),
-    ("push", "promo_black_friday", "delivered", None),
-    ("push", "welcome_onboarding", "sent", None),
-    ("push", "payment_failed", "failed", None),
-    ("in_app", "survey_nps", "clicked", "form"),
-    ("in_app", "cart_reminder", "read", None),
-    ("in_app", "weekly_digest", "delivered", None),
-    ("in_app", "promo_black_friday", "sent", None),
-    ("in_app", "welcome_onboarding", "failed", None),
-    ("sms", "appointment_reminder", "read", "reply"),
-    ("sms", "password_reset", "clicked", None),
-    ("sms", "otp_login", "delivered", None),
-    ("sms", "order_shipped", "sent", None),
-    ("sms", "promo_black_friday", "failed", None),
-    ("alimtalk", "order_shipped", "clicked", "button"),
-    ("alimtalk", "otp_login", "read", None),
-    ("alimtalk", "appointment_reminder", "delivered", None),
-    ("alimtalk", "payment_failed", "sent", None),
-    ("alimtalk", "otp_login", "failed", None),
-    ("whatsapp", "appointment_reminder", "read", "button"),
-    ("whatsapp", "order_shipped", "clicked", None),
-    ("whatsapp", "survey_nps", "read", "reply"),
-    ("whatsapp", "otp_login", "delivered", None),
-    ("whatsapp", "cart_reminder", "failed", None),
-    ("email", "weekly_digest", "clicked", None),
-    ("email", "order_shipped", "read", "reply"),
-    ("email", "password_reset", "delivered", None),
-    ("email", "payment_failed", "sent", None),
-    ("email", "promo_black_friday", "failed", None),
-)
 _STAGES = ("sent", "delivered", "read", "clicked")
 
 
@@ -1207,7 +354,7 @@ def _render(text: str, variables: Mapping[str, Any]) -> str:
     return _PLACEHOLDER.sub(value, text)
 
 
-def version_at(template: Template, at: datetime, now: datetime) -> _Version | None:
+def version_at(template: Template, at: datetime, now: datetime) -> Version | None:
     live = [v for v in template.versions if now - timedelta(days=v.days_ago) <= at]
     return live[-1] if live else None
 
@@ -1299,8 +446,8 @@ class Builder:
         at = plan.sent_at
         if plan.outcome == "failed":
             at += timedelta(seconds=rng.uniform(1, 300 if plan.channel == "email" else 60))
-            code, reason = rng.choice(FAILURES[plan.channel])
-            self.add(at, stage("failed", at, code=code, reason=reason))
+            failure = rng.choice(CONTENT.failures[plan.channel])
+            self.add(at, stage("failed", at, code=failure.code, reason=failure.reason))
             return
         reached = _STAGES.index(plan.outcome)
         if reached >= 1:
@@ -1350,10 +497,10 @@ def _response(rng: random.Random, plan: Plan, buttons: list[dict[str, Any]]) -> 
         score = rng.choices(range(11), weights=(1, 1, 1, 1, 1, 2, 3, 5, 8, 9, 7))[0]
         return {
             "type": "form",
-            "value": {"score": score, "comment": rng.choice(COMMENTS)},
+            "value": {"score": score, "comment": rng.choice(CONTENT.comments)},
             "label": "NPS survey",
         }
-    replies = REPLIES.get(plan.template.key, REPLIES["*"])
+    replies = CONTENT.replies.get(plan.template.key, CONTENT.replies["*"])
     return {"type": "reply", "value": rng.choice(replies)}
 
 
@@ -1374,12 +521,15 @@ def _earliest(template: Template, channel: str) -> float:
 
 def _alex_plans(rng: random.Random, alex: User, now: datetime) -> list[Plan]:
     plans = []
-    for channel, key, outcome, response in ALEX_SCRIPT:
-        template = _TEMPLATES_BY_KEY[key]
+    for scripted in CONTENT.alex_script:
+        template = _TEMPLATES_BY_KEY[scripted.template]
         # At least a day old, so every stage of the script has happened by `now`.
-        days_ago = rng.uniform(1.0, min(WINDOW_DAYS - 0.5, _earliest(template, channel) - 0.2))
+        latest = _earliest(template, scripted.channel) - 0.2
+        days_ago = rng.uniform(1.0, min(WINDOW_DAYS - 0.5, latest))
         sent_at = now - timedelta(days=days_ago)
-        plans.append(Plan(alex, template, channel, sent_at, outcome, response))
+        plans.append(
+            Plan(alex, template, scripted.channel, sent_at, scripted.outcome, scripted.response)
+        )
     return plans
 
 
@@ -1524,8 +674,8 @@ def build_demo(
         raise ValueError("now must be timezone-aware, e.g. datetime.now(UTC)")
     if users < 2:
         raise ValueError("users must be at least 2: alex and someone else")
-    if messages < len(ALEX_SCRIPT):
-        raise ValueError(f"messages must be at least {len(ALEX_SCRIPT)} for alex's history")
+    if messages < len(CONTENT.alex_script):
+        raise ValueError(f"messages must be at least {len(CONTENT.alex_script)} for alex's history")
     now = now.astimezone(UTC)
     rng = random.Random(seed)  # noqa: S311 - demo data, not secrets
     people = _users(rng, users)
