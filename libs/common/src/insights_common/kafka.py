@@ -237,7 +237,9 @@ class KafkaBus:
                 for key, value, headers in records
             ]
             futures = await asyncio.gather(*sends)
-            await asyncio.gather(*futures)
+            # each send answers the future of its acknowledgement (nothing on FastStream's
+            # in-memory test broker, which delivers at once)
+            await asyncio.gather(*(future for future in futures if future is not None))
 
     def subscribe(
         self,
@@ -416,7 +418,11 @@ async def _raw_values(message: KafkaMessage) -> Any:
 
 def _records(bodies: Sequence[bytes], message: KafkaMessage) -> list[Record]:
     raw = message.raw_message
-    consumed: tuple[ConsumerRecord[Any, Any], ...] = raw if isinstance(raw, tuple) else (raw,)
+    # a batch subscriber's raw message is the poll's records (a tuple from aiokafka, a list from
+    # FastStream's in-memory test broker); a single subscriber's is one record
+    consumed: Sequence[ConsumerRecord[Any, Any]] = (
+        raw if isinstance(raw, tuple | list) else (raw,)
+    )
     return [
         Record(
             topic=record.topic,
