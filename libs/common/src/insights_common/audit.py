@@ -109,19 +109,18 @@ def verify_chain(
 def stored_row(entry: AuditEntry, stamp: Callable[[datetime], object]) -> tuple[object, ...]:
     """An entry as the columns of audit_log hold it, in their order; `stamp` writes its time as
     the store does."""
-    e = entry
     return (
-        e.app_id,
-        e.seq,
-        stamp(e.at),
-        e.actor,
-        e.action,
-        e.user_id,
-        e.address,
-        e.reason,
-        e.detail,
-        e.prev_hash,
-        e.hash,
+        entry.app_id,
+        entry.seq,
+        stamp(entry.at),
+        entry.actor,
+        entry.action,
+        entry.user_id,
+        entry.address,
+        entry.reason,
+        entry.detail,
+        entry.prev_hash,
+        entry.hash,
     )
 
 

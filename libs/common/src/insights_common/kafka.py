@@ -420,9 +420,7 @@ def _records(bodies: Sequence[bytes], message: KafkaMessage) -> list[Record]:
     raw = message.raw_message
     # a batch subscriber's raw message is the poll's records (a tuple from aiokafka, a list from
     # FastStream's in-memory test broker); a single subscriber's is one record
-    consumed: Sequence[ConsumerRecord[Any, Any]] = (
-        raw if isinstance(raw, tuple | list) else (raw,)
-    )
+    consumed: Sequence[ConsumerRecord[Any, Any]] = raw if isinstance(raw, tuple | list) else (raw,)
     return [
         Record(
             topic=record.topic,
