@@ -45,6 +45,8 @@ from insights_common.auth import (
 )
 from insights_common.dead_letters import (
     DLQ_SOURCES,
+    KEPT_CALLBACKS,
+    CombinedDeadLetters,
     DeadLetter,
     DeadLetterBox,
     Listing,
@@ -698,19 +700,25 @@ DlqTopic = Annotated[
     typer.Option(
         "--topic",
         help=f"Only the dead letters of this topic: {', '.join(DLQ_SOURCES)} "
-        "(its .dlq name works too).",
+        f"(its .dlq name works too), or '{KEPT_CALLBACKS}' for the platforms' callbacks kept "
+        "until a user with their phone number is imported.",
         show_default=False,
     ),
 ]
 
 
 @asynccontextmanager
-async def _dead_letters(data_dir: Path | None, distributed: bool) -> AsyncIterator[DeadLetterBox]:
+async def _dead_letters(
+    data_dir: Path | None, distributed: bool, topic: str | None
+) -> AsyncIterator[DeadLetterBox]:
+    """The topics' dead letters and the platforms' kept callbacks. In the distributed mode the
+    kept callbacks are in PostgreSQL, which is asked only when they are wanted (no `--topic`, or
+    `--topic sources`)."""
     if not distributed:
         # Wired but not started: a replay needs the projector, not the services' start hooks.
         embedded = wire(_settings(data_dir))
         try:
-            yield embedded.dead_letters
+            yield CombinedDeadLetters(embedded.dead_letters, embedded.kept_callbacks)
         finally:
             await embedded.stop()
         return
@@ -718,11 +726,18 @@ async def _dead_letters(data_dir: Path | None, distributed: bool) -> AsyncIterat
     from insights_common.settings import KafkaSettings  # noqa: PLC0415
 
     kafka = KafkaSettings()
-    yield KafkaDeadLetters(
+    letters = KafkaDeadLetters(
         bootstrap_servers=kafka.bootstrap_servers,
         topic_prefix=kafka.topic_prefix,
         client_id="insights-cli",
     )
+    if topic not in (None, KEPT_CALLBACKS):
+        yield letters
+        return
+    from insights.distributed import kept_callbacks  # noqa: PLC0415 - only this path needs them
+
+    async with kept_callbacks() as kept:
+        yield CombinedDeadLetters(letters, kept)
 
 
 def _dlq_source(topic: str | None) -> str | None:
@@ -743,6 +758,12 @@ def _run_dlq(work: Coroutine[Any, Any, T]) -> T:
 
     try:
         return asyncio.run(work)
+    except MissingMasterKey as error:
+        err.print(
+            f"[red]error:[/] {error} (the kept callbacks are read with the master key;"
+            " '--topic TOPIC' lists a topic's dead letters without it)"
+        )
+        raise typer.Exit(2) from None
     except (KafkaError, DeadLetterError, OSError) as error:
         err.print(f"[red]error:[/] {error or type(error).__name__}")
         raise typer.Exit(1) from None
@@ -794,7 +815,7 @@ def dlq_list(
     source = _dlq_source(topic)
 
     async def select() -> Listing:
-        async with _dead_letters(data_dir, distributed) as box:
+        async with _dead_letters(data_dir, distributed, source) as box:
             return await box.listing(topic=source, limit=limit)
 
     listing = _run_dlq(select())
@@ -855,7 +876,7 @@ def dlq_replay(
     source = _dlq_source(topic)
 
     async def replay() -> Replay:
-        async with _dead_letters(data_dir, distributed) as box:
+        async with _dead_letters(data_dir, distributed, source) as box:
             return await box.replay(topic=source, ids=ids if ids else None)
 
     result = _run_dlq(replay())
@@ -865,8 +886,13 @@ def dlq_replay(
     if by_topic:
         where = ", ".join(f"{count} to {name}" for name, count in sorted(by_topic.items()))
         out.print(f"replayed {len(result.replayed)} dead letters: {where}")
-    elif not result.unknown:
+    elif not result.unknown and not result.still_kept:
         out.print("nothing to replay: no pending dead letters")
+    if result.still_kept:
+        out.print(
+            f"{result.still_kept} kept callbacks still name a number no user has: they stay "
+            "kept and are taken when a user with that number is imported"
+        )
     failed = False
     if result.failed_again:
         err.print(

@@ -51,6 +51,8 @@ from insights_query.app import create_projector
 from insights_query.entrypoints.api_docs import install_api_docs
 from insights_query.settings import QuerySettings
 from notification_ingest.app import create_distributed as create_ingest
+from notification_ingest.app import kept_callbacks as create_kept_callbacks
+from notification_ingest.kept_letters import KeptCallbackLetters
 from notification_ingest.settings import IngestSettings
 
 log = logging.getLogger("insights.serve")
@@ -343,3 +345,18 @@ async def importer(*, owner: str, startup_limit: float = 30.0) -> AsyncIterator[
         finally:
             for hook in hooks.on_stop:
                 await hook()
+
+
+@asynccontextmanager
+async def kept_callbacks(*, startup_limit: float = 30.0) -> AsyncIterator[KeptCallbackLetters]:
+    """The platforms' kept callbacks on the distributed deployment's PostgreSQL, taken again
+    through Kafka from this process (`insights dlq --distributed`)."""
+    settings = IngestSettings()
+    async with AsyncExitStack() as stack:
+        db = await postgres(settings.postgres, stack, limit=startup_limit)
+        bus = kafka_bus(settings.kafka, client_id="insights-dlq-cli")
+        keys = PostgresKeyStore(db, SecretBox.from_env())
+        kept = await create_kept_callbacks(db=db, bus=bus, keys=keys, settings=settings)
+        await patiently("Kafka", bus.start, limit=startup_limit)
+        stack.push_async_callback(bus.stop)
+        yield kept

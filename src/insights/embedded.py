@@ -43,6 +43,7 @@ from insights_query.entrypoints.dashboard import install_dashboard
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings
 from notification_ingest.app import create_embedded as create_ingest
+from notification_ingest.kept_letters import KeptCallbackLetters
 from notification_ingest.service import IngestService
 from notification_ingest.settings import IngestSettings
 
@@ -103,6 +104,8 @@ class Embedded:
     ingest: IngestService
     query: QueryService
     dead_letters: EmbeddedDeadLetters
+    kept_callbacks: KeptCallbackLetters
+    """The platforms' callbacks waiting for a user with their number (`insights dlq`)."""
     parts: list[ServiceParts] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -138,7 +141,7 @@ def wire(settings: EmbeddedSettings, *, import_owner: str | None = None) -> Embe
     imports, import_parts = create_import(
         db=db, bus=bus, access=access, audit=audit, settings=import_settings
     )
-    ingest, ingest_parts = create_ingest(db=db, bus=bus, keys=keys, settings=IngestSettings())
+    ingest, ingest_parts, kept = create_ingest(db=db, bus=bus, keys=keys, settings=IngestSettings())
     return Embedded(
         db=db,
         keys=keys,
@@ -149,6 +152,7 @@ def wire(settings: EmbeddedSettings, *, import_owner: str | None = None) -> Embe
         ingest=ingest,
         query=query,
         dead_letters=EmbeddedDeadLetters(dead_letters, bus),
+        kept_callbacks=kept,
         parts=[query_parts, import_parts, ingest_parts],
     )
 

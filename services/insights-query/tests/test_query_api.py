@@ -703,7 +703,13 @@ async def test_messages_newest_first_with_items(
         "body_preview": "Order A-1001 is on its way",
         "status": "failed",
         "sent_at": "2026-11-04T09:00:00Z",
-        "failure": {"code": "E_TOKEN", "reason": "expired", "at": "2026-11-04T09:00:01Z"},
+        "failure": {
+            "code": "E_TOKEN",
+            "reason": "expired",
+            "explanation": None,
+            "explained_by": None,
+            "at": "2026-11-04T09:00:01Z",
+        },
     }
 
 
@@ -838,6 +844,7 @@ async def test_csv_export_streams_every_page_spreadsheet_safe(
         "body",
         "failure_code",
         "failure_reason",
+        "failure_explanation",
     ]
     assert [r[0] for r in rows[1:]] == ["x1", "m6", "m5", "m4", "m3", "m2", "'=m1"]
     assert rows[-1] == [
@@ -851,6 +858,7 @@ async def test_csv_export_streams_every_page_spreadsheet_safe(
         '\'+1 more, "quoted"\nsecond line',
         "'-1",
         "'@bad",
+        "",
     ]
     for row in rows[1:]:
         assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row)
@@ -954,7 +962,13 @@ async def test_message_detail_with_timeline_failure_and_responses(
             },
             {"status": "responded", "at": "2026-11-02T10:09:00Z", "detail": "Track (track)"},
         ],
-        "failure": {"code": "E_RATE", "reason": "throttled", "at": "2026-11-02T10:00:30Z"},
+        "failure": {
+            "code": "E_RATE",
+            "reason": "throttled",
+            "explanation": None,
+            "explained_by": None,
+            "at": "2026-11-02T10:00:30Z",
+        },
         "responses": [
             {"type": "button", "value": "track", "label": "Track", "at": "2026-11-02T10:09:00Z"}
         ],

@@ -16,6 +16,7 @@ from insights_contracts import (
     NotificationRead,
     NotificationResponded,
     NotificationSent,
+    NotificationStatus,
     TemplateUpserted,
 )
 from insights_query.domain.errors import InvalidCursor, InvalidParameter
@@ -192,6 +193,53 @@ def test_timeline_details_name_button_url_failure_and_response() -> None:
     assert details[("failed", t(3))] == "E_TOKEN: device token expired"
     assert details[("responded", t(4))] == 'Rating ({"stars": 5})'
     assert details[("responded", t(5))] == "thanks"
+
+
+def reported(when: datetime, word: str, event_id: str = "q1") -> NotificationStatus:
+    return NotificationStatus.model_validate(
+        {**base(event_id, when), "status": word, "reported_by": "Twilio"}
+    )
+
+
+def test_a_status_in_the_senders_words_is_on_the_timeline_and_changes_nothing() -> None:
+    events = [
+        reported(T0, "queued"),
+        sent(T0),
+        delivered(t(1)),
+        reported(t(2), "archived", event_id="q2"),
+    ]
+    projection = project_message(events)
+    assert projection is not None
+    assert (projection.detail.status, projection.stage) == ("delivered", 1)
+    # At an equal instant the word comes right after the send; later, in its time.
+    assert [(e.status, e.detail) for e in projection.detail.timeline] == [
+        ("sent", None),
+        ("reported", "Twilio: queued"),
+        ("delivered", None),
+        ("reported", "Twilio: archived"),
+    ]
+    assert project_message([reported(T0, "queued"), reported(t(1), "sending", "q2")]) is None
+
+
+def test_a_failure_keeps_the_senders_words_and_the_dictionarys_meaning_apart() -> None:
+    explained = NotificationFailed.model_validate(
+        {
+            **base("f9", t(1)),
+            "code": "30003",
+            "reason": "",
+            "explanation": "Unreachable destination handset",
+            "explained_by": "Twilio error dictionary",
+        }
+    )
+    projection = project_message([sent(T0), explained])
+    assert projection is not None and projection.detail.failure is not None
+    failure = projection.detail.failure
+    assert (failure.code, failure.reason) == ("30003", "")
+    assert (failure.explanation, failure.explained_by) == (
+        "Unreachable destination handset",
+        "Twilio error dictionary",
+    )
+    assert projection.detail.timeline[-1].detail == "30003: Unreachable destination handset"
 
 
 def test_duplicates_count_once_and_sent_gives_content_and_sent_at() -> None:
@@ -478,6 +526,7 @@ def test_csv_rows_are_spreadsheet_safe_and_quoted() -> None:
         'line1\nline2, "quoted"',
         "'-E1",
         "device token expired",
+        "",
     ]
 
 

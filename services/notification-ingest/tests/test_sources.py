@@ -33,7 +33,7 @@ from source_samples import (
 
 from insights_common.auth import SqliteKeyStore
 from insights_common.sqlite import SqliteDatabase
-from insights_contracts import NotificationFailed, NotificationSent
+from insights_contracts import NotificationFailed, NotificationSent, NotificationStatus
 from notification_ingest.adapters.sqlite import (
     SqliteDedupStore,
     SqlitePendingCallbacks,
@@ -174,8 +174,10 @@ async def test_twilio_failure_carries_the_code_and_the_dictionary_text(
     failed = bus.received[-1]
     assert isinstance(failed, NotificationFailed)
     assert failed.code == "30003"
-    assert "Unreachable destination handset" in failed.reason
-    assert "twilio.com/docs/api/errors" in failed.reason
+    assert failed.reason == ""
+    assert failed.explanation is not None
+    assert failed.explanation.startswith("Unreachable destination handset")
+    assert failed.explained_by is not None and "twilio.com/docs/api/errors" in failed.explained_by
 
 
 async def test_twilio_whatsapp_is_its_channel(sources: SourceService, bus: RecordingBus) -> None:
@@ -185,15 +187,16 @@ async def test_twilio_whatsapp_is_its_channel(sources: SourceService, bus: Recor
     assert sent.channel == "whatsapp"
 
 
-async def test_twilio_queued_is_acknowledged_and_ignored(
+async def test_twilio_queued_is_on_the_timeline_in_twilios_word_and_sends_nothing(
     sources: SourceService, bus: RecordingBus
 ) -> None:
     result = await post(sources, "twilio", *twilio_post("queued"))
-    assert result.accepted == 0
-    assert [(i.status, i.reason) for i in result.ignored] == [
-        ("queued", "says nothing a timeline shows")
-    ]
-    assert bus.received == []
+    assert (result.accepted, result.ignored) == (1, ())
+    [status] = bus.received
+    assert isinstance(status, NotificationStatus)
+    assert (status.status, status.reported_by, status.user_id) == ("queued", "Twilio", "alex")
+    again = await post(sources, "twilio", *twilio_post("queued"))
+    assert (again.accepted, again.duplicates) == (0, 1)
 
 
 async def test_twilio_naming_only_an_imported_number_is_that_users(
@@ -325,14 +328,14 @@ async def test_knock_stale_wrong_or_edited_signatures_are_refused(sources: Sourc
         await post(sources, "knock", body, {"x-knock-signature": "v1=abc"})
 
 
-async def test_knock_unknown_event_type_is_acknowledged_with_its_word(
+async def test_knock_unknown_event_type_is_kept_on_the_timeline_with_its_word(
     sources: SourceService, bus: RecordingBus
 ) -> None:
     result = await post(sources, "knock", *knock_post("message.snoozed"))
-    assert [(i.status, i.reason) for i in result.ignored] == [
-        ("message.snoozed", "not a message status Knock documents")
-    ]
-    assert bus.received == []
+    assert (result.accepted, result.ignored) == (1, ())
+    [status] = bus.received
+    assert isinstance(status, NotificationStatus)
+    assert (status.status, status.reported_by) == ("message.snoozed", "Knock")
 
 
 # Customer.io -----------------------------------------------------------------------------------
@@ -354,7 +357,9 @@ async def test_customerio_metrics_map_with_smtp_bounces_explained(
     assert isinstance(sent, NotificationSent) and isinstance(failed, NotificationFailed)
     assert (sent.channel, sent.template.key) == ("email", "campaign-23")
     assert failed.code == "550"
-    assert "550 5.1.1 no mailbox" in failed.reason and "RFC 5321" in failed.reason
+    assert failed.reason == "550 5.1.1 no mailbox"
+    assert failed.explanation is not None and failed.explained_by is not None
+    assert "RFC 5321" in failed.explained_by
 
 
 async def test_customerio_stale_or_wrong_key_is_refused(sources: SourceService) -> None:
@@ -392,10 +397,12 @@ async def test_braze_batch_with_a_delivery_failure_shows_the_readable_reason(
     body = json_body(batch)
     result = await post(sources, "braze", body, {"Authorization": f"Bearer {BRAZE_TOKEN}"})
     assert result.callbacks == 5
-    assert [i.status for i in result.ignored] == ["Unheard"]
+    assert result.ignored == ()
+    unheard = next(e for e in bus.received if isinstance(e, NotificationStatus))
+    assert (unheard.status, unheard.reported_by) == ("Unheard", "Braze")
     failed = next(e for e in bus.received if isinstance(e, NotificationFailed))
     assert (failed.code, failed.message_id) == ("30003", "dispatch-0002:alex")
-    assert "Unreachable destination handset" in failed.reason
+    assert failed.reason == "Unreachable destination handset"
     again = await post(sources, "braze", body, {"Authorization": f"Bearer {BRAZE_TOKEN}"})
     assert again.accepted == 0
     channels = {e.channel for e in bus.received if isinstance(e, NotificationSent)}
@@ -503,8 +510,9 @@ async def test_smtp_codes_explain_email_bounces_only(
     body = json_body(batch)
     await post(sources, "braze", body, {"Authorization": f"Bearer {BRAZE_TOKEN}"})
     email, sms = (e for e in bus.received if isinstance(e, NotificationFailed))
-    assert "Mailbox unavailable" in email.reason and "RFC 5321" in email.reason
-    assert sms.reason == "provider said 550"
+    assert email.explanation is not None and "Mailbox unavailable" in email.explanation
+    assert email.explained_by is not None and "RFC 5321" in email.explained_by
+    assert (sms.reason, sms.explanation) == ("provider said 550", None)
 
 
 async def test_a_callback_whose_events_are_refused_is_listed_once_with_the_value(

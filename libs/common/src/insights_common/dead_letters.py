@@ -45,13 +45,20 @@ MAX_ERROR_CHARS = 500
 
 # The topics whose consumers dead-letter what they cannot take.
 DLQ_SOURCES = (PLATFORM_RAW, *CANONICAL)
+KEPT_CALLBACKS = "sources"
+"""Where `insights dlq` lists the platforms' callbacks kept until a user with their phone number
+is imported (notification-ingest's table, not a topic)."""
+KEPT_PREFIX = "kept:"
+"""A kept callback's id as listed: `kept:<n>`."""
+LISTED_SOURCES = (*DLQ_SOURCES, KEPT_CALLBACKS)
 
 
 def source_topic(name: str) -> str:
-    """The source topic a user means by `name` (its `.dlq` topic is accepted too)."""
+    """The source a user means by `name`: a topic (its `.dlq` topic is accepted too) or the
+    kept callbacks."""
     source = name.removesuffix(".dlq")
-    if source not in DLQ_SOURCES:
-        raise ValueError(f"unknown topic '{name}'; use one of: {', '.join(DLQ_SOURCES)}")
+    if source not in LISTED_SOURCES:
+        raise ValueError(f"unknown topic '{name}'; use one of: {', '.join(LISTED_SOURCES)}")
     return source
 
 
@@ -113,11 +120,13 @@ class Listing:
 
 @dataclass(frozen=True, slots=True)
 class Replay:
-    """What a replay did. `failed_again` is known only where the replay is applied at once."""
+    """What a replay did. `failed_again` is known only where the replay is applied at once;
+    `still_kept`: kept callbacks whose number still names nobody, so they stay kept."""
 
     replayed: list[DeadLetter]
     unknown: list[str]
     failed_again: int | None = None
+    still_kept: int = 0
 
 
 class DeadLetterBox(Protocol):
@@ -128,6 +137,62 @@ class DeadLetterBox(Protocol):
     async def replay(self, *, topic: str | None, ids: Sequence[str] | None) -> Replay:
         """Replay the letters with these ids, or every pending one when ids is None."""
         ...
+
+
+class CombinedDeadLetters:
+    """The dead letters of the topics and the platforms' kept callbacks, listed and replayed as
+    one: `--topic sources` and ids `kept:<n>` are the kept callbacks, any other topic or id the
+    topics' dead letters."""
+
+    def __init__(self, letters: DeadLetterBox, kept: DeadLetterBox) -> None:
+        self._letters = letters
+        self._kept = kept
+
+    async def listing(self, *, topic: str | None, limit: int) -> Listing:
+        if topic == KEPT_CALLBACKS:
+            return await self._kept.listing(topic=None, limit=limit)
+        letters = await self._letters.listing(topic=topic, limit=limit)
+        if topic is not None:
+            return letters
+        kept = await self._kept.listing(topic=None, limit=limit)
+        both = sorted([*letters.letters, *kept.letters], key=lambda letter: letter.failed_at)
+        return Listing(
+            letters=both[-limit:],
+            total=letters.total + kept.total,
+            pending=letters.pending + kept.pending,
+        )
+
+    async def replay(self, *, topic: str | None, ids: Sequence[str] | None) -> Replay:
+        if ids is None:
+            letters = (
+                Replay([], [])
+                if topic == KEPT_CALLBACKS
+                else await self._letters.replay(topic=topic, ids=None)
+            )
+            kept = (
+                await self._kept.replay(topic=None, ids=None)
+                if topic in (None, KEPT_CALLBACKS)
+                else Replay([], [])
+            )
+        else:
+            kept_ids = [i for i in ids if i.startswith(KEPT_PREFIX)]
+            other = [i for i in ids if not i.startswith(KEPT_PREFIX)]
+            letters = (
+                await self._letters.replay(topic=topic, ids=other)
+                if other and topic != KEPT_CALLBACKS
+                else Replay([], other)
+            )
+            kept = (
+                await self._kept.replay(topic=None, ids=kept_ids)
+                if kept_ids and topic in (None, KEPT_CALLBACKS)
+                else Replay([], kept_ids)
+            )
+        return Replay(
+            replayed=[*letters.replayed, *kept.replayed],
+            unknown=[*letters.unknown, *kept.unknown],
+            failed_again=letters.failed_again,
+            still_kept=letters.still_kept + kept.still_kept,
+        )
 
 
 SCHEMA = """

@@ -114,11 +114,27 @@ class NotificationFailed(_MessageEvent):
     event_type: Literal["notification.failed"] = "notification.failed"
     code: Annotated[str, Field(min_length=1, max_length=128)]
     reason: Annotated[str, Field(max_length=2000)] = ""
+    """The sender's own words for the failure."""
+    explanation: Annotated[str, Field(max_length=500)] | None = None
+    """What the code means, for a person, from a dictionary of the sender's codes."""
+    explained_by: Annotated[str, Field(max_length=200)] | None = None
+    """Where `explanation` comes from (the dictionary's name and address)."""
 
 
 class NotificationResponded(_MessageEvent):
     event_type: Literal["notification.responded"] = "notification.responded"
     response: Response
+
+
+class NotificationStatus(_MessageEvent):
+    """A status the sender reported in its own words that is none of the events above (a
+    platform's `queued`, `archived`, or a word it added since): shown on the message's timeline,
+    never changing the message's status."""
+
+    event_type: Literal["notification.status"] = "notification.status"
+    status: Annotated[str, Field(min_length=1, max_length=64)]
+    reported_by: Annotated[str, Field(max_length=64)] | None = None
+    """Who reported it, as people know them (e.g. "Twilio")."""
 
 
 class UserUpserted(_Envelope):
@@ -140,7 +156,8 @@ NotificationEvent: TypeAlias = Annotated[
     | NotificationRead
     | NotificationClicked
     | NotificationFailed
-    | NotificationResponded,
+    | NotificationResponded
+    | NotificationStatus,
     Field(discriminator="event_type"),
 ]
 
@@ -151,6 +168,7 @@ Event: TypeAlias = Annotated[
     | NotificationClicked
     | NotificationFailed
     | NotificationResponded
+    | NotificationStatus
     | UserUpserted
     | TemplateUpserted,
     Field(discriminator="event_type"),
@@ -163,6 +181,7 @@ MessageEvent: TypeAlias = (
     | NotificationClicked
     | NotificationFailed
     | NotificationResponded
+    | NotificationStatus
 )
 AnyEvent: TypeAlias = MessageEvent | UserUpserted | TemplateUpserted
 
@@ -173,6 +192,7 @@ EVENT_TYPES: dict[str, type[AnyEvent]] = {
     "notification.clicked": NotificationClicked,
     "notification.failed": NotificationFailed,
     "notification.responded": NotificationResponded,
+    "notification.status": NotificationStatus,
     "user.upserted": UserUpserted,
     "template.upserted": TemplateUpserted,
 }

@@ -71,7 +71,12 @@ export interface TemplateRef {
 
 export interface Failure {
   code: string;
+  /** The sender's own words. */
   reason: string;
+  /** What the code means, from a dictionary of the sender's codes. */
+  explanation?: string | null;
+  /** Where the explanation comes from. */
+  explained_by?: string | null;
   at?: string | null;
 }
 

@@ -24,6 +24,7 @@ from notification_ingest.adapters.sqlite import (
 from notification_ingest.entrypoints.consumers import phone_directory_consumer, raw_events_consumer
 from notification_ingest.entrypoints.http import build_router
 from notification_ingest.entrypoints.sources_http import build_sources_router
+from notification_ingest.kept_letters import KeptCallbackLetters
 from notification_ingest.ports import PendingCallbacks, PhoneDirectory
 from notification_ingest.service import IngestService
 from notification_ingest.settings import IngestSettings
@@ -39,8 +40,9 @@ def create_embedded(
     bus: InProcessBus,
     keys: KeyStore,
     settings: IngestSettings,
-) -> tuple[IngestService, ServiceParts]:
-    """The service on the shared SQLite file and in-process bus, and its routes and hooks."""
+) -> tuple[IngestService, ServiceParts, KeptCallbackLetters]:
+    """The service on the shared SQLite file and in-process bus, its routes and hooks, and its
+    kept callbacks as `insights dlq` shows them."""
     service = IngestService(
         dedup=SqliteDedupStore(db),
         # The platform's events are independent: one the projector cannot apply goes to the
@@ -52,14 +54,14 @@ def create_embedded(
         signature_tolerance=settings.signature_tolerance,
     )
     phones = SqlitePhoneDirectory(db)
-    sources = source_service(
-        service, keys=keys, phones=phones, pending=SqlitePendingCallbacks(db), settings=settings
-    )
+    pending = SqlitePendingCallbacks(db)
+    sources = source_service(service, keys=keys, phones=phones, pending=pending, settings=settings)
     bus.subscribe(USERS, phone_directory_consumer(phones, sources), consumer=PHONE_DIRECTORY)
     router = routes(service, sources, settings=settings)
-    return service, ServiceParts(
+    parts = ServiceParts(
         router=router, on_start=[service.start, sources.start], on_stop=[service.stop, sources.stop]
     )
+    return service, parts, KeptCallbackLetters(pending=pending, phones=phones, sources=sources)
 
 
 async def create_distributed(
@@ -111,6 +113,27 @@ async def create_distributed(
         on_start=[service.start, sources.start],
         on_stop=[service.stop, sources.stop, watermark.stop],
     )
+
+
+async def kept_callbacks(
+    *, db: PostgresDatabase, bus: KafkaBus, keys: KeyStore, settings: IngestSettings
+) -> KeptCallbackLetters:
+    """The distributed mode's kept callbacks for `insights dlq`: taken again through a service
+    publishing to Kafka, outside the running replicas."""
+    dedup = PostgresDedupStore(db)
+    await dedup.migrate()
+    service = IngestService(
+        dedup=dedup,
+        publisher=bus,
+        secrets=keys,
+        max_batch=settings.max_batch,
+        dedup_window=settings.dedup_window,
+        signature_tolerance=settings.signature_tolerance,
+    )
+    phones = PostgresPhoneDirectory(db)
+    pending = PostgresPendingCallbacks(db)
+    sources = source_service(service, keys=keys, phones=phones, pending=pending, settings=settings)
+    return KeptCallbackLetters(pending=pending, phones=phones, sources=sources)
 
 
 def source_service(

@@ -7,6 +7,7 @@ distributed); webhook secrets come from the `insights_common.auth.KeyStore`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -60,6 +61,19 @@ class PhoneDirectory(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class KeptCallback:
+    """A callback kept until a user with its phone number is known."""
+
+    id: int
+    app_id: str
+    platform: str
+    phone: str
+    kept_at: datetime
+    callback: bytes
+    """Its JSON (`callback_of` reads it back)."""
+
+
 class PendingCallbacks(Protocol):
     """Callbacks that named only a phone number nobody of the app had, kept until someone has
     it: the users topic brings the number, and they are taken then."""
@@ -79,4 +93,11 @@ class PendingCallbacks(Protocol):
 
     async def forget(self, *, before: datetime) -> int:
         """Drop the callbacks kept before `before`; answer how many went."""
+        ...
+
+    async def kept(
+        self, *, ids: Sequence[int] | None, limit: int
+    ) -> tuple[list[KeptCallback], int]:
+        """The kept callbacks with these ids (every one when None), at most `limit` of them,
+        oldest first (the newest `limit` when ids is None), and how many are kept in all."""
         ...

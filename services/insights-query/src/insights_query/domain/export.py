@@ -19,6 +19,7 @@ CSV_COLUMNS = (
     "body",
     "failure_code",
     "failure_reason",
+    "failure_explanation",
 )
 
 
@@ -39,6 +40,7 @@ def csv_rows(details: Iterable[MessageDetail]) -> str:
             d.content.body,
             d.failure.code if d.failure else "",
             d.failure.reason if d.failure else "",
+            (d.failure.explanation or "") if d.failure else "",
         ]
         for d in details
     )

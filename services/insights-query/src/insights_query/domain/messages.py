@@ -20,6 +20,7 @@ from insights_contracts import (
     NotificationRead,
     NotificationResponded,
     NotificationSent,
+    NotificationStatus,
     Response,
 )
 from insights_query.domain.views import (
@@ -38,13 +39,15 @@ STATUSES: tuple[Status, ...] = (*STAGES, "failed")
 
 # Tie-break at equal occurred_at. A failure ranks before a delivery so that a delivery reported at
 # the same instant wins (a retry succeeded); responses come last, after the click that made them.
+# A status reported in the sender's words comes right after the send: it changes no status.
 _RANK: dict[str, int] = {
     "notification.sent": 0,
-    "notification.failed": 1,
-    "notification.delivered": 2,
-    "notification.read": 3,
-    "notification.clicked": 4,
-    "notification.responded": 5,
+    "notification.status": 1,
+    "notification.failed": 2,
+    "notification.delivered": 3,
+    "notification.read": 4,
+    "notification.clicked": 5,
+    "notification.responded": 6,
 }
 _STAGE_OF_EVENT: dict[str, int] = {
     "notification.delivered": 1,
@@ -106,8 +109,16 @@ def project_message(events: Iterable[MessageEvent]) -> MessageProjection | None:
                 detail = _click_detail(event, sent.content)
         elif isinstance(event, NotificationFailed):
             failed = True
-            failure = Failure(code=event.code, reason=event.reason, at=event.occurred_at)
-            detail = f"{event.code}: {event.reason}" if event.reason else event.code
+            failure = Failure(
+                code=event.code,
+                reason=event.reason,
+                explanation=event.explanation,
+                explained_by=event.explained_by,
+                at=event.occurred_at,
+            )
+            detail = _failure_detail(event)
+        elif isinstance(event, NotificationStatus):
+            detail = f"{event.reported_by}: {event.status}" if event.reported_by else event.status
         elif isinstance(event, NotificationResponded):
             last_engaged_at = event.occurred_at
             responses.append(
@@ -154,7 +165,13 @@ _TIMELINE_STATUS: dict[str, TimelineStatus] = {
     "notification.clicked": "clicked",
     "notification.failed": "failed",
     "notification.responded": "responded",
+    "notification.status": "reported",
 }
+
+
+def _failure_detail(event: NotificationFailed) -> str:
+    words = [part for part in (event.reason, event.explanation) if part]
+    return f"{event.code}: {' — '.join(words)}" if words else event.code
 
 
 def _click_detail(event: NotificationClicked, content: Content) -> str | None:

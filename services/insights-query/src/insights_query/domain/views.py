@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 from insights_contracts import Channel, ChannelContent, Content, TemplateRef, VariableSpec
 
 Status: TypeAlias = Literal["sent", "delivered", "read", "clicked", "failed"]
-TimelineStatus: TypeAlias = Literal["sent", "delivered", "read", "clicked", "failed", "responded"]
+TimelineStatus: TypeAlias = Literal[
+    "sent", "delivered", "read", "clicked", "failed", "responded", "reported"
+]
 ResponseType: TypeAlias = Literal["button", "reply", "form"]
 
 
@@ -21,6 +23,11 @@ class View(BaseModel):
 class Failure(View):
     code: str
     reason: str
+    """The sender's own words."""
+    explanation: str | None = None
+    """What the code means, from a dictionary of the sender's codes."""
+    explained_by: str | None = None
+    """Where `explanation` comes from."""
     at: datetime
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from insights_common.postgres import PostgresDatabase
 from notification_ingest.domain.directory import PhoneEntry
-from notification_ingest.ports import utc_now
+from notification_ingest.ports import KeptCallback, utc_now
 
 COMPONENT = "ingest"
 FORGET_CHUNK = 10_000
@@ -208,3 +208,35 @@ class PostgresPendingCallbacks:
                 "DELETE FROM ing_pending_callbacks WHERE kept_at < $1", before
             )
         return int(status.rsplit(" ", 1)[-1])  # "DELETE <count>"
+
+    async def kept(
+        self, *, ids: Sequence[int] | None, limit: int
+    ) -> tuple[list[KeptCallback], int]:
+        async with self._db.acquire() as conn:
+            if ids is None:
+                rows = await conn.fetch(
+                    "SELECT * FROM (SELECT id, app_id, platform, phone, kept_at, callback"
+                    " FROM ing_pending_callbacks"
+                    " ORDER BY id DESC LIMIT $1) AS newest ORDER BY id",
+                    limit,
+                )
+            else:
+                rows = await conn.fetch(
+                    "SELECT id, app_id, platform, phone, kept_at, callback"
+                    " FROM ing_pending_callbacks"
+                    " WHERE id = ANY($1::bigint[]) ORDER BY id LIMIT $2",
+                    list(ids),
+                    limit,
+                )
+            total = await conn.fetchval("SELECT count(*) FROM ing_pending_callbacks")
+        return [
+            KeptCallback(
+                id=int(r["id"]),
+                app_id=str(r["app_id"]),
+                platform=str(r["platform"]),
+                phone=str(r["phone"]),
+                kept_at=r["kept_at"],
+                callback=bytes(r["callback"]),
+            )
+            for r in rows
+        ], int(total)

@@ -11,7 +11,7 @@ from functools import partial
 
 from insights_common.sqlite import SqliteDatabase
 from notification_ingest.domain.directory import PhoneEntry
-from notification_ingest.ports import utc_now
+from notification_ingest.ports import KeptCallback, utc_now
 
 FORGET_CHUNK = 5_000
 """Ids looked at in one write transaction while forgetting: the writer is shared by the whole
@@ -235,3 +235,37 @@ class SqlitePendingCallbacks:
             return cursor.rowcount
 
         return await self._db.write(delete)
+
+    async def kept(
+        self, *, ids: Sequence[int] | None, limit: int
+    ) -> tuple[list[KeptCallback], int]:
+
+        def read(conn: sqlite3.Connection) -> tuple[list[KeptCallback], int]:
+            if ids is None:
+                rows = conn.execute(
+                    "SELECT * FROM (SELECT id, app_id, platform, phone, kept_at, callback"
+                    " FROM ing_pending_callbacks"
+                    " ORDER BY id DESC LIMIT ?) ORDER BY id",
+                    (limit,),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT id, app_id, platform, phone, kept_at, callback"
+                    " FROM ing_pending_callbacks"
+                    " WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?",
+                    (json.dumps(list(ids)), limit),
+                ).fetchall()
+            total = conn.execute("SELECT count(*) FROM ing_pending_callbacks").fetchone()[0]
+            return [
+                KeptCallback(
+                    id=int(r["id"]),
+                    app_id=str(r["app_id"]),
+                    platform=str(r["platform"]),
+                    phone=str(r["phone"]),
+                    kept_at=datetime.fromisoformat(str(r["kept_at"])),
+                    callback=bytes(r["callback"]),
+                )
+                for r in rows
+            ], int(total)
+
+        return await self._db.read(read)

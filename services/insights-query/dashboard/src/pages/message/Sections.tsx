@@ -46,7 +46,8 @@ export function TemplateSection({ template }: { template: MessageDetail["templat
   );
 }
 
-const STEP_LABELS: Record<string, string> = { responded: "Responded" };
+// "reported": a status the platform reported in its own words (the detail names it).
+const STEP_LABELS: Record<string, string> = { responded: "Responded", reported: "Reported" };
 
 export function TimelineSection({ timeline }: { timeline: TimelineEntry[] }) {
   // The API orders the timeline; sorting again keeps it right for any source (stable on ties).
@@ -82,8 +83,21 @@ export function FailureSection({ failure }: { failure: Failure }) {
         <dd>
           <code>{failure.code}</code>
         </dd>
-        <dt>Reason</dt>
-        <dd>{failure.reason}</dd>
+        {failure.reason && (
+          <>
+            <dt>Reason</dt>
+            <dd>{failure.reason}</dd>
+          </>
+        )}
+        {failure.explanation && (
+          <>
+            <dt>Meaning</dt>
+            <dd>
+              {failure.explanation}
+              {failure.explained_by && <span class="failure-source">Source: {failure.explained_by}</span>}
+            </dd>
+          </>
+        )}
         {failure.at && (
           <>
             <dt>At</dt>

@@ -16,6 +16,7 @@ from notification_ingest.domain.errors import BatchTooLarge, MalformedBody
 from notification_ingest.domain.sources import smtp
 from notification_ingest.domain.sources.model import (
     NOT_SHOWN,
+    REPORTED,
     Callback,
     Platform,
     PlatformTable,
@@ -47,9 +48,9 @@ TABLE = PlatformTable(
         "DeliveryFailure": "failed",
         "Rejection": "failed",
         "Abort": "failed",
-        "MarkAsSpam": NOT_SHOWN,
-        "Unsubscribe": NOT_SHOWN,
-        "Delay": NOT_SHOWN,
+        "MarkAsSpam": REPORTED,
+        "Unsubscribe": REPORTED,
+        "Delay": REPORTED,
         "InboundReceive": NOT_SHOWN,
     },
     failures=smtp.REPLIES,

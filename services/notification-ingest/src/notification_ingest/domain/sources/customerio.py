@@ -15,7 +15,7 @@ from insights_common.signatures import MalformedSignature, Signature
 from notification_ingest.domain.errors import MalformedBody
 from notification_ingest.domain.sources import smtp
 from notification_ingest.domain.sources.model import (
-    NOT_SHOWN,
+    REPORTED,
     Callback,
     Platform,
     PlatformTable,
@@ -34,15 +34,15 @@ TABLE = PlatformTable(
     name="customerio",
     title="Customer.io",
     statuses={
-        "drafted": NOT_SHOWN,
-        "attempted": NOT_SHOWN,
+        "drafted": REPORTED,
+        "attempted": REPORTED,
         "sent": "sent",
         "delivered": "delivered",
         "opened": "read",
         "clicked": "clicked",
-        "converted": NOT_SHOWN,
-        "unsubscribed": NOT_SHOWN,
-        "spammed": NOT_SHOWN,
+        "converted": REPORTED,
+        "unsubscribed": REPORTED,
+        "spammed": REPORTED,
         "bounced": "failed",
         "dropped": "failed",
         "failed": "failed",

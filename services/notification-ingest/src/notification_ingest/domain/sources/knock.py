@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from insights_common.signatures import MalformedSignature, Signature
 from notification_ingest.domain.errors import MalformedBody
 from notification_ingest.domain.sources.model import (
-    NOT_SHOWN,
+    REPORTED,
     Callback,
     Platform,
     PlatformTable,
@@ -38,16 +38,16 @@ TABLE = PlatformTable(
     statuses={
         "message.sent": "sent",
         "message.delivered": "delivered",
-        "message.delivery_attempted": NOT_SHOWN,
+        "message.delivery_attempted": REPORTED,
         "message.undelivered": "failed",
         "message.bounced": "failed",
         "message.not_sent": "failed",
         "message.seen": "delivered",
         "message.read": "read",
-        "message.unread": NOT_SHOWN,
-        "message.unseen": NOT_SHOWN,
-        "message.archived": NOT_SHOWN,
-        "message.unarchived": NOT_SHOWN,
+        "message.unread": REPORTED,
+        "message.unseen": REPORTED,
+        "message.archived": REPORTED,
+        "message.unarchived": REPORTED,
         "message.interacted": "clicked",
         "message.link_clicked": "clicked",
     },

@@ -13,10 +13,14 @@ import orjson
 from insights_common.signatures import Credential
 from notification_ingest.domain.errors import MalformedBody
 
-Outcome: TypeAlias = Literal["sent", "delivered", "read", "clicked", "failed"]
+Outcome: TypeAlias = Literal["sent", "delivered", "read", "clicked", "failed", "reported"]
+REPORTED: Outcome = "reported"
+"""A status of the message that is none of ours (queued, archived, unsubscribed): kept on its
+timeline in the platform's words (`notification.status`), never changing its status. A word a
+platform's table does not list is taken the same way."""
 NOT_SHOWN = None
-"""A status the platform documents that says nothing a message's timeline shows (queued, a
-retry under way): acknowledged, counted as ignored, never an event."""
+"""A callback the platform documents that is not about a message sent (a template edited, an
+inbound message): acknowledged, counted as ignored, never an event."""
 
 
 @dataclass(frozen=True, slots=True)

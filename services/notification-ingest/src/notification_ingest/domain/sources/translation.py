@@ -5,6 +5,9 @@ reports a send before anything else, and a message is shown from its sent event 
 event id made from the message alone, so the first callback of a message creates it and every
 later one is a duplicate; and, unless the status is the send itself, the event its table maps it
 to, under an event id made from the callback's dedup key, so a retried callback counts once.
+
+A status the table maps to none of ours, or does not list, is one `notification.status` event in
+the platform's words, and no send: a message queued or scheduled is not yet sent.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from notification_ingest.domain.sources.model import (
+    REPORTED,
     Callback,
     Outcome,
     PlatformTable,
@@ -65,14 +69,9 @@ def translate(table: PlatformTable, reads: Sequence[Read], *, app_id: str) -> Tr
         if isinstance(read, Unreadable):
             refused.append(Refused(index, read.reason))
             continue
-        if read.status not in table.statuses:
-            ignored.append(
-                Ignored(index, read.status, f"not a message status {table.title} documents")
-            )
-            continue
-        outcome = table.statuses[read.status]
+        outcome = table.statuses.get(read.status, REPORTED)
         if outcome is None:
-            ignored.append(Ignored(index, read.status, "says nothing a timeline shows"))
+            ignored.append(Ignored(index, read.status, "says nothing of a message sent"))
             continue
         channel = _channel(table, read)
         if channel is None:
@@ -89,14 +88,11 @@ def translate(table: PlatformTable, reads: Sequence[Read], *, app_id: str) -> Tr
     return Translation(events=events, origins=origins, ignored=ignored, refused=refused)
 
 
-def failure_reason(table: PlatformTable, code: str | None, own: str | None, *, channel: str) -> str:
-    """The platform's own words and the dictionary's text for the code, with where that comes
-    from; either alone when the other is missing."""
+def explanation(table: PlatformTable, code: str | None, *, channel: str) -> str | None:
+    """The dictionary's text for a failure's code, when the platform's dictionary explains codes
+    of this channel and has one for it."""
     explains = table.failures_for is None or channel in table.failures_for
-    known = table.failures.get(code or "") if explains else None
-    explained = f"{known} ({table.failure_source})" if known else ""
-    parts = [part for part in (own, explained) if part]
-    return " — ".join(parts)[:2000]
+    return table.failures.get(code or "") if explains else None
 
 
 def _channel(table: PlatformTable, read: Callback) -> str | None:
@@ -115,6 +111,16 @@ def _events(
         "user_id": read.user_id,
         "occurred_at": _rfc3339(read.occurred_at),
     }
+    if outcome == REPORTED:
+        return [
+            {
+                **base,
+                "event_id": event_id(table.name, read.dedup_key),
+                "event_type": "notification.status",
+                "status": read.status[:64],
+                "reported_by": table.title,
+            }
+        ]
     template = _NOT_A_KEY.sub("-", read.template)[:128] if read.template else table.name
     sent = {
         **base,
@@ -136,7 +142,11 @@ def _events(
     }
     if outcome == "failed":
         event["code"] = (read.code or read.status)[:128]
-        event["reason"] = failure_reason(table, read.code, read.reason, channel=channel)
+        event["reason"] = (read.reason or "")[:2000]
+        known = explanation(table, read.code, channel=channel)
+        if known:
+            event["explanation"] = known[:500]
+            event["explained_by"] = table.failure_source[:200]
     elif outcome == "clicked" and read.url:
         event["url"] = read.url[:2048]
     return [sent, event]

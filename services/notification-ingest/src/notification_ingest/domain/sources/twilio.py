@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, parse_qsl
 from insights_common.signatures import MalformedSignature, Signature
 from notification_ingest.domain.errors import MalformedBody
 from notification_ingest.domain.sources.model import (
-    NOT_SHOWN,
+    REPORTED,
     Callback,
     Platform,
     PlatformTable,
@@ -33,10 +33,10 @@ TABLE = PlatformTable(
     name="twilio",
     title="Twilio",
     statuses={
-        "accepted": NOT_SHOWN,
-        "scheduled": NOT_SHOWN,
-        "queued": NOT_SHOWN,
-        "sending": NOT_SHOWN,
+        "accepted": REPORTED,
+        "scheduled": REPORTED,
+        "queued": REPORTED,
+        "sending": REPORTED,
         "sent": "sent",
         "delivered": "delivered",
         "read": "read",
