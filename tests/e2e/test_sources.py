@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import orjson
 import pytest
 from source_samples import (
     BRAZE_TOKEN,
@@ -99,6 +100,10 @@ def test_platform_callbacks_end_visible_through_the_query_api(behind_proxy: Depl
     deployment.cli("sources", "add", "braze", "--app", "acme", "--secret", BRAZE_TOKEN)
     assert "twilio" in deployment.cli("sources", "list", "--app", "acme")
 
+    # A status none of ours (Twilio's "queued") is on the timeline in Twilio's word.
+    queued = twilio_post(deployment, "queued")
+    assert (queued.status_code, queued.json()["accepted"]) == (202, 1), queued.text
+    time.sleep(0.01)
     sent = twilio_post(deployment, "sent")
     assert sent.status_code == 202, sent.text
     time.sleep(0.01)  # Twilio's callbacks carry no time: each is dated when it arrives
@@ -147,6 +152,13 @@ def test_platform_callbacks_end_visible_through_the_query_api(behind_proxy: Depl
         early = twilio_post(deployment, "sent", sid=BY_PHONE, query="", To="+821012345678")
         assert early.json()["accepted"] == 0
         assert "Kept" in early.json()["refused"][0]["reason"]
+        kept = orjson.loads(deployment.cli("dlq", "list", "--topic", "sources", "--json"))
+        [letter] = kept["items"]
+        assert (kept["total"], letter["topic"]) == (1, "sources")
+        assert "+821012345678" in letter["error"] and letter["id"].startswith("kept:")
+        # Replayed before anyone has the number, it stays kept.
+        replay = deployment.cli("dlq", "replay", "--id", letter["id"])
+        assert "1 kept callbacks still name a number no user has" in replay
         imported = api.post(
             "/api/v1/imports", files={"file": ("users.csv", USERS_CSV.encode(), "text/csv")}
         )
@@ -161,11 +173,19 @@ def test_platform_callbacks_end_visible_through_the_query_api(behind_proxy: Depl
         # The forged "failed" never landed; the retried "delivered" shows once.
         eventually_true(lambda: message(SID)["status"] == "read")
         twilio = message(SID)
-        assert [t["status"] for t in twilio["timeline"]] == ["sent", "delivered", "read"]
+        assert [t["status"] for t in twilio["timeline"]] == [
+            "reported",
+            "sent",
+            "delivered",
+            "read",
+        ]
+        assert twilio["timeline"][0]["detail"] == "Twilio: queued"
         assert (twilio["user_id"], twilio["channel"]) == ("alex", "sms")
         assert twilio["template"]["key"] == "twilio"
 
         eventually_true(lambda: message(BY_PHONE)["user_id"] == "kim.minji")
+        left = orjson.loads(deployment.cli("dlq", "list", "--topic", "sources", "--json"))
+        assert left["total"] == 0
 
         eventually_true(lambda: message(KNOCK_ID)["status"] == "read")
         assert message(KNOCK_ID)["template"]["key"] == "order-shipped"
