@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
+from source_samples import CIO_KEY, cio_event, cio_headers, json_body
 
 from insights.demo_data import ALEX_USER_ID, CHANNELS
 from tests.browser.dashboard import cell, exactly, message_links
+from tests.conftest import Server, cli
 
 pytestmark = pytest.mark.e2e
 
@@ -66,8 +69,9 @@ def expect_message(page: Page, message: dict[str, Any]) -> None:
 
     failure = page.get_by_role("region", name="Failure")
     if message["failure"]:
-        expect(failure).to_contain_text(message["failure"]["code"])
-        expect(failure).to_contain_text(message["failure"]["reason"])
+        for part in ("code", "reason", "explanation", "explained_by"):
+            if message["failure"][part]:
+                expect(failure).to_contain_text(message["failure"][part])
     else:
         expect(failure).to_have_count(0)
 
@@ -134,3 +138,48 @@ def test_the_users_responses_are_listed(signed_in: Page, api: httpx.Client) -> N
         expect_message(signed_in, message)
         items = signed_in.get_by_role("region", name="Responses").get_by_role("listitem")
         expect(items).to_have_count(len(message["responses"]))
+
+
+def test_a_platforms_failure_shows_its_words_and_what_the_code_means(
+    signed_in: Page, api: httpx.Client, demo: Server
+) -> None:
+    """A Customer.io email: a status none of ours on the timeline in Customer.io's word, and a
+    bounce whose SMTP code the failure box explains, naming where the text comes from."""
+    cli(
+        "sources", "add", "customerio", "--app", "demo", "--secret", CIO_KEY, data_dir=demo.data_dir
+    )
+    delivery = "browser-cio-delivery-1"
+    at = 1_790_000_000  # a fixed instant: the signature's own time is the request's
+    for metric, extra in (
+        ("sent", {}),
+        ("attempted", {}),
+        ("bounced", {"failure_message": "550 5.1.1 The email account does not exist"}),
+    ):
+        body = json_body(
+            cio_event(
+                metric,
+                event_id=f"{delivery}-{metric}",
+                at=at + len(metric),
+                customer_id=ALEX_USER_ID,
+                delivery_id=delivery,
+                **extra,
+            )
+        )
+        answer = httpx.post(
+            f"{demo.url}/api/v1/sources/customerio/demo",
+            content=body,
+            headers=cio_headers(body, at=int(time.time())),
+            timeout=30,
+        )
+        assert answer.status_code == 202, answer.text
+
+    message = api.get(f"/api/v1/messages/{delivery}").json()
+    assert message["failure"]["explanation"] and "RFC 5321" in message["failure"]["explained_by"]
+    page = signed_in
+    page.goto(f"/messages/{delivery}")
+    expect_message(page, message)
+    steps = page.get_by_role("region", name="Timeline").get_by_role("listitem")
+    expect(steps.filter(has_text="Customer.io: attempted")).to_contain_text("Reported")
+    failure = page.get_by_role("region", name="Failure")
+    expect(failure).to_contain_text("Meaning")
+    expect(failure).to_contain_text("Source: ")
