@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from insights_common.audit import AuditEntry, AuditFilter, chain_batch, stored_row, where_sql
-from insights_common.postgres import PostgresDatabase, quote_ident
+from insights_common.postgres import Connection, PostgresDatabase, quote_ident
 
 COMPONENT = "audit"
 
@@ -146,7 +146,7 @@ class PostgresAuditLog:
         return [entry for entry in stored if entry is not None]
 
     async def _append_app(
-        self, conn: asyncpg.Connection, app_id: str, entries: Sequence[AuditEntry]
+        self, conn: Connection, app_id: str, entries: Sequence[AuditEntry]
     ) -> list[AuditEntry]:
         head = self._heads.get(app_id)
         while True:
