@@ -58,15 +58,19 @@ class SourceAdded(SourceOut):
 
 
 _AUTH = problem_responses({401: UNAUTHORIZED, 403: FORBIDDEN})
-_CHANGE = problem_responses(
+_NOT_TAKEN = "User Insights takes no callbacks from this platform (the detail lists those it takes)"
+_SET = problem_responses(
     {
+        400: "The body is not JSON.",
         401: UNAUTHORIZED,
         403: FORBIDDEN,
-        404: "User Insights takes no callbacks from this platform (the detail lists those it"
-        " takes), or, on DELETE, the app does not take it.",
+        404: _NOT_TAKEN + ".",
         422: "The secret is empty or too long, or the user field is not one the platform's"
         " callbacks can have: errors[] says which and what is allowed.",
     }
+)
+_REMOVE = problem_responses(
+    {401: UNAUTHORIZED, 403: FORBIDDEN, 404: _NOT_TAKEN + ", or the app does not take it."}
 )
 
 
@@ -114,7 +118,7 @@ def sources_router(access: Access, sources: Sources) -> APIRouter:
         states = await sources.list(caller.app_id)
         return [_out(state, caller.app_id, origin(request)) for state in states]
 
-    @router.put("/settings/sources/{platform}", response_model=SourceAdded, responses=_CHANGE)
+    @router.put("/settings/sources/{platform}", response_model=SourceAdded, responses=_SET)
     async def set_source(
         caller: Admin, platform: str, body: SourceChange, request: Request
     ) -> SourceAdded:
@@ -134,7 +138,7 @@ def sources_router(access: Access, sources: Sources) -> APIRouter:
             **_out(state, caller.app_id, origin(request)).model_dump(), token=added.made_token
         )
 
-    @router.delete("/settings/sources/{platform}", status_code=204, responses=_CHANGE)
+    @router.delete("/settings/sources/{platform}", status_code=204, responses=_REMOVE)
     async def remove_source(caller: Admin, platform: str, request: Request) -> None:
         """Refuse the platform's callbacks for this app from now on (401)."""
         try:
