@@ -193,8 +193,7 @@ class Added:
     platform: SourcePlatform
     user_field: str | None
     made_token: str | None
-    """Braze's bearer token when it was made here: shown once, never stored in plain text."""
-    replaced: bool
+    """Braze's bearer token when it was made here: shown only this once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,13 +249,12 @@ class Sources:
         if secret is None:
             raise BadSecret(f"{platform.title} needs its {platform.credential}: {platform.asks}.")
         secret = check_secret(secret)
-        replaced = any(s.platform == platform.name for s in await self._keys.list_sources(app_id))
         await self._keys.set_source_secret(app_id, platform.name, secret, user_field=field)
         detail = f"{platform.name} user field {field or '(default)'}"
         if made:
             detail += ", bearer token made"
         await self._record(app_id, actor, "source.add", detail)
-        return Added(platform, field, made, replaced)
+        return Added(platform, field, made)
 
     async def remove(self, app_id: str, name: str, *, actor: Actor) -> None:
         platform = platform_of(name)
