@@ -16,6 +16,8 @@ from insights_common.audit_http import audit_router
 from insights_common.bus import InProcessBus
 from insights_common.kafka import KafkaBus
 from insights_common.service import ServiceParts
+from insights_common.sources import Sources
+from insights_common.sources_http import sources_router
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
 from insights_query.adapters.sqlite import SqliteInsightsStore
@@ -38,13 +40,15 @@ def create_service(
     settings: QuerySettings,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[QueryService, ServiceParts]:
-    """The query API over any store, with sign-in, members and the audit trail beside it."""
+    """The query API over any store, with sign-in, members, the audit trail and the sources'
+    settings beside it."""
     service = QueryService(reader, settings=settings, clock=clock)
     router = APIRouter()
     router.include_router(create_router(service, access, Recorder(audit)))
     if access.members is not None:
         router.include_router(accounts_router(access, Accounts(access.members), audit))
     router.include_router(audit_router(access, audit))
+    router.include_router(sources_router(access, Sources(access.keys, audit)))
     return service, ServiceParts(router=router)
 
 
