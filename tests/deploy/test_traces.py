@@ -32,6 +32,9 @@ from tests.deployments import DistributedDeployment
 pytestmark = pytest.mark.e2e
 
 OTELCOL_SOURCES = ("go.mod", "go.sum", "main.go")
+# OTLP's span kinds
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
+BULK = "opensearch bulk"
 COLLECTOR_CONFIG = """
 receivers:
   otlp:
@@ -138,16 +141,6 @@ def spans_of(collector: Collector, trace_id: str, *, until: set[str]) -> list[di
         time.sleep(0.2)
 
 
-def ancestry(span: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> list[str]:
-    """The (service, name) of a span and of each of its ancestors, innermost first."""
-    chain = []
-    current: dict[str, Any] | None = span
-    while current is not None:
-        chain.append(f"{current['service']}: {current['name']}")
-        current = by_id.get(current.get("parentSpanId", ""))
-    return chain
-
-
 def test_one_webhook_event_is_one_trace_across_the_processes(
     request: pytest.FixtureRequest, tmp_path: Path, collector: Collector
 ) -> None:
@@ -192,59 +185,37 @@ def test_one_webhook_event_is_one_trace_across_the_processes(
     spans = spans_of(
         collector,
         trace_id,
-        until={"POST /api/v1/events", "opensearch bulk", "GET /api/v1/messages/{message_id}"},
+        until={"POST /api/v1/events", BULK, "GET /api/v1/messages/{message_id}"},
     )
     by_id = {span["spanId"]: span for span in spans}
-    named = {(span["service"], span["name"]) for span in spans}
-    assert ("insights-ingest", "POST /api/v1/events") in named, sorted(named)
+    seen = sorted(f"{s['service']}: {s['name']}" for s in spans)
+    prefix = deployment.topic_prefix
 
     # ingest's request -> its publish to Kafka -> the projector's batch -> its OpenSearch write
-    bulk = next(
-        s for s in spans if s["service"] == "insights-projector" and s["name"] == "opensearch bulk"
-    )
-    chain = ancestry(bulk, by_id)
-    assert chain[-1] == "insights-ingest: POST /api/v1/events", chain
-    assert by_id[_id_of(chain[-1], spans)]["parentSpanId"] == caller_span
-    consumer = [c for c in chain if c.startswith("insights-projector:") and c.endswith(" process")]
-    assert consumer, chain
-    assert any(
-        c.startswith("insights-ingest:") and "notifications.v1" in c and "publish" in c
-        for c in _names_under(chain[-1], spans, by_id)
-    ), chain
-    assert any(c.startswith("insights-ingest:") and "notifications.v1" in c for c in chain), chain
+    bulk = [s for s in spans if (s["service"], s["name"]) == ("insights-projector", BULK)]
+    assert len(bulk) == 1, seen
+    _, consume, create, request_span = lineage(bulk[0], by_id)
+    assert consume["service"] == "insights-projector" and consume["kind"] == CONSUMER, seen
+    assert consume["name"] == f"{prefix}insights-projector process", seen
+    assert create["service"] == "insights-ingest" and create["kind"] == PRODUCER, seen
+    assert create["name"] == f"{prefix}insights.notifications.v1 create", seen
+    assert (request_span["service"], request_span["kind"]) == ("insights-ingest", SERVER), seen
+    assert request_span["name"] == "POST /api/v1/events", seen
+    assert request_span["parentSpanId"] == caller_span
+    publish = [s for s in spans if s.get("parentSpanId") == create["spanId"]]
+    assert any(s["kind"] == PRODUCER and s["name"].endswith(" publish") for s in publish), seen
 
     # the caller's read, in the same trace: the query service's request and its OpenSearch read
-    query = [
-        s
-        for s in spans
-        if s["service"] == "insights-query" and s["name"] == "GET /api/v1/messages/{message_id}"
-    ]
-    assert len(query) == 1 and query[0]["parentSpanId"] == caller_span, sorted(named)
-    assert any(
-        s["service"] == "insights-query"
-        and s["name"].startswith("opensearch ")
-        and query[0]["spanId"] in _ancestor_ids(s, by_id)
-        for s in spans
-    ), sorted(named)
+    (query,) = [s for s in spans if s["service"] == "insights-query" and s["kind"] == SERVER]
+    assert query["name"] == "GET /api/v1/messages/{message_id}", seen
+    assert query["parentSpanId"] == caller_span
+    reads = [s for s in spans if s.get("parentSpanId") == query["spanId"]]
+    assert any(s["kind"] == CLIENT and s["name"].startswith("opensearch ") for s in reads), seen
 
 
-def _id_of(label: str, spans: list[dict[str, Any]]) -> str:
-    service, name = label.split(": ", 1)
-    return next(s["spanId"] for s in spans if s["service"] == service and s["name"] == name)
-
-
-def _ancestor_ids(span: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> set[str]:
-    found = set()
-    current = by_id.get(span.get("parentSpanId", ""))
-    while current is not None:
-        found.add(current["spanId"])
-        current = by_id.get(current.get("parentSpanId", ""))
-    return found
-
-
-def _names_under(
-    label: str, spans: list[dict[str, Any]], by_id: dict[str, dict[str, Any]]
-) -> list[str]:
-    """The spans below the one `label` names."""
-    root = _id_of(label, spans)
-    return [f"{s['service']}: {s['name']}" for s in spans if root in _ancestor_ids(s, by_id)]
+def lineage(span: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The span and each of its ancestors in the trace, innermost first."""
+    chain = [span]
+    while (parent := by_id.get(chain[-1].get("parentSpanId", ""))) is not None:
+        chain.append(parent)
+    return chain

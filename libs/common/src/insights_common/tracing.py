@@ -117,7 +117,13 @@ def trace_http(app: FastAPI, provider: TracerProvider | None) -> None:
     a provider."""
     if provider is None:
         return
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=UNTRACED_URLS)
+    # no span for each chunk of a body received or sent: a request is one span
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=provider,
+        excluded_urls=UNTRACED_URLS,
+        exclude_spans=["receive", "send"],
+    )
 
 
 def tracer(name: str, provider: TracerProvider | None = None) -> Tracer:
