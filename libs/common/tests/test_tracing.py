@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind
 
 from insights_common.kafka import KafkaBus, KafkaOptions, KafkaTransactionalPublisher
 from insights_common.tracing import (
+    MAX_LINKS,
     batch_parent,
     consuming,
     record_headers,
@@ -215,3 +216,14 @@ def ancestors(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[Readab
         span = by_id[span.parent.span_id]
         found.append(span)
     return found
+
+
+@pytest.mark.unit
+def test_a_batch_of_many_traces_links_as_many_as_a_span_keeps(
+    exported: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, _ = exported
+    records = [headers_in(provider, f"publish {n}")[0] for n in range(MAX_LINKS + 50)]
+    parent, links = batch_parent(records)
+    assert not trace.get_current_span(parent).get_span_context().is_valid
+    assert len(links) == MAX_LINKS

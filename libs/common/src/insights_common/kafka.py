@@ -116,6 +116,7 @@ class KafkaBus:
         self, options: KafkaOptions, *, tracer_provider: TracerProvider | None = None
     ) -> None:
         self.options = options
+        self.traced = tracer_provider is not None
         self.tracer = tracer(__name__, tracer_provider)
         self.broker = KafkaBroker(
             options.bootstrap_servers,
@@ -308,25 +309,13 @@ class KafkaBus:
         failures = 0
 
         metrics = self.metrics
-        span_name = f"{group_id} process"
 
         async def consume(bodies: list[bytes], message: KafkaMessage) -> None:
             nonlocal failures
             records = _records(bodies, message)
             started = time.perf_counter()
             try:
-                with consuming(
-                    self.tracer,
-                    span_name,
-                    [record.headers for record in records],
-                    attributes={
-                        "messaging.system": "kafka",
-                        "messaging.operation.type": "process",
-                        "messaging.consumer.group.name": group_id,
-                        "messaging.destination.name": records[0].topic,
-                        "messaging.destination.partition.id": str(records[0].partition),
-                    },
-                ):
+                with self._batch_span(group_id, records):
                     rejected = await _handle(
                         records, handler, isolate=failures + 1 >= ISOLATE_AFTER, healthy=healthy
                     )
@@ -380,6 +369,25 @@ class KafkaBus:
             }
 
         metrics.follow(group_id, ends)
+
+    def _batch_span(
+        self, group_id: str, records: Sequence[Record]
+    ) -> contextlib.AbstractContextManager[object]:
+        """The consumer span a batch is handled in; untraced, none (no header is read)."""
+        if not self.traced:
+            return contextlib.nullcontext()
+        return consuming(
+            self.tracer,
+            f"{group_id} process",
+            [record.headers for record in records],
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.consumer.group.name": group_id,
+                "messaging.destination.name": records[0].topic,
+                "messaging.destination.partition.id": str(records[0].partition),
+            },
+        )
 
     async def _dead_letter(self, rejected: Sequence[Rejected], *, consumer: str) -> None:
         """Send each reject to `<its topic>.dlq`: its key and bytes, its own headers, and why."""

@@ -154,7 +154,9 @@ def batch_parent(
     parent: Context | None = None
     seen: dict[tuple[int, int], SpanContext] = {}
     traces: set[int] = set()
-    for headers in headers_of_records:
+    # The records of one publish share their headers: each distinct set is read once.
+    distinct = dict.fromkeys(tuple(headers) for headers in headers_of_records)
+    for headers in distinct:
         context = _context_of(headers)
         span_context = trace.get_current_span(context).get_span_context()
         if not span_context.is_valid:
@@ -163,6 +165,8 @@ def batch_parent(
             parent = context
         traces.add(span_context.trace_id)
         seen.setdefault((span_context.trace_id, span_context.span_id), span_context)
+        if len(traces) > 1 and len(seen) >= MAX_LINKS:
+            break  # a trace of its own with as many links as it keeps: the rest are not read
     if parent is None:
         return Context(), []
     if len(traces) == 1:
