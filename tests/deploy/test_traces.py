@@ -26,12 +26,11 @@ import pytest
 from insights_common.auth import sign
 from tests.conftest import free_port
 from tests.dates import at
-from tests.deploy.ops_tools import ROOT, ops_tools, version
+from tests.deploy.ops_tools import otelcol
 from tests.deployments import DistributedDeployment
 
 pytestmark = pytest.mark.e2e
 
-OTELCOL_SOURCES = ("go.mod", "go.sum", "main.go")
 # OTLP's span kinds
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
 BULK = "opensearch bulk"
@@ -54,15 +53,6 @@ service:
       receivers: [otlp]
       exporters: [file]
 """
-
-
-def otelcol() -> Path:
-    """The collector `make ops-tools` built (its directory is named as the Makefile names it)."""
-    import hashlib  # noqa: PLC0415
-
-    sources = b"".join((ROOT / "deploy/otelcol" / name).read_bytes() for name in OTELCOL_SOURCES)
-    key = hashlib.sha256(sources).hexdigest()[:12]
-    return ops_tools() / f"otelcol-{version('OTELCOL_VERSION')}-{key}" / "insights-otelcol"
 
 
 @dataclass
