@@ -1,5 +1,5 @@
-"""One webhook event is one trace across the distributed mode's processes, as a real OpenTelemetry
-Collector receives it: the Collector of deploy/otelcol (OTLP receiver, file exporter), built from
+"""One webhook event is one trace across the distributed mode's processes, and so is one CSV
+import, as a real OpenTelemetry Collector receives them: the Collector of deploy/otelcol (OTLP receiver, file exporter), built from
 the Go module proxy by `make ops-tools`, writes every span it gets to a JSON-lines file, which
 this test reads.
 
@@ -131,7 +131,7 @@ def spans_of(collector: Collector, trace_id: str, *, until: set[str]) -> list[di
         time.sleep(0.2)
 
 
-def test_one_webhook_event_is_one_trace_across_the_processes(
+def test_one_webhook_event_is_one_trace_across_the_processes_and_so_is_an_import(
     request: pytest.FixtureRequest, tmp_path: Path, collector: Collector
 ) -> None:
     deployment = traced_deployment(request, tmp_path, collector)
@@ -168,7 +168,15 @@ def test_one_webhook_event_is_one_trace_across_the_processes(
         assert posted.status_code in (200, 202), posted.text
         with deployment.client(key) as api:
             read = api.get("/api/v1/messages/m-traced", headers={"traceparent": traceparent})
-        assert read.status_code == 200, read.text
+            assert read.status_code == 200, read.text
+            import_trace = secrets.token_hex(16)
+            imported = api.post(
+                "/api/v1/imports",
+                files={"file": ("users.csv", b"user_id,phone_number\r\nsam,+14155550173\r\n")},
+                headers={"traceparent": f"00-{import_trace}-{secrets.token_hex(8)}-01"},
+            )
+            assert imported.status_code == 202, imported.text
+            until_complete(api, imported.json()["id"])
     finally:
         deployment.stop()  # each process flushes the spans it still holds as it stops
 
@@ -201,6 +209,27 @@ def test_one_webhook_event_is_one_trace_across_the_processes(
     assert query["parentSpanId"] == caller_span
     reads = [s for s in spans if s.get("parentSpanId") == query["spanId"]]
     assert any(s["kind"] == CLIENT and s["name"].startswith("opensearch ") for s in reads), seen
+
+    # an import: its upload -> its one Kafka transaction -> the projector's batch -> its write
+    spans = spans_of(collector, import_trace, until={"POST /api/v1/imports", BULK})
+    by_id = {span["spanId"]: span for span in spans}
+    seen = sorted(f"{s['service']}: {s['name']}" for s in spans)
+    bulk = [s for s in spans if (s["service"], s["name"]) == ("insights-projector", BULK)]
+    assert len(bulk) == 1, seen
+    chain = [(s["service"], s["name"]) for s in lineage(bulk[0], by_id)]
+    assert chain == [
+        ("insights-projector", BULK),
+        ("insights-projector", f"{prefix}insights-projector process"),
+        ("insights-import", "publish (transaction)"),
+        ("insights-import", "POST /api/v1/imports"),
+    ], seen
+
+
+def until_complete(api: httpx.Client, import_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while (status := api.get(f"/api/v1/imports/{import_id}").json()["status"]) != "completed":
+        assert status not in ("failed", "rejected") and time.monotonic() < deadline, status
+        time.sleep(0.1)
 
 
 def lineage(span: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
