@@ -1,7 +1,7 @@
 """One webhook event is one trace across the distributed mode's processes, and so is one CSV
-import, as a real OpenTelemetry Collector receives them: the Collector of deploy/otelcol (OTLP receiver, file exporter), built from
-the Go module proxy by `make ops-tools`, writes every span it gets to a JSON-lines file, which
-this test reads.
+import, as a real OpenTelemetry Collector receives them: the Collector of deploy/otelcol (OTLP
+receiver, file exporter), built from the Go module proxy by `make ops-tools`, writes every span
+it gets to a JSON-lines file, which this test reads.
 
 The caller sends its own `traceparent` with the webhook and with the read that follows, as a
 program that wants to see "sent, then found" as one trace does: the query service cannot know
