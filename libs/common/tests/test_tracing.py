@@ -227,3 +227,26 @@ def test_a_batch_of_many_traces_links_as_many_as_a_span_keeps(
     parent, links = batch_parent(records)
     assert not trace.get_current_span(parent).get_span_context().is_valid
     assert len(links) == MAX_LINKS
+
+
+@pytest.mark.unit
+async def test_a_request_span_keeps_no_query_string(
+    exported: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """A search's terms (a phone number here) stay out of the trace."""
+    provider, exporter = exported
+    app = FastAPI()
+
+    @app.get("/api/v1/users")
+    async def users(q: str) -> dict[str, str]:
+        return {"q": q}
+
+    trace_http(app, provider)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        answer = await client.get("/api/v1/users", params={"q": "+14155550171"})
+    assert answer.json() == {"q": "+14155550171"}
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "GET /api/v1/users"
+    values = " ".join(str(value) for value in (span.attributes or {}).values())
+    assert "14155550171" not in values and "/api/v1/users" in values

@@ -123,7 +123,19 @@ def trace_http(app: FastAPI, provider: TracerProvider | None) -> None:
         tracer_provider=provider,
         excluded_urls=UNTRACED_URLS,
         exclude_spans=["receive", "send"],
+        server_request_hook=without_query,
     )
+
+
+def without_query(span: Span, scope: dict[str, Any]) -> None:
+    """Keep a request's query string out of its span: searches carry phone numbers and names
+    there (`/users?q=`), which the API itself shows only masked or to some roles."""
+    attributes: Mapping[str, Any] = getattr(span, "attributes", None) or {}
+    url = attributes.get("http.url")
+    if isinstance(url, str) and "?" in url:
+        span.set_attribute("http.url", url.split("?", 1)[0])
+    if "url.query" in attributes:
+        span.set_attribute("url.query", "")
 
 
 def tracer(name: str, provider: TracerProvider | None = None) -> Tracer:
