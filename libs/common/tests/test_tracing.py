@@ -97,6 +97,13 @@ def test_the_standard_variables_turn_traces_on_and_name_the_service(
     monkeypatch.setenv("OTEL_SERVICE_NAME", "acme-insights-query")
     assert service_resource("query").attributes["service.name"] == "acme-insights-query"
 
+    # the processes export OTLP over http/protobuf only: another protocol is a clear error
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    with pytest.raises(ValueError, match="must be http/protobuf"):
+        start_tracing("query")
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider)
+
 
 def headers_in(provider: TracerProvider, name: str) -> tuple[list[tuple[str, bytes]], int]:
     """The record headers a publish inside a new span `name` writes, and that span's id."""

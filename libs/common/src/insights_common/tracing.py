@@ -59,15 +59,14 @@ def tracing_wanted(environ: Mapping[str, str]) -> bool:
     )
 
 
-def start_tracing(service: str, environ: Mapping[str, str] | None = None) -> TracerProvider | None:
+def start_tracing(service: str) -> TracerProvider | None:
     """The process's tracer provider, made the global one; None (and nothing set) when the
     environment asks for no traces. Shut it down when the process stops: that flushes the
     spans still queued."""
-    environ = os.environ if environ is None else environ
-    if not tracing_wanted(environ):
+    if not tracing_wanted(os.environ):
         return None
     provider = TracerProvider(resource=service_resource(service))
-    provider.add_span_processor(_processor(environ))
+    provider.add_span_processor(_processor(os.environ))
     trace.set_tracer_provider(provider)
     return provider
 
