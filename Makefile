@@ -124,9 +124,9 @@ edge:
 # module proxy with the machine's Go, once per version, into the download cache of
 # deploy/local/services.py. OPS_TOOLS names the directory the tests take them from. promtool
 # comes with all of Prometheus' modules: its first build takes about 10 minutes on 2 cores; the
-# collector's, about 5 (4 min 41 s with an empty module and build cache, at the lowest priority
-# on a busy machine). The collector is keyed by its sources too, so a change to them builds it
-# again.
+# collector's, 5 to 8 (7 min 22 s with empty Go caches, at the lowest priority on a 2-core
+# machine busy with other builds). The collector is keyed by its sources too, so a change to them
+# builds it again.
 HELM_VERSION := 3.22.0
 KUBECONFORM_VERSION := 0.8.0
 PROMETHEUS_MODULE_VERSION := 0.316.0
