@@ -71,12 +71,16 @@ BODIES: dict[str, Any] = {
 }
 
 
+# The API's own descriptions (OpenAPI, AsyncAPI): public, as the reference page that shows them.
+DOCUMENTS = frozenset({"/api/v1/openapi.json", "/api/v1/asyncapi.json"})
+
+
 def api_routes(in_process: InProcess) -> set[tuple[str, str]]:
     app = in_process.client._transport.app  # type: ignore[attr-defined]
     found = set()
     for route in _every_route(app.router.routes):
         path = getattr(route, "path", "")
-        if path.startswith("/api/v1/") and path != "/api/v1/openapi.json":
+        if path.startswith("/api/v1/") and path not in DOCUMENTS:
             found.update((method, path) for method in route.methods - {"HEAD"})
     return found
 
