@@ -72,7 +72,7 @@ def refusal(answer: httpx.Response) -> str:
     assert answer.status_code == 303, answer.text
     assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
     target = urlsplit(answer.headers["location"])
-    assert target.path == "/"
+    assert target.path == "/signin"
     return parse_qs(target.query)["sso_error"][0]
 
 
@@ -87,7 +87,9 @@ def test_a_member_signs_in_through_the_organizations_provider(sso_deployment: De
     deployment = sso_deployment
     key = deployment.cli("keys", "create", "--app", "acme")
     # Keycloak sends the email in lower case; the member was written otherwise.
-    deployment.cli("members", "add", "--app", "acme", "--email", "Ann@ACME.example", "--role", "agent")
+    deployment.cli(
+        "members", "add", "--app", "acme", "--email", "Ann@ACME.example", "--role", "agent"
+    )
 
     with deployment.client() as anyone:
         options = anyone.get("/api/v1/session/options").json()

@@ -67,7 +67,12 @@ def test_a_sealed_flow_opens_within_its_time_and_not_after_nor_when_changed() ->
     assert late.value.code == "expired"
     clock.now = T0
     changed = sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
-    for bad in (changed, None, "", FlowSeal(Fernet.generate_key(), seconds=600, clock=clock).seal(flow)):
+    for bad in (
+        changed,
+        None,
+        "",
+        FlowSeal(Fernet.generate_key(), seconds=600, clock=clock).seal(flow),
+    ):
         with pytest.raises(SsoRefused) as refused:
             seal.open(bad)
         assert refused.value.code == "expired"

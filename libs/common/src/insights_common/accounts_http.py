@@ -25,8 +25,10 @@ from insights_common.rate_limit import client_address, rate_limits
 from insights_common.sso import FLOW_COOKIE, SingleSignOn, SsoRefused
 
 log = logging.getLogger(__name__)
-# Where the browser lands after single sign-on: the dashboard, which reads ?sso_error=.
+# Where the browser lands after single sign-on: the dashboard, or its sign-in page, which
+# explains ?sso_error=<code>.
 DASHBOARD = "/"
+SIGN_IN_PAGE = "/signin"
 
 Role = Literal["admin", "agent", "analyst"]
 
@@ -158,7 +160,7 @@ def accounts_router(
 
     def refused(request: Request, code: str) -> RedirectResponse:
         rate_limits(request).failed(client_address(request))
-        answer = RedirectResponse(f"{DASHBOARD}?sso_error={code}", status_code=303)
+        answer = RedirectResponse(f"{SIGN_IN_PAGE}?sso_error={code}", status_code=303)
         answer.delete_cookie(FLOW_COOKIE, path=flow_path(request))
         return answer
 
