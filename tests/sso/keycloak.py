@@ -11,8 +11,8 @@ import html
 import json
 import re
 import uuid
-from http.cookies import SimpleCookie
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from pathlib import Path
 
 import httpx
