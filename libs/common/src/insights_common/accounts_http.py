@@ -158,8 +158,9 @@ def accounts_router(
             option = SsoOption(label=sso.label, start=str(request.url_for("sso_start").path))
         return SessionOptions(password=True, sso=option)
 
-    def refused(request: Request, code: str) -> RedirectResponse:
-        rate_limits(request).failed(client_address(request))
+    def refused(request: Request, code: str, *, failed: bool = True) -> RedirectResponse:
+        if failed:  # a refused callback counts as a failed authentication; an outage does not
+            rate_limits(request).failed(client_address(request))
         answer = RedirectResponse(f"{SIGN_IN_PAGE}?sso_error={code}", status_code=303)
         answer.delete_cookie(FLOW_COOKIE, path=flow_path(request))
         return answer
@@ -173,7 +174,10 @@ def accounts_router(
         status_code=303,
         response_class=RedirectResponse,
         responses=problem_responses(
-            {404: "The deployment has no single sign-on.", 422: "No app, or not an app id."}
+            {
+                400: "No app, or an app id of more than 64 characters.",
+                404: "The deployment has no single sign-on.",
+            }
         ),
     )
     async def sso_start(
@@ -188,7 +192,7 @@ def accounts_router(
             url, sealed = await sso.start(app, redirect_uri=str(request.url_for("sso_callback")))
         except SsoRefused as refusal:
             log.warning("single sign-on could not start: %s", refusal)
-            return refused(request, refusal.code)
+            return refused(request, refusal.code, failed=False)
         answer = RedirectResponse(url, status_code=303)
         answer.set_cookie(
             FLOW_COOKIE,
@@ -232,7 +236,7 @@ def accounts_router(
                 )
         except SsoRefused as refusal:
             log.info("single sign-on refused from %s: %s", address, refusal)
-            return refused(request, refusal.code)
+            return refused(request, refusal.code, failed=refusal.code != "provider")
         await audit.append(
             AuditEntry(
                 at=utc_now(),
