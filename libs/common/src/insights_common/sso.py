@@ -23,7 +23,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx2
-from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 from authlib.oidc.core import CodeIDToken
 from cryptography.fernet import Fernet, InvalidToken
 from joserfc import jwt
@@ -175,7 +175,8 @@ class Provider:
     for `METADATA_SECONDS` (a cache: every process reads its own)."""
 
     def __init__(self, settings: SsoSettings, http: Callable[[], AsyncOAuth2Client]) -> None:
-        assert settings.issuer is not None  # noqa: S101 - SingleSignOn is made only when enabled
+        if settings.issuer is None:
+            raise ValueError("single sign-on has no issuer (INSIGHTS_SSO_ISSUER)")
         self._issuer = settings.issuer
         self._http = http
         self._metadata: dict[str, Any] | None = None
@@ -291,7 +292,7 @@ class SingleSignOn:
                 tokens = await client.fetch_token(
                     endpoint, grant_type="authorization_code", code=code, code_verifier=verifier
                 )
-        except Exception as error:  # Authlib raises its OAuthError, httpx2 its own, or ValueError
+        except (OAuthError, httpx2.HTTPError, ValueError) as error:
             raise SsoRefused("provider", f"the token endpoint refused the code: {error}") from error
         return dict(tokens)
 
