@@ -38,7 +38,7 @@ def test_single_sign_on_is_off_until_issuer_client_and_secret_are_all_set(
 ) -> None:
     assert not SsoSettings().enabled
     monkeypatch.setenv("INSIGHTS_SSO_ISSUER", "https://login.example.com/realms/acme/")
-    with pytest.raises(ValidationError, match="INSIGHTS_SSO_CLIENT_SECRET is not set"):
+    with pytest.raises(ValidationError, match="not set: INSIGHTS_SSO_CLIENT_SECRET"):
         SsoSettings(client_id="insights")
     settings = SsoSettings(client_id="insights", client_secret="s3cret")  # type: ignore[arg-type]
     assert settings.enabled

@@ -91,7 +91,7 @@ class SsoSettings(BaseSettings):
         missing = [name for name, value in given.items() if not value]
         if 0 < len(missing) < len(given):
             raise ValueError(
-                f"single sign-on needs {', '.join(given)}; {', '.join(missing)} is not set"
+                f"single sign-on needs {', '.join(given)} all set; not set: {', '.join(missing)}"
             )
         return self
 
