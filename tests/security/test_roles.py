@@ -26,7 +26,8 @@ pytestmark = pytest.mark.unit
 PUBLIC = "public"
 SIGNED_IN = "signed in"
 # (method, path) -> what the caller needs: a permission, any signed-in caller, or nothing (the
-# sign-in itself, by password or single sign-on; the webhook and the platforms' callbacks, which their signatures authenticate).
+# sign-in itself, by password or single sign-on; the webhook and the platforms' callbacks,
+# which their signatures authenticate).
 RULES: dict[tuple[str, str], Permission | str] = {
     ("GET", "/api/v1/users"): Permission.SEARCH_USERS,
     ("GET", "/api/v1/users/{user_id}"): Permission.VIEW_PROFILE,
