@@ -18,11 +18,11 @@ from insights_common.accounts import (
     MemberExists,
     NoSuchMember,
 )
-from insights_common.audit import AuditEntry, AuditLog, Recorder, utc_now
+from insights_common.audit import AuditLog, Recorder
 from insights_common.http import FORBIDDEN, UNAUTHORIZED, Problem, problem_responses
 from insights_common.members import normal_email
 from insights_common.rate_limit import client_address, rate_limits
-from insights_common.sso import FLOW_COOKIE, SingleSignOn, SsoRefused
+from insights_common.sso import FLOW_COOKIE, SingleSignOn, SsoRefused, SsoSignIn
 
 log = logging.getLogger(__name__)
 # Where the browser lands after single sign-on: the dashboard, or its sign-in page, which
@@ -117,6 +117,7 @@ def accounts_router(
     Caller = Annotated[Principal, Depends(access.require(None))]
     Admin = Annotated[Principal, Depends(access.require(Permission.MANAGE_MEMBERS))]
     record = Recorder(audit)
+    sso_sign_in = SsoSignIn(sso, accounts, audit) if sso is not None else None
 
     def set_session_cookie(response: Response, request: Request, token: str) -> None:
         response.set_cookie(
@@ -217,36 +218,20 @@ def accounts_router(
         """Where the provider sends the browser back: signs the member in (the session cookie
         of a password sign-in) and answers a redirect to the dashboard; a refusal redirects
         there with ?sso_error=<why>."""
-        if sso is None:
+        if sso_sign_in is None:
             raise Problem(404, "Not found", "This deployment has no single sign-on.")
-        limits = rate_limits(request)
         address = client_address(request)
-        limits.check_address(address)
-        params = {key: value[:4096] for key, value in request.query_params.items()}
+        rate_limits(request).check_address(address)
         try:
-            identity = await sso.finish(
+            session = await sso_sign_in.finish(
                 cookie=request.cookies.get(FLOW_COOKIE),
-                params=params,
+                params={key: value[:4096] for key, value in request.query_params.items()},
                 redirect_uri=str(request.url_for("sso_callback")),
+                address=address,
             )
-            session = await accounts.sign_in_verified(identity.app_id, identity.email)
-            if session is None:
-                raise SsoRefused(
-                    "not_member", f"{identity.email} is not a member of app {identity.app_id!r}"
-                )
         except SsoRefused as refusal:
             log.info("single sign-on refused from %s: %s", address, refusal)
             return refused(request, refusal.code, failed=refusal.code != "provider")
-        await audit.append(
-            AuditEntry(
-                at=utc_now(),
-                app_id=identity.app_id,
-                actor=f"member:{normal_email(identity.email)}",
-                action="session.sso",
-                address=address,
-                detail=f"{sso.settings.issuer} subject {identity.subject}",
-            )
-        )
         answer = RedirectResponse(DASHBOARD, status_code=303)
         answer.delete_cookie(FLOW_COOKIE, path=flow_path(request))
         set_session_cookie(answer, request, session.token)

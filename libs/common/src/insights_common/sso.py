@@ -33,7 +33,10 @@ from joserfc.jws import JWSRegistry
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from insights_common.accounts import Accounts, NewSession
+from insights_common.audit import AuditEntry, AuditLog
 from insights_common.clock import utc_now
+from insights_common.members import normal_email
 
 log = logging.getLogger(__name__)
 
@@ -339,3 +342,43 @@ class SingleSignOn:
         if verified is False or (isinstance(verified, str) and verified.lower() == "false"):
             raise SsoRefused("unverified", f"the provider has not verified {email}")
         return email.strip()
+
+
+class SsoSignIn:
+    """Signing a member in through the provider: its answer checked, the member found by email,
+    the session a password sign-in opens, and the entry `session.sso` in the app's trail."""
+
+    def __init__(
+        self,
+        sso: SingleSignOn,
+        accounts: Accounts,
+        audit: AuditLog,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.sso = sso
+        self._accounts = accounts
+        self._audit = audit
+        self._clock = clock
+
+    async def finish(
+        self, *, cookie: str | None, params: Mapping[str, str], redirect_uri: str, address: str
+    ) -> NewSession:
+        """The new session of the member the callback names; `SsoRefused` says why not."""
+        identity = await self.sso.finish(cookie=cookie, params=params, redirect_uri=redirect_uri)
+        session = await self._accounts.sign_in_verified(identity.app_id, identity.email)
+        if session is None:
+            raise SsoRefused(
+                "not_member", f"{identity.email} is not a member of app {identity.app_id!r}"
+            )
+        await self._audit.append(
+            AuditEntry(
+                at=self._clock(),
+                app_id=identity.app_id,
+                actor=f"member:{normal_email(identity.email)}",
+                action="session.sso",
+                address=address,
+                detail=f"{self.sso.settings.issuer} subject {identity.subject}",
+            )
+        )
+        return session
