@@ -231,10 +231,13 @@ async def test_id_token_signature_audience_and_expiry_are_checked(sso_realm: Rea
     other_client = provider_sso(sso_realm, clock, client_id="another-client")
     expired_at = datetime.fromtimestamp(claims["exp"], UTC) + timedelta(seconds=61)
     late = provider_sso(sso_realm, Clock(expired_at))
+    issued_at = datetime.fromtimestamp(claims["iat"], UTC)
+    early = provider_sso(sso_realm, Clock(issued_at - timedelta(seconds=61)))
     for checker, token, why in (
         (sso, {**tokens, "id_token": forged}, "signature"),
         (other_client, tokens, "aud"),
         (late, tokens, "exp"),
+        (early, tokens, "iat"),
     ):
         with pytest.raises(SsoRefused) as refused:
             await checker.verify_id_token(token, nonce=flow.nonce)
