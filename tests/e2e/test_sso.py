@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import _distributed
+from tests.conftest import Server, _distributed
 from tests.deployments import EmbeddedDeployment
 from tests.sso.keycloak import UNVERIFIED, VERIFIED, sign_in_at_provider
 
@@ -172,3 +172,12 @@ def test_a_sign_in_started_on_one_query_replica_finishes_on_another(
             assert me.status_code == 200 and me.json()["role"] == "analyst"
     finally:
         deployment.stop()
+
+
+def test_without_its_settings_a_deployment_has_no_single_sign_on(server: Server) -> None:
+    with server.client() as anyone:
+        assert anyone.get("/api/v1/session/options").json() == {"password": True, "sso": None}
+        for path in (START, f"{START}/callback"):
+            answer = anyone.get(path, params={"app": "acme", "state": "s", "code": "c"})
+            assert answer.status_code == 404, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
