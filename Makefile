@@ -117,14 +117,22 @@ edge:
 	elif command -v sudo >/dev/null 2>&1; then sudo sh -c 'apt-get update && apt-get install -y --no-install-recommends nginx'; \
 	else echo "make edge: install Debian's nginx package with apt-get (as root)" >&2; exit 1; fi
 
-# Helm and kubeconform, which check deploy/helm (tests/deploy/test_helm.py), and promtool, which
-# checks deploy/observability's alert rules (tests/deploy/test_observability.py): Go programs
-# built from the Go module proxy with the machine's Go, once per version, into the download cache
-# of deploy/local/services.py. OPS_TOOLS names the directory the tests take them from. promtool
-# comes with all of Prometheus' modules: its first build takes about 10 minutes on 2 cores.
+# Helm and kubeconform, which check deploy/helm (tests/deploy/test_helm.py), promtool, which
+# checks deploy/observability's alert rules (tests/deploy/test_observability.py), and an
+# OpenTelemetry Collector with the OTLP receiver and the file exporter only (deploy/otelcol), which
+# receives the processes' traces in tests/deploy/test_traces.py: Go programs built from the Go
+# module proxy with the machine's Go, once per version, into the download cache of
+# deploy/local/services.py. OPS_TOOLS names the directory the tests take them from. promtool
+# comes with all of Prometheus' modules: its first build takes about 10 minutes on 2 cores; the
+# collector's, 5 to 8 (7 min 22 s with empty Go caches, at the lowest priority on a 2-core
+# machine busy with other builds). The collector is keyed by its sources too, so a change to them
+# builds it again.
 HELM_VERSION := 3.22.0
 KUBECONFORM_VERSION := 0.8.0
 PROMETHEUS_MODULE_VERSION := 0.316.0
+OTELCOL_VERSION := 0.161.0
+OTELCOL_SOURCES := $(addprefix deploy/otelcol/,go.mod go.sum main.go)
+OTELCOL_DIR = otelcol-$(OTELCOL_VERSION)-$(shell cat $(OTELCOL_SOURCES) | sha256sum | cut -c1-12)
 OPS_TOOLS ?= $${XDG_CACHE_HOME:-$$HOME/.cache}/user-insights/go-tools
 GO_BUILD = GOBIN="$$tools/$(1)" GOFLAGS=-trimpath go install $(2)
 ops-tools:
@@ -134,7 +142,10 @@ ops-tools:
 	[ -x "$$tools/kubeconform-$(KUBECONFORM_VERSION)/kubeconform" ] \
 		|| $(call GO_BUILD,kubeconform-$(KUBECONFORM_VERSION),github.com/yannh/kubeconform/cmd/kubeconform@v$(KUBECONFORM_VERSION)); \
 	[ -x "$$tools/promtool-$(PROMETHEUS_MODULE_VERSION)/promtool" ] \
-		|| $(call GO_BUILD,promtool-$(PROMETHEUS_MODULE_VERSION),github.com/prometheus/prometheus/cmd/promtool@v$(PROMETHEUS_MODULE_VERSION))
+		|| $(call GO_BUILD,promtool-$(PROMETHEUS_MODULE_VERSION),github.com/prometheus/prometheus/cmd/promtool@v$(PROMETHEUS_MODULE_VERSION)); \
+	[ -x "$$tools/$(OTELCOL_DIR)/insights-otelcol" ] \
+		|| (cd deploy/otelcol && GOFLAGS="-trimpath -buildvcs=false" go build \
+			-o "$$tools/$(OTELCOL_DIR)/insights-otelcol" .)
 
 # Keycloak, the real OpenID provider of the single sign-on tests (tests/sso): fetched once from
 # Maven Central and started on loopback by deploy/local/services.py, unless KEYCLOAK_URL names

@@ -134,6 +134,13 @@ def members(session: Session) -> None:
     loaded(session.page)
 
 
+def sources(session: Session) -> None:
+    sign_in(session.page, session.login)
+    session.page.goto("/sources")
+    expect(session.page.get_by_role("region", name="Twilio")).to_be_visible()
+    loaded(session.page)
+
+
 VIEWS: dict[str, Callable[[Session], None]] = {
     "signin": sign_in_page,
     "signin-refused": refused_sign_in,
@@ -147,6 +154,7 @@ VIEWS: dict[str, Callable[[Session], None]] = {
     "template": template,
     "audit": audit,
     "members": members,
+    "sources": sources,
 }
 
 # The pages people use most, checked at phone size too.

@@ -228,3 +228,17 @@ async def test_concurrent_entries_are_grouped_and_chained_in_order(databases: Da
     assert [e.seq for e in stored] == list(range(1, 61))  # in the order they were asked for
     assert counting.transactions < 60
     assert (await verify(log, "acme")).entries == 60
+
+
+async def test_two_processes_chain_one_apps_entries_without_a_gap_or_a_fork(
+    databases: Databases,
+) -> None:
+    """Two query replicas record reads of one app at once: each learns where the other left the
+    chain (PostgreSQL: its head is stale, the append is refused and chained again)."""
+    first, second = await open_audit(databases), await open_audit(databases)
+    await first.append(entry(0))  # the second process has never seen this app's chain
+    one, two = GroupedAuditLog(first), GroupedAuditLog(second)
+    stored = await asyncio.gather(*((one if i % 2 else two).append(entry(i)) for i in range(1, 41)))
+    assert sorted(e.seq for e in stored) == list(range(2, 42))
+    checked = await verify(first, "acme")
+    assert checked.intact and checked.entries == 41

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from insights_common.audit import AuditEntry, AuditFilter, chain_batch, stored_row, where_sql
-from insights_common.postgres import PostgresDatabase, quote_ident
+from insights_common.postgres import Connection, PostgresDatabase, quote_ident
 
 COMPONENT = "audit"
 
@@ -39,6 +39,36 @@ MIGRATIONS: tuple[str, ...] = (
     BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$;
     CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
         FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+    """,
+    # An app's entries in one round trip: under the app's lock, the entries (chained by the
+    # caller after the head it believed last) are inserted only if that head is still the last;
+    # otherwise nothing is written and the actual head is answered for the caller to chain again.
+    # Each statement of a function sees what committed before it, so the head is read after the
+    # lock is held.
+    """
+    CREATE FUNCTION audit_log_append(
+        p_app text, p_after_seq bigint, p_after_hash text,
+        p_seq bigint[], p_at timestamptz[], p_actor text[], p_action text[], p_user_id text[],
+        p_address text[], p_reason text[], p_detail text[], p_prev_hash text[], p_hash text[]
+    ) RETURNS TABLE (written boolean, head_seq bigint, head_hash text)
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        last_seq bigint;
+        last_hash text;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtextextended('audit:' || p_app, 0));
+        SELECT a.seq, a.hash INTO last_seq, last_hash FROM audit_log a
+            WHERE a.app_id = p_app ORDER BY a.seq DESC LIMIT 1;
+        IF last_seq IS DISTINCT FROM p_after_seq OR last_hash IS DISTINCT FROM p_after_hash THEN
+            RETURN QUERY SELECT false, last_seq, last_hash;
+            RETURN;
+        END IF;
+        INSERT INTO audit_log (app_id, seq, at, actor, action, user_id, address, reason, detail,
+                               prev_hash, hash)
+            SELECT p_app, e.* FROM unnest(p_seq, p_at, p_actor, p_action, p_user_id, p_address,
+                                          p_reason, p_detail, p_prev_hash, p_hash) AS e;
+        RETURN QUERY SELECT true, p_seq[array_upper(p_seq, 1)], p_hash[array_upper(p_hash, 1)];
+    END $$;
     """,
 )
 _COLUMNS = "app_id, seq, at, actor, action, user_id, address, reason, detail, prev_hash, hash"
@@ -76,6 +106,8 @@ class PostgresAuditLog:
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
         self._months: set[datetime] = set()
+        self._heads: dict[str, tuple[int, str] | None] = {}
+        """Each app's last entry as this process last wrote or saw it (None: none yet)."""
 
     async def migrate(self) -> None:
         await self._db.migrate(COMPONENT, MIGRATIONS)
@@ -99,28 +131,45 @@ class PostgresAuditLog:
         return (await self.append_many([entry]))[0]
 
     async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+        """Each app's entries in one round trip while this process's idea of its last entry is
+        right (one query process, or one that wrote last); two when another process wrote since.
+        Apps one after the other, in one order, so two batches never wait on each other."""
         for moment in {month_bounds(entry.at)[0] for entry in entries}:
             await self._partition(moment)
-        apps = sorted({entry.app_id for entry in entries})
-        async with self._db.transaction() as conn:
-            last: dict[str, tuple[int, str]] = {}
-            for app_id in apps:  # in one order, so two batches never wait on each other
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended('audit:' || $1, 0))", app_id
-                )
-                row = await conn.fetchrow(
-                    "SELECT seq, hash FROM audit_log WHERE app_id = $1 ORDER BY seq DESC LIMIT 1",
-                    app_id,
-                )
-                if row is not None:
-                    last[app_id] = (row["seq"], row["hash"])
-            stored = chain_batch(entries, last)
-            await conn.executemany(
-                f"INSERT INTO audit_log ({_COLUMNS})"  # noqa: S608 - fixed column names
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                [stored_row(e, lambda at: at) for e in stored],
+        stored: list[AuditEntry | None] = [None] * len(entries)
+        async with self._db.acquire() as conn:
+            for app_id in sorted({entry.app_id for entry in entries}):
+                at = [i for i, entry in enumerate(entries) if entry.app_id == app_id]
+                chained = await self._append_app(conn, app_id, [entries[i] for i in at])
+                for index, entry in zip(at, chained, strict=True):
+                    stored[index] = entry
+        return [entry for entry in stored if entry is not None]
+
+    async def _append_app(
+        self, conn: Connection, app_id: str, entries: Sequence[AuditEntry]
+    ) -> list[AuditEntry]:
+        head = self._heads.get(app_id)
+        while True:
+            chained = chain_batch(entries, {app_id: head} if head is not None else {})
+            rows = [stored_row(e, lambda at: at) for e in chained]
+            columns = list(zip(*rows, strict=True))
+            answer = await conn.fetchrow(
+                "SELECT written, head_seq, head_hash FROM audit_log_append("
+                "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                app_id,
+                head[0] if head is not None else None,
+                head[1] if head is not None else None,
+                *[list(column) for column in columns[1:]],
             )
-        return stored
+            if answer is None:  # the function always answers one row
+                raise RuntimeError("audit_log_append answered no row")
+            actual = (
+                None if answer["head_seq"] is None else (answer["head_seq"], answer["head_hash"])
+            )
+            self._heads[app_id] = actual
+            if answer["written"]:
+                return chained
+            head = actual  # another process wrote since: chain after its last entry and retry
 
     async def search(
         self, app_id: str, where: AuditFilter, *, before_seq: int | None, limit: int

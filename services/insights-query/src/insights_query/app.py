@@ -17,6 +17,8 @@ from insights_common.auth import SecretBox
 from insights_common.bus import InProcessBus
 from insights_common.kafka import KafkaBus
 from insights_common.service import ServiceParts
+from insights_common.sources import Sources
+from insights_common.sources_http import sources_router
 from insights_common.sqlite import SqliteDatabase
 from insights_common.sso import SEAL_PURPOSE, SingleSignOn
 from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
@@ -41,9 +43,9 @@ def create_service(
     box: SecretBox | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[QueryService, ServiceParts]:
-    """The query API over any store, with sign-in, members and the audit trail beside it;
-    with single sign-on when `settings.sso` is configured (its flows are sealed with a key
-    derived from `box`'s)."""
+    """The query API over any store, with sign-in, members, the audit trail and the sources'
+    settings beside it; with single sign-on when `settings.sso` is configured (its flows are
+    sealed with a key derived from `box`'s)."""
     service = QueryService(reader, settings=settings, clock=clock)
     router = APIRouter()
     router.include_router(create_router(service, access, Recorder(audit)))
@@ -56,6 +58,7 @@ def create_service(
         accounts = Accounts(access.members)
         router.include_router(accounts_router(access, accounts, audit, sso))
     router.include_router(audit_router(access, audit))
+    router.include_router(sources_router(access, Sources(access.keys, audit)))
     return service, ServiceParts(router=router)
 
 
