@@ -778,7 +778,9 @@ class Service:
 
     def status(self) -> tuple[bool, str]:
         pid = self.running_pid()
-        endpoint = " ".join(f"{k}={v}" for k, v in self.exports().items())
+        endpoint = " ".join(
+            f"{k}={v}" for k, v in self.exports().items() if not k.endswith("PASSWORD")
+        )
         if pid is None:
             busy = [str(p) for p in self.ports().values() if not port_free(p)]
             note = f" (port {', '.join(busy)} taken by another process)" if busy else ""
