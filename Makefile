@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PORT ?= 8000
 
-.PHONY: dev test test-clock faketime edge ops-tools bench bench-scale browser dashboard bootstrap sync lint typecheck unit integration e2e services services-down schemas clean
+.PHONY: dev test test-clock faketime edge ops-tools keycloak keycloak-background bench bench-scale browser dashboard bootstrap sync lint typecheck unit integration e2e services services-down schemas clean
 
 dev: sync dashboard  ## run the product with demo data at http://127.0.0.1:$(PORT)
 	$(UV) run insights dev --demo --port $(PORT)
@@ -19,7 +19,7 @@ SERVICES_ENV = if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}$${OPENSEARCH_URL:-}$${POST
 
 # The Go tools of tests/deploy build (the first time: 10 minutes and more) in the background, at
 # the lowest priority, while the other tests run; their tests run once they are there.
-test: sync browser faketime edge dashboard lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
+test: sync keycloak-background browser faketime edge dashboard lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
 	@mkdir -p test-artifacts
 	$(SERVICES_ENV) \
 		&& { nice -n 19 $(MAKE) --no-print-directory ops-tools >test-artifacts/ops-tools.log 2>&1 & tools=$$!; } \
@@ -146,6 +146,21 @@ ops-tools:
 	[ -x "$$tools/$(OTELCOL_DIR)/insights-otelcol" ] \
 		|| (cd deploy/otelcol && GOFLAGS="-trimpath -buildvcs=false" go build \
 			-o "$$tools/$(OTELCOL_DIR)/insights-otelcol" .)
+
+# Keycloak, the real OpenID provider of the single sign-on tests (tests/sso): fetched once from
+# Maven Central and started on loopback by deploy/local/services.py, unless KEYCLOAK_URL names
+# one. `make test` starts it in the background while the checks before the tests run (a first
+# fetch and start take about 2 minutes on 2 cores, a later start about 20 s); the tests that
+# need it wait for it. It keeps running, like the other servers (`make services-down` stops it).
+keycloak:  ## start Keycloak on loopback for the single sign-on tests; prints its endpoint
+	python3 deploy/local/services.py up keycloak
+
+keycloak-background:
+	@mkdir -p test-artifacts
+	@if [ -z "$${KEYCLOAK_URL:-}" ]; then \
+		nohup python3 deploy/local/services.py up keycloak \
+			>/dev/null 2>test-artifacts/keycloak.log </dev/null & \
+	fi
 
 services:  ## start real Kafka, OpenSearch and PostgreSQL on loopback; prints their endpoints
 	python3 deploy/local/services.py up

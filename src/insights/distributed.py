@@ -284,7 +284,7 @@ async def build(
     )
     db = await postgres(query.postgres, stack, limit=startup_limit)
     access, audit = await access_of(db, await key_store(db, box, key_cache))
-    _, parts = create_query(store=store, access=access, audit=audit, settings=query)
+    _, parts = create_query(store=store, access=access, audit=audit, settings=query, box=box)
     app = service_app(
         name,
         parts,

@@ -13,12 +13,14 @@ from insights_common.accounts import Accounts
 from insights_common.accounts_http import accounts_router
 from insights_common.audit import AuditLog, Recorder
 from insights_common.audit_http import audit_router
+from insights_common.auth import SecretBox
 from insights_common.bus import InProcessBus
 from insights_common.kafka import KafkaBus
 from insights_common.service import ServiceParts
 from insights_common.sources import Sources
 from insights_common.sources_http import sources_router
 from insights_common.sqlite import SqliteDatabase
+from insights_common.sso import SEAL_PURPOSE, SingleSignOn
 from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
 from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.domain.time import utc_now
@@ -38,15 +40,23 @@ def create_service(
     access: Access,
     audit: AuditLog,
     settings: QuerySettings,
+    box: SecretBox | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[QueryService, ServiceParts]:
     """The query API over any store, with sign-in, members, the audit trail and the sources'
-    settings beside it."""
+    settings beside it; with single sign-on when `settings.sso` is configured (its flows are
+    sealed with a key derived from `box`'s)."""
     service = QueryService(reader, settings=settings, clock=clock)
     router = APIRouter()
     router.include_router(create_router(service, access, Recorder(audit)))
+    sso = None
+    if settings.sso.enabled:
+        if box is None:
+            raise ValueError("single sign-on needs the master key (SecretBox) to seal its flows")
+        sso = SingleSignOn(settings.sso, seal_key=box.derived_key(SEAL_PURPOSE))
     if access.members is not None:
-        router.include_router(accounts_router(access, Accounts(access.members), audit))
+        accounts = Accounts(access.members)
+        router.include_router(accounts_router(access, accounts, audit, sso))
     router.include_router(audit_router(access, audit))
     router.include_router(sources_router(access, Sources(access.keys, audit)))
     return service, ServiceParts(router=router)
@@ -67,12 +77,15 @@ def create_embedded(
     access: Access,
     audit: AuditLog,
     settings: QuerySettings,
+    box: SecretBox | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[QueryService, ServiceParts]:
     """Project the bus's users, notifications and templates into SQLite and serve the query API."""
     store = SqliteInsightsStore(db)
     project_bus(bus, store)
-    return create_service(reader=store, access=access, audit=audit, settings=settings, clock=clock)
+    return create_service(
+        reader=store, access=access, audit=audit, settings=settings, box=box, clock=clock
+    )
 
 
 def create_distributed(
@@ -81,10 +94,13 @@ def create_distributed(
     access: Access,
     audit: AuditLog,
     settings: QuerySettings,
+    box: SecretBox | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[QueryService, ServiceParts]:
     """The query API process: reads the store (the projector process writes it)."""
-    return create_service(reader=store, access=access, audit=audit, settings=settings, clock=clock)
+    return create_service(
+        reader=store, access=access, audit=audit, settings=settings, box=box, clock=clock
+    )
 
 
 class PingableProjectionStore(ProjectionStore, Protocol):
