@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from insights_common.auth import KeyStore
-from insights_common.bus import InProcessBus
+from insights_common.bus import EventPublisher, InProcessBus, ProjectionWatermark
 from insights_common.kafka import KafkaBus, KafkaProjectionWatermark
 from insights_common.postgres import PostgresDatabase
 from insights_common.service import ServiceParts
@@ -25,7 +25,7 @@ from notification_ingest.entrypoints.consumers import phone_directory_consumer, 
 from notification_ingest.entrypoints.http import build_router
 from notification_ingest.entrypoints.sources_http import build_sources_router
 from notification_ingest.kept_letters import KeptCallbackLetters
-from notification_ingest.ports import PendingCallbacks, PhoneDirectory
+from notification_ingest.ports import DedupStore, PendingCallbacks, PhoneDirectory
 from notification_ingest.service import IngestService
 from notification_ingest.settings import IngestSettings
 from notification_ingest.source_service import SourceService
@@ -43,16 +43,9 @@ def create_embedded(
 ) -> tuple[IngestService, ServiceParts, KeptCallbackLetters]:
     """The service on the shared SQLite file and in-process bus, its routes and hooks, and its
     kept callbacks as `insights dlq` shows them."""
-    service = IngestService(
-        dedup=SqliteDedupStore(db),
-        # The platform's events are independent: one the projector cannot apply goes to the
-        # dead-letter table and the others are taken.
-        publisher=bus.isolating(),
-        secrets=keys,
-        max_batch=settings.max_batch,
-        dedup_window=settings.dedup_window,
-        signature_tolerance=settings.signature_tolerance,
-    )
+    # The platform's events are independent: one the projector cannot apply goes to the
+    # dead-letter table and the others are taken.
+    service = ingest_service(SqliteDedupStore(db), bus.isolating(), keys=keys, settings=settings)
     phones = SqlitePhoneDirectory(db)
     pending = SqlitePendingCallbacks(db)
     sources = source_service(service, keys=keys, phones=phones, pending=pending, settings=settings)
@@ -76,15 +69,7 @@ async def create_distributed(
     dedup = PostgresDedupStore(db)
     await dedup.migrate()
     watermark = KafkaProjectionWatermark(bus, group_id=settings.kafka.projector_group)
-    service = IngestService(
-        dedup=dedup,
-        publisher=bus,
-        secrets=keys,
-        max_batch=settings.max_batch,
-        dedup_window=settings.dedup_window,
-        signature_tolerance=settings.signature_tolerance,
-        watermark=watermark,
-    )
+    service = ingest_service(dedup, bus, keys=keys, settings=settings, watermark=watermark)
 
     async def healthy() -> bool:
         return await db.ping() and await bus.ping()
@@ -122,18 +107,30 @@ async def kept_callbacks(
     publishing to Kafka, outside the running replicas."""
     dedup = PostgresDedupStore(db)
     await dedup.migrate()
-    service = IngestService(
-        dedup=dedup,
-        publisher=bus,
-        secrets=keys,
-        max_batch=settings.max_batch,
-        dedup_window=settings.dedup_window,
-        signature_tolerance=settings.signature_tolerance,
-    )
+    service = ingest_service(dedup, bus, keys=keys, settings=settings)
     phones = PostgresPhoneDirectory(db)
     pending = PostgresPendingCallbacks(db)
     sources = source_service(service, keys=keys, phones=phones, pending=pending, settings=settings)
     return KeptCallbackLetters(pending=pending, phones=phones, sources=sources)
+
+
+def ingest_service(
+    dedup: DedupStore,
+    publisher: EventPublisher,
+    *,
+    keys: KeyStore,
+    settings: IngestSettings,
+    watermark: ProjectionWatermark | None = None,
+) -> IngestService:
+    return IngestService(
+        dedup=dedup,
+        publisher=publisher,
+        secrets=keys,
+        max_batch=settings.max_batch,
+        dedup_window=settings.dedup_window,
+        signature_tolerance=settings.signature_tolerance,
+        watermark=watermark,
+    )
 
 
 def source_service(
