@@ -37,6 +37,7 @@ from insights_common.observability import ReadinessCheck, install_observability
 from insights_common.pg_audit import PostgresAuditLog
 from insights_common.pg_auth import PostgresKeyStore
 from insights_common.pg_members import PostgresMemberStore
+from insights_common.pg_retention import PostgresRetentionSettings
 from insights_common.postgres import PostgresDatabase
 from insights_common.service import Hook, ServiceParts
 from insights_common.settings import (
@@ -263,14 +264,18 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
     )
     db = await postgres(query.postgres, stack, limit=startup_limit)
     access, audit = await access_of(db, await key_store(db, box, key_cache))
-    _, parts = create_query(store=store, access=access, audit=audit, settings=query)
+    retention = PostgresRetentionSettings(db)
+    await retention.migrate()
+    _, passes, parts = create_query(
+        store=store, access=access, audit=audit, retention=retention, settings=query
+    )
     app = service_app(
         name,
         parts,
         readiness=[check("PostgreSQL", db.ping), check("OpenSearch", store.ping)],
         peers=PeerReferences(ReferenceSettings()),
     )
-    return Process(app, query.host, query.port)
+    return Process(app, query.host, query.port, on_start=[passes.start], on_stop=parts.on_stop)
 
 
 async def serve(

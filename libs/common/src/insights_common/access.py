@@ -27,6 +27,8 @@ class Permission(StrEnum):
     """Upload user CSVs and read import reports."""
     MANAGE_MEMBERS = "manage_members"
     READ_AUDIT = "read_audit"
+    MANAGE_SETTINGS = "manage_settings"
+    """The app's settings, such as how long its messages are kept."""
 
 
 ALL = frozenset(Permission)

@@ -15,13 +15,16 @@ from insights_common.audit import AuditLog, Recorder
 from insights_common.audit_http import audit_router
 from insights_common.bus import InProcessBus
 from insights_common.kafka import KafkaBus
+from insights_common.retention import RetentionSettings, SqliteRetentionSettings
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
 from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.domain.time import utc_now
 from insights_query.entrypoints.http import create_router
-from insights_query.ports import InsightsReader, ProjectionStore
+from insights_query.entrypoints.settings_http import settings_router
+from insights_query.ports import InsightsReader, ProjectionStore, RetentionStore
+from insights_query.retention import RetentionService
 from insights_query.service import Projector, QueryService
 from insights_query.settings import QuerySettings
 
@@ -30,22 +33,32 @@ TOPICS = (USERS, NOTIFICATIONS, TEMPLATES)
 EMBEDDED_PROJECTOR = "insights-projector"
 
 
+class QueryStore(InsightsReader, RetentionStore, Protocol):
+    """What the query API reads, and where its retention passes remove messages."""
+
+
 def create_service(
     *,
-    reader: InsightsReader,
+    reader: QueryStore,
     access: Access,
     audit: AuditLog,
+    retention: RetentionSettings,
     settings: QuerySettings,
     clock: Callable[[], datetime] = utc_now,
-) -> tuple[QueryService, ServiceParts]:
-    """The query API over any store, with sign-in, members and the audit trail beside it."""
+) -> tuple[QueryService, RetentionService, ServiceParts]:
+    """The query API over any store, with sign-in, members, the audit trail and the app's
+    settings beside it. The retention passes run on their schedule once the process serving
+    the API starts them (`RetentionService.start`)."""
     service = QueryService(reader, settings=settings, clock=clock)
+    passes = RetentionService.of(settings=retention, store=reader, query=settings, clock=clock)
+    record = Recorder(audit)
     router = APIRouter()
-    router.include_router(create_router(service, access, Recorder(audit)))
+    router.include_router(create_router(service, access, record))
     if access.members is not None:
         router.include_router(accounts_router(access, Accounts(access.members), audit))
     router.include_router(audit_router(access, audit))
-    return service, ServiceParts(router=router)
+    router.include_router(settings_router(access, passes, record))
+    return service, passes, ServiceParts(router=router, on_stop=[passes.stop])
 
 
 def project_bus(bus: InProcessBus, store: ProjectionStore) -> Projector:
@@ -64,23 +77,40 @@ def create_embedded(
     audit: AuditLog,
     settings: QuerySettings,
     clock: Callable[[], datetime] = utc_now,
-) -> tuple[QueryService, ServiceParts]:
-    """Project the bus's users, notifications and templates into SQLite and serve the query API."""
+) -> tuple[QueryService, RetentionService, ServiceParts]:
+    """Project the bus's users, notifications and templates into SQLite and serve the query API;
+    retention settings are kept in the same file."""
     store = SqliteInsightsStore(db)
     project_bus(bus, store)
-    return create_service(reader=store, access=access, audit=audit, settings=settings, clock=clock)
+    return create_service(
+        reader=store,
+        access=access,
+        audit=audit,
+        retention=SqliteRetentionSettings(db),
+        settings=settings,
+        clock=clock,
+    )
 
 
 def create_distributed(
     *,
-    store: InsightsReader,
+    store: QueryStore,
     access: Access,
     audit: AuditLog,
+    retention: RetentionSettings,
     settings: QuerySettings,
     clock: Callable[[], datetime] = utc_now,
-) -> tuple[QueryService, ServiceParts]:
-    """The query API process: reads the store (the projector process writes it)."""
-    return create_service(reader=store, access=access, audit=audit, settings=settings, clock=clock)
+) -> tuple[QueryService, RetentionService, ServiceParts]:
+    """The query API process: reads the store (the projector process writes it) and runs the
+    retention passes, one replica at a time (`retention.exclusive`)."""
+    return create_service(
+        reader=store,
+        access=access,
+        audit=audit,
+        retention=retention,
+        settings=settings,
+        clock=clock,
+    )
 
 
 class PingableProjectionStore(ProjectionStore, Protocol):

@@ -36,6 +36,7 @@ from insights_query.domain.queries import (
     MessagePosition,
     SearchPosition,
 )
+from insights_query.domain.retention import RemovedChunk
 from insights_query.domain.search import Rank, SearchQuery, nickname_tokens, phone_digits
 from insights_query.domain.stats import Counts, DayCounts, StatsRows
 from insights_query.domain.templates import best_versions
@@ -94,6 +95,8 @@ CREATE INDEX IF NOT EXISTS q_messages_user_sent
     ON q_messages (app_id, user_id, sent_at, message_id);
 CREATE INDEX IF NOT EXISTS q_messages_template
     ON q_messages (app_id, template_key, template_version);
+-- The retention pass takes an app's oldest messages first.
+CREATE INDEX IF NOT EXISTS q_messages_sent ON q_messages (app_id, sent_at);
 
 CREATE TABLE IF NOT EXISTS q_user_events (
     app_id TEXT NOT NULL,
@@ -190,6 +193,14 @@ class SqliteInsightsStore:
     async def apply(self, events: Sequence[AnyEvent]) -> None:
         if events:
             await self._db.write(lambda conn: _apply(conn, events))
+
+    async def remove_sent_before(
+        self, app_id: str, before: datetime, *, limit: int
+    ) -> RemovedChunk:
+        """One write transaction per chunk: the projector and readers wait at most for one."""
+        return await self._db.write(
+            lambda conn: _remove_sent_before(conn, app_id, ts_key(before), limit)
+        )
 
     # -- users ------------------------------------------------------------------------------
 
@@ -641,6 +652,33 @@ def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         user_rows,
     )
+
+
+def _remove_sent_before(
+    conn: sqlite3.Connection, app_id: str, before: str, limit: int
+) -> RemovedChunk:
+    rows = conn.execute(
+        "SELECT message_id, user_id FROM q_messages INDEXED BY q_messages_sent"
+        " WHERE app_id = ? AND sent_at < ? ORDER BY sent_at LIMIT ?",
+        (app_id, before, limit),
+    ).fetchall()
+    if not rows:
+        return RemovedChunk(messages=0, users=0, more=False)
+    ids = json.dumps([row["message_id"] for row in rows])
+    # The events go too: a message is folded from them, and would come back with the next one.
+    conn.execute(
+        "DELETE FROM q_message_events WHERE app_id = ?"
+        " AND message_id IN (SELECT value FROM json_each(?))",
+        (app_id, ids),
+    )
+    conn.execute(
+        "DELETE FROM q_messages WHERE app_id = ?"
+        " AND message_id IN (SELECT value FROM json_each(?))",
+        (app_id, ids),
+    )
+    users = {(app_id, row["user_id"]) for row in rows}
+    _refresh_users(conn, users, {})
+    return RemovedChunk(messages=len(rows), users=len(users), more=len(rows) == limit)
 
 
 def _refresh_messages(
