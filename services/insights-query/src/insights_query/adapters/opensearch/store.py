@@ -48,6 +48,7 @@ from insights_contracts import (
 from insights_query.adapters.opensearch.documents import (
     PROFILE_FIELDS,
     Doc,
+    facts_of,
     from_micros,
     message_doc,
     message_key,
@@ -326,10 +327,10 @@ class OpenSearchInsightsStore:
             app_id, user_id = split_key(key)
             span = spans.get(key)
             current = current_users.get(key)
-            stored = {**current.source, "span": None} if current else None
-            new = user_doc(
-                app_id, user_id, stored, facts=facts.get(key, ()), spans=[span] if span else ()
-            )
+            # Folded afresh from the facts and the span found now: the stored span is no
+            # lower bound here, so the stored document cannot be the starting point.
+            known = [*facts_of(current.source if current else None), *facts.get(key, ())]
+            new = user_doc(app_id, user_id, None, facts=known, spans=[span] if span else ())
             if new is None:
                 if current is not None:
                     writes.append(_Write("users", key, None, current))
