@@ -42,6 +42,7 @@ WRITES = {
     ("post", "/members"),
     ("patch", "/members/{email}"),
     ("delete", "/members/{email}"),
+    ("put", "/settings/retention"),
 }
 # Routes of the caller itself, where its app is its own: signing in names the app and a member
 # of it (tests/security/test_roles.py); a platform's callback is signed with that app's source
@@ -53,7 +54,7 @@ OWN = {
     ("post", "/sources/{platform}/{app_id}"),
 }
 # The app's people and its audit trail: another app's lists never name this app.
-PEOPLE = {"/me", "/members", "/audit"}
+PEOPLE = {"/me", "/members", "/audit", "/settings/retention"}
 
 
 def found_something(response: httpx.Response) -> bool:
@@ -129,6 +130,10 @@ def test_another_apps_key_sees_nothing_on_any_route(deployment: Deployment) -> N
         removed = other.delete(f"{API}/members/{member}")
         assert (changed.status_code, removed.status_code) == (404, 404), (changed, removed)
         assert member in api.get(f"{API}/members").text
+        # Nor set how long this app keeps its messages.
+        assert other.put(f"{API}/settings/retention", json={"days": 1}).status_code == 200
+        assert api.get(f"{API}/settings/retention").json()["days"] is None
+        assert api.get(f"{API}/users/alex/messages").json()["items"]
 
         # Writes land in the caller's app only.
         before = api.get(f"{API}/imports").json()

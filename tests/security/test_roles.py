@@ -44,6 +44,8 @@ RULES: dict[tuple[str, str], Permission | str] = {
     ("PATCH", "/api/v1/members/{email}"): Permission.MANAGE_MEMBERS,
     ("DELETE", "/api/v1/members/{email}"): Permission.MANAGE_MEMBERS,
     ("GET", "/api/v1/audit"): Permission.READ_AUDIT,
+    ("GET", "/api/v1/settings/retention"): Permission.MANAGE_SETTINGS,
+    ("PUT", "/api/v1/settings/retention"): Permission.MANAGE_SETTINGS,
     ("POST", "/api/v1/imports"): Permission.IMPORT,
     ("GET", "/api/v1/imports"): Permission.IMPORT,
     ("GET", "/api/v1/imports/{import_id}"): Permission.IMPORT,
@@ -63,6 +65,7 @@ BODIES: dict[str, Any] = {
     "/api/v1/users/{user_id}/phone": {"reason": "a support call"},
     "/api/v1/members": {"email": "new@example.com", "role": "analyst"},
     "/api/v1/members/{email}": {"role": "agent"},
+    "/api/v1/settings/retention": {"days": 365},
 }
 
 

@@ -119,6 +119,7 @@ ACCOUNT_PATHS = {
     "/api/v1/members",
     "/api/v1/members/{email}",
     "/api/v1/audit",
+    "/api/v1/settings/retention",
 }
 REVEAL = {"/api/v1/users/{user_id}/phone"}
 

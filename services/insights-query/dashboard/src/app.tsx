@@ -7,6 +7,7 @@ import { ImportsPage } from "./pages/imports/ImportsPage";
 import { MessagePage } from "./pages/message/MessagePage";
 import { AuditPage } from "./pages/audit/AuditPage";
 import { MembersPage } from "./pages/members/MembersPage";
+import { SettingsPage } from "./pages/settings/SettingsPage";
 import { SignInPage } from "./pages/SignInPage";
 import { TemplatePage } from "./pages/templates/TemplatePage";
 import { TemplatesPage } from "./pages/templates/TemplatesPage";
@@ -51,6 +52,7 @@ const ROUTES: Route[] = [
   },
   { path: "/audit", needs: "read_audit", render: () => <AuditPage /> },
   { path: "/members", needs: "manage_members", render: () => <MembersPage /> },
+  { path: "/settings", needs: "manage_settings", render: () => <SettingsPage /> },
 ];
 
 // Only the pages the member may open are linked: an analyst never sees a link it cannot follow.
@@ -60,6 +62,7 @@ const NAV: { href: string; label: string; needs: Permission }[] = [
   { href: "/templates", label: "Templates", needs: "view_templates" },
   { href: "/audit", label: "Audit", needs: "read_audit" },
   { href: "/members", label: "Members", needs: "manage_members" },
+  { href: "/settings", label: "Settings", needs: "manage_settings" },
 ];
 
 function resolve(path: string): ComponentChildren {

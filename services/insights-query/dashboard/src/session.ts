@@ -18,7 +18,8 @@ export type Permission =
   | "view_templates"
   | "import"
   | "manage_members"
-  | "read_audit";
+  | "read_audit"
+  | "manage_settings";
 
 let current: Me | null = null;
 const listeners = new Set<() => void>();

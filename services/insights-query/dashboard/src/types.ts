@@ -197,6 +197,11 @@ export interface AuditEntry {
   hash: string;
 }
 
+export interface Retention {
+  days: number | null;
+  updated_at: string | null;
+}
+
 export interface Member {
   email: string;
   role: string;

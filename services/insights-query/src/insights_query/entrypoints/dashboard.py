@@ -31,6 +31,7 @@ PAGE_PATHS = (
     "/templates/{key}",
     "/audit",
     "/members",
+    "/settings",
 )
 
 # Built file names carry a hash of their content, so a browser may keep them for good.
