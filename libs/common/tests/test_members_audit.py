@@ -218,9 +218,7 @@ async def test_two_processes_chain_one_apps_entries_without_a_gap_or_a_fork(
     first, second = await open_audit(databases), await open_audit(databases)
     await first.append(entry(0))  # the second process has never seen this app's chain
     one, two = GroupedAuditLog(first), GroupedAuditLog(second)
-    stored = await asyncio.gather(
-        *((one if i % 2 else two).append(entry(i)) for i in range(1, 41))
-    )
+    stored = await asyncio.gather(*((one if i % 2 else two).append(entry(i)) for i in range(1, 41)))
     assert sorted(e.seq for e in stored) == list(range(2, 42))
     checked = await verify(first, "acme")
     assert checked.intact and checked.entries == 41

@@ -34,12 +34,14 @@ class ProjectionStore(Protocol):
 
 class RetentionStore(Protocol):
     async def remove_sent_before(
-        self, app_id: str, before: datetime, *, limit: int
+        self, app_id: str, before: datetime, *, limit: int, after: str | None
     ) -> RemovedChunk:
-        """Remove up to `limit` of the app's messages sent before `before`, oldest first, and
-        compute again the profiles of their users (their activity span; a user known only from
-        the removed messages goes, an imported one stays). Each call is short for readers and
-        the projector: one transaction, or one bulk request and one refresh."""
+        """Remove up to `limit` of the app's messages sent before `before`, from `after` (the
+        `resume` of the previous chunk) in user order, and compute again the profiles of their
+        users (their activity span; a user known only from the removed messages goes, an
+        imported one stays). In user order, a chunk touches few users and each user is
+        recounted about once a pass. Each call is short for readers and the projector: one
+        transaction, or one bulk request and one refresh."""
         ...
 
 

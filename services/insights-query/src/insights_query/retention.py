@@ -116,14 +116,16 @@ class RetentionService:
         before = cutoff(self.clock(), setting.days)
         started = time.perf_counter()
         messages = users = chunks = 0
+        resume: str | None = None
         while True:
             removed = await self._store.remove_sent_before(
-                setting.app_id, before, limit=self._chunk
+                setting.app_id, before, limit=self._chunk, after=resume
             )
             chunks += 1
             messages += removed.messages
             users += removed.users
-            if not removed.more:
+            resume = removed.resume
+            if resume is None:
                 break
         result = PassResult(
             app_id=setting.app_id,

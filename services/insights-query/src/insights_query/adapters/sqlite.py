@@ -95,8 +95,6 @@ CREATE INDEX IF NOT EXISTS q_messages_user_sent
     ON q_messages (app_id, user_id, sent_at, message_id);
 CREATE INDEX IF NOT EXISTS q_messages_template
     ON q_messages (app_id, template_key, template_version);
--- The retention pass takes an app's oldest messages first.
-CREATE INDEX IF NOT EXISTS q_messages_sent ON q_messages (app_id, sent_at);
 
 CREATE TABLE IF NOT EXISTS q_user_events (
     app_id TEXT NOT NULL,
@@ -195,11 +193,12 @@ class SqliteInsightsStore:
             await self._db.write(lambda conn: _apply(conn, events))
 
     async def remove_sent_before(
-        self, app_id: str, before: datetime, *, limit: int
+        self, app_id: str, before: datetime, *, limit: int, after: str | None
     ) -> RemovedChunk:
         """One write transaction per chunk: the projector and readers wait at most for one."""
+        cut = ts_key(before)
         return await self._db.write(
-            lambda conn: _remove_sent_before(conn, app_id, ts_key(before), limit)
+            lambda conn: _remove_sent_before(conn, app_id, cut, limit, after or "")
         )
 
     # -- users ------------------------------------------------------------------------------
@@ -655,15 +654,17 @@ def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
 
 
 def _remove_sent_before(
-    conn: sqlite3.Connection, app_id: str, before: str, limit: int
+    conn: sqlite3.Connection, app_id: str, before: str, limit: int, after: str
 ) -> RemovedChunk:
+    # In user order from the last user of the previous chunk (the rest of whose old messages
+    # may be left): each user's old messages are the start of its range of the index.
     rows = conn.execute(
-        "SELECT message_id, user_id FROM q_messages INDEXED BY q_messages_sent"
-        " WHERE app_id = ? AND sent_at < ? ORDER BY sent_at LIMIT ?",
-        (app_id, before, limit),
+        "SELECT message_id, user_id FROM q_messages INDEXED BY q_messages_user_sent"
+        " WHERE app_id = ? AND user_id >= ? AND sent_at < ? ORDER BY user_id LIMIT ?",
+        (app_id, after, before, limit),
     ).fetchall()
     if not rows:
-        return RemovedChunk(messages=0, users=0, more=False)
+        return RemovedChunk(messages=0, users=0, resume=None)
     ids = json.dumps([row["message_id"] for row in rows])
     # The events go too: a message is folded from them, and would come back with the next one.
     conn.execute(
@@ -678,7 +679,8 @@ def _remove_sent_before(
     )
     users = {(app_id, row["user_id"]) for row in rows}
     _refresh_users(conn, users, {})
-    return RemovedChunk(messages=len(rows), users=len(users), more=len(rows) == limit)
+    resume = rows[-1]["user_id"] if len(rows) == limit else None
+    return RemovedChunk(messages=len(rows), users=len(users), resume=resume)
 
 
 def _refresh_messages(

@@ -23,8 +23,8 @@ class RemovedChunk:
     messages: int
     users: int
     """Users whose messages were removed, and whose activity was computed again."""
-    more: bool
-    """Whether messages old enough may remain: the chunk was full."""
+    resume: str | None
+    """Where the next chunk starts (the store's own position); None when none is left."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -379,27 +379,28 @@ class OpenSearchInsightsStore:
     # -- retention --------------------------------------------------------------------------
 
     async def remove_sent_before(
-        self, app_id: str, before: datetime, *, limit: int
+        self, app_id: str, before: datetime, *, limit: int, after: str | None
     ) -> RemovedChunk:
-        """One search, one bulk of conditional deletes, one refresh and the users' recount.
+        """One search (in user order, after `after`), one bulk of conditional deletes, one
+        refresh and the users' recount.
 
         A message a projector changed meanwhile is not deleted (its write won the race): it
-        is still old, and the next chunk or pass takes it.
+        is still old, and the next pass takes it.
         """
         async with outages():
-            response = await self._client.search(
-                index=self.index("messages"),
-                body={
-                    "size": limit,
-                    "query": _visible(app_id, {"range": {"sent_us": {"lt": micros(before)}}}),
-                    "sort": [{"sent_us": "asc"}, {"message_id": "asc"}],
-                    "_source": ["user_id"],
-                    "seq_no_primary_term": True,
-                },
-            )
+            body: Doc = {
+                "size": limit,
+                "query": _visible(app_id, {"range": {"sent_us": {"lt": micros(before)}}}),
+                "sort": [{"user_id": "asc"}, {"message_id": "asc"}],
+                "_source": ["user_id"],
+                "seq_no_primary_term": True,
+            }
+            if after is not None:
+                body["search_after"] = orjson.loads(after)
+            response = await self._client.search(index=self.index("messages"), body=body)
             hits = cast(list[dict[str, Any]], response["hits"]["hits"])
             if not hits:
-                return RemovedChunk(messages=0, users=0, more=False)
+                return RemovedChunk(messages=0, users=0, resume=None)
             writes = [
                 _Write(
                     "messages",
@@ -424,10 +425,8 @@ class OpenSearchInsightsStore:
                 raise DependencyUnavailable(
                     DEPENDENCY, f"{len(pending)} users kept changing while their span was recounted"
                 )
-        removed = len(hits) - len(lost)
-        return RemovedChunk(
-            messages=removed, users=len(users), more=removed > 0 and len(hits) == limit
-        )
+        resume = orjson.dumps(hits[-1]["sort"]).decode() if len(hits) == limit else None
+        return RemovedChunk(messages=len(hits) - len(lost), users=len(users), resume=resume)
 
     async def _mget(self, kind: Kind, keys: list[str]) -> dict[str, _Current]:
         found: dict[str, _Current] = {}
