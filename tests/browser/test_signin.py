@@ -13,7 +13,7 @@ from tests.browser.dashboard import Login, fill_sign_in, sign_in
 
 pytestmark = pytest.mark.e2e
 
-PAGES = ("Users", "Imports", "Templates", "Audit", "Members")
+PAGES = ("Users", "Imports", "Templates", "Audit", "Members", "Settings")
 # What the navigation links for each role: an analyst never sees a link it cannot open.
 LINKED = {
     "admin": PAGES,
@@ -107,7 +107,7 @@ def test_an_analyst_sees_statistics_without_phones_or_messages(
     expect(profile.get_by_role("button", name="Reveal")).to_have_count(0)
     expect(page.get_by_role("main")).to_contain_text("does not show message content")
     expect(page.get_by_role("table", name=re.compile("Messages"))).to_have_count(0)
-    for path in ("/imports", "/members", "/audit"):
+    for path in ("/imports", "/members", "/audit", "/settings"):
         page.goto(path)
         expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
 

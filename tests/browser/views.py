@@ -134,6 +134,14 @@ def members(session: Session) -> None:
     loaded(session.page)
 
 
+def settings(session: Session) -> None:
+    sign_in(session.page, session.login)
+    session.page.goto("/settings")
+    expect(session.page.get_by_role("heading", name="Message retention")).to_be_visible()
+    expect(session.page.get_by_test_id("retention-current")).to_be_visible()
+    loaded(session.page)
+
+
 VIEWS: dict[str, Callable[[Session], None]] = {
     "signin": sign_in_page,
     "signin-refused": refused_sign_in,
@@ -147,6 +155,7 @@ VIEWS: dict[str, Callable[[Session], None]] = {
     "template": template,
     "audit": audit,
     "members": members,
+    "settings": settings,
 }
 
 # The pages people use most, checked at phone size too.
