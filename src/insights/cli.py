@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import re
-import secrets
 import socket
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
@@ -34,6 +33,7 @@ from import_svc.service import ImportService
 from insights.cli_apps import apps_app
 from insights.cli_options import AppOption, DataDir, Distributed, err, out
 from insights.cli_people import audit_app, members_app, record_change
+from insights.cli_sources import sources_app
 from insights.embedded import EmbeddedSettings, create_app, running, wire
 from insights_common.access import UnknownScope, check_scopes
 from insights_common.auth import (
@@ -41,7 +41,6 @@ from insights_common.auth import (
     KeyStore,
     MissingMasterKey,
     SecretBox,
-    SourceInfo,
     key_id_of,
 )
 from insights_common.dead_letters import (
@@ -71,10 +70,6 @@ dlq_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(webhooks_app, name="webhooks")
-sources_app = typer.Typer(
-    help="Messaging platforms whose own callbacks the app takes (docs/sources.md).",
-    no_args_is_help=True,
-)
 app.add_typer(sources_app, name="sources")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(members_app, name="members")
@@ -464,110 +459,6 @@ def webhooks_require_timestamp(
         out.print(f"app '{app_id}' takes both signature forms: t=...,v1=... and sha256=...")
     else:
         out.print(f"app '{app_id}' takes only timestamped signatures: t=...,v1=...")
-
-
-class SourcePlatform(StrEnum):
-    twilio = "twilio"
-    knock = "knock"
-    customerio = "customerio"
-    braze = "braze"
-    sendbird = "sendbird"
-
-
-_SOURCE_SECRETS = {
-    SourcePlatform.twilio: "the account's Auth Token (or a Webhooks Rule's shared key)",
-    SourcePlatform.knock: "the webhook's signing secret",
-    SourcePlatform.customerio: "the reporting webhook's signing key",
-    SourcePlatform.braze: "the bearer token set on the Current (one is made when omitted)",
-    SourcePlatform.sendbird: "the application's master API token",
-}
-
-
-@sources_app.command("add")
-def sources_add(
-    platform: Annotated[SourcePlatform, typer.Argument(help="The platform sending callbacks.")],
-    app_id: AppOption,
-    secret: Annotated[
-        str | None,
-        typer.Option(
-            "--secret",
-            "--auth-token",
-            help="What the platform signs with: "
-            + "; ".join(f"{p.value}: {text}" for p, text in _SOURCE_SECRETS.items())
-            + ". Asked for, unechoed, when omitted.",
-            show_default=False,
-        ),
-    ] = None,
-    data_dir: DataDir = None,
-    distributed: Distributed = False,
-) -> None:
-    """Take the platform's callbacks for the app at /api/v1/sources/PLATFORM/APP (or replace
-    its secret); the secret is kept encrypted like webhook secrets."""
-    _check_app_id(app_id)
-    made = False
-    if not secret and platform is SourcePlatform.braze:
-        secret, made = secrets.token_urlsafe(32), True
-    if not secret:
-        secret = typer.prompt(f"{platform.value}: {_SOURCE_SECRETS[platform]}", hide_input=True)
-    if not secret or not secret.strip() or len(secret) > 512:
-        err.print("[red]error:[/] the secret must be 1-512 characters")
-        raise typer.Exit(2)
-
-    async def add() -> None:
-        async with _key_store(data_dir, distributed) as keys:
-            await keys.set_source_secret(app_id, platform.value, secret.strip())
-
-    asyncio.run(add())
-    if made:
-        out.print(secret, highlight=False, soft_wrap=True)
-        err.print("give this bearer token to the Braze Current (Current Details)")
-    err.print(
-        f"app '{app_id}' takes {platform.value} callbacks at"
-        f" <public URL>/api/v1/sources/{platform.value}/{app_id}"
-    )
-
-
-@sources_app.command("list")
-def sources_list(
-    app_id: AppOption, data_dir: DataDir = None, distributed: Distributed = False
-) -> None:
-    """List the platforms the app takes callbacks from (their secrets are not shown)."""
-    _check_app_id(app_id)
-
-    async def select() -> list[SourceInfo]:
-        async with _key_store(data_dir, distributed) as keys:
-            return await keys.list_sources(app_id)
-
-    sources = asyncio.run(select())
-    if not sources:
-        err.print(
-            f"app '{app_id}' takes no platform's callbacks; add one with 'insights sources add'"
-        )
-        return
-    table = Table("platform", "path", "secret set at", header_style="bold")
-    for info in sources:
-        table.add_row(info.platform, f"/api/v1/sources/{info.platform}/{app_id}", info.updated_at)
-    out.print(table)
-
-
-@sources_app.command("remove")
-def sources_remove(
-    platform: Annotated[SourcePlatform, typer.Argument(help="The platform.")],
-    app_id: AppOption,
-    data_dir: DataDir = None,
-    distributed: Distributed = False,
-) -> None:
-    """Stop taking the platform's callbacks for the app: they are refused (401) from now on."""
-    _check_app_id(app_id)
-
-    async def remove() -> bool:
-        async with _key_store(data_dir, distributed) as keys:
-            return await keys.remove_source(app_id, platform.value)
-
-    if not asyncio.run(remove()):
-        err.print(f"[red]error:[/] app '{app_id}' takes no {platform.value} callbacks")
-        raise typer.Exit(2)
-    out.print(f"app '{app_id}' no longer takes {platform.value} callbacks")
 
 
 _CHUNK = 1 << 20

@@ -13,8 +13,9 @@ from tests.browser.dashboard import Login, fill_sign_in, sign_in
 
 pytestmark = pytest.mark.e2e
 
-PAGES = ("Users", "Imports", "Templates", "Audit", "Members", "Settings")
-# What the navigation links for each role: an analyst never sees a link it cannot open.
+PAGES = ("Users", "Imports", "Templates", "Audit", "Members", "Sources", "Settings")
+# What the navigation links for each role: an analyst never sees a link it cannot open, and a
+# page it types the address of says it is not open to its role.
 LINKED = {
     "admin": PAGES,
     "agent": ("Users", "Templates"),
@@ -91,8 +92,10 @@ def test_an_agent_reads_messages_and_reveals_a_phone_with_a_reason(
     profile.get_by_label(re.compile("Why do you need")).fill("Customer asked us to confirm it")
     profile.get_by_role("button", name="Show number").click()
     expect(profile.locator(".phone.revealed")).to_have_text(re.compile(r"^\+\d{8,15}$"))
-    page.goto("/audit")
-    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    for path in ("/audit", "/sources"):
+        page.goto(path)
+        expect(page.get_by_role("heading", name="Not open to your role")).to_be_visible()
+    expect(page.get_by_role("main")).to_contain_text("Your role (agent) cannot open this page")
 
 
 def test_an_analyst_sees_statistics_without_phones_or_messages(
@@ -107,9 +110,10 @@ def test_an_analyst_sees_statistics_without_phones_or_messages(
     expect(profile.get_by_role("button", name="Reveal")).to_have_count(0)
     expect(page.get_by_role("main")).to_contain_text("does not show message content")
     expect(page.get_by_role("table", name=re.compile("Messages"))).to_have_count(0)
-    for path in ("/imports", "/members", "/audit", "/settings"):
+    for path in ("/imports", "/members", "/audit", "/sources", "/settings"):
         page.goto(path)
-        expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+        expect(page.get_by_role("heading", name="Not open to your role")).to_be_visible()
+        expect(page.get_by_role("region", name="Twilio")).to_have_count(0)
 
 
 def test_an_address_no_page_has_says_so_with_a_way_back(signed_in: Page) -> None:

@@ -134,6 +134,13 @@ def members(session: Session) -> None:
     loaded(session.page)
 
 
+def sources(session: Session) -> None:
+    sign_in(session.page, session.login)
+    session.page.goto("/sources")
+    expect(session.page.get_by_role("region", name="Twilio")).to_be_visible()
+    loaded(session.page)
+
+
 def settings(session: Session) -> None:
     sign_in(session.page, session.login)
     session.page.goto("/settings")
@@ -155,6 +162,7 @@ VIEWS: dict[str, Callable[[Session], None]] = {
     "template": template,
     "audit": audit,
     "members": members,
+    "sources": sources,
     "settings": settings,
 }
 

@@ -186,6 +186,15 @@ def test_platform_callbacks_end_visible_through_the_query_api(behind_proxy: Depl
         eventually_true(lambda: message(BY_PHONE)["user_id"] == "kim.minji")
         left = orjson.loads(deployment.cli("dlq", "list", "--topic", "sources", "--json"))
         assert left["total"] == 0
+        # Now that the number names her, Twilio's later callbacks (only `To`) are hers at once.
+        for status in ("delivered", "read"):
+            time.sleep(0.01)
+            later = twilio_post(deployment, status, sid=BY_PHONE, query="", To="+821012345678")
+            assert (later.json()["accepted"], later.json()["refused"]) == (1, []), later.text
+        eventually_true(lambda: message(BY_PHONE)["status"] == "read")
+        by_phone = message(BY_PHONE)
+        assert [t["status"] for t in by_phone["timeline"]] == ["sent", "delivered", "read"]
+        assert by_phone["user_id"] == "kim.minji"
 
         eventually_true(lambda: message(KNOCK_ID)["status"] == "read")
         assert message(KNOCK_ID)["template"]["key"] == "order-shipped"

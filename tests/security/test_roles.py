@@ -44,6 +44,9 @@ RULES: dict[tuple[str, str], Permission | str] = {
     ("PATCH", "/api/v1/members/{email}"): Permission.MANAGE_MEMBERS,
     ("DELETE", "/api/v1/members/{email}"): Permission.MANAGE_MEMBERS,
     ("GET", "/api/v1/audit"): Permission.READ_AUDIT,
+    ("GET", "/api/v1/settings/sources"): Permission.MANAGE_SOURCES,
+    ("PUT", "/api/v1/settings/sources/{platform}"): Permission.MANAGE_SOURCES,
+    ("DELETE", "/api/v1/settings/sources/{platform}"): Permission.MANAGE_SOURCES,
     ("GET", "/api/v1/settings/retention"): Permission.MANAGE_SETTINGS,
     ("PUT", "/api/v1/settings/retention"): Permission.MANAGE_SETTINGS,
     ("POST", "/api/v1/imports"): Permission.IMPORT,
@@ -59,12 +62,14 @@ IDS = {
     "key": "none",
     "email": "nobody@example.com",
     "import_id": "none",
+    "platform": "knock",
 }
 # A body each write route takes (or refuses for its content, never for who sends it).
 BODIES: dict[str, Any] = {
     "/api/v1/users/{user_id}/phone": {"reason": "a support call"},
     "/api/v1/members": {"email": "new@example.com", "role": "analyst"},
     "/api/v1/members/{email}": {"role": "agent"},
+    "/api/v1/settings/sources/{platform}": {"secret": "a-signing-secret"},
     "/api/v1/settings/retention": {"days": 365},
 }
 

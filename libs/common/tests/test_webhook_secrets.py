@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 import pytest
 from cryptography.fernet import Fernet
 
-from insights_common.auth import SQLITE_SCHEMA, KeyStore, SecretBox, SqliteKeyStore
+from insights_common.auth import (
+    SQLITE_SCHEMA,
+    KeyStore,
+    SecretBox,
+    SourceConfig,
+    SqliteKeyStore,
+)
 from insights_common.pg_auth import COMPONENT, MIGRATIONS, PostgresKeyStore
 from insights_common.sqlite import SqliteDatabase
 
@@ -145,14 +151,47 @@ async def test_secrets_stored_before_the_migration_keep_working(
 async def test_a_source_secret_is_kept_encrypted_replaced_listed_and_removed(
     keys: KeyStore,
 ) -> None:
-    assert await keys.source_secret("acme", "twilio") is None
-    await keys.set_source_secret("acme", "twilio", "auth-token-1")
-    await keys.set_source_secret("acme", "knock", "whsec_knock")
+    assert await keys.source("acme", "twilio") is None
+    await keys.set_source_secret("acme", "twilio", "auth-token-1", user_field="customer")
+    await keys.set_source_secret("acme", "knock", "whsec_knock", user_field="data.recipient.email")
     await keys.set_source_secret("acme", "twilio", "auth-token-2")
     await keys.set_source_secret("other", "twilio", "theirs")
-    assert await keys.source_secret("acme", "twilio") == "auth-token-2"
-    assert [s.platform for s in await keys.list_sources("acme")] == ["knock", "twilio"]
+    # Adding again replaces the secret and the user field both.
+    assert await keys.source("acme", "twilio") == SourceConfig("auth-token-2", None)
+    assert await keys.source("acme", "knock") == SourceConfig("whsec_knock", "data.recipient.email")
+    listed = await keys.list_sources("acme")
+    assert [(s.platform, s.user_field) for s in listed] == [
+        ("knock", "data.recipient.email"),
+        ("twilio", None),
+    ]
     assert await keys.remove_source("acme", "knock")
     assert not await keys.remove_source("acme", "knock")
-    assert await keys.source_secret("acme", "knock") is None
-    assert await keys.source_secret("other", "twilio") == "theirs"
+    assert await keys.source("acme", "knock") is None
+    assert await keys.source("other", "twilio") == SourceConfig("theirs")
+
+
+async def test_sources_stored_before_the_user_field_keep_working(
+    databases: Databases, box: SecretBox
+) -> None:
+    db = await databases.open()
+    if isinstance(db, SqliteDatabase):
+        db.migrate(SQLITE_SCHEMA)  # source_secrets as it was made before the user field
+        await db.write(
+            lambda conn: conn.execute(
+                "INSERT INTO source_secrets (app_id, platform, secret_encrypted, updated_at)"
+                " VALUES ('acme', 'knock', ?, '2026-01-01T00:00:00+00:00')",
+                (box.encrypt("whsec_knock"),),
+            )
+        )
+    else:
+        await db.migrate(COMPONENT, MIGRATIONS[:4])
+        async with db.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO source_secrets (app_id, platform, secret_encrypted, updated_at)"
+                " VALUES ('acme', 'knock', $1, now())",
+                box.encrypt("whsec_knock"),
+            )
+    keys = await open_store(databases, box)
+    assert await keys.source("acme", "knock") == SourceConfig("whsec_knock", None)
+    await keys.set_source_secret("acme", "knock", "whsec_2", user_field="data.recipient.email")
+    assert (await keys.list_sources("acme"))[0].user_field == "data.recipient.email"

@@ -120,6 +120,8 @@ ACCOUNT_PATHS = {
     "/api/v1/members/{email}",
     "/api/v1/audit",
     "/api/v1/settings/retention",
+    "/api/v1/settings/sources",
+    "/api/v1/settings/sources/{platform}",
 }
 REVEAL = {"/api/v1/users/{user_id}/phone"}
 

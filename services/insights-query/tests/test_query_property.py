@@ -26,6 +26,7 @@ from insights_contracts import (
     NotificationRead,
     NotificationResponded,
     NotificationSent,
+    NotificationStatus,
     TemplateUpserted,
     UserUpserted,
 )
@@ -100,7 +101,7 @@ def histories(draw: st.DrawFn) -> list[AnyEvent]:
                     }
                 )
             )
-        kinds = st.sampled_from(["delivered", "read", "clicked", "failed", "responded"])
+        kinds = st.sampled_from(["delivered", "read", "clicked", "failed", "responded", "reported"])
         for kind in draw(st.lists(kinds, max_size=5)):
             if kind == "delivered":
                 events.append(NotificationDelivered(**envelope(), **ids))
@@ -111,6 +112,11 @@ def histories(draw: st.DrawFn) -> list[AnyEvent]:
             elif kind == "failed":
                 code = draw(st.sampled_from(["E1", "E2"]))
                 events.append(NotificationFailed(**envelope(), **ids, code=code, reason="r"))
+            elif kind == "reported":
+                word = draw(st.sampled_from(["queued", "archived"]))
+                events.append(
+                    NotificationStatus(**envelope(), **ids, status=word, reported_by="Twilio")
+                )
             else:
                 events.append(
                     NotificationResponded.model_validate(
@@ -359,6 +365,7 @@ def test_the_generated_histories_exercise_the_hard_cases() -> None:
         "notification.sent",
         "notification.failed",
         "notification.responded",
+        "notification.status",
         "user.upserted",
         "template.upserted",
         "events without their sent",

@@ -27,6 +27,8 @@ class Permission(StrEnum):
     """Upload user CSVs and read import reports."""
     MANAGE_MEMBERS = "manage_members"
     READ_AUDIT = "read_audit"
+    MANAGE_SOURCES = "manage_sources"
+    """Set up the messaging platforms whose callbacks the app takes (their secrets)."""
     MANAGE_SETTINGS = "manage_settings"
     """The app's settings, such as how long its messages are kept."""
 

@@ -114,12 +114,15 @@ class KeyStore(Protocol):
         the app has no webhook secret."""
         ...
 
-    async def set_source_secret(self, app_id: str, platform: str, secret: str) -> None:
-        """Keep (or replace) the secret a platform signs the app's callbacks with, encrypted."""
+    async def set_source_secret(
+        self, app_id: str, platform: str, secret: str, *, user_field: str | None = None
+    ) -> None:
+        """Keep (or replace) the secret a platform signs the app's callbacks with, encrypted,
+        and the field of its callbacks that names the user (None: the platform's default)."""
         ...
 
-    async def source_secret(self, app_id: str, platform: str) -> str | None:
-        """The platform's secret for the app; None when the source is not configured."""
+    async def source(self, app_id: str, platform: str) -> SourceConfig | None:
+        """The platform's secret and user field for the app; None when it is not configured."""
         ...
 
     async def list_sources(self, app_id: str) -> list[SourceInfo]: ...
@@ -134,6 +137,16 @@ class SourceInfo:
     app_id: str
     platform: str
     updated_at: str
+    user_field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """What authenticates and reads one platform's callbacks for one app."""
+
+    secret: str
+    user_field: str | None = None
+    """Which field of the callback names the user (`insights_common.sources.UserField`)."""
 
 
 class MissingMasterKey(Exception):
@@ -221,12 +234,15 @@ _SQLITE_KEY_COLUMNS = (
     ("scopes", "TEXT NOT NULL DEFAULT 'admin'"),
     ("expires_at", "TEXT"),
 )
+# Sources from before the configured user field read the platform's default fields.
+_SQLITE_SOURCE_COLUMNS = (("user_field", "TEXT"),)
 
 
 def _add_columns(conn: sqlite3.Connection) -> None:
     for table, columns in (
         ("webhook_secrets", _SQLITE_WEBHOOK_COLUMNS),
         ("api_keys", _SQLITE_KEY_COLUMNS),
+        ("source_secrets", _SQLITE_SOURCE_COLUMNS),
     ):
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         for name, definition in columns:
@@ -264,6 +280,12 @@ def signing_of(
         if older is not None:
             secrets_now.append(older)
     return WebhookSigning(secrets=tuple(secrets_now), require_timestamp=require_timestamp)
+
+
+def source_config(box: SecretBox, token: str, user_field: str | None) -> SourceConfig | None:
+    """One stored source as both key stores read it; None when the master key changed."""
+    secret = box.decrypt(token)
+    return SourceConfig(secret, user_field) if secret is not None else None
 
 
 class SqliteKeyStore:
@@ -394,39 +416,46 @@ class SqliteKeyStore:
 
         return await self._db.write(update)
 
-    async def set_source_secret(self, app_id: str, platform: str, secret: str) -> None:
+    async def set_source_secret(
+        self, app_id: str, platform: str, secret: str, *, user_field: str | None = None
+    ) -> None:
         token = self._box.encrypt(secret)
         now = datetime.now(UTC).isoformat(timespec="seconds")
 
         def upsert(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO source_secrets (app_id, platform, secret_encrypted, updated_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (app_id, platform) DO UPDATE SET"
-                " secret_encrypted = excluded.secret_encrypted, updated_at = excluded.updated_at",
-                (app_id, platform, token, now),
+                "INSERT INTO source_secrets (app_id, platform, secret_encrypted, updated_at,"
+                " user_field) VALUES (?, ?, ?, ?, ?) ON CONFLICT (app_id, platform) DO UPDATE SET"
+                " secret_encrypted = excluded.secret_encrypted, updated_at = excluded.updated_at,"
+                " user_field = excluded.user_field",
+                (app_id, platform, token, now, user_field),
             )
 
         await self._db.write(upsert)
 
-    async def source_secret(self, app_id: str, platform: str) -> str | None:
-        def lookup(conn: sqlite3.Connection) -> str | None:
+    async def source(self, app_id: str, platform: str) -> SourceConfig | None:
+        def lookup(conn: sqlite3.Connection) -> tuple[str, str | None] | None:
             row = conn.execute(
-                "SELECT secret_encrypted FROM source_secrets WHERE app_id = ? AND platform = ?",
+                "SELECT secret_encrypted, user_field FROM source_secrets"
+                " WHERE app_id = ? AND platform = ?",
                 (app_id, platform),
             ).fetchone()
-            return str(row["secret_encrypted"]) if row else None
+            return (row["secret_encrypted"], row["user_field"]) if row else None
 
-        token = await self._db.read(lookup)
-        return self._box.decrypt(token) if token else None
+        found = await self._db.read(lookup)
+        return source_config(self._box, *found) if found else None
 
     async def list_sources(self, app_id: str) -> list[SourceInfo]:
         def select(conn: sqlite3.Connection) -> list[SourceInfo]:
             rows = conn.execute(
-                "SELECT app_id, platform, updated_at FROM source_secrets WHERE app_id = ?"
-                " ORDER BY platform",
+                "SELECT app_id, platform, updated_at, user_field FROM source_secrets"
+                " WHERE app_id = ? ORDER BY platform",
                 (app_id,),
             )
-            return [SourceInfo(r["app_id"], r["platform"], r["updated_at"]) for r in rows]
+            return [
+                SourceInfo(r["app_id"], r["platform"], r["updated_at"], r["user_field"])
+                for r in rows
+            ]
 
         return await self._db.read(select)
 

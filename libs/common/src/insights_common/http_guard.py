@@ -143,6 +143,9 @@ def install_http_guards(
     app.add_middleware(_Guard, origin=origin)
     app.state.rate_limits = limits or RateLimits(RateLimitSettings())
     app.state.public_origin = origin
+    # Set only by PUBLIC_BASE_URL: the address given to others (a platform's callback URL)
+    # is never a guess.
+    app.state.public_base_url = settings.public_base_url
 
     async def on_disconnect(request: Request, exc: Exception) -> JSONResponse:
         log.info(

@@ -19,7 +19,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from insights_common.auth import ApiKeyInfo, KeyStore, SourceInfo, WebhookSigning, hash_key
+from insights_common.auth import (
+    ApiKeyInfo,
+    KeyStore,
+    SourceConfig,
+    SourceInfo,
+    WebhookSigning,
+    hash_key,
+)
 
 
 class CachedKeyStore:
@@ -97,11 +104,13 @@ class CachedKeyStore:
     async def require_webhook_timestamp(self, app_id: str, *, required: bool) -> bool:
         return await self._store.require_webhook_timestamp(app_id, required=required)
 
-    async def set_source_secret(self, app_id: str, platform: str, secret: str) -> None:
-        await self._store.set_source_secret(app_id, platform, secret)
+    async def set_source_secret(
+        self, app_id: str, platform: str, secret: str, *, user_field: str | None = None
+    ) -> None:
+        await self._store.set_source_secret(app_id, platform, secret, user_field=user_field)
 
-    async def source_secret(self, app_id: str, platform: str) -> str | None:
-        return await self._store.source_secret(app_id, platform)
+    async def source(self, app_id: str, platform: str) -> SourceConfig | None:
+        return await self._store.source(app_id, platform)
 
     async def list_sources(self, app_id: str) -> list[SourceInfo]:
         return await self._store.list_sources(app_id)

@@ -13,6 +13,7 @@ import asyncpg
 from insights_common.auth import (
     ApiKeyInfo,
     SecretBox,
+    SourceConfig,
     SourceInfo,
     WebhookSigning,
     hash_key,
@@ -22,6 +23,7 @@ from insights_common.auth import (
     scopes_of,
     scopes_text,
     signing_of,
+    source_config,
 )
 from insights_common.postgres import PostgresDatabase
 
@@ -65,6 +67,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE api_keys
         ADD COLUMN scopes text NOT NULL DEFAULT 'admin',
         ADD COLUMN expires_at timestamptz;
+    """,
+    # Which field of a platform's callbacks names the user; NULL reads the platform's default.
+    """
+    ALTER TABLE source_secrets ADD COLUMN user_field text;
     """,
 )
 
@@ -200,32 +206,39 @@ class PostgresKeyStore:
             )
         return bool(updated)
 
-    async def set_source_secret(self, app_id: str, platform: str, secret: str) -> None:
+    async def set_source_secret(
+        self, app_id: str, platform: str, secret: str, *, user_field: str | None = None
+    ) -> None:
         async with self._db.acquire() as conn:
             await conn.execute(
-                "INSERT INTO source_secrets (app_id, platform, secret_encrypted, updated_at)"
-                " VALUES ($1, $2, $3, $4) ON CONFLICT (app_id, platform) DO UPDATE SET"
-                " secret_encrypted = excluded.secret_encrypted, updated_at = excluded.updated_at",
+                "INSERT INTO source_secrets (app_id, platform, secret_encrypted, updated_at,"
+                " user_field) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app_id, platform) DO UPDATE"
+                " SET secret_encrypted = excluded.secret_encrypted,"
+                " updated_at = excluded.updated_at, user_field = excluded.user_field",
                 app_id,
                 platform,
                 self._box.encrypt(secret),
                 datetime.now(UTC),
+                user_field,
             )
 
-    async def source_secret(self, app_id: str, platform: str) -> str | None:
+    async def source(self, app_id: str, platform: str) -> SourceConfig | None:
         async with self._db.acquire() as conn:
-            token = await conn.fetchval(
-                "SELECT secret_encrypted FROM source_secrets WHERE app_id = $1 AND platform = $2",
+            row = await conn.fetchrow(
+                "SELECT secret_encrypted, user_field FROM source_secrets"
+                " WHERE app_id = $1 AND platform = $2",
                 app_id,
                 platform,
             )
-        return self._box.decrypt(token) if token is not None else None
+        if row is None:
+            return None
+        return source_config(self._box, row["secret_encrypted"], row["user_field"])
 
     async def list_sources(self, app_id: str) -> list[SourceInfo]:
         async with self._db.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT app_id, platform, updated_at FROM source_secrets WHERE app_id = $1"
-                " ORDER BY platform",
+                "SELECT app_id, platform, updated_at, user_field FROM source_secrets"
+                " WHERE app_id = $1 ORDER BY platform",
                 app_id,
             )
         return [
@@ -233,6 +246,7 @@ class PostgresKeyStore:
                 row["app_id"],
                 row["platform"],
                 row["updated_at"].astimezone(UTC).isoformat(timespec="seconds"),
+                row["user_field"],
             )
             for row in rows
         ]

@@ -9,6 +9,7 @@ import { AuditPage } from "./pages/audit/AuditPage";
 import { MembersPage } from "./pages/members/MembersPage";
 import { SettingsPage } from "./pages/settings/SettingsPage";
 import { SignInPage } from "./pages/SignInPage";
+import { SourcesPage } from "./pages/sources/SourcesPage";
 import { TemplatePage } from "./pages/templates/TemplatePage";
 import { TemplatesPage } from "./pages/templates/TemplatesPage";
 import { UserPage } from "./pages/user/UserPage";
@@ -20,7 +21,7 @@ type Params = Record<string, string>;
 
 interface Route {
   path: string;
-  /** What the signed-in member must be allowed; a page they may not open is a 404 to them. */
+  /** What the signed-in member must be allowed; a page they may not open says so. */
   needs: Permission;
   render: (params: Params) => ComponentChildren;
 }
@@ -52,6 +53,7 @@ const ROUTES: Route[] = [
   },
   { path: "/audit", needs: "read_audit", render: () => <AuditPage /> },
   { path: "/members", needs: "manage_members", render: () => <MembersPage /> },
+  { path: "/sources", needs: "manage_sources", render: () => <SourcesPage /> },
   { path: "/settings", needs: "manage_settings", render: () => <SettingsPage /> },
 ];
 
@@ -62,15 +64,29 @@ const NAV: { href: string; label: string; needs: Permission }[] = [
   { href: "/templates", label: "Templates", needs: "view_templates" },
   { href: "/audit", label: "Audit", needs: "read_audit" },
   { href: "/members", label: "Members", needs: "manage_members" },
+  { href: "/sources", label: "Sources", needs: "manage_sources" },
   { href: "/settings", label: "Settings", needs: "manage_settings" },
 ];
 
 function resolve(path: string): ComponentChildren {
   for (const route of ROUTES) {
     const params = matchPath(route.path, path);
-    if (params) return may(route.needs) ? route.render(params) : <NotFound />;
+    if (params) return may(route.needs) ? route.render(params) : <NotAllowed needs={route.needs} />;
   }
   return <NotFound />;
+}
+
+function NotAllowed({ needs }: { needs: Permission }) {
+  usePageTitle("Not open to your role");
+  return (
+    <section>
+      <h1>Not open to your role</h1>
+      <p>
+        Your role ({me()?.role ?? "this key"}) cannot open this page: it needs the permission <code>{needs}</code>. Ask
+        an admin of the app if you need it. <Link href="/users">Search users</Link> instead.
+      </p>
+    </section>
+  );
 }
 
 function NotFound() {

@@ -19,6 +19,7 @@ export type Permission =
   | "import"
   | "manage_members"
   | "read_audit"
+  | "manage_sources"
   | "manage_settings";
 
 let current: Me | null = null;

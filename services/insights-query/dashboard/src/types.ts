@@ -197,6 +197,28 @@ export interface AuditEntry {
   hash: string;
 }
 
+/** A platform whose own callbacks the app may take (GET /settings/sources); never its secret. */
+export interface SourceSetting {
+  platform: string;
+  title: string;
+  credential: string;
+  credential_hint: string;
+  token_made_here: boolean;
+  configured: boolean;
+  configured_at: string | null;
+  user_field: string | null;
+  user_field_kind: "path" | "parameter";
+  user_field_example: string;
+  user_field_default: string;
+  /** Absolute when PUBLIC_BASE_URL is set, else the path alone. */
+  callback_url: string;
+}
+
+export interface SourceAdded extends SourceSetting {
+  /** Braze's bearer token when it was made here: shown only this once. */
+  token: string | null;
+}
+
 export interface Retention {
   days: number | null;
   updated_at: string | null;

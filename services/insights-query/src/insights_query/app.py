@@ -17,6 +17,8 @@ from insights_common.bus import InProcessBus
 from insights_common.kafka import KafkaBus
 from insights_common.retention import RetentionSettings, SqliteRetentionSettings
 from insights_common.service import ServiceParts
+from insights_common.sources import Sources
+from insights_common.sources_http import sources_router
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
 from insights_query.adapters.sqlite import SqliteInsightsStore
@@ -47,8 +49,8 @@ def create_service(
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[QueryService, RetentionService, ServiceParts]:
     """The query API over any store, with sign-in, members, the audit trail and the app's
-    settings beside it. The retention passes run on their schedule once the process serving
-    the API starts them (`RetentionService.start`)."""
+    settings (sources, retention) beside it. The retention passes run on their schedule once
+    the process serving the API starts them (`RetentionService.start`)."""
     service = QueryService(reader, settings=settings, clock=clock)
     passes = RetentionService.of(settings=retention, store=reader, query=settings, clock=clock)
     record = Recorder(audit)
@@ -57,6 +59,7 @@ def create_service(
     if access.members is not None:
         router.include_router(accounts_router(access, Accounts(access.members), audit))
     router.include_router(audit_router(access, audit))
+    router.include_router(sources_router(access, Sources(access.keys, audit)))
     router.include_router(settings_router(access, passes, record))
     return service, passes, ServiceParts(router=router, on_stop=[passes.stop])
 

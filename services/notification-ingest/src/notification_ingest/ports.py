@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from insights_common.auth import SourceConfig
+
 # The clock the service and the dedup stores use unless a test gives them another.
 from insights_common.clock import utc_now as utc_now
 from insights_common.signatures import WebhookSigning
@@ -46,7 +48,7 @@ class WebhookSecrets(Protocol):
 class SourceSecrets(Protocol):
     """The part of `insights_common.auth.KeyStore` the platforms' sources need."""
 
-    async def source_secret(self, app_id: str, platform: str) -> str | None: ...
+    async def source(self, app_id: str, platform: str) -> SourceConfig | None: ...
 
 
 class PhoneDirectory(Protocol):

@@ -17,6 +17,7 @@ from itertools import groupby
 
 from insights_common.service import Recurring
 from insights_common.signatures import Credential, MalformedSignature
+from insights_common.sources import stored_user_field
 from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.domain.errors import Unauthenticated
 from notification_ingest.domain.model import Rejection
@@ -138,12 +139,18 @@ class SourceService:
                     f"{chosen.table.title}'s signature is {abs(skew):.0f} s {when}; at most"
                     f" {self._tolerance.total_seconds():.0f} s is taken (replay protection)."
                 )
-        secret = await self._secrets.source_secret(app_id, chosen.table.name)
-        if secret is None:
+        source = await self._secrets.source(app_id, chosen.table.name)
+        if source is None:
             # The answer of a wrong signature: a caller learns nothing of which apps exist.
             raise Unauthenticated(not_signed(chosen))
         return SourceSender(
-            app_id=app_id, platform=chosen, credential=credential, secret=secret, request=request
+            app_id=app_id,
+            platform=chosen,
+            credential=credential,
+            secret=source.secret,
+            request=replace(
+                request, user_field=stored_user_field(chosen.table.name, source.user_field)
+            ),
         )
 
     async def take(self, sender: SourceSender, body: bytes) -> SourceResult:

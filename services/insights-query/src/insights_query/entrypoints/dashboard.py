@@ -31,6 +31,7 @@ PAGE_PATHS = (
     "/templates/{key}",
     "/audit",
     "/members",
+    "/sources",
     "/settings",
 )
 

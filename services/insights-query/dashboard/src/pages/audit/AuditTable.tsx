@@ -20,6 +20,8 @@ const ACTIONS: Record<string, string> = {
   "webhook_secret.create": "Created webhook secret",
   "webhook_secret.rotate": "Rotated webhook secret",
   "webhook_secret.require_timestamp": "Changed webhook signatures",
+  "source.add": "Set up source",
+  "source.remove": "Removed source",
 };
 
 export function actionLabel(action: string): string {

@@ -99,6 +99,12 @@ def _event(item: object, request: SourceRequest) -> Read:
         return Unreadable(f"not a Braze message engagement event with an id: '{kind}'")
     if dispatch is None:
         return Unreadable(f"the {kind} event {event_id} has no dispatch_id")
+    named, hint = request.user(
+        event,
+        default=external,
+        hint="Braze sent no external_user_id, and no imported user has the number it went to:"
+        " set an external id on the user in Braze, or import the user.",
+    )
     stamp = event.get("time")
     error = text(props.get("error")) or text(props.get("bounce_reason"))
     code = text(props.get("provider_error_code")) or smtp.reply_code(error)
@@ -106,7 +112,7 @@ def _event(item: object, request: SourceRequest) -> Read:
         status=action,
         # A dispatch is one send to many users: the message is the dispatch to this user.
         message_id=f"{dispatch}:{external or text(user.get('user_id')) or ''}"[:128],
-        user_id=external,
+        user_id=named,
         occurred_at=(
             datetime.fromtimestamp(stamp, UTC)
             if isinstance(stamp, int | float) and 0 < stamp < 10**11
@@ -122,8 +128,7 @@ def _event(item: object, request: SourceRequest) -> Read:
         reason=error,
         url=text(props.get("url")) or text(props.get("link_url")),
         phone=text(props.get("to_phone_number")),
-        user_hint="Braze sent no external_user_id, and no imported user has the number it"
-        " went to: set an external id on the user in Braze, or import the user.",
+        user_hint=hint,
     )
 
 

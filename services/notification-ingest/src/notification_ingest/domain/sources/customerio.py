@@ -89,7 +89,11 @@ def read(body: bytes, request: SourceRequest) -> list[Read]:
         if isinstance(stamp, int) and 0 < stamp < 10**11
         else request.received_at
     )
-    user = text(data.get("customer_id")) or text(mapping(data.get("identifiers")).get("id"))
+    user, hint = request.user(
+        payload,
+        default=text(data.get("customer_id")) or text(mapping(data.get("identifiers")).get("id")),
+        hint="Customer.io named no customer_id: give people an id in Customer.io.",
+    )
     failure = text(data.get("failure_message"))
     template = next(
         (
@@ -111,7 +115,7 @@ def read(body: bytes, request: SourceRequest) -> list[Read]:
             code=smtp.reply_code(failure),
             reason=failure,
             url=text(data.get("href")),
-            user_hint="Customer.io named no customer_id: give people an id in Customer.io.",
+            user_hint=hint,
         )
     ]
 

@@ -88,7 +88,13 @@ def read(body: bytes, request: SourceRequest) -> list[Read]:
     if kind is None or message_id is None:
         raise MalformedBody(f"A Knock message webhook has a type and data.id; send {SHAPE}.")
     recipient = message.get("recipient")
-    user = text(mapping(recipient).get("id")) if isinstance(recipient, dict) else text(recipient)
+    user, hint = request.user(
+        payload,
+        default=text(mapping(recipient).get("id"))
+        if isinstance(recipient, dict)
+        else text(recipient),
+        hint="Knock named no recipient user id.",
+    )
     details = mapping(payload.get("event_data"))
     when = _instant(payload.get("created_at")) or _instant(message.get("updated_at"))
     channel = parse_qs(request.query).get(CHANNEL_PARAMETER, [None])[0]
@@ -105,7 +111,7 @@ def read(body: bytes, request: SourceRequest) -> list[Read]:
             code=text(details.get("failure_reason")),
             reason=text(details.get("failure_details")),
             url=text(details.get("url")),
-            user_hint="Knock named no recipient user id.",
+            user_hint=hint,
         )
     ]
 

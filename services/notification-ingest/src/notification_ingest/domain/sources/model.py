@@ -11,6 +11,7 @@ from typing import Literal, TypeAlias
 import orjson
 
 from insights_common.signatures import Credential
+from insights_common.sources import UserField
 from notification_ingest.domain.errors import MalformedBody
 
 Outcome: TypeAlias = Literal["sent", "delivered", "read", "clicked", "failed", "reported"]
@@ -37,9 +38,37 @@ class SourceRequest:
     """The origin the platform calls this deployment at (PUBLIC_BASE_URL), for schemes that
     sign the URL."""
     received_at: datetime
+    user_field: UserField | None = None
+    """The field the app configured to name the user (`insights sources add --user-field`)."""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+    def user(self, item: object, *, default: str | None, hint: str) -> tuple[str | None, str]:
+        """The user of one callback `item` (a JSON object, or Twilio's parameters): the
+        configured field when the item has it, else `default`; and how to name the user when
+        neither does, saying which field was looked for."""
+        if self.user_field is None:
+            return default, hint
+        named = field_at(item, self.user_field.parts)
+        if named is not None:
+            return named, hint
+        return default, (
+            f"It has no {self.user_field.text} (the user field configured for this source). {hint}"
+        )
+
+
+def field_at(item: object, parts: tuple[str, ...]) -> str | None:
+    """The text at a user field's path: each name read inside the last object (a name of
+    digits picks a list's item); None when a part is missing or the value is not text."""
+    for part in parts:
+        if isinstance(item, dict):
+            item = item.get(part)
+        elif isinstance(item, list) and part.isdigit() and int(part) < len(item):
+            item = item[int(part)]
+        else:
+            return None
+    return text(item)
 
 
 @dataclass(frozen=True, slots=True)

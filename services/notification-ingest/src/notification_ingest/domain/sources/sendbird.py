@@ -90,8 +90,13 @@ def read(body: bytes, request: SourceRequest) -> list[Read]:
     template = mapping(notification.get("template"))
     reads: list[Read] = []
     for receiver in receivers:
-        user = (
-            text(mapping(receiver).get("user_id")) if isinstance(receiver, dict) else text(receiver)
+        # A configured user field is read inside each receiver given as an object.
+        user, hint = request.user(
+            receiver,
+            default=text(mapping(receiver).get("user_id"))
+            if isinstance(receiver, dict)
+            else text(receiver),
+            hint="Sendbird named a receiver without a user id.",
         )
         reads.append(
             Callback(
@@ -101,7 +106,7 @@ def read(body: bytes, request: SourceRequest) -> list[Read]:
                 occurred_at=when,
                 dedup_key=f"{category}:{message_id}:{user or ''}",
                 template=text(template.get("key")) or text(notification.get("template_key")),
-                user_hint="Sendbird named a receiver without a user id.",
+                user_hint=hint,
             )
         )
     return reads

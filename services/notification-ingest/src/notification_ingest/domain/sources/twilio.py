@@ -124,7 +124,16 @@ def read(body: bytes, request: SourceRequest) -> list[Read]:
     if (field("EventType") or "").upper() == "READ":
         status = "read"
     address = field("To") or ""
-    user = parse_qs(request.query).get(USER_PARAMETER, [None])[0]
+    query = parse_qs(request.query)
+    # A configured user field is a parameter of the form or of the StatusCallback URL (which wins).
+    parameters = {name: values[0] for name, values in (form | query).items() if values}
+    user, hint = request.user(
+        parameters,
+        default=query.get(USER_PARAMETER, [None])[0],
+        hint=f"Twilio's callback names only the number {address or '(none)'}, which no"
+        " imported user of the app has: import the user with that phone number, or"
+        f" add ?{USER_PARAMETER}=<the user's id> to the message's StatusCallback URL.",
+    )
     code = field("ErrorCode")
     done = field("RawDlrDoneDate") or ""
     return [
@@ -139,11 +148,7 @@ def read(body: bytes, request: SourceRequest) -> list[Read]:
             code=code if code and code != "0" else None,
             phone=address.removeprefix("whatsapp:") or None,
             reason=field("ErrorMessage"),
-            user_hint=(
-                f"Twilio's callback names only the number {address or '(none)'}, which no"
-                " imported user of the app has: import the user with that phone number, or"
-                f" add ?{USER_PARAMETER}=<the user's id> to the message's StatusCallback URL."
-            ),
+            user_hint=hint,
         )
     ]
 
