@@ -46,15 +46,18 @@ WRITES = {
 }
 # Routes of the caller itself, where its app is its own: signing in names the app and a member
 # of it (tests/security/test_roles.py); a platform's callback is signed with that app's source
-# secret (tests/security/test_webhook_door.py refuses another app's).
+# secret (tests/security/test_webhook_door.py refuses another app's); a source's settings are
+# the caller's app's.
 OWN = {
     ("post", "/session"),
     ("delete", "/session"),
     ("delete", "/sessions"),
     ("post", "/sources/{platform}/{app_id}"),
+    ("put", "/settings/sources/{platform}"),
+    ("delete", "/settings/sources/{platform}"),
 }
-# The app's people and its audit trail: another app's lists never name this app.
-PEOPLE = {"/me", "/members", "/audit", "/settings/retention"}
+# The app's people, its audit trail and its settings: another app's never name this app.
+PEOPLE = {"/me", "/members", "/audit", "/settings/retention", "/settings/sources"}
 
 
 def found_something(response: httpx.Response) -> bool:
