@@ -163,6 +163,11 @@ async def test_admins_set_retention_through_the_api_and_a_pass_follows(
         assert refused.headers["content-type"] == "application/problem+json"
         assert says in refused.json()["detail"], (bad, refused.json())
 
+    not_json = await client.put(
+        url, headers={**acme, "Content-Type": "application/json"}, content=b"days=30"
+    )
+    assert not_json.status_code == 400, not_json.text
+
     changed = await client.put(url, headers=acme, json={"days": 30})
     assert changed.status_code == 200, changed.text
     assert changed.json()["days"] == 30

@@ -60,6 +60,7 @@ def settings_router(access: Access, retention: RetentionService, record: Recorde
         response_model=RetentionOut,
         responses=problem_responses(
             {
+                400: "The body is not JSON.",
                 401: UNAUTHORIZED,
                 403: FORBIDDEN,
                 422: f"days is not a whole number from {MIN_DAYS} to {MAX_DAYS} or null "
