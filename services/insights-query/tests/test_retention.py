@@ -163,10 +163,12 @@ async def test_admins_set_retention_through_the_api_and_a_pass_follows(
         assert refused.headers["content-type"] == "application/problem+json"
         assert says in refused.json()["detail"], (bad, refused.json())
 
-    not_json = await client.put(
-        url, headers={**acme, "Content-Type": "application/json"}, content=b"days=30"
-    )
-    assert not_json.status_code == 400, not_json.text
+    as_json = {**acme, "Content-Type": "application/json"}
+    not_json = await client.put(url, headers=as_json, content=b"days=30")
+    assert not_json.status_code == 422 and not_json.json()["errors"][0]["type"] == "json_invalid"
+    not_text = await client.put(url, headers=as_json, content=b"\xff\xfe{")
+    assert not_text.status_code == 400, not_text.text
+    assert not_text.headers["content-type"] == "application/problem+json"
 
     changed = await client.put(url, headers=acme, json={"days": 30})
     assert changed.status_code == 200, changed.text

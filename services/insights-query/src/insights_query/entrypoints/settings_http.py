@@ -60,11 +60,11 @@ def settings_router(access: Access, retention: RetentionService, record: Recorde
         response_model=RetentionOut,
         responses=problem_responses(
             {
-                400: "The body is not JSON.",
+                400: "The body could not be read (not UTF-8 text).",
                 401: UNAUTHORIZED,
                 403: FORBIDDEN,
                 422: f"days is not a whole number from {MIN_DAYS} to {MAX_DAYS} or null "
-                "(errors[] says why), or the body has other fields.",
+                "(errors[] says why), the body has other fields, or it is not JSON.",
             }
         ),
     )
