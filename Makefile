@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PORT ?= 8000
 
-.PHONY: dev test test-clock faketime edge ops-tools bench bench-retention bench-scale browser dashboard bootstrap sync lint typecheck unit integration e2e services services-down schemas clean
+.PHONY: dev test test-clock faketime edge ops-tools keycloak keycloak-background bench bench-retention bench-scale browser dashboard bootstrap sync lint typecheck unit integration e2e services services-down schemas clean
 
 dev: sync dashboard  ## run the product with demo data at http://127.0.0.1:$(PORT)
 	$(UV) run insights dev --demo --port $(PORT)
@@ -19,7 +19,7 @@ SERVICES_ENV = if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}$${OPENSEARCH_URL:-}$${POST
 
 # The Go tools of tests/deploy build (the first time: 10 minutes and more) in the background, at
 # the lowest priority, while the other tests run; their tests run once they are there.
-test: sync browser faketime edge dashboard lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
+test: sync keycloak-background browser faketime edge dashboard lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
 	@mkdir -p test-artifacts
 	$(SERVICES_ENV) \
 		&& { nice -n 19 $(MAKE) --no-print-directory ops-tools >test-artifacts/ops-tools.log 2>&1 & tools=$$!; } \
@@ -123,14 +123,22 @@ edge:
 	elif command -v sudo >/dev/null 2>&1; then sudo sh -c 'apt-get update && apt-get install -y --no-install-recommends nginx'; \
 	else echo "make edge: install Debian's nginx package with apt-get (as root)" >&2; exit 1; fi
 
-# Helm and kubeconform, which check deploy/helm (tests/deploy/test_helm.py), and promtool, which
-# checks deploy/observability's alert rules (tests/deploy/test_observability.py): Go programs
-# built from the Go module proxy with the machine's Go, once per version, into the download cache
-# of deploy/local/services.py. OPS_TOOLS names the directory the tests take them from. promtool
-# comes with all of Prometheus' modules: its first build takes about 10 minutes on 2 cores.
+# Helm and kubeconform, which check deploy/helm (tests/deploy/test_helm.py), promtool, which
+# checks deploy/observability's alert rules (tests/deploy/test_observability.py), and an
+# OpenTelemetry Collector with the OTLP receiver and the file exporter only (deploy/otelcol), which
+# receives the processes' traces in tests/deploy/test_traces.py: Go programs built from the Go
+# module proxy with the machine's Go, once per version, into the download cache of
+# deploy/local/services.py. OPS_TOOLS names the directory the tests take them from. promtool
+# comes with all of Prometheus' modules: its first build takes about 10 minutes on 2 cores; the
+# collector's, 5 to 8 (7 min 22 s with empty Go caches, at the lowest priority on a 2-core
+# machine busy with other builds). The collector is keyed by its sources too, so a change to them
+# builds it again.
 HELM_VERSION := 3.22.0
 KUBECONFORM_VERSION := 0.8.0
 PROMETHEUS_MODULE_VERSION := 0.316.0
+OTELCOL_VERSION := 0.161.0
+OTELCOL_SOURCES := $(addprefix deploy/otelcol/,go.mod go.sum main.go)
+OTELCOL_DIR = otelcol-$(OTELCOL_VERSION)-$(shell cat $(OTELCOL_SOURCES) | sha256sum | cut -c1-12)
 OPS_TOOLS ?= $${XDG_CACHE_HOME:-$$HOME/.cache}/user-insights/go-tools
 GO_BUILD = GOBIN="$$tools/$(1)" GOFLAGS=-trimpath go install $(2)
 ops-tools:
@@ -140,7 +148,25 @@ ops-tools:
 	[ -x "$$tools/kubeconform-$(KUBECONFORM_VERSION)/kubeconform" ] \
 		|| $(call GO_BUILD,kubeconform-$(KUBECONFORM_VERSION),github.com/yannh/kubeconform/cmd/kubeconform@v$(KUBECONFORM_VERSION)); \
 	[ -x "$$tools/promtool-$(PROMETHEUS_MODULE_VERSION)/promtool" ] \
-		|| $(call GO_BUILD,promtool-$(PROMETHEUS_MODULE_VERSION),github.com/prometheus/prometheus/cmd/promtool@v$(PROMETHEUS_MODULE_VERSION))
+		|| $(call GO_BUILD,promtool-$(PROMETHEUS_MODULE_VERSION),github.com/prometheus/prometheus/cmd/promtool@v$(PROMETHEUS_MODULE_VERSION)); \
+	[ -x "$$tools/$(OTELCOL_DIR)/insights-otelcol" ] \
+		|| (cd deploy/otelcol && GOFLAGS="-trimpath -buildvcs=false" go build \
+			-o "$$tools/$(OTELCOL_DIR)/insights-otelcol" .)
+
+# Keycloak, the real OpenID provider of the single sign-on tests (tests/sso): fetched once from
+# Maven Central and started on loopback by deploy/local/services.py, unless KEYCLOAK_URL names
+# one. `make test` starts it in the background while the checks before the tests run (a first
+# fetch and start take about 2 minutes on 2 cores, a later start about 20 s); the tests that
+# need it wait for it. It keeps running, like the other servers (`make services-down` stops it).
+keycloak:  ## start Keycloak on loopback for the single sign-on tests; prints its endpoint
+	python3 deploy/local/services.py up keycloak
+
+keycloak-background:
+	@mkdir -p test-artifacts
+	@if [ -z "$${KEYCLOAK_URL:-}" ]; then \
+		nohup python3 deploy/local/services.py up keycloak \
+			>/dev/null 2>test-artifacts/keycloak.log </dev/null & \
+	fi
 
 services:  ## start real Kafka, OpenSearch and PostgreSQL on loopback; prints their endpoints
 	python3 deploy/local/services.py up

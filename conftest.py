@@ -22,9 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.sso.keycloak import Keycloak, Realm
 
 ROOT = Path(__file__).resolve().parent
 LOCAL_SERVICES = ROOT / "deploy" / "local" / "services.py"
@@ -87,8 +90,8 @@ def _from_container(service: str, stack: ExitStack) -> str:
         return str(pg.get_connection_url())
 
 
-def _from_local_script(service: str) -> str:
-    """Start (or reuse) the service with deploy/local/services.py and read its export line."""
+def local_exports(service: str) -> dict[str, str]:
+    """Start (or reuse) the service with deploy/local/services.py; answers its exports."""
     result = subprocess.run(  # noqa: S603 - our own script, fixed arguments
         [sys.executable, str(LOCAL_SERVICES), "up", service],
         capture_output=True,
@@ -102,12 +105,15 @@ def _from_local_script(service: str) -> str:
             f"{result.stderr[-3000:]}",
             returncode=3,
         )
+    return dict(re.findall(r"^export (\w+)=(\S+)$", result.stdout, re.M))
+
+
+def _from_local_script(service: str) -> str:
     wanted = ENV_NAMES[service]
-    for line in result.stdout.splitlines():
-        match = re.fullmatch(rf"export {wanted}=(\S+)", line.strip())
-        if match:
-            return match.group(1)
-    pytest.exit(f"{LOCAL_SERVICES.name} up {service} printed no {wanted}", returncode=3)
+    exports = local_exports(service)
+    if wanted not in exports:
+        pytest.exit(f"{LOCAL_SERVICES.name} up {service} printed no {wanted}", returncode=3)
+    return exports[wanted]
 
 
 class Services:
@@ -160,6 +166,28 @@ def opensearch_url(real_services: Services) -> str:
 @pytest.fixture(scope="session")
 def postgres_dsn(real_services: Services) -> str:
     return real_services.endpoint("postgres")
+
+
+@pytest.fixture(scope="session")
+def keycloak() -> Keycloak:
+    """A real OpenID provider: Keycloak at KEYCLOAK_URL (with KEYCLOAK_ADMIN_USER and
+    KEYCLOAK_ADMIN_PASSWORD), else started on loopback by deploy/local/services.py."""
+    from tests.sso.keycloak import Keycloak  # noqa: PLC0415
+
+    exports = dict(os.environ) if os.environ.get("KEYCLOAK_URL") else local_exports("keycloak")
+    return Keycloak(
+        exports["KEYCLOAK_URL"],
+        exports.get("KEYCLOAK_ADMIN_USER", "admin"),
+        exports["KEYCLOAK_ADMIN_PASSWORD"],
+    )
+
+
+@pytest.fixture(scope="session")
+def sso_realm(keycloak: Keycloak) -> Iterator[Realm]:
+    """tests/sso/realm.json imported into that Keycloak for this session, removed after."""
+    realm = keycloak.import_realm()
+    yield realm
+    keycloak.remove_realm(realm)
 
 
 def unique_name(prefix: str) -> str:

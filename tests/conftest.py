@@ -54,13 +54,15 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-def start_server(data_dir: Path, *extra: str) -> Server:
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
+    """`insights dev` on a free port; `env`: settings over the test's own environment."""
     port = free_port()
     log = (data_dir / "server.log").open("ab")
     process = subprocess.Popen(
         [*INSIGHTS, "dev", "--port", str(port), "--data-dir", str(data_dir), *extra],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env={**os.environ, **env} if env else None,
     )
     log.close()
     url = f"http://127.0.0.1:{port}"

@@ -44,9 +44,11 @@ def local_edge() -> ModuleType:
 class EmbeddedDeployment:
     kind = "embedded"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None) -> None:
+        """`env`: settings for the process, over the test's own environment."""
         self.data_dir = data_dir
-        self.server: Server = start_server(data_dir)
+        self.env = env
+        self.server: Server = start_server(data_dir, env=env)
 
     @property
     def url(self) -> str:
@@ -60,13 +62,13 @@ class EmbeddedDeployment:
 
     def restart(self) -> None:
         stop_server(self.server)
-        self.server = start_server(self.data_dir)
+        self.server = start_server(self.data_dir, env=self.env)
 
     def crash_and_restart(self, service: str) -> None:
         """SIGKILL the one process that runs every service, then start it again."""
         self.server.process.send_signal(signal.SIGKILL)
         self.server.process.wait(timeout=10)
-        self.server = start_server(self.data_dir)
+        self.server = start_server(self.data_dir, env=self.env)
 
     def stop(self) -> None:
         stop_server(self.server)

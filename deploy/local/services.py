@@ -34,6 +34,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -55,8 +56,14 @@ MAVEN_DEPENDENCY_PLUGIN = ("org.apache.maven.plugins", "maven-dependency-plugin"
 # Java majors each service accepts (OpenSearch 2.19 needs the security manager: gone in 24).
 KAFKA_JAVA = (17, 25)
 OPENSEARCH_JAVA = (17, 21)
+# An OpenID provider for the single sign-on tests; Keycloak 26.7 runs on Java 21 and later.
+KEYCLOAK_VERSION = "26.7.3"
+KEYCLOAK_JAVA = (21, 25)
 
-SERVICE_NAMES = ("kafka", "opensearch", "postgres")
+SERVICE_NAMES = ("kafka", "opensearch", "postgres", "keycloak")
+# What `up`, `status` and `env` take without names: the servers every deployment needs.
+# Keycloak is named when wanted (the single sign-on tests); `down` stops it with the others.
+DEFAULT_NAMES = ("kafka", "opensearch", "postgres")
 DATABASE = "insights"
 DB_USER = "insights"
 OPENSEARCH_CLUSTER = "user-insights-local"
@@ -151,9 +158,12 @@ class Settings:
     opensearch_port: int
     opensearch_transport_port: int
     postgres_port: int
+    keycloak_port: int
+    keycloak_management_port: int
     service_user: str | None  # who runs OpenSearch and PostgreSQL when we are root
     kafka_heap: str
     opensearch_heap: str
+    keycloak_heap: str
     timeout: float
 
     @classmethod
@@ -187,8 +197,11 @@ class Settings:
             opensearch_transport_port=_env_port("OPENSEARCH_TRANSPORT_PORT", 19300),
             postgres_port=_env_port("POSTGRES_PORT", 15432),
             service_user=(os.environ.get("INSIGHTS_SERVICES_USER") or "insights") if root else None,
+            keycloak_port=_env_port("KEYCLOAK_PORT", 18080),
+            keycloak_management_port=_env_port("KEYCLOAK_MANAGEMENT_PORT", 18081),
             kafka_heap=os.environ.get("INSIGHTS_KAFKA_HEAP") or "512m",
             opensearch_heap=os.environ.get("INSIGHTS_OPENSEARCH_HEAP") or "512m",
+            keycloak_heap=os.environ.get("INSIGHTS_KEYCLOAK_HEAP") or "512m",
             timeout=timeout_s,
         )
 
@@ -546,6 +559,7 @@ class Service:
     name = ""
     stop_signal = signal.SIGTERM
     drops_privileges = False  # runs as the unprivileged service user when we are root
+    least_timeout = 0.0  # seconds to wait for readiness at least, whatever the settings say
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -690,7 +704,8 @@ class Service:
 
     def _wait_ready(self, pid: int) -> None:
         began = time.monotonic()
-        deadline = began + self.settings.timeout
+        timeout = max(self.settings.timeout, self.least_timeout)
+        deadline = began + timeout
         while time.monotonic() < deadline:
             if self.running_pid() != pid:
                 raise ServiceError(
@@ -703,7 +718,7 @@ class Service:
                     return
             time.sleep(0.5)
         raise ServiceError(
-            f"{self.name} (pid {pid}) not ready after {self.settings.timeout:.0f}s"
+            f"{self.name} (pid {pid}) not ready after {timeout:.0f}s"
             f" (INSIGHTS_SERVICES_TIMEOUT); last lines of {self.log_file}:\n" + tail(self.log_file)
         )
 
@@ -763,7 +778,9 @@ class Service:
 
     def status(self) -> tuple[bool, str]:
         pid = self.running_pid()
-        endpoint = " ".join(f"{k}={v}" for k, v in self.exports().items())
+        endpoint = " ".join(
+            f"{k}={v}" for k, v in self.exports().items() if not k.endswith("PASSWORD")
+        )
         if pid is None:
             busy = [str(p) for p in self.ports().values() if not port_free(p)]
             note = f" (port {', '.join(busy)} taken by another process)" if busy else ""
@@ -1493,10 +1510,113 @@ class Postgres(Service):
         return [f"PostgreSQL {version}: select 1 -> {one}; temp table rows -> {rows}"]
 
 
+class Keycloak(Service):
+    """Keycloak's distribution in development mode: one node, an H2 file database in its state
+    dir, plain HTTP on loopback. Its first start makes the master realm's admin, whose
+    password is kept beside the data; the tests import their realms through its admin API."""
+
+    name = "keycloak"
+    ADMIN = "admin"
+    # Its first start builds the server (Quarkus) and its database: 100 s on 2 idle cores,
+    # past 190 s beside a busy test run.
+    least_timeout = 600.0
+
+    @property
+    def home(self) -> Path:
+        return self.settings.cache_dir / f"keycloak-{KEYCLOAK_VERSION}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.keycloak_port}"
+
+    @property
+    def password_file(self) -> Path:
+        return self.dir / "admin-password"
+
+    def ports(self) -> dict[str, int]:
+        return {
+            "http": self.settings.keycloak_port,
+            "management": self.settings.keycloak_management_port,
+        }
+
+    def exports(self) -> dict[str, str]:
+        exports = {"KEYCLOAK_URL": self.url, "KEYCLOAK_ADMIN_USER": self.ADMIN}
+        with contextlib.suppress(OSError):
+            exports["KEYCLOAK_ADMIN_PASSWORD"] = self.password_file.read_text().strip()
+        return exports
+
+    def fetch(self) -> None:
+        if (self.home / "bin/kc.sh").exists():
+            return
+        with file_lock(self.settings.cache_dir / ".keycloak.lock"):
+            if (self.home / "bin/kc.sh").exists():
+                return
+            say(self.name, f"fetching Keycloak {KEYCLOAK_VERSION} with mvn (once)")
+            with building(self.settings, self.home) as scratch:
+                coordinates = f"org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}"
+                # The archive alone: it carries its own jars, its POM names them again.
+                archive_only = dependency(coordinates, kind="tar.gz", exclusions=("*:*",))
+                (scratch / "pom.xml").write_text(pom("keycloak-runtime", archive_only))
+                maven(self.settings, scratch, "copy-dependencies", what="mvn (Keycloak)")
+                (archive,) = (scratch / "out").rglob("*.tar.gz")
+                with tarfile.open(archive) as packed:
+                    packed.extractall(scratch / "unpacked", filter="tar")
+                os.rename(scratch / "unpacked" / f"keycloak-{KEYCLOAK_VERSION}", scratch / "result")
+                say(self.name, f"unpacked {self.home}")
+
+    def prepare(self) -> tuple[list[str], dict[str, str]]:
+        data = self.dir / "h2"
+        env = {
+            **os.environ,
+            "JAVA_HOME": str(find_java(versions=KEYCLOAK_JAVA, prefer_env=("KEYCLOAK_JAVA_HOME",))),
+            "JAVA_OPTS_KC_HEAP": f"-Xms64m -Xmx{self.settings.keycloak_heap}",
+        }
+        if not self.password_file.exists():
+            # The admin is made only with the master realm: a new password needs a new database.
+            shutil.rmtree(data, ignore_errors=True)
+            fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(base64.urlsafe_b64encode(os.urandom(18)).decode() + "\n")
+            env["KC_BOOTSTRAP_ADMIN_USERNAME"] = self.ADMIN
+            env["KC_BOOTSTRAP_ADMIN_PASSWORD"] = self.password_file.read_text().strip()
+        command = [
+            str(self.home / "bin" / "kc.sh"),
+            "start-dev",
+            "--http-host=127.0.0.1",
+            f"--http-port={self.settings.keycloak_port}",
+            f"--http-management-port={self.settings.keycloak_management_port}",
+            "--db=dev-file",
+            f"--db-url=jdbc:h2:file:{data}/keycloakdb;NON_KEYWORDS=VALUE",
+            "--cache=local",
+        ]
+        return command, env
+
+    def request(self, path: str, timeout: float = 5) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as response:  # noqa: S310
+            answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+    def ready(self) -> bool:
+        try:
+            discovery = self.request("/realms/master/.well-known/openid-configuration")
+        except (urllib.error.URLError, TimeoutError, ConnectionError):
+            return False
+        return discovery.get("issuer") == f"{self.url}/realms/master"
+
+    def smoke(self) -> list[str]:
+        discovery = self.request("/realms/master/.well-known/openid-configuration")
+        keys = self.request("/realms/master/protocol/openid-connect/certs")["keys"]
+        return [
+            f"Keycloak {KEYCLOAK_VERSION}: discovery names {discovery['issuer']}, "
+            f"{len(keys)} signing keys published"
+        ]
+
+
 SERVICES: dict[str, Callable[[Settings], Service]] = {
     "kafka": Kafka,
     "opensearch": OpenSearch,
     "postgres": Postgres,
+    "keycloak": Keycloak,
 }
 
 
@@ -1541,7 +1661,8 @@ def main(argv: list[str] | None = None) -> int:
             "names",
             nargs="*",
             metavar="NAME",
-            help=f"any of {', '.join(SERVICE_NAMES)} (default: all)",
+            help=f"any of {', '.join(SERVICE_NAMES)} (default: {', '.join(DEFAULT_NAMES)};"
+            " down and kill: all)",
         )
         if command == "down":
             cmd.add_argument("--purge", action="store_true", help="also delete their data")
@@ -1559,7 +1680,8 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    names = list(dict.fromkeys(args.names)) or list(SERVICE_NAMES)
+    everything = SERVICE_NAMES if args.command in ("down", "kill") else DEFAULT_NAMES
+    names = list(dict.fromkeys(args.names)) or list(everything)
     services = [SERVICES[name](settings) for name in names]
 
     if args.command == "env":

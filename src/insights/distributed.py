@@ -4,7 +4,8 @@
 origin in front of them. Each reads its settings
 class from the environment, waits for its backing services (they may start at the same time, as in
 docker compose), applies its migrations or index templates, and serves /healthz, /readyz and
-/metrics beside its routes. The projector has no routes: it serves only those three.
+/metrics beside its routes. The projector has no routes: it serves only those three. With the
+OTEL_* variables set, each exports its traces (insights_common.tracing).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Literal, TypeVar
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from opentelemetry.sdk.trace import TracerProvider
 
 from import_svc.app import create_distributed as create_import
 from import_svc.app import create_distributed_importer as create_importer
@@ -46,6 +48,7 @@ from insights_common.settings import (
     OpenSearchSettings,
     PostgresSettings,
 )
+from insights_common.tracing import start_tracing, trace_http
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.app import create_distributed as create_query
 from insights_query.app import create_projector
@@ -92,7 +95,9 @@ async def patiently(what: str, attempt: Callable[[], Awaitable[T]], *, limit: fl
             delay = min(delay * 2, 5.0)
 
 
-def kafka_bus(settings: KafkaSettings, *, client_id: str) -> KafkaBus:
+def kafka_bus(
+    settings: KafkaSettings, *, client_id: str, tracer_provider: TracerProvider | None = None
+) -> KafkaBus:
     return KafkaBus(
         KafkaOptions(
             bootstrap_servers=settings.bootstrap_servers,
@@ -101,7 +106,8 @@ def kafka_bus(settings: KafkaSettings, *, client_id: str) -> KafkaBus:
             partitions=settings.partitions,
             replication_factor=settings.replication_factor,
             publish_timeout=settings.publish_timeout,
-        )
+        ),
+        tracer_provider=tracer_provider,
     )
 
 
@@ -171,6 +177,7 @@ def service_app(
     readiness: list[ReadinessCheck],
     peers: PeerReferences | None = None,
     bus: KafkaBus | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """The HTTP app of one service process: its routes, problems, health and metrics; with
     `peers`, its reference is the whole API's (theirs merged with its own)."""
@@ -196,11 +203,19 @@ def service_app(
             return JSONResponse(merge_openapi([app.openapi(), *await peers.documents()]))
 
     install_api_docs(app, openapi_url=openapi_url)
+    trace_http(app, tracer_provider)
     return app
 
 
-async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Process:
-    """Connect what the service needs and wire it; nothing is served yet."""
+async def build(
+    name: str,
+    stack: AsyncExitStack,
+    *,
+    startup_limit: float,
+    tracer_provider: TracerProvider | None = None,
+) -> Process:
+    """Connect what the service needs and wire it; nothing is served yet. With a tracer
+    provider, its requests, publishes and consumed batches are spans."""
     if name not in SERVICES:
         raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
     query = QuerySettings()
@@ -216,13 +231,16 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
             limit=startup_limit,
             refresh="wait_for",
         )
-        bus = kafka_bus(query.kafka, client_id="insights-projector")
+        bus = kafka_bus(
+            query.kafka, client_id="insights-projector", tracer_provider=tracer_provider
+        )
         create_projector(store=store, bus=bus, settings=query)
         app = service_app(
             name,
             None,
             readiness=[check("OpenSearch", store.ping), check("Kafka", bus.ping)],
             bus=bus,
+            tracer_provider=tracer_provider,
         )
         return Process(
             app,
@@ -237,7 +255,9 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
     if name in ("import", "ingest"):
         settings = ImportSettings() if name == "import" else IngestSettings()
         db = await postgres(settings.postgres, stack, limit=startup_limit)
-        bus = kafka_bus(settings.kafka, client_id=f"insights-{name}")
+        bus = kafka_bus(
+            settings.kafka, client_id=f"insights-{name}", tracer_provider=tracer_provider
+        )
         keys = await key_store(db, box, key_cache)
         if isinstance(settings, ImportSettings):
             access, audit = await access_of(db, keys)
@@ -251,6 +271,7 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
             parts,
             readiness=[check("PostgreSQL", db.ping), check("Kafka", bus.ping)],
             bus=bus,
+            tracer_provider=tracer_provider,
         )
         return Process(
             app,
@@ -267,13 +288,14 @@ async def build(name: str, stack: AsyncExitStack, *, startup_limit: float) -> Pr
     retention = PostgresRetentionSettings(db)
     await retention.migrate()
     _, passes, parts = create_query(
-        store=store, access=access, audit=audit, retention=retention, settings=query
+        store=store, access=access, audit=audit, retention=retention, settings=query, box=box
     )
     app = service_app(
         name,
         parts,
         readiness=[check("PostgreSQL", db.ping), check("OpenSearch", store.ping)],
         peers=PeerReferences(ReferenceSettings()),
+        tracer_provider=tracer_provider,
     )
     return Process(app, query.host, query.port, on_start=[passes.start], on_stop=parts.on_stop)
 
@@ -285,8 +307,14 @@ async def serve(
     import uvicorn  # noqa: PLC0415 - only the serving path needs it
 
     tune_garbage_collector()
+    tracer_provider = start_tracing(name)
     async with AsyncExitStack() as stack:
-        process = await build(name, stack, startup_limit=startup_limit)
+        if tracer_provider is not None:
+            # last out: the spans still queued are sent once everything else stopped
+            stack.push_async_callback(asyncio.to_thread, tracer_provider.shutdown)
+        process = await build(
+            name, stack, startup_limit=startup_limit, tracer_provider=tracer_provider
+        )
 
         own_lifespan = process.app.router.lifespan_context
 

@@ -129,14 +129,15 @@ def wire(settings: EmbeddedSettings, *, import_owner: str | None = None) -> Embe
     server does not take its running imports for its own unfinished ones."""
     data_dir = settings.data_dir
     db = SqliteDatabase(data_dir / "insights.db")
-    keys = SqliteKeyStore(db, SecretBox.from_data_dir(data_dir))
+    box = SecretBox.from_data_dir(data_dir)
+    keys = SqliteKeyStore(db, box)
     members = SqliteMemberStore(db)
     audit = GroupedAuditLog(SqliteAuditLog(db))
     access = Access(keys, members)
     dead_letters = SqliteDeadLetters(db)
     bus = InProcessBus(dead_letters=dead_letters)
     query, retention, query_parts = create_query(
-        db=db, bus=bus, access=access, audit=audit, settings=QuerySettings()
+        db=db, bus=bus, access=access, audit=audit, settings=QuerySettings(), box=box
     )
     import_settings = ImportSettings(data_dir=data_dir)
     if import_owner is not None:

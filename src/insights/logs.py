@@ -1,7 +1,9 @@
 """How `insights serve` logs: one JSON line per record (python-json-logger), or plain text.
 
-Each line carries its time, level, logger, message, the service (the process kind) and whatever
-the call gave in `extra` (app_id, import_id...), so a log store can search by them. uvicorn's
+Each line carries its time, level, logger, message, the service (the process kind), whatever
+the call gave in `extra` (app_id, import_id...), and, while a span is current (tracing is on:
+insights_common.tracing), its `trace_id` and `span_id`, so a log store can search by them and
+go from a line to its trace. uvicorn's
 loggers go through the same handler (the process gives uvicorn no log config of its own).
 INSIGHTS_LOG_FORMAT=text gives the plain lines instead.
 """
@@ -12,6 +14,7 @@ import logging
 import os
 import sys
 
+from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 FORMATS = ("json", "text")
@@ -26,8 +29,21 @@ def log_format() -> str:
     return chosen
 
 
+class TraceIds(logging.Filter):
+    """Adds the current span's `trace_id` and `span_id` (hex, as trace viewers show them) to a
+    record; a record made outside any span gets neither."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = format(context.trace_id, "032x")
+            record.span_id = format(context.span_id, "016x")
+        return True
+
+
 def configure(service: str, *, chosen: str, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(TraceIds())
     if chosen == "json":
         handler.setFormatter(
             JsonFormatter(

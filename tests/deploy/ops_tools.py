@@ -1,10 +1,11 @@
-"""Where the tests find Helm, kubeconform and promtool: `make ops-tools` builds them from the Go
-module proxy into the project's download cache when they are missing (on a fresh machine, in the
-test run itself)."""
+"""Where the tests find Helm, kubeconform, promtool and the OpenTelemetry Collector: `make
+ops-tools` builds them from the Go module proxy into the project's download cache when they are
+missing (on a fresh machine, in the test run itself)."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import subprocess
@@ -31,3 +32,13 @@ def ops_tools() -> Path:
         timeout=3600,
     )
     return tools
+
+
+def otelcol() -> Path:
+    """The collector of deploy/otelcol, in the directory the Makefile's OTELCOL_DIR names: its
+    version and the first 12 hex digits of the SHA-256 of its sources."""
+    sources = b"".join(
+        (ROOT / "deploy/otelcol" / name).read_bytes() for name in ("go.mod", "go.sum", "main.go")
+    )
+    key = hashlib.sha256(sources).hexdigest()[:12]
+    return ops_tools() / f"otelcol-{version('OTELCOL_VERSION')}-{key}" / "insights-otelcol"

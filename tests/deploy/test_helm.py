@@ -133,3 +133,20 @@ def test_the_chart_refuses_to_render_without_a_master_key(tools: dict[str, str])
     done = run(tools["helm"], "template", "insights", str(CHART), "--kube-version", KUBE_VERSION)
     assert done.returncode != 0
     assert "secrets.masterKey" in done.stderr
+
+
+def test_traces_are_off_unless_an_endpoint_is_named(tools: dict[str, str]) -> None:
+    def config(*values: str) -> dict[str, str]:
+        docs = documents(render(tools, *DEFAULT, *values))
+        data: dict[str, str] = docs[("ConfigMap", "insights-user-insights-config")]["data"]
+        return data
+
+    assert not [name for name in config() if name.startswith("OTEL_")]
+    on = config(
+        "--set", "tracing.otlpEndpoint=http://otel-collector.observability.svc:4318",
+        "--set", "tracing.resourceAttributes=deployment.environment.name=production",
+    )  # fmt: skip
+    assert on["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability.svc:4318"
+    assert on["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert on["OTEL_TRACES_SAMPLER_ARG"] == "0.1"
+    assert on["OTEL_RESOURCE_ATTRIBUTES"] == "deployment.environment.name=production"

@@ -145,6 +145,7 @@ async def edge(tmp_path: Path, dashboard: Path) -> AsyncIterator[httpx.AsyncClie
         ("/api/v1/eventsx", "query"),
         ("/api/v1/messages/m1", "query"),
         ("/api/v1/openapi.json", "query"),
+        ("/api/v1/asyncapi.json", "query"),
         ("/api/docs", "query"),
     ],
 )

@@ -236,6 +236,11 @@ def test_import_ingest_and_insights_end_to_end(deployment: Deployment) -> None:
         assert api.get("/api/docs").status_code == 200
         paths = api.get("/api/v1/openapi.json").json()["paths"]
         assert {"/api/v1/imports", "/api/v1/events", "/api/v1/users/{user_id}"} <= set(paths)
+        # and beside it the events' AsyncAPI document: every topic
+        channels = api.get("/api/v1/asyncapi.json").json()["channels"].values()
+        assert {"insights.users.v1", "insights.notifications.v1", "platform.events.raw"} <= {
+            channel["address"] for channel in channels
+        }
 
     # Data survives a restart of every process.
     deployment.restart()

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.unit
 PUBLIC = "public"
 SIGNED_IN = "signed in"
 # (method, path) -> what the caller needs: a permission, any signed-in caller, or nothing (the
-# sign-in itself; the webhook and the platforms' callbacks, which their signatures authenticate).
+# sign-in itself, by password or single sign-on; the webhook and the platforms' callbacks,
+# which their signatures authenticate).
 RULES: dict[tuple[str, str], Permission | str] = {
     ("GET", "/api/v1/users"): Permission.SEARCH_USERS,
     ("GET", "/api/v1/users/{user_id}"): Permission.VIEW_PROFILE,
@@ -36,6 +37,9 @@ RULES: dict[tuple[str, str], Permission | str] = {
     ("GET", "/api/v1/templates"): Permission.VIEW_TEMPLATES,
     ("GET", "/api/v1/templates/{key}"): Permission.VIEW_TEMPLATES,
     ("POST", "/api/v1/session"): PUBLIC,
+    ("GET", "/api/v1/session/options"): PUBLIC,
+    ("GET", "/api/v1/session/sso"): PUBLIC,
+    ("GET", "/api/v1/session/sso/callback"): PUBLIC,
     ("GET", "/api/v1/me"): SIGNED_IN,
     ("DELETE", "/api/v1/session"): SIGNED_IN,
     ("DELETE", "/api/v1/sessions"): SIGNED_IN,
@@ -74,12 +78,16 @@ BODIES: dict[str, Any] = {
 }
 
 
+# The API's own descriptions (OpenAPI, AsyncAPI): public, as the reference page that shows them.
+DOCUMENTS = frozenset({"/api/v1/openapi.json", "/api/v1/asyncapi.json"})
+
+
 def api_routes(in_process: InProcess) -> set[tuple[str, str]]:
     app = in_process.client._transport.app  # type: ignore[attr-defined]
     found = set()
     for route in _every_route(app.router.routes):
         path = getattr(route, "path", "")
-        if path.startswith("/api/v1/") and path != "/api/v1/openapi.json":
+        if path.startswith("/api/v1/") and path not in DOCUMENTS:
             found.update((method, path) for method in route.methods - {"HEAD"})
     return found
 

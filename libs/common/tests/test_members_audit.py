@@ -95,6 +95,26 @@ async def test_members_sign_in_by_password_and_sessions_end(databases: Databases
     assert await members.session(token_hash(session.token)) is None
 
 
+async def test_a_member_an_identity_provider_vouched_for_gets_a_session(
+    databases: Databases,
+) -> None:
+    members = await open_members(databases)
+    accounts = Accounts(members, clock=lambda: T0)
+    await accounts.add("acme", "Ann@Example.com", "agent")
+    assert await members.is_member("acme", "ann@example.com")
+    assert not await members.is_member("globex", "ann@example.com")
+    assert await accounts.sign_in_verified("globex", "ann@example.com") is None
+    assert await accounts.sign_in_verified("acme", "bo@example.com") is None
+    session = await accounts.sign_in_verified("acme", " ANN@example.COM ")
+    assert session is not None
+    stored = await members.session(token_hash(session.token))
+    assert stored is not None
+    assert (stored.app_id, stored.email, stored.role) == ("acme", "ann@example.com", "agent")
+    assert (stored.csrf_token, stored.created_at) == (session.csrf_token, T0)
+    await accounts.remove("acme", "ann@example.com")
+    assert await accounts.sign_in_verified("acme", "ann@example.com") is None
+
+
 @pytest.mark.unit
 def test_a_session_ends_when_idle_or_too_old() -> None:
     limits = SessionLimits(idle=timedelta(minutes=30), absolute=timedelta(hours=12))

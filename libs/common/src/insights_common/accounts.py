@@ -113,6 +113,17 @@ class Accounts:
         stored = await self.members.password_hash(app_id, email)
         if not password_matches(stored, password[:MAX_PASSWORD]):
             return None
+        return await self._open_session(app_id, email)
+
+    async def sign_in_verified(self, app_id: str, email: str) -> NewSession | None:
+        """A new session for an email an identity provider vouched for (single sign-on), or
+        None when it is not a member of the app."""
+        email = normal_email(email)
+        if not await self.members.is_member(app_id, email):
+            return None
+        return await self._open_session(app_id, email)
+
+    async def _open_session(self, app_id: str, email: str) -> NewSession:
         session = NewSession(new_session_token(), secrets.token_urlsafe(32))
         await self.members.create_session(
             token_hash(session.token),

@@ -1,9 +1,11 @@
 """Sign-in, the caller's identity, and the app's members: routes under /api/v1."""
 
+import logging
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from insights_common.access import ROLES, Permission, Principal
@@ -20,6 +22,13 @@ from insights_common.audit import AuditLog, Recorder
 from insights_common.http import FORBIDDEN, UNAUTHORIZED, Problem, problem_responses
 from insights_common.members import normal_email
 from insights_common.rate_limit import client_address, rate_limits
+from insights_common.sso import FLOW_COOKIE, SingleSignOn, SsoRefused, SsoSignIn
+
+log = logging.getLogger(__name__)
+# Where the browser lands after single sign-on: the dashboard, or its sign-in page, which
+# explains ?sso_error=<code>.
+DASHBOARD = "/"
+SIGN_IN_PAGE = "/signin"
 
 Role = Literal["admin", "agent", "analyst"]
 
@@ -40,6 +49,19 @@ class Me(BaseModel):
     csrf_token: str | None
     """Send it as X-CSRF-Token with every request that changes something (session only)."""
     permissions: list[str]
+
+
+class SsoOption(BaseModel):
+    label: str
+    """The button's text, e.g. 'Sign in with Okta'."""
+    start: str
+    """Send the browser here, with ?app=APP, to sign in at the organization's provider."""
+
+
+class SessionOptions(BaseModel):
+    password: bool
+    sso: SsoOption | None
+    """None when the deployment has no single sign-on."""
 
 
 class MemberOut(BaseModel):
@@ -88,11 +110,25 @@ def _account_problem(error: AccountError) -> Problem:
     return Problem(400, "Invalid request", str(error))
 
 
-def accounts_router(access: Access, accounts: Accounts, audit: AuditLog) -> APIRouter:
+def accounts_router(
+    access: Access, accounts: Accounts, audit: AuditLog, sso: SingleSignOn | None = None
+) -> APIRouter:
     router = APIRouter(tags=["accounts"])
     Caller = Annotated[Principal, Depends(access.require(None))]
     Admin = Annotated[Principal, Depends(access.require(Permission.MANAGE_MEMBERS))]
     record = Recorder(audit)
+    sso_sign_in = SsoSignIn(sso, accounts, audit) if sso is not None else None
+
+    def set_session_cookie(response: Response, request: Request, token: str) -> None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=int(access.limits.absolute.total_seconds()),
+            path="/",
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="lax",
+        )
 
     @router.post(
         "/session",
@@ -113,15 +149,93 @@ def accounts_router(access: Access, accounts: Accounts, audit: AuditLog) -> APIR
         if session is None:
             limits.failed(address)
             raise Problem(401, "Unauthorized", "The email and password do not match a member.")
-        response.set_cookie(
-            SESSION_COOKIE,
-            session.token,
-            max_age=int(access.limits.absolute.total_seconds()),
-            path="/",
+        set_session_cookie(response, request, session.token)
+
+    @router.get("/session/options", response_model=SessionOptions)
+    async def session_options(request: Request) -> SessionOptions:
+        """How people may sign in to this deployment (the sign-in page asks before showing)."""
+        option = None
+        if sso is not None:
+            option = SsoOption(label=sso.label, start=str(request.url_for("sso_start").path))
+        return SessionOptions(password=True, sso=option)
+
+    def refused(request: Request, code: str, *, failed: bool = True) -> RedirectResponse:
+        if failed:  # a refused callback counts as a failed authentication; an outage does not
+            rate_limits(request).failed(client_address(request))
+        answer = RedirectResponse(f"{SIGN_IN_PAGE}?sso_error={code}", status_code=303)
+        answer.delete_cookie(FLOW_COOKIE, path=flow_path(request))
+        return answer
+
+    def flow_path(request: Request) -> str:
+        return str(request.url_for("sso_start").path)
+
+    @router.get(
+        "/session/sso",
+        name="sso_start",
+        status_code=303,
+        response_class=RedirectResponse,
+        responses=problem_responses(
+            {
+                400: "No app, or an app id of more than 64 characters.",
+                404: "The deployment has no single sign-on.",
+            }
+        ),
+    )
+    async def sso_start(
+        request: Request, app: Annotated[str, Query(min_length=1, max_length=64)]
+    ) -> RedirectResponse:
+        """Sign in to `app` at the organization's OpenID provider: answers a redirect there.
+        The provider sends the browser back to /session/sso/callback."""
+        if sso is None:
+            raise Problem(404, "Not found", "This deployment has no single sign-on.")
+        rate_limits(request).check_address(client_address(request))
+        try:
+            url, sealed = await sso.start(app, redirect_uri=str(request.url_for("sso_callback")))
+        except SsoRefused as refusal:
+            log.warning("single sign-on could not start: %s", refusal)
+            return refused(request, refusal.code, failed=False)
+        answer = RedirectResponse(url, status_code=303)
+        answer.set_cookie(
+            FLOW_COOKIE,
+            sealed,
+            max_age=sso.settings.flow_seconds,
+            path=flow_path(request),
             secure=request.url.scheme == "https",
             httponly=True,
+            # Lax: the provider's redirect back is a top-level GET from another site.
             samesite="lax",
         )
+        return answer
+
+    @router.get(
+        "/session/sso/callback",
+        name="sso_callback",
+        status_code=303,
+        response_class=RedirectResponse,
+        responses=problem_responses({404: "The deployment has no single sign-on."}),
+    )
+    async def sso_callback(request: Request) -> RedirectResponse:
+        """Where the provider sends the browser back: signs the member in (the session cookie
+        of a password sign-in) and answers a redirect to the dashboard; a refusal redirects
+        there with ?sso_error=<why>."""
+        if sso_sign_in is None:
+            raise Problem(404, "Not found", "This deployment has no single sign-on.")
+        address = client_address(request)
+        rate_limits(request).check_address(address)
+        try:
+            session = await sso_sign_in.finish(
+                cookie=request.cookies.get(FLOW_COOKIE),
+                params={key: value[:4096] for key, value in request.query_params.items()},
+                redirect_uri=str(request.url_for("sso_callback")),
+                address=address,
+            )
+        except SsoRefused as refusal:
+            log.info("single sign-on refused from %s: %s", address, refusal)
+            return refused(request, refusal.code, failed=refusal.code != "provider")
+        answer = RedirectResponse(DASHBOARD, status_code=303)
+        answer.delete_cookie(FLOW_COOKIE, path=flow_path(request))
+        set_session_cookie(answer, request, session.token)
+        return answer
 
     @router.get("/me", response_model=Me, responses=_AUTH)
     async def me(caller: Caller) -> Me:

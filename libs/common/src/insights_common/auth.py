@@ -7,6 +7,7 @@ with a master key that lives outside the database.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import secrets
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Protocol
 
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from insights_common.signatures import (
     MalformedSignature,
@@ -160,6 +163,15 @@ class SecretBox:
 
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
+        self._key = key
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A Fernet key of its own for `purpose` (HKDF-SHA256 of the master key): what it
+        seals cannot be read as a stored secret, nor a stored secret passed off as it."""
+        derived = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()
+        ).derive(base64.urlsafe_b64decode(self._key))
+        return base64.urlsafe_b64encode(derived)
 
     @classmethod
     def from_env(cls) -> SecretBox:

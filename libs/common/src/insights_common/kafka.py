@@ -9,7 +9,9 @@ A record that is not a valid contract event goes to `<topic>.dlq`, and the strea
 an event the handler keeps failing on while its store is up (poison, told from an outage by the
 store's own `DependencyUnavailable` and a health probe). A dead-letter record keeps the original
 key, bytes and headers and adds why, which consumer, when, and where it came from (the headers of
-`insights_common.dead_letters`).
+`insights_common.dead_letters`). With a tracer provider, each record carries the trace context of
+its publish in its headers and each batch is handled in a consumer span continuing it
+(`insights_common.tracing`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from aiokafka.structs import RecordMetadata
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaResponse
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from insights_common.bus import Span, Written, merge_spans
@@ -51,6 +55,7 @@ from insights_common.dead_letters import (
     utc_now,
 )
 from insights_common.outage import DEFAULT_TIMEOUT, DependencyUnavailable, bounded
+from insights_common.tracing import PublishTelemetry, consuming, record_headers, tracer
 from insights_contracts import AnyEvent, event_adapter
 from insights_contracts.topics import dlq, key_for, topic_for
 
@@ -107,8 +112,12 @@ class KafkaOptions:
 class KafkaBus:
     """Publishes contract events to their topics and feeds batch handlers from them."""
 
-    def __init__(self, options: KafkaOptions) -> None:
+    def __init__(
+        self, options: KafkaOptions, *, tracer_provider: TracerProvider | None = None
+    ) -> None:
         self.options = options
+        self.traced = tracer_provider is not None
+        self.tracer = tracer(__name__, tracer_provider)
         self.broker = KafkaBroker(
             options.bootstrap_servers,
             client_id=options.client_id,
@@ -117,6 +126,9 @@ class KafkaBus:
             linger_ms=5,
             max_batch_size=1024 * 1024,
             logger=log,
+            middlewares=(
+                [PublishTelemetry(tracer_provider=tracer_provider)] if tracer_provider else []
+            ),
         )
         self._partitions: dict[str, int] = {}
         self._topics: set[str] = set()
@@ -303,11 +315,12 @@ class KafkaBus:
             records = _records(bodies, message)
             started = time.perf_counter()
             try:
-                rejected = await _handle(
-                    records, handler, isolate=failures + 1 >= ISOLATE_AFTER, healthy=healthy
-                )
-                if rejected:
-                    await self._dead_letter(rejected, consumer=group_id)
+                with self._batch_span(group_id, records):
+                    rejected = await _handle(
+                        records, handler, isolate=failures + 1 >= ISOLATE_AFTER, healthy=healthy
+                    )
+                    if rejected:
+                        await self._dead_letter(rejected, consumer=group_id)
             except Exception as error:
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
@@ -356,6 +369,25 @@ class KafkaBus:
             }
 
         metrics.follow(group_id, ends)
+
+    def _batch_span(
+        self, group_id: str, records: Sequence[Record]
+    ) -> contextlib.AbstractContextManager[object]:
+        """The consumer span a batch is handled in; untraced, none (no header is read)."""
+        if not self.traced:
+            return contextlib.nullcontext()
+        return consuming(
+            self.tracer,
+            f"{group_id} process",
+            [record.headers for record in records],
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.consumer.group.name": group_id,
+                "messaging.destination.name": records[0].topic,
+                "messaging.destination.partition.id": str(records[0].partition),
+            },
+        )
 
     async def _dead_letter(self, rejected: Sequence[Rejected], *, consumer: str) -> None:
         """Send each reject to `<its topic>.dlq`: its key and bytes, its own headers, and why."""
@@ -610,20 +642,33 @@ class KafkaTransactionalPublisher:
         async with self._bus.within_publish_timeout(bound), self._lock:
             groups = await self._bus.by_partition(events)
             producer = await self._ready()
-            # A task of its own, shielded: a timeout must not interrupt the transaction's abort,
-            # which waits for the brokers; the producer is left to finish it.
-            work = asyncio.create_task(self._transaction(producer, groups))
-            try:
-                return await asyncio.shield(work)
-            except BaseException:
-                self._producer = None
-                work.cancel()
-                self._leave(producer, work)
-                raise
+            with self._bus.tracer.start_as_current_span(
+                "publish (transaction)",
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "send",
+                    "messaging.batch.message_count": len(events),
+                    "messaging.destination.name": ",".join(sorted({t for t, _ in groups})),
+                },
+            ):
+                headers = record_headers()
+                # A task of its own, shielded: a timeout must not interrupt the transaction's
+                # abort, which waits for the brokers; the producer is left to finish it.
+                work = asyncio.create_task(self._transaction(producer, groups, headers))
+                try:
+                    return await asyncio.shield(work)
+                except BaseException:
+                    self._producer = None
+                    work.cancel()
+                    self._leave(producer, work)
+                    raise
 
     @staticmethod
     async def _transaction(
-        producer: AIOKafkaProducer, groups: dict[tuple[str, int], list[tuple[bytes, bytes]]]
+        producer: AIOKafkaProducer,
+        groups: dict[tuple[str, int], list[tuple[bytes, bytes]]],
+        headers: list[tuple[str, bytes]],
     ) -> Written:
         async with producer.transaction():
             sends = []
@@ -631,11 +676,11 @@ class KafkaTransactionalPublisher:
             for (topic, partition), records in groups.items():
                 batch = producer.create_batch()
                 for key, value in records:
-                    if batch.append(key=key, value=value, timestamp=None) is None:
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                         counts.append(batch.record_count())
                         sends.append(await producer.send_batch(batch, topic, partition=partition))
                         batch = producer.create_batch()
-                        batch.append(key=key, value=value, timestamp=None)
+                        batch.append(key=key, value=value, timestamp=None, headers=headers)
                 if batch.record_count():
                     counts.append(batch.record_count())
                     sends.append(await producer.send_batch(batch, topic, partition=partition))

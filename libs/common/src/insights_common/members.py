@@ -100,6 +100,8 @@ class MemberStore(Protocol):
 
     async def password_hash(self, app_id: str, email: str) -> str | None: ...
 
+    async def is_member(self, app_id: str, email: str) -> bool: ...
+
     async def list_members(self, app_id: str) -> list[Member]: ...
 
     async def remove_member(self, app_id: str, email: str) -> bool:
@@ -174,6 +176,15 @@ class SqliteMemberStore:
                 "SELECT password_hash FROM members WHERE app_id = ? AND email = ?", (app_id, email)
             ).fetchone()
             return row["password_hash"] if row else None
+
+        return await self._db.read(select)
+
+    async def is_member(self, app_id: str, email: str) -> bool:
+        def select(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM members WHERE app_id = ? AND email = ?", (app_id, email)
+            ).fetchone()
+            return row is not None
 
         return await self._db.read(select)
 

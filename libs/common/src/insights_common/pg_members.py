@@ -69,6 +69,13 @@ class PostgresMemberStore:
             )
         return value
 
+    async def is_member(self, app_id: str, email: str) -> bool:
+        async with self._db.acquire() as conn:
+            found = await conn.fetchval(
+                "SELECT true FROM members WHERE app_id = $1 AND email = $2", app_id, email
+            )
+        return bool(found)
+
     async def list_members(self, app_id: str) -> list[Member]:
         async with self._db.acquire() as conn:
             rows = await conn.fetch(

@@ -18,9 +18,14 @@ def dlq(topic: str) -> str:
 
 
 def topic_for(event: AnyEvent) -> str:
-    if isinstance(event, UserUpserted):
+    return topic_of(type(event))
+
+
+def topic_of(event_type: type[AnyEvent]) -> str:
+    """The topic that carries the events of a type."""
+    if issubclass(event_type, UserUpserted):
         return USERS
-    if isinstance(event, TemplateUpserted):
+    if issubclass(event_type, TemplateUpserted):
         return TEMPLATES
     return NOTIFICATIONS
 

@@ -144,6 +144,16 @@ export async function loadMe(): Promise<Me | null> {
   }
 }
 
+/** How people may sign in here: always a password, and single sign-on when configured. */
+export interface SessionOptions {
+  password: boolean;
+  sso: { label: string; start: string } | null;
+}
+
+export async function sessionOptions(): Promise<SessionOptions> {
+  return getJson<SessionOptions>("/session/options");
+}
+
 /** Signs in with a password; throws the API's refusal. */
 export async function signIn(app: string, email: string, password: string): Promise<Me | null> {
   await request("/session", { method: "POST", body: { app, email, password }, quiet401: true });

@@ -13,6 +13,7 @@ from insights_common.accounts import Accounts
 from insights_common.accounts_http import accounts_router
 from insights_common.audit import AuditLog, Recorder
 from insights_common.audit_http import audit_router
+from insights_common.auth import SecretBox
 from insights_common.bus import InProcessBus
 from insights_common.kafka import KafkaBus
 from insights_common.retention import RetentionSettings, SqliteRetentionSettings
@@ -20,6 +21,7 @@ from insights_common.service import ServiceParts
 from insights_common.sources import Sources
 from insights_common.sources_http import sources_router
 from insights_common.sqlite import SqliteDatabase
+from insights_common.sso import SEAL_PURPOSE, SingleSignOn
 from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
 from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.domain.time import utc_now
@@ -46,18 +48,26 @@ def create_service(
     audit: AuditLog,
     retention: RetentionSettings,
     settings: QuerySettings,
+    box: SecretBox | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[QueryService, RetentionService, ServiceParts]:
     """The query API over any store, with sign-in, members, the audit trail and the app's
-    settings (sources, retention) beside it. The retention passes run on their schedule once
-    the process serving the API starts them (`RetentionService.start`)."""
+    settings (sources, retention) beside it; with single sign-on when `settings.sso` is
+    configured (its flows are sealed with a key derived from `box`'s). The retention passes run
+    on their schedule once the process serving the API starts them (`RetentionService.start`)."""
     service = QueryService(reader, settings=settings, clock=clock)
     passes = RetentionService.of(settings=retention, store=reader, query=settings, clock=clock)
     record = Recorder(audit)
     router = APIRouter()
     router.include_router(create_router(service, access, record))
+    sso = None
+    if settings.sso.enabled:
+        if box is None:
+            raise ValueError("single sign-on needs the master key (SecretBox) to seal its flows")
+        sso = SingleSignOn(settings.sso, seal_key=box.derived_key(SEAL_PURPOSE))
     if access.members is not None:
-        router.include_router(accounts_router(access, Accounts(access.members), audit))
+        accounts = Accounts(access.members)
+        router.include_router(accounts_router(access, accounts, audit, sso))
     router.include_router(audit_router(access, audit))
     router.include_router(sources_router(access, Sources(access.keys, audit)))
     router.include_router(settings_router(access, passes, record))
@@ -79,6 +89,7 @@ def create_embedded(
     access: Access,
     audit: AuditLog,
     settings: QuerySettings,
+    box: SecretBox | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[QueryService, RetentionService, ServiceParts]:
     """Project the bus's users, notifications and templates into SQLite and serve the query API;
@@ -91,6 +102,7 @@ def create_embedded(
         audit=audit,
         retention=SqliteRetentionSettings(db),
         settings=settings,
+        box=box,
         clock=clock,
     )
 
@@ -102,6 +114,7 @@ def create_distributed(
     audit: AuditLog,
     retention: RetentionSettings,
     settings: QuerySettings,
+    box: SecretBox | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[QueryService, RetentionService, ServiceParts]:
     """The query API process: reads the store (the projector process writes it) and runs the
@@ -112,6 +125,7 @@ def create_distributed(
         audit=audit,
         retention=retention,
         settings=settings,
+        box=box,
         clock=clock,
     )
 

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from insights_common.settings import KafkaSettings, OpenSearchSettings, PostgresSettings
+from insights_common.sso import SsoSettings
 
 
 class QuerySettings(BaseSettings):
@@ -40,3 +41,5 @@ class QuerySettings(BaseSettings):
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    sso: SsoSettings = Field(default_factory=SsoSettings)
+    """Single sign-on for members (INSIGHTS_SSO_*): the query service owns the sessions."""

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, signIn } from "../api";
+import { ApiError, type SessionOptions, sessionOptions, signIn } from "../api";
 import { usePageTitle } from "../components/usePageTitle";
 import { navigate, useLocation } from "../router";
 
@@ -18,7 +18,32 @@ function refusal(error: unknown): string {
   return "Signing in did not work. Try again.";
 }
 
+// Why the server sent the browser back from single sign-on without a session (?sso_error=).
+const SSO_REFUSALS: Record<string, string> = {
+  not_member:
+    "Your organization signed you in, but that email is not a member of this app. Ask an admin of the app to add you, or check the app's name.",
+  unverified: "Your organization has not verified your email address yet. Verify it there, then sign in again.",
+  no_email: "Your organization did not tell us your email address, so we cannot find your membership. Ask your administrator.",
+  denied: "Your organization did not sign you in. Try again, or sign in with your password.",
+  expired: "That sign-in took too long or was started in another browser. Sign in again.",
+  provider: "Your organization's sign-in could not be reached or checked. Try again in a minute, or sign in with your password.",
+};
+
+function ssoRefusal(search: URLSearchParams): string | null {
+  const code = search.get("sso_error");
+  if (code === null) return null;
+  return SSO_REFUSALS[code] ?? "Single sign-on did not work. Try again, or sign in with your password.";
+}
+
 const LAST_APP = "insights.app";
+
+function rememberApp(app: string): void {
+  try {
+    localStorage.setItem(LAST_APP, app);
+  } catch {
+    // Storage can be unavailable (private mode); the app is typed again next time.
+  }
+}
 
 function lastApp(): string {
   try {
@@ -34,8 +59,14 @@ export function SignInPage() {
   const [app, setApp] = useState(lastApp);
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
-  const [error, setError] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(() => ssoRefusal(search));
   const [checking, setChecking] = useState(false);
+  const [options, setOptions] = useState<SessionOptions | null>(null);
+  useEffect(() => {
+    sessionOptions()
+      .then(setOptions)
+      .catch(() => setOptions(null));
+  }, []);
   const appRef = useRef<HTMLInputElement>(null);
   const emailRef = useRef<HTMLInputElement>(null);
   useEffect(() => (app ? emailRef : appRef).current?.focus(), []);
@@ -50,16 +81,26 @@ export function SignInPage() {
     setError(null);
     try {
       await signIn(app.trim(), email.trim(), password);
-      try {
-        localStorage.setItem(LAST_APP, app.trim());
-      } catch {
-        // Storage can be unavailable (private mode); the app is typed again next time.
-      }
+      rememberApp(app.trim());
       navigate(nextPath(search), { replace: true });
     } catch (caught) {
       setError(refusal(caught));
       setChecking(false);
     }
+  };
+
+  const sso = options?.sso ?? null;
+  // A plain link, not a form: the content policy lets forms post only to this origin, and the
+  // server answers with a redirect to the organization's provider.
+  const ssoHref = sso ? `${sso.start}?app=${encodeURIComponent(app.trim())}` : undefined;
+  const toProvider = (event: Event) => {
+    if (!app.trim()) {
+      event.preventDefault();
+      setError("Enter the app first: single sign-on signs you in to one app.");
+      appRef.current?.focus();
+      return;
+    }
+    rememberApp(app.trim());
   };
 
   const described = error ? "signin-error" : undefined;
@@ -110,6 +151,14 @@ export function SignInPage() {
         <button type="submit" class="button primary" disabled={checking} aria-busy={checking}>
           Sign in
         </button>
+        {sso && (
+          <>
+            <p class="signin-or">or</p>
+            <a class="button secondary" href={ssoHref} onClick={toProvider}>
+              {sso.label}
+            </a>
+          </>
+        )}
       </form>
     </section>
   );

@@ -16,6 +16,7 @@ from insights_query.adapters.opensearch.store import (
     OpenSearchInsightsStore,
     ProjectionConflict,
 )
+from insights_query.adapters.opensearch.traced import TracedTransport
 
 __all__ = [
     "BulkWriteError",
@@ -52,7 +53,8 @@ def create_client(url: str, *, pool: int = 10) -> AsyncOpenSearch:
     Timeouts are retried: a retried bulk that had in fact been applied only meets its own
     writes as version conflicts, which the store folds again into the same documents. Bodies
     are not compressed: gzip cost the projector a sixth of its CPU, and the cluster has to
-    inflate what it gets; on a local network the bytes saved are not worth it.
+    inflate what it gets; on a local network the bytes saved are not worth it. Requests made
+    within a trace are spans of it (`traced`).
     """
     return AsyncOpenSearch(
         hosts=[url],
@@ -62,4 +64,5 @@ def create_client(url: str, *, pool: int = 10) -> AsyncOpenSearch:
         http_compress=False,
         serializer=OrjsonSerializer(),
         pool_maxsize=pool,
+        transport_class=TracedTransport,
     )
