@@ -49,6 +49,9 @@ WRITES = {
 # secret (tests/security/test_webhook_door.py refuses another app's); a source's settings are
 # the caller's app's.
 OWN = {
+    ("get", "/session/options"),
+    ("get", "/session/sso"),
+    ("get", "/session/sso/callback"),
     ("post", "/session"),
     ("delete", "/session"),
     ("delete", "/sessions"),
