@@ -30,6 +30,7 @@ from import_svc.domain.model import (
     RowError,
 )
 from import_svc.service import ImportService
+from insights.cli_apps import apps_app
 from insights.cli_options import AppOption, DataDir, Distributed, err, out
 from insights.cli_people import audit_app, members_app, record_change
 from insights.cli_sources import sources_app
@@ -73,6 +74,7 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(members_app, name="members")
 app.add_typer(audit_app, name="audit")
+app.add_typer(apps_app, name="apps")
 
 T = TypeVar("T")
 

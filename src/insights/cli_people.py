@@ -81,17 +81,19 @@ async def _people(data_dir: Path | None, distributed: bool) -> AsyncIterator[Peo
         await db.close()
 
 
-async def _record(people: People, app_id: str, action: str, detail: str) -> None:
-    """What a command changed, recorded as done by the operating-system user who ran it."""
-    await people.audit.append(
-        AuditEntry(
-            at=datetime.now(UTC),
-            app_id=app_id,
-            actor=f"cli:{getpass.getuser()}",
-            action=action,
-            detail=detail,
-        )
+def cli_entry(app_id: str, action: str, detail: str) -> AuditEntry:
+    """What a command changed, as done by the operating-system user who ran it."""
+    return AuditEntry(
+        at=datetime.now(UTC),
+        app_id=app_id,
+        actor=f"cli:{getpass.getuser()}",
+        action=action,
+        detail=detail,
     )
+
+
+async def _record(people: People, app_id: str, action: str, detail: str) -> None:
+    await people.audit.append(cli_entry(app_id, action, detail))
 
 
 def record_change(

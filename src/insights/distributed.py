@@ -39,6 +39,7 @@ from insights_common.observability import ReadinessCheck, install_observability
 from insights_common.pg_audit import PostgresAuditLog
 from insights_common.pg_auth import PostgresKeyStore
 from insights_common.pg_members import PostgresMemberStore
+from insights_common.pg_retention import PostgresRetentionSettings
 from insights_common.postgres import PostgresDatabase
 from insights_common.service import Hook, ServiceParts
 from insights_common.settings import (
@@ -284,7 +285,11 @@ async def build(
     )
     db = await postgres(query.postgres, stack, limit=startup_limit)
     access, audit = await access_of(db, await key_store(db, box, key_cache))
-    _, parts = create_query(store=store, access=access, audit=audit, settings=query, box=box)
+    retention = PostgresRetentionSettings(db)
+    await retention.migrate()
+    _, passes, parts = create_query(
+        store=store, access=access, audit=audit, retention=retention, settings=query, box=box
+    )
     app = service_app(
         name,
         parts,
@@ -292,7 +297,7 @@ async def build(
         peers=PeerReferences(ReferenceSettings()),
         tracer_provider=tracer_provider,
     )
-    return Process(app, query.host, query.port)
+    return Process(app, query.host, query.port, on_start=[passes.start], on_stop=parts.on_stop)
 
 
 async def serve(

@@ -40,6 +40,7 @@ from insights_contracts import AnyEvent, event_adapter
 from insights_query.app import create_embedded as create_query
 from insights_query.entrypoints.api_docs import install_api_docs
 from insights_query.entrypoints.dashboard import install_dashboard
+from insights_query.retention import RetentionService
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings
 from notification_ingest.app import create_embedded as create_ingest
@@ -103,6 +104,8 @@ class Embedded:
     imports: ImportService
     ingest: IngestService
     query: QueryService
+    retention: RetentionService
+    """The retention passes; on their schedule only in the process serving the API."""
     dead_letters: EmbeddedDeadLetters
     kept_callbacks: KeptCallbackLetters
     """The platforms' callbacks waiting for a user with their number (`insights dlq`)."""
@@ -133,7 +136,7 @@ def wire(settings: EmbeddedSettings, *, import_owner: str | None = None) -> Embe
     access = Access(keys, members)
     dead_letters = SqliteDeadLetters(db)
     bus = InProcessBus(dead_letters=dead_letters)
-    query, query_parts = create_query(
+    query, retention, query_parts = create_query(
         db=db, bus=bus, access=access, audit=audit, settings=QuerySettings(), box=box
     )
     import_settings = ImportSettings(data_dir=data_dir)
@@ -152,6 +155,7 @@ def wire(settings: EmbeddedSettings, *, import_owner: str | None = None) -> Embe
         imports=imports,
         ingest=ingest,
         query=query,
+        retention=retention,
         dead_letters=EmbeddedDeadLetters(dead_letters, bus),
         kept_callbacks=kept,
         parts=[query_parts, import_parts, ingest_parts],
@@ -183,6 +187,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await embedded.start()
+        await embedded.retention.start()
         try:
             if after_start is not None:
                 await after_start(embedded)

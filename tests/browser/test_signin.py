@@ -13,7 +13,7 @@ from tests.browser.dashboard import Login, fill_sign_in, sign_in
 
 pytestmark = pytest.mark.e2e
 
-PAGES = ("Users", "Imports", "Templates", "Audit", "Members", "Sources")
+PAGES = ("Users", "Imports", "Templates", "Audit", "Members", "Sources", "Settings")
 # What the navigation links for each role: an analyst never sees a link it cannot open, and a
 # page it types the address of says it is not open to its role.
 LINKED = {
@@ -110,7 +110,7 @@ def test_an_analyst_sees_statistics_without_phones_or_messages(
     expect(profile.get_by_role("button", name="Reveal")).to_have_count(0)
     expect(page.get_by_role("main")).to_contain_text("does not show message content")
     expect(page.get_by_role("table", name=re.compile("Messages"))).to_have_count(0)
-    for path in ("/imports", "/members", "/audit", "/sources"):
+    for path in ("/imports", "/members", "/audit", "/sources", "/settings"):
         page.goto(path)
         expect(page.get_by_role("heading", name="Not open to your role")).to_be_visible()
         expect(page.get_by_role("region", name="Twilio")).to_have_count(0)

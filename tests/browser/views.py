@@ -141,6 +141,14 @@ def sources(session: Session) -> None:
     loaded(session.page)
 
 
+def settings(session: Session) -> None:
+    sign_in(session.page, session.login)
+    session.page.goto("/settings")
+    expect(session.page.get_by_role("heading", name="Message retention")).to_be_visible()
+    expect(session.page.get_by_test_id("retention-current")).to_be_visible()
+    loaded(session.page)
+
+
 VIEWS: dict[str, Callable[[Session], None]] = {
     "signin": sign_in_page,
     "signin-refused": refused_sign_in,
@@ -155,6 +163,7 @@ VIEWS: dict[str, Callable[[Session], None]] = {
     "audit": audit,
     "members": members,
     "sources": sources,
+    "settings": settings,
 }
 
 # The pages people use most, checked at phone size too.

@@ -42,18 +42,25 @@ WRITES = {
     ("post", "/members"),
     ("patch", "/members/{email}"),
     ("delete", "/members/{email}"),
+    ("put", "/settings/retention"),
 }
 # Routes of the caller itself, where its app is its own: signing in names the app and a member
 # of it (tests/security/test_roles.py); a platform's callback is signed with that app's source
-# secret (tests/security/test_webhook_door.py refuses another app's).
+# secret (tests/security/test_webhook_door.py refuses another app's); a source's settings are
+# the caller's app's.
 OWN = {
+    ("get", "/session/options"),
+    ("get", "/session/sso"),
+    ("get", "/session/sso/callback"),
     ("post", "/session"),
     ("delete", "/session"),
     ("delete", "/sessions"),
     ("post", "/sources/{platform}/{app_id}"),
+    ("put", "/settings/sources/{platform}"),
+    ("delete", "/settings/sources/{platform}"),
 }
-# The app's people and its audit trail: another app's lists never name this app.
-PEOPLE = {"/me", "/members", "/audit"}
+# The app's people, its audit trail and its settings: another app's never name this app.
+PEOPLE = {"/me", "/members", "/audit", "/settings/retention", "/settings/sources"}
 
 
 def found_something(response: httpx.Response) -> bool:
@@ -129,6 +136,10 @@ def test_another_apps_key_sees_nothing_on_any_route(deployment: Deployment) -> N
         removed = other.delete(f"{API}/members/{member}")
         assert (changed.status_code, removed.status_code) == (404, 404), (changed, removed)
         assert member in api.get(f"{API}/members").text
+        # Nor set how long this app keeps its messages.
+        assert other.put(f"{API}/settings/retention", json={"days": 1}).status_code == 200
+        assert api.get(f"{API}/settings/retention").json()["days"] is None
+        assert api.get(f"{API}/users/alex/messages").json()["items"]
 
         # Writes land in the caller's app only.
         before = api.get(f"{API}/imports").json()

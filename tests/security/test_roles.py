@@ -51,6 +51,8 @@ RULES: dict[tuple[str, str], Permission | str] = {
     ("GET", "/api/v1/settings/sources"): Permission.MANAGE_SOURCES,
     ("PUT", "/api/v1/settings/sources/{platform}"): Permission.MANAGE_SOURCES,
     ("DELETE", "/api/v1/settings/sources/{platform}"): Permission.MANAGE_SOURCES,
+    ("GET", "/api/v1/settings/retention"): Permission.MANAGE_SETTINGS,
+    ("PUT", "/api/v1/settings/retention"): Permission.MANAGE_SETTINGS,
     ("POST", "/api/v1/imports"): Permission.IMPORT,
     ("GET", "/api/v1/imports"): Permission.IMPORT,
     ("GET", "/api/v1/imports/{import_id}"): Permission.IMPORT,
@@ -72,6 +74,7 @@ BODIES: dict[str, Any] = {
     "/api/v1/members": {"email": "new@example.com", "role": "analyst"},
     "/api/v1/members/{email}": {"role": "agent"},
     "/api/v1/settings/sources/{platform}": {"secret": "a-signing-secret"},
+    "/api/v1/settings/retention": {"days": 365},
 }
 
 

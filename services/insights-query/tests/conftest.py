@@ -23,6 +23,7 @@ from insights_common.auth import SecretBox, SqliteKeyStore
 from insights_common.bus import InProcessBus
 from insights_common.http import install_problem_handlers
 from insights_common.members import SqliteMemberStore
+from insights_common.retention import SqliteRetentionSettings
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import (
     NotificationClicked,
@@ -256,10 +257,11 @@ def wire(
 ) -> tuple[QueryService, FastAPI]:
     """The query service and its HTTP app over `store`, fed by `bus`."""
     project_bus(bus, store)
-    service, parts = create_service(
+    service, _, parts = create_service(
         reader=store,
         access=Access(keys, SqliteMemberStore(db)),
         audit=SqliteAuditLog(db),
+        retention=SqliteRetentionSettings(db),
         settings=settings,
         clock=lambda: NOW,
     )

@@ -63,7 +63,7 @@ def app_with_dashboard(assets: Path, db: SqliteDatabase, keys: SqliteKeyStore) -
     app = FastAPI(docs_url="/api/docs")
     install_problem_handlers(app)
     install_observability(app, service="query")
-    _, parts = create_embedded(
+    _, _, parts = create_embedded(
         db=db,
         bus=InProcessBus(),
         access=Access(keys, SqliteMemberStore(db)),

@@ -126,6 +126,7 @@ ACCOUNT_PATHS = {
     "/api/v1/members",
     "/api/v1/members/{email}",
     "/api/v1/audit",
+    "/api/v1/settings/retention",
     "/api/v1/settings/sources",
     "/api/v1/settings/sources/{platform}",
 }

@@ -25,6 +25,7 @@ from insights_common.kafka import ISOLATE_AFTER, KafkaBus, KafkaOptions
 from insights_common.kafka_dlq import KafkaDeadLetters
 from insights_common.members import SqliteMemberStore
 from insights_common.outage import DependencyUnavailable
+from insights_common.retention import SqliteRetentionSettings
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import AnyEvent
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
@@ -145,10 +146,11 @@ READ_PATHS = (
 
 
 def query_app(store: OpenSearchInsightsStore, keys: SqliteKeyStore, db: SqliteDatabase) -> FastAPI:
-    _, parts = create_service(
+    _, _, parts = create_service(
         reader=store,
         access=Access(keys, SqliteMemberStore(db)),
         audit=SqliteAuditLog(db),
+        retention=SqliteRetentionSettings(db),
         settings=QuerySettings(),
     )
     app = FastAPI()

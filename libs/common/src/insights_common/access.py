@@ -29,6 +29,8 @@ class Permission(StrEnum):
     READ_AUDIT = "read_audit"
     MANAGE_SOURCES = "manage_sources"
     """Set up the messaging platforms whose callbacks the app takes (their secrets)."""
+    MANAGE_SETTINGS = "manage_settings"
+    """The app's settings, such as how long its messages are kept."""
 
 
 ALL = frozenset(Permission)

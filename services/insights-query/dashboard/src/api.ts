@@ -6,6 +6,7 @@ import type {
   ImportMode,
   MessageDetail,
   Member,
+  Retention,
   MessageItem,
   OnError,
   Page,
@@ -261,6 +262,8 @@ export const api = {
   setSource: (platform: string, change: { secret?: string; user_field: string | null }) =>
     send<SourceAdded>(`/settings/sources/${id(platform)}`, "PUT", change),
   removeSource: (platform: string) => send<null>(`/settings/sources/${id(platform)}`, "DELETE"),
+  retention: (signal?: AbortSignal) => getJson<Retention>("/settings/retention", {}, signal),
+  setRetention: (days: number | null) => send<Retention>("/settings/retention", "PUT", { days }),
   templates: (query: Query = {}, signal?: AbortSignal) => getJson<Page<TemplateSummary>>("/templates", query, signal),
   template: (key: string, signal?: AbortSignal) => getJson<TemplateDetail>(`/templates/${id(key)}`, {}, signal),
   imports: (query: Query = {}, signal?: AbortSignal) => getJson<Page<ImportJob>>("/imports", query, signal),

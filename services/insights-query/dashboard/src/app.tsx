@@ -7,6 +7,7 @@ import { ImportsPage } from "./pages/imports/ImportsPage";
 import { MessagePage } from "./pages/message/MessagePage";
 import { AuditPage } from "./pages/audit/AuditPage";
 import { MembersPage } from "./pages/members/MembersPage";
+import { SettingsPage } from "./pages/settings/SettingsPage";
 import { SignInPage } from "./pages/SignInPage";
 import { SourcesPage } from "./pages/sources/SourcesPage";
 import { TemplatePage } from "./pages/templates/TemplatePage";
@@ -53,6 +54,7 @@ const ROUTES: Route[] = [
   { path: "/audit", needs: "read_audit", render: () => <AuditPage /> },
   { path: "/members", needs: "manage_members", render: () => <MembersPage /> },
   { path: "/sources", needs: "manage_sources", render: () => <SourcesPage /> },
+  { path: "/settings", needs: "manage_settings", render: () => <SettingsPage /> },
 ];
 
 // Only the pages the member may open are linked: an analyst never sees a link it cannot follow.
@@ -63,6 +65,7 @@ const NAV: { href: string; label: string; needs: Permission }[] = [
   { href: "/audit", label: "Audit", needs: "read_audit" },
   { href: "/members", label: "Members", needs: "manage_members" },
   { href: "/sources", label: "Sources", needs: "manage_sources" },
+  { href: "/settings", label: "Settings", needs: "manage_settings" },
 ];
 
 function resolve(path: string): ComponentChildren {

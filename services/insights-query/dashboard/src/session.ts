@@ -19,7 +19,8 @@ export type Permission =
   | "import"
   | "manage_members"
   | "read_audit"
-  | "manage_sources";
+  | "manage_sources"
+  | "manage_settings";
 
 let current: Me | null = null;
 const listeners = new Set<() => void>();

@@ -219,6 +219,11 @@ export interface SourceAdded extends SourceSetting {
   token: string | null;
 }
 
+export interface Retention {
+  days: number | null;
+  updated_at: string | null;
+}
+
 export interface Member {
   email: string;
   role: string;

@@ -16,6 +16,7 @@ from insights_common.audit_http import audit_router
 from insights_common.auth import SecretBox
 from insights_common.bus import InProcessBus
 from insights_common.kafka import KafkaBus
+from insights_common.retention import RetentionSettings, SqliteRetentionSettings
 from insights_common.service import ServiceParts
 from insights_common.sources import Sources
 from insights_common.sources_http import sources_router
@@ -25,7 +26,9 @@ from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
 from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.domain.time import utc_now
 from insights_query.entrypoints.http import create_router
-from insights_query.ports import InsightsReader, ProjectionStore
+from insights_query.entrypoints.settings_http import settings_router
+from insights_query.ports import InsightsReader, ProjectionStore, RetentionStore
+from insights_query.retention import RetentionService
 from insights_query.service import Projector, QueryService
 from insights_query.settings import QuerySettings
 
@@ -34,21 +37,29 @@ TOPICS = (USERS, NOTIFICATIONS, TEMPLATES)
 EMBEDDED_PROJECTOR = "insights-projector"
 
 
+class QueryStore(InsightsReader, RetentionStore, Protocol):
+    """What the query API reads, and where its retention passes remove messages."""
+
+
 def create_service(
     *,
-    reader: InsightsReader,
+    reader: QueryStore,
     access: Access,
     audit: AuditLog,
+    retention: RetentionSettings,
     settings: QuerySettings,
     box: SecretBox | None = None,
     clock: Callable[[], datetime] = utc_now,
-) -> tuple[QueryService, ServiceParts]:
-    """The query API over any store, with sign-in, members, the audit trail and the sources'
-    settings beside it; with single sign-on when `settings.sso` is configured (its flows are
-    sealed with a key derived from `box`'s)."""
+) -> tuple[QueryService, RetentionService, ServiceParts]:
+    """The query API over any store, with sign-in, members, the audit trail and the app's
+    settings (sources, retention) beside it; with single sign-on when `settings.sso` is
+    configured (its flows are sealed with a key derived from `box`'s). The retention passes run
+    on their schedule once the process serving the API starts them (`RetentionService.start`)."""
     service = QueryService(reader, settings=settings, clock=clock)
+    passes = RetentionService.of(settings=retention, store=reader, query=settings, clock=clock)
+    record = Recorder(audit)
     router = APIRouter()
-    router.include_router(create_router(service, access, Recorder(audit)))
+    router.include_router(create_router(service, access, record))
     sso = None
     if settings.sso.enabled:
         if box is None:
@@ -59,7 +70,8 @@ def create_service(
         router.include_router(accounts_router(access, accounts, audit, sso))
     router.include_router(audit_router(access, audit))
     router.include_router(sources_router(access, Sources(access.keys, audit)))
-    return service, ServiceParts(router=router)
+    router.include_router(settings_router(access, passes, record))
+    return service, passes, ServiceParts(router=router, on_stop=[passes.stop])
 
 
 def project_bus(bus: InProcessBus, store: ProjectionStore) -> Projector:
@@ -79,27 +91,42 @@ def create_embedded(
     settings: QuerySettings,
     box: SecretBox | None = None,
     clock: Callable[[], datetime] = utc_now,
-) -> tuple[QueryService, ServiceParts]:
-    """Project the bus's users, notifications and templates into SQLite and serve the query API."""
+) -> tuple[QueryService, RetentionService, ServiceParts]:
+    """Project the bus's users, notifications and templates into SQLite and serve the query API;
+    retention settings are kept in the same file."""
     store = SqliteInsightsStore(db)
     project_bus(bus, store)
     return create_service(
-        reader=store, access=access, audit=audit, settings=settings, box=box, clock=clock
+        reader=store,
+        access=access,
+        audit=audit,
+        retention=SqliteRetentionSettings(db),
+        settings=settings,
+        box=box,
+        clock=clock,
     )
 
 
 def create_distributed(
     *,
-    store: InsightsReader,
+    store: QueryStore,
     access: Access,
     audit: AuditLog,
+    retention: RetentionSettings,
     settings: QuerySettings,
     box: SecretBox | None = None,
     clock: Callable[[], datetime] = utc_now,
-) -> tuple[QueryService, ServiceParts]:
-    """The query API process: reads the store (the projector process writes it)."""
+) -> tuple[QueryService, RetentionService, ServiceParts]:
+    """The query API process: reads the store (the projector process writes it) and runs the
+    retention passes, one replica at a time (`retention.exclusive`)."""
     return create_service(
-        reader=store, access=access, audit=audit, settings=settings, box=box, clock=clock
+        reader=store,
+        access=access,
+        audit=audit,
+        retention=retention,
+        settings=settings,
+        box=box,
+        clock=clock,
     )
 
 

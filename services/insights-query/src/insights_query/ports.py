@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from insights_contracts import AnyEvent
@@ -12,6 +13,7 @@ from insights_query.domain.queries import (
     MessagePosition,
     SearchPosition,
 )
+from insights_query.domain.retention import RemovedChunk
 from insights_query.domain.search import Rank, SearchQuery
 from insights_query.domain.stats import StatsRows
 from insights_query.domain.time import Window
@@ -27,6 +29,19 @@ from insights_query.domain.views import (
 class ProjectionStore(Protocol):
     async def apply(self, events: Sequence[AnyEvent]) -> None:
         """Store a batch of events and recompute what they touch, all or nothing."""
+        ...
+
+
+class RetentionStore(Protocol):
+    async def remove_sent_before(
+        self, app_id: str, before: datetime, *, limit: int, after: str | None
+    ) -> RemovedChunk:
+        """Remove up to `limit` of the app's messages sent before `before`, from `after` (the
+        `resume` of the previous chunk) in user order, and compute again the profiles of their
+        users (their activity span; a user known only from the removed messages goes, an
+        imported one stays). In user order, a chunk touches few users and each user is
+        recounted about once a pass. Each call is short for readers and the projector: one
+        transaction, or one bulk request and one refresh."""
         ...
 
 

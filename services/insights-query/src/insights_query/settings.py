@@ -32,6 +32,12 @@ class QuerySettings(BaseSettings):
     opensearch_pool: int = Field(default=32, ge=1)
     """Connections the query API (and the projector) keep to OpenSearch. Each API request uses
     one at a time, so fewer than the requests served at once make them queue in the process."""
+    retention_every_seconds: int = Field(default=3600, ge=0)
+    """How often the query API's process runs a retention pass over every app with a setting
+    (the first at its start); 0 runs passes only when asked (a changed setting, the CLI)."""
+    retention_chunk: int = Field(default=2000, ge=100, le=10000)
+    """Messages removed per step of a pass: one write transaction (SQLite) or one bulk request
+    and refresh (OpenSearch) each, so readers and the projector wait for one step at most."""
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)

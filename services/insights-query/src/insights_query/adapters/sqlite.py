@@ -36,6 +36,7 @@ from insights_query.domain.queries import (
     MessagePosition,
     SearchPosition,
 )
+from insights_query.domain.retention import RemovedChunk
 from insights_query.domain.search import Rank, SearchQuery, nickname_tokens, phone_digits
 from insights_query.domain.stats import Counts, DayCounts, StatsRows
 from insights_query.domain.templates import best_versions
@@ -190,6 +191,15 @@ class SqliteInsightsStore:
     async def apply(self, events: Sequence[AnyEvent]) -> None:
         if events:
             await self._db.write(lambda conn: _apply(conn, events))
+
+    async def remove_sent_before(
+        self, app_id: str, before: datetime, *, limit: int, after: str | None
+    ) -> RemovedChunk:
+        """One write transaction per chunk: the projector and readers wait at most for one."""
+        cut = ts_key(before)
+        return await self._db.write(
+            lambda conn: _remove_sent_before(conn, app_id, cut, limit, after or "")
+        )
 
     # -- users ------------------------------------------------------------------------------
 
@@ -641,6 +651,36 @@ def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         user_rows,
     )
+
+
+def _remove_sent_before(
+    conn: sqlite3.Connection, app_id: str, before: str, limit: int, after: str
+) -> RemovedChunk:
+    # In user order from the last user of the previous chunk (the rest of whose old messages
+    # may be left): each user's old messages are the start of its range of the index.
+    rows = conn.execute(
+        "SELECT message_id, user_id FROM q_messages INDEXED BY q_messages_user_sent"
+        " WHERE app_id = ? AND user_id >= ? AND sent_at < ? ORDER BY user_id LIMIT ?",
+        (app_id, after, before, limit),
+    ).fetchall()
+    if not rows:
+        return RemovedChunk(messages=0, users=0, resume=None)
+    ids = json.dumps([row["message_id"] for row in rows])
+    # The events go too: a message is folded from them, and would come back with the next one.
+    conn.execute(
+        "DELETE FROM q_message_events WHERE app_id = ?"
+        " AND message_id IN (SELECT value FROM json_each(?))",
+        (app_id, ids),
+    )
+    conn.execute(
+        "DELETE FROM q_messages WHERE app_id = ?"
+        " AND message_id IN (SELECT value FROM json_each(?))",
+        (app_id, ids),
+    )
+    users = {(app_id, row["user_id"]) for row in rows}
+    _refresh_users(conn, users, {})
+    resume = rows[-1]["user_id"] if len(rows) == limit else None
+    return RemovedChunk(messages=len(rows), users=len(users), resume=resume)
 
 
 def _refresh_messages(

@@ -32,6 +32,7 @@ PAGE_PATHS = (
     "/audit",
     "/members",
     "/sources",
+    "/settings",
 )
 
 # Built file names carry a hash of their content, so a browser may keep them for good.

@@ -22,6 +22,7 @@ const ACTIONS: Record<string, string> = {
   "webhook_secret.require_timestamp": "Changed webhook signatures",
   "source.add": "Set up source",
   "source.remove": "Removed source",
+  "retention.set": "Changed retention",
 };
 
 export function actionLabel(action: string): string {

@@ -153,6 +153,11 @@ def _fact(raw: Mapping[str, Any]) -> UserFact:
     )
 
 
+def facts_of(doc: Mapping[str, Any] | None) -> list[UserFact]:
+    """The user.upserted facts a user document keeps."""
+    return [_fact(raw) for raw in (doc or {}).get("facts", [])]
+
+
 def _span(raw: Mapping[str, Any] | None) -> ActivitySpan | None:
     if raw is None:
         return None

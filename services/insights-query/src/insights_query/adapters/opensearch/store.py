@@ -48,6 +48,7 @@ from insights_contracts import (
 from insights_query.adapters.opensearch.documents import (
     PROFILE_FIELDS,
     Doc,
+    facts_of,
     from_micros,
     message_doc,
     message_key,
@@ -68,6 +69,7 @@ from insights_query.domain.queries import (
     MessagePosition,
     SearchPosition,
 )
+from insights_query.domain.retention import RemovedChunk
 from insights_query.domain.search import Rank, SearchQuery
 from insights_query.domain.stats import Counts, DayCounts, StatsRows
 from insights_query.domain.templates import best_versions
@@ -308,23 +310,27 @@ class OpenSearchInsightsStore:
 
     async def _recount(self, keys: set[str], facts: Mapping[str, list[UserFact]]) -> set[str]:
         """Fold the users again with the span of the messages they have now, which can be
-        narrower than the one stored (a user a message left), or none at all: a user known only
-        from that message then has no document any more. Answer the keys that lost a race.
+        narrower than the one stored (a user a message left, or whose messages retention
+        removed), or none at all: a user known only from those messages then has no document
+        any more. Answer the keys that lost a race.
 
-        Rare (the platform sent two `sent` events naming different users), so it may afford a
-        refresh of the messages index and one aggregation per user.
+        The users are read before the messages index is refreshed: a projector that wrote a
+        user after that read makes this write lose the race (and be folded again); one that
+        wrote before it had written the user's message before the refresh, so its span counts.
         """
+        ordered = sorted(keys)
+        current_users = await self._mget("users", ordered)
         await self._client.indices.refresh(index=self.index("messages"))
-        current_users = await self._mget("users", sorted(keys))
+        spans = await self._spans_of_messages(ordered)
         writes: list[_Write] = []
-        for key in sorted(keys):
+        for key in ordered:
             app_id, user_id = split_key(key)
-            span = await self._span_of_messages(app_id, user_id)
+            span = spans.get(key)
             current = current_users.get(key)
-            stored = {**current.source, "span": None} if current else None
-            new = user_doc(
-                app_id, user_id, stored, facts=facts.get(key, ()), spans=[span] if span else ()
-            )
+            # Folded afresh from the facts and the span found now: the stored span is no
+            # lower bound here, so the stored document cannot be the starting point.
+            known = [*facts_of(current.source if current else None), *facts.get(key, ())]
+            new = user_doc(app_id, user_id, None, facts=known, spans=[span] if span else ())
             if new is None:
                 if current is not None:
                     writes.append(_Write("users", key, None, current))
@@ -332,31 +338,95 @@ class OpenSearchInsightsStore:
                 writes.append(_Write("users", key, new, current))
         return {key for _, key in await self._bulk(writes)}
 
-    async def _span_of_messages(self, app_id: str, user_id: str) -> ActivitySpan | None:
-        response = await self._client.search(
-            index=self.index("messages"),
-            body={
-                "size": 0,
-                "track_total_hits": True,
-                "query": {
-                    "bool": {
-                        "filter": [
-                            _term("app_id", app_id),
-                            _term("user_id", user_id),
-                            _term("visible", True),
-                        ]
+    async def _spans_of_messages(self, keys: Sequence[str]) -> dict[str, ActivitySpan]:
+        """The activity span of each user's visible messages, by user key; a user without
+        any is missing."""
+        by_app: dict[str, list[str]] = defaultdict(list)
+        for key in keys:
+            app_id, user_id = split_key(key)
+            by_app[app_id].append(user_id)
+        bodies: list[Doc] = []
+        apps: list[str] = []
+        for app_id, user_ids in by_app.items():
+            for start in range(0, len(user_ids), _PAGE):
+                page = user_ids[start : start + _PAGE]
+                apps.append(app_id)
+                bodies.append(
+                    {
+                        "size": 0,
+                        "query": _visible(app_id, {"terms": {"user_id": page}}),
+                        "aggs": {
+                            "users": {
+                                "terms": _few_terms("user_id", len(page)),
+                                "aggs": {
+                                    "first": {"min": {"field": "first_event_us"}},
+                                    "last": {"max": {"field": "last_event_us"}},
+                                },
+                            }
+                        },
                     }
-                },
-                "aggs": {
-                    "first": {"min": {"field": "first_event_us"}},
-                    "last": {"max": {"field": "last_event_us"}},
-                },
-            },
-        )
-        if not response["hits"]["total"]["value"]:
-            return None
-        aggs = response["aggregations"]
-        return ActivitySpan(from_micros(aggs["first"]["value"]), from_micros(aggs["last"]["value"]))
+                )
+        spans: dict[str, ActivitySpan] = {}
+        for app_id, response in zip(
+            apps, await self._multi_search("messages", bodies), strict=True
+        ):
+            for bucket in response["aggregations"]["users"]["buckets"]:
+                spans[user_key(app_id, bucket["key"])] = ActivitySpan(
+                    from_micros(bucket["first"]["value"]), from_micros(bucket["last"]["value"])
+                )
+        return spans
+
+    # -- retention --------------------------------------------------------------------------
+
+    async def remove_sent_before(
+        self, app_id: str, before: datetime, *, limit: int, after: str | None
+    ) -> RemovedChunk:
+        """One search (in user order, after `after`), one bulk of conditional deletes, one
+        refresh and the users' recount.
+
+        A message a projector changed meanwhile is not deleted (its write won the race): it
+        is still old, and the next pass takes it.
+        """
+        async with outages():
+            body: Doc = {
+                "size": limit,
+                "query": _visible(app_id, {"range": {"sent_us": {"lt": micros(before)}}}),
+                "sort": [{"user_id": "asc"}, {"message_id": "asc"}],
+                "_source": ["user_id"],
+                "seq_no_primary_term": True,
+            }
+            if after is not None:
+                body["search_after"] = orjson.loads(after)
+            response = await self._client.search(index=self.index("messages"), body=body)
+            hits = cast(list[dict[str, Any]], response["hits"]["hits"])
+            if not hits:
+                return RemovedChunk(messages=0, users=0, resume=None)
+            writes = [
+                _Write(
+                    "messages",
+                    hit["_id"],
+                    None,
+                    _Current(hit["_source"], hit["_seq_no"], hit["_primary_term"]),
+                )
+                for hit in hits
+            ]
+            lost = {key for _, key in await self._bulk(writes)}
+            users = {
+                user_key(app_id, hit["_source"]["user_id"])
+                for hit in hits
+                if hit["_id"] not in lost
+            }
+            pending = set(users)
+            for _ in range(_MAX_ROUNDS):
+                if not pending:
+                    break
+                pending = await self._recount(pending, {})
+            if pending:
+                raise DependencyUnavailable(
+                    DEPENDENCY, f"{len(pending)} users kept changing while their span was recounted"
+                )
+        resume = orjson.dumps(hits[-1]["sort"]).decode() if len(hits) == limit else None
+        return RemovedChunk(messages=len(hits) - len(lost), users=len(users), resume=resume)
 
     async def _mget(self, kind: Kind, keys: list[str]) -> dict[str, _Current]:
         found: dict[str, _Current] = {}
@@ -737,6 +807,12 @@ class OpenSearchInsightsStore:
     async def _multi_hits(self, kind: Kind, bodies: Sequence[Doc]) -> list[list[dict[str, Any]]]:
         """The hits of each search, sent together as one msearch; a failed one raises as it
         would have alone."""
+        answers = await self._multi_search(kind, bodies)
+        return [cast(list[dict[str, Any]], answer["hits"]["hits"]) for answer in answers]
+
+    async def _multi_search(self, kind: Kind, bodies: Sequence[Doc]) -> list[dict[str, Any]]:
+        """The answer of each search, sent together as one msearch; a failed one raises as it
+        would have alone."""
         if not bodies:
             return []
         header = {"index": self.index(kind)}
@@ -751,7 +827,7 @@ class OpenSearchInsightsStore:
                     error = answer["error"]
                     reason = error.get("type", "") if isinstance(error, dict) else str(error)
                     raise HTTP_EXCEPTIONS.get(status, TransportError)(status, reason, answer)
-        return [cast(list[dict[str, Any]], answer["hits"]["hits"]) for answer in answers]
+        return answers
 
 
 def _size(work: _Work) -> int:
