@@ -107,7 +107,8 @@ export function UserPage({ userId }: { userId: string }) {
               <p class="hint">Your role ({me()?.role}) does not show message content. An admin can change it.</p>
             </section>
           )}
-          {may("read_audit") && <ViewedBy userId={userId} />}
+          {/* Asked once the profile is answered, so this very view (recorded before the answer) is listed. */}
+          {may("read_audit") && user.data && <ViewedBy userId={userId} />}
         </>
       )}
     </section>
