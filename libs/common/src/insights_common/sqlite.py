@@ -64,6 +64,10 @@ def _owner_only(path: Path) -> None:
             name.chmod(0o600)
 
 
+CLOSE_WAIT_SECONDS = 30.0
+"""How long close waits for the reads under way to end."""
+
+
 class SqliteDatabase:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
@@ -79,6 +83,12 @@ class SqliteDatabase:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        # Reads under way in worker threads: close waits for them, since a read whose awaiting
+        # task was cancelled still runs on its connection, and closing it under the read would
+        # crash the process.
+        self._reading = threading.Condition()
+        self._reads = 0
+        self._closed = False
 
     def migrate(self, ddl: str) -> None:
         """Apply idempotent DDL (CREATE ... IF NOT EXISTS) at start."""
@@ -101,16 +111,25 @@ class SqliteDatabase:
             return result
 
     def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _connect(self.path) if self.path != ":memory:" else self._writer
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        if conn is self._writer:
-            with self._write_lock:
-                return fn(conn)
-        return fn(conn)
+        with self._reading:
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            self._reads += 1
+        try:
+            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = _connect(self.path) if self.path != ":memory:" else self._writer
+                self._local.conn = conn
+                with self._readers_lock:
+                    self._readers.append(conn)
+            if conn is self._writer:
+                with self._write_lock:
+                    return fn(conn)
+            return fn(conn)
+        finally:
+            with self._reading:
+                self._reads -= 1
+                self._reading.notify_all()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.to_thread(self.write_sync, fn)
@@ -119,6 +138,9 @@ class SqliteDatabase:
         return await asyncio.to_thread(self.read_sync, fn)
 
     def close(self) -> None:
+        with self._reading:
+            self._closed = True
+            self._reading.wait_for(lambda: self._reads == 0, timeout=CLOSE_WAIT_SECONDS)
         if self._checkpointer is not None:
             self._checkpointer.stop()
         with self._readers_lock:
