@@ -31,16 +31,23 @@ from import_svc.domain.model import (
 )
 from import_svc.service import ImportService
 from insights.cli_apps import apps_app
-from insights.cli_options import AppOption, DataDir, Distributed, err, out
+from insights.cli_options import (
+    AppOption,
+    DataDir,
+    Distributed,
+    embedded_settings,
+    err,
+    master_key,
+    out,
+)
 from insights.cli_people import audit_app, members_app, record_change
 from insights.cli_sources import sources_app
-from insights.embedded import EmbeddedSettings, create_app, running, wire
+from insights.embedded import create_app, running, wire
 from insights_common.access import UnknownScope, check_scopes
 from insights_common.auth import (
     ApiKeyInfo,
     KeyStore,
     MissingMasterKey,
-    SecretBox,
     key_id_of,
 )
 from insights_common.dead_letters import (
@@ -89,18 +96,14 @@ class Service(StrEnum):
 @asynccontextmanager
 async def _key_store(data_dir: Path | None, distributed: bool) -> AsyncIterator[KeyStore]:
     if not distributed:
-        async with running(_settings(data_dir)) as embedded:
+        async with running(embedded_settings(data_dir)) as embedded:
             yield embedded.keys
         return
     from insights_common.pg_auth import PostgresKeyStore  # noqa: PLC0415
     from insights_common.postgres import PostgresDatabase  # noqa: PLC0415
     from insights_common.settings import PostgresSettings  # noqa: PLC0415
 
-    try:
-        box = SecretBox.from_env()
-    except MissingMasterKey as error:
-        err.print(f"[red]error:[/] {error}")
-        raise typer.Exit(2) from None
+    box = master_key()
     pg = PostgresSettings()
     db = await PostgresDatabase.connect(pg.dsn.get_secret_value(), schema=pg.db_schema, max_size=2)
     try:
@@ -116,21 +119,13 @@ async def _importer(
     data_dir: Path | None, distributed: bool, owner: str
 ) -> AsyncIterator[ImportService]:
     if not distributed:
-        async with running(_settings(data_dir), import_owner=owner) as embedded:
+        async with running(embedded_settings(data_dir), import_owner=owner) as embedded:
             yield embedded.imports
         return
     from insights.distributed import importer  # noqa: PLC0415 - only this path needs Kafka
 
     async with importer(owner=owner) as imports:
         yield imports
-
-
-def _settings(data_dir: Path | None, **overrides: object) -> EmbeddedSettings:
-    settings = EmbeddedSettings()
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    if data_dir is not None:
-        changes["data_dir"] = data_dir
-    return settings.model_copy(update=changes)
 
 
 def _check_app_id(app_id: str) -> str:
@@ -160,7 +155,7 @@ def dev(
     from insights_common.http_guard import HttpSettings
 
     tune_garbage_collector()
-    settings = _settings(data_dir, port=port, host=host)
+    settings = embedded_settings(data_dir, port=port, host=host)
     _check_port_free(settings.host, settings.port)
     embedded = wire(settings)
 
@@ -609,7 +604,7 @@ async def _dead_letters(
     `--topic sources`)."""
     if not distributed:
         # Wired but not started: a replay needs the projector, not the services' start hooks.
-        embedded = wire(_settings(data_dir))
+        embedded = wire(embedded_settings(data_dir))
         try:
             yield CombinedDeadLetters(embedded.dead_letters, embedded.kept_callbacks)
         finally:

@@ -12,9 +12,16 @@ from typing import Annotated
 
 import typer
 
-from insights.cli_options import AppOption, DataDir, Distributed, err, out
+from insights.cli_options import (
+    AppOption,
+    DataDir,
+    Distributed,
+    embedded_settings,
+    err,
+    out,
+)
 from insights.cli_people import check_app_id, cli_entry
-from insights.embedded import EmbeddedSettings, running
+from insights.embedded import running
 from insights_common.audit import AuditLog
 from insights_common.retention import MAX_DAYS, MIN_DAYS, InvalidRetention, check_days
 from insights_query.domain.retention import PassResult
@@ -52,10 +59,7 @@ class Settings:
 @asynccontextmanager
 async def _settings(data_dir: Path | None, distributed: bool) -> AsyncIterator[Settings]:
     if not distributed:
-        settings = EmbeddedSettings()
-        if data_dir is not None:
-            settings = settings.model_copy(update={"data_dir": data_dir})
-        async with running(settings) as embedded:
+        async with running(embedded_settings(data_dir)) as embedded:
             yield Settings(embedded.retention, embedded.audit)
         return
     # Only this path needs PostgreSQL and OpenSearch.

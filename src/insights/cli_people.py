@@ -16,8 +16,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from insights.cli_options import AppOption, DataDir, Distributed, err, out
-from insights.embedded import EmbeddedSettings, running
+from insights.cli_options import (
+    AppOption,
+    DataDir,
+    Distributed,
+    embedded_settings,
+    err,
+    out,
+)
+from insights.embedded import running
 from insights_common.accounts import AccountError, Accounts
 from insights_common.audit import AuditEntry, AuditLog, Verification, verify
 from insights_contracts.types import APP_ID_PATTERN
@@ -59,10 +66,7 @@ def check_app_id(app_id: str) -> str:
 @asynccontextmanager
 async def _people(data_dir: Path | None, distributed: bool) -> AsyncIterator[People]:
     if not distributed:
-        settings = EmbeddedSettings()
-        if data_dir is not None:
-            settings = settings.model_copy(update={"data_dir": data_dir})
-        async with running(settings) as embedded:
+        async with running(embedded_settings(data_dir)) as embedded:
             yield People(Accounts(embedded.members), embedded.audit)
         return
     from insights_common.pg_audit import PostgresAuditLog  # noqa: PLC0415

@@ -14,10 +14,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from insights.cli_options import AppOption, DataDir, Distributed, err, out
+from insights.cli_options import (
+    AppOption,
+    DataDir,
+    Distributed,
+    embedded_settings,
+    err,
+    master_key,
+    out,
+)
 from insights.cli_people import check_app_id
-from insights.embedded import EmbeddedSettings, running
-from insights_common.auth import MissingMasterKey, SecretBox
+from insights.embedded import running
 from insights_common.sources import (
     BY_NAME,
     PLATFORMS,
@@ -42,10 +49,7 @@ SourcePlatform = StrEnum(  # type: ignore[misc]  # the platforms of insights_com
 @asynccontextmanager
 async def _sources(data_dir: Path | None, distributed: bool) -> AsyncIterator[Sources]:
     if not distributed:
-        settings = EmbeddedSettings()
-        if data_dir is not None:
-            settings = settings.model_copy(update={"data_dir": data_dir})
-        async with running(settings) as embedded:
+        async with running(embedded_settings(data_dir)) as embedded:
             yield Sources(embedded.keys, embedded.audit)
         return
     from insights_common.pg_audit import PostgresAuditLog  # noqa: PLC0415
@@ -53,11 +57,7 @@ async def _sources(data_dir: Path | None, distributed: bool) -> AsyncIterator[So
     from insights_common.postgres import PostgresDatabase  # noqa: PLC0415
     from insights_common.settings import PostgresSettings  # noqa: PLC0415
 
-    try:
-        box = SecretBox.from_env()
-    except MissingMasterKey as error:
-        err.print(f"[red]error:[/] {error}")
-        raise typer.Exit(2) from None
+    box = master_key()
     pg = PostgresSettings()
     db = await PostgresDatabase.connect(pg.dsn.get_secret_value(), schema=pg.db_schema, max_size=2)
     try:
