@@ -110,6 +110,26 @@ class SqliteDatabase:
                 self._checkpointer.wrote()
             return result
 
+    def erase_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`write_sync` for data that must leave the file's bytes too (erasing a person): the
+        deleted cells and pages are overwritten with zeros (secure_delete), and the log, which
+        still holds their earlier copies, is copied into the file and emptied (TRUNCATE; it
+        waits for the reads under way)."""
+        with self._write_lock:
+            self._writer.execute("PRAGMA secure_delete=ON")
+        try:
+            result = self.write_sync(fn)
+        finally:
+            with self._write_lock:
+                self._writer.execute("PRAGMA secure_delete=OFF")
+        if self.path != ":memory:":
+            with self._write_lock:
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return result
+
+    async def erase(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(self.erase_sync, fn)
+
     def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._reading:
             if self._closed:

@@ -100,6 +100,11 @@ class UserRegistry(Protocol):
         """Upsert users: given fields override when newer, absent fields keep what is known."""
         ...
 
+    async def erase(self, users: Sequence[tuple[str, str]]) -> None:
+        """Forget each (app_id, user_id): the registry's entry and the rows of the imports'
+        rejected-row reports that name the user."""
+        ...
+
 
 class UploadSpool(Protocol):
     """Where an upload waits while its import runs in the background."""

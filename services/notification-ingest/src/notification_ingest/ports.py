@@ -62,6 +62,10 @@ class PhoneDirectory(Protocol):
         """The user_id of each of `phones` the app knows."""
         ...
 
+    async def erase(self, app_id: str, user_id: str) -> list[str]:
+        """Forget the user's numbers; answer them (the callbacks kept for them go too)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class KeptCallback:
@@ -92,6 +96,10 @@ class PendingCallbacks(Protocol):
         ...
 
     async def drop(self, ids: Sequence[int]) -> None: ...
+
+    async def erase(self, app_id: str, phones: Sequence[str]) -> None:
+        """Drop the callbacks kept for these numbers (their user was erased), leaving no copy."""
+        ...
 
     async def forget(self, *, before: datetime) -> int:
         """Drop the callbacks kept before `before`; answer how many went."""

@@ -89,6 +89,10 @@ MIGRATIONS: tuple[str, ...] = (
         ADD COLUMN visible_at timestamptz,
         ADD COLUMN written jsonb NOT NULL DEFAULT '[]';
     """,
+    # The rejected rows naming a user, found when the user is erased.
+    """
+    CREATE INDEX imp_row_errors_user ON imp_row_errors (app_id, user_id);
+    """,
 )
 # The first key of the advisory lock that lets one new import of an app in at a time.
 _ADMISSION_LOCK = 0x1395
@@ -356,3 +360,15 @@ class PostgresImportStore:
             return
         async with self._db.transaction() as conn:
             await _merge(conn, entries)
+
+    async def erase(self, users: Sequence[tuple[str, str]]) -> None:
+        if not users:
+            return
+        async with self._db.transaction() as conn:
+            for table in ("imp_users", "imp_row_errors"):
+                await conn.execute(
+                    f"DELETE FROM {table} AS t USING unnest($1::text[], $2::text[])"  # noqa: S608
+                    " AS e(app_id, user_id) WHERE t.app_id = e.app_id AND t.user_id = e.user_id",
+                    [app_id for app_id, _ in users],
+                    [user_id for _, user_id in users],
+                )

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS imp_row_errors (
     message TEXT NOT NULL,
     PRIMARY KEY (app_id, import_id, seq)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS imp_row_errors_user ON imp_row_errors (app_id, user_id);
 CREATE TABLE IF NOT EXISTS imp_users (
     app_id TEXT NOT NULL,
     user_id TEXT NOT NULL,
@@ -311,3 +312,14 @@ class SqliteImportStore:
 
     async def merge(self, entries: Sequence[RegistryEntry]) -> None:
         await self._db.write(lambda conn: _merge(conn, entries))
+
+    async def erase(self, users: Sequence[tuple[str, str]]) -> None:
+        def forget(conn: sqlite3.Connection) -> None:
+            for table in ("imp_users", "imp_row_errors"):
+                conn.executemany(
+                    f"DELETE FROM {table} WHERE app_id = ? AND user_id = ?",  # noqa: S608
+                    users,
+                )
+
+        if users:
+            await self._db.erase(forget)

@@ -154,6 +154,16 @@ class PostgresPhoneDirectory:
             )
         return {str(row["phone"]): str(row["user_id"]) for row in rows}
 
+    async def erase(self, app_id: str, user_id: str) -> list[str]:
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                "DELETE FROM ing_phone_directory WHERE app_id = $1 AND user_id = $2"
+                " RETURNING phone",
+                app_id,
+                user_id,
+            )
+        return [str(row["phone"]) for row in rows]
+
 
 class PostgresPendingCallbacks:
     """Implements PendingCallbacks. Its table comes with the dedup store's migrations."""
@@ -200,6 +210,16 @@ class PostgresPendingCallbacks:
         async with self._db.acquire() as conn:
             await conn.execute(
                 "DELETE FROM ing_pending_callbacks WHERE id = ANY($1::bigint[])", list(ids)
+            )
+
+    async def erase(self, app_id: str, phones: Sequence[str]) -> None:
+        if not phones:
+            return
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM ing_pending_callbacks WHERE app_id = $1 AND phone = ANY($2::text[])",
+                app_id,
+                list(phones),
             )
 
     async def forget(self, *, before: datetime) -> int:

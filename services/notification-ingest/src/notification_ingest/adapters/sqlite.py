@@ -174,6 +174,23 @@ class SqlitePhoneDirectory:
 
         return await self._db.read(read)
 
+    async def erase(self, app_id: str, user_id: str) -> list[str]:
+        def forget(conn: sqlite3.Connection) -> list[str]:
+            phones = [
+                str(row["phone"])
+                for row in conn.execute(
+                    "SELECT phone FROM ing_phone_directory WHERE app_id = ? AND user_id = ?",
+                    (app_id, user_id),
+                )
+            ]
+            conn.execute(
+                "DELETE FROM ing_phone_directory WHERE app_id = ? AND user_id = ?",
+                (app_id, user_id),
+            )
+            return phones
+
+        return await self._db.erase(forget)
+
 
 class SqlitePendingCallbacks:
     """Implements PendingCallbacks in the shared SQLite file."""
@@ -182,6 +199,17 @@ class SqlitePendingCallbacks:
         self._db = db
         self._clock = clock
         db.migrate(SCHEMA)
+
+    async def erase(self, app_id: str, phones: Sequence[str]) -> None:
+        if not phones:
+            return
+        await self._db.erase(
+            lambda conn: conn.execute(
+                "DELETE FROM ing_pending_callbacks"
+                " WHERE app_id = ? AND phone IN (SELECT value FROM json_each(?))",
+                (app_id, json.dumps(list(phones))),
+            )
+        )
 
     async def keep(
         self, app_id: str, platform: str, callbacks: Sequence[tuple[str, bytes]]

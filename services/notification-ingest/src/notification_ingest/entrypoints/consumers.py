@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from insights_common.bus import BatchHandler
 from insights_common.kafka import Record, RecordHandler, Rejected
-from insights_contracts import AnyEvent
+from insights_contracts import AnyEvent, UserErased
 from notification_ingest.domain.directory import phone_entries
 from notification_ingest.domain.errors import IngestRefused
 from notification_ingest.domain.validation import decode_batch, encode_item
@@ -49,11 +49,24 @@ def raw_events_consumer(service: IngestService, *, max_batch: int) -> RecordHand
 
 def phone_directory_consumer(directory: PhoneDirectory, sources: SourceService) -> BatchHandler:
     """The users topic into the phone directory the sources name users by; the callbacks kept
-    for a number a user now has are taken then."""
+    for a number a user now has are taken then. An erased user's numbers are forgotten, with
+    the callbacks kept for them, in the order the events came."""
 
-    async def consume(events: Sequence[AnyEvent]) -> None:
+    async def learn(events: Sequence[AnyEvent]) -> None:
         entries = phone_entries(events)
         await directory.record(entries)
         await sources.retake(entries)
+
+    async def consume(events: Sequence[AnyEvent]) -> None:
+        run: list[AnyEvent] = []
+        for event in events:
+            if isinstance(event, UserErased):
+                await learn(run)
+                run = []
+                phones = await directory.erase(event.app_id, event.user_id)
+                await sources.forget(event.app_id, phones)
+            else:
+                run.append(event)
+        await learn(run)
 
     return consume
