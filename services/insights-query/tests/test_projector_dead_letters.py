@@ -43,6 +43,14 @@ class BuggyStore:
                 raise RuntimeError(f"projection bug on {event.event_id}")
         await self.inner.apply(events)
 
+    async def erased(self, users: Any) -> Any:
+        if self.down:
+            raise ConnectionError("OpenSearch does not answer")
+        return await self.inner.erased(users)
+
+    async def erase(self, erasures: Any) -> None:
+        await self.inner.erase(erasures)
+
     async def ping(self) -> bool:
         return not self.down and await self.inner.ping()
 

@@ -50,6 +50,12 @@ class Counting:
         self.attempts += 1
         await self.inner.apply(events)
 
+    async def erased(self, users: Any) -> Any:
+        return await self.inner.erased(users)
+
+    async def erase(self, erasures: Any) -> None:
+        await self.inner.erase(erasures)
+
     async def ping(self) -> bool:
         return await self.inner.ping()
 

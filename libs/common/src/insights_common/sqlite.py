@@ -75,6 +75,9 @@ class SqliteDatabase:
             _owner_only(Path(self.path))
         self._writer = _connect(self.path)
         self._writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+        # The old copy of a row a write replaces or deletes is zeroed where that costs no I/O
+        # (in a page written anyway): an erased person's older values leave no copy behind.
+        self._writer.execute("PRAGMA secure_delete=FAST")
         self._checkpointer: _Checkpointer | None = None
         if self.path != ":memory:":
             self._writer.execute("PRAGMA wal_autocheckpoint=0")
@@ -121,7 +124,7 @@ class SqliteDatabase:
             result = self.write_sync(fn)
         finally:
             with self._write_lock:
-                self._writer.execute("PRAGMA secure_delete=OFF")
+                self._writer.execute("PRAGMA secure_delete=FAST")
         if self.path != ":memory:":
             with self._write_lock:
                 self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
