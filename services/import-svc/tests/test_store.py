@@ -139,7 +139,8 @@ async def test_erasing_a_user_forgets_their_entry_and_rejected_rows_only(store: 
         RegistryEntry("acme", "bo", "+14155550172", None, NOW),
     ]
     await store.finish(done, errors=errors, users=users)
-    await store.erase([("acme", "alex"), ("globex", "bo")])
+    await store.erase({("acme", "alex"): NOW, ("globex", "bo"): NOW})
+    assert await store.erased([("acme", "alex"), ("acme", "bo")]) == {("acme", "alex"): NOW}
     assert set(await store.known_users("acme", ["alex", "bo"])) == {"bo"}
     rows = await store.row_errors("acme", done.id, after_seq=0, limit=10)
     assert [s.error.user_id for s in rows] == ["bo"]

@@ -96,8 +96,10 @@ async def test_an_erased_user_is_forgotten_with_their_numbers(
     await directory.record(
         [PhoneEntry("acme", "alex", "+14155550171"), PhoneEntry("acme", "sam", "+14155550172")]
     )
-    assert await directory.erase("acme", "alex") == ["+14155550171"]
-    assert await directory.erase("acme", "alex") == []
+    at = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+    assert await directory.erase("acme", "alex", at=at) == ["+14155550171"]
+    assert await directory.erase("acme", "alex", at=at - timedelta(days=1)) == []
+    assert await directory.erased([("acme", "alex"), ("acme", "sam")]) == {("acme", "alex"): at}
     found = await directory.users_by_phone("acme", ["+14155550171", "+14155550172"])
     assert found == {"+14155550172": "sam"}
 

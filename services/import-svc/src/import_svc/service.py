@@ -46,9 +46,10 @@ from import_svc.ports import (
 )
 from insights_common.bus import AtOnce, ProjectionWatermark, Written, written_records
 from insights_common.clock import utc_now
+from insights_common.erasure import screen, users_of
 from insights_common.outage import DependencyUnavailable, waiting_out
 from insights_common.service import Recurring
-from insights_contracts import AnyEvent, UserErased, UserUpserted
+from insights_contracts import AnyEvent, UserUpserted
 
 logger = logging.getLogger(__name__)
 
@@ -305,24 +306,14 @@ class ImportService:
     async def learn_users(self, events: Sequence[AnyEvent]) -> None:
         """Keep the registry of known users in step with what the platform says about them,
         and forget the users an admin erased (their entry and their rejected rows)."""
-        entries: list[RegistryEntry] = []
-        # In order: what the platform said after an erase is kept, what it said before is not.
-        for event in events:
-            if isinstance(event, UserErased):
-                if entries:
-                    await self._registry.merge(entries)
-                    entries = []
-                await self._registry.erase([(event.app_id, event.user_id)])
-            elif isinstance(event, UserUpserted) and event.source == "platform":
-                entries.append(
-                    RegistryEntry(
-                        event.app_id,
-                        event.user_id,
-                        event.phone_number,
-                        event.nickname,
-                        event.occurred_at,
-                    )
-                )
+        screened = screen(events, await self._registry.erased(users_of(events)))
+        if screened.erasures:
+            await self._registry.erase(screened.erasures)
+        entries = [
+            RegistryEntry(e.app_id, e.user_id, e.phone_number, e.nickname, e.occurred_at)
+            for e in screened.kept
+            if isinstance(e, UserUpserted) and e.source == "platform"
+        ]
         if entries:
             await self._registry.merge(entries)
 

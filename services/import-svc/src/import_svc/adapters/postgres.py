@@ -6,7 +6,7 @@ in bulk: row errors by COPY, registry rows by one `unnest` statement, lookups by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -19,6 +19,8 @@ from import_svc.domain.model import (
     RowError,
 )
 from import_svc.ports import RegistryEntry, StoredRowError
+from insights_common.erasure import UserKey
+from insights_common.pg_erasure import PostgresErasureMarkers, markers_table
 from insights_common.postgres import Connection, PostgresDatabase
 
 COMPONENT = "import"
@@ -89,9 +91,10 @@ MIGRATIONS: tuple[str, ...] = (
         ADD COLUMN visible_at timestamptz,
         ADD COLUMN written jsonb NOT NULL DEFAULT '[]';
     """,
-    # The rejected rows naming a user, found when the user is erased.
-    """
+    # The rejected rows naming a user, found when the user is erased; when each was erased.
+    f"""
     CREATE INDEX imp_row_errors_user ON imp_row_errors (app_id, user_id);
+    {markers_table("imp_erased_users")}
     """,
 )
 # The first key of the advisory lock that lets one new import of an app in at a time.
@@ -191,6 +194,7 @@ class PostgresImportStore:
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
+        self._erased = PostgresErasureMarkers(db, "imp_erased_users")
 
     async def migrate(self) -> None:
         await self._db.migrate(COMPONENT, MIGRATIONS)
@@ -361,9 +365,11 @@ class PostgresImportStore:
         async with self._db.transaction() as conn:
             await _merge(conn, entries)
 
-    async def erase(self, users: Sequence[tuple[str, str]]) -> None:
-        if not users:
+    async def erase(self, erasures: Mapping[UserKey, datetime]) -> None:
+        if not erasures:
             return
+        await self._erased.mark(erasures)
+        users = sorted(erasures)
         async with self._db.transaction() as conn:
             for table in ("imp_users", "imp_row_errors"):
                 await conn.execute(
@@ -372,3 +378,6 @@ class PostgresImportStore:
                     [app_id for app_id, _ in users],
                     [user_id for _, user_id in users],
                 )
+
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        return await self._erased.erased(users)

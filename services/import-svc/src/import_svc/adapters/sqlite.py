@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 
 from import_svc.adapters.rows import UNFINISHED_SQL, import_record, update_params
@@ -18,6 +18,7 @@ from import_svc.domain.model import (
     RowError,
 )
 from import_svc.ports import RegistryEntry, StoredRowError
+from insights_common.erasure import SqliteErasureMarkers, UserKey
 from insights_common.sqlite import SqliteDatabase
 
 SCHEMA = """
@@ -151,6 +152,7 @@ class SqliteImportStore:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
         db.migrate(SCHEMA)
+        self._erased = SqliteErasureMarkers(db, "imp_erased_users")
         db.write_sync(_add_columns)
 
     async def create(
@@ -313,7 +315,12 @@ class SqliteImportStore:
     async def merge(self, entries: Sequence[RegistryEntry]) -> None:
         await self._db.write(lambda conn: _merge(conn, entries))
 
-    async def erase(self, users: Sequence[tuple[str, str]]) -> None:
+    async def erase(self, erasures: Mapping[UserKey, datetime]) -> None:
+        if not erasures:
+            return
+        await self._erased.mark(erasures)
+        users = sorted(erasures)
+
         def forget(conn: sqlite3.Connection) -> None:
             for table in ("imp_users", "imp_row_errors"):
                 conn.executemany(
@@ -321,5 +328,7 @@ class SqliteImportStore:
                     users,
                 )
 
-        if users:
-            await self._db.erase(forget)
+        await self._db.erase(forget)
+
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        return await self._erased.erased(users)

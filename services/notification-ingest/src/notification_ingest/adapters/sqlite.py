@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from functools import partial
 
+from insights_common.erasure import SqliteErasureMarkers, UserKey
 from insights_common.sqlite import SqliteDatabase
 from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.ports import KeptCallback, utc_now
@@ -141,6 +142,7 @@ class SqlitePhoneDirectory:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
         db.migrate(SCHEMA)
+        self._erased = SqliteErasureMarkers(db, "ing_erased_users")
 
     async def record(self, entries: Sequence[PhoneEntry]) -> None:
         if not entries:
@@ -174,7 +176,12 @@ class SqlitePhoneDirectory:
 
         return await self._db.read(read)
 
-    async def erase(self, app_id: str, user_id: str) -> list[str]:
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        return await self._erased.erased(users)
+
+    async def erase(self, app_id: str, user_id: str, *, at: datetime) -> list[str]:
+        await self._erased.mark({(app_id, user_id): at})
+
         def forget(conn: sqlite3.Connection) -> list[str]:
             phones = [
                 str(row["phone"])

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from insights_common.bus import BatchHandler
+from insights_common.erasure import screen, users_of
 from insights_common.kafka import Record, RecordHandler, Rejected
-from insights_contracts import AnyEvent, UserErased
+from insights_contracts import AnyEvent
 from notification_ingest.domain.directory import phone_entries
 from notification_ingest.domain.errors import IngestRefused
 from notification_ingest.domain.validation import decode_batch, encode_item
@@ -50,23 +51,15 @@ def raw_events_consumer(service: IngestService, *, max_batch: int) -> RecordHand
 def phone_directory_consumer(directory: PhoneDirectory, sources: SourceService) -> BatchHandler:
     """The users topic into the phone directory the sources name users by; the callbacks kept
     for a number a user now has are taken then. An erased user's numbers are forgotten, with
-    the callbacks kept for them, in the order the events came."""
-
-    async def learn(events: Sequence[AnyEvent]) -> None:
-        entries = phone_entries(events)
-        await directory.record(entries)
-        await sources.retake(entries)
+    the callbacks kept for them, and the events dated before their erase are dropped
+    (`insights_common.erasure`)."""
 
     async def consume(events: Sequence[AnyEvent]) -> None:
-        run: list[AnyEvent] = []
-        for event in events:
-            if isinstance(event, UserErased):
-                await learn(run)
-                run = []
-                phones = await directory.erase(event.app_id, event.user_id)
-                await sources.forget(event.app_id, phones)
-            else:
-                run.append(event)
-        await learn(run)
+        screened = screen(events, await directory.erased(users_of(events)))
+        for (app_id, user_id), at in screened.erasures.items():
+            await sources.forget(app_id, await directory.erase(app_id, user_id, at=at))
+        entries = phone_entries(screened.kept)
+        await directory.record(entries)
+        await sources.retake(entries)
 
     return consume
