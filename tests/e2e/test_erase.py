@@ -39,7 +39,7 @@ BODY = "parcel ZX81 for quokka"
 # What of the user no store may keep: the whole number and its digits (as search keeps them).
 PERSONAL = (PHONE, PHONE[1:], NICK, BODY)
 # Where the id may stay: the audit trail proves the erase; the marker drops later events.
-KEEPS_THE_ID = ("audit_log", "q_erased_users", "erasures")
+KEEPS_THE_ID = ("audit_log", "q_erased_users", "imp_erased_users", "ing_erased_users", "erasures")
 
 CSV = f"user_id,phone_number,nickname\n{USER},{PHONE},{NICK}\nkeep-me,+14155550178,Keeper\n"
 CSV += f"{USER},+14155550179,Twice\n"  # a rejected row naming the user
