@@ -23,6 +23,7 @@ const ACTIONS: Record<string, string> = {
   "source.add": "Set up source",
   "source.remove": "Removed source",
   "retention.set": "Changed retention",
+  "user.erase": "Erased user",
 };
 
 export function actionLabel(action: string): string {
