@@ -87,3 +87,12 @@ async def test_the_projector_counts_what_it_drops(store: Any, ev: Any) -> None:
     assert dropped == 2
     assert await store.get_message("acme", "m1") is None
     assert await store.erased([("acme", "alex"), ("acme", "bo")]) == {("acme", "alex"): NOW}
+
+
+async def test_a_user_id_the_contract_refuses_is_a_problem(
+    client: httpx.AsyncClient, acme: dict[str, str]
+) -> None:
+    response = await client.delete(f"{API}/users/not%20an%20id", headers=acme)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["loc"] == ["path", "user_id"]
+    assert response.headers["content-type"] == "application/problem+json"

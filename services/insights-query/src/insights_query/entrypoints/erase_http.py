@@ -32,9 +32,9 @@ def erase_router(access: Access, eraser: UserEraser, record: Recorder) -> APIRou
         response_model=ErasedOut,
         responses=problem_responses(
             {
+                400: "user_id is not 1 to 80 characters from A-Z a-z 0-9 _ - .",
                 401: UNAUTHORIZED,
                 403: FORBIDDEN,
-                422: "user_id is not 1 to 80 characters from A-Z a-z 0-9 _ - .",
                 503: "Kafka is not answering: nothing was erased; try again.",
             }
         ),
