@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -36,7 +37,9 @@ class Erasing:
 async def _erasing(data_dir: Path | None, distributed: bool) -> AsyncIterator[Erasing]:
     wait = QuerySettings().erase_wait_seconds
     if not distributed:
-        async with running(embedded_settings(data_dir)) as embedded:
+        # An owner of its own: the server's unfinished imports are not this process's to resume.
+        owner = f"cli-erase-{os.getpid()}"
+        async with running(embedded_settings(data_dir), import_owner=owner) as embedded:
             # The data dir's bus: its projector, import registry and phone directory all take
             # the erase before publish returns.
             eraser = UserEraser(publisher=embedded.bus, watermark=AtOnce(), wait_seconds=wait)
