@@ -383,8 +383,16 @@ class OpenSearchInsightsStore:
     async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
         if not users:
             return {}
+        keys = sorted(user_key(*user) for user in users)
         async with outages():
-            found = await self._mget("erasures", sorted(user_key(*user) for user in users))
+            # Pages at once: the projector asks this for every batch, nearly always in vain.
+            pages = await asyncio.gather(
+                *(
+                    self._mget("erasures", keys[start : start + _PAGE])
+                    for start in range(0, len(keys), _PAGE)
+                )
+            )
+        found = {key: current for page in pages for key, current in page.items()}
         return {
             split_key(key): from_micros(current.source["erased_us"])
             for key, current in found.items()
