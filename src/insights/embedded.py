@@ -7,13 +7,12 @@ mode to their embedded adapters, and serves their routes and the dashboard on on
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
-from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from import_svc.app import create_embedded as create_import
@@ -23,20 +22,13 @@ from insights_common.access_http import Access
 from insights_common.audit import AuditLog, GroupedAuditLog, SqliteAuditLog
 from insights_common.auth import SecretBox, SqliteKeyStore
 from insights_common.bus import InProcessBus
-from insights_common.dead_letters import (
-    DeadLetter,
-    Listing,
-    Replay,
-    SqliteDeadLetters,
-    utc_now,
-)
+from insights_common.dead_letters import EmbeddedDeadLetters, SqliteDeadLetters
 from insights_common.http import install_problem_handlers
 from insights_common.http_guard import HttpSettings, install_http_guards
 from insights_common.members import SqliteMemberStore
 from insights_common.observability import install_observability
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
-from insights_contracts import AnyEvent, event_adapter
 from insights_query.app import create_embedded as create_query
 from insights_query.entrypoints.api_docs import install_api_docs
 from insights_query.entrypoints.dashboard import install_dashboard
@@ -60,36 +52,6 @@ class EmbeddedSettings(BaseSettings):
     data_dir: Path = Path(".insights")
     host: str = "127.0.0.1"
     port: int = 8000
-
-
-@dataclass
-class EmbeddedDeadLetters:
-    """The embedded mode's dead letters: a table of the SQLite file, replayed through the bus.
-
-    A replay publishes the events again to every subscriber of their topics, as Kafka does; one
-    that fails again is stored as a new dead letter.
-    """
-
-    store: SqliteDeadLetters
-    bus: InProcessBus
-
-    async def listing(self, *, topic: str | None, limit: int) -> Listing:
-        return await self.store.listing(topic=topic, limit=limit)
-
-    async def replay(self, *, topic: str | None, ids: Sequence[str] | None) -> Replay:
-        letters, unknown = await self.store.select(topic=topic, ids=ids)
-        events: list[AnyEvent] = []
-        taken: list[DeadLetter] = []
-        for letter in letters:
-            try:
-                events.append(event_adapter.validate_json(letter.value))
-            except ValidationError:
-                log.exception("dead letter %s is no longer a contract event", letter.id)
-            else:
-                taken.append(letter)
-        failed = await self.bus.publish_isolated(events) if events else []
-        await self.store.mark_replayed([letter.id for letter in taken], at=utc_now())
-        return Replay(taken, unknown, failed_again=len(failed) + len(letters) - len(taken))
 
 
 @dataclass
