@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from import_svc.app import create_embedded as create_import
@@ -29,6 +30,7 @@ from insights_common.members import SqliteMemberStore
 from insights_common.observability import install_observability
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
+from insights_common.tracing import trace_http
 from insights_query.app import create_embedded as create_query
 from insights_query.entrypoints.api_docs import install_api_docs
 from insights_query.entrypoints.dashboard import install_dashboard
@@ -85,10 +87,16 @@ class Embedded:
         self.db.close()
 
 
-def wire(settings: EmbeddedSettings, *, import_owner: str | None = None) -> Embedded:
+def wire(
+    settings: EmbeddedSettings,
+    *,
+    import_owner: str | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> Embedded:
     """Wire the services of one data dir. `import_owner` names who runs its imports (the
     server by default): a second process on the same data dir passes a name of its own, so the
-    server does not take its running imports for its own unfinished ones."""
+    server does not take its running imports for its own unfinished ones. With a tracer
+    provider, each subscriber's batch is a span within the request that published it."""
     data_dir = settings.data_dir
     db = SqliteDatabase(data_dir / "insights.db")
     box = SecretBox.from_data_dir(data_dir)
@@ -97,7 +105,7 @@ def wire(settings: EmbeddedSettings, *, import_owner: str | None = None) -> Embe
     audit = GroupedAuditLog(SqliteAuditLog(db))
     access = Access(keys, members)
     dead_letters = SqliteDeadLetters(db)
-    bus = InProcessBus(dead_letters=dead_letters)
+    bus = InProcessBus(dead_letters=dead_letters, tracer_provider=tracer_provider)
     query, retention, query_parts = create_query(
         db=db, bus=bus, access=access, audit=audit, settings=QuerySettings(), box=box
     )
@@ -142,9 +150,11 @@ def create_app(
     after_start: Callable[[Embedded], Awaitable[None]] | None = None,
     http: HttpSettings | None = None,
     origin: str = DEFAULT_ORIGIN,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """The HTTP app of an already wired (not yet started) embedded deployment; its absolute
-    URLs use `http.public_base_url`, else `origin` (where `insights dev` listens)."""
+    URLs use `http.public_base_url`, else `origin` (where `insights dev` listens). With a
+    tracer provider, each request is a server span."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -177,4 +187,5 @@ def create_app(
 
     install_api_docs(app, openapi_url="/api/v1/openapi.json")
     install_dashboard(app)
+    trace_http(app, tracer_provider)
     return app
