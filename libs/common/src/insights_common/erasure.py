@@ -14,9 +14,10 @@ import json
 import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
+from insights_common.clock import sortable
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import AnyEvent, TemplateUpserted, UserErased
 
@@ -90,10 +91,6 @@ def sqlite_markers_table(table: str) -> str:
     )
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")  # fixed width: ordered
-
-
 class SqliteErasureMarkers:
     """ErasureMarkers in a table of the SQLite file (`sqlite_markers_table`, migrated here)."""
 
@@ -118,7 +115,7 @@ class SqliteErasureMarkers:
         return await self._db.read(read)
 
     async def mark(self, erasures: Mapping[UserKey, datetime]) -> None:
-        rows = [(app_id, user_id, _stamp(at)) for (app_id, user_id), at in erasures.items()]
+        rows = [(app_id, user_id, sortable(at)) for (app_id, user_id), at in erasures.items()]
         await self._db.write(
             lambda conn: conn.executemany(
                 f"INSERT INTO {self._table} (app_id, user_id, erased_at)"  # noqa: S608
