@@ -133,13 +133,14 @@ def create_distributed(
     """The query API process: reads the store (the projector process writes it) and runs the
     retention passes, one replica at a time (`retention.exclusive`). It publishes the erases
     of users on `bus` and waits for the projector's consumer group to have taken them."""
+    watermark = KafkaProjectionWatermark(bus, group_id=settings.kafka.projector_group)
     eraser = UserEraser(
         publisher=bus,
-        watermark=KafkaProjectionWatermark(bus, group_id=settings.kafka.projector_group),
+        watermark=watermark,
         wait_seconds=settings.erase_wait_seconds,
         clock=clock,
     )
-    return create_service(
+    service, passes, parts = create_service(
         reader=store,
         access=access,
         audit=audit,
@@ -149,6 +150,8 @@ def create_distributed(
         box=box,
         clock=clock,
     )
+    parts.on_stop.append(watermark.stop)
+    return service, passes, parts
 
 
 class PingableProjectionStore(ProjectionStore, Protocol):
