@@ -43,6 +43,7 @@ WRITES = {
     ("patch", "/members/{email}"),
     ("delete", "/members/{email}"),
     ("put", "/settings/retention"),
+    ("delete", "/users/{user_id}"),
 }
 # Routes of the caller itself, where its app is its own: signing in names the app and a member
 # of it (tests/security/test_roles.py); a platform's callback is signed with that app's source
@@ -139,6 +140,10 @@ def test_another_apps_key_sees_nothing_on_any_route(deployment: Deployment) -> N
         # Nor set how long this app keeps its messages.
         assert other.put(f"{API}/settings/retention", json={"days": 1}).status_code == 200
         assert api.get(f"{API}/settings/retention").json()["days"] is None
+        assert api.get(f"{API}/users/alex/messages").json()["items"]
+        # Nor erase this app's users: erasing the same id erases its own app's user only.
+        assert other.delete(f"{API}/users/alex").status_code == 200
+        assert api.get(f"{API}/users/alex").json()["nickname"] == "Alex Kim"
         assert api.get(f"{API}/users/alex/messages").json()["items"]
 
         # Writes land in the caller's app only.
