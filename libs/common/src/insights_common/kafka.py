@@ -105,6 +105,8 @@ class KafkaOptions:
     client_id: str = "user-insights"
     partitions: int = 6
     replication_factor: int = 1
+    min_insync_replicas: int | None = None
+    """`min.insync.replicas` of the topics this bus creates; None keeps the broker's default."""
     publish_timeout: float = DEFAULT_TIMEOUT
     """Seconds a publish may wait for the brokers; past it, `DependencyUnavailable`."""
 
@@ -167,6 +169,7 @@ class KafkaBus:
                                 name,
                                 num_partitions=self.options.partitions,
                                 replication_factor=self.options.replication_factor,
+                                topic_configs=self._topic_configs(),
                             )
                             for name in sorted(missing)
                         ]
@@ -184,6 +187,10 @@ class KafkaBus:
             raise RuntimeError(f"Kafka shows no partitions for {sorted(wanted)} after 10 s")
         finally:
             await admin.close()
+
+    def _topic_configs(self) -> dict[str, str]:
+        isr = self.options.min_insync_replicas
+        return {} if isr is None else {"min.insync.replicas": str(isr)}
 
     async def publish(self, events: Sequence[AnyEvent]) -> Written:
         """Publish events to the topics of their types; waits until every broker acknowledged.
