@@ -54,6 +54,7 @@ def port_base() -> int:
 class KafkaNode(Kafka):
     replicas = NODES
     min_isr = KAFKA_MIN_ISR
+    session_timeout_ms = 6000
 
     def __init__(self, settings: Settings, node: int) -> None:
         self.name = f"kafka-{node}"

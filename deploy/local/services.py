@@ -880,6 +880,7 @@ class Kafka(Service):
     node_id = 1
     replicas = 1  # copies of the internal topics, and the default of new ones
     min_isr = 1
+    session_timeout_ms = 9000  # Kafka's default
 
     @property
     def broker_port(self) -> int:
@@ -923,6 +924,10 @@ class Kafka(Service):
             f"share.coordinator.state.topic.replication.factor={self.replicas}\n"
             f"share.coordinator.state.topic.min.isr={self.min_isr}\n"
             "group.initial.rebalance.delay.ms=0\n"
+            # A broker that stops heartbeating is fenced, and its partitions led elsewhere, after
+            # this long: the part of losing a broker that writers wait through.
+            f"broker.session.timeout.ms={self.session_timeout_ms}\n"
+            f"broker.heartbeat.interval.ms={self.session_timeout_ms // 4}\n"
             "num.network.threads=2\n"
             "num.io.threads=4\n"
             "num.recovery.threads.per.data.dir=1\n"
