@@ -323,7 +323,10 @@ def test_projector_replicas_one_three_one_during_a_stream(
     def scale() -> None:
         for name in ("projector-2", "projector-3"):
             deployment.add_replica("projector", name)
-        time.sleep(5)  # the group shares the partitions among three, under the stream
+        # The group shares the partitions among three: each new one handles records.
+        for name in ("projector-2", "projector-3"):
+            log = deployment.processes[name].log
+            until(lambda log=log: '"Processed"' in log.read_text(), f"{name} handling records")
         for name in ("projector-3", "projector-2"):
             deployment.stop_one(name)
             del deployment.processes[name]
