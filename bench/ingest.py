@@ -18,6 +18,13 @@ app's webhook secret and posts them over a few concurrent connections, then meas
   are timed from their batch's 202 to GET /api/v1/messages/{id} showing them (polled every 20 ms);
 - correctness: sampled messages must show the status the stream implies.
 
+`--projectors N` runs N projector processes in one consumer group (the topics have 6
+partitions), and the CPU figures give each its own line, with the CPU the rest of the machine
+took meanwhile ("other processes"): what ran out of cores. On the three-node cluster of
+`deploy/local/services.py cluster`, export its variables (`cluster env`) with POSTGRES_DSN: the
+topics and indices then have its copies (the floor's too), and its nodes' CPU is apart from the
+single nodes' ("kafka cluster", "opensearch cluster").
+
 Distributed mode starts the five `insights serve` processes on the running Kafka, OpenSearch and
 PostgreSQL (KAFKA_BOOTSTRAP_SERVERS, OPENSEARCH_URL, POSTGRES_DSN) with fresh topic and index
 prefixes, PostgreSQL schema and consumer group, and removes all of them afterwards. Every figure is
@@ -324,6 +331,7 @@ class CpuMeter:
     def __init__(self, own: dict[str, list[int]]) -> None:
         self.groups = {**own, "bench": [os.getpid()], **_backing_pids()}
         self._start = self._read()
+        self._machine = _machine_busy()
 
     def _read(self) -> dict[str, dict[int, float]]:
         return {name: {pid: _cpu(pid) for pid in pids} for name, pids in self.groups.items()}
@@ -335,10 +343,21 @@ class CpuMeter:
     def spent(self) -> dict[str, float]:
         self.groups |= {k: v for k, v in _backing_pids().items() if k == "postgres"}
         now = self._read()
-        return {
+        spent = {
             name: sum(now[name][pid] - self._start.get(name, {}).get(pid, 0.0) for pid in now[name])
             for name in now
         }
+        # What the rest of the machine took meanwhile: on a shared machine, the cores the
+        # deployment did not get.
+        spent["other processes"] = max(0.0, _machine_busy() - self._machine - sum(spent.values()))
+        return spent
+
+
+def _machine_busy() -> float:
+    """CPU seconds every core of the machine has been busy since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu(pid: int) -> float:
