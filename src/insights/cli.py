@@ -42,6 +42,7 @@ from insights.cli_options import (
 )
 from insights.cli_people import audit_app, members_app, record_change
 from insights.cli_sources import sources_app
+from insights.cli_users import users_app
 from insights.embedded import create_app, running, wire
 from insights_common.access import UnknownScope, check_scopes
 from insights_common.auth import (
@@ -82,6 +83,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(members_app, name="members")
 app.add_typer(audit_app, name="audit")
 app.add_typer(apps_app, name="apps")
+app.add_typer(users_app, name="users")
 
 T = TypeVar("T")
 
@@ -153,11 +155,17 @@ def dev(
     from insights.demo import load_demo
     from insights.tuning import freeze_startup_objects, server_config, tune_garbage_collector
     from insights_common.http_guard import HttpSettings
+    from insights_common.tracing import start_tracing
 
     tune_garbage_collector()
     settings = embedded_settings(data_dir, port=port, host=host)
     _check_port_free(settings.host, settings.port)
-    embedded = wire(settings)
+    try:
+        tracer_provider = start_tracing("embedded")
+    except ValueError as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    embedded = wire(settings, tracer_provider=tracer_provider)
 
     async def announce(ready: object) -> None:
         base = f"http://{settings.host}:{settings.port}"
@@ -192,11 +200,17 @@ def dev(
     # Absolute URLs name this address unless PUBLIC_BASE_URL gives the one users reach.
     listening = f"[{settings.host}]" if ":" in settings.host else settings.host
     origin = f"http://{listening}:{settings.port}"
-    app = create_app(embedded, after_start=announce, http=http, origin=origin)
+    app = create_app(
+        embedded, after_start=announce, http=http, origin=origin, tracer_provider=tracer_provider
+    )
     server = uvicorn.Server(
         server_config(app, http, host=settings.host, port=settings.port, log_level="warning")
     )
-    server.run()
+    try:
+        server.run()
+    finally:
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # sends the spans still queued
 
 
 @app.command()

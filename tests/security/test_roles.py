@@ -31,6 +31,7 @@ SIGNED_IN = "signed in"
 RULES: dict[tuple[str, str], Permission | str] = {
     ("GET", "/api/v1/users"): Permission.SEARCH_USERS,
     ("GET", "/api/v1/users/{user_id}"): Permission.VIEW_PROFILE,
+    ("DELETE", "/api/v1/users/{user_id}"): Permission.ERASE_USERS,
     ("POST", "/api/v1/users/{user_id}/phone"): Permission.REVEAL_PHONE,
     ("GET", "/api/v1/users/{user_id}/messages"): Permission.VIEW_MESSAGES,
     ("GET", "/api/v1/messages/{message_id}"): Permission.VIEW_MESSAGES,
@@ -198,6 +199,11 @@ async def test_sign_out_everywhere_ends_every_session_of_the_member(
             await first.delete("/api/v1/sessions", headers={"X-CSRF-Token": csrf})
         ).status_code == 204
         assert (await second.get("/api/v1/me")).status_code == 401
+    trail = await in_process.client.get(
+        "/api/v1/audit", headers=in_process.auth, params={"actor": "member:ann@example.com"}
+    )
+    actions = [entry["action"] for entry in trail.json()["items"]]
+    assert actions == ["session.end_all", "session.password", "session.password"]
 
 
 async def test_wrong_passwords_are_refused_alike_and_throttled(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from import_svc.adapters.postgres import PostgresImportStore
-from import_svc.adapters.sqlite import SqliteImportStore, format_time, parse_time
+from import_svc.adapters.sqlite import SqliteImportStore, parse_time
 from import_svc.domain.model import (
     Counts,
     FileIssue,
@@ -26,6 +26,7 @@ from import_svc.domain.model import (
     RowError,
 )
 from import_svc.ports import ImportStore, RegistryEntry, UserRegistry
+from insights_common.clock import sortable
 from insights_common.postgres import PostgresDatabase
 from insights_common.sqlite import SqliteDatabase
 
@@ -127,6 +128,24 @@ async def test_finish_writes_record_errors_and_users_together(store: Store) -> N
     assert await store.known_users("acme", ["alex"]) == {
         "alex": KnownUser("alex", "+14155550171", "Al")
     }
+
+
+async def test_erasing_a_user_forgets_their_entry_and_rejected_rows_only(store: Store) -> None:
+    running = record(1).validating()
+    await store.create(running, owner="r1", at=NOW)
+    errors = [RowError(2, "alex", "user_id", "duplicate", "m"), RowError(3, "bo", None, "x", "m")]
+    done = running.completed(Counts(3, 1, 0, 0, 2), at=NOW)
+    users = [
+        RegistryEntry("acme", "alex", "+14155550171", "Al", NOW),
+        RegistryEntry("acme", "bo", "+14155550172", None, NOW),
+    ]
+    await store.finish(done, errors=errors, users=users)
+    await store.erase({("acme", "alex"): NOW, ("globex", "bo"): NOW})
+    assert await store.erased([("acme", "alex"), ("acme", "bo")]) == {("acme", "alex"): NOW}
+    assert set(await store.known_users("acme", ["alex", "bo"])) == {"bo"}
+    rows = await store.row_errors("acme", done.id, after_seq=0, limit=10)
+    assert [s.error.user_id for s in rows] == ["bo"]
+    assert await store.get("acme", done.id) == done
 
 
 async def test_a_failing_finish_writes_nothing(store: Store) -> None:
@@ -324,7 +343,7 @@ async def test_one_users_entries_in_one_merge_apply_in_their_order(store: Store)
 @pytest.mark.unit
 def test_times_are_fixed_width_utc_text() -> None:
     seoul = datetime(2026, 11, 3, 4, 0, tzinfo=timezone(timedelta(hours=9)))
-    text = format_time(seoul)
+    text = sortable(seoul)
     assert text == "2026-11-02T19:00:00.000000+00:00"
     assert parse_time(text) == seoul
-    assert format_time(NOW) < format_time(NOW + timedelta(microseconds=1))
+    assert sortable(NOW) < sortable(NOW + timedelta(microseconds=1))

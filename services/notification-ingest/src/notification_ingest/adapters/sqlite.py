@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 from functools import partial
 
+from insights_common.clock import sortable
+from insights_common.erasure import SqliteErasureMarkers, UserKey
 from insights_common.sqlite import SqliteDatabase
 from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.ports import KeptCallback, utc_now
@@ -45,11 +47,6 @@ CREATE INDEX IF NOT EXISTS ing_pending_callbacks_phone ON ing_pending_callbacks 
 """
 
 
-def iso_utc(moment: datetime) -> str:
-    """A fixed-width UTC timestamp, so stored values sort as text in time order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-
-
 class SqliteDedupStore:
     def __init__(
         self,
@@ -83,7 +80,7 @@ class SqliteDedupStore:
     async def record(self, app_id: str, event_ids: Sequence[str]) -> None:
         if not event_ids:
             return
-        seen_at = iso_utc(self._clock())
+        seen_at = sortable(self._clock())
         rows = [(app_id, event_id, seen_at) for event_id in event_ids]
 
         def insert(conn: sqlite3.Connection) -> None:
@@ -100,7 +97,7 @@ class SqliteDedupStore:
         # mode's single writer to update: walk the table in key order, a chunk per transaction,
         # and drop the old ids of each.
         chunk = self._forget_chunk
-        cutoff = iso_utc(before)
+        cutoff = sortable(before)
         total = 0
         after: tuple[str, str] | None = None
         while True:
@@ -141,6 +138,7 @@ class SqlitePhoneDirectory:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
         db.migrate(SCHEMA)
+        self._erased = SqliteErasureMarkers(db, "ing_erased_users")
 
     async def record(self, entries: Sequence[PhoneEntry]) -> None:
         if not entries:
@@ -174,6 +172,28 @@ class SqlitePhoneDirectory:
 
         return await self._db.read(read)
 
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        return await self._erased.erased(users)
+
+    async def erase(self, app_id: str, user_id: str, *, at: datetime) -> list[str]:
+        await self._erased.mark({(app_id, user_id): at})
+
+        def forget(conn: sqlite3.Connection) -> list[str]:
+            phones = [
+                str(row["phone"])
+                for row in conn.execute(
+                    "SELECT phone FROM ing_phone_directory WHERE app_id = ? AND user_id = ?",
+                    (app_id, user_id),
+                )
+            ]
+            conn.execute(
+                "DELETE FROM ing_phone_directory WHERE app_id = ? AND user_id = ?",
+                (app_id, user_id),
+            )
+            return phones
+
+        return await self._db.erase(forget)
+
 
 class SqlitePendingCallbacks:
     """Implements PendingCallbacks in the shared SQLite file."""
@@ -183,12 +203,23 @@ class SqlitePendingCallbacks:
         self._clock = clock
         db.migrate(SCHEMA)
 
+    async def erase(self, app_id: str, phones: Sequence[str]) -> None:
+        if not phones:
+            return
+        await self._db.erase(
+            lambda conn: conn.execute(
+                "DELETE FROM ing_pending_callbacks"
+                " WHERE app_id = ? AND phone IN (SELECT value FROM json_each(?))",
+                (app_id, json.dumps(list(phones))),
+            )
+        )
+
     async def keep(
         self, app_id: str, platform: str, callbacks: Sequence[tuple[str, bytes]]
     ) -> None:
         if not callbacks:
             return
-        now = iso_utc(self._clock())
+        now = sortable(self._clock())
         rows = [
             (app_id, platform, phone, hashlib.sha256(body).hexdigest(), body, now)
             for phone, body in callbacks
@@ -230,7 +261,7 @@ class SqlitePendingCallbacks:
     async def forget(self, *, before: datetime) -> int:
         def delete(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
-                "DELETE FROM ing_pending_callbacks WHERE kept_at < ?", (iso_utc(before),)
+                "DELETE FROM ing_pending_callbacks WHERE kept_at < ?", (sortable(before),)
             )
             return cursor.rowcount
 

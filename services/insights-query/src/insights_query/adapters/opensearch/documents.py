@@ -98,14 +98,18 @@ def message_doc(
             unique[event.event_id] = (event, event.model_dump(mode="json"))
     if len(unique) == len(stored):
         return None
+    events = [unique[event_id][1] for event_id in sorted(unique)]
     doc: Doc = {
         "app_id": app_id,
         "message_id": message_id,
         "visible": False,
-        "events": [unique[event_id][1] for event_id in sorted(unique)],
+        "events": events,
     }
     projection = project_message(event for event, _ in unique.values())
     if projection is None:
+        # Not shown (reads filter on `visible`), but findable by its user: erasing them finds
+        # the events they were named in before the message's `sent` arrived.
+        doc["user_id"] = events[0]["user_id"]
         return doc, None
     detail = projection.detail
     doc |= {

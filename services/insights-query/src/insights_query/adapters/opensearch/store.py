@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, cast
@@ -42,6 +42,7 @@ from insights_contracts import (
     ChannelContent,
     MessageEvent,
     TemplateUpserted,
+    UserErased,
     UserUpserted,
     VariableSpec,
 )
@@ -63,6 +64,7 @@ from insights_query.adapters.opensearch.documents import (
 )
 from insights_query.adapters.opensearch.errors import DEPENDENCY, outages, passing_item
 from insights_query.adapters.opensearch.mappings import Kind, alias_name, ensure_indices
+from insights_query.domain.erasure import UserKey
 from insights_query.domain.queries import (
     ActivityPosition,
     MessageFilter,
@@ -154,7 +156,7 @@ def _work_of(events: Sequence[AnyEvent]) -> _Work:
         if isinstance(event, UserUpserted):
             key = user_key(event.app_id, event.user_id)
             work.facts.setdefault(key, []).append(UserFact.of(event))
-        elif not isinstance(event, TemplateUpserted):
+        elif not isinstance(event, TemplateUpserted | UserErased):  # erases: Projector
             key = message_key(event.app_id, event.message_id)
             work.messages.setdefault(key, []).append(event)
     # Only each version's best source in the batch becomes a document.
@@ -375,6 +377,63 @@ class OpenSearchInsightsStore:
                     from_micros(bucket["first"]["value"]), from_micros(bucket["last"]["value"])
                 )
         return spans
+
+    # -- erasure ----------------------------------------------------------------------------
+
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        if not users:
+            return {}
+        keys = sorted(user_key(*user) for user in users)
+        async with outages():
+            # Pages at once: the projector asks this for every batch, nearly always in vain.
+            pages = await asyncio.gather(
+                *(
+                    self._mget("erasures", keys[start : start + _PAGE])
+                    for start in range(0, len(keys), _PAGE)
+                )
+            )
+        found = {key: current for page in pages for key, current in page.items()}
+        return {
+            split_key(key): from_micros(current.source["erased_us"])
+            for key, current in found.items()
+        }
+
+    async def erase(self, erasures: Mapping[UserKey, datetime]) -> None:
+        """The markers first, so a projector folding the user meanwhile drops its next batch;
+        then every message document naming the user (visible or not) and the user document,
+        refreshed at once, so no read finds them after this answers."""
+        if not erasures:
+            return
+        async with outages():
+            await self._mark_erased(erasures)
+            for (app_id, user_id), _ in sorted(erasures.items()):
+                for kind in ("messages", "users"):
+                    await self._client.delete_by_query(
+                        index=self.index(kind),
+                        body={"query": _visible_or_not(app_id, _term("user_id", user_id))},
+                        params={"refresh": "true", "conflicts": "proceed"},
+                    )
+            # A projector that read the user before the marker may write them once more; its
+            # next batch, and the erase event it takes after, remove them again.
+
+    async def _mark_erased(self, erasures: Mapping[UserKey, datetime]) -> None:
+        pending = {user_key(*user): at for user, at in erasures.items()}
+        for _ in range(_MAX_ROUNDS):
+            if not pending:
+                return
+            current = await self._mget("erasures", sorted(pending))
+            writes = []
+            for key, at in pending.items():
+                known = current.get(key)
+                if known is not None and known.source["erased_us"] >= micros(at):
+                    continue
+                app_id, user_id = split_key(key)
+                doc = {"app_id": app_id, "user_id": user_id, "erased_us": micros(at)}
+                writes.append(_Write("erasures", key, doc, known))
+            lost = {key for _, key in await self._bulk(writes)}
+            pending = {key: at for key, at in pending.items() if key in lost}
+        if pending:
+            raise DependencyUnavailable(DEPENDENCY, f"{len(pending)} erase markers kept changing")
 
     # -- retention --------------------------------------------------------------------------
 
@@ -832,6 +891,10 @@ class OpenSearchInsightsStore:
 
 def _size(work: _Work) -> int:
     return len(work.messages) + len(set(work.facts) | set(work.spans)) + len(work.templates)
+
+
+def _visible_or_not(app_id: str, *clauses: Doc) -> Doc:
+    return {"bool": {"filter": [_term("app_id", app_id), *clauses]}}
 
 
 def _visible(app_id: str, *clauses: Doc) -> Doc:
