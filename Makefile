@@ -45,7 +45,8 @@ CLOCK_AHEAD_TESTS = faketime -f '$(CLOCK_SHIFT)' $(UV) run pytest -p no:cachepro
 # (deploy/local/services.py cluster, ports 29094-29303, data of their own), a broker and a node
 # SIGKILLed during webhook streams and an import, projector replicas 1 -> 3 -> 1, two ingest and
 # two import replicas behind the edge. The cluster is started for it and stopped after (six JVMs
-# hold about 5 GiB); PostgreSQL is the shared one.
+# hold about 2.5 GiB at rest); PostgreSQL is the shared one. About 12 minutes on 2 busy cores
+# (710 s: the cluster's start 87 s, the tests 600 s), so it is not part of `make test`.
 test-cluster: sync edge  ## lose a broker and an OpenSearch node under load; scale replicas
 	$(SERVICES_ENV) && python3 deploy/local/services.py cluster up >/dev/null \
 		&& { $(UV) run pytest -m cluster tests/cluster; status=$$?; \
