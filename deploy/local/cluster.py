@@ -55,6 +55,7 @@ class KafkaNode(Kafka):
     replicas = NODES
     min_isr = KAFKA_MIN_ISR
     session_timeout_ms = 6000
+    heartbeat_ms = 1500
 
     def __init__(self, settings: Settings, node: int) -> None:
         self.name = f"kafka-{node}"

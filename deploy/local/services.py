@@ -880,7 +880,8 @@ class Kafka(Service):
     node_id = 1
     replicas = 1  # copies of the internal topics, and the default of new ones
     min_isr = 1
-    session_timeout_ms = 9000  # Kafka's default
+    session_timeout_ms = 9000  # Kafka's defaults
+    heartbeat_ms = 2000
 
     @property
     def broker_port(self) -> int:
@@ -927,7 +928,7 @@ class Kafka(Service):
             # A broker that stops heartbeating is fenced, and its partitions led elsewhere, after
             # this long: the part of losing a broker that writers wait through.
             f"broker.session.timeout.ms={self.session_timeout_ms}\n"
-            f"broker.heartbeat.interval.ms={self.session_timeout_ms // 4}\n"
+            f"broker.heartbeat.interval.ms={self.heartbeat_ms}\n"
             "num.network.threads=2\n"
             "num.io.threads=4\n"
             "num.recovery.threads.per.data.dir=1\n"
