@@ -106,6 +106,7 @@ def kafka_bus(
             client_id=client_id,
             partitions=settings.partitions,
             replication_factor=settings.replication_factor,
+            min_insync_replicas=settings.min_insync_replicas,
             publish_timeout=settings.publish_timeout,
         ),
         tracer_provider=tracer_provider,
@@ -158,7 +159,9 @@ async def opensearch_store(
     client = create_client(settings.url, pool=pool)
     stack.push_async_callback(client.close)
     store = OpenSearchInsightsStore(client, prefix=settings.index_prefix, refresh=refresh)
-    await patiently("OpenSearch", store.ensure_indices, limit=limit)
+    await patiently(
+        "OpenSearch", lambda: store.ensure_indices(replicas=settings.replicas), limit=limit
+    )
     return store
 
 
