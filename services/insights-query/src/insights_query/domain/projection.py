@@ -21,7 +21,7 @@ every rule is here. In steps, because what to load next depends on what the prev
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from insights_contracts import AnyEvent, MessageEvent, TemplateUpserted, UserUpserted
@@ -226,40 +226,3 @@ def fold_templates(
         for version in best_versions(events)
         if version.origin > origins.get((version.app_id, version.key, version.version), "")
     ]
-
-
-@dataclass(frozen=True, slots=True)
-class Changes:
-    messages: list[MessageChange]
-    users: list[UserChange]
-    templates: list[TemplateVersion]
-
-
-@dataclass(frozen=True, slots=True)
-class State:
-    """Everything a store holds (or the part of it a batch touches, and the users' rest)."""
-
-    messages: Mapping[MessageKey, StoredMessage]
-    users: Mapping[UserKey, StoredUser]
-    templates: Mapping[TemplateKey, str]
-    """Origins of the stored template versions."""
-
-
-def fold(events: Sequence[AnyEvent], state: State) -> Changes:
-    """Every step at once, over a state that holds whatever the batch touches; a user's rest is
-    taken from the state's messages outside the batch."""
-    keys = keys_of(events)
-    messages = fold_messages(events, state.messages)
-    rest = {
-        user: widen(
-            m.span
-            for k, m in state.messages.items()
-            if k not in keys.messages and m.user_id is not None and (k[0], m.user_id) == user
-        )
-        for user in messages.left
-    }
-    return Changes(
-        messages=messages.changes,
-        users=fold_users(events, messages, state.users, rest),
-        templates=fold_templates(events, state.templates),
-    )
