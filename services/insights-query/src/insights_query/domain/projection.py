@@ -24,7 +24,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from insights_contracts import AnyEvent, MessageEvent, TemplateUpserted, UserUpserted
+from insights_contracts import (
+    AnyEvent,
+    MessageEvent,
+    NotificationSent,
+    TemplateUpserted,
+    UserUpserted,
+)
 from insights_query.domain.messages import MessageProjection, project_message
 from insights_query.domain.templates import TemplateVersion, best_versions
 from insights_query.domain.users import ActivitySpan, UserFact, UserProfile, project_user
@@ -108,16 +114,14 @@ class UserChange:
 def keys_of(events: Iterable[AnyEvent]) -> BatchKeys:
     keys = BatchKeys(set(), set(), set())
     for event in events:
+        # Event kinds the projection does not fold (user.erased) are for their own port.
         if isinstance(event, UserUpserted):
             keys.users.add((event.app_id, event.user_id))
-        elif isinstance(event, TemplateUpserted):
-            t = event.template
-            keys.templates.add((event.app_id, t.key, t.version))
-        else:
+        elif isinstance(event, TemplateUpserted | NotificationSent):
+            ref = event.template
+            keys.templates.add((event.app_id, ref.key, ref.version))
+        if isinstance(event, MessageEvent):
             keys.messages.add((event.app_id, event.message_id))
-            if event.event_type == "notification.sent":
-                ref = event.template
-                keys.templates.add((event.app_id, ref.key, ref.version))
     return keys
 
 
@@ -135,7 +139,7 @@ def fold_messages(
     """`stored` holds the touched messages a store has; a missing one is new."""
     batch: dict[MessageKey, dict[str, MessageEvent]] = defaultdict(dict)
     for event in events:
-        if not isinstance(event, UserUpserted | TemplateUpserted):
+        if isinstance(event, MessageEvent):
             batch[(event.app_id, event.message_id)].setdefault(event.event_id, event)
     fold = MessageFold()
     for key in sorted(batch):
