@@ -153,11 +153,17 @@ def dev(
     from insights.demo import load_demo
     from insights.tuning import freeze_startup_objects, server_config, tune_garbage_collector
     from insights_common.http_guard import HttpSettings
+    from insights_common.tracing import start_tracing
 
     tune_garbage_collector()
     settings = embedded_settings(data_dir, port=port, host=host)
     _check_port_free(settings.host, settings.port)
-    embedded = wire(settings)
+    try:
+        tracer_provider = start_tracing("embedded")
+    except ValueError as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    embedded = wire(settings, tracer_provider=tracer_provider)
 
     async def announce(ready: object) -> None:
         base = f"http://{settings.host}:{settings.port}"
@@ -192,11 +198,17 @@ def dev(
     # Absolute URLs name this address unless PUBLIC_BASE_URL gives the one users reach.
     listening = f"[{settings.host}]" if ":" in settings.host else settings.host
     origin = f"http://{listening}:{settings.port}"
-    app = create_app(embedded, after_start=announce, http=http, origin=origin)
+    app = create_app(
+        embedded, after_start=announce, http=http, origin=origin, tracer_provider=tracer_provider
+    )
     server = uvicorn.Server(
         server_config(app, http, host=settings.host, port=settings.port, log_level="warning")
     )
-    server.run()
+    try:
+        server.run()
+    finally:
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # sends the spans still queued
 
 
 @app.command()

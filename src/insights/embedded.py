@@ -7,13 +7,13 @@ mode to their embedded adapters, and serves their routes and the dashboard on on
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
-from pydantic import ValidationError
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from import_svc.app import create_embedded as create_import
@@ -23,20 +23,14 @@ from insights_common.access_http import Access
 from insights_common.audit import AuditLog, GroupedAuditLog, SqliteAuditLog
 from insights_common.auth import SecretBox, SqliteKeyStore
 from insights_common.bus import InProcessBus
-from insights_common.dead_letters import (
-    DeadLetter,
-    Listing,
-    Replay,
-    SqliteDeadLetters,
-    utc_now,
-)
+from insights_common.dead_letters import EmbeddedDeadLetters, SqliteDeadLetters
 from insights_common.http import install_problem_handlers
 from insights_common.http_guard import HttpSettings, install_http_guards
 from insights_common.members import SqliteMemberStore
 from insights_common.observability import install_observability
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
-from insights_contracts import AnyEvent, event_adapter
+from insights_common.tracing import trace_http
 from insights_query.app import create_embedded as create_query
 from insights_query.entrypoints.api_docs import install_api_docs
 from insights_query.entrypoints.dashboard import install_dashboard
@@ -60,36 +54,6 @@ class EmbeddedSettings(BaseSettings):
     data_dir: Path = Path(".insights")
     host: str = "127.0.0.1"
     port: int = 8000
-
-
-@dataclass
-class EmbeddedDeadLetters:
-    """The embedded mode's dead letters: a table of the SQLite file, replayed through the bus.
-
-    A replay publishes the events again to every subscriber of their topics, as Kafka does; one
-    that fails again is stored as a new dead letter.
-    """
-
-    store: SqliteDeadLetters
-    bus: InProcessBus
-
-    async def listing(self, *, topic: str | None, limit: int) -> Listing:
-        return await self.store.listing(topic=topic, limit=limit)
-
-    async def replay(self, *, topic: str | None, ids: Sequence[str] | None) -> Replay:
-        letters, unknown = await self.store.select(topic=topic, ids=ids)
-        events: list[AnyEvent] = []
-        taken: list[DeadLetter] = []
-        for letter in letters:
-            try:
-                events.append(event_adapter.validate_json(letter.value))
-            except ValidationError:
-                log.exception("dead letter %s is no longer a contract event", letter.id)
-            else:
-                taken.append(letter)
-        failed = await self.bus.publish_isolated(events) if events else []
-        await self.store.mark_replayed([letter.id for letter in taken], at=utc_now())
-        return Replay(taken, unknown, failed_again=len(failed) + len(letters) - len(taken))
 
 
 @dataclass
@@ -123,10 +87,16 @@ class Embedded:
         self.db.close()
 
 
-def wire(settings: EmbeddedSettings, *, import_owner: str | None = None) -> Embedded:
+def wire(
+    settings: EmbeddedSettings,
+    *,
+    import_owner: str | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> Embedded:
     """Wire the services of one data dir. `import_owner` names who runs its imports (the
     server by default): a second process on the same data dir passes a name of its own, so the
-    server does not take its running imports for its own unfinished ones."""
+    server does not take its running imports for its own unfinished ones. With a tracer
+    provider, each subscriber's batch is a span within the request that published it."""
     data_dir = settings.data_dir
     db = SqliteDatabase(data_dir / "insights.db")
     box = SecretBox.from_data_dir(data_dir)
@@ -135,7 +105,7 @@ def wire(settings: EmbeddedSettings, *, import_owner: str | None = None) -> Embe
     audit = GroupedAuditLog(SqliteAuditLog(db))
     access = Access(keys, members)
     dead_letters = SqliteDeadLetters(db)
-    bus = InProcessBus(dead_letters=dead_letters)
+    bus = InProcessBus(dead_letters=dead_letters, tracer_provider=tracer_provider)
     query, retention, query_parts = create_query(
         db=db, bus=bus, access=access, audit=audit, settings=QuerySettings(), box=box
     )
@@ -180,9 +150,11 @@ def create_app(
     after_start: Callable[[Embedded], Awaitable[None]] | None = None,
     http: HttpSettings | None = None,
     origin: str = DEFAULT_ORIGIN,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """The HTTP app of an already wired (not yet started) embedded deployment; its absolute
-    URLs use `http.public_base_url`, else `origin` (where `insights dev` listens)."""
+    URLs use `http.public_base_url`, else `origin` (where `insights dev` listens). With a
+    tracer provider, each request is a server span."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -215,4 +187,5 @@ def create_app(
 
     install_api_docs(app, openapi_url="/api/v1/openapi.json")
     install_dashboard(app)
+    trace_http(app, tracer_provider)
     return app

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pytest
 
-from notification_ingest.adapters.sqlite import iso_utc
+from insights_common.clock import sortable
 from tests.deployments import EmbeddedDeployment, eventually_true
 from tests.e2e.test_flow import LIFECYCLE, SENT, post_events
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 def age_taken_event_ids(deployment: Deployment, days: int) -> None:
     """Make every event id the deployment's ingest took look taken `days` ago."""
     if isinstance(deployment, EmbeddedDeployment):
-        then = iso_utc(datetime.now(UTC) - timedelta(days=days))
+        then = sortable(datetime.now(UTC) - timedelta(days=days))
         path = deployment.data_dir / "insights.db"
         with closing(sqlite3.connect(path, timeout=30)) as conn, conn:
             conn.execute("UPDATE ing_seen_events SET seen_at = ?", (then,))

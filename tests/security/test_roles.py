@@ -198,6 +198,11 @@ async def test_sign_out_everywhere_ends_every_session_of_the_member(
             await first.delete("/api/v1/sessions", headers={"X-CSRF-Token": csrf})
         ).status_code == 204
         assert (await second.get("/api/v1/me")).status_code == 401
+    trail = await in_process.client.get(
+        "/api/v1/audit", headers=in_process.auth, params={"actor": "member:ann@example.com"}
+    )
+    actions = [entry["action"] for entry in trail.json()["items"]]
+    assert actions == ["session.end_all", "session.password", "session.password"]
 
 
 async def test_wrong_passwords_are_refused_alike_and_throttled(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
+from insights_common.outage import DependencyUnavailable
 from insights_common.postgres import MigrationError, PostgresDatabase, quote_ident
 
 if TYPE_CHECKING:
@@ -174,3 +175,42 @@ async def test_ping_answers_false_when_nothing_listens() -> None:
 @pytest.mark.unit
 def test_identifiers_are_quoted() -> None:
     assert quote_ident('we"ird') == '"we""ird"'
+
+
+@integration
+async def test_a_dedicated_connection_is_reused_and_replaced_after_a_failure(
+    db: PostgresDatabase,
+) -> None:
+    own = db.dedicated()
+    await db.migrate("widgets", STEPS[:1])
+    async with own.use() as conn:
+        first = await conn.fetchval("SELECT pg_backend_pid()")
+        # The schema is the database's, as on the pool's connections.
+        assert await conn.fetchval("SELECT count(*) FROM things") == 0
+    async with own.use() as conn:
+        assert await conn.fetchval("SELECT pg_backend_pid()") == first
+    with pytest.raises(asyncpg.UndefinedTableError):
+        async with own.use() as conn:
+            await conn.execute("SELECT * FROM nothing_here")
+    async with own.use() as conn:  # what a failed statement may have left is not seen again
+        assert await conn.fetchval("SELECT pg_backend_pid()") != first
+
+
+@integration
+async def test_a_dedicated_connection_lost_to_the_server_is_one_outage(
+    db: PostgresDatabase,
+) -> None:
+    own = db.dedicated()
+    async with own.use() as conn:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+    async with db.acquire() as other:
+        assert await other.fetchval("SELECT pg_terminate_backend($1)", pid)
+    with pytest.raises(DependencyUnavailable):
+        async with own.use() as conn:
+            await conn.fetchval("SELECT 1")
+    async with own.use() as conn:
+        assert await conn.fetchval("SELECT 1") == 1
+    await db.close()
+    with pytest.raises(asyncpg.InterfaceError):
+        async with own.use() as conn:  # closed with the database, not opened again
+            await conn.fetchval("SELECT 1")

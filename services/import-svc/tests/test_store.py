@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from import_svc.adapters.postgres import PostgresImportStore
-from import_svc.adapters.sqlite import SqliteImportStore, format_time, parse_time
+from import_svc.adapters.sqlite import SqliteImportStore, parse_time
 from import_svc.domain.model import (
     Counts,
     FileIssue,
@@ -26,6 +26,7 @@ from import_svc.domain.model import (
     RowError,
 )
 from import_svc.ports import ImportStore, RegistryEntry, UserRegistry
+from insights_common.clock import sortable
 from insights_common.postgres import PostgresDatabase
 from insights_common.sqlite import SqliteDatabase
 
@@ -324,7 +325,7 @@ async def test_one_users_entries_in_one_merge_apply_in_their_order(store: Store)
 @pytest.mark.unit
 def test_times_are_fixed_width_utc_text() -> None:
     seoul = datetime(2026, 11, 3, 4, 0, tzinfo=timezone(timedelta(hours=9)))
-    text = format_time(seoul)
+    text = sortable(seoul)
     assert text == "2026-11-02T19:00:00.000000+00:00"
     assert parse_time(text) == seoul
-    assert format_time(NOW) < format_time(NOW + timedelta(microseconds=1))
+    assert sortable(NOW) < sortable(NOW + timedelta(microseconds=1))

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from insights_common.clock import sortable
 from insights_common.sqlite import SqliteDatabase
 from notification_ingest.adapters.postgres import PostgresDedupStore
-from notification_ingest.adapters.sqlite import SqliteDedupStore, iso_utc
+from notification_ingest.adapters.sqlite import SqliteDedupStore
 from notification_ingest.ports import DedupStore, utc_now
 
 if TYPE_CHECKING:
@@ -169,6 +170,6 @@ async def test_ids_recorded_while_forgetting_are_kept(backend: Backend) -> None:
 @pytest.mark.unit
 def test_sqlite_timestamps_are_stored_as_fixed_width_utc() -> None:
     seoul = timezone(timedelta(hours=9))
-    assert iso_utc(datetime(2026, 11, 2, 19, 0, 5, 7, tzinfo=seoul)) == (
+    assert sortable(datetime(2026, 11, 2, 19, 0, 5, 7, tzinfo=seoul)) == (
         "2026-11-02T10:00:05.000007+00:00"
     )

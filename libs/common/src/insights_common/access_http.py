@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from fastapi import Request
 from pydantic import Field
@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from insights_common.access import ROLES, Permission, Principal, scope_permissions
 from insights_common.auth import KeyStore
+from insights_common.clock import utc_now
 from insights_common.http import Problem
 from insights_common.members import (
     MemberStore,
@@ -48,10 +49,6 @@ class SessionSettings(BaseSettings):
         return SessionLimits(
             idle=timedelta(minutes=self.idle_minutes), absolute=timedelta(hours=self.absolute_hours)
         )
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,8 @@ from insights_common.accounts import (
     MemberExists,
     NoSuchMember,
 )
-from insights_common.audit import AuditLog, Recorder
+from insights_common.audit import AuditEntry, AuditLog, Recorder
+from insights_common.clock import utc_now
 from insights_common.http import FORBIDDEN, UNAUTHORIZED, Problem, problem_responses
 from insights_common.members import normal_email
 from insights_common.rate_limit import client_address, rate_limits
@@ -149,6 +150,15 @@ def accounts_router(
         if session is None:
             limits.failed(address)
             raise Problem(401, "Unauthorized", "The email and password do not match a member.")
+        await audit.append(
+            AuditEntry(
+                at=utc_now(),
+                app_id=body.app,
+                actor=f"member:{normal_email(body.email)}",
+                action="session.password",
+                address=address,
+            )
+        )
         set_session_cookie(response, request, session.token)
 
     @router.get("/session/options", response_model=SessionOptions)
@@ -262,11 +272,12 @@ def accounts_router(
             {400: "An API key has no sessions.", 401: UNAUTHORIZED, 403: FORBIDDEN}
         ),
     )
-    async def sign_out_everywhere(caller: Caller, response: Response) -> None:
+    async def sign_out_everywhere(caller: Caller, request: Request, response: Response) -> None:
         """End every session of the calling member, in every browser."""
         if not caller.role:
             raise Problem(400, "Invalid request", "An API key has no sessions to end.")
         await accounts.sign_out_everywhere(caller.app_id, caller.actor.removeprefix("member:"))
+        await record(request, "session.end_all")
         response.delete_cookie(SESSION_COOKIE, path="/")
 
     @router.get("/members", response_model=list[MemberOut], responses=_AUTH)

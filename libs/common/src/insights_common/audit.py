@@ -20,6 +20,7 @@ import orjson
 from fastapi import Request
 
 from insights_common.access import Principal
+from insights_common.clock import utc_now
 from insights_common.rate_limit import client_address
 from insights_common.sqlite import SqliteDatabase
 
@@ -168,10 +169,6 @@ async def verify(log: AuditLog, app_id: str) -> Verification:
             return broken
         if len(entries) < VERIFY_CHUNK:
             return Verification(expected - 1)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class GroupedAuditLog:

@@ -20,6 +20,7 @@ there `Written` is empty and visible already.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -27,7 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
+
 from insights_common.dead_letters import FailedEvent, error_text, utc_now
+from insights_common.tracing import tracer
 from insights_contracts import AnyEvent
 from insights_contracts.topics import key_for, topic_for
 
@@ -122,10 +127,14 @@ class InProcessBus:
         *,
         dead_letters: DeadLetterSink | None = None,
         clock: Callable[[], datetime] = utc_now,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
+        """With a tracer provider, each subscriber's handling of a batch is a consumer span,
+        a child of the span that published it (the request, in `insights dev`)."""
         self._subscribers: dict[str, list[_Subscription]] = defaultdict(list)
         self._dead_letters = dead_letters
         self._clock = clock
+        self._tracer = tracer(__name__, tracer_provider) if tracer_provider else None
 
     def subscribe(self, topic: str, handler: BatchHandler, *, consumer: str | None = None) -> None:
         """`consumer` names the subscriber in its dead letters (as a consumer group does)."""
@@ -135,8 +144,26 @@ class InProcessBus:
     async def publish(self, events: Sequence[AnyEvent]) -> Written:
         for topic, batch in _by_topic(events).items():
             for subscription in self._subscribers.get(topic, ()):
-                await subscription.handler(batch)
+                with self._span(topic, subscription, batch):
+                    await subscription.handler(batch)
         return ()
+
+    def _span(
+        self, topic: str, subscription: _Subscription, batch: Sequence[AnyEvent]
+    ) -> contextlib.AbstractContextManager[object]:
+        if self._tracer is None:
+            return contextlib.nullcontext()
+        return self._tracer.start_as_current_span(
+            f"{subscription.consumer} process",
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "in-process",
+                "messaging.operation.type": "process",
+                "messaging.consumer.group.name": subscription.consumer,
+                "messaging.destination.name": topic,
+                "messaging.batch.message_count": len(batch),
+            },
+        )
 
     async def publish_isolated(self, events: Sequence[AnyEvent]) -> list[FailedEvent]:
         """Publish independent events; answer those that went to the dead-letter table.
@@ -151,7 +178,8 @@ class InProcessBus:
         for topic, batch in _by_topic(events).items():
             for subscription in self._subscribers.get(topic, ()):
                 try:
-                    await subscription.handler(batch)
+                    with self._span(topic, subscription, batch):
+                        await subscription.handler(batch)
                 except Exception:
                     log.exception(
                         "%s failed on a batch of %d events; applying them one at a time",

@@ -10,16 +10,22 @@ idempotency make a second replay harmless), and marks them replayed.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from pydantic import ValidationError
+
 from insights_common.clock import rfc3339 as rfc3339
 from insights_common.clock import utc_now as utc_now
 from insights_common.sqlite import SqliteDatabase
+from insights_contracts import AnyEvent, event_adapter
 from insights_contracts.topics import CANONICAL, PLATFORM_RAW
+
+log = logging.getLogger(__name__)
 
 ERROR_HEADER = "x-error"
 CONSUMER_HEADER = "x-consumer"
@@ -298,3 +304,39 @@ class SqliteDeadLetters:
 
         if ids:
             await self._db.write(update)
+
+
+class IsolatingPublisher(Protocol):
+    async def publish_isolated(self, events: Sequence[AnyEvent]) -> list[FailedEvent]:
+        """Publish independent events; answer those that went to the dead-letter table."""
+        ...
+
+
+@dataclass
+class EmbeddedDeadLetters:
+    """The embedded mode's dead letters: a table of the SQLite file, replayed through the bus.
+
+    A replay publishes the events again to every subscriber of their topics, as Kafka does; one
+    that fails again is stored as a new dead letter.
+    """
+
+    store: SqliteDeadLetters
+    bus: IsolatingPublisher
+
+    async def listing(self, *, topic: str | None, limit: int) -> Listing:
+        return await self.store.listing(topic=topic, limit=limit)
+
+    async def replay(self, *, topic: str | None, ids: Sequence[str] | None) -> Replay:
+        letters, unknown = await self.store.select(topic=topic, ids=ids)
+        events: list[AnyEvent] = []
+        taken: list[DeadLetter] = []
+        for letter in letters:
+            try:
+                events.append(event_adapter.validate_json(letter.value))
+            except ValidationError:
+                log.exception("dead letter %s is no longer a contract event", letter.id)
+            else:
+                taken.append(letter)
+        failed = await self.bus.publish_isolated(events) if events else []
+        await self.store.mark_replayed([letter.id for letter in taken], at=utc_now())
+        return Replay(taken, unknown, failed_again=len(failed) + len(letters) - len(taken))

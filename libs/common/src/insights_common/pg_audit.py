@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from insights_common.audit import AuditEntry, AuditFilter, chain_batch, stored_row, where_sql
-from insights_common.postgres import Connection, PostgresDatabase, quote_ident
+from insights_common.postgres import OwnConnection, PostgresDatabase, quote_ident
 
 COMPONENT = "audit"
 
@@ -105,6 +105,9 @@ class PostgresAuditLog:
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
+        self._writer = db.dedicated()
+        """Appends go one at a time (`GroupedAuditLog` groups them): on a connection of their own
+        they pay no pool reset, a round trip and a transaction each."""
         self._months: set[datetime] = set()
         self._heads: dict[str, tuple[int, str] | None] = {}
         """Each app's last entry as this process last wrote or saw it (None: none yet)."""
@@ -137,7 +140,7 @@ class PostgresAuditLog:
         for moment in {month_bounds(entry.at)[0] for entry in entries}:
             await self._partition(moment)
         stored: list[AuditEntry | None] = [None] * len(entries)
-        async with self._db.acquire() as conn:
+        async with self._writer.use() as conn:
             for app_id in sorted({entry.app_id for entry in entries}):
                 at = [i for i, entry in enumerate(entries) if entry.app_id == app_id]
                 chained = await self._append_app(conn, app_id, [entries[i] for i in at])
@@ -146,7 +149,7 @@ class PostgresAuditLog:
         return [entry for entry in stored if entry is not None]
 
     async def _append_app(
-        self, conn: Connection, app_id: str, entries: Sequence[AuditEntry]
+        self, conn: OwnConnection, app_id: str, entries: Sequence[AuditEntry]
     ) -> list[AuditEntry]:
         head = self._heads.get(app_id)
         while True:

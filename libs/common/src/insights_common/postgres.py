@@ -12,7 +12,8 @@ restarted server closed and opens a new one at the next `acquire`, so service re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 # asyncpg's classes are generic only in its stubs, hence the quotes.
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+OwnConnection: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 
 # What PostgreSQL (or the way to it) says while it is down, starting or stopping: an outage, not
 # a fault of the statement. A lost connection is a PostgresConnectionError or a ConnectionError.
@@ -92,10 +94,13 @@ class PostgresDatabase:
         *,
         schema: str | None,
         acquire_timeout: float = DEFAULT_TIMEOUT,
+        connect: Callable[[], Awaitable[OwnConnection]] | None = None,
     ) -> None:
         self._pool = pool
         self.schema = schema
         self.acquire_timeout = acquire_timeout
+        self._connect = connect
+        self._dedicated: list[DedicatedConnection] = []
 
     @classmethod
     async def connect(
@@ -127,7 +132,16 @@ class PostgresDatabase:
             max_inactive_connection_lifetime=300.0,
             server_settings=server_settings,
         )
-        return cls(pool, schema=schema, acquire_timeout=acquire_timeout)
+
+        def connect() -> Awaitable[OwnConnection]:
+            return asyncpg.connect(
+                dsn,
+                command_timeout=command_timeout,
+                timeout=acquire_timeout,
+                server_settings=server_settings,
+            )
+
+        return cls(pool, schema=schema, acquire_timeout=acquire_timeout, connect=connect)
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
@@ -227,5 +241,59 @@ class PostgresDatabase:
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return False
 
+    def dedicated(self) -> DedicatedConnection:
+        """A connection of the caller's own, outside the pool, for statements that go one at a
+        time anyway (the audit trail's appends); closed with the database."""
+        if self._connect is None:
+            raise RuntimeError("this database was not opened by PostgresDatabase.connect")
+        own = DedicatedConnection(self._connect)
+        self._dedicated.append(own)
+        return own
+
     async def close(self) -> None:
+        for own in self._dedicated:
+            await own.close()
         await self._pool.close()
+
+
+class DedicatedConnection:
+    """One connection outside the pool, its statements one at a time, opened at first use and
+    again after it was lost or a statement failed on it.
+
+    The pool's release resets each connection it takes back (RESET ALL, CLOSE ALL, UNLISTEN,
+    pg_advisory_unlock_all: one more round trip, and one more transaction for PostgreSQL) because
+    it cannot know what the last borrower left behind. A connection with one owner, whose
+    statements leave no session state behind, needs no reset: a statement that fails closes it
+    instead, so nothing it may have left is seen by the next. An outage is
+    `DependencyUnavailable`, as with `PostgresDatabase.acquire`.
+    """
+
+    def __init__(self, connect: Callable[[], Awaitable[OwnConnection]]) -> None:
+        self._connect = connect
+        self._conn: OwnConnection | None = None
+        self._turn = asyncio.Lock()
+        self._closed = False
+
+    @asynccontextmanager
+    async def use(self) -> AsyncIterator[OwnConnection]:
+        async with self._turn, bounded("PostgreSQL", None, passing=OUTAGE_ERRORS):
+            if self._closed:
+                raise asyncpg.InterfaceError("the database is closed")
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await self._connect()
+            conn = self._conn
+            try:
+                yield conn
+            except BaseException as error:
+                self._conn = None
+                conn.terminate()
+                if isinstance(error, asyncpg.InterfaceError | asyncpg.InternalClientError):
+                    raise ConnectionResetError(f"connection lost: {error}") from error
+                raise
+
+    async def close(self) -> None:
+        async with self._turn:
+            self._closed = True
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None

@@ -12,11 +12,12 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from insights_common.audit import AuditEntry, AuditLog
 from insights_common.auth import KeyStore
+from insights_common.clock import utc_now
 
 MAX_SECRET = 512
 MAX_USER_FIELD = 200
@@ -202,10 +203,6 @@ class Actor:
 
     name: str
     address: str | None = None
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Sources:

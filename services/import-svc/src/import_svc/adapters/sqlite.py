@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from import_svc.adapters.rows import UNFINISHED_SQL, import_record, update_params
 from import_svc.domain.model import (
@@ -18,6 +18,7 @@ from import_svc.domain.model import (
     RowError,
 )
 from import_svc.ports import RegistryEntry, StoredRowError
+from insights_common.clock import sortable
 from insights_common.sqlite import SqliteDatabase
 
 SCHEMA = """
@@ -66,7 +67,6 @@ CREATE TABLE IF NOT EXISTS imp_users (
 ) WITHOUT ROWID;
 """
 
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"  # fixed width, so text order is time order
 _LOOKUP_BATCH = 10_000
 
 _UPDATE_IMPORT = """
@@ -104,10 +104,6 @@ ON CONFLICT (app_id, user_id) DO UPDATE SET
 """
 
 
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
-
-
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
@@ -117,13 +113,13 @@ def _record(row: sqlite3.Row) -> ImportRecord:
 
 
 def _update_params(record: ImportRecord) -> tuple[object, ...]:
-    return update_params(record, from_time=format_time)
+    return update_params(record, from_time=sortable)
 
 
 def _merge(conn: sqlite3.Connection, entries: Sequence[RegistryEntry]) -> None:
     conn.executemany(
         _MERGE_USER,
-        ((e.app_id, e.user_id, e.phone, e.nickname, format_time(e.at)) for e in entries),
+        ((e.app_id, e.user_id, e.phone, e.nickname, sortable(e.at)) for e in entries),
     )
 
 
@@ -173,9 +169,9 @@ class SqliteImportStore:
                     record.options.mode.value,
                     record.options.on_error.value,
                     int(record.options.dry_run),
-                    format_time(record.created_at),
+                    sortable(record.created_at),
                     owner,
-                    format_time(at),
+                    sortable(at),
                 ),
             )
             conn.execute(_UPDATE_IMPORT, _update_params(record))
@@ -264,7 +260,7 @@ class SqliteImportStore:
         def stamp(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
                 _STAMP,
-                (format_time(at), record.app_id, record.id, owner),
+                (sortable(at), record.app_id, record.id, owner),
             )
             return cursor.rowcount == 1
 
@@ -284,7 +280,7 @@ class SqliteImportStore:
         def sweep(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
                 _STALE,
-                (format_time(before),),
+                (sortable(before),),
             ).fetchall()
             failed = [_record(row).failed(issue, at=at) for row in rows]
             conn.executemany(_UPDATE_IMPORT, (_update_params(record) for record in failed))

@@ -6,9 +6,10 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 
+from insights_common.clock import sortable
 from insights_common.sqlite import SqliteDatabase
 from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.ports import KeptCallback, utc_now
@@ -45,11 +46,6 @@ CREATE INDEX IF NOT EXISTS ing_pending_callbacks_phone ON ing_pending_callbacks 
 """
 
 
-def iso_utc(moment: datetime) -> str:
-    """A fixed-width UTC timestamp, so stored values sort as text in time order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-
-
 class SqliteDedupStore:
     def __init__(
         self,
@@ -83,7 +79,7 @@ class SqliteDedupStore:
     async def record(self, app_id: str, event_ids: Sequence[str]) -> None:
         if not event_ids:
             return
-        seen_at = iso_utc(self._clock())
+        seen_at = sortable(self._clock())
         rows = [(app_id, event_id, seen_at) for event_id in event_ids]
 
         def insert(conn: sqlite3.Connection) -> None:
@@ -100,7 +96,7 @@ class SqliteDedupStore:
         # mode's single writer to update: walk the table in key order, a chunk per transaction,
         # and drop the old ids of each.
         chunk = self._forget_chunk
-        cutoff = iso_utc(before)
+        cutoff = sortable(before)
         total = 0
         after: tuple[str, str] | None = None
         while True:
@@ -188,7 +184,7 @@ class SqlitePendingCallbacks:
     ) -> None:
         if not callbacks:
             return
-        now = iso_utc(self._clock())
+        now = sortable(self._clock())
         rows = [
             (app_id, platform, phone, hashlib.sha256(body).hexdigest(), body, now)
             for phone, body in callbacks
@@ -230,7 +226,7 @@ class SqlitePendingCallbacks:
     async def forget(self, *, before: datetime) -> int:
         def delete(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
-                "DELETE FROM ing_pending_callbacks WHERE kept_at < ?", (iso_utc(before),)
+                "DELETE FROM ing_pending_callbacks WHERE kept_at < ?", (sortable(before),)
             )
             return cursor.rowcount
 
