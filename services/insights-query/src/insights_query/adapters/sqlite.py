@@ -526,7 +526,7 @@ def _profile(row: sqlite3.Row) -> UserProfile:
         created_at=from_ts_key(row["created_at"]),
         updated_at=from_ts_key(row["updated_at"]),
         last_activity_at=from_ts_key(row["last_activity_at"]),
-        imports=tuple(json.loads(row["imports"])),
+        imports=_imports_of(row["imports"]),
     )
 
 
@@ -789,6 +789,11 @@ def _imports_json(imports: tuple[str, ...]) -> str:
     # An import's users all name the same imports: encoding each list again took a tenth of
     # projecting them.
     return json.dumps(list(imports))
+
+
+@lru_cache(maxsize=1024)
+def _imports_of(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
 
 
 def _save_users(
