@@ -18,6 +18,13 @@ app's webhook secret and posts them over a few concurrent connections, then meas
   are timed from their batch's 202 to GET /api/v1/messages/{id} showing them (polled every 20 ms);
 - correctness: sampled messages must show the status the stream implies.
 
+`--projectors N` runs N projector processes in one consumer group (the topics have 6
+partitions), and the CPU figures give each its own line, with the CPU the rest of the machine
+took meanwhile ("other processes"): what ran out of cores. On the three-node cluster of
+`deploy/local/services.py cluster`, export its variables (`cluster env`) with POSTGRES_DSN: the
+topics and indices then have its copies (the floor's too), and its nodes' CPU is apart from the
+single nodes' ("kafka cluster", "opensearch cluster").
+
 Distributed mode starts the five `insights serve` processes on the running Kafka, OpenSearch and
 PostgreSQL (KAFKA_BOOTSTRAP_SERVERS, OPENSEARCH_URL, POSTGRES_DSN) with fresh topic and index
 prefixes, PostgreSQL schema and consumer group, and removes all of them afterwards. Every figure is
@@ -324,6 +331,7 @@ class CpuMeter:
     def __init__(self, own: dict[str, list[int]]) -> None:
         self.groups = {**own, "bench": [os.getpid()], **_backing_pids()}
         self._start = self._read()
+        self._machine = _machine_busy()
 
     def _read(self) -> dict[str, dict[int, float]]:
         return {name: {pid: _cpu(pid) for pid in pids} for name, pids in self.groups.items()}
@@ -335,10 +343,21 @@ class CpuMeter:
     def spent(self) -> dict[str, float]:
         self.groups |= {k: v for k, v in _backing_pids().items() if k == "postgres"}
         now = self._read()
-        return {
+        spent = {
             name: sum(now[name][pid] - self._start.get(name, {}).get(pid, 0.0) for pid in now[name])
             for name in now
         }
+        # What the rest of the machine took meanwhile: on a shared machine, the cores the
+        # deployment did not get.
+        spent["other processes"] = max(0.0, _machine_busy() - self._machine - sum(spent.values()))
+        return spent
+
+
+def _machine_busy() -> float:
+    """CPU seconds every core of the machine has been busy since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu(pid: int) -> float:
@@ -367,10 +386,12 @@ def _backing_pids() -> dict[str, list[int]]:
             command = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
+        # The three-node cluster of `services.py cluster` apart from the single nodes.
+        of = " cluster" if any(b"/cluster/" in part for part in command) else ""
         if b"kafka.Kafka" in command:
-            found["kafka"].append(int(entry.name))
+            found.setdefault(f"kafka{of}", []).append(int(entry.name))
         elif b"org.opensearch.bootstrap.OpenSearch" in command:
-            found["opensearch"].append(int(entry.name))
+            found.setdefault(f"opensearch{of}", []).append(int(entry.name))
         elif command[0].startswith(b"postgres") or command[0].endswith(b"/bin/postgres"):
             found["postgres"].append(int(entry.name))
     return {name: pids for name, pids in found.items() if pids}
@@ -619,14 +640,17 @@ async def run_floor(
 
     topic = f"{prefix}floor"
     index = f"{prefix.replace('.', '-')}floor"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.split(","))
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+        # The same copies as the product's topics and indices (a cluster's settings).
+        await admin.create_topics(
+            [NewTopic(topic, PARTITIONS, _env_int("KAFKA_REPLICATION_FACTOR", 1))]
+        )
     finally:
         await admin.close()
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka, acks="all", linger_ms=5, max_batch_size=1024 * 1024
+        bootstrap_servers=kafka.split(","), acks="all", linger_ms=5, max_batch_size=1024 * 1024
     )
     await producer.start()
     try:
@@ -635,11 +659,16 @@ async def run_floor(
     finally:
         await producer.stop()
 
-    client = AsyncOpenSearch(hosts=[opensearch], timeout=60, http_compress=True)
+    client = AsyncOpenSearch(hosts=opensearch.split(","), timeout=60, http_compress=True)
+    replicas = _env_int("OPENSEARCH_REPLICAS", 0)
     await client.indices.create(
         index=index,
         body={
-            "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
+            "settings": {
+                "number_of_shards": 1,
+                "number_of_replicas": replicas,
+                "refresh_interval": "1s",
+            },
             "mappings": {
                 "dynamic": "strict",
                 "properties": {
@@ -651,7 +680,7 @@ async def run_floor(
     )
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=kafka,
+        bootstrap_servers=kafka.split(","),
         group_id=f"{prefix}floor",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -692,6 +721,10 @@ async def run_floor(
 
 
 # -- deployments -----------------------------------------------------------------------------
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
 
 
 def free_port() -> int:
@@ -853,8 +886,14 @@ def distributed(
             f" through nginx ({edge.workers} workers)"
         )
         pids: dict[str, list[int]] = {"edge": edge.pids()}
-        for name, _, process, _ in processes:
-            pids.setdefault(name, []).append(process.pid)
+        for number, (name, _, process, _) in enumerate(processes):
+            # Each projector on its own: which one, if any, runs out of CPU.
+            shown = (
+                f"projector-{number - len(SERVICES) + 2}"
+                if projectors > 1 and name == "projector"
+                else name
+            )
+            pids.setdefault(shown, []).append(process.pid)
         yield Target(edge.url, secret, key, how, pids)
     except BaseException:
         keep = False
@@ -884,7 +923,7 @@ async def clean_up(names: Names, *, kafka: str, opensearch: str, postgres: str) 
     from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
     from opensearchpy import AsyncOpenSearch  # noqa: PLC0415
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.split(","))
     await admin.start()
     try:
         mine = [t for t in await admin.list_topics() if t.startswith(names.topics)]
@@ -892,7 +931,7 @@ async def clean_up(names: Names, *, kafka: str, opensearch: str, postgres: str) 
             await admin.delete_topics(mine)
     finally:
         await admin.close()
-    client = AsyncOpenSearch(hosts=[opensearch])
+    client = AsyncOpenSearch(hosts=opensearch.split(","))
     try:
         await client.indices.delete(index=f"{names.indices}*", ignore_unavailable=True)
         templates = await client.indices.get_index_template(name=f"{names.indices}*", ignore=[404])

@@ -162,8 +162,11 @@ class DistributedDeployment:
         self.processes[name] = ServiceProcess(name, self.ports[name], process, log)
         return self.processes[name]
 
-    def add_replica(self, service: str, name: str) -> ServiceProcess:
-        """One more process of `service` (`insights serve <service>`), known as `name`."""
+    def add_replica(
+        self, service: str, name: str, env: dict[str, str] | None = None
+    ) -> ServiceProcess:
+        """One more process of `service` (`insights serve <service>`), known as `name`;
+        `env`: its own settings over the deployment's (an import replica's id and data dir)."""
         self.ports[name] = free_port()
         log = self.work_dir / f"{name}.log"
         with log.open("ab") as sink:
@@ -171,7 +174,7 @@ class DistributedDeployment:
                 [*INSIGHTS, "serve", service, "--port", str(self.ports[name])],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
-                env=self.env,
+                env={**self.env, **(env or {})},
             )
         self.processes[name] = ServiceProcess(name, self.ports[name], process, log)
         self.wait_ready(name)

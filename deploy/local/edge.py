@@ -3,6 +3,7 @@
 
     python3 deploy/local/edge.py --import 127.0.0.1:8001 --ingest 127.0.0.1:8002 \
         --query 127.0.0.1:8003 --port 8000          # runs until Ctrl-C
+    python3 deploy/local/edge.py --import 127.0.0.1:8001,127.0.0.1:8011 ...   # two replicas
 
 The config is deploy/nginx/insights.conf.template with its ${INSIGHTS_*} names filled in, as the
 official nginx image fills them from the environment (only those names: nginx's own $variables
@@ -50,6 +51,16 @@ def render(template: str, values: dict[str, str]) -> str:
     if missing:
         raise ValueError(f"no value for {', '.join(missing)}")
     return _NAME.sub(lambda match: values[match.group(1)], template)
+
+
+def servers(upstream: str) -> str:
+    """`host:port` or several, comma-separated, as the template's one `server` line takes them:
+    the first address, then ` max_fails=0;` and a `server` line for each of the others (the
+    template closes the last one). nginx sends each new request to the next server in turn."""
+    addresses = [part.strip() for part in upstream.split(",") if part.strip()]
+    if not addresses:
+        raise ValueError(f"no host:port in {upstream!r}")
+    return " max_fails=0;\n    server ".join(addresses)
 
 
 def nginx_binary() -> str:
@@ -132,9 +143,9 @@ class Edge:
             {
                 "INSIGHTS_EDGE_LISTEN": listen,
                 "INSIGHTS_EDGE_TLS": tls,
-                "INSIGHTS_IMPORT_UPSTREAM": self.import_upstream,
-                "INSIGHTS_INGEST_UPSTREAM": self.ingest_upstream,
-                "INSIGHTS_QUERY_UPSTREAM": self.query_upstream,
+                "INSIGHTS_IMPORT_UPSTREAM": servers(self.import_upstream),
+                "INSIGHTS_INGEST_UPSTREAM": servers(self.ingest_upstream),
+                "INSIGHTS_QUERY_UPSTREAM": servers(self.query_upstream),
                 "INSIGHTS_DASHBOARD_ROOT": str(root),
                 "INSIGHTS_EDGE_ACCESS_LOG": str(self.access_log),
             },

@@ -42,6 +42,7 @@ from insights.cli_options import (
 )
 from insights.cli_people import audit_app, members_app, record_change
 from insights.cli_sources import sources_app
+from insights.cli_users import users_app
 from insights.embedded import create_app, running, wire
 from insights_common.access import UnknownScope, check_scopes
 from insights_common.auth import (
@@ -82,6 +83,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(members_app, name="members")
 app.add_typer(audit_app, name="audit")
 app.add_typer(apps_app, name="apps")
+app.add_typer(users_app, name="users")
 
 T = TypeVar("T")
 

@@ -21,6 +21,7 @@ from typing import Literal, TypeVar
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client.registry import Collector
 
 from import_svc.app import create_distributed as create_import
 from import_svc.app import create_distributed_importer as create_importer
@@ -105,6 +106,7 @@ def kafka_bus(
             client_id=client_id,
             partitions=settings.partitions,
             replication_factor=settings.replication_factor,
+            min_insync_replicas=settings.min_insync_replicas,
             publish_timeout=settings.publish_timeout,
         ),
         tracer_provider=tracer_provider,
@@ -157,7 +159,9 @@ async def opensearch_store(
     client = create_client(settings.url, pool=pool)
     stack.push_async_callback(client.close)
     store = OpenSearchInsightsStore(client, prefix=settings.index_prefix, refresh=refresh)
-    await patiently("OpenSearch", store.ensure_indices, limit=limit)
+    await patiently(
+        "OpenSearch", lambda: store.ensure_indices(replicas=settings.replicas), limit=limit
+    )
     return store
 
 
@@ -177,6 +181,7 @@ def service_app(
     readiness: list[ReadinessCheck],
     peers: PeerReferences | None = None,
     bus: KafkaBus | None = None,
+    collectors: list[Collector] | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """The HTTP app of one service process: its routes, problems, health and metrics; with
@@ -191,8 +196,9 @@ def service_app(
     )
     install_problem_handlers(app)
     install_http_guards(app, HttpSettings(), default_origin=PUBLIC_ORIGIN)
+    own = [*(parts.collectors if parts else ()), *(collectors or ())]
     install_observability(
-        app, service=name, readiness=readiness, collectors=[bus.metrics] if bus else []
+        app, service=name, readiness=readiness, collectors=[bus.metrics, *own] if bus else own
     )
     if parts is not None:
         app.include_router(parts.router, prefix=API_PREFIX)
@@ -234,12 +240,13 @@ async def build(
         bus = kafka_bus(
             query.kafka, client_id="insights-projector", tracer_provider=tracer_provider
         )
-        create_projector(store=store, bus=bus, settings=query)
+        projector = create_projector(store=store, bus=bus, settings=query)
         app = service_app(
             name,
             None,
             readiness=[check("OpenSearch", store.ping), check("Kafka", bus.ping)],
             bus=bus,
+            collectors=[projector.dropped],
             tracer_provider=tracer_provider,
         )
         return Process(
@@ -287,8 +294,17 @@ async def build(
     access, audit = await access_of(db, await key_store(db, box, key_cache))
     retention = PostgresRetentionSettings(db)
     await retention.migrate()
+    # Only to publish the erases of users (it consumes nothing); not a readiness check, so
+    # reads go on while Kafka is down (an erase then answers 503).
+    bus = kafka_bus(query.kafka, client_id="insights-query", tracer_provider=tracer_provider)
     _, passes, parts = create_query(
-        store=store, access=access, audit=audit, retention=retention, settings=query, box=box
+        store=store,
+        access=access,
+        audit=audit,
+        retention=retention,
+        bus=bus,
+        settings=query,
+        box=box,
     )
     app = service_app(
         name,
@@ -297,7 +313,13 @@ async def build(
         peers=PeerReferences(ReferenceSettings()),
         tracer_provider=tracer_provider,
     )
-    return Process(app, query.host, query.port, on_start=[passes.start], on_stop=parts.on_stop)
+    return Process(
+        app,
+        query.host,
+        query.port,
+        on_start=[lambda: patiently("Kafka", bus.start, limit=startup_limit), passes.start],
+        on_stop=[*parts.on_stop, bus.stop],
+    )
 
 
 async def serve(

@@ -181,7 +181,12 @@ def create_app(
     async def database() -> None:
         await embedded.db.read(lambda conn: conn.execute("SELECT 1").fetchone())
 
-    install_observability(app, service="embedded", readiness=[database])
+    install_observability(
+        app,
+        service="embedded",
+        readiness=[database],
+        collectors=[c for parts in embedded.parts for c in parts.collectors],
+    )
     for parts in embedded.parts:
         app.include_router(parts.router, prefix=API_PREFIX)
 

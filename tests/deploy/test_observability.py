@@ -17,7 +17,8 @@ from tests.deploy.ops_tools import ROOT, ops_tools, version
 pytestmark = pytest.mark.unit
 
 HERE = ROOT / "deploy" / "observability"
-# Every metric a process exports (libs/common: observability.py and bus_metrics.py).
+# Every metric a process exports (libs/common: observability.py and bus_metrics.py; the
+# projector's own in insights_query/service.py).
 EXPORTED = {
     "insights_http_requests_total",
     "insights_http_request_duration_seconds_bucket",
@@ -27,6 +28,7 @@ EXPORTED = {
     "insights_consumer_batch_duration_seconds_bucket",
     "insights_consumer_batch_failures_total",
     "insights_dead_letters_total",
+    "insights_events_dropped_total",
 }
 
 
@@ -87,8 +89,12 @@ def test_the_dashboard_queries_are_promql_on_exported_metrics(
         for name in re.findall(r"\b(insights_[a-z_]+)\b", text):
             assert name in EXPORTED, name
     exported_by_code = "".join(
-        (ROOT / "libs/common/src/insights_common" / name).read_text()
-        for name in ("observability.py", "bus_metrics.py")
+        (ROOT / path).read_text()
+        for path in (
+            "libs/common/src/insights_common/observability.py",
+            "libs/common/src/insights_common/bus_metrics.py",
+            "services/insights-query/src/insights_query/service.py",
+        )
     )
     for name in EXPORTED:
         assert re.sub(r"_(bucket|total)$", "", name) in exported_by_code, name

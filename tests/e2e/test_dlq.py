@@ -57,6 +57,12 @@ class BuggyStore:
                 raise RuntimeError(f"projection bug on {event.event_id}")
         await self.inner.apply(events)
 
+    async def erased(self, users: Any) -> Any:
+        return await self.inner.erased(users)
+
+    async def erase(self, erasures: Any) -> None:
+        await self.inner.erase(erasures)
+
     async def ping(self) -> bool:
         return bool(await self.inner.ping())
 

@@ -31,6 +31,7 @@ SIGNED_IN = "signed in"
 RULES: dict[tuple[str, str], Permission | str] = {
     ("GET", "/api/v1/users"): Permission.SEARCH_USERS,
     ("GET", "/api/v1/users/{user_id}"): Permission.VIEW_PROFILE,
+    ("DELETE", "/api/v1/users/{user_id}"): Permission.ERASE_USERS,
     ("POST", "/api/v1/users/{user_id}/phone"): Permission.REVEAL_PHONE,
     ("GET", "/api/v1/users/{user_id}/messages"): Permission.VIEW_MESSAGES,
     ("GET", "/api/v1/messages/{message_id}"): Permission.VIEW_MESSAGES,

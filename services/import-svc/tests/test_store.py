@@ -130,6 +130,24 @@ async def test_finish_writes_record_errors_and_users_together(store: Store) -> N
     }
 
 
+async def test_erasing_a_user_forgets_their_entry_and_rejected_rows_only(store: Store) -> None:
+    running = record(1).validating()
+    await store.create(running, owner="r1", at=NOW)
+    errors = [RowError(2, "alex", "user_id", "duplicate", "m"), RowError(3, "bo", None, "x", "m")]
+    done = running.completed(Counts(3, 1, 0, 0, 2), at=NOW)
+    users = [
+        RegistryEntry("acme", "alex", "+14155550171", "Al", NOW),
+        RegistryEntry("acme", "bo", "+14155550172", None, NOW),
+    ]
+    await store.finish(done, errors=errors, users=users)
+    await store.erase({("acme", "alex"): NOW, ("globex", "bo"): NOW})
+    assert await store.erased([("acme", "alex"), ("acme", "bo")]) == {("acme", "alex"): NOW}
+    assert set(await store.known_users("acme", ["alex", "bo"])) == {"bo"}
+    rows = await store.row_errors("acme", done.id, after_seq=0, limit=10)
+    assert [s.error.user_id for s in rows] == ["bo"]
+    assert await store.get("acme", done.id) == done
+
+
 async def test_a_failing_finish_writes_nothing(store: Store) -> None:
     running = record(1).validating()
     await store.create(running, owner="r1", at=NOW)

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from insights_common.access_http import Access
 from insights_common.audit import SqliteAuditLog
 from insights_common.auth import SecretBox, SqliteKeyStore
-from insights_common.bus import InProcessBus
+from insights_common.bus import AtOnce, InProcessBus
 from insights_common.http import install_problem_handlers
 from insights_common.members import SqliteMemberStore
 from insights_common.retention import SqliteRetentionSettings
@@ -38,6 +38,7 @@ from insights_contracts import (
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.app import create_service, project_bus
+from insights_query.erasure import UserEraser
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings
 
@@ -262,6 +263,7 @@ def wire(
         access=Access(keys, SqliteMemberStore(db)),
         audit=SqliteAuditLog(db),
         retention=SqliteRetentionSettings(db),
+        eraser=UserEraser(publisher=bus, watermark=AtOnce(), wait_seconds=0, clock=lambda: NOW),
         settings=settings,
         clock=lambda: NOW,
     )

@@ -43,6 +43,12 @@ class BuggyStore:
                 raise RuntimeError(f"projection bug on {event.event_id}")
         await self.inner.apply(events)
 
+    async def erased(self, users: Any) -> Any:
+        return await self.inner.erased(users)
+
+    async def erase(self, erasures: Any) -> None:
+        await self.inner.erase(erasures)
+
     async def ping(self) -> bool:
         return not self.down and await self.inner.ping()
 

@@ -131,6 +131,7 @@ ACCOUNT_PATHS = {
     "/api/v1/settings/sources/{platform}",
 }
 REVEAL = {"/api/v1/users/{user_id}/phone"}
+ERASE = "/api/v1/users/{user_id}"
 
 
 async def test_every_route_shows_another_app_nothing(
@@ -168,7 +169,9 @@ async def test_every_route_shows_another_app_nothing(
             continue  # the caller's own app only, by construction (tests/unit/test_access.py)
         # revealing a phone is the one write, and takes a reason
         method, body = ("post", {"reason": "support call"}) if path in REVEAL else ("get", None)
-        assert set(operations) == {method}, f"{path}: only reads are expected here"
+        # erasing is the other write: another app's erase of the same id, below
+        expected = {method} | ({"delete"} if path == ERASE else set())
+        assert set(operations) == expected, f"{path}: only reads are expected here"
         url = path.format(**ids)
         for params in variants.get(path, [{}]):
             mine = await client.request(method, url, headers=acme, params=params, json=body)
@@ -184,6 +187,10 @@ async def test_every_route_shows_another_app_nothing(
                 assert theirs.json() == {"items": [], "next_cursor": None}
             walked.append((path, tuple(params)))
     assert len(walked) == 13
+    # another app erasing the same user id erases its own user of that id, never this one's
+    assert (await client.delete(API + "/users/alex", headers=other)).status_code == 200
+    assert (await get(client, acme, "/users/alex"))["nickname"] == "Alex Kim"
+    assert (await get(client, acme, "/messages/m1"))["user_id"] == "alex"
 
 
 # -- search ------------------------------------------------------------------------------------

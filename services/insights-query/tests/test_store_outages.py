@@ -20,6 +20,7 @@ from opensearchpy import AsyncOpenSearch
 from insights_common.access_http import Access
 from insights_common.audit import SqliteAuditLog
 from insights_common.auth import SqliteKeyStore
+from insights_common.bus import AtOnce, InProcessBus
 from insights_common.http import install_problem_handlers
 from insights_common.kafka import ISOLATE_AFTER, KafkaBus, KafkaOptions
 from insights_common.kafka_dlq import KafkaDeadLetters
@@ -30,6 +31,7 @@ from insights_common.sqlite import SqliteDatabase
 from insights_contracts import AnyEvent
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.app import create_projector, create_service
+from insights_query.erasure import UserEraser
 from insights_query.settings import QuerySettings
 
 pytestmark = pytest.mark.integration
@@ -47,6 +49,12 @@ class Counting:
     async def apply(self, events: Sequence[AnyEvent]) -> None:
         self.attempts += 1
         await self.inner.apply(events)
+
+    async def erased(self, users: Any) -> Any:
+        return await self.inner.erased(users)
+
+    async def erase(self, erasures: Any) -> None:
+        await self.inner.erase(erasures)
 
     async def ping(self) -> bool:
         return await self.inner.ping()
@@ -151,6 +159,7 @@ def query_app(store: OpenSearchInsightsStore, keys: SqliteKeyStore, db: SqliteDa
         access=Access(keys, SqliteMemberStore(db)),
         audit=SqliteAuditLog(db),
         retention=SqliteRetentionSettings(db),
+        eraser=UserEraser(publisher=InProcessBus(), watermark=AtOnce(), wait_seconds=0),
         settings=QuerySettings(),
     )
     app = FastAPI()

@@ -90,6 +90,20 @@ async def test_in_one_batch_the_later_user_takes_a_shared_number(
     assert await directory.users_by_phone("acme", ["+14155550171"]) == {"+14155550171": "sam"}
 
 
+async def test_an_erased_user_is_forgotten_with_their_numbers(
+    directory: PhoneDirectory,
+) -> None:
+    await directory.record(
+        [PhoneEntry("acme", "alex", "+14155550171"), PhoneEntry("acme", "sam", "+14155550172")]
+    )
+    at = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+    assert await directory.erase("acme", "alex", at=at) == ["+14155550171"]
+    assert await directory.erase("acme", "alex", at=at - timedelta(days=1)) == []
+    assert await directory.erased([("acme", "alex"), ("acme", "sam")]) == {("acme", "alex"): at}
+    found = await directory.users_by_phone("acme", ["+14155550171", "+14155550172"])
+    assert found == {"+14155550172": "sam"}
+
+
 # An injected clock the tests move: the verdicts do not depend on today.
 NOW = [datetime(2026, 11, 2, 10, 0, tzinfo=UTC)]
 
@@ -129,3 +143,12 @@ async def test_callbacks_kept_before_a_moment_are_forgotten(pending: PendingCall
         assert [b for _, _, b in await pending.waiting("acme", ["+1001"])] == [b'{"new":1}']
     finally:
         NOW[0] = start
+
+
+async def test_the_callbacks_kept_for_an_erased_users_numbers_go(pending: PendingCallbacks) -> None:
+    await pending.keep("acme", "twilio", [("+1001", b'{"a":1}'), ("+1002", b'{"a":2}')])
+    await pending.keep("globex", "twilio", [("+1001", b'{"g":1}')])
+    await pending.erase("acme", ["+1001"])
+    assert await pending.waiting("acme", ["+1001"]) == []
+    assert [b for _, _, b in await pending.waiting("acme", ["+1002"])] == [b'{"a":2}']
+    assert len(await pending.waiting("globex", ["+1001"])) == 1

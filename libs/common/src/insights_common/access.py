@@ -31,6 +31,8 @@ class Permission(StrEnum):
     """Set up the messaging platforms whose callbacks the app takes (their secrets)."""
     MANAGE_SETTINGS = "manage_settings"
     """The app's settings, such as how long its messages are kept."""
+    ERASE_USERS = "erase_users"
+    """Erase a user everywhere (recorded)."""
 
 
 ALL = frozenset(Permission)

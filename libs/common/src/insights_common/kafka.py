@@ -98,13 +98,22 @@ class Rejected:
 RecordHandler = Callable[[Sequence[Record]], Awaitable[Sequence[Rejected]]]
 
 
+def brokers(bootstrap_servers: str) -> list[str]:
+    """`host:port`, or several separated by commas, as the clients take them: aiokafka takes a
+    string as one address, so a cluster's list has to be split first."""
+    return [server.strip() for server in bootstrap_servers.split(",") if server.strip()]
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaOptions:
     bootstrap_servers: str
+    """`host:port` of a broker, or of several separated by commas."""
     topic_prefix: str = ""
     client_id: str = "user-insights"
     partitions: int = 6
     replication_factor: int = 1
+    min_insync_replicas: int | None = None
+    """`min.insync.replicas` of the topics this bus creates; None keeps the broker's default."""
     publish_timeout: float = DEFAULT_TIMEOUT
     """Seconds a publish may wait for the brokers; past it, `DependencyUnavailable`."""
 
@@ -119,7 +128,7 @@ class KafkaBus:
         self.traced = tracer_provider is not None
         self.tracer = tracer(__name__, tracer_provider)
         self.broker = KafkaBroker(
-            options.bootstrap_servers,
+            brokers(options.bootstrap_servers),
             client_id=options.client_id,
             acks="all",
             enable_idempotence=True,
@@ -153,7 +162,7 @@ class KafkaBus:
         if not wanted:
             return
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.options.bootstrap_servers,
+            bootstrap_servers=brokers(self.options.bootstrap_servers),
             client_id=f"{self.options.client_id}-admin",
         )
         await admin.start()
@@ -167,6 +176,7 @@ class KafkaBus:
                                 name,
                                 num_partitions=self.options.partitions,
                                 replication_factor=self.options.replication_factor,
+                                topic_configs=self._topic_configs(),
                             )
                             for name in sorted(missing)
                         ]
@@ -184,6 +194,10 @@ class KafkaBus:
             raise RuntimeError(f"Kafka shows no partitions for {sorted(wanted)} after 10 s")
         finally:
             await admin.close()
+
+    def _topic_configs(self) -> dict[str, str]:
+        isr = self.options.min_insync_replicas
+        return {} if isr is None else {"min.insync.replicas": str(isr)}
 
     async def publish(self, events: Sequence[AnyEvent]) -> Written:
         """Publish events to the topics of their types; waits until every broker acknowledged.
@@ -579,7 +593,7 @@ class KafkaTransactionalPublisher:
     def _new_producer(self) -> AIOKafkaProducer:
         bus = self._bus
         return AIOKafkaProducer(
-            bootstrap_servers=bus.options.bootstrap_servers,
+            bootstrap_servers=brokers(bus.options.bootstrap_servers),
             client_id=f"{bus.options.client_id}-tx",
             # Prefixed like topics and groups, so deployments sharing a cluster never fence
             # each other's producers.
@@ -724,7 +738,7 @@ class KafkaProjectionWatermark:
     async def _client(self) -> AIOKafkaAdminClient:
         if self._admin is None:
             admin = AIOKafkaAdminClient(
-                bootstrap_servers=self._bus.options.bootstrap_servers,
+                bootstrap_servers=brokers(self._bus.options.bootstrap_servers),
                 client_id=f"{self._bus.options.client_id}-watermark",
             )
             await admin.start()

@@ -34,6 +34,7 @@ from insights_common.dead_letters import (
     Replay,
     rfc3339,
 )
+from insights_common.kafka import brokers
 from insights_contracts.topics import dlq
 
 REPLAY_GROUP = "insights-dlq-replay"
@@ -111,7 +112,7 @@ class KafkaDeadLetters:
     def __init__(
         self, *, bootstrap_servers: str, topic_prefix: str = "", client_id: str = "insights-dlq"
     ) -> None:
-        self._servers = bootstrap_servers
+        self._servers = brokers(bootstrap_servers)
         self._prefix = topic_prefix
         self._client_id = client_id
         self.group = f"{topic_prefix}{REPLAY_GROUP}"

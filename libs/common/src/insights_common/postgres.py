@@ -13,6 +13,7 @@ restarted server closed and opens a new one at the next `acquire`, so service re
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeAlias
@@ -30,6 +31,8 @@ from insights_common.outage import DEFAULT_TIMEOUT, DependencyUnavailable, bound
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
+log = logging.getLogger(__name__)
+
 # asyncpg's classes are generic only in its stubs, hence the quotes.
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 OwnConnection: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
@@ -42,6 +45,13 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     CannotConnectNowError,
     AdminShutdownError,
     CrashShutdownError,
+)
+
+# What a failed reset of a connection given back raises (asyncpg closed it already).
+RELEASE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    *OUTAGE_ERRORS,
 )
 
 LOST_CONNECTION_ERRORS = (
@@ -178,11 +188,23 @@ class PostgresDatabase:
                 finally:
                     # Not under the acquire timeout (asyncpg would apply it to the reset too):
                     # a slow release on a busy machine is no outage.
-                    await self._pool.release(conn)
+                    await self._release(conn)
         except DependencyUnavailable as outage:
             if isinstance(outage.__cause__, LOST_CONNECTION_ERRORS):
                 await self._pool.expire_connections()
             raise
+
+    async def _release(self, conn: Connection) -> None:
+        """Give the connection back. When its reset fails (a server restart left it in a state
+        its protocol cannot leave: asyncpg's InternalClientError, "cannot switch to state"),
+        asyncpg has closed it: what the body did stands (a transaction committed or rolled back
+        before), so the caller is not failed for it, and the pool's other connections, likely
+        broken by the same restart, are replaced at their next use."""
+        try:
+            await self._pool.release(conn)
+        except RELEASE_ERRORS as error:
+            log.warning("a PostgreSQL connection failed its reset and was closed: %s", error)
+            await self._pool.expire_connections()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:

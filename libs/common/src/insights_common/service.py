@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from fastapi import APIRouter
+from prometheus_client.registry import Collector
 
 Hook = Callable[[], Awaitable[object]]
 
@@ -23,6 +24,8 @@ class ServiceParts:
     router: APIRouter
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
+    collectors: list[Collector] = field(default_factory=list)
+    """Metrics of the service's own, for the host's /metrics."""
 
 
 class Recurring:

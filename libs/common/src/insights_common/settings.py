@@ -20,6 +20,11 @@ class KafkaSettings(BaseSettings):
     partitions: int = Field(default=6, ge=1)
     """Partitions of the topics this deployment creates; the most consumers a group can use."""
     replication_factor: int = Field(default=1, ge=1)
+    """Copies of each partition of the topics this deployment creates: 3 on a cluster of three
+    brokers or more, so one can be lost; 1 (the default) works on a single broker."""
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    """`min.insync.replicas` of those topics: with acks=all, a write is acknowledged once this
+    many copies hold it (2 with a replication factor of 3). Unset, the broker's default."""
     publish_timeout: float = Field(default=5.0, gt=0)
     """Seconds a door waits for Kafka to take its events before it answers 503 (Retry-After)."""
     projector_group: str = "insights-projector"
@@ -42,8 +47,13 @@ class OpenSearchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENSEARCH_", extra="ignore")
 
     url: str = "http://127.0.0.1:9200"
+    """One node's URL, or several separated by commas: the client moves to another node when
+    one stops answering."""
     index_prefix: str = "insights"
     """Indices and aliases are named `<prefix>-users`, `<prefix>-messages`, ..."""
+    replicas: int | None = Field(default=None, ge=0)
+    """`number_of_replicas` of the index templates: 1 on a cluster of two nodes or more, so a
+    node can be lost. Unset, `auto_expand_replicas: 0-1` (none on one node, one on more)."""
 
 
 class KeyCacheSettings(BaseSettings):

@@ -75,6 +75,9 @@ class SqliteDatabase:
             _owner_only(Path(self.path))
         self._writer = _connect(self.path)
         self._writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+        # The old copy of a row a write replaces or deletes is zeroed where that costs no I/O
+        # (in a page written anyway): an erased person's older values leave no copy behind.
+        self._writer.execute("PRAGMA secure_delete=FAST")
         self._checkpointer: _Checkpointer | None = None
         if self.path != ":memory:":
             self._writer.execute("PRAGMA wal_autocheckpoint=0")
@@ -109,6 +112,26 @@ class SqliteDatabase:
             if self._checkpointer is not None:
                 self._checkpointer.wrote()
             return result
+
+    def erase_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`write_sync` for data that must leave the file's bytes too (erasing a person): the
+        deleted cells and pages are overwritten with zeros (secure_delete), and the log, which
+        still holds their earlier copies, is copied into the file and emptied (TRUNCATE; it
+        waits for the reads under way)."""
+        with self._write_lock:
+            self._writer.execute("PRAGMA secure_delete=ON")
+        try:
+            result = self.write_sync(fn)
+        finally:
+            with self._write_lock:
+                self._writer.execute("PRAGMA secure_delete=FAST")
+        if self.path != ":memory:":
+            with self._write_lock:
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return result
+
+    async def erase(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(self.erase_sync, fn)
 
     def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._reading:

@@ -2,6 +2,7 @@
 
 from insights_contracts.events import (
     EVENT_TYPES,
+    PLATFORM_TYPES,
     AnyEvent,
     Button,
     Channel,
@@ -20,6 +21,7 @@ from insights_contracts.events import (
     TemplateDefinition,
     TemplateRef,
     TemplateUpserted,
+    UserErased,
     UserUpserted,
     VariableSpec,
     event_adapter,
@@ -28,6 +30,7 @@ from insights_contracts.events import (
 
 __all__ = [
     "EVENT_TYPES",
+    "PLATFORM_TYPES",
     "AnyEvent",
     "Button",
     "Channel",
@@ -46,6 +49,7 @@ __all__ = [
     "TemplateDefinition",
     "TemplateRef",
     "TemplateUpserted",
+    "UserErased",
     "UserUpserted",
     "VariableSpec",
     "event_adapter",

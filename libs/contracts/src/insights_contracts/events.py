@@ -145,6 +145,15 @@ class UserUpserted(_Envelope):
     source: Annotated[str, Field(pattern=r"^(platform|import:[A-Za-z0-9_\-]{1,64})$")] = "platform"
 
 
+class UserErased(_Envelope):
+    """An admin erased the user: every service forgets what it holds of them, and events about
+    them dated at or before `occurred_at` are dropped. It names the user and nothing else of
+    theirs (no phone number, no nickname): the topic keeps it."""
+
+    event_type: Literal["user.erased"] = "user.erased"
+    user_id: UserId
+
+
 class TemplateUpserted(_Envelope):
     event_type: Literal["template.upserted"] = "template.upserted"
     template: TemplateDefinition
@@ -170,6 +179,7 @@ Event: TypeAlias = Annotated[
     | NotificationResponded
     | NotificationStatus
     | UserUpserted
+    | UserErased
     | TemplateUpserted,
     Field(discriminator="event_type"),
 ]
@@ -183,7 +193,23 @@ MessageEvent: TypeAlias = (
     | NotificationResponded
     | NotificationStatus
 )
-AnyEvent: TypeAlias = MessageEvent | UserUpserted | TemplateUpserted
+AnyEvent: TypeAlias = MessageEvent | UserUpserted | UserErased | TemplateUpserted
+
+PLATFORM_TYPES = frozenset(
+    {
+        "notification.sent",
+        "notification.delivered",
+        "notification.read",
+        "notification.clicked",
+        "notification.failed",
+        "notification.responded",
+        "notification.status",
+        "user.upserted",
+        "template.upserted",
+    }
+)
+"""The event types the messaging platform may send (the webhook, the raw topic); `user.erased`
+is the product's own."""
 
 EVENT_TYPES: dict[str, type[AnyEvent]] = {
     "notification.sent": NotificationSent,
@@ -194,6 +220,7 @@ EVENT_TYPES: dict[str, type[AnyEvent]] = {
     "notification.responded": NotificationResponded,
     "notification.status": NotificationStatus,
     "user.upserted": UserUpserted,
+    "user.erased": UserErased,
     "template.upserted": TemplateUpserted,
 }
 

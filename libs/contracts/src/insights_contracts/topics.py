@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from insights_contracts.events import AnyEvent, TemplateUpserted, UserUpserted
+from insights_contracts.events import AnyEvent, TemplateUpserted, UserErased, UserUpserted
 
 USERS: Final = "insights.users.v1"
 NOTIFICATIONS: Final = "insights.notifications.v1"
@@ -23,7 +23,7 @@ def topic_for(event: AnyEvent) -> str:
 
 def topic_of(event_type: type[AnyEvent]) -> str:
     """The topic that carries the events of a type."""
-    if issubclass(event_type, UserUpserted):
+    if issubclass(event_type, UserUpserted | UserErased):
         return USERS
     if issubclass(event_type, TemplateUpserted):
         return TEMPLATES

@@ -3,12 +3,13 @@ implements them with asyncpg and aiokafka, the embedded mode with SQLite and the
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from import_svc.domain.model import FileIssue, ImportRecord, KnownUser, RowError
 from insights_common.bus import EventPublisher
+from insights_common.erasure import UserKey
 
 __all__ = [
     "EventPublisher",
@@ -98,6 +99,15 @@ class UserRegistry(Protocol):
 
     async def merge(self, entries: Sequence[RegistryEntry]) -> None:
         """Upsert users: given fields override when newer, absent fields keep what is known."""
+        ...
+
+    async def erase(self, erasures: Mapping[UserKey, datetime]) -> None:
+        """Forget each (app_id, user_id): the registry's entry and the rows of the imports'
+        rejected-row reports that name the user; keep when they were erased."""
+        ...
+
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        """When each of these users was erased; users never erased are missing."""
         ...
 
 

@@ -46,6 +46,7 @@ from import_svc.ports import (
 )
 from insights_common.bus import AtOnce, ProjectionWatermark, Written, written_records
 from insights_common.clock import utc_now
+from insights_common.erasure import screen, users_of
 from insights_common.outage import DependencyUnavailable, waiting_out
 from insights_common.service import Recurring
 from insights_contracts import AnyEvent, UserUpserted
@@ -303,10 +304,14 @@ class ImportService:
         return ids
 
     async def learn_users(self, events: Sequence[AnyEvent]) -> None:
-        """Keep the registry of known users in step with what the platform says about them."""
+        """Keep the registry of known users in step with what the platform says about them,
+        and forget the users an admin erased (their entry and their rejected rows)."""
+        screened = screen(events, await self._registry.erased(users_of(events)))
+        if screened.erasures:
+            await self._registry.erase(screened.erasures)
         entries = [
             RegistryEntry(e.app_id, e.user_id, e.phone_number, e.nickname, e.occurred_at)
-            for e in events
+            for e in screened.kept
             if isinstance(e, UserUpserted) and e.source == "platform"
         ]
         if entries:

@@ -250,6 +250,8 @@ export const api = {
   exportUserMessages: (userId: string, query: Query = {}) =>
     download(`/users/${id(userId)}/messages`, { ...query, format: "csv" }, `${userId}-messages.csv`),
   message: (messageId: string, signal?: AbortSignal) => getJson<MessageDetail>(`/messages/${id(messageId)}`, {}, signal),
+  eraseUser: (userId: string) =>
+    send<{ user_id: string; erased_at: string; complete: boolean }>(`/users/${id(userId)}`, "DELETE"),
   revealPhone: (userId: string, reason: string) =>
     send<{ user_id: string; phone_number: string | null }>(`/users/${id(userId)}/phone`, "POST", { reason }),
   audit: (query: Query = {}, signal?: AbortSignal) => getJson<Page<AuditEntry>>("/audit", query, signal),

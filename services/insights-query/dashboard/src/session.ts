@@ -20,7 +20,8 @@ export type Permission =
   | "manage_members"
   | "read_audit"
   | "manage_sources"
-  | "manage_settings";
+  | "manage_settings"
+  | "erase_users";
 
 let current: Me | null = null;
 const listeners = new Set<() => void>();

@@ -14,8 +14,8 @@ from insights_common.accounts_http import accounts_router
 from insights_common.audit import AuditLog, Recorder
 from insights_common.audit_http import audit_router
 from insights_common.auth import SecretBox
-from insights_common.bus import InProcessBus
-from insights_common.kafka import KafkaBus
+from insights_common.bus import AtOnce, InProcessBus
+from insights_common.kafka import KafkaBus, KafkaProjectionWatermark
 from insights_common.retention import RetentionSettings, SqliteRetentionSettings
 from insights_common.service import ServiceParts
 from insights_common.sources import Sources
@@ -25,8 +25,10 @@ from insights_common.sso import SEAL_PURPOSE, SingleSignOn
 from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
 from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.domain.time import utc_now
+from insights_query.entrypoints.erase_http import erase_router
 from insights_query.entrypoints.http import create_router
 from insights_query.entrypoints.settings_http import settings_router
+from insights_query.erasure import UserEraser
 from insights_query.ports import InsightsReader, ProjectionStore, RetentionStore
 from insights_query.retention import RetentionService
 from insights_query.service import Projector, QueryService
@@ -47,6 +49,7 @@ def create_service(
     access: Access,
     audit: AuditLog,
     retention: RetentionSettings,
+    eraser: UserEraser,
     settings: QuerySettings,
     box: SecretBox | None = None,
     clock: Callable[[], datetime] = utc_now,
@@ -71,6 +74,7 @@ def create_service(
     router.include_router(audit_router(access, audit))
     router.include_router(sources_router(access, Sources(access.keys, audit)))
     router.include_router(settings_router(access, passes, record))
+    router.include_router(erase_router(access, eraser, record))
     return service, passes, ServiceParts(router=router, on_stop=[passes.stop])
 
 
@@ -95,16 +99,24 @@ def create_embedded(
     """Project the bus's users, notifications and templates into SQLite and serve the query API;
     retention settings are kept in the same file."""
     store = SqliteInsightsStore(db)
-    project_bus(bus, store)
-    return create_service(
+    projector = project_bus(bus, store)
+    # The in-process bus: every consumer (this projector, import-svc's registry, ingest's
+    # phone directory) has taken the erase when `publish` returns.
+    eraser = UserEraser(
+        publisher=bus, watermark=AtOnce(), wait_seconds=settings.erase_wait_seconds, clock=clock
+    )
+    service, passes, parts = create_service(
         reader=store,
         access=access,
         audit=audit,
         retention=SqliteRetentionSettings(db),
+        eraser=eraser,
         settings=settings,
         box=box,
         clock=clock,
     )
+    parts.collectors.append(projector.dropped)
+    return service, passes, parts
 
 
 def create_distributed(
@@ -113,21 +125,33 @@ def create_distributed(
     access: Access,
     audit: AuditLog,
     retention: RetentionSettings,
+    bus: KafkaBus,
     settings: QuerySettings,
     box: SecretBox | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[QueryService, RetentionService, ServiceParts]:
     """The query API process: reads the store (the projector process writes it) and runs the
-    retention passes, one replica at a time (`retention.exclusive`)."""
-    return create_service(
+    retention passes, one replica at a time (`retention.exclusive`). It publishes the erases
+    of users on `bus` and waits for the projector's consumer group to have taken them."""
+    watermark = KafkaProjectionWatermark(bus, group_id=settings.kafka.projector_group)
+    eraser = UserEraser(
+        publisher=bus,
+        watermark=watermark,
+        wait_seconds=settings.erase_wait_seconds,
+        clock=clock,
+    )
+    service, passes, parts = create_service(
         reader=store,
         access=access,
         audit=audit,
         retention=retention,
+        eraser=eraser,
         settings=settings,
         box=box,
         clock=clock,
     )
+    parts.on_stop.append(watermark.stop)
+    return service, passes, parts
 
 
 class PingableProjectionStore(ProjectionStore, Protocol):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from insights_contracts import AnyEvent
+from insights_query.domain.erasure import UserKey
 from insights_query.domain.queries import (
     ActivityPosition,
     MessageFilter,
@@ -29,6 +30,15 @@ from insights_query.domain.views import (
 class ProjectionStore(Protocol):
     async def apply(self, events: Sequence[AnyEvent]) -> None:
         """Store a batch of events and recompute what they touch, all or nothing."""
+        ...
+
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        """When each of these users was erased; users never erased are missing."""
+        ...
+
+    async def erase(self, erasures: Mapping[UserKey, datetime]) -> None:
+        """Remove everything stored of each user (profile, facts, messages and their events)
+        and keep (or move forward) their erase marker; done again, it changes nothing."""
         ...
 
 

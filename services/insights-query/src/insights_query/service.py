@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
+from prometheus_client import Counter
+
 from insights_contracts import AnyEvent
+from insights_query.domain.erasure import screen, users_of
 from insights_query.domain.errors import NotFound
 from insights_query.domain.messages import message_item
 from insights_query.domain.queries import (
@@ -39,14 +42,32 @@ T = TypeVar("T")
 
 
 class Projector:
-    """The batch handler of the users, notifications and templates topics."""
+    """The batch handler of the users, notifications and templates topics.
+
+    Erases go first (`domain.erasure`): the batch's erased users are removed and marked, and
+    the events about an erased user dated at or before the erase are dropped and counted.
+    """
 
     def __init__(self, store: ProjectionStore) -> None:
         self._store = store
+        self.dropped = Counter(
+            "insights_events_dropped_total",
+            "Events the projector dropped, by reason (erased: about a user erased after the"
+            " event's occurred_at)",
+            ["reason"],
+            registry=None,
+        )
 
     async def handle(self, events: Sequence[AnyEvent]) -> None:
-        if events:
-            await self._store.apply(events)
+        if not events:
+            return
+        screened = screen(events, await self._store.erased(users_of(events)))
+        if screened.erasures:
+            await self._store.erase(screened.erasures)
+        if screened.dropped:
+            self.dropped.labels(reason="erased").inc(screened.dropped)
+        if screened.kept:
+            await self._store.apply(screened.kept)
 
 
 class QueryService:

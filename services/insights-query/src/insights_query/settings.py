@@ -38,6 +38,9 @@ class QuerySettings(BaseSettings):
     retention_chunk: int = Field(default=2000, ge=100, le=10000)
     """Messages removed per step of a pass: one write transaction (SQLite) or one bulk request
     and refresh (OpenSearch) each, so readers and the projector wait for one step at most."""
+    erase_wait_seconds: float = Field(default=10, ge=0, le=60)
+    """How long erasing a user waits for the projection to have taken the erase before it
+    answers (`complete: false` past it; the erase goes on)."""
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)

@@ -6,7 +6,7 @@ distributed); webhook secrets come from the `insights_common.auth.KeyStore`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -15,6 +15,7 @@ from insights_common.auth import SourceConfig
 
 # The clock the service and the dedup stores use unless a test gives them another.
 from insights_common.clock import utc_now as utc_now
+from insights_common.erasure import UserKey
 from insights_common.signatures import WebhookSigning
 from notification_ingest.domain.directory import PhoneEntry
 
@@ -62,6 +63,15 @@ class PhoneDirectory(Protocol):
         """The user_id of each of `phones` the app knows."""
         ...
 
+    async def erase(self, app_id: str, user_id: str, *, at: datetime) -> list[str]:
+        """Forget the user's numbers, keeping when they were erased (`erased`); answer the
+        numbers (the callbacks kept for them go too)."""
+        ...
+
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        """When each of these users was erased; users never erased are missing."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class KeptCallback:
@@ -92,6 +102,10 @@ class PendingCallbacks(Protocol):
         ...
 
     async def drop(self, ids: Sequence[int]) -> None: ...
+
+    async def erase(self, app_id: str, phones: Sequence[str]) -> None:
+        """Drop the callbacks kept for these numbers (their user was erased), leaving no copy."""
+        ...
 
     async def forget(self, *, before: datetime) -> int:
         """Drop the callbacks kept before `before`; answer how many went."""

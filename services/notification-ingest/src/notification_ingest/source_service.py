@@ -229,6 +229,10 @@ class SourceService:
                 await self._pending.drop([kept_id for kept_id, _, _ in rows])
         return taken
 
+    async def forget(self, app_id: str, phones: Sequence[str]) -> None:
+        """Drop the callbacks kept for the numbers of a user who was erased."""
+        await self._pending.erase(app_id, phones)
+
     async def _named(self, app_id: str, reads: list[Read]) -> list[Read]:
         """The callbacks, those naming only a phone number given the user who has it."""
         phones = sorted(

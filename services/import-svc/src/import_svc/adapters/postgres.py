@@ -6,7 +6,7 @@ in bulk: row errors by COPY, registry rows by one `unnest` statement, lookups by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -19,6 +19,8 @@ from import_svc.domain.model import (
     RowError,
 )
 from import_svc.ports import RegistryEntry, StoredRowError
+from insights_common.erasure import UserKey
+from insights_common.pg_erasure import PostgresErasureMarkers, markers_table
 from insights_common.postgres import Connection, PostgresDatabase
 
 COMPONENT = "import"
@@ -88,6 +90,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE imp_imports ADD COLUMN published_at timestamptz,
         ADD COLUMN visible_at timestamptz,
         ADD COLUMN written jsonb NOT NULL DEFAULT '[]';
+    """,
+    # The rejected rows naming a user, found when the user is erased; when each was erased.
+    f"""
+    CREATE INDEX imp_row_errors_user ON imp_row_errors (app_id, user_id);
+    {markers_table("imp_erased_users")}
     """,
 )
 # The first key of the advisory lock that lets one new import of an app in at a time.
@@ -187,6 +194,7 @@ class PostgresImportStore:
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
+        self._erased = PostgresErasureMarkers(db, "imp_erased_users")
 
     async def migrate(self) -> None:
         await self._db.migrate(COMPONENT, MIGRATIONS)
@@ -356,3 +364,20 @@ class PostgresImportStore:
             return
         async with self._db.transaction() as conn:
             await _merge(conn, entries)
+
+    async def erase(self, erasures: Mapping[UserKey, datetime]) -> None:
+        if not erasures:
+            return
+        await self._erased.mark(erasures)
+        users = sorted(erasures)
+        async with self._db.transaction() as conn:
+            for table in ("imp_users", "imp_row_errors"):
+                await conn.execute(
+                    f"DELETE FROM {table} AS t USING unnest($1::text[], $2::text[])"  # noqa: S608
+                    " AS e(app_id, user_id) WHERE t.app_id = e.app_id AND t.user_id = e.user_id",
+                    [app_id for app_id, _ in users],
+                    [user_id for _, user_id in users],
+                )
+
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        return await self._erased.erased(users)

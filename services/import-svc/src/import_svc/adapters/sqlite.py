@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from import_svc.adapters.rows import UNFINISHED_SQL, import_record, update_params
@@ -19,6 +19,7 @@ from import_svc.domain.model import (
 )
 from import_svc.ports import RegistryEntry, StoredRowError
 from insights_common.clock import sortable
+from insights_common.erasure import SqliteErasureMarkers, UserKey
 from insights_common.sqlite import SqliteDatabase
 
 SCHEMA = """
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS imp_row_errors (
     message TEXT NOT NULL,
     PRIMARY KEY (app_id, import_id, seq)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS imp_row_errors_user ON imp_row_errors (app_id, user_id);
 CREATE TABLE IF NOT EXISTS imp_users (
     app_id TEXT NOT NULL,
     user_id TEXT NOT NULL,
@@ -146,6 +148,7 @@ class SqliteImportStore:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
         db.migrate(SCHEMA)
+        self._erased = SqliteErasureMarkers(db, "imp_erased_users")
         db.write_sync(_add_columns)
 
     async def create(
@@ -307,3 +310,21 @@ class SqliteImportStore:
 
     async def merge(self, entries: Sequence[RegistryEntry]) -> None:
         await self._db.write(lambda conn: _merge(conn, entries))
+
+    async def erase(self, erasures: Mapping[UserKey, datetime]) -> None:
+        if not erasures:
+            return
+        await self._erased.mark(erasures)
+        users = sorted(erasures)
+
+        def forget(conn: sqlite3.Connection) -> None:
+            for table in ("imp_users", "imp_row_errors"):
+                conn.executemany(
+                    f"DELETE FROM {table} WHERE app_id = ? AND user_id = ?",  # noqa: S608
+                    users,
+                )
+
+        await self._db.erase(forget)
+
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        return await self._erased.erased(users)

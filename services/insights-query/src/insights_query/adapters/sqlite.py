@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from functools import lru_cache
 from typing import TypeVar
@@ -145,6 +145,14 @@ CREATE TABLE IF NOT EXISTS q_user_tokens (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS q_user_tokens_prefix ON q_user_tokens (app_id, token, user_id);
 
+-- When each erased user was erased: their events dated up to then are dropped (domain.erasure).
+CREATE TABLE IF NOT EXISTS q_erased_users (
+    app_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    erased_at TEXT NOT NULL,
+    PRIMARY KEY (app_id, user_id)
+) WITHOUT ROWID;
+
 -- origin orders the sources of a version: a template.upserted beats a sent snapshot, and a later
 -- event beats an earlier one, so the row is the same whatever order the events came in.
 CREATE TABLE IF NOT EXISTS q_template_versions (
@@ -202,6 +210,29 @@ class SqliteInsightsStore:
     async def apply(self, events: Sequence[AnyEvent]) -> None:
         if events:
             await self._db.write(lambda conn: _apply(conn, events))
+
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        if not users:
+            return {}
+
+        def run(conn: sqlite3.Connection) -> dict[UserKey, datetime]:
+            found: dict[UserKey, datetime] = {}
+            for app_id, user_ids in _by_app(users).items():
+                for chunk in _chunks(user_ids):
+                    for row in conn.execute(
+                        "SELECT user_id, erased_at FROM q_erased_users WHERE app_id = ?"
+                        " AND user_id IN (SELECT value FROM json_each(?))",
+                        (app_id, json.dumps(chunk)),
+                    ):
+                        found[(app_id, row["user_id"])] = from_ts_key(row["erased_at"])
+            return found
+
+        return await self._db.read(run)
+
+    async def erase(self, erasures: Mapping[UserKey, datetime]) -> None:
+        """One transaction whose deleted bytes are zeroed in the file (`SqliteDatabase.erase`)."""
+        if erasures:
+            await self._db.erase(lambda conn: _erase(conn, erasures))
 
     async def remove_sent_before(
         self, app_id: str, before: datetime, *, limit: int, after: str | None
@@ -596,6 +627,40 @@ def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
     _save_messages(conn, messages.changes)
     _save_users(conn, users, fold_users(events, messages, users, rest))
     _save_templates(conn, fold_templates(events, _load_origins(conn, keys.templates)))
+
+
+def _erase(conn: sqlite3.Connection, erasures: Mapping[UserKey, datetime]) -> None:
+    for (app_id, user_id), at in erasures.items():
+        # Every message an event names the user in goes with all of its events: a message is
+        # folded from them, and one left behind would name the user again.
+        message_ids = json.dumps(
+            [
+                row["message_id"]
+                for row in conn.execute(
+                    "SELECT DISTINCT message_id FROM q_message_events WHERE app_id = ?"
+                    " AND user_id = ? UNION SELECT message_id FROM q_messages"
+                    " WHERE app_id = ? AND user_id = ?",
+                    (app_id, user_id, app_id, user_id),
+                )
+            ]
+        )
+        for table in ("q_message_events", "q_messages"):
+            conn.execute(
+                f"DELETE FROM {table} WHERE app_id = ?"  # noqa: S608 - a fixed table name
+                " AND message_id IN (SELECT value FROM json_each(?))",
+                (app_id, message_ids),
+            )
+        for table in ("q_user_events", "q_user_tokens", "q_users"):
+            conn.execute(
+                f"DELETE FROM {table} WHERE app_id = ? AND user_id = ?",  # noqa: S608
+                (app_id, user_id),
+            )
+        conn.execute(
+            "INSERT INTO q_erased_users (app_id, user_id, erased_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (app_id, user_id) DO UPDATE SET erased_at = excluded.erased_at"
+            " WHERE excluded.erased_at > q_erased_users.erased_at",
+            (app_id, user_id, ts_key(at)),
+        )
 
 
 def _remove_sent_before(

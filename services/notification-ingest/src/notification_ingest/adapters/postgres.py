@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 
+from insights_common.erasure import UserKey
+from insights_common.pg_erasure import PostgresErasureMarkers, markers_table
 from insights_common.postgres import PostgresDatabase
 from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.ports import KeptCallback, utc_now
@@ -48,6 +50,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX ing_pending_callbacks_phone ON ing_pending_callbacks (app_id, phone);
     """,
+    # When each erased user was erased: the users topic's older events about them are dropped.
+    markers_table("ing_erased_users"),
 )
 
 
@@ -114,10 +118,11 @@ class PostgresDedupStore:
 
 
 class PostgresPhoneDirectory:
-    """Implements PhoneDirectory. Its table comes with the dedup store's migrations."""
+    """Implements PhoneDirectory. Its tables come with the dedup store's migrations."""
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
+        self._erased = PostgresErasureMarkers(db, "ing_erased_users")
 
     async def record(self, entries: Sequence[PhoneEntry]) -> None:
         if not entries:
@@ -153,6 +158,20 @@ class PostgresPhoneDirectory:
                 list(phones),
             )
         return {str(row["phone"]): str(row["user_id"]) for row in rows}
+
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        return await self._erased.erased(users)
+
+    async def erase(self, app_id: str, user_id: str, *, at: datetime) -> list[str]:
+        await self._erased.mark({(app_id, user_id): at})
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                "DELETE FROM ing_phone_directory WHERE app_id = $1 AND user_id = $2"
+                " RETURNING phone",
+                app_id,
+                user_id,
+            )
+        return [str(row["phone"]) for row in rows]
 
 
 class PostgresPendingCallbacks:
@@ -200,6 +219,16 @@ class PostgresPendingCallbacks:
         async with self._db.acquire() as conn:
             await conn.execute(
                 "DELETE FROM ing_pending_callbacks WHERE id = ANY($1::bigint[])", list(ids)
+            )
+
+    async def erase(self, app_id: str, phones: Sequence[str]) -> None:
+        if not phones:
+            return
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM ing_pending_callbacks WHERE app_id = $1 AND phone = ANY($2::text[])",
+                app_id,
+                list(phones),
             )
 
     async def forget(self, *, before: datetime) -> int:

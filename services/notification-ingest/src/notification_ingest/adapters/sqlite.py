@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from functools import partial
 
 from insights_common.clock import sortable
+from insights_common.erasure import SqliteErasureMarkers, UserKey
 from insights_common.sqlite import SqliteDatabase
 from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.ports import KeptCallback, utc_now
@@ -137,6 +138,7 @@ class SqlitePhoneDirectory:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
         db.migrate(SCHEMA)
+        self._erased = SqliteErasureMarkers(db, "ing_erased_users")
 
     async def record(self, entries: Sequence[PhoneEntry]) -> None:
         if not entries:
@@ -170,6 +172,28 @@ class SqlitePhoneDirectory:
 
         return await self._db.read(read)
 
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        return await self._erased.erased(users)
+
+    async def erase(self, app_id: str, user_id: str, *, at: datetime) -> list[str]:
+        await self._erased.mark({(app_id, user_id): at})
+
+        def forget(conn: sqlite3.Connection) -> list[str]:
+            phones = [
+                str(row["phone"])
+                for row in conn.execute(
+                    "SELECT phone FROM ing_phone_directory WHERE app_id = ? AND user_id = ?",
+                    (app_id, user_id),
+                )
+            ]
+            conn.execute(
+                "DELETE FROM ing_phone_directory WHERE app_id = ? AND user_id = ?",
+                (app_id, user_id),
+            )
+            return phones
+
+        return await self._db.erase(forget)
+
 
 class SqlitePendingCallbacks:
     """Implements PendingCallbacks in the shared SQLite file."""
@@ -178,6 +202,17 @@ class SqlitePendingCallbacks:
         self._db = db
         self._clock = clock
         db.migrate(SCHEMA)
+
+    async def erase(self, app_id: str, phones: Sequence[str]) -> None:
+        if not phones:
+            return
+        await self._db.erase(
+            lambda conn: conn.execute(
+                "DELETE FROM ing_pending_callbacks"
+                " WHERE app_id = ? AND phone IN (SELECT value FROM json_each(?))",
+                (app_id, json.dumps(list(phones))),
+            )
+        )
 
     async def keep(
         self, app_id: str, platform: str, callbacks: Sequence[tuple[str, bytes]]

@@ -14,13 +14,13 @@ import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from insights_contracts import EVENT_TYPES, AnyEvent, UserUpserted, parse_event
+from insights_contracts import EVENT_TYPES, PLATFORM_TYPES, AnyEvent, UserUpserted, parse_event
 from insights_contracts.limits import OUT_OF_RANGE
 from notification_ingest.domain.errors import BatchTooLarge, MalformedBody
 from notification_ingest.domain.model import FieldError, Rejection, ValidatedBatch
 
 PLATFORM_SOURCE = "platform"
-ACCEPTED_TYPES = ", ".join(EVENT_TYPES)
+ACCEPTED_TYPES = ", ".join(t for t in EVENT_TYPES if t in PLATFORM_TYPES)
 WHOLE_EVENT = ""
 
 # JsonValue is validated as a union, so pydantic puts the branch it tried into the location.
@@ -128,6 +128,14 @@ def check_event(item: object, *, app_id: str, index: int) -> AnyEvent | Rejectio
             if not (app_mismatch and error.loc == "app_id")
         )
         return Rejection(index=index, event_id=event_id, errors=tuple(errors))
+    if event.event_type not in PLATFORM_TYPES:
+        errors.append(
+            FieldError(
+                "event_type",
+                f"event_type '{event.event_type}' is the product's own (an admin erasing a user"
+                f" sends it); use one of: {ACCEPTED_TYPES}",
+            )
+        )
     if isinstance(event, UserUpserted) and event.source != PLATFORM_SOURCE:
         errors.append(
             FieldError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from insights_common.bus import BatchHandler
+from insights_common.erasure import screen, users_of
 from insights_common.kafka import Record, RecordHandler, Rejected
 from insights_contracts import AnyEvent
 from notification_ingest.domain.directory import phone_entries
@@ -49,10 +50,15 @@ def raw_events_consumer(service: IngestService, *, max_batch: int) -> RecordHand
 
 def phone_directory_consumer(directory: PhoneDirectory, sources: SourceService) -> BatchHandler:
     """The users topic into the phone directory the sources name users by; the callbacks kept
-    for a number a user now has are taken then."""
+    for a number a user now has are taken then. An erased user's numbers are forgotten, with
+    the callbacks kept for them, and the events dated before their erase are dropped
+    (`insights_common.erasure`)."""
 
     async def consume(events: Sequence[AnyEvent]) -> None:
-        entries = phone_entries(events)
+        screened = screen(events, await directory.erased(users_of(events)))
+        for (app_id, user_id), at in screened.erasures.items():
+            await sources.forget(app_id, await directory.erase(app_id, user_id, at=at))
+        entries = phone_entries(screened.kept)
         await directory.record(entries)
         await sources.retake(entries)
 

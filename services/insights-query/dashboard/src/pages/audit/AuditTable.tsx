@@ -23,6 +23,10 @@ const ACTIONS: Record<string, string> = {
   "source.add": "Set up source",
   "source.remove": "Removed source",
   "retention.set": "Changed retention",
+  "session.password": "Signed in",
+  "session.sso": "Signed in with single sign-on",
+  "session.end_all": "Signed out everywhere",
+  "user.erase": "Erased user",
 };
 
 export function actionLabel(action: string): string {

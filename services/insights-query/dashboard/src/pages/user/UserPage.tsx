@@ -4,11 +4,12 @@ import { ErrorBox } from "../../components/ErrorBox";
 import { formatDay } from "../../components/format";
 import { Loading } from "../../components/Loading";
 import { usePageTitle } from "../../components/usePageTitle";
-import { Link, useLocation } from "../../router";
+import { Link, navigate, useLocation } from "../../router";
 import { may, me } from "../../session";
 import type { UserStats } from "../../types";
 import { useResource } from "../../useResource";
 import { Breakdowns } from "./Breakdowns";
+import { Erase } from "./Erase";
 import { MessageList } from "./MessageList";
 import { Profile } from "./Profile";
 import { readUserQuery, type UserQuery, WINDOWS, type WindowChoice, windowSince, writeUserQuery } from "./query";
@@ -109,6 +110,9 @@ export function UserPage({ userId }: { userId: string }) {
           )}
           {/* Asked once the profile is answered, so this very view (recorded before the answer) is listed. */}
           {may("read_audit") && user.data && <ViewedBy userId={userId} />}
+          {may("erase_users") && user.data && (
+            <Erase userId={userId} onErased={() => navigate(`/users?erased=${encodeURIComponent(userId)}`)} />
+          )}
         </>
       )}
     </section>

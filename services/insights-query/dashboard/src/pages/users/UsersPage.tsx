@@ -31,6 +31,8 @@ export function UsersPage() {
   usePageTitle("Users");
   const { search } = useLocation();
   const [text, setText] = useState(() => search.get("q") ?? "");
+  // After an admin erased a user, the user page sends them here: say it was done.
+  const [erased] = useState(() => search.get("erased"));
   const q = useDebounced(text.trim(), DEBOUNCE_MS);
   const [results, setResults] = useState<Results | null>(null);
   const [error, setError] = useState<unknown>(null);
@@ -115,6 +117,11 @@ export function UsersPage() {
         <h1>Users</h1>
         <ImportButton onImported={() => setGeneration((n) => n + 1)} />
       </div>
+      {erased && (
+        <p role="status" class="notice erased-notice">
+          User <strong>{erased}</strong> was erased.
+        </p>
+      )}
       <div class="search">
         <label for="user-search">Search users</label>
         <input

@@ -47,8 +47,10 @@ class OrjsonSerializer(JSONSerializer):
 
 
 def create_client(url: str, *, pool: int = 10) -> AsyncOpenSearch:
-    """An aiohttp client for one cluster URL (http://host:9200, credentials in the URL), with
-    up to `pool` connections: a request finding them all busy waits for one.
+    """An aiohttp client for one cluster: a node's URL (http://host:9200, credentials in the
+    URL) or several separated by commas, with up to `pool` connections to each: a request
+    finding them all busy waits for one. A node that does not answer is set aside and the
+    request retried on another.
 
     Timeouts are retried: a retried bulk that had in fact been applied only meets its own
     writes as version conflicts, which the store folds again into the same documents. Bodies
@@ -57,7 +59,7 @@ def create_client(url: str, *, pool: int = 10) -> AsyncOpenSearch:
     within a trace are spans of it (`traced`).
     """
     return AsyncOpenSearch(
-        hosts=[url],
+        hosts=[part.strip() for part in url.split(",") if part.strip()],
         timeout=30,
         max_retries=3,
         retry_on_timeout=True,

@@ -87,13 +87,17 @@ def message_doc(
     and the added ones, and the fields of its projection once it is visible."""
     raw = {event["event_id"]: event for event in (stored or {}).get("events", [])}
     raw |= {event.event_id: event.model_dump(mode="json") for event in added}
+    events = [raw[event_id] for event_id in sorted(raw)]
     doc: Doc = {
         "app_id": app_id,
         "message_id": message_id,
         "visible": False,
-        "events": [raw[event_id] for event_id in sorted(raw)],
+        "events": events,
     }
     if projection is None:
+        # Not shown (reads filter on `visible`), but findable by its user: erasing them finds
+        # the events they were named in before the message's `sent` arrived.
+        doc["user_id"] = events[0]["user_id"]
         return doc
     detail = projection.detail
     return doc | {

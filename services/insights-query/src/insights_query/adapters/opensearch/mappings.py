@@ -17,8 +17,8 @@ from typing import Any, Literal
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import RequestError
 
-Kind = Literal["messages", "users", "templates"]
-KINDS: tuple[Kind, ...] = ("messages", "users", "templates")
+Kind = Literal["messages", "users", "templates", "erasures"]
+KINDS: tuple[Kind, ...] = ("messages", "users", "templates", "erasures")
 SCHEMA_VERSION = 1
 """Bump with a mapping change: ensure_indices then names -v<N> for new deployments, and
 existing ones reindex into it and swap the alias."""
@@ -95,6 +95,15 @@ MAPPINGS: dict[Kind, dict[str, Any]] = {
             "channels": _STORED,
             "variable_schema": _STORED,
             "origin": _SOURCE_ONLY,
+        },
+    },
+    # One per erased user (id `app_id:user_id`): when they were erased (domain.erasure).
+    "erasures": {
+        "dynamic": "strict",
+        "properties": {
+            "app_id": _KEYWORD,
+            "user_id": _KEYWORD,
+            "erased_us": _MICROS,
         },
     },
 }

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, cast
@@ -50,6 +50,7 @@ from insights_query.adapters.opensearch.documents import (
     message_key,
     micros,
     profile_of,
+    split_key,
     stored_message,
     stored_user,
     template_doc,
@@ -335,6 +336,63 @@ class OpenSearchInsightsStore:
                     from_micros(bucket["first"]["value"]), from_micros(bucket["last"]["value"])
                 )
         return spans
+
+    # -- erasure ----------------------------------------------------------------------------
+
+    async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        if not users:
+            return {}
+        keys = sorted(user_key(*user) for user in users)
+        async with outages():
+            # Pages at once: the projector asks this for every batch, nearly always in vain.
+            pages = await asyncio.gather(
+                *(
+                    self._mget("erasures", keys[start : start + _PAGE])
+                    for start in range(0, len(keys), _PAGE)
+                )
+            )
+        found = {key: current for page in pages for key, current in page.items()}
+        return {
+            split_key(key): from_micros(current.source["erased_us"])
+            for key, current in found.items()
+        }
+
+    async def erase(self, erasures: Mapping[UserKey, datetime]) -> None:
+        """The markers first, so a projector folding the user meanwhile drops its next batch;
+        then every message document naming the user (visible or not) and the user document,
+        refreshed at once, so no read finds them after this answers."""
+        if not erasures:
+            return
+        async with outages():
+            await self._mark_erased(erasures)
+            for (app_id, user_id), _ in sorted(erasures.items()):
+                for kind in ("messages", "users"):
+                    await self._client.delete_by_query(
+                        index=self.index(kind),
+                        body={"query": _visible_or_not(app_id, _term("user_id", user_id))},
+                        params={"refresh": "true", "conflicts": "proceed"},
+                    )
+            # A projector that read the user before the marker may write them once more; its
+            # next batch, and the erase event it takes after, remove them again.
+
+    async def _mark_erased(self, erasures: Mapping[UserKey, datetime]) -> None:
+        pending = {user_key(*user): at for user, at in erasures.items()}
+        for _ in range(_MAX_ROUNDS):
+            if not pending:
+                return
+            current = await self._mget("erasures", sorted(pending))
+            writes = []
+            for key, at in pending.items():
+                known = current.get(key)
+                if known is not None and known.source["erased_us"] >= micros(at):
+                    continue
+                app_id, user_id = split_key(key)
+                doc = {"app_id": app_id, "user_id": user_id, "erased_us": micros(at)}
+                writes.append(_Write("erasures", key, doc, known))
+            lost = {key for _, key in await self._bulk(writes)}
+            pending = {key: at for key, at in pending.items() if key in lost}
+        if pending:
+            raise DependencyUnavailable(DEPENDENCY, f"{len(pending)} erase markers kept changing")
 
     # -- retention --------------------------------------------------------------------------
 
@@ -784,6 +842,10 @@ class OpenSearchInsightsStore:
                     reason = error.get("type", "") if isinstance(error, dict) else str(error)
                     raise HTTP_EXCEPTIONS.get(status, TransportError)(status, reason, answer)
         return answers
+
+
+def _visible_or_not(app_id: str, *clauses: Doc) -> Doc:
+    return {"bool": {"filter": [_term("app_id", app_id), *clauses]}}
 
 
 def _visible(app_id: str, *clauses: Doc) -> Doc:
