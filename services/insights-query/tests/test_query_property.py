@@ -1,8 +1,11 @@
 """Any order and any duplication of the same events gives the same API-visible state.
 
-On each store: the state after the events arrive shuffled, duplicated and cut into batches must
-equal what SQLite shows after the events in one batch. So OpenSearch is held both to order
-independence and to showing what SQLite shows.
+On the fold itself (`domain.projection`, over an in-memory store that loads and saves only the
+keys a batch touches, as the stores do), with many examples: the state after the events arrive
+shuffled, duplicated and cut into batches must equal the state defined from the whole set of
+events. On each store: the state after such an arrival must equal what SQLite shows after the
+events in one batch. So OpenSearch is held both to order independence and to showing what
+SQLite shows.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import asyncio
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,11 +36,26 @@ from insights_contracts import (
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.domain.errors import NotFound
-from insights_query.domain.messages import STATUSES, project_message
+from insights_query.domain.messages import STATUSES, MessageProjection, project_message
+from insights_query.domain.projection import (
+    MessageKey,
+    StoredMessage,
+    StoredUser,
+    TemplateKey,
+    UserKey,
+    fold_messages,
+    fold_templates,
+    fold_users,
+    keys_of,
+    widen,
+)
+from insights_query.domain.templates import TemplateVersion, best_versions
 from insights_query.domain.users import ActivitySpan, UserFact, project_user
 from insights_query.ports import InsightsReader, ProjectionStore
 from insights_query.service import Projector, QueryService
 from insights_query.settings import QuerySettings
+
+T = TypeVar("T")
 
 APP = "acme"
 BASE = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
@@ -86,11 +104,14 @@ def histories(draw: st.DrawFn) -> list[AnyEvent]:
     for message_id, (user_id, channel, key) in MESSAGES.items():
         ids = {"message_id": message_id, "user_id": user_id}
         for _ in range(draw(st.integers(0, 2))):
+            # now and then a send names another user (the earlier send decides the message's)
+            to = draw(st.sampled_from([user_id, user_id, user_id, *USERS]))
             events.append(
                 NotificationSent.model_validate(
                     {
                         **envelope(),
                         **ids,
+                        "user_id": to,
                         "channel": channel,
                         "template": {
                             "key": key,
@@ -352,6 +373,12 @@ def test_the_generated_histories_exercise_the_hard_cases() -> None:
                 seen.add("events without their sent")
             if types.count("notification.sent") > 1:
                 seen.add("two sent events")
+        sent_to: dict[str, set[str]] = {}
+        for event in events:
+            if isinstance(event, NotificationSent):
+                sent_to.setdefault(event.message_id, set()).add(event.user_id)
+        if any(len(users) > 1 for users in sent_to.values()):
+            seen.add("a message sent to two users")
         first_sent: dict[tuple[str, str], datetime] = {}
         for event in sorted(events, key=lambda e: e.occurred_at):
             if isinstance(event, NotificationSent):
@@ -370,5 +397,98 @@ def test_the_generated_histories_exercise_the_hard_cases() -> None:
         "template.upserted",
         "events without their sent",
         "two sent events",
+        "a message sent to two users",
         "two messages of a user sent at one instant",
     } <= seen
+
+
+class MemoryProjection:
+    """A store in a few dicts, loading and saving only what a batch touches, as the real ones."""
+
+    def __init__(self) -> None:
+        self.messages: dict[MessageKey, StoredMessage] = {}
+        self.projections: dict[MessageKey, MessageProjection] = {}
+        self.users: dict[UserKey, StoredUser] = {}
+        self.templates: dict[TemplateKey, TemplateVersion] = {}
+
+    def apply(self, events: Sequence[AnyEvent]) -> None:
+        keys = keys_of(events)
+        messages = fold_messages(events, _some(self.messages, keys.messages))
+        rest = {
+            user: widen(
+                m.span
+                for key, m in self.messages.items()
+                if key not in keys.messages and (key[0], m.user_id) == user
+            )
+            for user in messages.left
+        }
+        users = _some(self.users, keys.users | messages.users)
+        user_changes = fold_users(events, messages, users, rest)
+        origins = {key: v.origin for key, v in _some(self.templates, keys.templates).items()}
+        versions = fold_templates(events, origins)
+        for change in messages.changes:
+            held = self.messages.get(change.key)
+            every = {**(held.events if held else {}), **{e.event_id: e for e in change.added}}
+            projection = change.projection
+            if projection is None:
+                self.messages[change.key] = StoredMessage(every, None, None)
+                continue
+            span = ActivitySpan(projection.first_event_at, projection.last_event_at)
+            self.messages[change.key] = StoredMessage(every, projection.detail.user_id, span)
+            self.projections[change.key] = projection
+        for user in user_changes:
+            if user.profile is None:
+                self.users.pop(user.key, None)
+            else:
+                facts = {fact.event_id: fact for fact in user.facts}
+                self.users[user.key] = StoredUser(facts, user.span, user.profile)
+        for version in versions:
+            self.templates[(version.app_id, version.key, version.version)] = version
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "messages": self.projections,
+            "users": {key: user.profile for key, user in self.users.items()},
+            "templates": self.templates,
+        }
+
+
+def _some(stored: dict[Any, T], keys: set[Any]) -> dict[Any, T]:
+    return {key: stored[key] for key in keys if key in stored}
+
+
+def defined_state(events: Sequence[AnyEvent]) -> dict[str, Any]:
+    """The projection from its definition: each message from all its events, each user from
+    all their facts and the span of the visible messages listed under them."""
+    projections: dict[MessageKey, MessageProjection] = {}
+    for message_id in MESSAGES:
+        projection = project_message(
+            e for e in events if getattr(e, "message_id", "") == message_id
+        )
+        if projection is not None:
+            projections[(APP, message_id)] = projection
+    users = {}
+    for user_id in USERS:
+        span = widen(
+            ActivitySpan(p.first_event_at, p.last_event_at)
+            for p in projections.values()
+            if p.detail.user_id == user_id
+        )
+        profile = project_user(user_id, facts_of(events, user_id), span)
+        if profile is not None:
+            users[(APP, user_id)] = profile
+    templates = {(v.app_id, v.key, v.version): v for v in best_versions(events)}
+    return {"messages": projections, "users": users, "templates": templates}
+
+
+@pytest.mark.unit
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.data_too_large])
+@given(data=st.data())
+def test_the_fold_gives_the_defined_state_in_any_order_batching_and_duplication(
+    data: st.DataObject,
+) -> None:
+    events, batches = arrivals(data)
+    memory = MemoryProjection()
+    for batch in batches:
+        memory.apply(batch)
+    assert memory.state() == defined_state(events)

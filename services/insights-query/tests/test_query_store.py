@@ -26,20 +26,23 @@ async def test_a_batch_becomes_visible_all_at_once_or_not_at_all(
     db: SqliteDatabase, ev: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = SqliteInsightsStore(db)
-    batch = [ev.user(f"u{n}", "2026-11-01T09:00:00Z", nickname=f"User {n}") for n in range(5)]
-    real_project_user = store_module.project_user
+    batch = [
+        *(ev.user(f"u{n}", "2026-11-01T09:00:00Z", nickname=f"User {n}") for n in range(5)),
+        ev.sent("m1", "u0", "2026-11-02T10:00:00Z"),
+    ]
+    real_save_users = store_module._save_users
 
-    def crash_on_u3(user_id: str, *args: Any) -> Any:
-        if user_id == "u3":
-            raise RuntimeError("disk full")
-        return real_project_user(user_id, *args)
+    def crash(*args: Any) -> None:
+        raise RuntimeError("disk full")
 
-    monkeypatch.setattr(store_module, "project_user", crash_on_u3)
+    # The messages are saved before the users: the failure comes half way through the writes.
+    monkeypatch.setattr(store_module, "_save_users", crash)
     with pytest.raises(RuntimeError):
         await store.apply(batch)
     assert [await store.get_user("acme", f"u{n}") for n in range(5)] == [None] * 5
+    assert await store.get_message("acme", "m1") is None
 
-    monkeypatch.setattr(store_module, "project_user", real_project_user)
+    monkeypatch.setattr(store_module, "_save_users", real_save_users)
     await store.apply(batch)
     users = [await store.get_user("acme", f"u{n}") for n in range(5)]
     assert [u.nickname if u else None for u in users] == [f"User {n}" for n in range(5)]

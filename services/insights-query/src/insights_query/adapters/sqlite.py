@@ -24,14 +24,23 @@ from insights_contracts import (
     Channel,
     ChannelContent,
     MessageEvent,
-    TemplateUpserted,
-    UserErased,
-    UserUpserted,
     VariableSpec,
 )
 from insights_contracts.events import NotificationEvent
-from insights_query.domain.erasure import UserKey
-from insights_query.domain.messages import project_message
+from insights_query.domain.projection import (
+    MessageChange,
+    MessageKey,
+    StoredMessage,
+    StoredUser,
+    TemplateKey,
+    UserChange,
+    UserKey,
+    fold_messages,
+    fold_templates,
+    fold_users,
+    keys_of,
+    recount_users,
+)
 from insights_query.domain.queries import (
     ActivityPosition,
     MessageFilter,
@@ -41,9 +50,9 @@ from insights_query.domain.queries import (
 from insights_query.domain.retention import RemovedChunk
 from insights_query.domain.search import Rank, SearchQuery, nickname_tokens, phone_digits
 from insights_query.domain.stats import Counts, DayCounts, StatsRows
-from insights_query.domain.templates import best_versions
+from insights_query.domain.templates import TemplateVersion
 from insights_query.domain.time import Window, from_ts_key, ts_key
-from insights_query.domain.users import ActivitySpan, UserFact, UserProfile, project_user
+from insights_query.domain.users import ActivitySpan, UserFact, UserProfile
 from insights_query.domain.views import (
     BriefStats,
     MessageDetail,
@@ -548,7 +557,7 @@ def _profile(row: sqlite3.Row) -> UserProfile:
         created_at=from_ts_key(row["created_at"]),
         updated_at=from_ts_key(row["updated_at"]),
         last_activity_at=from_ts_key(row["last_activity_at"]),
-        imports=tuple(json.loads(row["imports"])),
+        imports=_imports_of(row["imports"]),
     )
 
 
@@ -610,80 +619,14 @@ _UPSERT_USER = (
 
 
 def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
-    message_rows: list[tuple[str, ...]] = []
-    user_rows: list[tuple[str | None, ...]] = []
-    touched_messages: set[tuple[str, str]] = set()
-    # The batch's user facts, the first of an event_id winning as INSERT OR IGNORE has it.
-    user_facts: dict[tuple[str, str], dict[str, UserFact]] = defaultdict(dict)
-    arrived: dict[tuple[str, str], tuple[str, MessageEvent]] = {}
-
-    for event in events:
-        if isinstance(event, UserUpserted):
-            user_rows.append(
-                (
-                    event.app_id,
-                    event.event_id,
-                    event.user_id,
-                    ts_key(event.occurred_at),
-                    event.phone_number,
-                    event.nickname,
-                    event.source,
-                )
-            )
-            user_facts[(event.app_id, event.user_id)].setdefault(event.event_id, UserFact.of(event))
-        elif not isinstance(event, TemplateUpserted | UserErased):  # erases: Projector
-            payload = event.model_dump_json()
-            message_rows.append(
-                (
-                    event.app_id,
-                    event.event_id,
-                    event.message_id,
-                    event.user_id,
-                    event.event_type,
-                    ts_key(event.occurred_at),
-                    payload,
-                )
-            )
-            arrived.setdefault((event.app_id, event.event_id), (payload, event))
-            touched_messages.add((event.app_id, event.message_id))
-    # Only each version's best source in the batch is written, and kept only over a lesser one.
-    template_rows = [
-        (
-            v.app_id,
-            v.key,
-            v.version,
-            v.name,
-            json.dumps(v.channels),
-            json.dumps(v.variable_schema),
-            v.origin,
-        )
-        for v in best_versions(events)
-    ]
-    conn.executemany(
-        "INSERT OR IGNORE INTO q_message_events"
-        " (app_id, event_id, message_id, user_id, event_type, occurred_at, payload)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        message_rows,
-    )
-    conn.executemany(
-        "INSERT INTO q_template_versions"
-        " (app_id, template_key, version, name, channels, variable_schema, origin)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (app_id, template_key, version) DO UPDATE SET name = excluded.name,"
-        " channels = excluded.channels, variable_schema = excluded.variable_schema,"
-        " origin = excluded.origin WHERE excluded.origin > q_template_versions.origin",
-        template_rows,
-    )
-    touched_users = _refresh_messages(conn, touched_messages, arrived)
-    _refresh_users(conn, touched_users | user_facts.keys(), user_facts)
-    # After the refresh, which reads the facts stored before this batch and adds the batch's own:
-    # reading back a whole import's facts just written took a third of projecting it.
-    conn.executemany(
-        "INSERT OR IGNORE INTO q_user_events"
-        " (app_id, event_id, user_id, occurred_at, phone_number, nickname, source)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        user_rows,
-    )
+    """Load what the batch touches, fold it (`domain.projection`), save the changes."""
+    keys = keys_of(events)
+    messages = fold_messages(events, _load_messages(conn, keys.messages))
+    users = _load_users(conn, keys.users | messages.users)
+    rest = _load_spans(conn, messages.left, without=keys.messages)
+    _save_messages(conn, messages.changes)
+    _save_users(conn, users, fold_users(events, messages, users, rest))
+    _save_templates(conn, fold_templates(events, _load_origins(conn, keys.templates)))
 
 
 def _erase(conn: sqlite3.Connection, erasures: Mapping[UserKey, datetime]) -> None:
@@ -745,71 +688,165 @@ def _remove_sent_before(
         (app_id, ids),
     )
     users = {(app_id, row["user_id"]) for row in rows}
-    _refresh_users(conn, users, {})
+    stored = _load_users(conn, users)
+    _save_users(conn, stored, recount_users(stored, _load_spans(conn, users, without=set())))
     resume = rows[-1]["user_id"] if len(rows) == limit else None
     return RemovedChunk(messages=len(rows), users=len(users), resume=resume)
 
 
-def _refresh_messages(
-    conn: sqlite3.Connection,
-    touched: set[tuple[str, str]],
-    arrived: Mapping[tuple[str, str], tuple[str, MessageEvent]],
-) -> set[tuple[str, str]]:
-    """Recompute the touched messages; answer the users whose messages changed.
-
-    `arrived` holds the batch's events by (app_id, event_id) with the JSON they were stored as:
-    a stored event that is one of them is not parsed again.
-    """
-    users: set[tuple[str, str]] = set()
-    for app_id, message_ids in _by_app(touched).items():
+def _load_messages(
+    conn: sqlite3.Connection, keys: Iterable[MessageKey]
+) -> dict[MessageKey, StoredMessage]:
+    """The stored events of the messages, with the user and span each is listed with."""
+    found: dict[MessageKey, StoredMessage] = {}
+    for app_id, message_ids in _by_app(keys).items():
         for chunk in _chunks(message_ids):
             ids = json.dumps(chunk)
-            events: dict[str, list[MessageEvent]] = defaultdict(list)
+            events: dict[str, dict[str, MessageEvent]] = defaultdict(dict)
             for row in conn.execute(
-                "SELECT message_id, event_id, user_id, payload FROM q_message_events"
+                "SELECT message_id, event_id, payload FROM q_message_events"
                 " INDEXED BY q_message_events_message"
                 " WHERE app_id = ? AND message_id IN (SELECT value FROM json_each(?))",
                 (app_id, ids),
             ):
-                # The stored copy wins over a later one with the same event_id, so the batch's
-                # model stands in for it only when their JSON is the same.
-                payload, event = arrived.get((app_id, row["event_id"]), ("", None))
-                if event is None or payload != row["payload"]:
-                    event = _message_events.validate_json(row["payload"])
-                events[row["message_id"]].append(event)
-                # Every user an event of the message names: the message's user was taken from
-                # one of them, so a message that changed users also refreshes its former one.
-                users.add((app_id, row["user_id"]))
-            rows = []
-            for message_id in chunk:
-                projection = project_message(events.get(message_id, ()))
-                if projection is None:
-                    continue
-                detail = projection.detail
-                users.add((app_id, detail.user_id))
-                rows.append(
-                    (
-                        app_id,
-                        message_id,
-                        detail.user_id,
-                        detail.channel,
-                        detail.template.key,
-                        detail.template.version,
-                        detail.status,
-                        int(projection.delivered),
-                        int(projection.read),
-                        int(projection.clicked),
-                        int(projection.failed),
-                        int(projection.responded),
-                        ts_key(detail.sent_at),
-                        ts_key(projection.last_engaged_at) if projection.last_engaged_at else None,
-                        ts_key(projection.first_event_at),
-                        ts_key(projection.last_event_at),
-                        detail.model_dump_json(),
-                    )
+                events[row["message_id"]][row["event_id"]] = _message_events.validate_json(
+                    row["payload"]
                 )
-            conn.executemany(_UPSERT_MESSAGE, rows)
-    return users
+            listed = {
+                row["message_id"]: row
+                for row in conn.execute(
+                    "SELECT message_id, user_id, first_event_at, last_event_at FROM q_messages"
+                    " WHERE app_id = ? AND message_id IN (SELECT value FROM json_each(?))",
+                    (app_id, ids),
+                )
+            }
+            for message_id, stored in events.items():
+                row = listed.get(message_id)
+                found[(app_id, message_id)] = StoredMessage(
+                    events=stored,
+                    user_id=row["user_id"] if row else None,
+                    span=ActivitySpan(
+                        from_ts_key(row["first_event_at"]), from_ts_key(row["last_event_at"])
+                    )
+                    if row
+                    else None,
+                )
+    return found
+
+
+def _save_messages(conn: sqlite3.Connection, changes: Sequence[MessageChange]) -> None:
+    event_rows = []
+    message_rows = []
+    for change in changes:
+        app_id, message_id = change.key
+        event_rows += [
+            (
+                app_id,
+                event.event_id,
+                message_id,
+                event.user_id,
+                event.event_type,
+                ts_key(event.occurred_at),
+                event.model_dump_json(),
+            )
+            for event in change.added
+        ]
+        projection = change.projection
+        if projection is None:
+            continue
+        detail = projection.detail
+        message_rows.append(
+            (
+                app_id,
+                message_id,
+                detail.user_id,
+                detail.channel,
+                detail.template.key,
+                detail.template.version,
+                detail.status,
+                int(projection.delivered),
+                int(projection.read),
+                int(projection.clicked),
+                int(projection.failed),
+                int(projection.responded),
+                ts_key(detail.sent_at),
+                ts_key(projection.last_engaged_at) if projection.last_engaged_at else None,
+                ts_key(projection.first_event_at),
+                ts_key(projection.last_event_at),
+                detail.model_dump_json(),
+            )
+        )
+    conn.executemany(
+        "INSERT INTO q_message_events"
+        " (app_id, event_id, message_id, user_id, event_type, occurred_at, payload)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        event_rows,
+    )
+    conn.executemany(_UPSERT_MESSAGE, message_rows)
+
+
+def _load_users(conn: sqlite3.Connection, keys: Iterable[UserKey]) -> dict[UserKey, StoredUser]:
+    """The users' facts, stored profile and the span of their visible messages."""
+    found: dict[UserKey, StoredUser] = {}
+    for app_id, user_ids in _by_app(keys).items():
+        for chunk in _chunks(user_ids):
+            ids = json.dumps(chunk)
+            facts: dict[str, dict[str, UserFact]] = defaultdict(dict)
+            for row in conn.execute(
+                "SELECT * FROM q_user_events INDEXED BY q_user_events_user"
+                " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+                (app_id, ids),
+            ):
+                facts[row["user_id"]][row["event_id"]] = UserFact(
+                    event_id=row["event_id"],
+                    occurred_at=from_ts_key(row["occurred_at"]),
+                    phone_number=row["phone_number"],
+                    nickname=row["nickname"],
+                    source=row["source"],
+                )
+            spans = _spans(conn, app_id, chunk, ())
+            profiles = {
+                row["user_id"]: _profile(row)
+                for row in conn.execute(
+                    "SELECT * FROM q_users"
+                    " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+                    (app_id, ids),
+                )
+            }
+            for user_id in chunk:
+                found[(app_id, user_id)] = StoredUser(
+                    facts=facts.get(user_id, {}),
+                    span=spans.get(user_id),
+                    profile=profiles.get(user_id),
+                )
+    return found
+
+
+def _load_spans(
+    conn: sqlite3.Connection, keys: Iterable[UserKey], *, without: set[MessageKey]
+) -> dict[UserKey, ActivitySpan | None]:
+    """The span of each user's visible messages other than `without`."""
+    found: dict[UserKey, ActivitySpan | None] = {}
+    for app_id, user_ids in _by_app(keys).items():
+        skipped = sorted(message_id for app, message_id in without if app == app_id)
+        for chunk in _chunks(user_ids):
+            spans = _spans(conn, app_id, chunk, skipped)
+            found |= {(app_id, user_id): spans.get(user_id) for user_id in chunk}
+    return found
+
+
+def _spans(
+    conn: sqlite3.Connection, app_id: str, user_ids: Sequence[str], without: Sequence[str]
+) -> dict[str, ActivitySpan]:
+    return {
+        row["user_id"]: ActivitySpan(first=from_ts_key(row["first"]), last=from_ts_key(row["last"]))
+        for row in conn.execute(
+            "SELECT user_id, MIN(first_event_at) AS first, MAX(last_event_at) AS last"
+            " FROM q_messages WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))"
+            " AND message_id NOT IN (SELECT value FROM json_each(?)) GROUP BY user_id",
+            (app_id, json.dumps(list(user_ids)), json.dumps(list(without))),
+        )
+    }
 
 
 @lru_cache(maxsize=1024)
@@ -819,98 +856,115 @@ def _imports_json(imports: tuple[str, ...]) -> str:
     return json.dumps(list(imports))
 
 
-def _refresh_users(
+@lru_cache(maxsize=1024)
+def _imports_of(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+def _save_users(
     conn: sqlite3.Connection,
-    touched: Iterable[tuple[str, str]],
-    arrived: Mapping[tuple[str, str], Mapping[str, UserFact]],
+    stored: Mapping[UserKey, StoredUser],
+    changes: Sequence[UserChange],
 ) -> None:
-    """Recompute the touched users from their stored facts and the batch's (`arrived`, not
-    stored yet; a stored fact wins over the batch's with the same event_id)."""
-    for app_id, user_ids in _by_app(touched).items():
-        for chunk in _chunks(user_ids):
-            ids = json.dumps(chunk)
-            facts: dict[str, list[UserFact]] = defaultdict(list)
-            for row in conn.execute(
-                "SELECT * FROM q_user_events INDEXED BY q_user_events_user"
-                " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
-                (app_id, ids),
-            ):
-                facts[row["user_id"]].append(
-                    UserFact(
-                        event_id=row["event_id"],
-                        occurred_at=from_ts_key(row["occurred_at"]),
-                        phone_number=row["phone_number"],
-                        nickname=row["nickname"],
-                        source=row["source"],
-                    )
-                )
-            spans = {
-                row["user_id"]: ActivitySpan(
-                    first=from_ts_key(row["first"]), last=from_ts_key(row["last"])
-                )
-                for row in conn.execute(
-                    "SELECT user_id, MIN(first_event_at) AS first, MAX(last_event_at) AS last"
-                    " FROM q_messages WHERE app_id = ?"
-                    " AND user_id IN (SELECT value FROM json_each(?)) GROUP BY user_id",
-                    (app_id, ids),
-                )
-            }
-            stored_names = {
-                row["user_id"]: row["nickname"]
-                for row in conn.execute(
-                    "SELECT user_id, nickname FROM q_users"
-                    " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
-                    (app_id, ids),
-                )
-            }
-            gone = []
-            renamed = []
-            user_rows = []
-            token_rows = []
-            for user_id in chunk:
-                known = facts.get(user_id, [])
-                batch = arrived.get((app_id, user_id))
-                if batch:
-                    stored = {f.event_id for f in known}
-                    known += [f for event_id, f in batch.items() if event_id not in stored]
-                profile = project_user(user_id, known, spans.get(user_id))
-                if profile is None:
-                    if user_id in stored_names:
-                        gone.append(user_id)
-                    continue
-                # Tokens are rewritten only for a new name: most refreshes move the activity.
-                if user_id not in stored_names or stored_names[user_id] != profile.nickname:
-                    renamed.append(user_id)
-                    token_rows += [
-                        (app_id, user_id, token) for token in nickname_tokens(profile.nickname)
-                    ]
-                user_rows.append(
-                    (
-                        app_id,
-                        user_id,
-                        user_id.lower(),
-                        profile.nickname,
-                        profile.phone_number,
-                        phone_digits(profile.phone_number),
-                        ts_key(profile.created_at),
-                        ts_key(profile.updated_at),
-                        ts_key(profile.last_activity_at),
-                        _imports_json(profile.imports),
-                    )
-                )
-            if gone or renamed:
-                conn.execute(
-                    "DELETE FROM q_user_tokens"
-                    " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
-                    (app_id, json.dumps(gone + renamed)),
-                )
-            if gone:
-                conn.execute(
-                    "DELETE FROM q_users"
-                    " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
-                    (app_id, json.dumps(gone)),
-                )
-            conn.executemany(_UPSERT_USER, user_rows)
-            conn.executemany(
-                "INSERT INTO q_user_tokens (app_id, user_id, token) VALUES (?, ?, ?)", token_rows
+    fact_rows = []
+    user_rows = []
+    token_rows = []
+    untokened: dict[str, list[str]] = defaultdict(list)
+    gone: dict[str, list[str]] = defaultdict(list)
+    for change in changes:
+        app_id, user_id = change.key
+        fact_rows += [
+            (
+                app_id,
+                fact.event_id,
+                user_id,
+                ts_key(fact.occurred_at),
+                fact.phone_number,
+                fact.nickname,
+                fact.source,
             )
+            for fact in change.added
+        ]
+        before = stored[change.key].profile if change.key in stored else None
+        profile = change.profile
+        if profile is None:
+            if before is not None:
+                gone[app_id].append(user_id)
+                untokened[app_id].append(user_id)
+            continue
+        # Tokens are rewritten only for a new name: most changes move the activity.
+        if before is None or before.nickname != profile.nickname:
+            untokened[app_id].append(user_id)
+            token_rows += [(app_id, user_id, token) for token in nickname_tokens(profile.nickname)]
+        if profile != before:
+            user_rows.append(
+                (
+                    app_id,
+                    user_id,
+                    user_id.lower(),
+                    profile.nickname,
+                    profile.phone_number,
+                    phone_digits(profile.phone_number),
+                    ts_key(profile.created_at),
+                    ts_key(profile.updated_at),
+                    ts_key(profile.last_activity_at),
+                    _imports_json(profile.imports),
+                )
+            )
+    for app_id, user_ids in untokened.items():
+        conn.execute(
+            "DELETE FROM q_user_tokens"
+            " WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+            (app_id, json.dumps(user_ids)),
+        )
+    for app_id, user_ids in gone.items():
+        conn.execute(
+            "DELETE FROM q_users WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+            (app_id, json.dumps(user_ids)),
+        )
+    conn.executemany(_UPSERT_USER, user_rows)
+    conn.executemany(
+        "INSERT INTO q_user_tokens (app_id, user_id, token) VALUES (?, ?, ?)", token_rows
+    )
+    conn.executemany(
+        "INSERT INTO q_user_events"
+        " (app_id, event_id, user_id, occurred_at, phone_number, nickname, source)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        fact_rows,
+    )
+
+
+def _load_origins(conn: sqlite3.Connection, keys: Iterable[TemplateKey]) -> dict[TemplateKey, str]:
+    found: dict[TemplateKey, str] = {}
+    for app_id, key, version in keys:
+        row = conn.execute(
+            "SELECT origin FROM q_template_versions"
+            " WHERE app_id = ? AND template_key = ? AND version = ?",
+            (app_id, key, version),
+        ).fetchone()
+        if row is not None:
+            found[(app_id, key, version)] = row["origin"]
+    return found
+
+
+def _save_templates(conn: sqlite3.Connection, versions: Sequence[TemplateVersion]) -> None:
+    conn.executemany(
+        "INSERT INTO q_template_versions"
+        " (app_id, template_key, version, name, channels, variable_schema, origin)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (app_id, template_key, version) DO UPDATE SET name = excluded.name,"
+        " channels = excluded.channels, variable_schema = excluded.variable_schema,"
+        " origin = excluded.origin",
+        [
+            (
+                v.app_id,
+                v.key,
+                v.version,
+                v.name,
+                json.dumps(v.channels),
+                json.dumps(v.variable_schema),
+                v.origin,
+            )
+            for v in versions
+        ],
+    )

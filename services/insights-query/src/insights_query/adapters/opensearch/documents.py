@@ -1,10 +1,8 @@
-"""Documents of the OpenSearch store, built with the pure domain folds.
+"""Documents of the OpenSearch store: what the fold (`domain.projection`) reads and writes.
 
 A message document keeps the raw events of its message (not indexed) beside the fields folded
-from them, so merging new events is: union by event_id, fold again. A user document keeps the
-raw facts of its user.upserted events and the span of its messages' activity. A template
-document keeps the best-origin description of one version. Every builder is a pure function of
-(stored document, new input), deterministic whatever the order the inputs came in.
+from them. A user document keeps the raw facts of its user.upserted events and the span of its
+messages' activity. A template document keeps the best-origin description of one version.
 """
 
 from __future__ import annotations
@@ -18,11 +16,12 @@ from pydantic import TypeAdapter
 
 from insights_contracts import MessageEvent
 from insights_contracts.events import NotificationEvent
-from insights_query.domain.messages import MessageProjection, project_message
+from insights_query.domain.messages import MessageProjection
+from insights_query.domain.projection import StoredMessage, StoredUser
 from insights_query.domain.search import nickname_tokens, phone_digits
 from insights_query.domain.templates import TemplateVersion
 from insights_query.domain.time import from_ts_key, ts_key
-from insights_query.domain.users import ActivitySpan, UserFact, UserProfile, project_user
+from insights_query.domain.users import ActivitySpan, UserFact, UserProfile
 
 Doc = dict[str, Any]
 
@@ -68,51 +67,40 @@ def split_key(key: str) -> tuple[str, str]:
 # -- messages -----------------------------------------------------------------------------
 
 
-StoredEvents = dict[str, tuple[MessageEvent, Doc]]
-"""A message's events by event_id: each as a model and as the JSON its document keeps."""
-
-
-def stored_events(doc: Mapping[str, Any] | None) -> StoredEvents:
-    if doc is None:
-        return {}
-    return {raw["event_id"]: (_message_event.validate_python(raw), raw) for raw in doc["events"]}
-
-
-def stored_span(doc: Mapping[str, Any]) -> ActivitySpan | None:
-    """The activity span a message document was folded with; None while it is not visible."""
+def stored_message(doc: Mapping[str, Any]) -> StoredMessage:
+    """What a message document holds, for the fold."""
+    events = {raw["event_id"]: _message_event.validate_python(raw) for raw in doc["events"]}
     if not doc["visible"]:
-        return None
-    return ActivitySpan(from_micros(doc["first_event_us"]), from_micros(doc["last_event_us"]))
+        return StoredMessage(events, None, None)
+    span = ActivitySpan(from_micros(doc["first_event_us"]), from_micros(doc["last_event_us"]))
+    return StoredMessage(events, doc["user_id"], span)
 
 
 def message_doc(
-    app_id: str, message_id: str, stored: StoredEvents, new: Iterable[MessageEvent]
-) -> tuple[Doc, MessageProjection | None] | None:
-    """The document of a message from its stored and new events; None when nothing is new.
-
-    Earlier copies of an event_id win; a stored event keeps the JSON it was stored with.
-    """
-    unique = dict(stored)
-    for event in new:
-        if event.event_id not in unique:
-            unique[event.event_id] = (event, event.model_dump(mode="json"))
-    if len(unique) == len(stored):
-        return None
-    events = [unique[event_id][1] for event_id in sorted(unique)]
+    app_id: str,
+    message_id: str,
+    stored: Mapping[str, Any] | None,
+    added: Iterable[MessageEvent],
+    projection: MessageProjection | None,
+) -> Doc:
+    """The document of a message: its stored events (each keeps the JSON it was stored with)
+    and the added ones, and the fields of its projection once it is visible."""
+    raw = {event["event_id"]: event for event in (stored or {}).get("events", [])}
+    raw |= {event.event_id: event.model_dump(mode="json") for event in added}
+    events = [raw[event_id] for event_id in sorted(raw)]
     doc: Doc = {
         "app_id": app_id,
         "message_id": message_id,
         "visible": False,
         "events": events,
     }
-    projection = project_message(event for event, _ in unique.values())
     if projection is None:
         # Not shown (reads filter on `visible`), but findable by its user: erasing them finds
         # the events they were named in before the message's `sent` arrived.
         doc["user_id"] = events[0]["user_id"]
-        return doc, None
+        return doc
     detail = projection.detail
-    doc |= {
+    return doc | {
         "visible": True,
         "detail": detail.model_dump(mode="json"),
         "user_id": detail.user_id,
@@ -131,7 +119,6 @@ def message_doc(
         "first_event_us": micros(projection.first_event_at),
         "last_event_us": micros(projection.last_event_at),
     }
-    return doc, projection
 
 
 # -- users --------------------------------------------------------------------------------
@@ -157,53 +144,24 @@ def _fact(raw: Mapping[str, Any]) -> UserFact:
     )
 
 
-def facts_of(doc: Mapping[str, Any] | None) -> list[UserFact]:
-    """The user.upserted facts a user document keeps."""
-    return [_fact(raw) for raw in (doc or {}).get("facts", [])]
-
-
-def _span(raw: Mapping[str, Any] | None) -> ActivitySpan | None:
-    if raw is None:
-        return None
-    return ActivitySpan(first=from_ts_key(raw["first"]), last=from_ts_key(raw["last"]))
-
-
-def widen(spans: Iterable[ActivitySpan | None]) -> ActivitySpan | None:
-    """The smallest span holding every given one.
-
-    A message's activity only grows as its events arrive, so widening by every partial span
-    seen gives the span of the complete message whatever the order.
-    """
-    known = [span for span in spans if span is not None]
-    if not known:
-        return None
-    return ActivitySpan(
-        first=min(span.first for span in known), last=max(span.last for span in known)
+def stored_user(doc: Mapping[str, Any]) -> StoredUser:
+    """What a user document holds, for the fold."""
+    facts = {raw["event_id"]: _fact(raw) for raw in doc.get("facts", [])}
+    span = doc.get("span")
+    return StoredUser(
+        facts=facts,
+        span=ActivitySpan(from_ts_key(span["first"]), from_ts_key(span["last"])) if span else None,
+        profile=profile_of(doc),
     )
 
 
 def user_doc(
     app_id: str,
     user_id: str,
-    stored: Mapping[str, Any] | None,
-    *,
+    profile: UserProfile,
     facts: Iterable[UserFact],
-    spans: Iterable[ActivitySpan],
-) -> Doc | None:
-    """The user's document with `facts` and `spans` folded in (a copy of `stored` when they add
-    nothing to it), or None when nothing is known of the user."""
-    stored_facts = [_fact(raw) for raw in (stored or {}).get("facts", [])]
-    unique: dict[str, UserFact] = {fact.event_id: fact for fact in stored_facts}
-    for fact in facts:
-        unique.setdefault(fact.event_id, fact)
-    stored_span = _span((stored or {}).get("span"))
-    span = widen([stored_span, *spans])
-    unchanged = len(unique) == len(stored_facts) and span == stored_span
-    if stored is not None and unchanged and (unique or span is not None):
-        return dict(stored)
-    profile = project_user(user_id, unique.values(), span)
-    if profile is None:
-        return None
+    span: ActivitySpan | None,
+) -> Doc:
     return {
         "app_id": app_id,
         "user_id": user_id,
@@ -217,7 +175,7 @@ def user_doc(
         "last_activity_at": ts_key(profile.last_activity_at),
         "activity_us": micros(profile.last_activity_at),
         "imports": list(profile.imports),
-        "facts": [_fact_doc(unique[event_id]) for event_id in sorted(unique)],
+        "facts": [_fact_doc(fact) for fact in sorted(facts, key=lambda f: f.event_id)],
         "span": {"first": ts_key(span.first), "last": ts_key(span.last)} if span else None,
     }
 

@@ -1,14 +1,14 @@
 """The distributed store: ProjectionStore and InsightsReader on OpenSearch.
 
-Writing. `apply` groups a batch by message, user and template version, reads the current
-documents with `mget` (real-time: no refresh is needed to read what was just written), folds
-with the domain rules (a message none of whose events is new is not folded again) and writes
-every changed document with `bulk` (requests of up to 1 MB, sent together). Each write is
-conditional (`create` for a new document, `if_seq_no`/`if_primary_term` otherwise); the keys
-that lost a race with another projector are read and folded again, so concurrent projectors
-never lose an update. Documents that would not change are not written, so a replay costs two
-`mget`s and no write. A failed bulk item raises: the batch is then redelivered, and because
-applying is idempotent the replay completes what the failure left half done. (OpenSearch has
+Writing. `apply` reads the documents of the keys a batch touches with `mget` (real-time: no
+refresh is needed to read what was just written), folds the batch into them with
+`domain.projection` (the same fold the SQLite store runs) and writes every changed document
+with `bulk` (requests of up to 1 MB, sent together). Each write is conditional (`create` for a
+new document, `if_seq_no`/`if_primary_term` otherwise); when some lost a race with another
+projector, the batch is read and folded again, so concurrent projectors never lose an update.
+Documents that would not change are not written, so a replay costs the `mget`s and no write.
+A failed bulk item raises: the batch is then redelivered, and because applying is idempotent
+the replay completes what the failure left half done. (OpenSearch has
 no multi-document transaction; "all or nothing" becomes "eventually all, never wrong".) A failure
 that is a passing state of the cluster (a recovering shard, a block, 429, 5xx, no connection:
 `errors.py`) raises `DependencyUnavailable`, so the projector waits it out instead of taking an
@@ -25,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, cast
 
@@ -40,31 +40,37 @@ from insights_contracts import (
     AnyEvent,
     Channel,
     ChannelContent,
-    MessageEvent,
-    TemplateUpserted,
-    UserErased,
-    UserUpserted,
     VariableSpec,
 )
 from insights_query.adapters.opensearch.documents import (
     PROFILE_FIELDS,
     Doc,
-    facts_of,
     from_micros,
     message_doc,
     message_key,
     micros,
     profile_of,
     split_key,
-    stored_events,
-    stored_span,
+    stored_message,
+    stored_user,
     template_doc,
+    template_key,
     user_doc,
     user_key,
 )
 from insights_query.adapters.opensearch.errors import DEPENDENCY, outages, passing_item
 from insights_query.adapters.opensearch.mappings import Kind, alias_name, ensure_indices
-from insights_query.domain.erasure import UserKey
+from insights_query.domain.projection import (
+    NO_USER,
+    MessageKey,
+    UserChange,
+    UserKey,
+    fold_messages,
+    fold_templates,
+    fold_users,
+    keys_of,
+    recount_users,
+)
 from insights_query.domain.queries import (
     ActivityPosition,
     MessageFilter,
@@ -74,9 +80,8 @@ from insights_query.domain.queries import (
 from insights_query.domain.retention import RemovedChunk
 from insights_query.domain.search import Rank, SearchQuery
 from insights_query.domain.stats import Counts, DayCounts, StatsRows
-from insights_query.domain.templates import best_versions
 from insights_query.domain.time import Window, from_ts_key
-from insights_query.domain.users import ActivitySpan, UserFact, UserProfile
+from insights_query.domain.users import ActivitySpan, UserProfile
 from insights_query.domain.views import (
     BriefStats,
     MessageDetail,
@@ -132,36 +137,6 @@ class _Write:
     key: str
     doc: Doc | None  # None deletes the document
     current: _Current | None
-
-
-@dataclass(slots=True)
-class _Work:
-    """What a batch still has to fold into documents, by document id."""
-
-    messages: dict[str, list[MessageEvent]] = field(default_factory=dict)
-    facts: dict[str, list[UserFact]] = field(default_factory=dict)
-    spans: dict[str, list[ActivitySpan]] = field(default_factory=dict)
-    # the batch's best description of each template version
-    templates: dict[str, Doc] = field(default_factory=dict)
-    # users a message has left: their span is taken from their remaining messages again
-    recount: set[str] = field(default_factory=set)
-
-    def __bool__(self) -> bool:
-        return bool(self.messages or self.facts or self.spans or self.templates or self.recount)
-
-
-def _work_of(events: Sequence[AnyEvent]) -> _Work:
-    work = _Work()
-    for event in events:
-        if isinstance(event, UserUpserted):
-            key = user_key(event.app_id, event.user_id)
-            work.facts.setdefault(key, []).append(UserFact.of(event))
-        elif not isinstance(event, TemplateUpserted | UserErased):  # erases: Projector
-            key = message_key(event.app_id, event.message_id)
-            work.messages.setdefault(key, []).append(event)
-    # Only each version's best source in the batch becomes a document.
-    work.templates = dict(template_doc(version) for version in best_versions(events))
-    return work
 
 
 def _term(name: str, value: object) -> Doc:
@@ -226,137 +201,121 @@ class OpenSearchInsightsStore:
             raise DependencyUnavailable(DEPENDENCY, str(error)) from error
 
     async def _apply(self, events: Sequence[AnyEvent]) -> None:
-        work = _work_of(events)
-        for round_number in range(_MAX_ROUNDS):
-            if not work:
+        left: set[UserKey] = set()
+        lost = 0
+        for _ in range(_MAX_ROUNDS):
+            lost, left = await self._apply_round(events, left)
+            if not lost:
                 return
-            if round_number:
-                logger.info("re-folding %d documents another writer changed", _size(work))
-            work = await self._apply_round(work)
-        if work:
-            raise ProjectionConflict(
-                f"{_size(work)} documents still conflicted after {_MAX_ROUNDS} attempts"
-            )
+            logger.info("re-folding the batch: another writer changed %d of its documents", lost)
+        raise ProjectionConflict(f"{lost} documents still conflicted after {_MAX_ROUNDS} attempts")
 
-    async def _apply_round(self, work: _Work) -> _Work:
-        """Fold and write once; answer the work of the writes that lost a race."""
-        writes: list[_Write] = []
-        spans: dict[str, list[ActivitySpan]] = defaultdict(list)
-        recount = set(work.recount)
-        for key, known in work.spans.items():
-            spans[key] += known
-
+    async def _apply_round(
+        self, events: Sequence[AnyEvent], left_before: set[UserKey]
+    ) -> tuple[int, set[UserKey]]:
+        """Load the batch's documents, fold, write conditionally; answer how many writes lost a
+        race, and the users messages left (in this round or an earlier one: a user whose write
+        lost is still to be taken from their remaining messages in the next)."""
+        keys = keys_of(events)
+        message_ids = {message_key(*key): key for key in keys.messages}
+        template_ids = {template_key(*key): key for key in keys.templates}
         current_messages, current_templates = await asyncio.gather(
-            self._mget("messages", list(work.messages)),
-            self._mget("templates", list(work.templates)),
+            self._mget("messages", sorted(message_ids)),
+            self._mget("templates", sorted(template_ids)),
         )
-        for key, events in work.messages.items():
-            current = current_messages.get(key)
-            stored = stored_events(current.source if current else None)
-            app_id = events[0].app_id
-            folded = message_doc(app_id, events[0].message_id, stored, events)
-            if folded is None:
-                # Nothing new, but a replay after a failed write of the user document must
-                # still widen the user's span.
-                span = stored_span(current.source) if current else None
-                if current and span:
-                    spans[user_key(app_id, current.source["user_id"])].append(span)
-                continue
-            doc, projection = folded
-            if projection is not None:
-                span = ActivitySpan(projection.first_event_at, projection.last_event_at)
-                spans[user_key(app_id, projection.detail.user_id)].append(span)
-                if current and current.source["visible"]:
-                    former = current.source["user_id"]
-                    if former != projection.detail.user_id:
-                        # An earlier `sent` named another user: the message moves to them.
-                        recount.add(user_key(app_id, former))
-            writes.append(_Write("messages", key, doc, current))
+        messages = fold_messages(
+            events,
+            {message_ids[i]: stored_message(c.source) for i, c in current_messages.items()},
+        )
+        left = left_before | messages.left
+        user_ids = {user_key(*key): key for key in keys.users | messages.users | left}
+        # Read before the messages index is refreshed for `rest`: a projector that writes one
+        # of these users after this read makes this write lose the race (and be folded again);
+        # one that wrote before it had written its messages before the refresh, so they count.
+        current_users = await self._mget("users", sorted(user_ids))
+        rest = await self._spans_of_messages(left, without=keys.messages) if left else {}
+        users = fold_users(
+            events,
+            messages,
+            {user_ids[i]: stored_user(c.source) for i, c in current_users.items()},
+            rest,
+            left=left_before,
+        )
+        versions = fold_templates(
+            events,
+            {template_ids[i]: c.source["origin"] for i, c in current_templates.items()},
+        )
 
-        user_keys = sorted((set(work.facts) | set(spans)) - recount)
-        current_users = await self._mget("users", user_keys)
-        for key in user_keys:
-            app_id, user_id = split_key(key)
-            current = current_users.get(key)
-            new = user_doc(
-                app_id,
-                user_id,
-                current.source if current else None,
-                facts=work.facts.get(key, ()),
-                spans=spans.get(key, ()),
-            )
-            if new is not None and (current is None or current.source != new):
-                writes.append(_Write("users", key, new, current))
-
-        for key, candidate in work.templates.items():
-            current = current_templates.get(key)
-            if current is None or candidate["origin"] > current.source["origin"]:
-                writes.append(_Write("templates", key, candidate, current))
-
-        lost = await self._bulk(writes)
-        retry = _Work()
-        for kind, key in lost:
-            if kind == "messages":
-                retry.messages[key] = work.messages[key]
-            elif kind == "users":
-                retry.facts[key] = work.facts.get(key, [])
-                retry.spans[key] = spans.get(key, [])
-            else:
-                retry.templates[key] = work.templates[key]
-        if recount:
-            # After the messages are written, so the moved ones count for their new user only.
-            retry.recount = await self._recount(recount, work.facts)
-            for key in retry.recount:
-                retry.facts[key] = work.facts.get(key, [])
-        return retry
-
-    async def _recount(self, keys: set[str], facts: Mapping[str, list[UserFact]]) -> set[str]:
-        """Fold the users again with the span of the messages they have now, which can be
-        narrower than the one stored (a user a message left, or whose messages retention
-        removed), or none at all: a user known only from those messages then has no document
-        any more. Answer the keys that lost a race.
-
-        The users are read before the messages index is refreshed: a projector that wrote a
-        user after that read makes this write lose the race (and be folded again); one that
-        wrote before it had written the user's message before the refresh, so its span counts.
-        """
-        ordered = sorted(keys)
-        current_users = await self._mget("users", ordered)
-        await self._client.indices.refresh(index=self.index("messages"))
-        spans = await self._spans_of_messages(ordered)
         writes: list[_Write] = []
-        for key in ordered:
-            app_id, user_id = split_key(key)
-            span = spans.get(key)
-            current = current_users.get(key)
-            # Folded afresh from the facts and the span found now: the stored span is no
-            # lower bound here, so the stored document cannot be the starting point.
-            known = [*facts_of(current.source if current else None), *facts.get(key, ())]
-            new = user_doc(app_id, user_id, None, facts=known, spans=[span] if span else ())
-            if new is None:
-                if current is not None:
-                    writes.append(_Write("users", key, None, current))
-            elif current is None or current.source != new:
-                writes.append(_Write("users", key, new, current))
-        return {key for _, key in await self._bulk(writes)}
+        for change in messages.changes:
+            app_id, message_id = change.key
+            key = message_key(app_id, message_id)
+            current = current_messages.get(key)
+            doc = message_doc(
+                app_id,
+                message_id,
+                current.source if current else None,
+                change.added,
+                change.projection,
+            )
+            writes.append(_Write("messages", key, doc, current))
+        writes += self._user_writes(users, current_users)
+        for version in versions:
+            key, doc = template_doc(version)
+            writes.append(_Write("templates", key, doc, current_templates.get(key)))
+        return len(await self._bulk(writes)), left
 
-    async def _spans_of_messages(self, keys: Sequence[str]) -> dict[str, ActivitySpan]:
-        """The activity span of each user's visible messages, by user key; a user without
-        any is missing."""
+    @staticmethod
+    def _user_writes(
+        changes: Sequence[UserChange], current: Mapping[str, _Current]
+    ) -> list[_Write]:
+        writes: list[_Write] = []
+        for change in changes:
+            key = user_key(*change.key)
+            stored = current.get(key)
+            if change.profile is None:
+                if stored is not None:
+                    writes.append(_Write("users", key, None, stored))
+                continue
+            doc = user_doc(*change.key, change.profile, change.facts, change.span)
+            if stored is None or stored.source != doc:
+                writes.append(_Write("users", key, doc, stored))
+        return writes
+
+    async def _recount(self, keys: set[UserKey]) -> set[UserKey]:
+        """Fold the users again with the span of the messages they have now (retention removed
+        some); answer the keys that lost a race."""
+        ids = {user_key(*key): key for key in keys}
+        current = await self._mget("users", sorted(ids))
+        stored = dict.fromkeys(keys, NO_USER)
+        stored |= {ids[i]: stored_user(c.source) for i, c in current.items()}
+        rest = await self._spans_of_messages(keys, without=set())
+        writes = self._user_writes(recount_users(stored, rest), current)
+        return {ids[key] for _, key in await self._bulk(writes)}
+
+    async def _spans_of_messages(
+        self, keys: Iterable[UserKey], *, without: set[MessageKey]
+    ) -> dict[UserKey, ActivitySpan | None]:
+        """The activity span of each user's visible messages other than `without`, by user
+        key; a user without any is missing. Refreshes the messages index first."""
+        await self._client.indices.refresh(index=self.index("messages"))
         by_app: dict[str, list[str]] = defaultdict(list)
-        for key in keys:
-            app_id, user_id = split_key(key)
+        for app_id, user_id in sorted(keys):
             by_app[app_id].append(user_id)
         bodies: list[Doc] = []
         apps: list[str] = []
         for app_id, user_ids in by_app.items():
+            skipped = sorted(message_id for app, message_id in without if app == app_id)
             for start in range(0, len(user_ids), _PAGE):
                 page = user_ids[start : start + _PAGE]
                 apps.append(app_id)
+                query = _visible(app_id, {"terms": {"user_id": page}})
+                if skipped:
+                    query["bool"]["must_not"] = [{"terms": {"message_id": skipped}}]
                 bodies.append(
                     {
                         "size": 0,
-                        "query": _visible(app_id, {"terms": {"user_id": page}}),
+                        "query": query,
                         "aggs": {
                             "users": {
                                 "terms": _few_terms("user_id", len(page)),
@@ -368,12 +327,12 @@ class OpenSearchInsightsStore:
                         },
                     }
                 )
-        spans: dict[str, ActivitySpan] = {}
+        spans: dict[UserKey, ActivitySpan | None] = {}
         for app_id, response in zip(
             apps, await self._multi_search("messages", bodies), strict=True
         ):
             for bucket in response["aggregations"]["users"]["buckets"]:
-                spans[user_key(app_id, bucket["key"])] = ActivitySpan(
+                spans[(app_id, bucket["key"])] = ActivitySpan(
                     from_micros(bucket["first"]["value"]), from_micros(bucket["last"]["value"])
                 )
         return spans
@@ -470,16 +429,12 @@ class OpenSearchInsightsStore:
                 for hit in hits
             ]
             lost = {key for _, key in await self._bulk(writes)}
-            users = {
-                user_key(app_id, hit["_source"]["user_id"])
-                for hit in hits
-                if hit["_id"] not in lost
-            }
+            users = {(app_id, hit["_source"]["user_id"]) for hit in hits if hit["_id"] not in lost}
             pending = set(users)
             for _ in range(_MAX_ROUNDS):
                 if not pending:
                     break
-                pending = await self._recount(pending, {})
+                pending = await self._recount(pending)
             if pending:
                 raise DependencyUnavailable(
                     DEPENDENCY, f"{len(pending)} users kept changing while their span was recounted"
@@ -887,10 +842,6 @@ class OpenSearchInsightsStore:
                     reason = error.get("type", "") if isinstance(error, dict) else str(error)
                     raise HTTP_EXCEPTIONS.get(status, TransportError)(status, reason, answer)
         return answers
-
-
-def _size(work: _Work) -> int:
-    return len(work.messages) + len(set(work.facts) | set(work.spans)) + len(work.templates)
 
 
 def _visible_or_not(app_id: str, *clauses: Doc) -> Doc:
