@@ -46,6 +46,7 @@ from bench.query_mix import BY_NAME, Pools, Spec
 from insights.distributed import access_of, key_store, service_app
 from insights_common.audit import AuditEntry, AuditFilter, verify
 from insights_common.auth import SecretBox
+from insights_common.kafka import KafkaBus, KafkaOptions
 from insights_common.pg_retention import PostgresRetentionSettings
 from insights_common.postgres import PostgresDatabase
 from insights_common.settings import KeyCacheSettings
@@ -149,6 +150,13 @@ async def measure(
         client = create_client(deployment.opensearch_url)
         stack.push_async_callback(client.close)
         store = OpenSearchInsightsStore(client, prefix=deployment.index_prefix)
+        # Only erases publish on it, and no request of the mix erases: it is never started.
+        bus = KafkaBus(
+            KafkaOptions(
+                bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+                topic_prefix=deployment.topic_prefix,
+            )
+        )
         apps = {}
         for variant in VARIANTS:
             audit = trail if variant == "recorded" else Unrecorded()
@@ -157,6 +165,7 @@ async def measure(
                 access=access,
                 audit=audit,
                 retention=retention,
+                bus=bus,
                 settings=QuerySettings(),
             )
             app = service_app(f"query ({variant})", parts, readiness=[])
