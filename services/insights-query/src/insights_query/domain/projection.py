@@ -31,14 +31,13 @@ from insights_contracts import (
     TemplateUpserted,
     UserUpserted,
 )
+from insights_query.domain.erasure import UserKey as UserKey
 from insights_query.domain.messages import MessageProjection, project_message
 from insights_query.domain.templates import TemplateVersion, best_versions
 from insights_query.domain.users import ActivitySpan, UserFact, UserProfile, project_user
 
 MessageKey = tuple[str, str]
 """(app_id, message_id)"""
-UserKey = tuple[str, str]
-"""(app_id, user_id)"""
 TemplateKey = tuple[str, str, int]
 """(app_id, template key, version)"""
 
