@@ -12,8 +12,9 @@ query process does; "unrecorded" is the same app with a trail that keeps nothing
 `--clients` concurrent clients call it through ASGI (no sockets, no proxy: what is left is the
 process's own work and its round trips to OpenSearch and PostgreSQL, so the trail's share is
 the largest it can be) with the recorded kinds of bench.query's mix (user + stats, message list,
-message details) and one kind that is never recorded (search by exact id), each sending its next
-request when the last is answered.
+message details of its user as the dashboard reads them, message details by id) and one kind
+that is never recorded (search by exact id), each sending its next request when the last is
+answered.
 
 The two apps run in alternating slices of `--slice` seconds, so the machine's other load falls
 on both alike. Prints per kind p50 and p99 of each, the recorded/unrecorded ratio of p99, the
@@ -54,7 +55,7 @@ from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_c
 from insights_query.app import create_distributed
 from insights_query.settings import QuerySettings
 
-RECORDED = ("user", "messages", "message")
+RECORDED = ("user", "messages", "message_of_user", "message")
 CONTROL = ("search_id",)
 VARIANTS = ("unrecorded", "recorded")
 
@@ -177,7 +178,14 @@ async def measure(
             )
             stack.push_async_callback(apps[variant].aclose)
 
-        pools = Pools(manifest, seed=7, size=2000).build()
+        mix = Pools(manifest, seed=7, size=2000)
+        pools = mix.build()
+        found = [
+            (spec.subject, await store.get_message(deployment.app, spec.subject))
+            for spec in pools.get("message", [])
+        ]
+        owners = {message_id: d.user_id for message_id, d in found if d is not None}
+        pools["message_of_user"] = mix.of_their_users(pools.get("message", []), owners)
         kinds = [kind for kind in (*RECORDED, *CONTROL) if pools.get(kind)]
         weights = [BY_NAME[kind].weight for kind in kinds]
         latencies: dict[tuple[str, str], list[float]] = defaultdict(list)

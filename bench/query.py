@@ -102,6 +102,18 @@ async def second_pages(deployment: Deployment, pools: Pools) -> list[Spec]:
     return [spec for spec in found if spec is not None][: pools.size]
 
 
+async def owners(deployment: Deployment, messages: list[Spec]) -> dict[str, str]:
+    """The user of each message of the pool, read through the API."""
+    async with _client(deployment) as client:
+
+        async def owner(spec: Spec) -> tuple[str, str]:
+            answer = await client.get(spec.path)
+            answer.raise_for_status()
+            return spec.subject, str(answer.json()["user_id"])
+
+        return dict(await _bounded([functools.partial(owner, spec) for spec in messages]))
+
+
 def _recording_client(url: str) -> AsyncOpenSearch:
     """create_client's client, its transport noting each request in the current recording."""
     client = create_client(url)
@@ -382,6 +394,10 @@ async def run(args: argparse.Namespace, manifest: Manifest, deployment: Deployme
         pages = await second_pages(deployment, mix)
         if pages:
             pools["messages_page2"] = pages
+    if "message_of_user" in args.kinds and pools.get("message"):
+        theirs = mix.of_their_users(pools["message"], await owners(deployment, pools["message"]))
+        if theirs:
+            pools["message_of_user"] = theirs
     pools = {kind: specs for kind, specs in pools.items() if kind in args.kinds}
     calls, found = await record(deployment, [spec for specs in pools.values() for spec in specs])
     prepared = time.perf_counter() - began

@@ -4,8 +4,9 @@ Each kind of request has a share of the mix and a p99 target. The requests of a 
 pool drawn once from the manifest's sample (same seed, same pools): user ids, nickname prefixes
 in every script the sample has (taken in turn, so rare scripts are asked too), phone queries,
 users weighted by how many messages they got (with the heaviest few), and message ids of every
-status and channel. Second pages need a cursor from a first page, so their pool is made by the
-runner from first-page candidates.
+status and channel. Second pages need a cursor from a first page, and a message read as one of
+its user's (the dashboard's way) needs that user, so their pools are made by the runner: from
+first-page candidates, and from the message pool once each message's user is known.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ KINDS = (
     Kind("messages", "message list", 12, 100),
     Kind("messages_filtered", "message list, filtered", 10, 100),
     Kind("messages_page2", "message list, page 2 (cursor)", 8, 100),
-    Kind("message", "message details", 22, 50),
+    Kind("message", "message details, by id", 8, 50),
+    Kind("message_of_user", "message details, of its user", 14, 50),
 )
 BY_NAME = {kind.name: kind for kind in KINDS}
 
@@ -116,7 +118,7 @@ class Pools:
         return params
 
     def build(self) -> dict[str, list[Spec]]:
-        """Every kind but messages_page2, whose cursors the runner fetches."""
+        """Every kind but messages_page2 and message_of_user, which the runner makes."""
         rng, n = self.rng, self.size
         scripts = cycle(sorted(self.prefixes))
 
@@ -149,6 +151,14 @@ class Pools:
             ],
         }
         return {kind: specs for kind, specs in pools.items() if specs}
+
+    def of_their_users(self, messages: list[Spec], owners: dict[str, str]) -> list[Spec]:
+        """The messages of `messages` whose user `owners` knows, each read as that user's."""
+        return [
+            Spec("message_of_user", spec.subject, f"{API}/users/{user}/messages/{spec.subject}")
+            for spec in messages
+            if (user := owners.get(spec.subject)) is not None
+        ]
 
     def first_pages(self, count: int) -> list[Spec]:
         """Candidates for a second page: busy users' lists, some with one filter."""

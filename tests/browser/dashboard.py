@@ -89,8 +89,9 @@ def expect_results(page: Page, expected: Sequence[dict[str, Any]]) -> None:
 
 
 def message_links(page: Page) -> Locator:
-    """The links of the user page's message rows: each opens /messages/:message_id."""
-    return page.get_by_role("table").locator("a[href^='/messages/']")
+    """The links of the user page's message rows: each opens
+    /users/:user_id/messages/:message_id."""
+    return page.get_by_role("table").locator("a[href^='/users/'][href*='/messages/']")
 
 
 def cell(table: Locator, row: Locator, column: str) -> Locator:

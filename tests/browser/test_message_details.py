@@ -105,7 +105,7 @@ def test_open_a_failed_message_from_the_users_list(signed_in: Page, api: httpx.C
     expect(link).to_have_count(1)
     link.click()
 
-    expect(page).to_have_url(re.compile(rf"/messages/{listed['message_id']}$"))
+    expect(page).to_have_url(re.compile(rf"/users/{ALEX_USER_ID}/messages/{listed['message_id']}$"))
     message = api.get(f"/api/v1/messages/{listed['message_id']}").json()
     assert message["failure"] is not None
     expect_message(page, message)

@@ -100,7 +100,9 @@ def expect_messages(page: Page, ids: list[str]) -> None:
     links = message_links(page)
     expect(links).to_have_count(len(ids))
     for index, message_id in enumerate(ids):
-        expect(links.nth(index)).to_have_attribute("href", f"/messages/{message_id}")
+        expect(links.nth(index)).to_have_attribute(
+            "href", f"/users/{ALEX_USER_ID}/messages/{message_id}"
+        )
 
 
 @pytest.fixture

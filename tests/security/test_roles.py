@@ -35,6 +35,7 @@ RULES: dict[tuple[str, str], Permission | str] = {
     ("POST", "/api/v1/users/{user_id}/phone"): Permission.REVEAL_PHONE,
     ("GET", "/api/v1/users/{user_id}/messages"): Permission.VIEW_MESSAGES,
     ("GET", "/api/v1/messages/{message_id}"): Permission.VIEW_MESSAGES,
+    ("GET", "/api/v1/users/{user_id}/messages/{message_id}"): Permission.VIEW_MESSAGES,
     ("GET", "/api/v1/templates"): Permission.VIEW_TEMPLATES,
     ("GET", "/api/v1/templates/{key}"): Permission.VIEW_TEMPLATES,
     ("POST", "/api/v1/session"): PUBLIC,

@@ -174,8 +174,16 @@ def test_the_sample_and_the_request_pools_are_deterministic() -> None:
     assert sum(bool(found) for found in prefixes.values()) >= 4
     assert all(2 <= len(p) <= 4 for found in prefixes.values() for p in found)
     pools = Pools(first, seed=1, size=20).build()
-    assert set(pools) == {kind.name for kind in KINDS} - {"messages_page2"}
+    assert set(pools) == {kind.name for kind in KINDS} - {"messages_page2", "message_of_user"}
     again_pools = Pools(again, seed=1, size=20).build()
     assert [(s.path, s.params) for specs in pools.values() for s in specs] == [
         (s.path, s.params) for specs in again_pools.values() for s in specs
+    ]
+    # A message read as its user's: only those whose user was found, the same message asked.
+    messages = pools["message"][:3]
+    owners = {messages[0].subject: "alex", messages[2].subject: "bo"}
+    theirs = Pools(first, seed=1, size=20).of_their_users(messages, owners)
+    assert [(s.kind, s.subject, s.path) for s in theirs] == [
+        ("message_of_user", m.subject, f"/api/v1/users/{owners[m.subject]}/messages/{m.subject}")
+        for m in (messages[0], messages[2])
     ]

@@ -8,13 +8,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from starlette.requests import Request
 
+from insights_common.access import Principal
 from insights_common.accounts import Accounts, LastAdmin, MemberExists
 from insights_common.audit import (
     AuditEntry,
     AuditFilter,
     AuditLog,
     GroupedAuditLog,
+    Recorder,
     SqliteAuditLog,
     verify,
 )
@@ -26,6 +29,7 @@ from insights_common.members import (
     session_alive,
     token_hash,
 )
+from insights_common.outage import DependencyUnavailable
 from insights_common.pg_audit import PostgresAuditLog, month_bounds
 from insights_common.pg_members import PostgresMemberStore
 from insights_common.sqlite import SqliteDatabase
@@ -242,3 +246,77 @@ async def test_two_processes_chain_one_apps_entries_without_a_gap_or_a_fork(
     assert sorted(e.seq for e in stored) == list(range(2, 42))
     checked = await verify(first, "acme")
     assert checked.intact and checked.entries == 41
+
+
+def asked(address: str = "203.0.113.7") -> Request:
+    """A request of an agent of acme, as `access_http.Access` leaves it for the recorder."""
+    request = Request({"type": "http", "headers": [], "client": (address, 40000)})
+    request.state.principal = Principal("acme", "member:ann@example.com", frozenset(), "agent")
+    return request
+
+
+class Gate:
+    """A trail whose write waits until it is let through, and says when it has started."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.fail: Exception | None = None
+
+    async def append(self, entry: AuditEntry) -> AuditEntry:
+        self.started.set()
+        await self.release.wait()
+        if self.fail is not None:
+            raise self.fail
+        return await self.log.append(entry)
+
+
+async def test_a_read_of_a_user_runs_while_its_entry_is_written(databases: Databases) -> None:
+    log = await open_audit(databases)
+    gate = Gate(log)
+    record = Recorder(gate)  # type: ignore[arg-type]
+
+    async def read() -> str:
+        # Only ends once the entry's write has begun: one after the other would never end.
+        await gate.started.wait()
+        gate.release.set()
+        return "the profile"
+
+    answer = await asyncio.wait_for(
+        record.during(read(), asked(), "user.view", user_id="alex"), timeout=30
+    )
+    assert answer == "the profile"
+    (stored,) = await log.run("acme", from_seq=1, limit=10)
+    assert (stored.action, stored.user_id, stored.address) == ("user.view", "alex", "203.0.113.7")
+
+
+async def test_a_read_that_fails_keeps_its_entry_and_its_own_error(databases: Databases) -> None:
+    log = await open_audit(databases)
+    record = Recorder(log)
+
+    async def missing() -> str:
+        raise LookupError("no such user")
+
+    with pytest.raises(LookupError, match="no such user"):
+        await record.during(missing(), asked(), "user.view", user_id="nobody")
+    (stored,) = await log.run("acme", from_seq=1, limit=10)
+    assert (stored.action, stored.user_id) == ("user.view", "nobody")
+
+
+async def test_a_read_whose_entry_is_not_stored_is_not_answered(databases: Databases) -> None:
+    log = await open_audit(databases)
+    gate = Gate(log)
+    gate.fail = DependencyUnavailable("PostgreSQL", "down")
+    gate.release.set()
+    read_done = asyncio.Event()
+
+    async def read() -> str:
+        read_done.set()
+        return "the profile"
+
+    record = Recorder(gate)  # type: ignore[arg-type]
+    with pytest.raises(DependencyUnavailable):
+        await record.during(read(), asked(), "user.view", user_id="alex")
+    assert read_done.is_set()
+    assert await log.run("acme", from_seq=1, limit=10) == []

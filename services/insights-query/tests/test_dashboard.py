@@ -40,6 +40,7 @@ DEEP_LINKS = [
     "/users/alice",
     "/users/alex.kim-2",
     "/messages/m1",
+    "/users/alice/messages/m1",
     "/imports",
     "/imports/imp_001",
     "/templates",

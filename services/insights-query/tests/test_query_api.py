@@ -186,7 +186,7 @@ async def test_every_route_shows_another_app_nothing(
                 assert theirs.status_code == 200, (url, params, theirs.text)
                 assert theirs.json() == {"items": [], "next_cursor": None}
             walked.append((path, tuple(params)))
-    assert len(walked) == 13
+    assert len(walked) == 14
     # another app erasing the same user id erases its own user of that id, never this one's
     assert (await client.delete(API + "/users/alex", headers=other)).status_code == 200
     assert (await get(client, acme, "/users/alex"))["nickname"] == "Alex Kim"
@@ -1020,6 +1020,31 @@ async def test_a_message_whose_earlier_sent_names_another_user_moves_to_that_use
     assert (bo["stats"]["sent"], bo["updated_at"]) == (1, "2026-11-01T09:00:00Z")
     assert [u["user_id"] for u in (await get(client, acme, "/users"))["items"]] == ["bo"]
     await problem(client, acme, "/users/alex", 404)
+
+
+async def test_a_message_read_through_its_user_is_recorded_for_that_user(
+    bus: InProcessBus, client: httpx.AsyncClient, acme: dict[str, str], ev: Any
+) -> None:
+    await bus.publish(
+        [
+            ev.user("alex", "2026-11-01T09:00:00Z", nickname="Alex"),
+            ev.user("bo", "2026-11-01T09:00:00Z", nickname="Bo"),
+            ev.sent("m1", "alex", "2026-11-02T10:00:00Z"),
+        ]
+    )
+    by_user = await get(client, acme, "/users/alex/messages/m1")
+    assert by_user == await get(client, acme, "/messages/m1")
+    # Another user's message, or none, is not found; the ask is recorded all the same.
+    await problem(client, acme, "/users/bo/messages/m1", 404)
+    await problem(client, acme, "/users/bo/messages/nope", 404)
+    await problem(client, acme, "/messages/nope", 404)
+    trail = await get(client, acme, "/audit", action="message.view")
+    assert [(e["user_id"], e["detail"]) for e in trail["items"]] == [
+        ("bo", "nope"),
+        ("bo", "m1"),
+        ("alex", "m1"),
+        ("alex", "m1"),
+    ]
 
 
 async def test_a_user_a_message_left_keeps_the_activity_of_their_other_messages(

@@ -250,6 +250,8 @@ export const api = {
   exportUserMessages: (userId: string, query: Query = {}) =>
     download(`/users/${id(userId)}/messages`, { ...query, format: "csv" }, `${userId}-messages.csv`),
   message: (messageId: string, signal?: AbortSignal) => getJson<MessageDetail>(`/messages/${id(messageId)}`, {}, signal),
+  userMessage: (userId: string, messageId: string, signal?: AbortSignal) =>
+    getJson<MessageDetail>(`/users/${id(userId)}/messages/${id(messageId)}`, {}, signal),
   eraseUser: (userId: string) =>
     send<{ user_id: string; erased_at: string; complete: boolean }>(`/users/${id(userId)}`, "DELETE"),
   revealPhone: (userId: string, reason: string) =>

@@ -35,6 +35,13 @@ const ROUTES: Route[] = [
     render: (p) => <UserPage key={p["user_id"]} userId={p["user_id"] ?? ""} />,
   },
   {
+    path: "/users/:user_id/messages/:message_id",
+    needs: "view_messages",
+    render: (p) => (
+      <MessagePage key={p["message_id"]} messageId={p["message_id"] ?? ""} userId={p["user_id"] ?? ""} />
+    ),
+  },
+  {
     path: "/messages/:message_id",
     needs: "view_messages",
     render: (p) => <MessagePage key={p["message_id"]} messageId={p["message_id"] ?? ""} />,

@@ -192,6 +192,13 @@ class QueryService:
             raise NotFound("message", message_id)
         return detail
 
+    async def get_user_message(self, app_id: str, user_id: str, message_id: str) -> MessageDetail:
+        """The message, if it is the user's: another user's is not found, as a missing one."""
+        detail = await self.get_message(app_id, message_id)
+        if detail.user_id != user_id:
+            raise NotFound("message", message_id)
+        return detail
+
     async def list_templates(
         self, app_id: str, *, limit: int, after: Position | None
     ) -> Slice[TemplateSummary]:

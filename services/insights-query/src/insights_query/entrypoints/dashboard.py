@@ -24,6 +24,7 @@ PAGE_PATHS = (
     "/signin",
     "/users",
     "/users/{user_id}",
+    "/users/{user_id}/messages/{message_id}",
     "/messages/{message_id}",
     "/imports",
     "/imports/{import_id}",

@@ -227,8 +227,12 @@ def create_router(service: QueryService, access: Access, record: Recorder) -> AP
         since: Since = None,
         until: Until = None,
     ) -> UserDetail:
-        detail = await _call(service.get_user(who.app_id, user_id, since=since, until=until))
-        await record(request, "user.view", user_id=user_id)
+        detail = await record.during(
+            _call(service.get_user(who.app_id, user_id, since=since, until=until)),
+            request,
+            "user.view",
+            user_id=user_id,
+        )
         return detail if who.may(Permission.SEE_PHONES) else without_phone(detail)
 
     @router.post(
@@ -250,8 +254,13 @@ def create_router(service: QueryService, access: Access, record: Recorder) -> AP
         body: Reveal,
     ) -> RevealedPhone:
         """The user's whole phone number; the reason is recorded in the audit trail."""
-        phone = await _call(service.reveal_phone(who.app_id, user_id))
-        await record(request, "user.reveal_phone", user_id=user_id, reason=body.reason.strip())
+        phone = await record.during(
+            _call(service.reveal_phone(who.app_id, user_id)),
+            request,
+            "user.reveal_phone",
+            user_id=user_id,
+            reason=body.reason.strip(),
+        )
         return RevealedPhone(user_id=user_id, phone_number=phone)
 
     @router.get(
@@ -287,8 +296,12 @@ def create_router(service: QueryService, access: Access, record: Recorder) -> AP
         }
         app_id = who.app_id
         if _format(format) == "csv":
-            pages = await _call(service.export_messages(app_id, user_id, **filters))
-            await record(request, "user.export", user_id=user_id)
+            pages = await record.during(
+                _call(service.export_messages(app_id, user_id, **filters)),
+                request,
+                "user.export",
+                user_id=user_id,
+            )
 
             async def body() -> AsyncIterator[str]:
                 yield csv_header()
@@ -301,10 +314,12 @@ def create_router(service: QueryService, access: Access, record: Recorder) -> AP
                 headers={"Content-Disposition": f'attachment; filename="messages-{user_id}.csv"'},
             )
         after = decode_cursor(cursor)
-        page = await _call(
-            service.list_messages(app_id, user_id, **filters, limit=limit, after=after)
+        page = await record.during(
+            _call(service.list_messages(app_id, user_id, **filters, limit=limit, after=after)),
+            request,
+            "user.messages",
+            user_id=user_id,
         )
-        await record(request, "user.messages", user_id=user_id)
         return _page(page)
 
     @router.get("/messages/{message_id}", response_model=MessageDetail, responses=_ONE)
@@ -316,6 +331,33 @@ def create_router(service: QueryService, access: Access, record: Recorder) -> AP
         detail = await _call(service.get_message(who.app_id, message_id))
         await record(request, "message.view", user_id=detail.user_id, detail=message_id)
         return detail
+
+    @router.get(
+        "/users/{user_id}/messages/{message_id}",
+        response_model=MessageDetail,
+        responses=problem_responses(
+            {
+                401: UNAUTHORIZED,
+                403: FORBIDDEN,
+                404: "The caller's app has no such message, or it is another user's.",
+            }
+        ),
+    )
+    async def get_user_message(
+        who: Annotated[Principal, caller(Permission.VIEW_MESSAGES)],
+        request: Request,
+        user_id: str,
+        message_id: str,
+    ) -> MessageDetail:
+        """One of the user's messages, as `GET /messages/{message_id}` answers it. Naming the
+        user lets the audit entry be written while the message is read (the dashboard's way)."""
+        return await record.during(
+            _call(service.get_user_message(who.app_id, user_id, message_id)),
+            request,
+            "message.view",
+            user_id=user_id,
+            detail=message_id,
+        )
 
     Templates = Annotated[str, Depends(access.app_id(Permission.VIEW_TEMPLATES))]
 

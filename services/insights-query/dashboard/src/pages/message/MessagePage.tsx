@@ -58,9 +58,14 @@ function Details({ message }: { message: MessageDetail }) {
   );
 }
 
-export function MessagePage({ messageId }: { messageId: string }) {
+/** A message of the user the page was opened from (`userId`), or one found by its id alone (a
+ * shared link). */
+export function MessagePage({ messageId, userId: named }: { messageId: string; userId?: string }) {
   usePageTitle("Message details");
-  const message = useResource((signal) => api.message(messageId, signal), [messageId]);
+  const message = useResource(
+    (signal) => (named ? api.userMessage(named, messageId, signal) : api.message(messageId, signal)),
+    [named, messageId],
+  );
   const userId = message.data?.user_id;
   return (
     <section class="message-page">

@@ -17,16 +17,17 @@ import { hasFilters, messageFilters, type UserQuery } from "./query";
 
 const PAGE_SIZE = 20;
 
-function messageHref(item: MessageItem): string {
-  return `/messages/${segment(item.message_id)}`;
+function messageHref(userId: string, item: MessageItem): string {
+  return `/users/${segment(userId)}/messages/${segment(item.message_id)}`;
 }
 
-const COLUMNS: Column<MessageItem>[] = [
+/** The list's columns; a message opens as one of the user's (`messageHref`). */
+const columns = (userId: string): Column<MessageItem>[] => [
   {
     header: "Message",
     cell: (item) => (
       <>
-        <Link href={messageHref(item)} class="message-link">
+        <Link href={messageHref(userId, item)} class="message-link">
           {item.title || item.template.name || item.template.key}
         </Link>
         {item.body_preview && <span class="message-preview">{item.body_preview}</span>}
@@ -56,13 +57,13 @@ const COLUMNS: Column<MessageItem>[] = [
 ];
 
 /** A click anywhere on a row opens the message, as its link does for the keyboard. */
-function rowProps(item: MessageItem): HTMLAttributes<HTMLTableRowElement> {
+function rowProps(userId: string, item: MessageItem): HTMLAttributes<HTMLTableRowElement> {
   return {
     class: "clickable-row",
     onClick: (event) => {
       const target = event.target as Element | null;
       if (target?.closest("a, button, input, select") || window.getSelection()?.toString()) return;
-      navigate(messageHref(item));
+      navigate(messageHref(userId, item));
     },
   };
 }
@@ -93,10 +94,10 @@ function Results({ userId, query }: { userId: string; query: UserQuery }) {
         <Table
           caption="Message list"
           hideCaption
-          columns={COLUMNS}
+          columns={columns(userId)}
           rows={items}
           rowKey={(item) => item.message_id}
-          rowProps={rowProps}
+          rowProps={(item) => rowProps(userId, item)}
         />
       )}
       <Pager pages={pages} nextCursor={next_cursor} />
