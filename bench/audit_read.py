@@ -2,23 +2,25 @@
 read in PostgreSQL as it does in production and once recording nothing, side by side in one run.
 
     uv run --no-sync python -m bench.audit_read [--manifest PATH] [--clients 20]
-        [--seconds 60] [--slice 5] [--json]
+        [--seconds 60] [--slice 5] [--over asgi|http] [--json]
 
 Against a deployment bench.generate loaded (its OpenSearch indices, read from the manifest). This
 process builds the distributed query process's HTTP app twice (`distributed.service_app` over
 `create_query`, the same OpenSearch store, the same PostgreSQL key store and sessions): "recorded"
 appends each entry through `GroupedAuditLog` over `PostgresAuditLog` before answering, as the
 query process does; "unrecorded" is the same app with a trail that keeps nothing, the control.
-`--clients` concurrent clients call it through ASGI (no sockets, no proxy: what is left is the
-process's own work and its round trips to OpenSearch and PostgreSQL, so the trail's share is
-the largest it can be) with the recorded kinds of bench.query's mix (user + stats, message list,
-message details of its user as the dashboard reads them, message details by id) and one kind
+`--clients` concurrent clients call it with the recorded kinds of bench.query's mix (user +
+stats, message list, message details of its user as the dashboard reads them, message details
+by id) and one kind
 that is never recorded (search by exact id), each sending its next request when the last is
-answered.
+answered. `--over asgi` (the default) calls the apps in this process, through ASGI: no sockets,
+no HTTP, the clients on the apps' own event loop, so the trail's share is the largest it can be.
+`--over http` serves each app from a process of its own (uvicorn, as the query process runs),
+called over loopback HTTP: what a caller of the query process sees, the proxy aside.
 
 The two apps run in alternating slices of `--slice` seconds, so the machine's other load falls
 on both alike. Prints per kind p50 and p99 of each, the recorded/unrecorded ratio of p99, the
-requests a second, and the CPU this process and PostgreSQL spent per request (PostgreSQL's from
+requests a second, and the CPU the apps' process and PostgreSQL spent per request (PostgreSQL's from
 /proc: every server process of this machine, so only meaningful on a server nobody else uses). On
 POSTGRES_DSN, in a fresh schema removed afterwards.
 """
@@ -27,26 +29,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+import uvicorn
 from cryptography.fernet import Fernet
+from fastapi import FastAPI
 
 from bench.ingest import quantile
-from bench.manifest import DEFAULT_PATH, Manifest
+from bench.manifest import DEFAULT_PATH, Deployment, Manifest
 from bench.query_mix import BY_NAME, Pools, Spec
 from insights.distributed import access_of, key_store, service_app
-from insights_common.audit import AuditEntry, AuditFilter, verify
-from insights_common.auth import SecretBox
+from insights_common.audit import AuditEntry, AuditFilter, AuditLog, verify
+from insights_common.auth import KeyStore, SecretBox
 from insights_common.kafka import KafkaBus, KafkaOptions
 from insights_common.pg_retention import PostgresRetentionSettings
 from insights_common.postgres import PostgresDatabase
@@ -58,6 +66,8 @@ from insights_query.settings import QuerySettings
 RECORDED = ("user", "messages", "message_of_user", "message")
 CONTROL = ("search_id",)
 VARIANTS = ("unrecorded", "recorded")
+OVER = ("asgi", "http")
+BOX_VARIABLE = "BENCH_AUDIT_READ_BOX"
 
 
 class Unrecorded:
@@ -127,8 +137,123 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / ticks
 
 
+async def open_apps(
+    stack: AsyncExitStack,
+    deployment: Deployment,
+    db: PostgresDatabase,
+    keys: KeyStore,
+    variants: Sequence[str] = VARIANTS,
+) -> tuple[dict[str, FastAPI], AuditLog, OpenSearchInsightsStore]:
+    """The query process's app of each variant over the deployment's indices, the trail the
+    recorded one writes to, and the store."""
+    access, trail = await access_of(db, keys)
+    retention = PostgresRetentionSettings(db)
+    await retention.migrate()
+    client = create_client(deployment.opensearch_url)
+    stack.push_async_callback(client.close)
+    store = OpenSearchInsightsStore(client, prefix=deployment.index_prefix)
+    # Only erases publish on it, and no request of the mix erases: it is never started.
+    bus = KafkaBus(
+        KafkaOptions(
+            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            topic_prefix=deployment.topic_prefix,
+        )
+    )
+    apps = {}
+    for variant in variants:
+        audit = trail if variant == "recorded" else Unrecorded()
+        _, _, parts = create_distributed(
+            store=store,
+            access=access,
+            audit=audit,
+            retention=retention,
+            bus=bus,
+            settings=QuerySettings(),
+        )
+        apps[variant] = service_app(f"query ({variant})", parts, readiness=[])
+    return apps, trail, store
+
+
+def _dsn() -> str:
+    return os.environ.get("POSTGRES_DSN", "postgresql://insights@127.0.0.1:5432/insights")
+
+
+async def serve(manifest: Manifest, variant: str, schema: str, port: int) -> None:
+    """One app, in a process of its own, over HTTP (`--over http` starts two of these)."""
+    deployment = manifest.deployment
+    if deployment is None:
+        raise SystemExit("the manifest names no deployment")
+    async with AsyncExitStack() as stack:
+        db = await PostgresDatabase.connect(_dsn(), schema=schema, max_size=10)
+        stack.push_async_callback(db.close)
+        box = SecretBox(os.environ[BOX_VARIABLE].encode())
+        keys = await key_store(db, box, KeyCacheSettings())
+        apps, _, _ = await open_apps(stack, deployment, db, keys, variants=(variant,))
+        config = uvicorn.Config(
+            apps[variant], host="127.0.0.1", port=port, log_level="warning", access_log=False
+        )
+        await uvicorn.Server(config).serve()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def spawn(
+    stack: AsyncExitStack, manifest_path: Path, variant: str, schema: str, box: bytes, port: int
+) -> subprocess.Popen[bytes]:
+    """`serve` of one variant in a new process, stopped when `stack` closes."""
+    process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
+        [
+            sys.executable,
+            *("-m", "bench.audit_read", "--serve", variant, "--schema", schema),
+            *("--port", str(port), "--manifest", str(manifest_path)),
+        ],
+        env={**os.environ, BOX_VARIABLE: box.decode()},
+    )
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    stack.callback(stop)
+    return process
+
+
+async def start_server(
+    stack: AsyncExitStack, manifest_path: Path, variant: str, schema: str, box: bytes
+) -> tuple[str, int]:
+    """A process serving one variant: its address once it answers, and its pid."""
+    port = free_port()
+    process = spawn(stack, manifest_path, variant, schema, box, port)
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=url, timeout=2) as probe:
+        for _ in range(600):
+            if process.poll() is not None:
+                raise SystemExit(f"the {variant} app's process ended ({process.returncode})")
+            try:
+                if (await probe.get("/healthz")).status_code == 200:
+                    return url, process.pid
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"the {variant} app's process did not answer in 60 s")
+
+
 async def measure(
-    manifest: Manifest, dsn: str, *, clients: int, seconds: float, slice_s: float
+    manifest: Manifest,
+    manifest_path: Path,
+    dsn: str,
+    *,
+    clients: int,
+    seconds: float,
+    slice_s: float,
+    over: str,
 ) -> Figures:
     deployment = manifest.deployment
     if deployment is None:
@@ -143,39 +268,33 @@ async def measure(
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
         stack.push_async_callback(drop_schema)
-        keys = await key_store(db, SecretBox(Fernet.generate_key()), KeyCacheSettings())
+        secret = Fernet.generate_key()
+        keys = await key_store(db, SecretBox(secret), KeyCacheSettings())
         key = await keys.create_api_key(deployment.app, scopes=("read",))
-        access, trail = await access_of(db, keys)
-        retention = PostgresRetentionSettings(db)
-        await retention.migrate()
-        client = create_client(deployment.opensearch_url)
-        stack.push_async_callback(client.close)
-        store = OpenSearchInsightsStore(client, prefix=deployment.index_prefix)
-        # Only erases publish on it, and no request of the mix erases: it is never started.
-        bus = KafkaBus(
-            KafkaOptions(
-                bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-                topic_prefix=deployment.topic_prefix,
-            )
-        )
-        apps = {}
+        local, trail, store = await open_apps(stack, deployment, db, keys)
+        headers = {"Authorization": f"Bearer {key}"}
+        apps: dict[str, httpx.AsyncClient] = {}
+        cpu_of: dict[str, Callable[[], float]] = {}
         for variant in VARIANTS:
-            audit = trail if variant == "recorded" else Unrecorded()
-            _, _, parts = create_distributed(
-                store=store,
-                access=access,
-                audit=audit,
-                retention=retention,
-                bus=bus,
-                settings=QuerySettings(),
-            )
-            app = service_app(f"query ({variant})", parts, readiness=[])
-            apps[variant] = httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app, client=("203.0.113.9", 40000)),
-                base_url="http://query.bench",
-                headers={"Authorization": f"Bearer {key}"},
-                timeout=60,
-            )
+            if over == "http":
+                url, pid = await start_server(stack, manifest_path, variant, schema, secret)
+                apps[variant] = httpx.AsyncClient(
+                    base_url=url,
+                    headers=headers,
+                    timeout=60,
+                    limits=httpx.Limits(max_connections=clients, max_keepalive_connections=clients),
+                )
+                cpu_of[variant] = functools.partial(cpu_seconds, [pid])
+            else:
+                apps[variant] = httpx.AsyncClient(
+                    transport=httpx.ASGITransport(
+                        app=local[variant], client=("203.0.113.9", 40000)
+                    ),
+                    base_url="http://query.bench",
+                    headers=headers,
+                    timeout=60,
+                )
+                cpu_of[variant] = time.process_time
             stack.push_async_callback(apps[variant].aclose)
 
         mix = Pools(manifest, seed=7, size=2000)
@@ -211,11 +330,11 @@ async def measure(
                     answered[variant] += 1
 
         async def run_slice(variant: str, length: float, record: bool) -> None:
-            cpu, pg, wall = time.process_time(), cpu_seconds(pids), time.perf_counter()
+            cpu, pg, wall = cpu_of[variant](), cpu_seconds(pids), time.perf_counter()
             until = wall + length
             await asyncio.gather(*(one_client(n, variant, until, record) for n in range(clients)))
             if record:
-                own_cpu[variant] += time.process_time() - cpu
+                own_cpu[variant] += cpu_of[variant]() - cpu
                 pg_cpu[variant] += cpu_seconds(pids) - pg
                 spent[variant] += time.perf_counter() - wall
 
@@ -264,22 +383,34 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0, help="measured, for each app")
     parser.add_argument("--slice", type=float, default=5.0)
+    parser.add_argument("--over", choices=OVER, default="asgi")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--schema", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    dsn = os.environ.get("POSTGRES_DSN", "postgresql://insights@127.0.0.1:5432/insights")
+    manifest = Manifest.load(args.manifest)
+    if args.serve:
+        asyncio.run(serve(manifest, args.serve, args.schema, args.port))
+        return
     figures = asyncio.run(
         measure(
-            Manifest.load(args.manifest),
-            dsn,
+            manifest,
+            args.manifest,
+            _dsn(),
             clients=args.clients,
             seconds=args.seconds,
             slice_s=args.slice,
+            over=args.over,
         )
     )
     if args.json:
         print(json.dumps(asdict(figures)))
         return
-    print(f"{args.clients} clients, {figures.seconds_each} s measured for each app, in turns")
+    print(
+        f"{args.clients} clients, {figures.seconds_each} s measured for each app, in turns,"
+        f" over {args.over}"
+    )
     print(f"{'kind':<34} {'unrecorded p50/p99 ms':>22} {'recorded p50/p99 ms':>20} {'p99 x':>6}")
     for row in figures.kinds:
         label = row.kind + ("" if row.recorded else " (never recorded)")
