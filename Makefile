@@ -17,13 +17,14 @@ dev: sync dashboard  ## run the product with demo data at http://127.0.0.1:$(POR
 SERVICES_ENV = if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}$${OPENSEARCH_URL:-}$${POSTGRES_DSN:-}" ]; then \
 	eval "$$(python3 deploy/local/services.py up)"; fi
 
+# The main run names its 40 slowest tests at the end, to see where CI's hour goes.
 # The Go tools of tests/deploy build (the first time: 10 minutes and more) in the background, at
 # the lowest priority, while the other tests run; their tests run once they are there.
 test: sync keycloak-background browser faketime edge dashboard lint typecheck  ## run every check and test, on real Kafka, OpenSearch and PostgreSQL
 	@mkdir -p test-artifacts
 	$(SERVICES_ENV) \
 		&& { nice -n 19 $(MAKE) --no-print-directory ops-tools >test-artifacts/ops-tools.log 2>&1 & tools=$$!; } \
-		&& $(UV) run pytest --ignore=tests/deploy --ignore=tests/cluster \
+		&& $(UV) run pytest --durations=40 --ignore=tests/deploy --ignore=tests/cluster \
 		&& { wait $$tools || { cat test-artifacts/ops-tools.log; exit 1; }; } \
 		&& $(UV) run pytest tests/deploy && $(CLOCK_AHEAD_TESTS)
 
