@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
-from insights_common.bus import BatchHandler, InProcessBus
+from insights_common.bus import InProcessBus
 from insights_common.kafka import KafkaBus, KafkaOptions
 from insights_contracts import AnyEvent, NotificationSent, TemplateUpserted, UserUpserted
 from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS, dlq
@@ -68,11 +68,9 @@ class Harness:
         self,
         bus: InProcessBus | KafkaBus,
         *,
-        subscribe: Callable[[str, BatchHandler, str], None],
         start: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.bus = bus
-        self._subscribe = subscribe
         self._start = start
 
     def collect(self, topic: str, group: str = "g1") -> list[AnyEvent]:
@@ -81,7 +79,7 @@ class Harness:
         async def handler(events: Sequence[AnyEvent]) -> None:
             seen.extend(events)
 
-        self._subscribe(topic, handler, group)
+        self.bus.subscribe([topic], handler, group=group)
         return seen
 
     async def start(self) -> None:
@@ -93,7 +91,7 @@ class Harness:
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     if request.param == "in-process":
         bus = InProcessBus()
-        yield Harness(bus, subscribe=lambda topic, handler, _: bus.subscribe(topic, handler))
+        yield Harness(bus)
         return
     kafka = KafkaBus(
         KafkaOptions(
@@ -102,11 +100,7 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
             partitions=3,
         )
     )
-    yield Harness(
-        kafka,
-        subscribe=lambda topic, handler, group: kafka.subscribe([topic], handler, group_id=group),
-        start=kafka.start,
-    )
+    yield Harness(kafka, start=kafka.start)
     await kafka.stop()
 
 
@@ -182,7 +176,7 @@ async def test_a_failing_handler_is_retried_and_loses_nothing(kafka: KafkaBus) -
             raise ConnectionError("the store is restarting")
         seen.extend(e.event_id for e in events)
 
-    kafka.subscribe([USERS], flaky, group_id="projector")
+    kafka.subscribe([USERS], flaky, group="projector")
     await kafka.start()
     await kafka.publish([user(n) for n in range(5)])
 
@@ -202,7 +196,7 @@ async def test_a_restarted_group_resumes_after_what_it_committed(
         first_run.extend(e.event_id for e in events)
 
     bus = KafkaBus(options)
-    bus.subscribe([USERS], take_first, group_id="projector")
+    bus.subscribe([USERS], take_first, group="projector")
     await bus.start()
     await bus.publish([user(n) for n in range(3)])
     await until(lambda: len(first_run) == 3)
@@ -219,7 +213,7 @@ async def test_a_restarted_group_resumes_after_what_it_committed(
     await publisher.stop()
 
     bus = KafkaBus(options)
-    bus.subscribe([USERS], take_second, group_id="projector")
+    bus.subscribe([USERS], take_second, group="projector")
     await bus.start()
     try:
         await until(lambda: len(second_run) == 3)
@@ -238,7 +232,7 @@ async def test_a_record_that_is_not_an_event_goes_to_the_dead_letter_topic(
     async def take(events: Sequence[AnyEvent]) -> None:
         seen.extend(e.event_id for e in events)
 
-    kafka.subscribe([USERS], take, group_id="projector")
+    kafka.subscribe([USERS], take, group="projector")
     await kafka.start()
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
@@ -307,7 +301,7 @@ async def test_the_bus_reports_lag_batches_failures_and_dead_letters(
             if sample.labels["group"] == group and sample.labels["topic"] == topic
         )
 
-    kafka.subscribe([USERS], take, group_id="projector", max_records=4)
+    kafka.subscribe([USERS], take, group="projector", max_records=4)
     await kafka.start()
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
@@ -342,7 +336,7 @@ async def main() -> None:
             out.write(" ".join(e.event_id for e in events) + "\\n")
         await asyncio.sleep(3600)  # the store never answers; the process is killed here
 
-    bus.subscribe(["insights.users.v1"], write_forever, group_id="projector")
+    bus.subscribe(["insights.users.v1"], write_forever, group="projector")
     await bus.start()
     await asyncio.sleep(3600)
 
@@ -379,7 +373,7 @@ async def test_a_consumer_killed_mid_batch_leaves_the_batch_to_the_next_one(
         taken.extend(e.event_id for e in events)
 
     bus = KafkaBus(options)
-    bus.subscribe([USERS], take, group_id="projector")
+    bus.subscribe([USERS], take, group="projector")
     await bus.start()
     try:
         # The dead member's session must expire before its partitions are handed over.
@@ -387,3 +381,19 @@ async def test_a_consumer_killed_mid_batch_leaves_the_batch_to_the_next_one(
     finally:
         await bus.stop()
     assert sorted(taken) == sorted(f"u-alex-{n}" for n in range(5))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "bus",
+    [InProcessBus, lambda: KafkaBus(KafkaOptions("unused:9092"))],
+    ids=["in-process", "kafka"],
+)
+def test_a_topic_name_alone_is_refused_not_taken_letter_by_letter(
+    bus: Callable[[], InProcessBus | KafkaBus],
+) -> None:
+    async def take(events: Sequence[AnyEvent]) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="sequence of topics"):
+        bus().subscribe(USERS, take, group="projector")

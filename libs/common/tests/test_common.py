@@ -48,8 +48,8 @@ async def test_bus_routes_each_event_to_its_topic_in_order() -> None:
 
         return handle
 
-    bus.subscribe(USERS, collector(USERS))
-    bus.subscribe(NOTIFICATIONS, collector(NOTIFICATIONS))
+    bus.subscribe([USERS], collector(USERS), group="users")
+    bus.subscribe([NOTIFICATIONS], collector(NOTIFICATIONS), group="notifications")
     await bus.publish(
         [
             UserUpserted(event_id="u1", app_id="a", occurred_at=NOW, user_id="x"),

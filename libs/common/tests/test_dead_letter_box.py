@@ -90,8 +90,7 @@ class Embedded:
         self.consumer = Consumer()
         store = SqliteDeadLetters(db)
         self.bus = InProcessBus(dead_letters=store)
-        for topic in (USERS, TEMPLATES):
-            self.bus.subscribe(topic, self.consumer.handle, consumer=CONSUMER)
+        self.bus.subscribe([USERS, TEMPLATES], self.consumer.handle, group=CONSUMER)
         self.box: DeadLetterBox = EmbeddedDeadLetters(store, self.bus)
 
     async def fail(self, events: Sequence[AnyEvent]) -> None:
@@ -103,7 +102,7 @@ class OnKafka:
         self.consumer = Consumer()
         self.bus = KafkaBus(KafkaOptions(bootstrap_servers=bootstrap, topic_prefix=prefix))
         self.bus.subscribe(
-            [USERS, TEMPLATES], self.consumer.handle, group_id=CONSUMER, healthy=self.up
+            [USERS, TEMPLATES], self.consumer.handle, group=CONSUMER, healthy=self.up
         )
         self.box = KafkaDeadLetters(bootstrap_servers=bootstrap, topic_prefix=prefix)
         self.letters = 0

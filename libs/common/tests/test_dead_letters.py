@@ -92,7 +92,7 @@ async def test_an_isolating_publish_keeps_the_good_events_and_stores_the_poison(
     letters = SqliteDeadLetters(db)
     bus = InProcessBus(dead_letters=letters, clock=lambda: T0)
     projection = TableProjection(db, poison={"mallory"})
-    bus.subscribe(USERS, projection.handle, consumer="projector")
+    bus.subscribe([USERS], projection.handle, group="projector")
 
     failed = await bus.publish_isolated([user(1), user(2, "mallory"), user(3, "kim")])
 
@@ -115,7 +115,7 @@ async def test_a_plain_publish_stays_all_or_nothing(db: SqliteDatabase) -> None:
     letters = SqliteDeadLetters(db)
     bus = InProcessBus(dead_letters=letters)
     projection = TableProjection(db, poison={"mallory"})
-    bus.subscribe(USERS, projection.handle)
+    bus.subscribe([USERS], projection.handle, group="projector")
 
     with pytest.raises(ValueError, match="mallory"):
         await bus.publish([user(1), user(2, "mallory"), user(3, "kim")])
@@ -136,7 +136,7 @@ async def test_one_keys_events_reach_the_handler_in_order_while_isolating(
         seen.extend(event.event_id for event in events)
 
     bus = InProcessBus(dead_letters=SqliteDeadLetters(db))
-    bus.subscribe(USERS, handle)
+    bus.subscribe([USERS], handle, group="projector")
     await bus.isolating().publish([user(n) for n in range(5)])
 
     assert seen == [f"u-alex-{n}" for n in range(5)]
@@ -275,7 +275,7 @@ async def test_a_dead_letter_record_carries_the_original_and_why(
     async def take(events: Sequence[AnyEvent]) -> None:
         seen.extend(e.event_id for e in events)
 
-    kafka.subscribe([USERS], take, group_id="projector")
+    kafka.subscribe([USERS], take, group="projector")
     await kafka.start()
     topic = kafka.topic(USERS)
     await produce(kafka_bootstrap, topic, [(b"acme:x", b"not json")])
@@ -321,7 +321,7 @@ async def test_poison_is_isolated_while_the_store_is_healthy(
     kafka: KafkaBus, kafka_bootstrap: str
 ) -> None:
     store = FlakyStore(poison={"mallory"})
-    kafka.subscribe([USERS], store.apply, group_id="projector", healthy=store.ping)
+    kafka.subscribe([USERS], store.apply, group="projector", healthy=store.ping)
     await kafka.start()
     alex = [user(n) for n in range(6)]
     events = [*alex[:3], user(3, "mallory"), *alex[3:]]
@@ -346,7 +346,7 @@ async def test_an_unhealthy_store_holds_the_batch_instead_of_dead_lettering_it(
 ) -> None:
     store = FlakyStore(poison=set())
     store.down = True
-    kafka.subscribe([USERS], store.apply, group_id="projector", healthy=store.ping)
+    kafka.subscribe([USERS], store.apply, group="projector", healthy=store.ping)
     await kafka.start()
     events = [user(n) for n in range(4)]
     await kafka.publish(events)
@@ -376,7 +376,7 @@ async def test_a_record_handler_sends_parts_of_a_record_to_the_dead_letter_topic
         taken.extend(record.value for record in records)
         return [Rejected(record, "item 1 is bad", 1, b'{"n": 1}') for record in records]
 
-    kafka.subscribe_records(["raw"], take, group_id="raw-reader")
+    kafka.subscribe_records(["raw"], take, group="raw-reader")
     await kafka.start()
     await produce(kafka_bootstrap, kafka.topic("raw"), [(b"k", b'[{"n": 0}, {"n": 1}]')])
 
@@ -398,7 +398,7 @@ async def test_replays_send_letters_back_and_are_remembered(
     async def take(events: Sequence[AnyEvent]) -> None:
         seen.extend(e.event_id for e in events)
 
-    kafka.subscribe([USERS], take, group_id="projector")
+    kafka.subscribe([USERS], take, group="projector")
     await kafka.start()
     topic = kafka.topic(USERS)
     await produce(kafka_bootstrap, topic, [(f"k{n}".encode(), b"broken %d" % n) for n in range(4)])
@@ -430,7 +430,7 @@ async def test_replays_send_letters_back_and_are_remembered(
     # Sent back as they were, and still broken: the consumer dead-letters them again, with the
     # original headers still there.
     again = KafkaBus(KafkaOptions(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix))
-    again.subscribe([USERS], take, group_id="projector")
+    again.subscribe([USERS], take, group="projector")
     await again.start()
     try:
         records = await read_all(kafka_bootstrap, dlq(topic), 8)

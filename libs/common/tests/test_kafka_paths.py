@@ -111,7 +111,7 @@ async def test_a_record_that_is_not_an_event_goes_to_the_dead_letter_topic_and_t
     async def handler(events: Sequence[AnyEvent]) -> None:
         taken.extend(events)
 
-    kafka.subscribe([NOTIFICATIONS], handler, group_id="projector")
+    kafka.subscribe([NOTIFICATIONS], handler, group="projector")
     dead = watch_dead_letters(kafka)
     async with TestKafkaBroker(kafka.broker):
         await deliver(kafka, sent(1), b'{"event_type": "notification.sent"}', sent(2))
@@ -145,9 +145,7 @@ class Flaky:
         return self.healthy
 
     def subscribe(self, kafka: KafkaBus) -> None:
-        kafka.subscribe_records(
-            [NOTIFICATIONS], self.handle, group_id="projector", healthy=self.probe
-        )
+        kafka.subscribe_records([NOTIFICATIONS], self.handle, group="projector", healthy=self.probe)
 
 
 async def redeliver_until_taken(kafka: KafkaBus, values: Sequence[bytes], attempts: int) -> int:
@@ -200,7 +198,7 @@ async def test_an_outage_is_retried_whole_and_never_dead_letters_anything() -> N
     async def probe() -> bool:
         return True  # the probe may say yes: the handler's own word about an outage wins
 
-    kafka.subscribe_records([NOTIFICATIONS], handler, group_id="projector", healthy=probe)
+    kafka.subscribe_records([NOTIFICATIONS], handler, group="projector", healthy=probe)
     dead = watch_dead_letters(kafka)
     batch = [sent(1), sent(2)]
     async with TestKafkaBroker(kafka.broker):
@@ -262,7 +260,7 @@ async def test_an_event_a_handler_rejects_goes_with_its_index_in_the_record() ->
         # e.g. one event of a raw webhook batch the limits refuse
         return [Rejected(records[0], "occurred_at: before 1970", index=3, value=b'{"bad": 1}')]
 
-    kafka.subscribe_records([NOTIFICATIONS], handler, group_id="ingest")
+    kafka.subscribe_records([NOTIFICATIONS], handler, group="ingest")
     dead = watch_dead_letters(kafka)
     async with TestKafkaBroker(kafka.broker):
         await deliver(kafka, sent(1))

@@ -60,7 +60,7 @@ async def test_a_publish_is_seen_whole_in_its_order_per_key(
     options = KafkaOptions(kafka_bootstrap, topic_prefix=topic_prefix, partitions=3)
     bus = KafkaBus(options)
     seen = Seen()
-    bus.subscribe([USERS], seen, group_id="tx-reader")
+    bus.subscribe([USERS], seen, group="tx-reader")
     publisher = KafkaTransactionalPublisher(bus, transactional_id="import-1")
     await bus.start()
     await publisher.start()
@@ -134,7 +134,7 @@ async def test_a_publisher_killed_mid_transaction_leaves_nothing_and_its_success
         crashing.stdout.close()
 
     seen = Seen()
-    bus.subscribe([USERS], seen, group_id="tx-reader")
+    bus.subscribe([USERS], seen, group="tx-reader")
     # The successor under the same id: starting it aborts what the killed one left open (which
     # would otherwise hold back every later record of its partitions for its 10-minute timeout),
     # so the successor's events are readable within `until`'s wait.

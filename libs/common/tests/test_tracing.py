@@ -191,7 +191,7 @@ async def test_each_publish_path_carries_its_trace_to_the_consumer(
         seen.extend(events)
         arrived.set()
 
-    bus.subscribe([USERS], handle, group_id="traced")
+    bus.subscribe([USERS], handle, group="traced")
     publisher = KafkaTransactionalPublisher(bus, transactional_id="traced-import")
     tracer = provider.get_tracer("test")
     await bus.start()

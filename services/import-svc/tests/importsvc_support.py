@@ -55,7 +55,7 @@ def build_embedded(
     db = SqliteDatabase(tmp_path / "insights.db")
     bus = InProcessBus()
     collector = Collector()
-    bus.subscribe(USERS, collector)
+    bus.subscribe([USERS], collector, group="collector")
     keys = SqliteKeyStore(db, SecretBox(Fernet.generate_key()))
     settings = ImportSettings(data_dir=tmp_path / "data", max_rows=max_rows, max_bytes=max_bytes)
     service, parts = create_embedded(

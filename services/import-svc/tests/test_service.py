@@ -377,7 +377,7 @@ async def test_a_failing_publish_marks_the_import_failed_and_stores_no_users(
         if down:
             raise RuntimeError("projector down")
 
-    embedded.bus.subscribe(USERS, broken)
+    embedded.bus.subscribe([USERS], broken, group="projector")
     record = await run(embedded, HEADER, f"alex,{ALEX},")
     assert record.status is ImportStatus.FAILED
     assert [i.code for i in record.errors] == ["internal_error"]
@@ -465,7 +465,7 @@ async def test_shutdown_keeps_a_background_import_to_resume(tmp_path: Path) -> N
         entered.set()
         await asyncio.Event().wait()
 
-    first.bus.subscribe(USERS, stuck)
+    first.bus.subscribe([USERS], stuck, group="projector")
 
     async def upload() -> AsyncIterator[bytes]:
         yield csv_bytes(HEADER, f"alex,{ALEX},")

@@ -39,8 +39,7 @@ class RecordingBus(InProcessBus):
         super().__init__()
         self.calls: list[list[AnyEvent]] = []
         self.received: list[AnyEvent] = []
-        for topic in (NOTIFICATIONS, USERS, TEMPLATES):
-            self.subscribe(topic, self._collect)
+        self.subscribe([NOTIFICATIONS, USERS, TEMPLATES], self._collect, group="recorder")
 
     async def publish(self, events: Sequence[AnyEvent]) -> tuple[()]:
         self.calls.append(list(events))

@@ -87,7 +87,7 @@ async def test_dedup_survives_a_restart_on_the_same_file(
             published.extend(batch)
 
         bus = InProcessBus()
-        bus.subscribe("insights.notifications.v1", collect)
+        bus.subscribe(["insights.notifications.v1"], collect, group="collector")
         result = await make_service(after, bus, keys).ingest(
             app_id="acme", items=[delivered("acme", "d1"), delivered("acme", "d2")]
         )

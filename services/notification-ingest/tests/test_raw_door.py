@@ -160,7 +160,7 @@ class Door:
         async def collect(events: Sequence[AnyEvent]) -> None:
             self.canonical.extend(events)
 
-        self.reader.subscribe(list(CANONICAL), collect, group_id="reader")
+        self.reader.subscribe(list(CANONICAL), collect, group="reader")
 
     async def produce(self, *values: bytes) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)

@@ -1,8 +1,9 @@
 """The event bus port and its in-process adapter.
 
-The in-process bus carries the same contract events the Kafka topics carry. A publish awaits every
-subscriber of the topic, so in the embedded mode a batch is projected before `publish` returns and
-a batch handler can write it in one transaction.
+Both buses take subscribers the same way (`EventSubscriber`), so a service's wiring subscribes its
+handlers once, whichever bus it is given. The in-process bus carries the same contract events the
+Kafka topics carry. A publish awaits every subscriber of the topic, so in the embedded mode a batch
+is projected before `publish` returns and a batch handler can write it in one transaction.
 
 `publish` is all or nothing: a subscriber that fails fails the publish, and its transaction took
 none of the batch (an import relies on this: its valid rows become visible together or not at
@@ -39,6 +40,11 @@ from insights_contracts.topics import key_for, topic_for
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[Sequence[AnyEvent]], Awaitable[None]]
+HealthProbe = Callable[[], Awaitable[bool]]
+"""Answers whether what a handler writes to is up (its store's ping)."""
+
+MAX_RECORDS = 1000
+"""The most records a Kafka subscriber takes in one batch unless told otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,38 @@ class AtOnce:
         return written_records(written)
 
 
+class EventSubscriber(Protocol):
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        handler: BatchHandler,
+        *,
+        group: str,
+        healthy: HealthProbe | None = None,
+        max_records: int = MAX_RECORDS,
+    ) -> None:
+        """Feed `handler` batches of the topics' events, one key's events in their order.
+
+        `group` names the subscriber wherever it shows: its consumer group on Kafka, the consumer
+        of its dead letters and its spans in both modes. On Kafka the subscriptions of one group
+        share the partitions; in process each subscription takes every publish. Call before the
+        bus starts.
+
+        `healthy` and `max_records` are Kafka's: there a batch is at most `max_records` records,
+        and one the handler keeps failing on is taken apart only while `healthy()` answers that
+        its store is up. In process a batch is what one publish carried, and a failure fails the
+        publish or, isolating, dead-letters the events at fault at once.
+        """
+        ...
+
+
+def topic_names(topics: Sequence[str]) -> tuple[str, ...]:
+    """The topics of a subscription; one name alone is refused, not taken as its letters."""
+    if isinstance(topics, str):
+        raise TypeError(f"subscribe takes a sequence of topics, not the string {topics!r}")
+    return tuple(topics)
+
+
 class DeadLetterSink(Protocol):
     async def add(self, failed: Sequence[FailedEvent]) -> None: ...
 
@@ -136,10 +174,19 @@ class InProcessBus:
         self._clock = clock
         self._tracer = tracer(__name__, tracer_provider) if tracer_provider else None
 
-    def subscribe(self, topic: str, handler: BatchHandler, *, consumer: str | None = None) -> None:
-        """`consumer` names the subscriber in its dead letters (as a consumer group does)."""
-        name = consumer or str(getattr(handler, "__qualname__", handler))
-        self._subscribers[topic].append(_Subscription(handler, name))
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        handler: BatchHandler,
+        *,
+        group: str,
+        healthy: HealthProbe | None = None,
+        max_records: int = MAX_RECORDS,
+    ) -> None:
+        """`EventSubscriber.subscribe`: `group` names the subscriber in its dead letters and
+        spans; `healthy` and `max_records` are Kafka's."""
+        for topic in topic_names(topics):
+            self._subscribers[topic].append(_Subscription(handler, group))
 
     async def publish(self, events: Sequence[AnyEvent]) -> Written:
         for topic, batch in _by_topic(events).items():

@@ -38,7 +38,17 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from insights_common.bus import Span, Written, merge_spans
+from insights_common.bus import (
+    MAX_RECORDS,
+    BatchHandler,
+    EventSubscriber,
+    HealthProbe,
+    InProcessBus,
+    Span,
+    Written,
+    merge_spans,
+    topic_names,
+)
 from insights_common.bus_metrics import BusMetrics
 from insights_common.dead_letters import (
     CONSUMER_HEADER,
@@ -62,15 +72,11 @@ from insights_contracts.topics import dlq, key_for, topic_for
 log = logging.getLogger(__name__)
 _PARTITIONER = DefaultPartitioner()
 
-BatchHandler = Callable[[Sequence[AnyEvent]], Awaitable[None]]
-
 # Kafka's default max.message.bytes is 1 MiB; a record batch stays under it.
 MAX_BATCH_BYTES = 900 * 1024
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 # A batch that failed this many times in a row is taken apart to find the records at fault.
 ISOLATE_AFTER = 3
-
-HealthProbe = Callable[[], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,11 +278,12 @@ class KafkaBus:
         topics: Sequence[str],
         handler: BatchHandler,
         *,
-        group_id: str,
-        max_records: int = 1000,
+        group: str,
         healthy: HealthProbe | None = None,
+        max_records: int = MAX_RECORDS,
     ) -> None:
-        """Feed batches of the topics' events to `handler`, committing after it returns.
+        """Feed batches of the topics' events to `handler`, committing after it returns
+        (`EventSubscriber.subscribe`).
 
         Call before `start`. A record that is not a contract event goes to `<topic>.dlq` and the
         others go on. A batch the handler fails on is retried with backoff from the same offsets;
@@ -290,7 +297,7 @@ class KafkaBus:
             return rejected
 
         self.subscribe_records(
-            topics, handle, group_id=group_id, max_records=max_records, healthy=healthy
+            topics, handle, group=group, healthy=healthy, max_records=max_records
         )
 
     def subscribe_records(
@@ -298,9 +305,9 @@ class KafkaBus:
         topics: Sequence[str],
         handler: RecordHandler,
         *,
-        group_id: str,
-        max_records: int = 1000,
+        group: str,
         healthy: HealthProbe | None = None,
+        max_records: int = MAX_RECORDS,
     ) -> None:
         """Feed batches of raw records to `handler`; what it answers goes to `<topic>.dlq`.
 
@@ -316,8 +323,8 @@ class KafkaBus:
 
         The group id takes the topic prefix too: deployments sharing a cluster share no group.
         """
-        group_id = self.topic(group_id)
-        full_names = [self.topic(name) for name in topics]
+        group_id = self.topic(group)
+        full_names = [self.topic(name) for name in topic_names(topics)]
         self._topics.update(full_names)
         self._topics.update(dlq(name) for name in full_names)
         failures = 0
@@ -437,6 +444,10 @@ class KafkaBus:
         if topic not in self._partitions:
             await self.ensure_topics([topic])
         return _partition_of(key, self._partitions[topic])
+
+
+# Checked by mypy: both buses take subscribers as the port says; the wiring takes either one.
+_SUBSCRIBERS: tuple[type[EventSubscriber], ...] = (InProcessBus, KafkaBus)
 
 
 @functools.lru_cache(maxsize=100_000)

@@ -15,7 +15,7 @@ from import_svc.settings import ImportSettings
 from insights_common.access import Permission
 from insights_common.access_http import Access
 from insights_common.audit import AuditLog, Recorder
-from insights_common.bus import InProcessBus
+from insights_common.bus import EventSubscriber, InProcessBus
 from insights_common.kafka import (
     KafkaBus,
     KafkaProjectionWatermark,
@@ -25,6 +25,9 @@ from insights_common.postgres import PostgresDatabase
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts.topics import USERS
+
+REGISTRY_GROUP = "insights-import-registry"
+"""The users registry's subscriber: its consumer group on Kafka, its dead letters' consumer."""
 
 
 def create_embedded(
@@ -55,8 +58,7 @@ def create_embedded(
         time_budget=timedelta(seconds=settings.time_budget_seconds),
         max_running_per_app=settings.max_running_per_app,
     )
-    # The registry learns the users the platform reports, so modes and "unchanged" see them.
-    bus.subscribe(USERS, service.learn_users)
+    follow_users(bus, service)
     parts = ServiceParts(
         router=build_router(service, access.app_id(Permission.IMPORT), Recorder(audit)),
         on_start=[service.recover],
@@ -81,13 +83,18 @@ async def create_distributed(
     embedded mode.
     """
     service, hooks = await create_distributed_importer(db=db, bus=bus, settings=settings)
-    bus.subscribe([USERS], service.learn_users, group_id="insights-import-registry")
+    follow_users(bus, service)
     parts = ServiceParts(
         router=build_router(service, access.app_id(Permission.IMPORT), Recorder(audit)),
         on_start=hooks.on_start,
         on_stop=hooks.on_stop,
     )
     return service, parts
+
+
+def follow_users(bus: EventSubscriber, service: ImportService) -> None:
+    """The registry learns the users the platform reports, so modes and "unchanged" see them."""
+    bus.subscribe([USERS], service.learn_users, group=REGISTRY_GROUP)
 
 
 async def create_distributed_importer(

@@ -14,7 +14,7 @@ from insights_common.accounts_http import accounts_router
 from insights_common.audit import AuditLog, Recorder
 from insights_common.audit_http import audit_router
 from insights_common.auth import SecretBox
-from insights_common.bus import AtOnce, InProcessBus
+from insights_common.bus import AtOnce, EventSubscriber, InProcessBus
 from insights_common.kafka import KafkaBus, KafkaProjectionWatermark
 from insights_common.retention import RetentionSettings, SqliteRetentionSettings
 from insights_common.service import ServiceParts
@@ -78,11 +78,11 @@ def create_service(
     return service, passes, ServiceParts(router=router, on_stop=[passes.stop])
 
 
-def project_bus(bus: InProcessBus, store: ProjectionStore) -> Projector:
-    """Project the in-process bus's users, notifications and templates into `store`."""
+def project_bus(bus: EventSubscriber, store: ProjectionStore) -> Projector:
+    """Project the bus's users, notifications and templates into `store` (the embedded mode's
+    projector: one subscriber, each publish's events folded before the publish returns)."""
     projector = Projector(store)
-    for topic in TOPICS:
-        bus.subscribe(topic, projector.handle, consumer=EMBEDDED_PROJECTOR)
+    bus.subscribe(TOPICS, projector.handle, group=EMBEDDED_PROJECTOR)
     return projector
 
 
@@ -161,7 +161,7 @@ class PingableProjectionStore(ProjectionStore, Protocol):
 
 
 def create_projector(
-    *, store: PingableProjectionStore, bus: KafkaBus, settings: QuerySettings
+    *, store: PingableProjectionStore, bus: EventSubscriber, settings: QuerySettings
 ) -> Projector:
     """The projector process: one consumer group over the three topics, batches into `store`.
 
@@ -174,10 +174,10 @@ def create_projector(
     projector = Projector(store)
     for _ in range(settings.projector_consumers):
         bus.subscribe(
-            list(TOPICS),
+            TOPICS,
             projector.handle,
-            group_id=settings.kafka.projector_group,
-            max_records=settings.projector_batch,
+            group=settings.kafka.projector_group,
             healthy=store.ping,
+            max_records=settings.projector_batch,
         )
     return projector

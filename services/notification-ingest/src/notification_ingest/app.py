@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from insights_common.auth import KeyStore
-from insights_common.bus import EventPublisher, InProcessBus, ProjectionWatermark
+from insights_common.bus import (
+    EventPublisher,
+    EventSubscriber,
+    HealthProbe,
+    InProcessBus,
+    ProjectionWatermark,
+)
 from insights_common.kafka import KafkaBus, KafkaProjectionWatermark
 from insights_common.postgres import PostgresDatabase
 from insights_common.service import ServiceParts
@@ -30,9 +36,6 @@ from notification_ingest.service import IngestService
 from notification_ingest.settings import IngestSettings
 from notification_ingest.source_service import SourceService
 
-PHONE_DIRECTORY = "ingest-phone-directory"
-"""The embedded subscriber keeping whose phone number is whose (its dead letters' consumer)."""
-
 
 def create_embedded(
     *,
@@ -49,7 +52,7 @@ def create_embedded(
     phones = SqlitePhoneDirectory(db)
     pending = SqlitePendingCallbacks(db)
     sources = source_service(service, keys=keys, phones=phones, pending=pending, settings=settings)
-    bus.subscribe(USERS, phone_directory_consumer(phones, sources), consumer=PHONE_DIRECTORY)
+    follow_phone_numbers(bus, phones, sources, settings=settings)
     router = routes(service, sources, settings=settings)
     parts = ServiceParts(
         router=router, on_start=[service.start, sources.start], on_stop=[service.stop, sources.stop]
@@ -77,26 +80,39 @@ async def create_distributed(
     bus.subscribe_records(
         [PLATFORM_RAW],
         raw_events_consumer(service, max_batch=settings.max_batch),
-        group_id=settings.raw_group,
-        max_records=settings.raw_batch,
+        group=settings.raw_group,
         healthy=healthy,
+        max_records=settings.raw_batch,
     )
     phones = PostgresPhoneDirectory(db)
     sources = source_service(
         service, keys=keys, phones=phones, pending=PostgresPendingCallbacks(db), settings=settings
     )
-    bus.subscribe(
-        [USERS],
-        phone_directory_consumer(phones, sources),
-        group_id=settings.phone_group,
-        max_records=settings.raw_batch,
-        healthy=healthy,
-    )
+    follow_phone_numbers(bus, phones, sources, settings=settings, healthy=healthy)
     router = routes(service, sources, settings=settings)
     return service, ServiceParts(
         router=router,
         on_start=[service.start, sources.start],
         on_stop=[service.stop, sources.stop, watermark.stop],
+    )
+
+
+def follow_phone_numbers(
+    bus: EventSubscriber,
+    phones: PhoneDirectory,
+    sources: SourceService,
+    *,
+    settings: IngestSettings,
+    healthy: HealthProbe | None = None,
+) -> None:
+    """Keep whose phone number is whose from the users topic, in the phone group; the
+    platforms' callbacks kept for a number are taken once it names a user."""
+    bus.subscribe(
+        [USERS],
+        phone_directory_consumer(phones, sources),
+        group=settings.phone_group,
+        healthy=healthy,
+        max_records=settings.raw_batch,
     )
 
 
