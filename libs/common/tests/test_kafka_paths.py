@@ -1,128 +1,45 @@
-"""KafkaBus's consuming paths, fast, on FastStream's in-memory `TestKafkaBroker`.
+"""KafkaBus's retry rules, fast, on FastStream's in-memory `TestKafkaBroker`.
 
-The real-Kafka suite (test_bus.py) proves delivery, offsets and restarts; these prove the rules a
-batch follows inside the consumer, which need many failures in a row to reach: a batch that keeps
-failing is retried whole until it has failed ISOLATE_AFTER times, then (if the store answers) taken
-apart so only the records at fault go to the dead-letter topic; an outage is never taken apart;
-what is not a contract event goes to the dead-letter topic with why. Kafka redelivers a failed batch
-from the same offsets; here the test delivers it again, which is what the broker would do.
+The real-Kafka suites (test_bus.py, test_dead_letters.py) prove delivery, offsets and restarts;
+these prove the rules a batch follows inside the consumer, which need many failures in a row to
+reach: a failing batch is retried whole, with a growing backoff, until it has failed ISOLATE_AFTER
+times, then taken apart, if the store answers, so only the records at fault go to the dead-letter
+topic; an outage (the handler's `DependencyUnavailable`, or a probe that says no or fails) is never
+taken apart, also when it begins while a batch is.
+
+What lives in aiokafka's consumer is left to the real-Kafka suites: the commit after the handler
+(and none after a failure) and the redelivery from there, polls of at most `max_records`,
+read_committed, a group's consumers sharing the partitions (the test broker hands a record to the
+first subscriber of a group), the lag gauge (it reads the consumer's assignment) and offsets (every
+record here has offset 0).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import pytest
-from faststream.kafka import KafkaResponse, TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from prometheus_client import CollectorRegistry
+from faststream.kafka import TestKafkaBroker
 
-from insights_common import kafka as kafka_module
-from insights_common.dead_letters import (
-    CONSUMER_HEADER,
-    ERROR_HEADER,
-    SOURCE_INDEX_HEADER,
-    SOURCE_TOPIC_HEADER,
-)
-from insights_common.kafka import ISOLATE_AFTER, KafkaBus, KafkaOptions, Record, Rejected
+from insights_common.dead_letters import ERROR_HEADER
+from insights_common.kafka import ISOLATE_AFTER, RETRY_DELAYS, KafkaBus, Record, Rejected
 from insights_common.outage import DependencyUnavailable
-from insights_contracts import AnyEvent, NotificationSent
-from insights_contracts.topics import NOTIFICATIONS, dlq
+from insights_contracts import AnyEvent
+from insights_contracts.topics import NOTIFICATIONS
+from tests.in_memory_kafka import (
+    GROUP,
+    TOPIC,
+    Backoff,
+    bus,
+    counted,
+    deliver,
+    redeliver_until_taken,
+    sent,
+    watch_dead_letters,
+)
 
 pytestmark = pytest.mark.unit
-
-T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
-PREFIX = "paths."
-TOPIC = f"{PREFIX}{NOTIFICATIONS}"
-
-
-def sent(n: int) -> bytes:
-    event = NotificationSent.model_validate(
-        {
-            "event_id": f"s-{n}",
-            "app_id": "acme",
-            "occurred_at": T0 + timedelta(seconds=n),
-            "message_id": f"m-{n}",
-            "user_id": "alex",
-            "channel": "sms",
-            "template": {"key": "otp", "version": 1},
-            "content": {"body": f"code {n}"},
-        }
-    )
-    return event.model_dump_json().encode()
-
-
-@dataclass
-class DeadLetters:
-    """What reached the dead-letter topic: each record's value and headers."""
-
-    records: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
-
-    @property
-    def values(self) -> list[bytes]:
-        return [value for value, _ in self.records]
-
-
-@pytest.fixture(autouse=True)
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The consumer sleeps between retries; the rules do not depend on how long.
-    monkeypatch.setattr(kafka_module, "RETRY_DELAYS", (0.0,))
-
-
-def bus() -> KafkaBus:
-    return KafkaBus(KafkaOptions("unused:9092", topic_prefix=PREFIX))
-
-
-def watch_dead_letters(kafka: KafkaBus) -> DeadLetters:
-    seen = DeadLetters()
-
-    async def as_bytes(message: KafkaMessage) -> bytes:
-        return message.body
-
-    @kafka.broker.subscriber(dlq(TOPIC), group_id="dlq-reader", decoder=as_bytes)
-    async def read(body: bytes, message: KafkaMessage) -> None:
-        headers = {name: value.decode() for name, value in message.raw_message.headers}
-        seen.records.append((body, headers))
-
-    return seen
-
-
-def counted(kafka: KafkaBus, name: str, **labels: str) -> float:
-    """A counter of the bus's metrics, read as Prometheus would scrape it."""
-    registry = CollectorRegistry()
-    registry.register(kafka.metrics)
-    found = registry.get_sample_value(name, labels)
-    return 0.0 if found is None else found
-
-
-async def deliver(kafka: KafkaBus, *values: bytes) -> None:
-    """One batch of records on the notifications topic, as a poll would hand it over."""
-    await kafka.broker.publish_batch(*(KafkaResponse(v, key=b"alex") for v in values), topic=TOPIC)
-
-
-async def test_a_record_that_is_not_an_event_goes_to_the_dead_letter_topic_and_the_rest_on() -> (
-    None
-):
-    kafka = bus()
-    taken: list[AnyEvent] = []
-
-    async def handler(events: Sequence[AnyEvent]) -> None:
-        taken.extend(events)
-
-    kafka.subscribe([NOTIFICATIONS], handler, group="projector")
-    dead = watch_dead_letters(kafka)
-    async with TestKafkaBroker(kafka.broker):
-        await deliver(kafka, sent(1), b'{"event_type": "notification.sent"}', sent(2))
-
-    assert [e.event_id for e in taken] == ["s-1", "s-2"]
-    assert dead.values == [b'{"event_type": "notification.sent"}']
-    headers = dead.records[0][1]
-    assert headers[SOURCE_TOPIC_HEADER] == TOPIC
-    assert headers[CONSUMER_HEADER] == f"{PREFIX}projector"
-    assert "event_id" in headers[ERROR_HEADER] or "Field required" in headers[ERROR_HEADER]
-    assert counted(kafka, "insights_dead_letters_total", topic=TOPIC) == 1
 
 
 @dataclass
@@ -148,18 +65,6 @@ class Flaky:
         kafka.subscribe_records([NOTIFICATIONS], self.handle, group="projector", healthy=self.probe)
 
 
-async def redeliver_until_taken(kafka: KafkaBus, values: Sequence[bytes], attempts: int) -> int:
-    """Deliver the batch again after each failure, as Kafka does from the uncommitted offsets;
-    answers how many deliveries it took."""
-    for attempt in range(1, attempts + 1):
-        try:
-            await deliver(kafka, *values)
-        except ValueError:
-            continue  # the handler's failure: Kafka would hand the batch over again
-        return attempt
-    raise AssertionError(f"the batch was still failing after {attempts} deliveries")
-
-
 async def test_a_batch_that_keeps_failing_is_taken_apart_and_only_the_poison_is_dead_lettered() -> (
     None
 ):
@@ -178,9 +83,7 @@ async def test_a_batch_that_keeps_failing_is_taken_apart_and_only_the_poison_is_
     assert flaky.taken == [sent(1), sent(3)]
     assert dead.values == [poison]
     assert "the store refused this document" in dead.records[0][1][ERROR_HEADER]
-    failures = counted(
-        kafka, "insights_consumer_batch_failures_total", group=f"{PREFIX}projector", cause="error"
-    )
+    failures = counted(kafka, "insights_consumer_batch_failures_total", group=GROUP, cause="error")
     assert failures == ISOLATE_AFTER - 1
 
 
@@ -210,9 +113,7 @@ async def test_an_outage_is_retried_whole_and_never_dead_letters_anything() -> N
 
     assert calls == [2] * (ISOLATE_AFTER * 2 + 1)
     assert dead.values == []
-    outages = counted(
-        kafka, "insights_consumer_batch_failures_total", group=f"{PREFIX}projector", cause="outage"
-    )
+    outages = counted(kafka, "insights_consumer_batch_failures_total", group=GROUP, cause="outage")
     assert outages == ISOLATE_AFTER * 2
 
 
@@ -253,19 +154,117 @@ async def test_a_success_resets_the_count_of_failures_in_a_row() -> None:
     assert flaky.taken == [sent(1)]
 
 
-async def test_an_event_a_handler_rejects_goes_with_its_index_in_the_record() -> None:
-    kafka = bus()
+async def test_a_handler_that_fails_for_a_while_is_retried_with_backoff_until_it_succeeds() -> None:
+    backoff = Backoff()
+    kafka = bus(backoff)
+    failures = 2
+    taken: list[str] = []
 
-    async def handler(records: Sequence[Record]) -> Sequence[Rejected]:
-        # e.g. one event of a raw webhook batch the limits refuse
-        return [Rejected(records[0], "occurred_at: before 1970", index=3, value=b'{"bad": 1}')]
+    async def handler(events: Sequence[AnyEvent]) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("the store is restarting")
+        taken.extend(e.event_id for e in events)
 
-    kafka.subscribe_records([NOTIFICATIONS], handler, group="ingest")
+    kafka.subscribe([NOTIFICATIONS], handler, group="projector")
     dead = watch_dead_letters(kafka)
     async with TestKafkaBroker(kafka.broker):
-        await deliver(kafka, sent(1))
+        deliveries = await redeliver_until_taken(
+            kafka, [sent(1), sent(2), sent(3)], attempts=5, failing=ConnectionError
+        )
 
-    assert dead.values == [b'{"bad": 1}']
-    headers = dead.records[0][1]
-    assert headers[SOURCE_INDEX_HEADER] == "3"
-    assert headers[ERROR_HEADER] == "occurred_at: before 1970"
+    assert deliveries == 3
+    assert taken == ["s-1", "s-2", "s-3"]
+    assert backoff.delays == list(RETRY_DELAYS[:2])
+    assert dead.values == []
+    assert counted(kafka, "insights_consumer_batch_failures_total", group=GROUP, cause="error") == 2
+    assert counted(kafka, "insights_consumer_records_total", group=GROUP, topic=TOPIC) == 3
+    assert counted(kafka, "insights_consumer_batch_duration_seconds_count", group=GROUP) == 1
+
+
+async def test_the_backoff_grows_to_its_longest_and_starts_over_after_a_success() -> None:
+    backoff = Backoff()
+    kafka = bus(backoff)
+    down = True
+
+    async def handler(events: Sequence[AnyEvent]) -> None:
+        if down:
+            raise ConnectionError("the store does not answer")
+
+    kafka.subscribe([NOTIFICATIONS], handler, group="projector")  # no probe: never taken apart
+    async with TestKafkaBroker(kafka.broker):
+        for _ in range(len(RETRY_DELAYS) + 2):
+            with pytest.raises(ConnectionError):
+                await deliver(kafka, sent(1))
+        down = False
+        await deliver(kafka, sent(1))
+        down = True
+        with pytest.raises(ConnectionError):
+            await deliver(kafka, sent(2))
+
+    longest = RETRY_DELAYS[-1]
+    assert backoff.delays == [*RETRY_DELAYS, longest, longest, RETRY_DELAYS[0]]
+
+
+@pytest.mark.parametrize("outage", ["reported", "probed"])
+async def test_an_outage_that_begins_while_a_batch_is_taken_apart_holds_the_whole_batch(
+    outage: str,
+) -> None:
+    """The store goes down after taking the first record alone: the handler says so itself
+    (`DependencyUnavailable`), or only its probe does. Nothing is dead-lettered then; once the
+    store is back the batch is taken apart again from its first record (at least once)."""
+    kafka = bus()
+    taken: list[str] = []
+    up = True
+    falls_after_one = True
+
+    async def handler(events: Sequence[AnyEvent]) -> None:
+        nonlocal up, falls_after_one
+        if not up:
+            if outage == "reported":
+                raise DependencyUnavailable("OpenSearch", "connection refused")
+            raise ConnectionError("connection refused")
+        if any(e.event_id == "s-2" for e in events):
+            raise ValueError("cannot fold s-2")
+        taken.extend(e.event_id for e in events)
+        if len(events) == 1 and falls_after_one:
+            up, falls_after_one = False, False
+
+    async def probe() -> bool:
+        return up
+
+    kafka.subscribe([NOTIFICATIONS], handler, group="projector", healthy=probe)
+    dead = watch_dead_letters(kafka)
+    batch = [sent(1), sent(2), sent(3)]
+    async with TestKafkaBroker(kafka.broker):
+        for _ in range(ISOLATE_AFTER - 1):
+            with pytest.raises(ValueError):
+                await deliver(kafka, *batch)
+        with pytest.raises((DependencyUnavailable, ConnectionError)):
+            await deliver(kafka, *batch)
+        assert (taken, dead.values) == (["s-1"], [])
+        up = True
+        await deliver(kafka, *batch)
+
+    assert taken == ["s-1", "s-1", "s-3"]
+    assert dead.values == [sent(2)]
+
+
+async def test_a_health_probe_that_fails_counts_as_a_store_that_is_down() -> None:
+    kafka = bus()
+
+    async def handler(events: Sequence[AnyEvent]) -> None:
+        raise ValueError("cannot fold")
+
+    async def probe() -> bool:
+        raise TimeoutError("the ping timed out")
+
+    kafka.subscribe([NOTIFICATIONS], handler, group="projector", healthy=probe)
+    dead = watch_dead_letters(kafka)
+    async with TestKafkaBroker(kafka.broker):
+        for _ in range(ISOLATE_AFTER + 1):
+            with pytest.raises(ValueError):
+                await deliver(kafka, sent(1))
+
+    assert dead.values == []

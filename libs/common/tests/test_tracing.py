@@ -1,6 +1,7 @@
 """Traces: off without the OTEL_* variables (nothing exported, nothing broken), named by the
 standard ones when on, and carried through Kafka's record headers from a publish to the batch
-that consumes it (the integration tests, on a real broker)."""
+that consumes it (on a real broker in the integration tests, on the in-memory one in a unit
+test)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from fastapi import FastAPI
+from faststream.kafka import KafkaResponse, TestKafkaBroker
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -215,6 +217,36 @@ async def test_each_publish_path_carries_its_trace_to_the_consumer(
         assert consumer.context.trace_id == root.context.trace_id
         assert root in ancestors(consumer, by_id)
     assert {e.event_id for e in seen} == {"webhook:0", "webhook:1", "import:0", "import:1"}
+
+
+@pytest.mark.unit
+async def test_a_consumed_batch_continues_the_trace_of_its_publish_on_the_in_memory_broker(
+    exported: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """The same path as above on FastStream's `TestKafkaBroker`, in a second: the publish's
+    context rides in the records' headers to the consumer span of the batch."""
+    provider, exporter = exported
+    bus = KafkaBus(KafkaOptions("unused:9092", topic_prefix="traced."), tracer_provider=provider)
+
+    async def handle(events: Sequence[AnyEvent]) -> None:
+        pass
+
+    bus.subscribe([USERS], handle, group="projector")
+    records = [KafkaResponse(e.model_dump_json().encode(), key=b"k") for e in users("b", 2)]
+    async with TestKafkaBroker(bus.broker):
+        with provider.get_tracer("test").start_as_current_span("request") as request:
+            await bus.broker.publish_batch(*records, topic=bus.topic(USERS))
+
+    spans = exporter.get_finished_spans()
+    by_id = {span.context.span_id: span for span in spans}
+    [consumer] = [span for span in spans if span.kind == SpanKind.CONSUMER]
+    assert consumer.name == "traced.projector process"
+    assert consumer.context.trace_id == request.get_span_context().trace_id
+    assert consumer.parent is not None and by_id[consumer.parent.span_id].kind == SpanKind.PRODUCER
+    assert by_id[request.get_span_context().span_id] in ancestors(consumer, by_id)
+    assert consumer.attributes is not None
+    assert consumer.attributes["messaging.batch.message_count"] == 2
+    assert consumer.attributes["messaging.destination.name"] == bus.topic(USERS)
 
 
 def ancestors(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[ReadableSpan]:

@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -128,9 +129,18 @@ class KafkaBus:
     """Publishes contract events to their topics and feeds batch handlers from them."""
 
     def __init__(
-        self, options: KafkaOptions, *, tracer_provider: TracerProvider | None = None
+        self,
+        options: KafkaOptions,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """`clock` stamps the dead letters; `pause` waits out a failed batch's backoff (both
+        injected, so the consuming rules can be tested without waiting)."""
         self.options = options
+        self._clock = clock
+        self._pause = pause
         self.traced = tracer_provider is not None
         self.tracer = tracer(__name__, tracer_provider)
         self.broker = KafkaBroker(
@@ -358,7 +368,7 @@ class KafkaBus:
                     delay,
                     exc_info=not outage,  # an outage is told in one line
                 )
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 raise
             failures = 0
             metrics.batch_seconds.labels(group_id).observe(time.perf_counter() - started)
@@ -412,7 +422,7 @@ class KafkaBus:
 
     async def _dead_letter(self, rejected: Sequence[Rejected], *, consumer: str) -> None:
         """Send each reject to `<its topic>.dlq`: its key and bytes, its own headers, and why."""
-        failed_at = rfc3339(utc_now())
+        failed_at = rfc3339(self._clock())
         by_topic: dict[str, list[tuple[bytes | None, bytes, dict[str, str]]]] = defaultdict(list)
         for reject in rejected:
             record = reject.record
