@@ -43,24 +43,35 @@ UNBUILT_PAGE = """<!doctype html>
 under <code>/api/v1</code>; its reference is at <a href="/api/docs">/api/docs</a>.</p></body></html>
 """
 _NAME = re.compile(r"\$\{(INSIGHTS_[A-Z_]+)\}")
+# A `server` line of an upstream, whose address is one of the names: written once per address.
+_SERVER = re.compile(r"^([ \t]*)server \$\{(INSIGHTS_[A-Z_]+_UPSTREAM)\}([^;\n]*);$", re.M)
 
 
 def render(template: str, values: dict[str, str]) -> str:
-    """The template with each ${INSIGHTS_*} replaced; a name without a value is an error."""
+    """The template with each ${INSIGHTS_*} replaced; a name without a value is an error.
+
+    An upstream's value may name several servers, comma-separated: its `server` line is then
+    written once for each, with the template's parameters (max_fails...) on every one. nginx
+    sends each new request to the next server in turn."""
     missing = sorted({name for name in _NAME.findall(template) if name not in values})
     if missing:
         raise ValueError(f"no value for {', '.join(missing)}")
-    return _NAME.sub(lambda match: values[match.group(1)], template)
+
+    def server_lines(match: re.Match[str]) -> str:
+        indent, name, parameters = match.groups()
+        return "\n".join(
+            f"{indent}server {address}{parameters};" for address in addresses(values[name])
+        )
+
+    return _NAME.sub(lambda match: values[match.group(1)], _SERVER.sub(server_lines, template))
 
 
-def servers(upstream: str) -> str:
-    """`host:port` or several, comma-separated, as the template's one `server` line takes them:
-    the first address, then ` max_fails=0;` and a `server` line for each of the others (the
-    template closes the last one). nginx sends each new request to the next server in turn."""
-    addresses = [part.strip() for part in upstream.split(",") if part.strip()]
-    if not addresses:
+def addresses(upstream: str) -> list[str]:
+    """`host:port`, or several comma-separated, as a list."""
+    found = [part.strip() for part in upstream.split(",") if part.strip()]
+    if not found:
         raise ValueError(f"no host:port in {upstream!r}")
-    return " max_fails=0;\n    server ".join(addresses)
+    return found
 
 
 def nginx_binary() -> str:
@@ -143,9 +154,9 @@ class Edge:
             {
                 "INSIGHTS_EDGE_LISTEN": listen,
                 "INSIGHTS_EDGE_TLS": tls,
-                "INSIGHTS_IMPORT_UPSTREAM": servers(self.import_upstream),
-                "INSIGHTS_INGEST_UPSTREAM": servers(self.ingest_upstream),
-                "INSIGHTS_QUERY_UPSTREAM": servers(self.query_upstream),
+                "INSIGHTS_IMPORT_UPSTREAM": self.import_upstream,
+                "INSIGHTS_INGEST_UPSTREAM": self.ingest_upstream,
+                "INSIGHTS_QUERY_UPSTREAM": self.query_upstream,
                 "INSIGHTS_DASHBOARD_ROOT": str(root),
                 "INSIGHTS_EDGE_ACCESS_LOG": str(self.access_log),
             },

@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import gzip
 import hashlib
+import json
 import shutil
 import ssl
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -281,6 +283,96 @@ async def test_a_service_that_is_down_gives_a_502_naming_it(tmp_path: Path) -> N
             assert answer.headers["content-type"] == "application/problem+json"
             assert f"The {name} service is not answering" in answer.json()["detail"]
         assert (await edge.get("/healthz")).status_code == 200
+
+
+# A replica of its own process, to be killed: it answers every request with its address.
+REPLICA = """
+import http.server, json, sys
+
+class Answer(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def answer(self, status):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"replica": sys.argv[1]}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        self.answer(200)
+
+    def do_POST(self):
+        self.answer(201)
+
+    def log_message(self, *args):
+        pass
+
+host, port = sys.argv[1].rsplit(":", 1)
+http.server.ThreadingHTTPServer((host, int(port)), Answer).serve_forever()
+"""
+
+
+@contextlib.asynccontextmanager
+async def replicas(count: int) -> AsyncIterator[dict[str, asyncio.subprocess.Process]]:
+    """`count` replica processes, by host:port, each answering."""
+    started = {}
+    try:
+        for _ in range(count):
+            address = f"127.0.0.1:{free_port()}"
+            started[address] = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-I", "-S", "-c", REPLICA, address),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        async with httpx.AsyncClient(timeout=1) as client:
+            for address in started:
+                for _ in range(200):
+                    with contextlib.suppress(httpx.TransportError):
+                        await client.get(f"http://{address}/")
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError(f"the replica at {address} did not answer in 10 s")
+        yield started
+    finally:
+        for process in started.values():
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+async def test_a_replica_that_dies_costs_no_request(tmp_path: Path) -> None:
+    """Two query and two ingest replicas; one of each is SIGKILLed: every GET and POST after it
+    is answered by the other, the first ones after trying the dead one."""
+    async with upstreams() as addresses, replicas(4) as started:
+        query, ingest = list(started)[:2], list(started)[2:]
+        addresses |= {"query": ",".join(query), "ingest": ",".join(ingest)}
+        async with edge_to(addresses, tmp_path / "edge") as edge:
+
+            async def answered_by(method: str, path: str) -> str:
+                answer = await edge.request(
+                    method, path, content=b"[]" if method == "POST" else None
+                )
+                assert answer.status_code == (201 if method == "POST" else 200), answer.text
+                return str(answer.json()["replica"])
+
+            both = {await answered_by("GET", "/api/v1/users") for _ in range(4)}
+            both |= {await answered_by("POST", "/api/v1/events") for _ in range(4)}
+            assert both == set(started)
+            for dead in (query[1], ingest[1]):
+                started[dead].kill()
+                await started[dead].wait()
+            after = [await answered_by("GET", "/api/v1/users") for _ in range(10)]
+            after += [await answered_by("POST", "/api/v1/events") for _ in range(10)]
+            assert set(after) == {query[0], ingest[0]}
+        log = [json.loads(line) for line in (tmp_path / "edge/access.log").read_text().splitlines()]
+        # The first request of each after the kill tried the dead replica, then the live one.
+        tried = {line["upstream"] for line in log if "," in line["upstream"]}
+        assert tried == {f"{query[1]}, {query[0]}", f"{ingest[1]}, {ingest[0]}"}
 
 
 @pytest.fixture
