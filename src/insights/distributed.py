@@ -114,7 +114,11 @@ def kafka_bus(
 
 
 async def postgres(
-    settings: PostgresSettings, stack: AsyncExitStack, *, limit: float
+    settings: PostgresSettings,
+    stack: AsyncExitStack,
+    *,
+    limit: float,
+    tracer_provider: TracerProvider | None = None,
 ) -> PostgresDatabase:
     db = await patiently(
         "PostgreSQL",
@@ -123,6 +127,7 @@ async def postgres(
             schema=settings.db_schema,
             max_size=settings.pool_size,
             acquire_timeout=settings.timeout,
+            tracer_provider=tracer_provider,
         ),
         limit=limit,
     )
@@ -261,7 +266,9 @@ async def build(
     key_cache = KeyCacheSettings()
     if name in ("import", "ingest"):
         settings = ImportSettings() if name == "import" else IngestSettings()
-        db = await postgres(settings.postgres, stack, limit=startup_limit)
+        db = await postgres(
+            settings.postgres, stack, limit=startup_limit, tracer_provider=tracer_provider
+        )
         bus = kafka_bus(
             settings.kafka, client_id=f"insights-{name}", tracer_provider=tracer_provider
         )
@@ -290,7 +297,7 @@ async def build(
     store = await opensearch_store(
         query.opensearch, stack, pool=query.opensearch_pool, limit=startup_limit
     )
-    db = await postgres(query.postgres, stack, limit=startup_limit)
+    db = await postgres(query.postgres, stack, limit=startup_limit, tracer_provider=tracer_provider)
     access, audit = await access_of(db, await key_store(db, box, key_cache))
     retention = PostgresRetentionSettings(db)
     await retention.migrate()

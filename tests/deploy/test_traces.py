@@ -1,7 +1,7 @@
 """One webhook event is one trace across the distributed mode's processes, and so is one CSV
-import, as a real OpenTelemetry Collector receives them: the Collector of deploy/otelcol (OTLP
-receiver, file exporter), built from the Go module proxy by `make ops-tools`, writes every span
-it gets to a JSON-lines file, which this test reads.
+import (with its PostgreSQL statements), as a real OpenTelemetry Collector receives them: the
+Collector of deploy/otelcol (OTLP receiver, file exporter), built from the Go module proxy by
+`make ops-tools`, writes every span it gets to a JSON-lines file, which this test reads.
 
 The caller sends its own `traceparent` with the webhook and with the read that follows, as a
 program that wants to see "sent, then found" as one trace does: the query service cannot know
@@ -225,6 +225,15 @@ def test_one_webhook_event_is_one_trace_across_the_processes_and_so_is_an_import
         ("insights-import", "publish (transaction)"),
         ("insights-import", "POST /api/v1/imports"),
     ], seen
+    # and the PostgreSQL statements made for it (the import's registry, then ingest's index
+    # of phone numbers as it consumes the users), each under the upload
+    statements = [s for s in spans if s["name"].startswith("postgresql ")]
+    assert {s["service"] for s in statements} >= {"insights-import"}, seen
+    for statement in statements:
+        assert statement["kind"] == CLIENT, statement
+        assert attribute(statement, "db.system.name") == "postgresql", statement
+        ancestors = [(s["service"], s["name"]) for s in lineage(statement, by_id)]
+        assert ancestors[-1] == ("insights-import", "POST /api/v1/imports"), ancestors
 
 
 def until_complete(api: httpx.Client, import_id: str) -> None:
@@ -232,6 +241,14 @@ def until_complete(api: httpx.Client, import_id: str) -> None:
     while (status := api.get(f"/api/v1/imports/{import_id}").json()["status"]) != "completed":
         assert status not in ("failed", "rejected") and time.monotonic() < deadline, status
         time.sleep(0.1)
+
+
+def attribute(span: dict[str, Any], name: str) -> Any:
+    """The value of one of a span's attributes, as OTLP's JSON writes it."""
+    for each in span.get("attributes", []):
+        if each["key"] == name:
+            return next(iter(each["value"].values()))
+    return None
 
 
 def lineage(span: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""PostgresDatabase: the pool, its schema, and numbered migrations per component."""
+"""PostgresDatabase: the pool, its schema, numbered migrations per component, and its
+statements as spans when the process traces."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
 from insights_common.outage import DependencyUnavailable
 from insights_common.postgres import MigrationError, PostgresDatabase, quote_ident
@@ -214,3 +219,50 @@ async def test_a_dedicated_connection_lost_to_the_server_is_one_outage(
     with pytest.raises(asyncpg.InterfaceError):
         async with own.use() as conn:  # closed with the database, not opened again
             await conn.fetchval("SELECT 1")
+
+
+@integration
+async def test_statements_within_a_trace_are_its_spans_when_the_process_traces(
+    pg_schema: PgSchema,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    traced = await PostgresDatabase.connect(
+        pg_schema.dsn, schema=pg_schema.schema, max_size=1, tracer_provider=provider
+    )
+    untraced = await PostgresDatabase.connect(pg_schema.dsn, schema=pg_schema.schema, max_size=1)
+    try:
+        async with traced.acquire() as conn:
+            await conn.fetchval("SELECT 'outside any trace'")
+        with provider.get_tracer("test").start_as_current_span("request") as request:
+            async with traced.acquire() as conn:
+                await conn.execute("SELECT $1::int", 1)
+            async with traced.dedicated().use() as own:
+                await own.fetchval("SELECT 'own connection'")
+            with pytest.raises(asyncpg.UndefinedTableError):
+                async with traced.acquire() as conn:
+                    await conn.fetch("SELECT * FROM nothing_here")
+            async with untraced.acquire() as conn:
+                await conn.fetchval("SELECT 'untraced process'")
+        await asyncio.sleep(0.05)  # asyncpg calls the loggers at the loop's next turns
+    finally:
+        await traced.close()
+        await untraced.close()
+        provider.shutdown()
+    spans = {
+        span.attributes["db.query.text"]: span
+        for span in exporter.get_finished_spans()
+        if span.attributes and "db.query.text" in span.attributes
+    }
+    assert {"SELECT $1::int", "SELECT 'own connection'", "SELECT * FROM nothing_here"} <= set(spans)
+    assert not {"SELECT 'outside any trace'", "SELECT 'untraced process'"} & set(spans)
+    request_id = request.get_span_context().span_id
+    assert {span.parent.span_id for span in spans.values() if span.parent} == {request_id}
+    one = spans["SELECT $1::int"]
+    assert (one.name, one.kind) == ("postgresql SELECT", SpanKind.CLIENT)
+    assert one.attributes is not None and one.attributes["db.system.name"] == "postgresql"
+    failed = spans["SELECT * FROM nothing_here"]
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes is not None
+    assert failed.attributes["error.type"] == "UndefinedTableError"

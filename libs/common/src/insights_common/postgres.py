@@ -27,9 +27,11 @@ from asyncpg.exceptions import (
 )
 
 from insights_common.outage import DEFAULT_TIMEOUT, DependencyUnavailable, bounded
+from insights_common.postgres_traces import StatementSpans
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger(__name__)
 
@@ -122,16 +124,19 @@ class PostgresDatabase:
         max_size: int = 10,
         command_timeout: float = 60.0,
         acquire_timeout: float = DEFAULT_TIMEOUT,
+        tracer_provider: TracerProvider | None = None,
     ) -> PostgresDatabase:
         """Open the pool. `schema` becomes the search_path (created by `migrate` if missing).
 
         `acquire_timeout`: the longest wait for a connection (from the pool, or a new one) before
-        `DependencyUnavailable`; statements have `command_timeout`.
+        `DependencyUnavailable`; statements have `command_timeout`. With a tracer provider, each
+        statement made within a trace is a span (`insights_common.postgres_traces`).
         """
         server_settings = {"application_name": "user-insights"}
         if schema is not None:
             # A startup parameter, not a SET: the pool's RESET ALL on release keeps it.
             server_settings["search_path"] = quote_ident(schema)
+        spans = StatementSpans(tracer_provider) if tracer_provider else None
         pool = await asyncpg.create_pool(
             dsn,
             min_size=min_size,
@@ -141,15 +146,19 @@ class PostgresDatabase:
             # not hand out dead ones.
             max_inactive_connection_lifetime=300.0,
             server_settings=server_settings,
+            init=spans.watch if spans else None,
         )
 
-        def connect() -> Awaitable[OwnConnection]:
-            return asyncpg.connect(
+        async def connect() -> OwnConnection:
+            conn = await asyncpg.connect(
                 dsn,
                 command_timeout=command_timeout,
                 timeout=acquire_timeout,
                 server_settings=server_settings,
             )
+            if spans:
+                await spans.watch(conn)
+            return conn
 
         return cls(pool, schema=schema, acquire_timeout=acquire_timeout, connect=connect)
 

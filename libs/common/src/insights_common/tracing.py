@@ -11,7 +11,8 @@ A trace follows an event across processes: the HTTP request (FastAPI's instrumen
 publish (the context rides in each Kafka record's headers: FastStream's telemetry middleware for
 the bus's publishes, `record_headers` for the import's transactions), the consumer's batch
 (`consuming`: a child of the publish when the batch carries one trace, else a new trace linked to
-each), and the writes it makes (the OpenSearch store's spans).
+each), and the writes it makes (the OpenSearch store's spans; PostgreSQL's statements are
+spans too, `insights_common.postgres_traces`).
 """
 
 from __future__ import annotations
