@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,6 +235,47 @@ def partitions_short_of_isr(cluster: Cluster, prefix: str) -> list[str]:
     return asyncio.run(describe())
 
 
+def group_shares(
+    cluster: Cluster,
+    deployment: DistributedDeployment,
+    what: str,
+    wanted: Callable[[list[int]], bool],
+    limit: float = 300.0,
+) -> list[int]:
+    """The projectors' group's shares (`projector_shares`) once `wanted` takes them."""
+    deadline = time.monotonic() + limit
+    while not wanted(shares := projector_shares(cluster, deployment)):
+        assert time.monotonic() < deadline, f"{what}: not after {limit:.0f} s (last {shares})"
+        time.sleep(1)
+    return shares
+
+
+def projector_shares(cluster: Cluster, deployment: DistributedDeployment) -> list[int]:
+    """How many partitions each member of the projectors' consumer group holds, once the
+    group is stable (none while it rebalances)."""
+    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment  # noqa: PLC0415
+
+    group = f"{deployment.topic_prefix}insights-projector"
+
+    async def describe() -> list[int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=cluster.kafka.split(","))
+        await admin.start()
+        try:
+            (response,) = await admin.describe_consumer_groups([group])
+        finally:
+            await admin.close()
+        (described,) = response.to_object()["groups"]
+        if described["state"] != "Stable":
+            return []
+        return [
+            len(ConsumerProtocolMemberAssignment.decode(member["member_assignment"]).partitions())
+            for member in described["members"]
+        ]
+
+    return asyncio.run(describe())
+
+
 def until(check: Any, what: str, limit: float = 300.0) -> None:
     deadline = time.monotonic() + limit
     while not check():
@@ -321,15 +362,24 @@ def test_projector_replicas_one_three_one_during_a_stream(
     tag = f"scale-{uuid.uuid4().hex[:6]}"
 
     def scale() -> None:
+        # A projector is a member of the group for each of its subscribers: count them first.
+        alone = len(group_shares(cluster, deployment, "the first projector", bool))
         for name in ("projector-2", "projector-3"):
             deployment.add_replica("projector", name)
-        # The group shares the partitions among three: each new one handles records.
-        for name in ("projector-2", "projector-3"):
-            log = deployment.processes[name].log
-            until(lambda log=log: '"Processed"' in log.read_text(), f"{name} handling records")
+        # The group shares the partitions among the three (whether or not their partitions get
+        # records meanwhile), then, the two stopped, gives them all back to the first.
+        group_shares(
+            cluster,
+            deployment,
+            "three projectors, each subscriber with partitions",
+            lambda shares: len(shares) == 3 * alone and min(shares) > 0,
+        )
         for name in ("projector-3", "projector-2"):
             deployment.stop_one(name)
             del deployment.processes[name]
+        group_shares(
+            cluster, deployment, "the first projector alone", lambda shares: len(shares) == alone
+        )
 
     stream = stream_during(deployment, secret, tag, scale)
     check(settle(stream, deployment, cluster, key=key))
