@@ -52,7 +52,8 @@ from fastapi import FastAPI
 from bench.ingest import quantile
 from bench.manifest import DEFAULT_PATH, Deployment, Manifest
 from bench.query_mix import BY_NAME, Pools, Spec
-from insights.distributed import access_of, key_store, service_app
+from insights.connections import access_of, key_store
+from insights.distributed import service_app
 from insights_common.audit import AuditEntry, AuditFilter, AuditLog, verify
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.kafka import KafkaBus, KafkaOptions

@@ -25,12 +25,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.fernet import Fernet
 
+from insights.composition import kafka_ingest
 from insights_common.auth import SecretBox
 from insights_common.kafka import KafkaBus, KafkaOptions
 from insights_common.pg_auth import PostgresKeyStore
 from insights_common.postgres import PostgresDatabase
 from insights_contracts.topics import NOTIFICATIONS, PLATFORM_RAW, dlq
-from notification_ingest.app import create_distributed
 from notification_ingest.settings import IngestSettings
 
 
@@ -70,7 +70,7 @@ async def run(records: int, per_record: int, poison: float) -> None:
     try:
         keys = PostgresKeyStore(db, SecretBox(Fernet.generate_key()))
         await keys.migrate()
-        await create_distributed(db=db, bus=bus, keys=keys, settings=IngestSettings())
+        await kafka_ingest(db, bus, keys, IngestSettings())
         await bus.start()
         rng = random.Random(7)
         bodies: list[bytes] = []

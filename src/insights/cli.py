@@ -43,7 +43,8 @@ from insights.cli_options import (
 from insights.cli_people import audit_app, members_app, record_change
 from insights.cli_sources import sources_app
 from insights.cli_users import users_app
-from insights.embedded import create_app, running, wire
+from insights.composition import build_embedded, importer, kept_callbacks, running
+from insights.embedded import create_app
 from insights_common.access import UnknownScope, check_scopes
 from insights_common.auth import (
     ApiKeyInfo,
@@ -124,8 +125,6 @@ async def _importer(
         async with running(embedded_settings(data_dir), import_owner=owner) as embedded:
             yield embedded.imports
         return
-    from insights.distributed import importer  # noqa: PLC0415 - only this path needs Kafka
-
     async with importer(owner=owner) as imports:
         yield imports
 
@@ -165,7 +164,7 @@ def dev(
     except ValueError as error:
         err.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None
-    embedded = wire(settings, tracer_provider=tracer_provider)
+    embedded = build_embedded(settings, tracer_provider=tracer_provider)
 
     async def announce(ready: object) -> None:
         base = f"http://{settings.host}:{settings.port}"
@@ -618,7 +617,7 @@ async def _dead_letters(
     `--topic sources`)."""
     if not distributed:
         # Wired but not started: a replay needs the projector, not the services' start hooks.
-        embedded = wire(embedded_settings(data_dir))
+        embedded = build_embedded(embedded_settings(data_dir))
         try:
             yield CombinedDeadLetters(embedded.dead_letters, embedded.kept_callbacks)
         finally:
@@ -636,8 +635,6 @@ async def _dead_letters(
     if topic not in (None, KEPT_CALLBACKS):
         yield letters
         return
-    from insights.distributed import kept_callbacks  # noqa: PLC0415 - only this path needs them
-
     async with kept_callbacks() as kept:
         yield CombinedDeadLetters(letters, kept)
 

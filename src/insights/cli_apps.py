@@ -21,7 +21,7 @@ from insights.cli_options import (
     out,
 )
 from insights.cli_people import check_app_id, cli_entry
-from insights.embedded import running
+from insights.composition import running
 from insights_common.audit import AuditLog
 from insights_common.retention import MAX_DAYS, MIN_DAYS, InvalidRetention, check_days
 from insights_query.domain.retention import PassResult
@@ -63,7 +63,7 @@ async def _settings(data_dir: Path | None, distributed: bool) -> AsyncIterator[S
             yield Settings(embedded.retention, embedded.audit)
         return
     # Only this path needs PostgreSQL and OpenSearch.
-    from insights.distributed import opensearch_store, postgres  # noqa: PLC0415
+    from insights.connections import opensearch_store, postgres  # noqa: PLC0415
     from insights_common.pg_audit import PostgresAuditLog  # noqa: PLC0415
     from insights_common.pg_retention import PostgresRetentionSettings  # noqa: PLC0415
     from insights_query.settings import QuerySettings  # noqa: PLC0415

@@ -15,7 +15,7 @@ import typer
 
 from insights.cli_options import AppOption, DataDir, Distributed, embedded_settings, err, out
 from insights.cli_people import check_app_id, cli_entry
-from insights.embedded import running
+from insights.composition import running
 from insights_common.audit import AuditLog
 from insights_common.bus import AtOnce
 from insights_contracts.types import USER_ID_PATTERN
@@ -46,7 +46,7 @@ async def _erasing(data_dir: Path | None, distributed: bool) -> AsyncIterator[Er
             yield Erasing(eraser, embedded.audit)
         return
     # Only this path needs Kafka and PostgreSQL.
-    from insights.distributed import kafka_bus, patiently, postgres  # noqa: PLC0415
+    from insights.connections import kafka_bus, patiently, postgres  # noqa: PLC0415
     from insights_common.kafka import KafkaProjectionWatermark  # noqa: PLC0415
     from insights_common.pg_audit import PostgresAuditLog  # noqa: PLC0415
 

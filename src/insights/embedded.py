@@ -1,7 +1,8 @@
 """The embedded deployment: the three services in one process on SQLite and an in-process bus.
 
-This is not a second product: it wires the same services that run separately in the distributed
-mode to their embedded adapters, and serves their routes and the dashboard on one port.
+This is not a second product: the composition root (`insights.composition.build_embedded`) wires
+the same services that run separately in the distributed mode to their embedded adapters, and
+this app serves their routes and the dashboard on one port.
 """
 
 from __future__ import annotations
@@ -16,14 +17,11 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from import_svc.app import create_embedded as create_import
 from import_svc.service import ImportService
-from import_svc.settings import ImportSettings
-from insights_common.access_http import Access
-from insights_common.audit import AuditLog, GroupedAuditLog, SqliteAuditLog
-from insights_common.auth import SecretBox, SqliteKeyStore
+from insights_common.audit import AuditLog
+from insights_common.auth import SqliteKeyStore
 from insights_common.bus import InProcessBus
-from insights_common.dead_letters import EmbeddedDeadLetters, SqliteDeadLetters
+from insights_common.dead_letters import EmbeddedDeadLetters
 from insights_common.http import install_problem_handlers
 from insights_common.http_guard import HttpSettings, install_http_guards
 from insights_common.members import SqliteMemberStore
@@ -31,16 +29,12 @@ from insights_common.observability import install_observability
 from insights_common.service import ServiceParts
 from insights_common.sqlite import SqliteDatabase
 from insights_common.tracing import trace_http
-from insights_query.app import create_embedded as create_query
 from insights_query.entrypoints.api_docs import install_api_docs
 from insights_query.entrypoints.dashboard import install_dashboard
 from insights_query.retention import RetentionService
 from insights_query.service import QueryService
-from insights_query.settings import QuerySettings
-from notification_ingest.app import create_embedded as create_ingest
 from notification_ingest.kept_letters import KeptCallbackLetters
 from notification_ingest.service import IngestService
-from notification_ingest.settings import IngestSettings
 
 API_PREFIX = "/api/v1"
 DEFAULT_ORIGIN = "http://127.0.0.1:8000"
@@ -85,63 +79,6 @@ class Embedded:
             for hook in parts.on_stop:
                 await hook()
         self.db.close()
-
-
-def wire(
-    settings: EmbeddedSettings,
-    *,
-    import_owner: str | None = None,
-    tracer_provider: TracerProvider | None = None,
-) -> Embedded:
-    """Wire the services of one data dir. `import_owner` names who runs its imports (the
-    server by default): a second process on the same data dir passes a name of its own, so the
-    server does not take its running imports for its own unfinished ones. With a tracer
-    provider, each subscriber's batch is a span within the request that published it."""
-    data_dir = settings.data_dir
-    db = SqliteDatabase(data_dir / "insights.db")
-    box = SecretBox.from_data_dir(data_dir)
-    keys = SqliteKeyStore(db, box)
-    members = SqliteMemberStore(db)
-    audit = GroupedAuditLog(SqliteAuditLog(db))
-    access = Access(keys, members)
-    dead_letters = SqliteDeadLetters(db)
-    bus = InProcessBus(dead_letters=dead_letters, tracer_provider=tracer_provider)
-    query, retention, query_parts = create_query(
-        db=db, bus=bus, access=access, audit=audit, settings=QuerySettings(), box=box
-    )
-    import_settings = ImportSettings(data_dir=data_dir)
-    if import_owner is not None:
-        import_settings = import_settings.model_copy(update={"replica_id": import_owner})
-    imports, import_parts = create_import(
-        db=db, bus=bus, access=access, audit=audit, settings=import_settings
-    )
-    ingest, ingest_parts, kept = create_ingest(db=db, bus=bus, keys=keys, settings=IngestSettings())
-    return Embedded(
-        db=db,
-        keys=keys,
-        members=members,
-        audit=audit,
-        bus=bus,
-        imports=imports,
-        ingest=ingest,
-        query=query,
-        retention=retention,
-        dead_letters=EmbeddedDeadLetters(dead_letters, bus),
-        kept_callbacks=kept,
-        parts=[query_parts, import_parts, ingest_parts],
-    )
-
-
-@asynccontextmanager
-async def running(
-    settings: EmbeddedSettings, *, import_owner: str | None = None
-) -> AsyncIterator[Embedded]:
-    embedded = wire(settings, import_owner=import_owner)
-    await embedded.start()
-    try:
-        yield embedded
-    finally:
-        await embedded.stop()
 
 
 def create_app(

@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 
-from import_svc.app import create_embedded as create_import
+from import_svc.adapters.sqlite import SqliteImportStore
+from import_svc.app import HttpDoor, build_imports
 from import_svc.domain.model import ImportOptions, ImportStatus
 from import_svc.settings import ImportSettings
 from insights_common.access_http import Access
 from insights_common.audit import SqliteAuditLog
 from insights_common.auth import SecretBox, SqliteKeyStore
-from insights_common.bus import InProcessBus
+from insights_common.bus import AtOnce, InProcessBus
 from insights_common.dead_letters import SqliteDeadLetters
 from insights_common.kafka import KafkaBus, KafkaOptions
 from insights_common.members import SqliteMemberStore
@@ -35,9 +36,14 @@ from insights_contracts import AnyEvent, parse_event
 from insights_contracts.topics import NOTIFICATIONS
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.adapters.sqlite import SqliteInsightsStore
-from insights_query.app import create_projector, project_bus
+from insights_query.app import EMBEDDED_PROJECTOR, build_projector
 from insights_query.settings import QuerySettings
-from notification_ingest.app import create_embedded as create_ingest
+from notification_ingest.adapters.sqlite import (
+    SqliteDedupStore,
+    SqlitePendingCallbacks,
+    SqlitePhoneDirectory,
+)
+from notification_ingest.app import build_ingest
 from notification_ingest.settings import IngestSettings
 from tests.conftest import INSIGHTS
 
@@ -118,9 +124,25 @@ async def ingest_with_a_bug(data_dir: Path) -> None:
     db = SqliteDatabase(data_dir / "insights.db")
     try:
         bus = InProcessBus(dead_letters=SqliteDeadLetters(db))
-        project_bus(bus, BuggyStore(SqliteInsightsStore(db), broken={"m2"}))
+        build_projector(
+            store=BuggyStore(SqliteInsightsStore(db), broken={"m2"}),
+            bus=bus,
+            group=EMBEDDED_PROJECTOR,
+            settings=QuerySettings(),
+        )
         keys = SqliteKeyStore(db, SecretBox.from_data_dir(data_dir))
-        service, _, _ = create_ingest(db=db, bus=bus, keys=keys, settings=IngestSettings())
+        service = build_ingest(
+            dedup=SqliteDedupStore(db),
+            publisher=bus.isolating(),
+            watermark=AtOnce(),
+            keys=keys,
+            phones=SqlitePhoneDirectory(db),
+            pending=SqlitePendingCallbacks(db),
+            users=bus,
+            raw=None,
+            healthy=None,
+            settings=IngestSettings(),
+        ).service
         result = await service.ingest(
             app_id="acme", items=[sent("m1"), sent("m2", minute=1), sent("m3", "bo", 2)]
         )
@@ -180,15 +202,21 @@ async def import_with_a_bug(data_dir: Path) -> tuple[ImportStatus, list[str], in
         letters = SqliteDeadLetters(db)
         bus = InProcessBus(dead_letters=letters)
         store = SqliteInsightsStore(db)
-        project_bus(bus, BuggyStore(store, broken={"kim"}))
-        keys = SqliteKeyStore(db, SecretBox.from_data_dir(data_dir))
-        imports, _ = create_import(
-            db=db,
+        build_projector(
+            store=BuggyStore(store, broken={"kim"}),
             bus=bus,
-            access=Access(keys, SqliteMemberStore(db)),
-            audit=SqliteAuditLog(db),
-            settings=ImportSettings(data_dir=data_dir),
+            group=EMBEDDED_PROJECTOR,
+            settings=QuerySettings(),
         )
+        keys = SqliteKeyStore(db, SecretBox.from_data_dir(data_dir))
+        imports = build_imports(
+            store=SqliteImportStore(db),
+            publisher=bus,
+            watermark=AtOnce(),
+            users=bus,
+            door=HttpDoor(Access(keys, SqliteMemberStore(db)), SqliteAuditLog(db)),
+            settings=ImportSettings(data_dir=data_dir),
+        ).service
         csv = b"user_id,phone_number\nalex,+14155550171\nkim,+821012345678\nsam,+447911123456\n"
         record = await imports.run_import(
             app_id="acme", filename="users.csv", chunks=iter([csv]), options=ImportOptions()
@@ -223,7 +251,15 @@ async def project_with_a_bug_then_fixed(
         return all([await search.get_message("acme", m) for m in wanted])
 
     buggy_bus, publisher = KafkaBus(options), KafkaBus(options)
-    create_projector(store=BuggyStore(search, broken={"m2"}), bus=buggy_bus, settings=settings)
+    buggy = BuggyStore(search, broken={"m2"})
+    build_projector(
+        store=buggy,
+        bus=buggy_bus,
+        group=settings.kafka.projector_group,
+        settings=settings,
+        consumers=settings.projector_consumers,
+        healthy=buggy.ping,
+    )
     await buggy_bus.start()
     await publisher.start()
     try:
@@ -250,7 +286,14 @@ async def project_with_a_bug_then_fixed(
 
     # The fixed projector is deployed, then the dead letter replayed.
     fixed_bus = KafkaBus(options)
-    create_projector(store=search, bus=fixed_bus, settings=settings)
+    build_projector(
+        store=search,
+        bus=fixed_bus,
+        group=settings.kafka.projector_group,
+        settings=settings,
+        consumers=settings.projector_consumers,
+        healthy=search.ping,
+    )
     await fixed_bus.start()
     try:
         replay = await asyncio.to_thread(insights, "dlq", "replay", "--all", *on_kafka, env=env)

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from insights.embedded import Embedded, EmbeddedSettings, create_app, wire
+from insights.composition import build_embedded
+from insights.embedded import Embedded, EmbeddedSettings, create_app
 
 
 @dataclass
@@ -32,7 +33,7 @@ async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
 
 @asynccontextmanager
 async def embedded_in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
-    embedded = wire(EmbeddedSettings(data_dir=tmp_path / "data"))
+    embedded = build_embedded(EmbeddedSettings(data_dir=tmp_path / "data"))
     app = create_app(embedded)
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
     async with (

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from insights.cli import app
-from insights.embedded import EmbeddedSettings, running
+from insights.composition import running
+from insights.embedded import EmbeddedSettings
 from insights_common.audit import AuditFilter
 from insights_common.auth import SourceConfig
 

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from source_samples import KNOCK_SECRET, json_body, knock_sign
 
-from insights.embedded import EmbeddedSettings, create_app, wire
+from insights.composition import build_embedded
+from insights.embedded import EmbeddedSettings, create_app
 
 pytestmark = pytest.mark.unit
 
@@ -22,7 +23,7 @@ async def client(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[httpx.AsyncClient]:
     monkeypatch.setenv("INGEST_MAX_BODY_BYTES", "2048")
-    embedded = wire(EmbeddedSettings(data_dir=tmp_path / "data"))
+    embedded = build_embedded(EmbeddedSettings(data_dir=tmp_path / "data"))
     await embedded.keys.set_source_secret("acme", "knock", KNOCK_SECRET)
     app = create_app(embedded)
     transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))

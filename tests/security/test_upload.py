@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from insights.embedded import Embedded, EmbeddedSettings, create_app, wire
+from insights.composition import build_embedded
+from insights.embedded import Embedded, EmbeddedSettings, create_app
 
 pytestmark = pytest.mark.unit
 
@@ -47,7 +48,7 @@ async def door(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: str) -> 
     # A small limit, so the tests reach it quickly; the settings are read from the environment.
     monkeypatch.setenv("IMPORT_MAX_RUNNING_PER_APP", "2")
     monkeypatch.setenv("IMPORT_TIME_BUDGET_SECONDS", budget)
-    embedded = wire(EmbeddedSettings(data_dir=tmp_path / "data"))
+    embedded = build_embedded(EmbeddedSettings(data_dir=tmp_path / "data"))
     app = create_app(embedded)
     transport = httpx.ASGITransport(app=app)
     async with (

@@ -10,7 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from insights.embedded import EmbeddedSettings, create_app, wire
+from insights.composition import build_embedded
+from insights.embedded import EmbeddedSettings, create_app
 
 pytestmark = pytest.mark.unit
 
@@ -23,7 +24,7 @@ async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def embedded(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    parts = wire(EmbeddedSettings(data_dir=tmp_path))
+    parts = build_embedded(EmbeddedSettings(data_dir=tmp_path))
     try:
         async for client in serve(create_app(parts)):
             yield client

@@ -14,7 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from insights.embedded import EmbeddedSettings, create_app, wire
+from insights.composition import build_embedded
+from insights.embedded import EmbeddedSettings, create_app
 from insights_common.signatures import sign
 from insights_common.tracing import service_resource
 
@@ -48,7 +49,9 @@ async def test_a_webhook_batch_and_its_projection_are_one_trace(
     tmp_path: Path, exported: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
     provider, exporter = exported
-    embedded = wire(EmbeddedSettings(data_dir=tmp_path / "data"), tracer_provider=provider)
+    embedded = build_embedded(
+        EmbeddedSettings(data_dir=tmp_path / "data"), tracer_provider=provider
+    )
     app = create_app(embedded, tracer_provider=provider)
     transport = httpx.ASGITransport(app=app)
     async with (

@@ -9,13 +9,14 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
-from import_svc.app import create_embedded
+from import_svc.adapters.sqlite import SqliteImportStore
+from import_svc.app import HttpDoor, build_imports
 from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
 from insights_common.access_http import Access
 from insights_common.audit import SqliteAuditLog
 from insights_common.auth import SecretBox, SqliteKeyStore
-from insights_common.bus import InProcessBus
+from insights_common.bus import AtOnce, InProcessBus
 from insights_common.http import install_problem_handlers
 from insights_common.members import SqliteMemberStore
 from insights_common.service import ServiceParts
@@ -58,14 +59,15 @@ def build_embedded(
     bus.subscribe([USERS], collector, group="collector")
     keys = SqliteKeyStore(db, SecretBox(Fernet.generate_key()))
     settings = ImportSettings(data_dir=tmp_path / "data", max_rows=max_rows, max_bytes=max_bytes)
-    service, parts = create_embedded(
-        db=db,
-        bus=bus,
-        access=Access(keys, SqliteMemberStore(db)),
-        audit=SqliteAuditLog(db),
+    imports = build_imports(
+        store=SqliteImportStore(db),
+        publisher=bus,
+        watermark=AtOnce(),
+        users=bus,
+        door=HttpDoor(Access(keys, SqliteMemberStore(db)), SqliteAuditLog(db)),
         settings=settings,
     )
-    return Embedded(db, bus, keys, service, parts, collector, settings)
+    return Embedded(db, bus, keys, imports.service, imports.parts, collector, settings)
 
 
 def make_app(parts: ServiceParts) -> FastAPI:

@@ -37,8 +37,7 @@ from insights_contracts import (
 )
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.adapters.sqlite import SqliteInsightsStore
-from insights_query.app import create_service, project_bus
-from insights_query.erasure import UserEraser
+from insights_query.app import EMBEDDED_PROJECTOR, build_projector, build_query
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings
 
@@ -257,20 +256,21 @@ def wire(
     db: SqliteDatabase,
 ) -> tuple[QueryService, FastAPI]:
     """The query service and its HTTP app over `store`, fed by `bus`."""
-    project_bus(bus, store)
-    service, _, parts = create_service(
-        reader=store,
+    build_projector(store=store, bus=bus, group=EMBEDDED_PROJECTOR, settings=settings)
+    query = build_query(
+        store=store,
         access=Access(keys, SqliteMemberStore(db)),
         audit=SqliteAuditLog(db),
         retention=SqliteRetentionSettings(db),
-        eraser=UserEraser(publisher=bus, watermark=AtOnce(), wait_seconds=0, clock=lambda: NOW),
+        publisher=bus,
+        watermark=AtOnce(),
         settings=settings,
         clock=lambda: NOW,
     )
     app = FastAPI()
-    app.include_router(parts.router, prefix="/api/v1")
+    app.include_router(query.parts.router, prefix="/api/v1")
     install_problem_handlers(app)
-    return service, app
+    return query.service, app
 
 
 Wiring = Callable[[QuerySettings], tuple[QueryService, FastAPI]]

@@ -13,12 +13,14 @@ from fastapi import FastAPI
 from insights_common.access_http import Access
 from insights_common.audit import SqliteAuditLog
 from insights_common.auth import SqliteKeyStore
-from insights_common.bus import InProcessBus
+from insights_common.bus import AtOnce, InProcessBus
 from insights_common.http import install_problem_handlers
 from insights_common.members import SqliteMemberStore
 from insights_common.observability import install_observability
+from insights_common.retention import SqliteRetentionSettings
 from insights_common.sqlite import SqliteDatabase
-from insights_query.app import create_embedded
+from insights_query.adapters.sqlite import SqliteInsightsStore
+from insights_query.app import EMBEDDED_PROJECTOR, build_projector, build_query
 from insights_query.entrypoints.dashboard import (
     FALLBACK_PAGE,
     IMMUTABLE,
@@ -64,14 +66,18 @@ def app_with_dashboard(assets: Path, db: SqliteDatabase, keys: SqliteKeyStore) -
     app = FastAPI(docs_url="/api/docs")
     install_problem_handlers(app)
     install_observability(app, service="query")
-    _, _, parts = create_embedded(
-        db=db,
-        bus=InProcessBus(),
+    bus, store, settings = InProcessBus(), SqliteInsightsStore(db), QuerySettings()
+    build_projector(store=store, bus=bus, group=EMBEDDED_PROJECTOR, settings=settings)
+    query = build_query(
+        store=store,
         access=Access(keys, SqliteMemberStore(db)),
         audit=SqliteAuditLog(db),
-        settings=QuerySettings(),
+        retention=SqliteRetentionSettings(db),
+        publisher=bus,
+        watermark=AtOnce(),
+        settings=settings,
     )
-    app.include_router(parts.router, prefix="/api/v1")
+    app.include_router(query.parts.router, prefix="/api/v1")
     install_dashboard(app, assets=assets)
     return app
 

@@ -19,7 +19,7 @@ from insights_common.kafka_dlq import KafkaDeadLetters
 from insights_contracts import AnyEvent
 from insights_contracts.topics import NOTIFICATIONS
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
-from insights_query.app import create_projector
+from insights_query.app import build_projector
 from insights_query.settings import QuerySettings
 
 pytestmark = pytest.mark.integration
@@ -117,7 +117,14 @@ async def test_an_event_the_store_cannot_apply_goes_to_the_dead_letter_topic(
 ) -> None:
     projector_bus, publisher = buses
     buggy = BuggyStore(store, broken={"m2"})
-    create_projector(store=buggy, bus=projector_bus, settings=SETTINGS)
+    build_projector(
+        store=buggy,
+        bus=projector_bus,
+        group=SETTINGS.kafka.projector_group,
+        settings=SETTINGS,
+        consumers=SETTINGS.projector_consumers,
+        healthy=buggy.ping,
+    )
     await projector_bus.start()
     await publisher.start()
     poison = ev.sent("m2", "alex", "2026-11-02T10:01:00Z")
@@ -165,7 +172,14 @@ async def test_an_outage_holds_the_events_and_dead_letters_none(
     projector_bus, publisher = buses
     buggy = BuggyStore(store, broken=set())
     buggy.down = True
-    create_projector(store=buggy, bus=projector_bus, settings=SETTINGS)
+    build_projector(
+        store=buggy,
+        bus=projector_bus,
+        group=SETTINGS.kafka.projector_group,
+        settings=SETTINGS,
+        consumers=SETTINGS.projector_consumers,
+        healthy=buggy.ping,
+    )
     await projector_bus.start()
     await publisher.start()
     await publisher.publish(

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from insights_common.auth import SqliteKeyStore
 from insights_common.bus import InProcessBus
 from insights_common.http import encode_cursor
-from insights_query.app import project_bus
+from insights_query.app import EMBEDDED_PROJECTOR, build_projector
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings
 
@@ -901,7 +901,7 @@ class CountingReader:
 async def test_csv_export_reads_one_page_at_a_time_as_it_streams(
     store: Any, bus: InProcessBus, ev: Any
 ) -> None:
-    project_bus(bus, store)
+    build_projector(store=store, bus=bus, group=EMBEDDED_PROJECTOR, settings=QuerySettings())
     await bus.publish([ev.sent(f"m{n}", "alex", f"2026-11-0{n}T10:00:00Z") for n in range(1, 6)])
     reader = CountingReader(store)
     service = QueryService(reader, settings=QuerySettings(export_page_size=2), clock=lambda: NOW)

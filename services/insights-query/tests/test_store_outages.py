@@ -30,8 +30,7 @@ from insights_common.retention import SqliteRetentionSettings
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import AnyEvent
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
-from insights_query.app import create_projector, create_service
-from insights_query.erasure import UserEraser
+from insights_query.app import build_projector, build_query
 from insights_query.settings import QuerySettings
 
 pytestmark = pytest.mark.integration
@@ -115,7 +114,14 @@ async def test_the_projector_waits_for_a_blocked_index_and_dead_letters_nothing(
     )
     projector_bus, publisher = KafkaBus(options), KafkaBus(options)
     counting = Counting(store)
-    create_projector(store=counting, bus=projector_bus, settings=SETTINGS)
+    build_projector(
+        store=counting,
+        bus=projector_bus,
+        group=SETTINGS.kafka.projector_group,
+        settings=SETTINGS,
+        consumers=SETTINGS.projector_consumers,
+        healthy=counting.ping,
+    )
     await block_writes(client, store, True)
     try:
         await projector_bus.start()
@@ -154,16 +160,17 @@ READ_PATHS = (
 
 
 def query_app(store: OpenSearchInsightsStore, keys: SqliteKeyStore, db: SqliteDatabase) -> FastAPI:
-    _, _, parts = create_service(
-        reader=store,
+    query = build_query(
+        store=store,
         access=Access(keys, SqliteMemberStore(db)),
         audit=SqliteAuditLog(db),
         retention=SqliteRetentionSettings(db),
-        eraser=UserEraser(publisher=InProcessBus(), watermark=AtOnce(), wait_seconds=0),
+        publisher=InProcessBus(),
+        watermark=AtOnce(),
         settings=QuerySettings(),
     )
     app = FastAPI()
-    app.include_router(parts.router, prefix="/api/v1")
+    app.include_router(query.parts.router, prefix="/api/v1")
     install_problem_handlers(app)
     return app
 

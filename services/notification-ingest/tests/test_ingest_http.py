@@ -12,9 +12,15 @@ from fastapi import FastAPI
 from ingest_support import RecordingBus, contract_events, delivered
 
 from insights_common.auth import SqliteKeyStore, sign
+from insights_common.bus import AtOnce
 from insights_common.http import install_problem_handlers
 from insights_common.sqlite import SqliteDatabase
-from notification_ingest.app import create_embedded
+from notification_ingest.adapters.sqlite import (
+    SqliteDedupStore,
+    SqlitePendingCallbacks,
+    SqlitePhoneDirectory,
+)
+from notification_ingest.app import build_ingest
 from notification_ingest.settings import IngestSettings
 
 pytestmark = pytest.mark.unit
@@ -28,9 +34,20 @@ async def client(
     db: SqliteDatabase, bus: RecordingBus, keys: SqliteKeyStore
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = IngestSettings(max_batch=1000, max_body_bytes=BODY_LIMIT)
-    _, parts, _ = create_embedded(db=db, bus=bus, keys=keys, settings=settings)
+    ingest = build_ingest(
+        dedup=SqliteDedupStore(db),
+        publisher=bus.isolating(),
+        watermark=AtOnce(),
+        keys=keys,
+        phones=SqlitePhoneDirectory(db),
+        pending=SqlitePendingCallbacks(db),
+        users=bus,
+        raw=None,
+        healthy=None,
+        settings=settings,
+    )
     app = FastAPI()
-    app.include_router(parts.router, prefix="/api/v1")
+    app.include_router(ingest.parts.router, prefix="/api/v1")
     install_problem_handlers(app)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:

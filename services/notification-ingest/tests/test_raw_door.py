@@ -18,14 +18,20 @@ from cryptography.fernet import Fernet
 from ingest_support import RecordingBus, contract_events, delivered
 
 from insights_common.auth import SecretBox, SqliteKeyStore, sign
+from insights_common.bus import AtOnce
 from insights_common.kafka import KafkaBus, KafkaOptions, Record
 from insights_common.pg_auth import PostgresKeyStore
 from insights_common.postgres import PostgresDatabase
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import AnyEvent
 from insights_contracts.topics import CANONICAL, PLATFORM_RAW, dlq
+from notification_ingest.adapters.postgres import (
+    PostgresDedupStore,
+    PostgresPendingCallbacks,
+    PostgresPhoneDirectory,
+)
 from notification_ingest.adapters.sqlite import SqliteDedupStore
-from notification_ingest.app import create_distributed
+from notification_ingest.app import build_ingest
 from notification_ingest.entrypoints.consumers import raw_events_consumer
 from notification_ingest.service import IngestService
 from notification_ingest.settings import IngestSettings
@@ -198,7 +204,24 @@ async def door(
     door = Door(kafka_bootstrap, topic_prefix)
     keys = PostgresKeyStore(pg, SecretBox(Fernet.generate_key()))
     await keys.migrate()
-    service, _ = await create_distributed(db=pg, bus=door.bus, keys=keys, settings=IngestSettings())
+    dedup = PostgresDedupStore(pg)
+    await dedup.migrate()
+
+    async def healthy() -> bool:
+        return await pg.ping() and await door.bus.ping()
+
+    service = build_ingest(
+        dedup=dedup,
+        publisher=door.bus,
+        watermark=AtOnce(),
+        keys=keys,
+        phones=PostgresPhoneDirectory(pg),
+        pending=PostgresPendingCallbacks(pg),
+        users=door.bus,
+        raw=door.bus,
+        healthy=healthy,
+        settings=IngestSettings(),
+    ).service
     secret = await keys.rotate_webhook_secret("acme")
     await door.bus.start()
     await door.reader.start()

@@ -1,8 +1,15 @@
-"""The one place that wires the query side's adapters into its service."""
+"""insights-query's builders, from their ports: the query API, and the projector that feeds its
+store. The distributed mode runs them in two processes, the embedded mode in one.
+
+The composition root (`insights.composition`) makes the ports of a mode, SQLite and the
+in-process bus or OpenSearch, PostgreSQL and Kafka, and hands them here; nothing below depends
+on which.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -14,16 +21,13 @@ from insights_common.accounts_http import accounts_router
 from insights_common.audit import AuditLog, Recorder
 from insights_common.audit_http import audit_router
 from insights_common.auth import SecretBox
-from insights_common.bus import AtOnce, EventSubscriber, InProcessBus
-from insights_common.kafka import KafkaBus, KafkaProjectionWatermark
-from insights_common.retention import RetentionSettings, SqliteRetentionSettings
+from insights_common.bus import EventPublisher, EventSubscriber, HealthProbe, ProjectionWatermark
+from insights_common.retention import RetentionSettings
 from insights_common.service import ServiceParts
 from insights_common.sources import Sources
 from insights_common.sources_http import sources_router
-from insights_common.sqlite import SqliteDatabase
 from insights_common.sso import SEAL_PURPOSE, SingleSignOn
 from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
-from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.domain.time import utc_now
 from insights_query.entrypoints.erase_http import erase_router
 from insights_query.entrypoints.http import create_router
@@ -43,23 +47,39 @@ class QueryStore(InsightsReader, RetentionStore, Protocol):
     """What the query API reads, and where its retention passes remove messages."""
 
 
-def create_service(
+@dataclass
+class Query:
+    service: QueryService
+    retention: RetentionService
+    """The retention passes: on their schedule once the process serving the API starts them
+    (`RetentionService.start`), not among the parts' hooks."""
+    parts: ServiceParts
+
+
+def build_query(
     *,
-    reader: QueryStore,
+    store: QueryStore,
     access: Access,
     audit: AuditLog,
     retention: RetentionSettings,
-    eraser: UserEraser,
+    publisher: EventPublisher,
+    watermark: ProjectionWatermark,
     settings: QuerySettings,
     box: SecretBox | None = None,
     clock: Callable[[], datetime] = utc_now,
-) -> tuple[QueryService, RetentionService, ServiceParts]:
-    """The query API over any store, with sign-in, members, the audit trail and the app's
+) -> Query:
+    """The query API over `store`, with sign-in, members, the audit trail and the app's
     settings (sources, retention) beside it; with single sign-on when `settings.sso` is
-    configured (its flows are sealed with a key derived from `box`'s). The retention passes run
-    on their schedule once the process serving the API starts them (`RetentionService.start`)."""
-    service = QueryService(reader, settings=settings, clock=clock)
-    passes = RetentionService.of(settings=retention, store=reader, query=settings, clock=clock)
+    configured (its flows are sealed with a key derived from `box`'s). Erasing a user publishes
+    the erase with `publisher` and waits until `watermark` says the projection has taken it."""
+    service = QueryService(store, settings=settings, clock=clock)
+    passes = RetentionService.of(settings=retention, store=store, query=settings, clock=clock)
+    eraser = UserEraser(
+        publisher=publisher,
+        watermark=watermark,
+        wait_seconds=settings.erase_wait_seconds,
+        clock=clock,
+    )
     record = Recorder(audit)
     router = APIRouter()
     router.include_router(create_router(service, access, record))
@@ -75,109 +95,41 @@ def create_service(
     router.include_router(sources_router(access, Sources(access.keys, audit)))
     router.include_router(settings_router(access, passes, record))
     router.include_router(erase_router(access, eraser, record))
-    return service, passes, ServiceParts(router=router, on_stop=[passes.stop])
+    return Query(service, passes, ServiceParts(router=router, on_stop=[passes.stop]))
 
 
-def project_bus(bus: EventSubscriber, store: ProjectionStore) -> Projector:
-    """Project the bus's users, notifications and templates into `store` (the embedded mode's
-    projector: one subscriber, each publish's events folded before the publish returns)."""
-    projector = Projector(store)
-    bus.subscribe(TOPICS, projector.handle, group=EMBEDDED_PROJECTOR)
-    return projector
+@dataclass
+class Projection:
+    projector: Projector
+    parts: ServiceParts
+    """No routes; the count of the events it dropped, for /metrics."""
 
 
-def create_embedded(
+def build_projector(
     *,
-    db: SqliteDatabase,
-    bus: InProcessBus,
-    access: Access,
-    audit: AuditLog,
+    store: ProjectionStore,
+    bus: EventSubscriber,
+    group: str,
     settings: QuerySettings,
-    box: SecretBox | None = None,
-    clock: Callable[[], datetime] = utc_now,
-) -> tuple[QueryService, RetentionService, ServiceParts]:
-    """Project the bus's users, notifications and templates into SQLite and serve the query API;
-    retention settings are kept in the same file."""
-    store = SqliteInsightsStore(db)
-    projector = project_bus(bus, store)
-    # The in-process bus: every consumer (this projector, import-svc's registry, ingest's
-    # phone directory) has taken the erase when `publish` returns.
-    eraser = UserEraser(
-        publisher=bus, watermark=AtOnce(), wait_seconds=settings.erase_wait_seconds, clock=clock
-    )
-    service, passes, parts = create_service(
-        reader=store,
-        access=access,
-        audit=audit,
-        retention=SqliteRetentionSettings(db),
-        eraser=eraser,
-        settings=settings,
-        box=box,
-        clock=clock,
-    )
-    parts.collectors.append(projector.dropped)
-    return service, passes, parts
+    consumers: int = 1,
+    healthy: HealthProbe | None = None,
+) -> Projection:
+    """Project the bus's users, notifications and templates into `store`, subscribed (before
+    the bus starts) `consumers` times in `group`.
 
-
-def create_distributed(
-    *,
-    store: QueryStore,
-    access: Access,
-    audit: AuditLog,
-    retention: RetentionSettings,
-    bus: KafkaBus,
-    settings: QuerySettings,
-    box: SecretBox | None = None,
-    clock: Callable[[], datetime] = utc_now,
-) -> tuple[QueryService, RetentionService, ServiceParts]:
-    """The query API process: reads the store (the projector process writes it) and runs the
-    retention passes, one replica at a time (`retention.exclusive`). It publishes the erases
-    of users on `bus` and waits for the projector's consumer group to have taken them."""
-    watermark = KafkaProjectionWatermark(bus, group_id=settings.kafka.projector_group)
-    eraser = UserEraser(
-        publisher=bus,
-        watermark=watermark,
-        wait_seconds=settings.erase_wait_seconds,
-        clock=clock,
-    )
-    service, passes, parts = create_service(
-        reader=store,
-        access=access,
-        audit=audit,
-        retention=retention,
-        eraser=eraser,
-        settings=settings,
-        box=box,
-        clock=clock,
-    )
-    parts.on_stop.append(watermark.stop)
-    return service, passes, parts
-
-
-class PingableProjectionStore(ProjectionStore, Protocol):
-    async def ping(self) -> bool:
-        """True while the store answers."""
-        ...
-
-
-def create_projector(
-    *, store: PingableProjectionStore, bus: EventSubscriber, settings: QuerySettings
-) -> Projector:
-    """The projector process: one consumer group over the three topics, batches into `store`.
-
-    Register before the bus starts. Its instances, and the `projector_consumers` consumers of
-    each, share the partitions: while one consumer waits for OpenSearch another folds its batch.
-    Two of them writing the same document is safe (the store retries writes that lost a race).
-    An event the store keeps failing on while it answers its ping goes to `<topic>.dlq`; while
-    it does not answer, the batch waits.
+    On Kafka the consumers share the partitions: while one waits for the store another folds its
+    batch (two writing the same document is safe: the store retries writes that lost a race). An
+    event the store keeps failing on while `healthy` answers goes to `<topic>.dlq`; while it does
+    not, the batch waits. In process each subscription takes every publish, so one is enough:
+    each publish's events are folded before it returns.
     """
     projector = Projector(store)
-    for _ in range(settings.projector_consumers):
+    for _ in range(consumers):
         bus.subscribe(
             TOPICS,
             projector.handle,
-            group=settings.kafka.projector_group,
-            healthy=store.ping,
+            group=group,
+            healthy=healthy,
             max_records=settings.projector_batch,
         )
-    return projector
+    return Projection(projector, ServiceParts(router=APIRouter(), collectors=[projector.dropped]))

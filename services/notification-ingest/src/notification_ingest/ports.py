@@ -12,10 +12,12 @@ from datetime import datetime
 from typing import Protocol
 
 from insights_common.auth import SourceConfig
+from insights_common.bus import MAX_RECORDS, HealthProbe
 
 # The clock the service and the dedup stores use unless a test gives them another.
 from insights_common.clock import utc_now as utc_now
 from insights_common.erasure import UserKey
+from insights_common.kafka import RecordHandler
 from insights_common.signatures import WebhookSigning
 from notification_ingest.domain.directory import PhoneEntry
 
@@ -116,4 +118,21 @@ class PendingCallbacks(Protocol):
     ) -> tuple[list[KeptCallback], int]:
         """The kept callbacks with these ids (every one when None), at most `limit` of them,
         oldest first (the newest `limit` when ids is None), and how many are kept in all."""
+        ...
+
+
+class RawTopic(Protocol):
+    """Where the platform's raw records arrive: Kafka's `platform.events.raw` (the embedded mode
+    has no raw topic, only the webhook)."""
+
+    def subscribe_records(
+        self,
+        topics: Sequence[str],
+        handler: RecordHandler,
+        *,
+        group: str,
+        healthy: HealthProbe | None = None,
+        max_records: int = MAX_RECORDS,
+    ) -> None:
+        """Feed `handler` batches of raw records; what it answers goes to `<topic>.dlq`."""
         ...
