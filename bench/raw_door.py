@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.fernet import Fernet
 
-from insights.composition import kafka_ingest
+from insights.composition.distributed import kafka_ingest
 from insights_common.auth import SecretBox
 from insights_common.kafka import KafkaBus, KafkaOptions
 from insights_common.pg_auth import PostgresKeyStore

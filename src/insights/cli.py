@@ -43,7 +43,7 @@ from insights.cli_options import (
 from insights.cli_people import audit_app, members_app, record_change
 from insights.cli_sources import sources_app
 from insights.cli_users import users_app
-from insights.composition import build_embedded, importer, kept_callbacks, running
+from insights.composition.embedded import build_embedded, running
 from insights.embedded import create_app
 from insights_common.access import UnknownScope, check_scopes
 from insights_common.auth import (
@@ -125,6 +125,8 @@ async def _importer(
         async with running(embedded_settings(data_dir), import_owner=owner) as embedded:
             yield embedded.imports
         return
+    from insights.composition.distributed import importer  # noqa: PLC0415 - only this path
+
     async with importer(owner=owner) as imports:
         yield imports
 
@@ -635,6 +637,8 @@ async def _dead_letters(
     if topic not in (None, KEPT_CALLBACKS):
         yield letters
         return
+    from insights.composition.distributed import kept_callbacks  # noqa: PLC0415 - only this path
+
     async with kept_callbacks() as kept:
         yield CombinedDeadLetters(letters, kept)
 

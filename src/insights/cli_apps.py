@@ -21,7 +21,7 @@ from insights.cli_options import (
     out,
 )
 from insights.cli_people import check_app_id, cli_entry
-from insights.composition import running
+from insights.composition.embedded import running
 from insights_common.audit import AuditLog
 from insights_common.retention import MAX_DAYS, MIN_DAYS, InvalidRetention, check_days
 from insights_query.domain.retention import PassResult

@@ -24,7 +24,7 @@ from insights.cli_options import (
     err,
     out,
 )
-from insights.composition import running
+from insights.composition.embedded import running
 from insights_common.accounts import AccountError, Accounts
 from insights_common.audit import AuditEntry, AuditLog, Verification, verify
 from insights_contracts.types import APP_ID_PATTERN

@@ -24,7 +24,7 @@ from insights.cli_options import (
     out,
 )
 from insights.cli_people import check_app_id
-from insights.composition import running
+from insights.composition.embedded import running
 from insights_common.sources import (
     BY_NAME,
     PLATFORMS,

@@ -15,7 +15,7 @@ import typer
 
 from insights.cli_options import AppOption, DataDir, Distributed, embedded_settings, err, out
 from insights.cli_people import check_app_id, cli_entry
-from insights.composition import running
+from insights.composition.embedded import running
 from insights_common.audit import AuditLog
 from insights_common.bus import AtOnce
 from insights_contracts.types import USER_ID_PATTERN

@@ -1,7 +1,7 @@
 """The distributed deployment: each service in its own process on Kafka, OpenSearch, PostgreSQL.
 
 `insights serve import|ingest|query|projector` runs one of them; nginx (deploy/nginx) is the one
-origin in front of them. Each is built by the composition root (`insights.composition.PROCESSES`):
+origin in front of them. Each is built by the composition root (`insights.composition.distributed`):
 it reads its settings from the environment, waits for its backing services (they may start at the
 same time, as in docker compose) and applies its migrations or index templates; then it serves
 /healthz, /readyz and /metrics beside its routes. The projector has no routes: it serves only
@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client.registry import Collector
 
-from insights.composition import ServiceProcess, build_process
+from insights.composition.distributed import ServiceProcess, build_process
 from insights.reference import PeerReferences, merge_openapi
 from insights.tuning import freeze_startup_objects, server_config, tune_garbage_collector
 from insights_common.http import install_problem_handlers

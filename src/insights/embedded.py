@@ -1,6 +1,6 @@
 """The embedded deployment: the three services in one process on SQLite and an in-process bus.
 
-This is not a second product: the composition root (`insights.composition.build_embedded`) wires
+This is not a second product: the composition root (`insights.composition.embedded`) wires
 the same services that run separately in the distributed mode to their embedded adapters, and
 this app serves their routes and the dashboard on one port.
 """

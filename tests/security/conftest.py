@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from insights.composition import build_embedded
+from insights.composition.embedded import build_embedded
 from insights.embedded import Embedded, EmbeddedSettings, create_app
 
 

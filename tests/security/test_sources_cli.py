@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from insights.cli import app
-from insights.composition import running
+from insights.composition.embedded import running
 from insights.embedded import EmbeddedSettings
 from insights_common.audit import AuditFilter
 from insights_common.auth import SourceConfig

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from source_samples import KNOCK_SECRET, json_body, knock_sign
 
-from insights.composition import build_embedded
+from insights.composition.embedded import build_embedded
 from insights.embedded import EmbeddedSettings, create_app
 
 pytestmark = pytest.mark.unit

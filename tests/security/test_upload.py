@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from insights.composition import build_embedded
+from insights.composition.embedded import build_embedded
 from insights.embedded import Embedded, EmbeddedSettings, create_app
 
 pytestmark = pytest.mark.unit

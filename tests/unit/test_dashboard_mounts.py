@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from insights.composition import build_embedded
+from insights.composition.embedded import build_embedded
 from insights.embedded import EmbeddedSettings, create_app
 
 pytestmark = pytest.mark.unit

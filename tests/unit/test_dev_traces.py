@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from insights.composition import build_embedded
+from insights.composition.embedded import build_embedded
 from insights.embedded import EmbeddedSettings, create_app
 from insights_common.signatures import sign
 from insights_common.tracing import service_resource

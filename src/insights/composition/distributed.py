@@ -1,30 +1,22 @@
-"""The composition root: reads each service's settings once and builds the services of a mode.
-
-Each service has one builder that takes its ports and answers its parts, whatever the mode
-(`import_svc.app`, `notification_ingest.app`, `insights_query.app`). What differs between the
-modes is only which adapters are made here: SQLite and the in-process bus for the embedded mode
-(`build_embedded`: `insights dev` and the CLI), PostgreSQL, OpenSearch and Kafka for each process
-of the distributed mode (`PROCESSES`: `insights serve <service>`). A new process kind is one
-entry in that table.
-"""
+"""The distributed mode's adapters, PostgreSQL, OpenSearch and Kafka, and the services built on
+them: one kind of process each (`PROCESSES`), and the CLI's commands that work on a deployment
+from a process of their own."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from opentelemetry.sdk.trace import TracerProvider
 
 from import_svc.adapters.postgres import PostgresImportStore
-from import_svc.adapters.sqlite import SqliteImportStore
 from import_svc.app import HttpDoor, Imports, build_imports
 from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
+from insights.composition import Settings
 from insights.connections import (
     access_of,
     check,
@@ -34,184 +26,29 @@ from insights.connections import (
     patiently,
     postgres,
 )
-from insights.embedded import Embedded, EmbeddedSettings
-from insights_common.access_http import Access
-from insights_common.audit import GroupedAuditLog, SqliteAuditLog
-from insights_common.auth import KeyStore, SecretBox, SqliteKeyStore
-from insights_common.bus import AtOnce, EventSubscriber, InProcessBus
-from insights_common.dead_letters import EmbeddedDeadLetters, SqliteDeadLetters
+from insights_common.auth import KeyStore, SecretBox
+from insights_common.bus import AtOnce, EventSubscriber
 from insights_common.kafka import KafkaBus, KafkaProjectionWatermark, KafkaTransactionalPublisher
-from insights_common.members import SqliteMemberStore
 from insights_common.observability import ReadinessCheck
 from insights_common.pg_auth import PostgresKeyStore
 from insights_common.pg_retention import PostgresRetentionSettings
 from insights_common.postgres import PostgresDatabase
-from insights_common.retention import SqliteRetentionSettings
 from insights_common.service import Hook, ServiceParts
-from insights_common.settings import (
-    KafkaSettings,
-    KeyCacheSettings,
-    PostgresSettings,
-)
-from insights_common.sqlite import SqliteDatabase
-from insights_query.adapters.sqlite import SqliteInsightsStore
-from insights_query.app import EMBEDDED_PROJECTOR, build_projector, build_query
+from insights_common.settings import KafkaSettings, PostgresSettings
+from insights_query.app import build_projector, build_query
 from insights_query.settings import QuerySettings
 from notification_ingest.adapters.postgres import (
     PostgresDedupStore,
     PostgresPendingCallbacks,
     PostgresPhoneDirectory,
 )
-from notification_ingest.adapters.sqlite import (
-    SqliteDedupStore,
-    SqlitePendingCallbacks,
-    SqlitePhoneDirectory,
-)
 from notification_ingest.app import Ingest, build_ingest
 from notification_ingest.kept_letters import KeptCallbackLetters
 from notification_ingest.settings import IngestSettings
 
 if TYPE_CHECKING:
-    from insights.reference import PeerReferences, ReferenceSettings
+    from insights.reference import PeerReferences
     from insights_query.adapters.opensearch import OpenSearchInsightsStore
-
-
-class Settings:
-    """Each service's settings, read from the environment once, when first needed: a process of
-    the distributed mode reads only those of what it builds. `data_dir` and `import_owner` are
-    the embedded mode's and the CLI's: where uploads wait, and who runs the imports."""
-
-    def __init__(self, *, data_dir: Path | None = None, import_owner: str | None = None) -> None:
-        self._data_dir = data_dir
-        self._import_owner = import_owner
-
-    @cached_property
-    def imports(self) -> ImportSettings:
-        if self._data_dir is None:
-            settings = ImportSettings()
-        else:
-            settings = ImportSettings(data_dir=self._data_dir)
-        if self._import_owner is not None:
-            settings = settings.model_copy(update={"replica_id": self._import_owner})
-        return settings
-
-    @cached_property
-    def ingest(self) -> IngestSettings:
-        return IngestSettings()
-
-    @cached_property
-    def query(self) -> QuerySettings:
-        return QuerySettings()
-
-    @cached_property
-    def key_cache(self) -> KeyCacheSettings:
-        return KeyCacheSettings()
-
-    @cached_property
-    def reference(self) -> ReferenceSettings:
-        from insights.reference import ReferenceSettings  # noqa: PLC0415 - see `query_process`
-
-        return ReferenceSettings()
-
-    @cached_property
-    def master_key(self) -> SecretBox:
-        """The distributed mode's (INSIGHTS_MASTER_KEY)."""
-        return SecretBox.from_env()
-
-
-# -- embedded -------------------------------------------------------------------------------
-
-
-def build_embedded(
-    settings: EmbeddedSettings,
-    *,
-    import_owner: str | None = None,
-    tracer_provider: TracerProvider | None = None,
-) -> Embedded:
-    """Wire the services of one data dir on its SQLite file and an in-process bus.
-    `import_owner` names who runs its imports (the server by default): a second process on the
-    same data dir passes a name of its own, so the server does not take its running imports for
-    its own unfinished ones. With a tracer provider, each subscriber's batch is a span within
-    the request that published it."""
-    data_dir = settings.data_dir
-    read = Settings(data_dir=data_dir, import_owner=import_owner)
-    db = SqliteDatabase(data_dir / "insights.db")
-    box = SecretBox.from_data_dir(data_dir)
-    keys = SqliteKeyStore(db, box)
-    members = SqliteMemberStore(db)
-    audit = GroupedAuditLog(SqliteAuditLog(db))
-    access = Access(keys, members)
-    dead_letters = SqliteDeadLetters(db)
-    bus = InProcessBus(dead_letters=dead_letters, tracer_provider=tracer_provider)
-    # Every subscriber (the projector, import-svc's registry, ingest's phone directory) has
-    # taken a publish when it returns: what was published is visible at once.
-    at_once = AtOnce()
-    store = SqliteInsightsStore(db)
-    projection = build_projector(
-        store=store, bus=bus, group=EMBEDDED_PROJECTOR, settings=read.query
-    )
-    query = build_query(
-        store=store,
-        access=access,
-        audit=audit,
-        retention=SqliteRetentionSettings(db),
-        publisher=bus,
-        watermark=at_once,
-        settings=read.query,
-        box=box,
-    )
-    imports = build_imports(
-        store=SqliteImportStore(db),
-        publisher=bus,
-        watermark=at_once,
-        users=bus,
-        door=HttpDoor(access, audit),
-        settings=read.imports,
-    )
-    # The platform's events are independent: one the projector cannot apply goes to the
-    # dead-letter table and the others are taken.
-    ingest = build_ingest(
-        dedup=SqliteDedupStore(db),
-        publisher=bus.isolating(),
-        watermark=at_once,
-        keys=keys,
-        phones=SqlitePhoneDirectory(db),
-        pending=SqlitePendingCallbacks(db),
-        users=bus,
-        raw=None,
-        healthy=None,
-        settings=read.ingest,
-    )
-    return Embedded(
-        db=db,
-        keys=keys,
-        members=members,
-        audit=audit,
-        bus=bus,
-        imports=imports.service,
-        ingest=ingest.service,
-        query=query.service,
-        retention=query.retention,
-        dead_letters=EmbeddedDeadLetters(dead_letters, bus),
-        kept_callbacks=ingest.kept_callbacks,
-        parts=[query.parts, projection.parts, imports.parts, ingest.parts],
-    )
-
-
-@asynccontextmanager
-async def running(
-    settings: EmbeddedSettings, *, import_owner: str | None = None
-) -> AsyncIterator[Embedded]:
-    """The embedded services of a data dir, started, for a command of the CLI."""
-    embedded = build_embedded(settings, import_owner=import_owner)
-    await embedded.start()
-    try:
-        yield embedded
-    finally:
-        await embedded.stop()
-
-
-# -- distributed ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -262,6 +99,21 @@ class Servers:
 
     def started(self, bus: KafkaBus) -> Hook:
         return lambda: patiently("Kafka", bus.start, limit=self.limit)
+
+    def on_postgres_and_kafka(
+        self, parts: ServiceParts, host: str, port: int, *, db: PostgresDatabase, bus: KafkaBus
+    ) -> ServiceProcess:
+        """A service on PostgreSQL and Kafka: ready while both answer; the bus starts before
+        the service's hooks and stops after them."""
+        return ServiceProcess(
+            parts,
+            host,
+            port,
+            readiness=[check("PostgreSQL", db.ping), check("Kafka", bus.ping)],
+            bus=bus,
+            on_start=[self.started(bus), *parts.on_start],
+            on_stop=[*parts.on_stop, bus.stop],
+        )
 
 
 ProcessBuilder = Callable[[Settings, Servers], Awaitable[ServiceProcess]]
@@ -334,15 +186,7 @@ async def import_process(settings: Settings, servers: Servers) -> ServiceProcess
     bus = servers.kafka(own.kafka, client_id="insights-import")
     access, audit = await access_of(db, await key_store(db, box, settings.key_cache))
     imports = await kafka_imports(db, bus, own, users=bus, door=HttpDoor(access, audit))
-    return ServiceProcess(
-        imports.parts,
-        own.host,
-        own.port,
-        readiness=[check("PostgreSQL", db.ping), check("Kafka", bus.ping)],
-        bus=bus,
-        on_start=[servers.started(bus), *imports.parts.on_start],
-        on_stop=[*imports.parts.on_stop, bus.stop],
-    )
+    return servers.on_postgres_and_kafka(imports.parts, own.host, own.port, db=db, bus=bus)
 
 
 async def ingest_process(settings: Settings, servers: Servers) -> ServiceProcess:
@@ -351,15 +195,7 @@ async def ingest_process(settings: Settings, servers: Servers) -> ServiceProcess
     db = await servers.postgres(own.postgres)
     bus = servers.kafka(own.kafka, client_id="insights-ingest")
     ingest = await kafka_ingest(db, bus, await key_store(db, box, settings.key_cache), own)
-    return ServiceProcess(
-        ingest.parts,
-        own.host,
-        own.port,
-        readiness=[check("PostgreSQL", db.ping), check("Kafka", bus.ping)],
-        bus=bus,
-        on_start=[servers.started(bus), *ingest.parts.on_start],
-        on_stop=[*ingest.parts.on_stop, bus.stop],
-    )
+    return servers.on_postgres_and_kafka(ingest.parts, own.host, own.port, db=db, bus=bus)
 
 
 async def query_process(settings: Settings, servers: Servers) -> ServiceProcess:
