@@ -180,21 +180,23 @@ async def kafka_ingest(
 
 
 async def import_process(settings: Settings, servers: Servers) -> ServiceProcess:
-    box = settings.master_key  # before waiting on any server: without it no API is served
+    # Read before waiting on any server: without the master key no API is served.
+    box, cache = settings.master_key, settings.key_cache
     own = settings.imports
     db = await servers.postgres(own.postgres)
     bus = servers.kafka(own.kafka, client_id="insights-import")
-    access, audit = await access_of(db, await key_store(db, box, settings.key_cache))
+    access, audit = await access_of(db, await key_store(db, box, cache))
     imports = await kafka_imports(db, bus, own, users=bus, door=HttpDoor(access, audit))
     return servers.on_postgres_and_kafka(imports.parts, own.host, own.port, db=db, bus=bus)
 
 
 async def ingest_process(settings: Settings, servers: Servers) -> ServiceProcess:
-    box = settings.master_key  # before waiting on any server: without it no API is served
+    # Read before waiting on any server: without the master key no API is served.
+    box, cache = settings.master_key, settings.key_cache
     own = settings.ingest
     db = await servers.postgres(own.postgres)
     bus = servers.kafka(own.kafka, client_id="insights-ingest")
-    ingest = await kafka_ingest(db, bus, await key_store(db, box, settings.key_cache), own)
+    ingest = await kafka_ingest(db, bus, await key_store(db, box, cache), own)
     return servers.on_postgres_and_kafka(ingest.parts, own.host, own.port, db=db, bus=bus)
 
 
@@ -202,11 +204,12 @@ async def query_process(settings: Settings, servers: Servers) -> ServiceProcess:
     # The whole API's reference is read from the peers over HTTP by this process alone.
     from insights.reference import PeerReferences  # noqa: PLC0415
 
-    box = settings.master_key  # before waiting on any server: without it no API is served
+    # Read before waiting on any server: without the master key no API is served.
+    box, cache = settings.master_key, settings.key_cache
     own = settings.query
     store = await servers.opensearch(own)
     db = await servers.postgres(own.postgres)
-    access, audit = await access_of(db, await key_store(db, box, settings.key_cache))
+    access, audit = await access_of(db, await key_store(db, box, cache))
     retention = PostgresRetentionSettings(db)
     await retention.migrate()
     # Only to publish the erases of users (it consumes nothing); not a readiness check, so
