@@ -56,12 +56,12 @@ from insights.connections import access_of, key_store
 from insights.distributed import service_app
 from insights_common.audit import AuditEntry, AuditFilter, AuditLog, verify
 from insights_common.auth import KeyStore, SecretBox
-from insights_common.kafka import KafkaBus, KafkaOptions
+from insights_common.kafka import KafkaBus, KafkaOptions, KafkaProjectionWatermark
 from insights_common.pg_retention import PostgresRetentionSettings
 from insights_common.postgres import PostgresDatabase
 from insights_common.settings import KeyCacheSettings
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
-from insights_query.app import create_distributed
+from insights_query.app import build_query
 from insights_query.settings import QuerySettings
 
 RECORDED = ("user", "messages", "message_of_user", "message")
@@ -163,15 +163,17 @@ async def open_apps(
     apps = {}
     for variant in variants:
         audit = trail if variant == "recorded" else Unrecorded()
-        _, _, parts = create_distributed(
+        settings = QuerySettings()
+        query = build_query(
             store=store,
             access=access,
             audit=audit,
             retention=retention,
-            bus=bus,
-            settings=QuerySettings(),
+            publisher=bus,
+            watermark=KafkaProjectionWatermark(bus, group_id=settings.kafka.projector_group),
+            settings=settings,
         )
-        apps[variant] = service_app(f"query ({variant})", parts, readiness=[])
+        apps[variant] = service_app(f"query ({variant})", query.parts, readiness=[])
     return apps, trail, store
 
 
