@@ -170,7 +170,7 @@ CREATE TABLE IF NOT EXISTS q_template_versions (
 _CHUNK = 500
 _AFTER_ALL = "\U0010ffff"
 
-_message_events: TypeAdapter[MessageEvent] = TypeAdapter(NotificationEvent)
+_message_event_list: TypeAdapter[list[MessageEvent]] = TypeAdapter(list[NotificationEvent])
 _channels: TypeAdapter[dict[Channel, ChannelContent]] = TypeAdapter(dict[Channel, ChannelContent])
 _variables: TypeAdapter[list[VariableSpec]] = TypeAdapter(list[VariableSpec])
 
@@ -702,16 +702,19 @@ def _load_messages(
     for app_id, message_ids in _by_app(keys).items():
         for chunk in _chunks(message_ids):
             ids = json.dumps(chunk)
-            events: dict[str, dict[str, MessageEvent]] = defaultdict(dict)
-            for row in conn.execute(
+            rows = conn.execute(
                 "SELECT message_id, event_id, payload FROM q_message_events"
                 " INDEXED BY q_message_events_message"
                 " WHERE app_id = ? AND message_id IN (SELECT value FROM json_each(?))",
                 (app_id, ids),
-            ):
-                events[row["message_id"]][row["event_id"]] = _message_events.validate_json(
-                    row["payload"]
-                )
+            ).fetchall()
+            # The chunk's payloads as one JSON array: one call into pydantic-core, not one a row.
+            decoded = _message_event_list.validate_json(
+                "[" + ",".join(row["payload"] for row in rows) + "]"
+            )
+            events: dict[str, dict[str, MessageEvent]] = defaultdict(dict)
+            for row, event in zip(rows, decoded, strict=True):
+                events[row["message_id"]][row["event_id"]] = event
             listed = {
                 row["message_id"]: row
                 for row in conn.execute(
