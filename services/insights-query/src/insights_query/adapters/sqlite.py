@@ -170,7 +170,7 @@ CREATE TABLE IF NOT EXISTS q_template_versions (
 _CHUNK = 500
 _AFTER_ALL = "\U0010ffff"
 
-_message_events: TypeAdapter[MessageEvent] = TypeAdapter(NotificationEvent)
+_message_event_list: TypeAdapter[list[MessageEvent]] = TypeAdapter(list[NotificationEvent])
 _channels: TypeAdapter[dict[Channel, ChannelContent]] = TypeAdapter(dict[Channel, ChannelContent])
 _variables: TypeAdapter[list[VariableSpec]] = TypeAdapter(list[VariableSpec])
 
@@ -617,14 +617,32 @@ _UPSERT_USER = (
     " imports = excluded.imports"
 )
 
+# SQLite rewrites a row's entry in every index on a column an UPDATE or upsert names, changed or
+# not. A row whose user, sent_at and template (a message) or phone (a user) stay is updated
+# naming only the columns that may change.
+_UPDATE_MESSAGE = (
+    "UPDATE q_messages SET channel = ?, status = ?, delivered = ?, read = ?, clicked = ?,"
+    " failed = ?, responded = ?, last_engaged_at = ?, first_event_at = ?, last_event_at = ?,"
+    " doc = ? WHERE app_id = ? AND message_id = ?"
+)
+_UPDATE_USER = (
+    "UPDATE q_users SET nickname = ?, created_at = ?, updated_at = ?, last_activity_at = ?,"
+    " imports = ? WHERE app_id = ? AND user_id = ?"
+)
+
+MessagePlace = tuple[str, str, str, int]
+"""What a stored message row is indexed by besides its key: user_id, sent_at, template key
+and version."""
+
 
 def _apply(conn: sqlite3.Connection, events: Sequence[AnyEvent]) -> None:
     """Load what the batch touches, fold it (`domain.projection`), save the changes."""
     keys = keys_of(events)
-    messages = fold_messages(events, _load_messages(conn, keys.messages))
+    stored, places = _load_messages(conn, keys.messages)
+    messages = fold_messages(events, stored)
     users = _load_users(conn, keys.users | messages.users)
     rest = _load_spans(conn, messages.left, without=keys.messages)
-    _save_messages(conn, messages.changes)
+    _save_messages(conn, messages.changes, places)
     _save_users(conn, users, fold_users(events, messages, users, rest))
     _save_templates(conn, fold_templates(events, _load_origins(conn, keys.templates)))
 
@@ -696,30 +714,43 @@ def _remove_sent_before(
 
 def _load_messages(
     conn: sqlite3.Connection, keys: Iterable[MessageKey]
-) -> dict[MessageKey, StoredMessage]:
-    """The stored events of the messages, with the user and span each is listed with."""
+) -> tuple[dict[MessageKey, StoredMessage], dict[MessageKey, MessagePlace]]:
+    """The stored events of the messages, with the user and span each is listed with; and
+    where each listed one is indexed."""
     found: dict[MessageKey, StoredMessage] = {}
+    places: dict[MessageKey, MessagePlace] = {}
     for app_id, message_ids in _by_app(keys).items():
         for chunk in _chunks(message_ids):
             ids = json.dumps(chunk)
-            events: dict[str, dict[str, MessageEvent]] = defaultdict(dict)
-            for row in conn.execute(
+            rows = conn.execute(
                 "SELECT message_id, event_id, payload FROM q_message_events"
                 " INDEXED BY q_message_events_message"
                 " WHERE app_id = ? AND message_id IN (SELECT value FROM json_each(?))",
                 (app_id, ids),
-            ):
-                events[row["message_id"]][row["event_id"]] = _message_events.validate_json(
-                    row["payload"]
-                )
+            ).fetchall()
+            # The chunk's payloads as one JSON array: one call into pydantic-core, not one a row.
+            decoded = _message_event_list.validate_json(
+                "[" + ",".join(row["payload"] for row in rows) + "]"
+            )
+            events: dict[str, dict[str, MessageEvent]] = defaultdict(dict)
+            for row, event in zip(rows, decoded, strict=True):
+                events[row["message_id"]][row["event_id"]] = event
             listed = {
                 row["message_id"]: row
                 for row in conn.execute(
-                    "SELECT message_id, user_id, first_event_at, last_event_at FROM q_messages"
+                    "SELECT message_id, user_id, sent_at, template_key, template_version,"
+                    " first_event_at, last_event_at FROM q_messages"
                     " WHERE app_id = ? AND message_id IN (SELECT value FROM json_each(?))",
                     (app_id, ids),
                 )
             }
+            for message_id, row in listed.items():
+                places[(app_id, message_id)] = (
+                    row["user_id"],
+                    row["sent_at"],
+                    row["template_key"],
+                    row["template_version"],
+                )
             for message_id, stored in events.items():
                 row = listed.get(message_id)
                 found[(app_id, message_id)] = StoredMessage(
@@ -731,12 +762,17 @@ def _load_messages(
                     if row
                     else None,
                 )
-    return found
+    return found, places
 
 
-def _save_messages(conn: sqlite3.Connection, changes: Sequence[MessageChange]) -> None:
+def _save_messages(
+    conn: sqlite3.Connection,
+    changes: Sequence[MessageChange],
+    places: Mapping[MessageKey, MessagePlace],
+) -> None:
     event_rows = []
     message_rows = []
+    moved_rows = []
     for change in changes:
         app_id, message_id = change.key
         event_rows += [
@@ -755,34 +791,47 @@ def _save_messages(conn: sqlite3.Connection, changes: Sequence[MessageChange]) -
         if projection is None:
             continue
         detail = projection.detail
-        message_rows.append(
-            (
-                app_id,
-                message_id,
-                detail.user_id,
-                detail.channel,
-                detail.template.key,
-                detail.template.version,
-                detail.status,
-                int(projection.delivered),
-                int(projection.read),
-                int(projection.clicked),
-                int(projection.failed),
-                int(projection.responded),
-                ts_key(detail.sent_at),
-                ts_key(projection.last_engaged_at) if projection.last_engaged_at else None,
-                ts_key(projection.first_event_at),
-                ts_key(projection.last_event_at),
-                detail.model_dump_json(),
-            )
+        sent_at = ts_key(detail.sent_at)
+        place = (detail.user_id, sent_at, detail.template.key, detail.template.version)
+        folded = (
+            detail.status,
+            int(projection.delivered),
+            int(projection.read),
+            int(projection.clicked),
+            int(projection.failed),
+            int(projection.responded),
         )
+        times = (
+            ts_key(projection.last_engaged_at) if projection.last_engaged_at else None,
+            ts_key(projection.first_event_at),
+            ts_key(projection.last_event_at),
+        )
+        doc = detail.model_dump_json()
+        if places.get(change.key) == place:
+            message_rows.append((detail.channel, *folded, *times, doc, app_id, message_id))
+        else:
+            moved_rows.append(
+                (
+                    app_id,
+                    message_id,
+                    detail.user_id,
+                    detail.channel,
+                    detail.template.key,
+                    detail.template.version,
+                    *folded,
+                    sent_at,
+                    *times,
+                    doc,
+                )
+            )
     conn.executemany(
         "INSERT INTO q_message_events"
         " (app_id, event_id, message_id, user_id, event_type, occurred_at, payload)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         event_rows,
     )
-    conn.executemany(_UPSERT_MESSAGE, message_rows)
+    conn.executemany(_UPDATE_MESSAGE, message_rows)
+    conn.executemany(_UPSERT_MESSAGE, moved_rows)
 
 
 def _load_users(conn: sqlite3.Connection, keys: Iterable[UserKey]) -> dict[UserKey, StoredUser]:
@@ -868,6 +917,7 @@ def _save_users(
 ) -> None:
     fact_rows = []
     user_rows = []
+    kept_rows = []
     token_rows = []
     untokened: dict[str, list[str]] = defaultdict(list)
     gone: dict[str, list[str]] = defaultdict(list)
@@ -896,7 +946,17 @@ def _save_users(
         if before is None or before.nickname != profile.nickname:
             untokened[app_id].append(user_id)
             token_rows += [(app_id, user_id, token) for token in nickname_tokens(profile.nickname)]
-        if profile != before:
+        if profile == before:
+            continue
+        times = (
+            ts_key(profile.created_at),
+            ts_key(profile.updated_at),
+            ts_key(profile.last_activity_at),
+            _imports_json(profile.imports),
+        )
+        if before is not None and before.phone_number == profile.phone_number:
+            kept_rows.append((profile.nickname, *times, app_id, user_id))
+        else:
             user_rows.append(
                 (
                     app_id,
@@ -905,10 +965,7 @@ def _save_users(
                     profile.nickname,
                     profile.phone_number,
                     phone_digits(profile.phone_number),
-                    ts_key(profile.created_at),
-                    ts_key(profile.updated_at),
-                    ts_key(profile.last_activity_at),
-                    _imports_json(profile.imports),
+                    *times,
                 )
             )
     for app_id, user_ids in untokened.items():
@@ -922,6 +979,7 @@ def _save_users(
             "DELETE FROM q_users WHERE app_id = ? AND user_id IN (SELECT value FROM json_each(?))",
             (app_id, json.dumps(user_ids)),
         )
+    conn.executemany(_UPDATE_USER, kept_rows)
     conn.executemany(_UPSERT_USER, user_rows)
     conn.executemany(
         "INSERT INTO q_user_tokens (app_id, user_id, token) VALUES (?, ?, ?)", token_rows

@@ -10,17 +10,15 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeGuard
 
 from insights_contracts import (
+    AnyEvent,
     Content,
     MessageEvent,
     NotificationClicked,
-    NotificationDelivered,
     NotificationFailed,
-    NotificationRead,
-    NotificationResponded,
     NotificationSent,
-    NotificationStatus,
     Response,
 )
 from insights_query.domain.views import (
@@ -56,6 +54,10 @@ _STAGE_OF_EVENT: dict[str, int] = {
 }
 
 
+def is_message_event(event: AnyEvent) -> TypeGuard[MessageEvent]:
+    return event.event_type in _RANK
+
+
 def fold_key(event: MessageEvent) -> tuple[datetime, int, str]:
     return (event.occurred_at, _RANK[event.event_type], event.event_id)
 
@@ -89,7 +91,11 @@ def project_message(events: Iterable[MessageEvent]) -> MessageProjection | None:
     """Fold a message's events; None while its `sent` event has not arrived."""
     unique = {event.event_id: event for event in events}
     ordered = sorted(unique.values(), key=fold_key)
-    sent = next((e for e in ordered if isinstance(e, NotificationSent)), None)
+    sent: NotificationSent | None = None
+    for event in ordered:
+        if event.event_type == "notification.sent":
+            sent = event
+            break
     if sent is None:
         return None
     stage = 0
@@ -99,15 +105,17 @@ def project_message(events: Iterable[MessageEvent]) -> MessageProjection | None:
     timeline: list[TimelineEntry] = []
     last_engaged_at: datetime | None = None
     for event in ordered:
+        kind = event.event_type
         detail: str | None = None
-        if isinstance(event, NotificationDelivered | NotificationRead | NotificationClicked):
-            stage = max(stage, _STAGE_OF_EVENT[event.event_type])
+        reached = _STAGE_OF_EVENT.get(kind)
+        if reached is not None:
+            stage = max(stage, reached)
             failed = False
-            if not isinstance(event, NotificationDelivered):
+            if kind != "notification.delivered":
                 last_engaged_at = event.occurred_at
-            if isinstance(event, NotificationClicked):
+            if event.event_type == "notification.clicked":
                 detail = _click_detail(event, sent.content)
-        elif isinstance(event, NotificationFailed):
+        elif event.event_type == "notification.failed":
             failed = True
             failure = Failure(
                 code=event.code,
@@ -117,9 +125,9 @@ def project_message(events: Iterable[MessageEvent]) -> MessageProjection | None:
                 at=event.occurred_at,
             )
             detail = _failure_detail(event)
-        elif isinstance(event, NotificationStatus):
+        elif event.event_type == "notification.status":
             detail = f"{event.reported_by}: {event.status}" if event.reported_by else event.status
-        elif isinstance(event, NotificationResponded):
+        elif event.event_type == "notification.responded":
             last_engaged_at = event.occurred_at
             responses.append(
                 ResponseEntry(
@@ -131,9 +139,7 @@ def project_message(events: Iterable[MessageEvent]) -> MessageProjection | None:
             )
             detail = _response_detail(event.response)
         timeline.append(
-            TimelineEntry(
-                status=_TIMELINE_STATUS[event.event_type], at=event.occurred_at, detail=detail
-            )
+            TimelineEntry(status=_TIMELINE_STATUS[kind], at=event.occurred_at, detail=detail)
         )
     detail_doc = MessageDetail(
         message_id=sent.message_id,

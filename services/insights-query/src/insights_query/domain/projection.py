@@ -27,12 +27,9 @@ from dataclasses import dataclass, field
 from insights_contracts import (
     AnyEvent,
     MessageEvent,
-    NotificationSent,
-    TemplateUpserted,
-    UserUpserted,
 )
 from insights_query.domain.erasure import UserKey as UserKey
-from insights_query.domain.messages import MessageProjection, project_message
+from insights_query.domain.messages import MessageProjection, is_message_event, project_message
 from insights_query.domain.templates import TemplateVersion, best_versions
 from insights_query.domain.users import ActivitySpan, UserFact, UserProfile, project_user
 
@@ -114,12 +111,12 @@ def keys_of(events: Iterable[AnyEvent]) -> BatchKeys:
     keys = BatchKeys(set(), set(), set())
     for event in events:
         # Event kinds the projection does not fold (user.erased) are for their own port.
-        if isinstance(event, UserUpserted):
+        if event.event_type == "user.upserted":
             keys.users.add((event.app_id, event.user_id))
-        elif isinstance(event, TemplateUpserted | NotificationSent):
+        elif event.event_type == "template.upserted" or event.event_type == "notification.sent":
             ref = event.template
             keys.templates.add((event.app_id, ref.key, ref.version))
-        if isinstance(event, MessageEvent):
+        if is_message_event(event):
             keys.messages.add((event.app_id, event.message_id))
     return keys
 
@@ -138,7 +135,7 @@ def fold_messages(
     """`stored` holds the touched messages a store has; a missing one is new."""
     batch: dict[MessageKey, dict[str, MessageEvent]] = defaultdict(dict)
     for event in events:
-        if isinstance(event, MessageEvent):
+        if is_message_event(event):
             batch[(event.app_id, event.message_id)].setdefault(event.event_id, event)
     fold = MessageFold()
     for key in sorted(batch):
@@ -179,7 +176,7 @@ def fold_users(
     """
     facts: dict[UserKey, dict[str, UserFact]] = defaultdict(dict)
     for event in events:
-        if isinstance(event, UserUpserted):
+        if event.event_type == "user.upserted":
             facts[(event.app_id, event.user_id)].setdefault(event.event_id, UserFact.of(event))
     spans: dict[UserKey, list[ActivitySpan]] = defaultdict(list)
     for user, span in messages.listed.values():

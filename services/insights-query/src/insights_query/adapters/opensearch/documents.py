@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import orjson
 from pydantic import TypeAdapter
 
 from insights_contracts import MessageEvent
@@ -27,7 +28,8 @@ Doc = dict[str, Any]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_message_event: TypeAdapter[MessageEvent] = TypeAdapter(NotificationEvent)
+_message_events: TypeAdapter[list[MessageEvent]] = TypeAdapter(list[NotificationEvent])
+K = TypeVar("K")
 
 
 def micros(moment: datetime) -> int:
@@ -67,13 +69,21 @@ def split_key(key: str) -> tuple[str, str]:
 # -- messages -----------------------------------------------------------------------------
 
 
-def stored_message(doc: Mapping[str, Any]) -> StoredMessage:
-    """What a message document holds, for the fold."""
-    events = {raw["event_id"]: _message_event.validate_python(raw) for raw in doc["events"]}
-    if not doc["visible"]:
-        return StoredMessage(events, None, None)
-    span = ActivitySpan(from_micros(doc["first_event_us"]), from_micros(doc["last_event_us"]))
-    return StoredMessage(events, doc["user_id"], span)
+def stored_messages(docs: Mapping[K, Mapping[str, Any]]) -> dict[K, StoredMessage]:
+    """What each message document holds, for the fold."""
+    # Every document's events in one call into pydantic-core, not one an event.
+    decoded = iter(
+        _message_events.validate_python([raw for doc in docs.values() for raw in doc["events"]])
+    )
+    found: dict[K, StoredMessage] = {}
+    for key, doc in docs.items():
+        events = {raw["event_id"]: next(decoded) for raw in doc["events"]}
+        if not doc["visible"]:
+            found[key] = StoredMessage(events, None, None)
+            continue
+        span = ActivitySpan(from_micros(doc["first_event_us"]), from_micros(doc["last_event_us"]))
+        found[key] = StoredMessage(events, doc["user_id"], span)
+    return found
 
 
 def message_doc(
@@ -84,25 +94,32 @@ def message_doc(
     projection: MessageProjection | None,
 ) -> Doc:
     """The document of a message: its stored events (each keeps the JSON it was stored with)
-    and the added ones, and the fields of its projection once it is visible."""
-    raw = {event["event_id"]: event for event in (stored or {}).get("events", [])}
-    raw |= {event.event_id: event.model_dump(mode="json") for event in added}
-    events = [raw[event_id] for event_id in sorted(raw)]
+    and the added ones, and the fields of its projection once it is visible.
+
+    What the fold made goes in as pydantic-core's JSON (`orjson.Fragment`), not as Python
+    objects that orjson would encode a second time."""
+    raw: dict[str, tuple[str, Any]] = {
+        event["event_id"]: (event["user_id"], event) for event in (stored or {}).get("events", [])
+    }
+    raw |= {
+        event.event_id: (event.user_id, orjson.Fragment(event.model_dump_json())) for event in added
+    }
+    ordered = sorted(raw)
     doc: Doc = {
         "app_id": app_id,
         "message_id": message_id,
         "visible": False,
-        "events": events,
+        "events": [raw[event_id][1] for event_id in ordered],
     }
     if projection is None:
         # Not shown (reads filter on `visible`), but findable by its user: erasing them finds
         # the events they were named in before the message's `sent` arrived.
-        doc["user_id"] = events[0]["user_id"]
+        doc["user_id"] = raw[ordered[0]][0]
         return doc
     detail = projection.detail
     return doc | {
         "visible": True,
-        "detail": detail.model_dump(mode="json"),
+        "detail": orjson.Fragment(detail.model_dump_json()),
         "user_id": detail.user_id,
         "channel": detail.channel,
         "status": detail.status,

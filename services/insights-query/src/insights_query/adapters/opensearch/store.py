@@ -51,7 +51,7 @@ from insights_query.adapters.opensearch.documents import (
     micros,
     profile_of,
     split_key,
-    stored_message,
+    stored_messages,
     stored_user,
     template_doc,
     template_key,
@@ -225,7 +225,7 @@ class OpenSearchInsightsStore:
         )
         messages = fold_messages(
             events,
-            {message_ids[i]: stored_message(c.source) for i, c in current_messages.items()},
+            stored_messages({message_ids[i]: c.source for i, c in current_messages.items()}),
         )
         left = left_before | messages.left
         user_ids = {user_key(*key): key for key in keys.users | messages.users | left}
