@@ -143,7 +143,7 @@ def chain_batch(
 
 
 class AuditLog(Protocol):
-    async def append(self, entry: AuditEntry) -> AuditEntry:
+    def append(self, entry: AuditEntry) -> Awaitable[AuditEntry]:
         """Chain and store the entry after the app's last one; answers it as stored."""
         ...
 
@@ -187,12 +187,14 @@ class GroupedAuditLog:
         self._pending: list[tuple[AuditEntry, asyncio.Future[AuditEntry]]] = []
         self._flushing: asyncio.Task[None] | None = None
 
-    async def append(self, entry: AuditEntry) -> AuditEntry:
+    def append(self, entry: AuditEntry) -> asyncio.Future[AuditEntry]:
+        """The entry is queued at once; the future is done when it is stored (no task of its
+        own is needed to wait for it beside other work)."""
         future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
         self._pending.append((entry, future))
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush(), name="audit-flush")
-        return await future
+        return future
 
     async def _flush(self) -> None:
         while self._pending:
@@ -238,18 +240,26 @@ class Recorder:
         reason: str | None = None,
         detail: str | None = None,
     ) -> None:
+        await self._log.append(self._entry(request, action, user_id, reason, detail))
+
+    def _entry(
+        self,
+        request: Request,
+        action: str,
+        user_id: str | None,
+        reason: str | None,
+        detail: str | None,
+    ) -> AuditEntry:
         caller: Principal = request.state.principal
-        await self._log.append(
-            AuditEntry(
-                at=self._clock(),
-                app_id=caller.app_id,
-                actor=caller.actor,
-                action=action,
-                user_id=user_id,
-                address=client_address(request),
-                reason=reason,
-                detail=detail,
-            )
+        return AuditEntry(
+            at=self._clock(),
+            app_id=caller.app_id,
+            actor=caller.actor,
+            action=action,
+            user_id=user_id,
+            address=client_address(request),
+            reason=reason,
+            detail=detail,
         )
 
     async def during(
@@ -269,8 +279,9 @@ class Recorder:
         entry takes longer than the read. The entry records that the caller asked for the
         user's history, so it is kept when the read finds no such user or fails; a read fails
         (`DependencyUnavailable`, 503) when its entry could not be stored."""
+        # A future when the log groups entries (no task to start), else a task.
         writing = asyncio.ensure_future(
-            self(request, action, user_id=user_id, reason=reason, detail=detail)
+            self._log.append(self._entry(request, action, user_id, reason, detail))
         )
         try:
             answer = await read
