@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from insights_common.sqlite import SqliteDatabase
-from insights_query.adapters import sqlite as store_module
 from insights_query.adapters.sqlite import SqliteInsightsStore
+from insights_query.adapters.sqlite import projection as projection_module
+from insights_query.adapters.sqlite import queries as queries_module
 from insights_query.domain.queries import MessageFilter, SearchPosition
 from insights_query.domain.search import Rank, SearchQuery, parse_search
 from insights_query.ports import InsightsReader, ProjectionStore
@@ -30,19 +31,19 @@ async def test_a_batch_becomes_visible_all_at_once_or_not_at_all(
         *(ev.user(f"u{n}", "2026-11-01T09:00:00Z", nickname=f"User {n}") for n in range(5)),
         ev.sent("m1", "u0", "2026-11-02T10:00:00Z"),
     ]
-    real_save_users = store_module._save_users
+    real_save_users = projection_module._save_users
 
     def crash(*args: Any) -> None:
         raise RuntimeError("disk full")
 
     # The messages are saved before the users: the failure comes half way through the writes.
-    monkeypatch.setattr(store_module, "_save_users", crash)
+    monkeypatch.setattr(projection_module, "_save_users", crash)
     with pytest.raises(RuntimeError):
         await store.apply(batch)
     assert [await store.get_user("acme", f"u{n}") for n in range(5)] == [None] * 5
     assert await store.get_message("acme", "m1") is None
 
-    monkeypatch.setattr(store_module, "_save_users", real_save_users)
+    monkeypatch.setattr(projection_module, "_save_users", real_save_users)
     await store.apply(batch)
     users = [await store.get_user("acme", f"u{n}") for n in range(5)]
     assert [u.nickname if u else None for u in users] == [f"User {n}" for n in range(5)]
@@ -134,7 +135,7 @@ async def test_search_by_each_rank_reads_a_range_not_the_whole_table(
         "after": "",
         "limit": 20,
     }
-    steps = await db.read(lambda conn: plan(conn, store_module._RANK_SQL[rank], params))
+    steps = await db.read(lambda conn: plan(conn, queries_module._RANK_SQL[rank], params))
     assert not [
         s for s in steps if s.startswith("SCAN") and "VIRTUAL TABLE" not in s and s != "SCAN hits"
     ], steps
@@ -162,7 +163,7 @@ async def test_message_pages_walk_the_user_index(db: SqliteDatabase) -> None:
         "after_id": "m9",
         "limit": 20,
     }
-    steps = await db.read(lambda conn: plan(conn, store_module._LIST_MESSAGES_SQL, params))
+    steps = await db.read(lambda conn: plan(conn, queries_module._LIST_MESSAGES_SQL, params))
     assert len(steps) == 1, steps
     assert steps[0].startswith("SEARCH q_messages USING INDEX q_messages_user_sent"), steps
 
@@ -175,7 +176,7 @@ async def test_statistics_aggregate_in_sql_over_one_range_of_the_user_index(
     db: SqliteDatabase, statement: str
 ) -> None:
     SqliteInsightsStore(db)
-    sql = getattr(store_module, statement)
+    sql = getattr(queries_module, statement)
     params = ("acme", "alex", "2026-11-01T00:00:00.000000Z", "2026-11-30T23:59:59.999999Z")
     steps = await db.read(lambda conn: plan(conn, sql, params))
     assert not [s for s in steps if s.startswith("SCAN m")], steps
