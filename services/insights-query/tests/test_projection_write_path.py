@@ -15,7 +15,7 @@ from opensearchpy import AsyncOpenSearch
 from insights_common.sqlite import SqliteDatabase
 from insights_contracts import AnyEvent
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
-from insights_query.adapters.opensearch import store as store_module
+from insights_query.adapters.opensearch import document_io as document_io_module
 from insights_query.adapters.opensearch.mappings import KINDS
 from insights_query.adapters.sqlite import SqliteInsightsStore
 
@@ -70,7 +70,7 @@ async def test_the_documents_do_not_depend_on_how_a_campaign_is_cut_into_bulk_re
     whole = await new_store(client, f"{os_prefix}-whole")
     await whole.apply([event for batch in batches for event in batch])
     # Requests of a few documents each: a batch's writes go out in many requests at once.
-    monkeypatch.setattr(store_module, "_BULK_BYTES", 5_000)
+    monkeypatch.setattr(document_io_module, "_BULK_BYTES", 5_000)
     pieces = await new_store(client, f"{os_prefix}-pieces")
     for batch in batches:
         await pieces.apply(batch)

@@ -9,13 +9,9 @@ from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import SerializationError
 from opensearchpy.serializer import JSONSerializer
 
+from insights_query.adapters.opensearch.document_io import BulkWriteError, DocumentReadError
 from insights_query.adapters.opensearch.mappings import IndexSetupError
-from insights_query.adapters.opensearch.store import (
-    BulkWriteError,
-    DocumentReadError,
-    OpenSearchInsightsStore,
-    ProjectionConflict,
-)
+from insights_query.adapters.opensearch.store import OpenSearchInsightsStore, ProjectionConflict
 from insights_query.adapters.opensearch.traced import TracedTransport
 
 __all__ = [
