@@ -21,7 +21,9 @@ from import_svc.domain.model import (
     OnError,
     RowError,
 )
-from import_svc.service import INTERRUPTED, STALE, STALE_AFTER, VALIDATED_SHARE, ImportService
+from import_svc.issues import INTERRUPTED, STALE
+from import_svc.runs import VALIDATED_SHARE
+from import_svc.service import STALE_AFTER, ImportService
 from insights_contracts import AnyEvent, UserUpserted
 from insights_contracts.topics import USERS
 

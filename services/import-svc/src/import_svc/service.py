@@ -18,7 +18,6 @@ from typing import Any
 
 from import_svc.domain.csv_stream import MAX_RECORD_BYTES
 from import_svc.domain.model import (
-    VALIDATED,
     Counts,
     FileIssue,
     FileRejected,
@@ -37,12 +36,30 @@ from import_svc.domain.validation import (
     FileValidator,
     Validation,
 )
+from import_svc.issues import (
+    INTERRUPTED,
+    STALE,
+    UPLOAD_CUT_OFF,
+    TooManyRunning,
+    over_budget,
+    projection_behind,
+    projection_stalled,
+)
 from import_svc.ports import (
     EventPublisher,
     ImportStore,
     RegistryEntry,
     UploadSpool,
     UserRegistry,
+)
+from import_svc.runs import (
+    PROGRESS_EVERY,
+    VALIDATED_SHARE,
+    ImportRun,
+    OwnershipLost,
+    ProgressCallback,
+    ProgressReporter,
+    feed_rows,
 )
 from insights_common.bus import AtOnce, ProjectionWatermark, Written, written_records
 from insights_common.clock import utc_now
@@ -53,10 +70,6 @@ from insights_contracts import AnyEvent, UserUpserted
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[ImportRecord], None]
-
-PROGRESS_EVERY = 1000  # rows between two progress reports
-VALIDATED_SHARE = VALIDATED  # of the progress bar; publishing and becoming visible take the rest
 REPORT_PAGE = 5000
 MAX_FILENAME = 255
 HEARTBEAT_EVERY = timedelta(seconds=10)  # how often a running import says it still runs
@@ -68,62 +81,6 @@ MAX_RUNNING_PER_APP = 3
 VISIBLE_POLL = 0.2  # seconds between two looks at the projection's watermark
 BEHIND_AFTER = timedelta(seconds=30)  # the projection still for this long: the import says so
 STALLED_AFTER = timedelta(minutes=10)  # ... and for this long: the import fails
-
-UPLOAD_CUT_OFF = FileIssue(
-    "upload_interrupted",
-    "The upload was cut off before the whole file arrived; nothing was imported. Upload the "
-    "file again.",
-)
-INTERRUPTED = FileIssue(
-    "interrupted",
-    "The import was interrupted (the process stopped) before it finished, and its file was "
-    "not kept to resume it; nothing from it was imported. Upload the file again.",
-)
-
-
-def projection_behind(visible: int, total: int, still: timedelta) -> FileIssue:
-    return FileIssue(
-        "projection_behind",
-        f"The users are published, but the projection has not advanced for"
-        f" {still.total_seconds():.0f} s: {visible:,} of {total:,} can be found so far. The"
-        " import completes when they all can.",
-    )
-
-
-def projection_stalled(visible: int, total: int, still: timedelta) -> FileIssue:
-    return FileIssue(
-        "projection_stalled",
-        f"The {total:,} users were published and kept, but the projection made no progress for"
-        f" {still.total_seconds() / 60:.0f} minutes, and only {visible:,} of them can be found."
-        " They will appear when the projector (insights-query) catches up; check that it runs.",
-    )
-
-
-STALE = FileIssue(
-    "interrupted",
-    "The replica running this import stopped answering; nothing from it was imported. Upload "
-    "the file again.",
-)
-
-
-def over_budget(budget: timedelta) -> FileIssue:
-    return FileIssue(
-        "time_budget_exceeded",
-        f"Uploading and checking this file took longer than {budget.total_seconds():g} seconds, "
-        "the most one import may take; nothing was imported. Upload it again over a faster "
-        "connection, or split it into smaller files.",
-    )
-
-
-class TooManyRunning(Exception):
-    """The app has as many imports running as it may; this one was not started."""
-
-    def __init__(self, app_id: str, limit: int) -> None:
-        super().__init__(
-            f"app '{app_id}' has {limit} import{'s' if limit != 1 else ''} running, the most it "
-            "may run at once"
-        )
-        self.limit = limit
 
 
 def clean_filename(name: str | None) -> str:
@@ -289,7 +246,7 @@ class ImportService:
                 )
                 self._background(self._resume(record), name=f"resume {record.id}")
             else:
-                await self._fail(_Run(self._store, record, None), INTERRUPTED)
+                await self._fail(ImportRun(self._store, record, None), INTERRUPTED)
                 await self._spool.delete(record.id)
                 logger.warning("import %s was interrupted and could not be resumed", record.id)
         await self.sweep()
@@ -376,7 +333,7 @@ class ImportService:
         on_progress: ProgressCallback | None,
         *,
         admit: bool = False,
-    ) -> _Run:
+    ) -> ImportRun:
         """Record a new import; with `admit`, only within the app's limit of running imports."""
         now = self._clock()
         self._last_id = new_import_id(now, after=self._last_id)
@@ -390,7 +347,7 @@ class ImportService:
         limit = self._max_running if admit else None
         if not await self._store.create(record, owner=self._owner, at=now, max_running=limit):
             raise TooManyRunning(app_id, self._max_running)
-        run = _Run(self._store, record, on_progress)
+        run = ImportRun(self._store, record, on_progress)
         await run.save(record.validating())
         return run
 
@@ -401,13 +358,13 @@ class ImportService:
 
     async def _validated_chunks(
         self,
-        run: _Run,
+        run: ImportRun,
         validator: FileValidator,
         chunks: AsyncIterator[bytes],
         size_hint: int | None,
     ) -> AsyncIterator[bytes]:
         """The upload's chunks, each validated before it is passed on; stops at a file problem."""
-        reporter = _ProgressReporter(run, validator, size_hint)
+        reporter = ProgressReporter(run, validator, size_hint)
         async for chunk in chunks:
             await asyncio.to_thread(validator.feed, chunk)
             if validator.stopped:
@@ -446,7 +403,7 @@ class ImportService:
 
     async def _receive(
         self,
-        run: _Run,
+        run: ImportRun,
         validator: FileValidator,
         chunks: AsyncIterator[bytes],
         size_hint: int | None,
@@ -459,7 +416,7 @@ class ImportService:
 
     async def _validate(
         self,
-        run: _Run,
+        run: ImportRun,
         chunks: AsyncIterator[bytes] | Iterator[bytes],
         *,
         size_hint: int | None,
@@ -474,7 +431,7 @@ class ImportService:
 
     async def _read(
         self,
-        run: _Run,
+        run: ImportRun,
         validator: FileValidator,
         chunks: AsyncIterator[bytes] | Iterator[bytes],
         size_hint: int | None,
@@ -483,20 +440,20 @@ class ImportService:
             async for _ in self._validated_chunks(run, validator, chunks, size_hint):
                 pass
         else:
-            reporter = _ProgressReporter(run, validator, size_hint)
+            reporter = ProgressReporter(run, validator, size_hint)
             iterator = iter(chunks)
-            while await asyncio.to_thread(_feed_rows, validator, iterator, PROGRESS_EVERY):
+            while await asyncio.to_thread(feed_rows, validator, iterator, PROGRESS_EVERY):
                 await reporter.report()
         return await asyncio.to_thread(validator.finish)
 
     @staticmethod
-    async def _validated(run: _Run, validation: Validation) -> None:
+    async def _validated(run: ImportRun, validation: Validation) -> None:
         if run.record.status is ImportStatus.VALIDATING:
             await run.save(
                 run.record.with_progress(total_rows=validation.total_rows, progress=VALIDATED_SHARE)
             )
 
-    async def _finish_spooled(self, run: _Run, validation: Validation) -> None:
+    async def _finish_spooled(self, run: ImportRun, validation: Validation) -> None:
         try:
             async with self._beating(run):
                 # Answered 202 already: an outage of Kafka or PostgreSQL delays the import, and
@@ -521,7 +478,7 @@ class ImportService:
         import completes, so a run resumed after its events were published already plans the
         same changes and publishes the same events again, which the projection takes once.
         """
-        run = _Run(self._store, record, None)
+        run = ImportRun(self._store, record, None)
         if record.published:
             # Its users were published and its registry written: only their visibility is left.
             try:
@@ -546,7 +503,7 @@ class ImportService:
             await chunks.aclose()
         await self._spool.delete(record.id)
 
-    async def _reject(self, run: _Run, validation: Validation) -> None:
+    async def _reject(self, run: ImportRun, validation: Validation) -> None:
         assert validation.file_error is not None  # noqa: S101 - the caller checked
         counts = Counts(total_rows=validation.total_rows, rejected=validation.rejected)
         record = run.record.rejected(
@@ -554,7 +511,7 @@ class ImportService:
         )
         await run.finish(record, validation.errors, ())
 
-    async def _conclude(self, run: _Run, validation: Validation) -> None:
+    async def _conclude(self, run: ImportRun, validation: Validation) -> None:
         """Plan the changes and publish them; the record is then published (or final: a
         rejection or a dry run). Safe to run again until it is published."""
         record = run.record
@@ -603,7 +560,7 @@ class ImportService:
             # Publish only while this replica still owns the import: a replica taken for stopped
             # has had its import failed by another, and publishing now would contradict that.
             if not await self._store.heartbeat(record, owner=self._owner, at=self._clock()):
-                raise _OwnershipLost
+                raise OwnershipLost
             # One publish, all or nothing: one Kafka transaction in the distributed mode, one
             # SQLite transaction of the projector in the embedded mode.
             written = await self._publisher.publish(events)
@@ -617,7 +574,7 @@ class ImportService:
             record.publishing_done(written, at=self._clock(), warnings=warnings), errors, entries
         )
 
-    async def _until_visible(self, run: _Run) -> None:
+    async def _until_visible(self, run: ImportRun) -> None:
         """Complete a published import once the projection has made all its users visible.
 
         Its progress moves as the projection's watermark passes its records. A projection
@@ -689,7 +646,7 @@ class ImportService:
         ]
 
     @asynccontextmanager
-    async def _beating(self, run: _Run) -> AsyncIterator[None]:
+    async def _beating(self, run: ImportRun) -> AsyncIterator[None]:
         """Stamp the import's heartbeat while the block runs."""
 
         async def beat() -> None:
@@ -707,8 +664,8 @@ class ImportService:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def _fail_on_error(self, run: _Run, exc: Exception) -> None:
-        if isinstance(exc, _OwnershipLost):
+    async def _fail_on_error(self, run: ImportRun, exc: Exception) -> None:
+        if isinstance(exc, OwnershipLost):
             logger.warning(
                 "import %s was given up by this replica",
                 run.record.id,
@@ -730,73 +687,6 @@ class ImportService:
         )
         await self._fail(run, issue)
 
-    async def _fail(self, run: _Run, issue: FileIssue) -> None:
+    async def _fail(self, run: ImportRun, issue: FileIssue) -> None:
         if not run.record.finished:
             await run.save(run.record.failed(issue, at=self._clock()))
-
-
-class _OwnershipLost(Exception):
-    """This replica no longer owns the import it is running."""
-
-
-class _ProgressReporter:
-    """Stores a validating import's progress every PROGRESS_EVERY rows."""
-
-    def __init__(self, run: _Run, validator: FileValidator, size_hint: int | None) -> None:
-        self._run = run
-        self._validator = validator
-        self._size_hint = size_hint
-        self._reported = 0
-
-    async def report(self) -> None:
-        validator = self._validator
-        if validator.total_rows - self._reported < PROGRESS_EVERY:
-            return
-        if self._run.record.status is not ImportStatus.VALIDATING:
-            return  # a resumed import has validated once already
-        self._reported = validator.total_rows
-        size = self._size_hint
-        share = min(validator.bytes_read / size, 1.0) if size else 0.0
-        await self._run.save(
-            self._run.record.with_progress(
-                total_rows=self._reported, progress=share * VALIDATED_SHARE
-            )
-        )
-
-
-class _Run:
-    """The latest state of one running import, stored and reported as it changes."""
-
-    def __init__(
-        self, store: ImportStore, record: ImportRecord, on_progress: ProgressCallback | None
-    ) -> None:
-        self._store = store
-        self._on_progress = on_progress
-        self.record = record
-
-    async def save(self, record: ImportRecord) -> None:
-        await self._store.update(record)
-        self._stored(record)
-
-    async def finish(
-        self, record: ImportRecord, errors: Sequence[RowError], entries: Sequence[RegistryEntry]
-    ) -> None:
-        await self._store.finish(record, errors=errors, users=entries)
-        self._stored(record)
-
-    def _stored(self, record: ImportRecord) -> None:
-        self.record = record
-        if self._on_progress is not None:
-            self._on_progress(record)
-
-
-def _feed_rows(validator: FileValidator, chunks: Iterator[bytes], rows: int) -> bool:
-    """Feed chunks until `rows` more rows were read; False once the file is done."""
-    target = validator.total_rows + rows
-    for chunk in chunks:
-        validator.feed(chunk)
-        if validator.stopped:
-            return False
-        if validator.total_rows >= target:
-            return True
-    return False

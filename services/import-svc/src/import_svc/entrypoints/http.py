@@ -27,7 +27,8 @@ from import_svc.domain.model import (
     format_bytes,
 )
 from import_svc.entrypoints.multipart import FilePart, MultipartError, multipart_boundary
-from import_svc.service import ImportService, TooManyRunning, over_budget
+from import_svc.issues import TooManyRunning, over_budget
+from import_svc.service import ImportService
 from insights_common.audit import Recorder
 from insights_common.http import (
     DEFAULT_LIMIT,
