@@ -244,8 +244,8 @@ class Databases:
 
     async def open(self) -> Any:
         """A SqliteDatabase or a PostgresDatabase on this test's storage."""
-        from insights_common.postgres import PostgresDatabase  # noqa: PLC0415
-        from insights_common.sqlite import SqliteDatabase  # noqa: PLC0415
+        from insights_common.postgres.database import PostgresDatabase  # noqa: PLC0415
+        from insights_common.sqlite.database import SqliteDatabase  # noqa: PLC0415
 
         if self.pg is None:
             db: Any = SqliteDatabase(self.sqlite_path)

@@ -25,14 +25,14 @@ import os
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 
 import asyncpg
 
 from bench.ingest import quantile
 from insights_common.audit import AuditEntry, GroupedAuditLog, verify
-from insights_common.pg_audit import PostgresAuditLog
-from insights_common.postgres import PostgresDatabase
+from insights_common.clock import utc_now
+from insights_common.postgres.audit import PostgresAuditLog
+from insights_common.postgres.database import PostgresDatabase
 
 APP = "acme"
 
@@ -87,7 +87,7 @@ async def measure(
             log = grouped[number % replicas]
             while time.perf_counter() < deadline:
                 entry = AuditEntry(
-                    at=datetime.now(UTC),
+                    at=utc_now(),
                     app_id=APP,
                     actor=f"key:bench-{number}",
                     action="message.view",

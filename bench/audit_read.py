@@ -56,9 +56,10 @@ from insights.connections import access_of, key_store
 from insights.distributed import service_app
 from insights_common.audit import AuditEntry, AuditFilter, AuditLog, verify
 from insights_common.auth import KeyStore, SecretBox
-from insights_common.kafka import KafkaBus, KafkaOptions, KafkaProjectionWatermark
-from insights_common.pg_retention import PostgresRetentionSettings
-from insights_common.postgres import PostgresDatabase
+from insights_common.kafka.bus import KafkaBus, KafkaOptions
+from insights_common.kafka.watermark import KafkaProjectionWatermark
+from insights_common.postgres.database import PostgresDatabase
+from insights_common.postgres.retention import PostgresRetentionSettings
 from insights_common.settings import KeyCacheSettings
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.app import build_query

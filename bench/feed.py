@@ -15,7 +15,6 @@ import multiprocessing
 import signal
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from typing import Any
@@ -24,6 +23,7 @@ import orjson
 
 from bench.ingest import BATCH, Api, Target, quantile
 from bench.traffic import Traffic
+from insights_common.clock import utc_now
 
 TICK = 0.1
 IN_FLIGHT = 8
@@ -48,7 +48,7 @@ async def _feed(config: dict[str, Any], stop: Event) -> FeedFigures:
         seed=config["seed"],
         users=config["users"],
         messages=math.ceil(rate * 3600 / 2.5),
-        now=datetime.now(UTC),
+        now=utc_now(),
         days=1 / 24,
         zipf=config["zipf"],
         stream=int(time.time()),

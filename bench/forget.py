@@ -27,14 +27,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 
 from bench.ingest import quantile
-from insights_common.postgres import PostgresDatabase
-from insights_common.sqlite import SqliteDatabase
+from insights_common.clock import utc_now
+from insights_common.postgres.database import PostgresDatabase
+from insights_common.sqlite.database import SqliteDatabase
 from notification_ingest.adapters.postgres import PostgresDedupStore
 from notification_ingest.adapters.sqlite import SqliteDedupStore
 from notification_ingest.ports import DedupStore
@@ -64,7 +65,7 @@ class Figures:
 
 class Clock:
     def __init__(self) -> None:
-        self.now = datetime.now(UTC)
+        self.now = utc_now()
 
     def __call__(self) -> datetime:
         return self.now

@@ -39,7 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -65,6 +65,7 @@ from bench.manifest import DEFAULT_PATH, Deployment, Manifest, Sampler
 from bench.people import Person, csv_file, person, user_rows
 from bench.traffic import STAGES, Sent, Traffic
 from insights.demo_data import rfc3339
+from insights_common.clock import utc_now
 from insights_contracts.topics import PLATFORM_RAW
 from notification_ingest.settings import IngestSettings
 
@@ -630,7 +631,7 @@ def main() -> None:
     if args.url and not (args.key and args.webhook_secret):
         parser.error("--url needs --key and --webhook-secret")
     args.door = args.door or ("webhook" if args.url else "raw")
-    now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC).replace(microsecond=0)
+    now = datetime.fromisoformat(args.now) if args.now else utc_now().replace(microsecond=0)
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     try:

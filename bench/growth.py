@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -40,6 +40,7 @@ from bench import generate, query
 from bench.ingest import Names, Target
 from bench.manifest import DEFAULT_PATH, Deployment, Manifest, Sampler
 from bench.query_mix import KINDS
+from insights_common.clock import utc_now
 
 DEFAULT_STEPS = (100_000, 200_000, 500_000, 1_000_000)
 MIB = 1024 * 1024
@@ -247,7 +248,7 @@ def main() -> None:
         parser.error("--steps must be positive and ascending")
     if args.messages_per_user < 1 or args.clients < 1 or args.seconds <= 0:
         parser.error("--messages-per-user, --clients and --seconds must be positive")
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = utc_now().replace(microsecond=0)
     signal.signal(signal.SIGINT, generate.interrupt)
     signal.signal(signal.SIGTERM, generate.interrupt)
     began = time.perf_counter()

@@ -1,6 +1,6 @@
 """What the guards in front of every process cost a request: CPU per request of a small
 authenticated route with and without them (public origin, browser headers, the disconnect
-handler and the rate limits of access_http.Access), called through ASGI in this process.
+handler and the rate limits of http.access.Access), called through ASGI in this process.
 
     uv run python -m bench.http_guards [--requests 20000]
 """
@@ -14,11 +14,11 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from insights_common.access_http import Access
 from insights_common.auth import ApiKeyInfo
-from insights_common.http import install_problem_handlers
-from insights_common.http_guard import HttpSettings, install_http_guards
-from insights_common.rate_limit import RateLimits, RateLimitSettings
+from insights_common.http.access import Access
+from insights_common.http.conventions import install_problem_handlers
+from insights_common.http.guard import HttpSettings, install_http_guards
+from insights_common.http.rate_limit import RateLimits, RateLimitSettings
 
 KEY = "uik_benchkey-0123456789"
 

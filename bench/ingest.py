@@ -51,7 +51,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ import httpx
 import orjson
 
 from insights_common.auth import sign
+from insights_common.clock import rfc3339, utc_now
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +92,7 @@ FAILURES = (
 
 
 def _at(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339(moment, precision="microseconds")
 
 
 @dataclass
@@ -536,7 +537,7 @@ async def run_freshness(api: Api, *, rate: int, seconds: float, seed: int) -> Fr
     per_batch = max(1, round(rate * interval))
     ticks = int(seconds / interval)
     stream = build_stream(
-        events=per_batch * ticks, seed=seed, tag="f", start=datetime.now(UTC) - timedelta(hours=2)
+        events=per_batch * ticks, seed=seed, tag="f", start=utc_now() - timedelta(hours=2)
     )
     ids = _Ids(random.Random(seed + 1))
     load = stream.arrivals
@@ -547,7 +548,7 @@ async def run_freshness(api: Api, *, rate: int, seconds: float, seed: int) -> Fr
     limit = asyncio.Semaphore(4)
 
     def probe(tick: int) -> dict[str, Any]:
-        now = datetime.now(UTC)
+        now = utc_now()
         base = {"schema_version": 1, "app_id": APP_ID, "event_id": ids.event()}
         if tick % 2 and waiting_read:
             sent = waiting_read.pop(0)
@@ -991,7 +992,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> Report:
         events=args.events,
         seed=args.seed,
         tag="t",
-        start=datetime.now(UTC) - timedelta(days=1),
+        start=utc_now() - timedelta(days=1),
     )
     work = Path(tempfile.mkdtemp(prefix=f"bench-ingest-{mode}-"))
     profile = frozenset(filter(None, args.profile.split(",")))

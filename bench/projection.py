@@ -18,12 +18,12 @@ import os
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.ingest import build_stream
 from insights.tuning import freeze_startup_objects, tune_garbage_collector
-from insights_common.sqlite import SqliteDatabase
+from insights_common.clock import utc_now
+from insights_common.sqlite.database import SqliteDatabase
 from insights_contracts import AnyEvent, parse_event
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.adapters.sqlite import SqliteInsightsStore
@@ -32,9 +32,7 @@ from insights_query.service import Projector
 
 
 def stream_events(events: int, seed: int) -> list[AnyEvent]:
-    stream = build_stream(
-        events=events, seed=seed, tag=f"p{uuid.uuid4().hex[:6]}", start=datetime.now(UTC)
-    )
+    stream = build_stream(events=events, seed=seed, tag=f"p{uuid.uuid4().hex[:6]}", start=utc_now())
     seen: set[str] = set()
     decoded = []
     for raw in [*stream.templates, *stream.arrivals]:

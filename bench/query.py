@@ -49,7 +49,7 @@ from bench.feed import Feed, FeedFigures
 from bench.ingest import CpuMeter, quantile
 from bench.manifest import DEFAULT_PATH, Deployment, Manifest
 from bench.query_mix import BY_NAME, KINDS, Pools, Spec
-from insights_common.http import DEFAULT_LIMIT, decode_cursor
+from insights_common.http.conventions import DEFAULT_LIMIT, decode_cursor
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings

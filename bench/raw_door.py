@@ -27,9 +27,9 @@ from cryptography.fernet import Fernet
 
 from insights.composition.distributed import kafka_ingest
 from insights_common.auth import SecretBox
-from insights_common.kafka import KafkaBus, KafkaOptions
-from insights_common.pg_auth import PostgresKeyStore
-from insights_common.postgres import PostgresDatabase
+from insights_common.kafka.bus import KafkaBus, KafkaOptions
+from insights_common.postgres.database import PostgresDatabase
+from insights_common.postgres.keys import PostgresKeyStore
 from insights_contracts.topics import NOTIFICATIONS, PLATFORM_RAW, dlq
 from notification_ingest.settings import IngestSettings
 

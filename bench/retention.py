@@ -30,13 +30,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bench.ingest import quantile
-from insights_common.retention import SqliteRetentionSettings
-from insights_common.sqlite import SqliteDatabase
+from insights_common.clock import utc_now
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.retention import SqliteRetentionSettings
 from insights_contracts import AnyEvent, NotificationSent, UserUpserted
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.adapters.sqlite import SqliteInsightsStore
@@ -195,7 +196,7 @@ async def opensearch_store(
 
 
 async def measure(backend: str, args: argparse.Namespace) -> Figures:
-    now = datetime.now(UTC)
+    now = utc_now()
     opened = sqlite_store if backend == "sqlite" else opensearch_store
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -19,7 +19,7 @@ from faststream.kafka import KafkaResponse
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CollectorRegistry
 
-from insights_common.kafka import KafkaBus, KafkaOptions
+from insights_common.kafka.bus import KafkaBus, KafkaOptions
 from insights_contracts import NotificationSent
 from insights_contracts.topics import NOTIFICATIONS, dlq
 

@@ -58,7 +58,7 @@ def dev(
 
     from insights.demo import load_demo
     from insights.tuning import freeze_startup_objects, server_config, tune_garbage_collector
-    from insights_common.http_guard import HttpSettings
+    from insights_common.http.guard import HttpSettings
     from insights_common.tracing import start_tracing
 
     tune_garbage_collector()

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +23,7 @@ from insights.cli_options import (
 from insights.cli_people import check_app_id, cli_entry
 from insights.composition.embedded import running
 from insights_common.audit import AuditLog
+from insights_common.clock import utc_now
 from insights_common.retention import MAX_DAYS, MIN_DAYS, InvalidRetention, check_days
 from insights_query.domain.retention import PassResult
 from insights_query.entrypoints.settings_http import RETENTION_SET, describe
@@ -64,8 +65,8 @@ async def _settings(data_dir: Path | None, distributed: bool) -> AsyncIterator[S
         return
     # Only this path needs PostgreSQL and OpenSearch.
     from insights.connections import opensearch_store, postgres  # noqa: PLC0415
-    from insights_common.pg_audit import PostgresAuditLog  # noqa: PLC0415
-    from insights_common.pg_retention import PostgresRetentionSettings  # noqa: PLC0415
+    from insights_common.postgres.audit import PostgresAuditLog  # noqa: PLC0415
+    from insights_common.postgres.retention import PostgresRetentionSettings  # noqa: PLC0415
     from insights_query.settings import QuerySettings  # noqa: PLC0415
 
     query = QuerySettings()
@@ -118,7 +119,7 @@ def set_retention(
 
     async def change() -> PassResult | None:
         async with _settings(data_dir, distributed) as settings:
-            await settings.retention.settings.set(app_id, days, now=datetime.now(UTC))
+            await settings.retention.settings.set(app_id, days, now=utc_now())
             await settings.audit.append(cli_entry(app_id, RETENTION_SET, describe(days)))
             if days is None or no_apply:
                 return None

@@ -71,7 +71,7 @@ async def _dead_letters(
         finally:
             await embedded.stop()
         return
-    from insights_common.kafka_dlq import KafkaDeadLetters  # noqa: PLC0415
+    from insights_common.kafka.dead_letters import KafkaDeadLetters  # noqa: PLC0415
     from insights_common.settings import KafkaSettings  # noqa: PLC0415
 
     kafka = KafkaSettings()
@@ -103,7 +103,7 @@ def _run_dlq(work: Coroutine[Any, Any, T]) -> T:
     """Run a dead-letter operation; a server that does not answer is a clear error, exit 1."""
     from aiokafka.errors import KafkaError  # noqa: PLC0415
 
-    from insights_common.kafka_dlq import DeadLetterError  # noqa: PLC0415
+    from insights_common.kafka.dead_letters import DeadLetterError  # noqa: PLC0415
 
     try:
         return asyncio.run(work)

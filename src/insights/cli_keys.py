@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +27,7 @@ from insights.cli_people import check_app_id, record_change
 from insights.composition.embedded import running
 from insights_common.access import UnknownScope, check_scopes
 from insights_common.auth import ApiKeyInfo, KeyStore, key_id_of
+from insights_common.clock import utc_now
 
 keys_app = typer.Typer(help="API keys for programs and the dashboard.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Webhook secrets of the messaging platform.", no_args_is_help=True)
@@ -38,8 +39,8 @@ async def _key_store(data_dir: Path | None, distributed: bool) -> AsyncIterator[
         async with running(embedded_settings(data_dir)) as embedded:
             yield embedded.keys
         return
-    from insights_common.pg_auth import PostgresKeyStore  # noqa: PLC0415
-    from insights_common.postgres import PostgresDatabase  # noqa: PLC0415
+    from insights_common.postgres.database import PostgresDatabase  # noqa: PLC0415
+    from insights_common.postgres.keys import PostgresKeyStore  # noqa: PLC0415
     from insights_common.settings import PostgresSettings  # noqa: PLC0415
 
     box = master_key()
@@ -78,9 +79,7 @@ def keys_create(
     except UnknownScope as error:
         err.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None
-    expires = (
-        datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days is not None else None
-    )
+    expires = utc_now() + timedelta(days=expires_in_days) if expires_in_days is not None else None
 
     async def create() -> str:
         async with _key_store(data_dir, distributed) as keys:
@@ -215,7 +214,7 @@ def webhooks_secret(
         )
     out.print(new, highlight=False, soft_wrap=True)
     if replaced:
-        until = (datetime.now(UTC) + overlap).isoformat(timespec="seconds")
+        until = (utc_now() + overlap).isoformat(timespec="seconds")
         err.print(
             f"the previous secret still signs until {until}"
             if overlap

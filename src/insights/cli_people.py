@@ -8,7 +8,6 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -27,6 +26,7 @@ from insights.cli_options import (
 from insights.composition.embedded import running
 from insights_common.accounts import AccountError, Accounts
 from insights_common.audit import AuditEntry, AuditLog, Verification, verify
+from insights_common.clock import utc_now
 from insights_contracts.types import APP_ID_PATTERN
 
 members_app = typer.Typer(
@@ -69,9 +69,9 @@ async def _people(data_dir: Path | None, distributed: bool) -> AsyncIterator[Peo
         async with running(embedded_settings(data_dir)) as embedded:
             yield People(Accounts(embedded.members), embedded.audit)
         return
-    from insights_common.pg_audit import PostgresAuditLog  # noqa: PLC0415
-    from insights_common.pg_members import PostgresMemberStore  # noqa: PLC0415
-    from insights_common.postgres import PostgresDatabase  # noqa: PLC0415
+    from insights_common.postgres.audit import PostgresAuditLog  # noqa: PLC0415
+    from insights_common.postgres.database import PostgresDatabase  # noqa: PLC0415
+    from insights_common.postgres.members import PostgresMemberStore  # noqa: PLC0415
     from insights_common.settings import PostgresSettings  # noqa: PLC0415
 
     pg = PostgresSettings()
@@ -88,7 +88,7 @@ async def _people(data_dir: Path | None, distributed: bool) -> AsyncIterator[Peo
 def cli_entry(app_id: str, action: str, detail: str) -> AuditEntry:
     """What a command changed, as done by the operating-system user who ran it."""
     return AuditEntry(
-        at=datetime.now(UTC),
+        at=utc_now(),
         app_id=app_id,
         actor=f"cli:{getpass.getuser()}",
         action=action,

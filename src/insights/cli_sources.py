@@ -52,9 +52,9 @@ async def _sources(data_dir: Path | None, distributed: bool) -> AsyncIterator[So
         async with running(embedded_settings(data_dir)) as embedded:
             yield Sources(embedded.keys, embedded.audit)
         return
-    from insights_common.pg_audit import PostgresAuditLog  # noqa: PLC0415
-    from insights_common.pg_auth import PostgresKeyStore  # noqa: PLC0415
-    from insights_common.postgres import PostgresDatabase  # noqa: PLC0415
+    from insights_common.postgres.audit import PostgresAuditLog  # noqa: PLC0415
+    from insights_common.postgres.database import PostgresDatabase  # noqa: PLC0415
+    from insights_common.postgres.keys import PostgresKeyStore  # noqa: PLC0415
     from insights_common.settings import PostgresSettings  # noqa: PLC0415
 
     box = master_key()

@@ -47,8 +47,8 @@ async def _erasing(data_dir: Path | None, distributed: bool) -> AsyncIterator[Er
         return
     # Only this path needs Kafka and PostgreSQL.
     from insights.connections import kafka_bus, patiently, postgres  # noqa: PLC0415
-    from insights_common.kafka import KafkaProjectionWatermark  # noqa: PLC0415
-    from insights_common.pg_audit import PostgresAuditLog  # noqa: PLC0415
+    from insights_common.kafka.watermark import KafkaProjectionWatermark  # noqa: PLC0415
+    from insights_common.postgres.audit import PostgresAuditLog  # noqa: PLC0415
 
     query = QuerySettings()
     async with AsyncExitStack() as stack:

@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from insights_common.access_http import Access
 from insights_common.audit import AuditLog, GroupedAuditLog
 from insights_common.auth import KeyStore, SecretBox
-from insights_common.kafka import KafkaBus, KafkaOptions
+from insights_common.http.access import Access
+from insights_common.http.observability import ReadinessCheck
+from insights_common.kafka.bus import KafkaBus, KafkaOptions
 from insights_common.key_cache import CachedKeyStore
-from insights_common.observability import ReadinessCheck
-from insights_common.pg_audit import PostgresAuditLog
-from insights_common.pg_auth import PostgresKeyStore
-from insights_common.pg_members import PostgresMemberStore
-from insights_common.postgres import PostgresDatabase
+from insights_common.postgres.audit import PostgresAuditLog
+from insights_common.postgres.database import PostgresDatabase
+from insights_common.postgres.keys import PostgresKeyStore
+from insights_common.postgres.members import PostgresMemberStore
 from insights_common.settings import (
     KafkaSettings,
     KeyCacheSettings,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from import_svc.domain.model import ImportOptions
 from insights.demo_data import build_demo
 from insights.embedded import Embedded
 from insights_common.accounts import Accounts, MemberExists
+from insights_common.clock import rfc3339, utc_now
 
 DEMO_APP = "demo"
 DEMO_ADMIN = "admin@demo.example"
@@ -30,7 +30,7 @@ async def load_demo(embedded: Embedded, *, data_dir: Path) -> DemoAccess:
     """Load the demo data once per data dir, then give a new API key and admin password."""
     marker = data_dir / "demo.json"
     if not marker.exists():
-        data = build_demo(app_id=DEMO_APP, now=datetime.now(UTC))
+        data = build_demo(app_id=DEMO_APP, now=utc_now())
         await embedded.imports.run_import(
             app_id=DEMO_APP,
             filename="demo-users.csv",
@@ -38,13 +38,13 @@ async def load_demo(embedded: Embedded, *, data_dir: Path) -> DemoAccess:
             options=ImportOptions(),
         )
         # Profile edits in the app come after the import, or the import's snapshot would win.
-        edited_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        edited_at = rfc3339(utc_now(), precision="auto")
         edits = [{**event, "occurred_at": edited_at} for event in data.platform_user_events]
         events = data.template_events + data.notification_events + edits
         for start in range(0, len(events), _BATCH):
             await embedded.ingest.ingest(app_id=DEMO_APP, items=events[start : start + _BATCH])
         marker.write_text(
-            json.dumps({"app_id": DEMO_APP, "loaded_at": datetime.now(UTC).isoformat()}),
+            json.dumps({"app_id": DEMO_APP, "loaded_at": rfc3339(utc_now(), precision="auto")}),
             encoding="utf-8",
         )
     if await embedded.keys.webhook_secret(DEMO_APP) is None:

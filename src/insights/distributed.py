@@ -23,10 +23,10 @@ from prometheus_client.registry import Collector
 from insights.composition.distributed import ServiceProcess, build_process
 from insights.reference import PeerReferences, merge_openapi
 from insights.tuning import freeze_startup_objects, server_config, tune_garbage_collector
-from insights_common.http import install_problem_handlers
-from insights_common.http_guard import HttpSettings, install_http_guards
-from insights_common.kafka import KafkaBus
-from insights_common.observability import ReadinessCheck, install_observability
+from insights_common.http.conventions import install_problem_handlers
+from insights_common.http.guard import HttpSettings, install_http_guards
+from insights_common.http.observability import ReadinessCheck, install_observability
+from insights_common.kafka.bus import KafkaBus
 from insights_common.service import ServiceParts
 from insights_common.tracing import start_tracing, trace_http
 from insights_query.entrypoints.api_docs import install_api_docs

@@ -19,15 +19,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from import_svc.service import ImportService
 from insights_common.audit import AuditLog
-from insights_common.auth import SqliteKeyStore
 from insights_common.bus import InProcessBus
-from insights_common.dead_letters import EmbeddedDeadLetters
-from insights_common.http import install_problem_handlers
-from insights_common.http_guard import HttpSettings, install_http_guards
-from insights_common.members import SqliteMemberStore
-from insights_common.observability import install_observability
+from insights_common.http.conventions import install_problem_handlers
+from insights_common.http.guard import HttpSettings, install_http_guards
+from insights_common.http.observability import install_observability
 from insights_common.service import ServiceParts
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.dead_letters import EmbeddedDeadLetters
+from insights_common.sqlite.keys import SqliteKeyStore
+from insights_common.sqlite.members import SqliteMemberStore
 from insights_common.tracing import trace_http
 from insights_query.entrypoints.api_docs import install_api_docs
 from insights_query.entrypoints.dashboard import install_dashboard

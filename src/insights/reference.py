@@ -15,7 +15,7 @@ import orjson
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from insights_common.http import Problem, problem_responses
+from insights_common.http.conventions import Problem, problem_responses
 
 API_PREFIX = "/api/v1"
 

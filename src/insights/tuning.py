@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from insights_common.http_guard import HttpSettings
+from insights_common.http.guard import HttpSettings
 
 T = TypeVar("T")
 

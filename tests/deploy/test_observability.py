@@ -91,7 +91,7 @@ def test_the_dashboard_queries_are_promql_on_exported_metrics(
     exported_by_code = "".join(
         (ROOT / path).read_text()
         for path in (
-            "libs/common/src/insights_common/observability.py",
+            "libs/common/src/insights_common/http/observability.py",
             "libs/common/src/insights_common/bus_metrics.py",
             "services/insights-query/src/insights_query/service.py",
         )

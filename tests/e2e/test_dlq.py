@@ -23,15 +23,16 @@ from import_svc.adapters.sqlite import SqliteImportStore
 from import_svc.app import HttpDoor, build_imports
 from import_svc.domain.model import ImportOptions, ImportStatus
 from import_svc.settings import ImportSettings
-from insights_common.access_http import Access
-from insights_common.audit import SqliteAuditLog
-from insights_common.auth import SecretBox, SqliteKeyStore
+from insights_common.auth import SecretBox
 from insights_common.bus import AtOnce, InProcessBus
-from insights_common.dead_letters import SqliteDeadLetters
-from insights_common.kafka import KafkaBus, KafkaOptions
-from insights_common.members import SqliteMemberStore
+from insights_common.http.access import Access
+from insights_common.kafka.bus import KafkaBus, KafkaOptions
 from insights_common.settings import KafkaSettings
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.audit import SqliteAuditLog
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.dead_letters import SqliteDeadLetters
+from insights_common.sqlite.keys import SqliteKeyStore
+from insights_common.sqlite.members import SqliteMemberStore
 from insights_contracts import AnyEvent, parse_event
 from insights_contracts.topics import NOTIFICATIONS
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client

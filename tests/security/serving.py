@@ -10,7 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from insights.tuning import server_config
-from insights_common.http_guard import HttpSettings
+from insights_common.http.guard import HttpSettings
 from tests.conftest import free_port
 
 

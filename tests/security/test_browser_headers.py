@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from insights_common.http_guard import CONTENT_SECURITY_POLICY
+from insights_common.http.guard import CONTENT_SECURITY_POLICY
 from tests.conftest import free_port
 from tests.deployments import local_edge
 from tests.security.conftest import embedded_in_process

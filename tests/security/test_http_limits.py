@@ -12,8 +12,8 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from insights_common.http import install_problem_handlers
-from insights_common.http_guard import HttpSettings, install_http_guards, public_origin
+from insights_common.http.conventions import install_problem_handlers
+from insights_common.http.guard import HttpSettings, install_http_guards, public_origin
 from tests.security.conftest import InProcess
 from tests.security.serving import exchange, serving
 

@@ -83,7 +83,7 @@ async def test_the_data_dir_and_sqlite_files_are_readable_by_their_owner_only(
 
 
 def test_files_left_readable_by_an_older_version_are_narrowed(tmp_path: Path) -> None:
-    from insights_common.sqlite import SqliteDatabase  # noqa: PLC0415
+    from insights_common.sqlite.database import SqliteDatabase  # noqa: PLC0415
 
     path = tmp_path / "insights.db"
     previous = os.umask(0o022)

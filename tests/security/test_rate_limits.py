@@ -12,13 +12,14 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import Depends, FastAPI
 
-from insights_common.access_http import Access
-from insights_common.auth import SecretBox, SqliteKeyStore, key_id_of, sign
-from insights_common.http import install_problem_handlers
-from insights_common.http_guard import HttpSettings, install_http_guards
+from insights_common.auth import SecretBox, key_id_of, sign
+from insights_common.http.access import Access
+from insights_common.http.conventions import install_problem_handlers
+from insights_common.http.guard import HttpSettings, install_http_guards
+from insights_common.http.rate_limit import RateLimits, RateLimitSettings
 from insights_common.key_cache import CachedKeyStore
-from insights_common.rate_limit import RateLimits, RateLimitSettings
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
 from tests.security.conftest import InProcess
 from tests.security.serving import serving
 

@@ -18,7 +18,7 @@ import pytest
 from insights_common.access import ROLES, SCOPES, Permission
 from insights_common.accounts import Accounts
 from insights_common.audit import verify
-from insights_common.http import _every_route
+from insights_common.http.conventions import _every_route
 from tests.security.conftest import InProcess, embedded_in_process
 
 pytestmark = pytest.mark.unit

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from insights_common.bus import InProcessBus
-from insights_common.kafka import KafkaBus, KafkaOptions
+from insights_common.kafka.bus import KafkaBus, KafkaOptions
 from insights_contracts import AnyEvent, NotificationSent, TemplateUpserted, UserUpserted
 from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS, dlq
 
@@ -325,7 +325,7 @@ async def test_the_bus_reports_lag_batches_failures_and_dead_letters(
 
 CONSUMER_THAT_HANGS = """
 import asyncio, sys
-from insights_common.kafka import KafkaBus, KafkaOptions
+from insights_common.kafka.bus import KafkaBus, KafkaOptions
 
 async def main() -> None:
     bootstrap, prefix, marker = sys.argv[1:4]

@@ -9,10 +9,10 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import Depends, FastAPI
 
-from insights_common.access_http import Access
-from insights_common.auth import SecretBox, SqliteKeyStore, sign, verify_signature
+from insights_common.auth import SecretBox, sign, verify_signature
 from insights_common.bus import InProcessBus
-from insights_common.http import (
+from insights_common.http.access import Access
+from insights_common.http.conventions import (
     Problem,
     cursor_integer,
     cursor_text,
@@ -21,8 +21,9 @@ from insights_common.http import (
     install_problem_handlers,
     problem_responses,
 )
-from insights_common.observability import install_observability
-from insights_common.sqlite import SqliteDatabase
+from insights_common.http.observability import install_observability
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
 from insights_contracts import AnyEvent, NotificationDelivered, UserUpserted
 from insights_contracts.topics import NOTIFICATIONS, USERS
 

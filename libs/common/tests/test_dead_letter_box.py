@@ -20,14 +20,11 @@ from typing import Protocol
 import pytest
 
 from insights_common.bus import InProcessBus
-from insights_common.dead_letters import (
-    DeadLetterBox,
-    EmbeddedDeadLetters,
-    SqliteDeadLetters,
-)
-from insights_common.kafka import KafkaBus, KafkaOptions
-from insights_common.kafka_dlq import KafkaDeadLetters
-from insights_common.sqlite import SqliteDatabase
+from insights_common.dead_letters import DeadLetterBox
+from insights_common.kafka.bus import KafkaBus, KafkaOptions
+from insights_common.kafka.dead_letters import KafkaDeadLetters
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.dead_letters import EmbeddedDeadLetters, SqliteDeadLetters
 from insights_contracts import AnyEvent, TemplateUpserted, UserUpserted, event_adapter
 from insights_contracts.events import TemplateDefinition
 from insights_contracts.topics import TEMPLATES, USERS

@@ -21,10 +21,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 
 from insights_common.bus import InProcessBus
-from insights_common.dead_letters import FailedEvent, SqliteDeadLetters
-from insights_common.kafka import ISOLATE_AFTER, KafkaBus, KafkaOptions, Record, Rejected
-from insights_common.kafka_dlq import KafkaDeadLetters, _Replayed
-from insights_common.sqlite import SqliteDatabase
+from insights_common.dead_letters import FailedEvent
+from insights_common.kafka.bus import ISOLATE_AFTER, KafkaBus, KafkaOptions, Record, Rejected
+from insights_common.kafka.dead_letters import KafkaDeadLetters, _Replayed
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.dead_letters import SqliteDeadLetters
 from insights_contracts import AnyEvent, UserUpserted
 from insights_contracts.topics import USERS, dlq
 

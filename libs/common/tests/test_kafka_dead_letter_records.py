@@ -23,7 +23,7 @@ from insights_common.dead_letters import (
     SOURCE_PARTITION_HEADER,
     SOURCE_TOPIC_HEADER,
 )
-from insights_common.kafka import ISOLATE_AFTER, Record, Rejected
+from insights_common.kafka.bus import ISOLATE_AFTER, Record, Rejected
 from insights_common.outage import DependencyUnavailable
 from insights_contracts import AnyEvent
 from insights_contracts.topics import NOTIFICATIONS

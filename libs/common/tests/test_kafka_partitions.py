@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from insights_common.kafka import _partition_of
+from insights_common.kafka.bus import _partition_of
 
 pytestmark = pytest.mark.unit
 

@@ -23,7 +23,7 @@ import pytest
 from faststream.kafka import TestKafkaBroker
 
 from insights_common.dead_letters import ERROR_HEADER
-from insights_common.kafka import ISOLATE_AFTER, RETRY_DELAYS, KafkaBus, Record, Rejected
+from insights_common.kafka.bus import ISOLATE_AFTER, RETRY_DELAYS, KafkaBus, Record, Rejected
 from insights_common.outage import DependencyUnavailable
 from insights_contracts import AnyEvent
 from insights_contracts.topics import NOTIFICATIONS

@@ -6,7 +6,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from insights_common.kafka import KafkaBus, KafkaOptions, brokers
+from insights_common.kafka.bus import KafkaBus, KafkaOptions, brokers
 from insights_contracts.topics import USERS
 
 

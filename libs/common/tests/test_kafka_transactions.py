@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from insights_common.kafka import KafkaBus, KafkaOptions, KafkaTransactionalPublisher
+from insights_common.kafka.bus import KafkaBus, KafkaOptions
+from insights_common.kafka.publisher import KafkaTransactionalPublisher
 from insights_contracts import AnyEvent, UserUpserted
 from insights_contracts.topics import USERS
 

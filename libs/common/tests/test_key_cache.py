@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from insights_common.auth import ApiKeyInfo, SecretBox, SqliteKeyStore, key_id_of
+from insights_common.auth import ApiKeyInfo, SecretBox, key_id_of
 from insights_common.key_cache import CachedKeyStore
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
 
 pytestmark = pytest.mark.unit
 

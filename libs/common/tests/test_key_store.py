@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 import pytest
 from cryptography.fernet import Fernet
 
-from insights_common.auth import KeyStore, SecretBox, SqliteKeyStore, key_id_of
-from insights_common.pg_auth import PostgresKeyStore
-from insights_common.sqlite import SqliteDatabase
+from insights_common.auth import KeyStore, SecretBox, key_id_of
+from insights_common.postgres.keys import PostgresKeyStore
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
 
 if TYPE_CHECKING:
     from conftest import Databases

@@ -18,21 +18,21 @@ from insights_common.audit import (
     AuditLog,
     GroupedAuditLog,
     Recorder,
-    SqliteAuditLog,
     verify,
 )
 from insights_common.members import (
     MemberStore,
     SessionInfo,
     SessionLimits,
-    SqliteMemberStore,
     session_alive,
     token_hash,
 )
 from insights_common.outage import DependencyUnavailable
-from insights_common.pg_audit import PostgresAuditLog, month_bounds
-from insights_common.pg_members import PostgresMemberStore
-from insights_common.sqlite import SqliteDatabase
+from insights_common.postgres.audit import PostgresAuditLog, month_bounds
+from insights_common.postgres.members import PostgresMemberStore
+from insights_common.sqlite.audit import SqliteAuditLog
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.members import SqliteMemberStore
 
 if TYPE_CHECKING:
     from conftest import Databases
@@ -249,7 +249,7 @@ async def test_two_processes_chain_one_apps_entries_without_a_gap_or_a_fork(
 
 
 def asked(address: str = "203.0.113.7") -> Request:
-    """A request of an agent of acme, as `access_http.Access` leaves it for the recorder."""
+    """A request of an agent of acme, as `http.access.Access` leaves it for the recorder."""
     request = Request({"type": "http", "headers": [], "client": (address, 40000)})
     request.state.principal = Principal("acme", "member:ann@example.com", frozenset(), "agent")
     return request

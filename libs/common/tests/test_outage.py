@@ -10,9 +10,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from insights_common.http import PROBLEM_JSON, install_problem_handlers
+from insights_common.http.conventions import PROBLEM_JSON, install_problem_handlers
 from insights_common.outage import DependencyUnavailable, bounded, waiting_out
-from insights_common.postgres import PostgresDatabase, lost
+from insights_common.postgres.database import PostgresDatabase, lost
 from tests.own_servers import OwnServers
 
 unit = pytest.mark.unit

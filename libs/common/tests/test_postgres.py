@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from insights_common.outage import DependencyUnavailable
-from insights_common.postgres import MigrationError, PostgresDatabase, quote_ident
+from insights_common.postgres.database import MigrationError, PostgresDatabase, quote_ident
 
 if TYPE_CHECKING:
     from conftest import PgSchema

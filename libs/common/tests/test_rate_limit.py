@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from insights_common.rate_limit import RateLimited, RateLimits, RateLimitSettings, TokenBuckets
+from insights_common.http.rate_limit import RateLimited, RateLimits, RateLimitSettings, TokenBuckets
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from insights_common.sqlite import SqliteDatabase, _Checkpointer
+from insights_common.sqlite.database import SqliteDatabase, _Checkpointer
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.database import SqliteDatabase
 
 pytestmark = pytest.mark.unit
 

@@ -20,7 +20,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from insights_common.kafka import KafkaBus, KafkaOptions, KafkaTransactionalPublisher
+from insights_common.kafka.bus import KafkaBus, KafkaOptions
+from insights_common.kafka.publisher import KafkaTransactionalPublisher
 from insights_common.tracing import (
     MAX_LINKS,
     batch_parent,

@@ -9,15 +9,10 @@ from typing import TYPE_CHECKING
 import pytest
 from cryptography.fernet import Fernet
 
-from insights_common.auth import (
-    SQLITE_SCHEMA,
-    KeyStore,
-    SecretBox,
-    SourceConfig,
-    SqliteKeyStore,
-)
-from insights_common.pg_auth import COMPONENT, MIGRATIONS, PostgresKeyStore
-from insights_common.sqlite import SqliteDatabase
+from insights_common.auth import KeyStore, SecretBox, SourceConfig
+from insights_common.postgres.keys import COMPONENT, MIGRATIONS, PostgresKeyStore
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SQLITE_SCHEMA, SqliteKeyStore
 
 if TYPE_CHECKING:
     from conftest import Databases

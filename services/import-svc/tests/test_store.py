@@ -27,8 +27,8 @@ from import_svc.domain.model import (
 )
 from import_svc.ports import ImportStore, RegistryEntry, UserRegistry
 from insights_common.clock import sortable
-from insights_common.postgres import PostgresDatabase
-from insights_common.sqlite import SqliteDatabase
+from insights_common.postgres.database import PostgresDatabase
+from insights_common.sqlite.database import SqliteDatabase
 
 if TYPE_CHECKING:
     from conftest import PgSchema

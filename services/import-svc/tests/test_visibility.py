@@ -21,7 +21,7 @@ from import_svc.domain.model import PUBLISHED, ImportOptions, ImportRecord, Impo
 from import_svc.service import ImportService
 from insights_common.bus import InProcessBus, Span, Written, written_records
 from insights_common.outage import DependencyUnavailable
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.database import SqliteDatabase
 from insights_contracts import AnyEvent
 
 pytestmark = pytest.mark.unit

@@ -17,14 +17,15 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
-from insights_common.access_http import Access
-from insights_common.audit import SqliteAuditLog
-from insights_common.auth import SecretBox, SqliteKeyStore
+from insights_common.auth import SecretBox
 from insights_common.bus import AtOnce, InProcessBus
-from insights_common.http import install_problem_handlers
-from insights_common.members import SqliteMemberStore
-from insights_common.retention import SqliteRetentionSettings
-from insights_common.sqlite import SqliteDatabase
+from insights_common.http.access import Access
+from insights_common.http.conventions import install_problem_handlers
+from insights_common.sqlite.audit import SqliteAuditLog
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
+from insights_common.sqlite.members import SqliteMemberStore
+from insights_common.sqlite.retention import SqliteRetentionSettings
 from insights_contracts import (
     NotificationClicked,
     NotificationDelivered,

@@ -10,15 +10,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from insights_common.access_http import Access
-from insights_common.audit import SqliteAuditLog
-from insights_common.auth import SqliteKeyStore
 from insights_common.bus import AtOnce, InProcessBus
-from insights_common.http import install_problem_handlers
-from insights_common.members import SqliteMemberStore
-from insights_common.observability import install_observability
-from insights_common.retention import SqliteRetentionSettings
-from insights_common.sqlite import SqliteDatabase
+from insights_common.http.access import Access
+from insights_common.http.conventions import install_problem_handlers
+from insights_common.http.observability import install_observability
+from insights_common.sqlite.audit import SqliteAuditLog
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
+from insights_common.sqlite.members import SqliteMemberStore
+from insights_common.sqlite.retention import SqliteRetentionSettings
 from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.app import EMBEDDED_PROJECTOR, build_projector, build_query
 from insights_query.entrypoints.dashboard import (

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from opensearchpy import AsyncOpenSearch
 
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.database import SqliteDatabase
 from insights_contracts import AnyEvent
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.adapters.opensearch import document_io as document_io_module

@@ -14,8 +14,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from insights_common.kafka import ISOLATE_AFTER, KafkaBus, KafkaOptions
-from insights_common.kafka_dlq import KafkaDeadLetters
+from insights_common.kafka.bus import ISOLATE_AFTER, KafkaBus, KafkaOptions
+from insights_common.kafka.dead_letters import KafkaDeadLetters
 from insights_contracts import AnyEvent
 from insights_contracts.topics import NOTIFICATIONS
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from insights_common.auth import SqliteKeyStore
 from insights_common.bus import InProcessBus
-from insights_common.http import encode_cursor
+from insights_common.http.conventions import encode_cursor
+from insights_common.sqlite.keys import SqliteKeyStore
 from insights_query.app import EMBEDDED_PROJECTOR, build_projector
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings

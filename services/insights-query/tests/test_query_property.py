@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.database import SqliteDatabase
 from insights_contracts import (
     AnyEvent,
     NotificationClicked,

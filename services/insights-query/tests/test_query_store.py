@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.database import SqliteDatabase
 from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.adapters.sqlite import projection as projection_module
 from insights_query.adapters.sqlite import queries as queries_module

@@ -12,10 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from insights_common.audit import AuditFilter, SqliteAuditLog
-from insights_common.auth import SqliteKeyStore
-from insights_common.retention import InvalidRetention, SqliteRetentionSettings
-from insights_common.sqlite import SqliteDatabase
+from insights_common.audit import AuditFilter
+from insights_common.retention import InvalidRetention
+from insights_common.sqlite.audit import SqliteAuditLog
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
+from insights_common.sqlite.retention import SqliteRetentionSettings
 from insights_query.domain.retention import cutoff
 from insights_query.domain.time import Window
 from insights_query.retention import RetentionService

@@ -17,17 +17,17 @@ import pytest
 from fastapi import FastAPI
 from opensearchpy import AsyncOpenSearch
 
-from insights_common.access_http import Access
-from insights_common.audit import SqliteAuditLog
-from insights_common.auth import SqliteKeyStore
 from insights_common.bus import AtOnce, InProcessBus
-from insights_common.http import install_problem_handlers
-from insights_common.kafka import ISOLATE_AFTER, KafkaBus, KafkaOptions
-from insights_common.kafka_dlq import KafkaDeadLetters
-from insights_common.members import SqliteMemberStore
+from insights_common.http.access import Access
+from insights_common.http.conventions import install_problem_handlers
+from insights_common.kafka.bus import ISOLATE_AFTER, KafkaBus, KafkaOptions
+from insights_common.kafka.dead_letters import KafkaDeadLetters
 from insights_common.outage import DependencyUnavailable
-from insights_common.retention import SqliteRetentionSettings
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.audit import SqliteAuditLog
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
+from insights_common.sqlite.members import SqliteMemberStore
+from insights_common.sqlite.retention import SqliteRetentionSettings
 from insights_contracts import AnyEvent
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.app import build_projector, build_query

@@ -7,8 +7,9 @@ import pytest
 from cryptography.fernet import Fernet
 from ingest_support import RecordingBus
 
-from insights_common.auth import SecretBox, SqliteKeyStore
-from insights_common.sqlite import SqliteDatabase
+from insights_common.auth import SecretBox
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
 
 
 @pytest.fixture

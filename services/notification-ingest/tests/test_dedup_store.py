@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from insights_common.clock import sortable
-from insights_common.sqlite import SqliteDatabase
+from insights_common.clock import sortable, utc_now
+from insights_common.sqlite.database import SqliteDatabase
 from notification_ingest.adapters.postgres import PostgresDedupStore
 from notification_ingest.adapters.sqlite import SqliteDedupStore
-from notification_ingest.ports import DedupStore, utc_now
+from notification_ingest.ports import DedupStore
 
 if TYPE_CHECKING:
     from conftest import Databases

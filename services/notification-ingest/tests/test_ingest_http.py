@@ -11,10 +11,11 @@ import pytest
 from fastapi import FastAPI
 from ingest_support import RecordingBus, contract_events, delivered
 
-from insights_common.auth import SqliteKeyStore, sign
+from insights_common.auth import sign
 from insights_common.bus import AtOnce
-from insights_common.http import install_problem_handlers
-from insights_common.sqlite import SqliteDatabase
+from insights_common.http.conventions import install_problem_handlers
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
 from notification_ingest.adapters.sqlite import (
     SqliteDedupStore,
     SqlitePendingCallbacks,

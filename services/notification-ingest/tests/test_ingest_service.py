@@ -12,9 +12,10 @@ import pytest
 from ingest_support import RecordingBus, contract_events, delivered
 from pydantic import ValidationError
 
-from insights_common.auth import SqliteKeyStore, sign
+from insights_common.auth import sign
 from insights_common.bus import InProcessBus
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
 from insights_contracts import AnyEvent
 from notification_ingest.adapters.sqlite import SqliteDedupStore
 from notification_ingest.domain.errors import BatchTooLarge, MalformedBody, Unauthenticated

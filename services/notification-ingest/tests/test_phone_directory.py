@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.database import SqliteDatabase
 from insights_contracts import UserUpserted
 from notification_ingest.adapters.postgres import (
     PostgresDedupStore,

@@ -17,12 +17,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from cryptography.fernet import Fernet
 from ingest_support import RecordingBus, contract_events, delivered
 
-from insights_common.auth import SecretBox, SqliteKeyStore, sign
+from insights_common.auth import SecretBox, sign
 from insights_common.bus import AtOnce
-from insights_common.kafka import KafkaBus, KafkaOptions, Record
-from insights_common.pg_auth import PostgresKeyStore
-from insights_common.postgres import PostgresDatabase
-from insights_common.sqlite import SqliteDatabase
+from insights_common.kafka.bus import KafkaBus, KafkaOptions, Record
+from insights_common.postgres.database import PostgresDatabase
+from insights_common.postgres.keys import PostgresKeyStore
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
 from insights_contracts import AnyEvent
 from insights_contracts.topics import CANONICAL, PLATFORM_RAW, dlq
 from notification_ingest.adapters.postgres import (

@@ -27,9 +27,9 @@ from source_samples import (
     twilio_status,
 )
 
-from insights_common.auth import SqliteKeyStore
 from insights_common.sources import PLATFORMS
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
 from notification_ingest.adapters.sqlite import (
     SqliteDedupStore,
     SqlitePendingCallbacks,

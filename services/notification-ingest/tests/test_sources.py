@@ -31,8 +31,8 @@ from source_samples import (
     twilio_status,
 )
 
-from insights_common.auth import SqliteKeyStore
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
 from insights_contracts import NotificationFailed, NotificationSent, NotificationStatus
 from notification_ingest.adapters.sqlite import (
     SqliteDedupStore,

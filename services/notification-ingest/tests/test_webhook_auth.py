@@ -9,8 +9,9 @@ import orjson
 import pytest
 from ingest_support import RecordingBus, delivered
 
-from insights_common.auth import SqliteKeyStore, sign
-from insights_common.sqlite import SqliteDatabase
+from insights_common.auth import sign
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.keys import SqliteKeyStore
 from notification_ingest.adapters.sqlite import SqliteDedupStore
 from notification_ingest.domain.errors import Unauthenticated
 from notification_ingest.service import IngestService

@@ -28,11 +28,13 @@ from insights.connections import (
 )
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.bus import AtOnce, EventSubscriber
-from insights_common.kafka import KafkaBus, KafkaProjectionWatermark, KafkaTransactionalPublisher
-from insights_common.observability import ReadinessCheck
-from insights_common.pg_auth import PostgresKeyStore
-from insights_common.pg_retention import PostgresRetentionSettings
-from insights_common.postgres import PostgresDatabase
+from insights_common.http.observability import ReadinessCheck
+from insights_common.kafka.bus import KafkaBus
+from insights_common.kafka.publisher import KafkaTransactionalPublisher
+from insights_common.kafka.watermark import KafkaProjectionWatermark
+from insights_common.postgres.database import PostgresDatabase
+from insights_common.postgres.keys import PostgresKeyStore
+from insights_common.postgres.retention import PostgresRetentionSettings
 from insights_common.service import Hook, ServiceParts
 from insights_common.settings import KafkaSettings, PostgresSettings
 from insights_query.app import build_projector, build_query

@@ -11,14 +11,16 @@ from import_svc.adapters.sqlite import SqliteImportStore
 from import_svc.app import HttpDoor, build_imports
 from insights.composition import Settings
 from insights.embedded import Embedded, EmbeddedSettings
-from insights_common.access_http import Access
-from insights_common.audit import GroupedAuditLog, SqliteAuditLog
-from insights_common.auth import SecretBox, SqliteKeyStore
+from insights_common.audit import GroupedAuditLog
+from insights_common.auth import SecretBox
 from insights_common.bus import AtOnce, InProcessBus
-from insights_common.dead_letters import EmbeddedDeadLetters, SqliteDeadLetters
-from insights_common.members import SqliteMemberStore
-from insights_common.retention import SqliteRetentionSettings
-from insights_common.sqlite import SqliteDatabase
+from insights_common.http.access import Access
+from insights_common.sqlite.audit import SqliteAuditLog
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.dead_letters import EmbeddedDeadLetters, SqliteDeadLetters
+from insights_common.sqlite.keys import SqliteKeyStore
+from insights_common.sqlite.members import SqliteMemberStore
+from insights_common.sqlite.retention import SqliteRetentionSettings
 from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.app import EMBEDDED_PROJECTOR, build_projector, build_query
 from notification_ingest.adapters.sqlite import (

@@ -6,9 +6,10 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from insights_common.access import check_role
+from insights_common.clock import utc_now
 from insights_common.members import (
     Member,
     MemberStore,
@@ -56,9 +57,7 @@ def check_email(email: str) -> str:
 
 
 class Accounts:
-    def __init__(
-        self, members: MemberStore, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
+    def __init__(self, members: MemberStore, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.members = members
         self._clock = clock
 

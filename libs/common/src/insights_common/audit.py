@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 import orjson
 from fastapi import Request
 
 from insights_common.access import Principal
-from insights_common.clock import utc_now
-from insights_common.rate_limit import client_address
-from insights_common.sqlite import SqliteDatabase
+from insights_common.clock import sortable, utc_now
+from insights_common.http.rate_limit import client_address
 
 T = TypeVar("T")
 
@@ -59,7 +57,7 @@ def _fields(entry: AuditEntry) -> bytes:
     return orjson.dumps(
         [
             entry.seq,
-            _stamp(entry.at),
+            sortable(entry.at),
             entry.app_id,
             entry.actor,
             entry.action,
@@ -225,7 +223,7 @@ class GroupedAuditLog:
 class Recorder:
     """Records what the authenticated caller of a request did (`await record(request, action)`,
     or `await record.during(read, request, action, user_id=...)` for a read of a user;
-    `access_http.Access` put the caller on the request)."""
+    `http.access.Access` put the caller on the request)."""
 
     def __init__(self, log: AuditLog, *, clock: Callable[[], datetime] = utc_now) -> None:
         self._log = log
@@ -294,50 +292,6 @@ class Recorder:
         return answer
 
 
-SQLITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_log (
-    app_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    user_id TEXT,
-    address TEXT,
-    reason TEXT,
-    detail TEXT,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    PRIMARY KEY (app_id, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS audit_log_user ON audit_log (app_id, user_id, seq);
-CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
-"""
-_COLUMNS = "app_id, seq, at, actor, action, user_id, address, reason, detail, prev_hash, hash"
-
-
-def _sqlite_entry(row: sqlite3.Row) -> AuditEntry:
-    return AuditEntry(
-        at=datetime.fromisoformat(row["at"]),
-        app_id=row["app_id"],
-        actor=row["actor"],
-        action=row["action"],
-        user_id=row["user_id"],
-        address=row["address"],
-        reason=row["reason"],
-        detail=row["detail"],
-        seq=row["seq"],
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def where_sql(
     where: AuditFilter,
     *,
@@ -360,60 +314,3 @@ def where_sql(
             values.append(moment(at))
             conditions.append(f"at {op} {mark(len(values))}")
     return "".join(f" AND {c}" for c in conditions), values
-
-
-class SqliteAuditLog:
-    def __init__(self, db: SqliteDatabase) -> None:
-        self._db = db
-        db.migrate(SQLITE_SCHEMA)
-
-    async def append(self, entry: AuditEntry) -> AuditEntry:
-        return (await self.append_many([entry]))[0]
-
-    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
-        def insert(conn: sqlite3.Connection) -> list[AuditEntry]:
-            last = {}
-            for app_id in {entry.app_id for entry in entries}:
-                row = conn.execute(
-                    "SELECT seq, hash FROM audit_log WHERE app_id = ? ORDER BY seq DESC LIMIT 1",
-                    (app_id,),
-                ).fetchone()
-                if row is not None:
-                    last[app_id] = (row["seq"], row["hash"])
-            stored = chain_batch(entries, last)
-            conn.executemany(
-                f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                [stored_row(e, _stamp) for e in stored],
-            )
-            return stored
-
-        return await self._db.write(insert)
-
-    async def search(
-        self, app_id: str, where: AuditFilter, *, before_seq: int | None, limit: int
-    ) -> list[AuditEntry]:
-        conditions, values = where_sql(where, mark=lambda _: "?", moment=_stamp)
-        if before_seq is not None:
-            conditions += " AND seq < ?"
-            values.append(before_seq)
-
-        def select(conn: sqlite3.Connection) -> list[AuditEntry]:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM audit_log WHERE app_id = ?{conditions}"  # noqa: S608
-                " ORDER BY seq DESC LIMIT ?",
-                (app_id, *values, limit),
-            )
-            return [_sqlite_entry(row) for row in rows]
-
-        return await self._db.read(select)
-
-    async def run(self, app_id: str, *, from_seq: int, limit: int) -> list[AuditEntry]:
-        def select(conn: sqlite3.Connection) -> list[AuditEntry]:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM audit_log WHERE app_id = ? AND seq >= ?"  # noqa: S608
-                " ORDER BY seq LIMIT ?",
-                (app_id, from_seq, limit),
-            )
-            return [_sqlite_entry(row) for row in rows]
-
-        return await self._db.read(select)

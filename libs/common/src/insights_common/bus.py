@@ -32,7 +32,8 @@ from typing import Protocol
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
-from insights_common.dead_letters import FailedEvent, error_text, utc_now
+from insights_common.clock import utc_now
+from insights_common.dead_letters import FailedEvent, error_text
 from insights_common.tracing import tracer
 from insights_contracts import AnyEvent
 from insights_contracts.topics import key_for, topic_for

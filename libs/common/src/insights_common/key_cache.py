@@ -5,7 +5,7 @@ still works here until its entry expires, at most `ttl` seconds (API_KEY_CACHE_S
 default; 0 turns the cache off). A key revoked through this process is refused here at once,
 even by a lookup that was under way while it was revoked. Keys the store does not know are
 remembered the same way, so a client retrying a wrong key does not send each try to the store;
-each try still counts as a failed authentication (`access_http.Access`), so a cached "unknown"
+each try still counts as a failed authentication (`http.access.Access`), so a cached "unknown"
 spares a brute force nothing.
 Entries are keyed by the key's SHA-256, as the store keeps it, never by the key; there are at most
 `size` of them, the least recently used going first, so unknown keys sent in bulk cannot grow

@@ -1,11 +1,11 @@
 """Outages of the servers a service depends on: one error for them, bounded waits, waiting out.
 
 A door that cannot reach Kafka or PostgreSQL within a bound answers 503 with `Retry-After`
-(`insights_common.http` maps `DependencyUnavailable`), never a 500 and never a request that
-hangs; a consumer or a background job takes the same error as an outage to wait out, never as
-a reason to dead-letter or to fail what was already accepted. The adapters raise it: they alone
-know which of their errors pass (a refused connection, a restarting server, a timeout) and which
-say something is wrong with the request itself.
+(`insights_common.http.conventions` maps `DependencyUnavailable`), never a 500 and never a
+request that hangs; a consumer or a background job takes the same error as an outage to wait
+out, never as a reason to dead-letter or to fail what was already accepted. The adapters raise
+it: they alone know which of their errors pass (a refused connection, a restarting server, a
+timeout) and which say something is wrong with the request itself.
 """
 
 from __future__ import annotations

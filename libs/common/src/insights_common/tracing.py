@@ -12,7 +12,7 @@ publish (the context rides in each Kafka record's headers: FastStream's telemetr
 the bus's publishes, `record_headers` for the import's transactions), the consumer's batch
 (`consuming`: a child of the publish when the batch carries one trace, else a new trace linked to
 each), and the writes it makes (the OpenSearch store's spans; PostgreSQL's statements are
-spans too, `insights_common.postgres_traces`).
+spans too, `insights_common.postgres.traces`).
 """
 
 from __future__ import annotations

@@ -15,20 +15,20 @@ from typing import Protocol
 
 from fastapi import APIRouter
 
-from insights_common.access_http import Access
 from insights_common.accounts import Accounts
-from insights_common.accounts_http import accounts_router
 from insights_common.audit import AuditLog, Recorder
-from insights_common.audit_http import audit_router
 from insights_common.auth import SecretBox
 from insights_common.bus import EventPublisher, EventSubscriber, HealthProbe, ProjectionWatermark
+from insights_common.clock import utc_now
+from insights_common.http.access import Access
+from insights_common.http.accounts import accounts_router
+from insights_common.http.audit import audit_router
+from insights_common.http.sources import sources_router
 from insights_common.retention import RetentionSettings
 from insights_common.service import ServiceParts
 from insights_common.sources import Sources
-from insights_common.sources_http import sources_router
 from insights_common.sso import SEAL_PURPOSE, SingleSignOn
 from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
-from insights_query.domain.time import utc_now
 from insights_query.entrypoints.erase_http import erase_router
 from insights_query.entrypoints.http import create_router
 from insights_query.entrypoints.settings_http import settings_router

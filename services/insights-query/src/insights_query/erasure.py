@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from insights_common.bus import EventPublisher, ProjectionWatermark, written_records
+from insights_common.clock import utc_now
 from insights_contracts import UserErased
-from insights_query.domain.time import utc_now
 
 ERASE_ACTION = "user.erase"
 """Its audit trail entry: who, when, the app and the user_id; nothing else of the user."""

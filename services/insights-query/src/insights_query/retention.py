@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from insights_common.clock import utc_now
 from insights_common.retention import Retention, RetentionSettings
 from insights_common.service import Recurring
 from insights_query.domain.retention import PassResult, cutoff
-from insights_query.domain.time import utc_now
 from insights_query.ports import RetentionStore
 from insights_query.settings import QuerySettings
 

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from prometheus_client import Counter
 
+from insights_common.clock import utc_now
 from insights_contracts import AnyEvent
 from insights_query.domain.erasure import screen, users_of
 from insights_query.domain.errors import NotFound
@@ -25,7 +26,7 @@ from insights_query.domain.queries import (
 )
 from insights_query.domain.search import parse_search
 from insights_query.domain.stats import build_user_stats
-from insights_query.domain.time import resolve_window, ts_key, utc_now
+from insights_query.domain.time import resolve_window, ts_key
 from insights_query.domain.users import UserProfile, user_detail, user_summary
 from insights_query.domain.views import (
     MessageDetail,

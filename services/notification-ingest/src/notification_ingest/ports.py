@@ -15,9 +15,8 @@ from insights_common.auth import SourceConfig
 from insights_common.bus import MAX_RECORDS, HealthProbe
 
 # The clock the service and the dedup stores use unless a test gives them another.
-from insights_common.clock import utc_now as utc_now
 from insights_common.erasure import UserKey
-from insights_common.kafka import RecordHandler
+from insights_common.kafka.bus import RecordHandler
 from insights_common.signatures import WebhookSigning
 from notification_ingest.domain.directory import PhoneEntry
 

@@ -20,6 +20,7 @@ from insights_common.bus import (
     Written,
     written_records,
 )
+from insights_common.clock import utc_now
 from insights_common.outage import DependencyUnavailable
 from insights_common.service import Recurring
 from insights_common.signatures import MalformedSignature, Signature, parse_signature
@@ -27,7 +28,7 @@ from insights_contracts import AnyEvent
 from notification_ingest.domain.errors import Unauthenticated
 from notification_ingest.domain.model import IngestResult, PlatformResult, RecordRejection
 from notification_ingest.domain.validation import claimed_app, decode_batch, validate_batch
-from notification_ingest.ports import DedupStore, WebhookSecrets, utc_now
+from notification_ingest.ports import DedupStore, WebhookSecrets
 
 APP_HEADER = "X-Insights-App"
 SIGNATURE_HEADER = "X-Insights-Signature"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import groupby
 
+from insights_common.clock import utc_now
 from insights_common.service import Recurring
 from insights_common.signatures import Credential, MalformedSignature
 from insights_common.sources import stored_user_field
@@ -30,7 +31,7 @@ from notification_ingest.domain.sources.model import (
     callback_of,
 )
 from notification_ingest.domain.sources.translation import Ignored, translate
-from notification_ingest.ports import PendingCallbacks, PhoneDirectory, SourceSecrets, utc_now
+from notification_ingest.ports import PendingCallbacks, PhoneDirectory, SourceSecrets
 from notification_ingest.service import FORGET_EVERY, IngestService
 
 KEPT = "Kept: it is taken as soon as a user with its phone number is imported."

@@ -20,8 +20,8 @@ from import_svc.domain.model import (
 )
 from import_svc.ports import RegistryEntry, StoredRowError
 from insights_common.erasure import UserKey
-from insights_common.pg_erasure import PostgresErasureMarkers, markers_table
-from insights_common.postgres import Connection, PostgresDatabase
+from insights_common.postgres.database import Connection, PostgresDatabase
+from insights_common.postgres.erasure import PostgresErasureMarkers, markers_table
 
 COMPONENT = "import"
 

@@ -19,8 +19,9 @@ from import_svc.domain.model import (
 )
 from import_svc.ports import RegistryEntry, StoredRowError
 from insights_common.clock import sortable
-from insights_common.erasure import SqliteErasureMarkers, UserKey
-from insights_common.sqlite import SqliteDatabase
+from insights_common.erasure import UserKey
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.erasure import SqliteErasureMarkers
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS imp_imports (

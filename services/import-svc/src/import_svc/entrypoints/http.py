@@ -30,7 +30,7 @@ from import_svc.entrypoints.multipart import FilePart, MultipartError, multipart
 from import_svc.issues import TooManyRunning, over_budget
 from import_svc.service import ImportService
 from insights_common.audit import Recorder
-from insights_common.http import (
+from insights_common.http.conventions import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     UNAUTHORIZED,

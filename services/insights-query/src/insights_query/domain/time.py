@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 
 from insights_common import clock
-from insights_common.clock import utc_now as utc_now
 from insights_query.domain.errors import InvalidParameter
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from insights_common.http import Problem
+from insights_common.http.conventions import Problem
 
 DEFAULT_ASSETS = Path(__file__).resolve().parent.parent / "dashboard_assets"
 

@@ -17,9 +17,9 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from insights_common.access import Permission, Principal
-from insights_common.access_http import Access
 from insights_common.audit import MAX_REASON, Recorder
-from insights_common.http import (
+from insights_common.http.access import Access
+from insights_common.http.conventions import (
     DEFAULT_LIMIT,
     FORBIDDEN,
     MAX_LIMIT,

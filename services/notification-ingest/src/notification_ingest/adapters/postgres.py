@@ -9,11 +9,12 @@ import hashlib
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 
+from insights_common.clock import utc_now
 from insights_common.erasure import UserKey
-from insights_common.pg_erasure import PostgresErasureMarkers, markers_table
-from insights_common.postgres import PostgresDatabase
+from insights_common.postgres.database import PostgresDatabase
+from insights_common.postgres.erasure import PostgresErasureMarkers, markers_table
 from notification_ingest.domain.directory import PhoneEntry
-from notification_ingest.ports import KeptCallback, utc_now
+from notification_ingest.ports import KeptCallback
 
 COMPONENT = "ingest"
 FORGET_CHUNK = 10_000

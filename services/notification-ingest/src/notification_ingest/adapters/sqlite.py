@@ -9,11 +9,12 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from functools import partial
 
-from insights_common.clock import sortable
-from insights_common.erasure import SqliteErasureMarkers, UserKey
-from insights_common.sqlite import SqliteDatabase
+from insights_common.clock import sortable, utc_now
+from insights_common.erasure import UserKey
+from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.erasure import SqliteErasureMarkers
 from notification_ingest.domain.directory import PhoneEntry
-from notification_ingest.ports import KeptCallback, utc_now
+from notification_ingest.ports import KeptCallback
 
 FORGET_CHUNK = 5_000
 """Ids looked at in one write transaction while forgetting: the writer is shared by the whole

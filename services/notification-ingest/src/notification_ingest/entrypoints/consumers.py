@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from insights_common.bus import BatchHandler
 from insights_common.erasure import screen, users_of
-from insights_common.kafka import Record, RecordHandler, Rejected
+from insights_common.kafka.bus import Record, RecordHandler, Rejected
 from insights_contracts import AnyEvent
 from notification_ingest.domain.directory import phone_entries
 from notification_ingest.domain.errors import IngestRefused

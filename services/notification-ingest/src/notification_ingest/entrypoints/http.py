@@ -8,8 +8,13 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from insights_common.http import Problem, on_rate_limited, problem_response, problem_responses
-from insights_common.rate_limit import RateLimited, client_address, rate_limits
+from insights_common.http.conventions import (
+    Problem,
+    on_rate_limited,
+    problem_response,
+    problem_responses,
+)
+from insights_common.http.rate_limit import RateLimited, client_address, rate_limits
 from notification_ingest.domain.errors import BatchTooLarge, MalformedBody, Unauthenticated
 from notification_ingest.domain.model import IngestResult
 from notification_ingest.service import IngestService

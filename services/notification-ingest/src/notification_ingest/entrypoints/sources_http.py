@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel
 
-from insights_common.http import Problem, problem_responses
+from insights_common.http.conventions import Problem, problem_responses
 from insights_contracts.types import APP_ID_PATTERN
 from notification_ingest.domain.errors import BatchTooLarge, MalformedBody
 from notification_ingest.entrypoints.http import take_signed, unread_refusal

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 
-from insights_common.sqlite import SqliteDatabase
+from insights_common.sqlite.database import SqliteDatabase
 from insights_contracts import AnyEvent
 from insights_query.adapters.sqlite.erasure import _erase, _remove_sent_before
 from insights_query.adapters.sqlite.projection import _apply

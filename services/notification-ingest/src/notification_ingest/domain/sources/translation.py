@@ -16,9 +16,9 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from insights_common.clock import rfc3339
 from notification_ingest.domain.sources.model import (
     REPORTED,
     Callback,
@@ -109,7 +109,7 @@ def _events(
         "app_id": app_id,
         "message_id": read.message_id,
         "user_id": read.user_id,
-        "occurred_at": _rfc3339(read.occurred_at),
+        "occurred_at": rfc3339(read.occurred_at, precision="auto"),
     }
     if outcome == REPORTED:
         return [
@@ -158,7 +158,3 @@ def event_id(platform: str, key: str) -> str:
     if len(readable) <= MAX_EVENT_ID:
         return readable
     return f"{platform}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

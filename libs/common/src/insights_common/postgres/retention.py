@@ -13,7 +13,7 @@ from datetime import datetime
 
 import asyncpg
 
-from insights_common.postgres import PostgresDatabase
+from insights_common.postgres.database import PostgresDatabase
 from insights_common.retention import Retention, check_days
 
 COMPONENT = "retention"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
@@ -36,7 +36,6 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaResponse
 from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from insights_common.bus import (
@@ -51,6 +50,7 @@ from insights_common.bus import (
     topic_names,
 )
 from insights_common.bus_metrics import BusMetrics
+from insights_common.clock import rfc3339, utc_now
 from insights_common.dead_letters import (
     CONSUMER_HEADER,
     DLQ_HEADERS,
@@ -62,11 +62,9 @@ from insights_common.dead_letters import (
     SOURCE_PARTITION_HEADER,
     SOURCE_TOPIC_HEADER,
     error_text,
-    rfc3339,
-    utc_now,
 )
 from insights_common.outage import DEFAULT_TIMEOUT, DependencyUnavailable, bounded
-from insights_common.tracing import PublishTelemetry, consuming, record_headers, tracer
+from insights_common.tracing import PublishTelemetry, consuming, tracer
 from insights_contracts import AnyEvent, event_adapter
 from insights_contracts.topics import dlq, key_for, topic_for
 
@@ -228,7 +226,7 @@ class KafkaBus:
             chunks = [
                 (topic, partition, chunk)
                 for (topic, partition), records in groups.items()
-                for chunk in _chunks_by_size(
+                for chunk in chunks_by_size(
                     [KafkaResponse(value, key=key) for key, value in records]
                 )
             ]
@@ -242,7 +240,7 @@ class KafkaBus:
             )
             sent = await asyncio.gather(*futures)
         return merge_spans(
-            _span(metadata, len(chunk))
+            span_of(metadata, len(chunk))
             for (_, _, chunk), metadata in zip(chunks, sent, strict=True)
         )
 
@@ -461,7 +459,7 @@ _SUBSCRIBERS: tuple[type[EventSubscriber], ...] = (InProcessBus, KafkaBus)
 
 
 @functools.lru_cache(maxsize=100_000)
-def _span(metadata: RecordMetadata, records: int) -> Span:
+def span_of(metadata: RecordMetadata, records: int) -> Span:
     """Where a record batch went: its base offset and the offset of its last record."""
     return Span(
         metadata.topic, metadata.partition, metadata.offset, metadata.offset + records - 1, records
@@ -567,7 +565,7 @@ def _short(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"[:MAX_ERROR_CHARS]
 
 
-def _chunks_by_size(records: list[KafkaResponse]) -> Iterable[list[KafkaResponse]]:
+def chunks_by_size(records: list[KafkaResponse]) -> Iterable[list[KafkaResponse]]:
     chunk: list[KafkaResponse] = []
     size = 0
     for record in records:
@@ -579,195 +577,3 @@ def _chunks_by_size(records: list[KafkaResponse]) -> Iterable[list[KafkaResponse
         size += record_size
     if chunk:
         yield chunk
-
-
-class KafkaTransactionalPublisher:
-    """Publishes each `publish` call as ONE Kafka transaction, for all-or-nothing batches.
-
-    Consumers read committed only, so they see every event of a call or none of them, even when
-    the process dies mid-way. The transactional id must be stable per replica and unique across
-    replicas: a restarted replica's producer aborts what its predecessor left open at once
-    (otherwise the broker does after `transaction_timeout_ms`), and two producers sharing an id
-    fence each other.
-
-    A publish that fails or outlasts the transaction timeout raises `DependencyUnavailable`
-    and leaves the producer behind: it aborts its transaction when the brokers answer again, and
-    the next publish registers a new producer under the same id, which fences the old one. A
-    producer that lived through a broker restart may be stuck in an error state; a new one
-    never is.
-    """
-
-    def __init__(
-        self,
-        bus: KafkaBus,
-        *,
-        transactional_id: str,
-        transaction_timeout_ms: int = 120_000,
-    ) -> None:
-        self._bus = bus
-        self._transactional_id = transactional_id
-        self._transaction_timeout_ms = transaction_timeout_ms
-        self._producer: AIOKafkaProducer | None = None
-        self._lock = asyncio.Lock()
-        self._left: set[asyncio.Task[None]] = set()
-
-    def _new_producer(self) -> AIOKafkaProducer:
-        bus = self._bus
-        return AIOKafkaProducer(
-            bootstrap_servers=brokers(bus.options.bootstrap_servers),
-            client_id=f"{bus.options.client_id}-tx",
-            # Prefixed like topics and groups, so deployments sharing a cluster never fence
-            # each other's producers.
-            transactional_id=bus.topic(self._transactional_id),
-            transaction_timeout_ms=self._transaction_timeout_ms,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
-            max_batch_size=MAX_BATCH_BYTES,
-        )
-
-    async def start(self) -> None:
-        """Register the transactional id with the broker (aborting a predecessor's transaction)."""
-        async with self._lock:
-            await self._ready()
-
-    async def stop(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            await producer.stop()
-        for task in list(self._left):
-            task.cancel()
-        await asyncio.gather(*self._left, return_exceptions=True)
-
-    async def _ready(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            producer = self._new_producer()
-            try:
-                await producer.start()
-            except BaseException:
-                self._leave(producer, None)
-                raise
-            self._producer = producer
-        return self._producer
-
-    def _leave(self, producer: AIOKafkaProducer, work: asyncio.Task[Any] | None) -> None:
-        """Let a failed producer finish (abort) in the background, then stop it."""
-
-        async def wind_down() -> None:
-            if work is not None:
-                with contextlib.suppress(BaseException):
-                    await work
-            with contextlib.suppress(Exception):
-                await producer.stop()
-
-        task = asyncio.create_task(wind_down(), name="stop a failed Kafka producer")
-        self._left.add(task)
-        task.add_done_callback(self._left.discard)
-
-    async def publish(self, events: Sequence[AnyEvent]) -> Written:
-        """Publish the events in one transaction and answer where they were written; raises (and
-        aborts it) on any failure.
-
-        `DependencyUnavailable` when Kafka refuses, or does not commit within the transaction
-        timeout, after which the brokers would abort it anyway (one transaction at a time per
-        producer: concurrent imports take turns, and the wait for a turn counts). Publishing is
-        background work here (an import answered 202 already), so the bound is no door's.
-        """
-        bound = self._transaction_timeout_ms / 1000
-        async with self._bus.within_publish_timeout(bound), self._lock:
-            groups = await self._bus.by_partition(events)
-            producer = await self._ready()
-            with self._bus.tracer.start_as_current_span(
-                "publish (transaction)",
-                kind=SpanKind.PRODUCER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.operation.type": "send",
-                    "messaging.batch.message_count": len(events),
-                    "messaging.destination.name": ",".join(sorted({t for t, _ in groups})),
-                },
-            ):
-                headers = record_headers()
-                # A task of its own, shielded: a timeout must not interrupt the transaction's
-                # abort, which waits for the brokers; the producer is left to finish it.
-                work = asyncio.create_task(self._transaction(producer, groups, headers))
-                try:
-                    return await asyncio.shield(work)
-                except BaseException:
-                    self._producer = None
-                    work.cancel()
-                    self._leave(producer, work)
-                    raise
-
-    @staticmethod
-    async def _transaction(
-        producer: AIOKafkaProducer,
-        groups: dict[tuple[str, int], list[tuple[bytes, bytes]]],
-        headers: list[tuple[str, bytes]],
-    ) -> Written:
-        async with producer.transaction():
-            sends = []
-            counts = []
-            for (topic, partition), records in groups.items():
-                batch = producer.create_batch()
-                for key, value in records:
-                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                        counts.append(batch.record_count())
-                        sends.append(await producer.send_batch(batch, topic, partition=partition))
-                        batch = producer.create_batch()
-                        batch.append(key=key, value=value, timestamp=None, headers=headers)
-                if batch.record_count():
-                    counts.append(batch.record_count())
-                    sends.append(await producer.send_batch(batch, topic, partition=partition))
-            sent = await asyncio.gather(*sends)
-        return merge_spans(_span(m, n) for m, n in zip(sent, counts, strict=True))
-
-
-class KafkaProjectionWatermark:
-    """What the projection made visible, from its consumer group's committed positions.
-
-    The projector commits a batch's offsets only once its writes are visible to reads, and its
-    replicas share one group, so the group's committed position on a partition is how far reads
-    see that partition, whichever replica took it, across restarts and rebalances.
-    """
-
-    def __init__(self, bus: KafkaBus, *, group_id: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self._bus = bus
-        self._group = bus.topic(group_id)
-        self._timeout = timeout
-        self._admin: AIOKafkaAdminClient | None = None
-
-    async def visible(self, written: Written) -> int:
-        if not written:
-            return 0
-        partitions = [TopicPartition(span.topic, span.partition) for span in written]
-        try:
-            async with self._bus.within_publish_timeout(self._timeout):
-                admin = await self._client()
-                committed = await admin.list_consumer_group_offsets(
-                    self._group, partitions=partitions
-                )
-        except DependencyUnavailable:
-            await self.stop()  # a new client next time: the old one may point at a dead broker
-            raise
-        total = 0
-        for span, partition in zip(written, partitions, strict=True):
-            position = committed.get(partition)
-            total += span.covered(position.offset if position is not None else -1)
-        return total
-
-    async def _client(self) -> AIOKafkaAdminClient:
-        if self._admin is None:
-            admin = AIOKafkaAdminClient(
-                bootstrap_servers=brokers(self._bus.options.bootstrap_servers),
-                client_id=f"{self._bus.options.client_id}-watermark",
-            )
-            await admin.start()
-            self._admin = admin
-        return self._admin
-
-    async def stop(self) -> None:
-        admin, self._admin = self._admin, None
-        if admin is not None:
-            with contextlib.suppress(Exception):
-                await admin.close()

@@ -17,8 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
+from insights_common.http.rate_limit import RateLimited
 from insights_common.outage import DependencyUnavailable
-from insights_common.rate_limit import RateLimited
 
 PROBLEM_JSON = "application/problem+json"
 MAX_LIMIT = 200
@@ -246,7 +246,7 @@ def _title(status: int) -> str:
 
 
 AppAuth = Callable[[Request], Awaitable[str]]
-"""A dependency answering the app id of an authenticated caller (`access_http.Access`)."""
+"""A dependency answering the app id of an authenticated caller (`http.access.Access`)."""
 
 
 # The widest integer every store can compare with (SQLite INTEGER, PostgreSQL bigint).

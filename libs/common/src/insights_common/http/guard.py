@@ -24,8 +24,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from insights_common.http import Problem, problem_response
-from insights_common.rate_limit import RateLimits, RateLimitSettings, client_address
+from insights_common.http.conventions import Problem, problem_response
+from insights_common.http.rate_limit import RateLimits, RateLimitSettings, client_address
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from insights_common.erasure import UserKey
-from insights_common.postgres import PostgresDatabase
+from insights_common.postgres.database import PostgresDatabase
 
 
 def markers_table(table: str) -> str:

@@ -27,7 +27,7 @@ from asyncpg.exceptions import (
 )
 
 from insights_common.outage import DEFAULT_TIMEOUT, DependencyUnavailable, bounded
-from insights_common.postgres_traces import StatementSpans
+from insights_common.postgres.traces import StatementSpans
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -130,7 +130,7 @@ class PostgresDatabase:
 
         `acquire_timeout`: the longest wait for a connection (from the pool, or a new one) before
         `DependencyUnavailable`; statements have `command_timeout`. With a tracer provider, each
-        statement made within a trace is a span (`insights_common.postgres_traces`).
+        statement made within a trace is a span (`insights_common.postgres.traces`).
         """
         server_settings = {"application_name": "user-insights"}
         if schema is not None:

@@ -9,9 +9,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from insights_common.access import Permission
-from insights_common.access_http import Access
 from insights_common.audit import AuditEntry, AuditFilter, AuditLog
-from insights_common.http import (
+from insights_common.http.access import Access
+from insights_common.http.conventions import (
     DEFAULT_LIMIT,
     FORBIDDEN,
     MAX_LIMIT,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from insights_common.audit import AuditEntry, AuditFilter, chain_batch, stored_row, where_sql
-from insights_common.postgres import OwnConnection, PostgresDatabase, quote_ident
+from insights_common.postgres.database import OwnConnection, PostgresDatabase, quote_ident
 
 COMPONENT = "audit"
 

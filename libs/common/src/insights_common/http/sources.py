@@ -6,9 +6,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from insights_common.access import Permission, Principal
-from insights_common.access_http import Access
-from insights_common.http import FORBIDDEN, UNAUTHORIZED, Problem, problem_responses
-from insights_common.rate_limit import client_address
+from insights_common.http.access import Access
+from insights_common.http.conventions import FORBIDDEN, UNAUTHORIZED, Problem, problem_responses
+from insights_common.http.rate_limit import client_address
 from insights_common.sources import (
     MAX_SECRET,
     MAX_USER_FIELD,

@@ -25,7 +25,8 @@ from insights_common.auth import (
     signing_of,
     source_config,
 )
-from insights_common.postgres import PostgresDatabase
+from insights_common.clock import utc_now
+from insights_common.postgres.database import PostgresDatabase
 
 COMPONENT = "auth"
 
@@ -104,7 +105,7 @@ class PostgresKeyStore:
         scopes: tuple[str, ...] = ("admin",),
         expires_at: datetime | None = None,
     ) -> str:
-        now = datetime.now(UTC).replace(microsecond=0)
+        now = utc_now().replace(microsecond=0)
         async with self._db.acquire() as conn:
             while True:
                 key = new_api_key()
@@ -153,7 +154,7 @@ class PostgresKeyStore:
 
     async def rotate_webhook_secret(self, app_id: str, *, overlap: timedelta = timedelta(0)) -> str:
         secret = new_webhook_secret()
-        now = datetime.now(UTC)
+        now = utc_now()
         keep = overlap > timedelta(0)
         async with self._db.acquire() as conn:
             # SET reads the row as it was, so previous_encrypted takes the replaced secret.
@@ -218,7 +219,7 @@ class PostgresKeyStore:
                 app_id,
                 platform,
                 self._box.encrypt(secret),
-                datetime.now(UTC),
+                utc_now(),
                 user_field,
             )
 

@@ -21,7 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from insights_common.access import ROLES, Permission, Principal, scope_permissions
 from insights_common.auth import KeyStore
 from insights_common.clock import utc_now
-from insights_common.http import Problem
+from insights_common.http.conventions import Problem
+from insights_common.http.rate_limit import client_address, rate_limits
 from insights_common.members import (
     MemberStore,
     SessionInfo,
@@ -30,7 +31,6 @@ from insights_common.members import (
     session_alive,
     token_hash,
 )
-from insights_common.rate_limit import client_address, rate_limits
 
 SESSION_COOKIE = "insights_session"
 CSRF_HEADER = "x-csrf-token"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from insights_common.members import Member, SessionInfo
-from insights_common.postgres import PostgresDatabase
+from insights_common.postgres.database import PostgresDatabase
 
 COMPONENT = "members"
 

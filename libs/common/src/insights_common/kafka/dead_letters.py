@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
+from insights_common.clock import rfc3339
 from insights_common.dead_letters import (
     CONSUMER_HEADER,
     DLQ_HEADERS,
@@ -32,9 +33,8 @@ from insights_common.dead_letters import (
     DeadLetter,
     Listing,
     Replay,
-    rfc3339,
 )
-from insights_common.kafka import brokers
+from insights_common.kafka.bus import brokers
 from insights_contracts.topics import dlq
 
 REPLAY_GROUP = "insights-dlq-replay"

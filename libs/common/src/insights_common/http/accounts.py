@@ -9,7 +9,6 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from insights_common.access import ROLES, Permission, Principal
-from insights_common.access_http import CSRF_HEADER, SESSION_COOKIE, Access
 from insights_common.accounts import (
     MAX_PASSWORD,
     AccountError,
@@ -20,9 +19,10 @@ from insights_common.accounts import (
 )
 from insights_common.audit import AuditEntry, AuditLog, Recorder
 from insights_common.clock import utc_now
-from insights_common.http import FORBIDDEN, UNAUTHORIZED, Problem, problem_responses
+from insights_common.http.access import CSRF_HEADER, SESSION_COOKIE, Access
+from insights_common.http.conventions import FORBIDDEN, UNAUTHORIZED, Problem, problem_responses
+from insights_common.http.rate_limit import client_address, rate_limits
 from insights_common.members import normal_email
-from insights_common.rate_limit import client_address, rate_limits
 from insights_common.sso import FLOW_COOKIE, SingleSignOn, SsoRefused, SsoSignIn
 
 log = logging.getLogger(__name__)
