@@ -208,11 +208,22 @@ async def test_a_dedicated_connection_lost_to_the_server_is_one_outage(
     own = db.dedicated()
     async with own.use() as conn:
         pid = await conn.fetchval("SELECT pg_backend_pid()")
-    async with db.acquire() as other:
-        assert await other.fetchval("SELECT pg_terminate_backend($1)", pid)
+
+    async def terminate_while_it_works() -> None:
+        busy = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'"
+        async with db.acquire() as other:
+            for _ in range(1000):
+                if await other.fetchval(busy, pid):
+                    break
+                await asyncio.sleep(0.01)
+            assert await other.fetchval("SELECT pg_terminate_backend($1)", pid)
+
+    # The server ends the connection in the middle of a statement: one outage, not a crash.
+    terminating = asyncio.create_task(terminate_while_it_works())
     with pytest.raises(DependencyUnavailable):
         async with own.use() as conn:
-            await conn.fetchval("SELECT 1")
+            await conn.fetchval("SELECT pg_sleep(30)")
+    await terminating
     async with own.use() as conn:
         assert await conn.fetchval("SELECT 1") == 1
     await db.close()
