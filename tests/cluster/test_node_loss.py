@@ -11,7 +11,8 @@ Each test streams signed webhook batches through the edge and checks, once the s
 - the killed node, started again, rejoins: each partition's in-sync replicas are all three
   brokers again, the OpenSearch cluster is green with three nodes.
 
-`make test-cluster` runs them (marked `cluster`, left out of the other targets).
+`make test-cluster` runs them (marked `cluster`, left out of the other targets); `make test` ends
+with it.
 """
 
 from __future__ import annotations
