@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from fastapi import Request
@@ -122,6 +122,30 @@ def stored_row(entry: AuditEntry, stamp: Callable[[datetime], object]) -> tuple[
         entry.detail,
         entry.prev_hash,
         entry.hash,
+    )
+
+
+class StoredColumns(Protocol):
+    """A row of audit_log as a store reads it back (asyncpg's Record, sqlite3's Row)."""
+
+    def __getitem__(self, column: str) -> Any: ...
+
+
+def stored_entry(row: StoredColumns, at: datetime) -> AuditEntry:
+    """An entry read back from the columns of audit_log (`stored_row`'s other way); `at` is its
+    time, as the store's own type reads it."""
+    return AuditEntry(
+        at=at,
+        app_id=row["app_id"],
+        actor=row["actor"],
+        action=row["action"],
+        user_id=row["user_id"],
+        address=row["address"],
+        reason=row["reason"],
+        detail=row["detail"],
+        seq=row["seq"],
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
     )
 
 

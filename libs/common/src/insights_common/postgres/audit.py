@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from insights_common.audit import AuditEntry, AuditFilter, chain_batch, stored_row, where_sql
+from insights_common.audit import (
+    AuditEntry,
+    AuditFilter,
+    chain_batch,
+    stored_entry,
+    stored_row,
+    where_sql,
+)
 from insights_common.postgres.database import OwnConnection, PostgresDatabase, quote_ident
 
 COMPONENT = "audit"
@@ -82,22 +89,6 @@ def month_bounds(at: datetime) -> tuple[datetime, datetime]:
         else start.replace(month=start.month + 1)
     )
     return start, end
-
-
-def _entry(row: asyncpg.Record) -> AuditEntry:
-    return AuditEntry(
-        at=row["at"],
-        app_id=row["app_id"],
-        actor=row["actor"],
-        action=row["action"],
-        user_id=row["user_id"],
-        address=row["address"],
-        reason=row["reason"],
-        detail=row["detail"],
-        seq=row["seq"],
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )
 
 
 class PostgresAuditLog:
@@ -189,7 +180,7 @@ class PostgresAuditLog:
                 *values,
                 limit,
             )
-        return [_entry(row) for row in rows]
+        return [stored_entry(row, row["at"]) for row in rows]
 
     async def run(self, app_id: str, *, from_seq: int, limit: int) -> list[AuditEntry]:
         async with self._db.acquire() as conn:
@@ -200,4 +191,4 @@ class PostgresAuditLog:
                 from_seq,
                 limit,
             )
-        return [_entry(row) for row in rows]
+        return [stored_entry(row, row["at"]) for row in rows]

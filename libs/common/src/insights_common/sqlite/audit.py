@@ -10,6 +10,7 @@ from insights_common.audit import (
     AuditEntry,
     AuditFilter,
     chain_batch,
+    stored_entry,
     stored_row,
     where_sql,
 )
@@ -40,22 +41,6 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 
 
 _COLUMNS = "app_id, seq, at, actor, action, user_id, address, reason, detail, prev_hash, hash"
-
-
-def _sqlite_entry(row: sqlite3.Row) -> AuditEntry:
-    return AuditEntry(
-        at=datetime.fromisoformat(row["at"]),
-        app_id=row["app_id"],
-        actor=row["actor"],
-        action=row["action"],
-        user_id=row["user_id"],
-        address=row["address"],
-        reason=row["reason"],
-        detail=row["detail"],
-        seq=row["seq"],
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )
 
 
 class SqliteAuditLog:
@@ -99,7 +84,7 @@ class SqliteAuditLog:
                 " ORDER BY seq DESC LIMIT ?",
                 (app_id, *values, limit),
             )
-            return [_sqlite_entry(row) for row in rows]
+            return [stored_entry(row, datetime.fromisoformat(row["at"])) for row in rows]
 
         return await self._db.read(select)
 
@@ -110,6 +95,6 @@ class SqliteAuditLog:
                 " ORDER BY seq LIMIT ?",
                 (app_id, from_seq, limit),
             )
-            return [_sqlite_entry(row) for row in rows]
+            return [stored_entry(row, datetime.fromisoformat(row["at"])) for row in rows]
 
         return await self._db.read(select)
