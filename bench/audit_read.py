@@ -1,28 +1,34 @@
-"""What the audit trail costs the read path: the query process's own app, once recording every
-read in PostgreSQL as it does in production and once recording nothing, side by side in one run.
+"""What the audit trail costs the read path: the query process's own app recording every read in
+PostgreSQL as it does in production, and recording nothing, side by side in one run.
 
     uv run --no-sync python -m bench.audit_read [--manifest PATH] [--clients 20]
-        [--seconds 60] [--slice 5] [--over asgi|http] [--json]
+        [--seconds 60] [--slice 5] [--over asgi|http] [--linger MS[,MS...]] [--again] [--json]
 
 Against a deployment bench.generate loaded (its OpenSearch indices, read from the manifest). This
-process builds the distributed query process's HTTP app twice (`distributed.service_app` over
-`create_query`, the same OpenSearch store, the same PostgreSQL key store and sessions): "recorded"
+process builds the distributed query process's HTTP app once per variant (`service_app` over
+`build_query`, the same OpenSearch store, the same PostgreSQL key store and sessions): "recorded"
 appends each entry through `GroupedAuditLog` over `PostgresAuditLog` before answering, as the
 query process does; "unrecorded" is the same app with a trail that keeps nothing, the control.
-`--clients` concurrent clients call it with the recorded kinds of bench.query's mix (user +
+`--clients` concurrent clients call each with the recorded kinds of bench.query's mix (user +
 stats, message list, message details of its user as the dashboard reads them, message details
-by id) and one kind
-that is never recorded (search by exact id), each sending its next request when the last is
-answered. `--over asgi` (the default) calls the apps in this process, through ASGI: no sockets,
-no HTTP, the clients on the apps' own event loop, so the trail's share is the largest it can be.
+by id) and one kind that is never recorded (search by exact id), each sending its next request
+when the last is answered. `--over asgi` (the default) calls the apps in this process, through
+ASGI: no sockets, no HTTP, the clients on the apps' own event loop, so the trail's share is the
+largest it can be.
 `--over http` serves each app from a process of its own (uvicorn, as the query process runs),
 called over loopback HTTP: what a caller of the query process sees, the proxy aside.
 
-The two apps run in alternating slices of `--slice` seconds, so the machine's other load falls
-on both alike. Prints per kind p50 and p99 of each, the recorded/unrecorded ratio of p99, the
-requests a second, and the CPU the apps' process and PostgreSQL spent per request (PostgreSQL's from
-/proc: every server process of this machine, so only meaningful on a server nobody else uses). On
-POSTGRES_DSN, in a fresh schema removed afterwards.
+`--linger 0,2,8` measures one recorded app per value of `GroupedAuditLog`'s linger (how long an
+entry written beside a read waits for others to share its round trip; the default is the
+product's). `--again` adds a second unrecorded app: what the two unrecorded apps differ by is
+the benchmark's own noise, the band a difference must leave to be measured at all.
+
+The apps run in turn, in slices of `--slice` seconds (each turn in the reverse order of the
+last), so the machine's other load falls on all alike. Prints per kind each app's p50 and p99 and
+its p99 over the unrecorded app's; the requests a second; the CPU the app's process and
+PostgreSQL spent per request (PostgreSQL's from /proc: every server process of this machine, so
+only meaningful on a server nobody else uses); and how many entries a transaction of each
+recorded app held. On POSTGRES_DSN, in a fresh schema removed afterwards.
 """
 
 from __future__ import annotations
@@ -54,10 +60,11 @@ from bench.manifest import DEFAULT_PATH, Deployment, Manifest
 from bench.query_mix import BY_NAME, Pools, Spec
 from insights.connections import access_of, key_store
 from insights.distributed import service_app
-from insights_common.audit import AuditEntry, AuditFilter, AuditLog, verify
+from insights_common.audit import AuditEntry, AuditFilter, AuditLog, GroupedAuditLog, Trail, verify
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.kafka.bus import KafkaBus, KafkaOptions
 from insights_common.kafka.watermark import KafkaProjectionWatermark
+from insights_common.postgres.audit import PostgresAuditLog
 from insights_common.postgres.database import PostgresDatabase
 from insights_common.postgres.retention import PostgresRetentionSettings
 from insights_common.settings import KeyCacheSettings
@@ -67,7 +74,7 @@ from insights_query.settings import QuerySettings
 
 RECORDED = ("user", "messages", "message_of_user", "message")
 CONTROL = ("search_id",)
-VARIANTS = ("unrecorded", "recorded")
+UNRECORDED, AGAIN = "unrecorded", "unrecorded again"
 OVER = ("asgi", "http")
 BOX_VARIABLE = "BENCH_AUDIT_READ_BOX"
 
@@ -76,6 +83,9 @@ class Unrecorded:
     """The control: a trail that keeps nothing (what the read path costs without one)."""
 
     async def append(self, entry: AuditEntry) -> AuditEntry:
+        return entry
+
+    async def beside(self, entry: AuditEntry) -> AuditEntry:
         return entry
 
     async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
@@ -90,25 +100,38 @@ class Unrecorded:
         return []
 
 
+def recorded(linger_ms: float) -> str:
+    """The name of the app recording with this linger."""
+    return f"recorded, linger {linger_ms:g} ms"
+
+
+def linger_of(variant: str) -> float | None:
+    """The linger, in seconds, of a recorded app; None for an unrecorded one."""
+    if not variant.startswith("recorded, linger "):
+        return None
+    return float(variant.removeprefix("recorded, linger ").removesuffix(" ms")) / 1e3
+
+
 @dataclass
 class KindFigures:
     kind: str
     recorded: bool
-    unrecorded_p50_ms: float
-    unrecorded_p99_ms: float
-    recorded_p50_ms: float
-    recorded_p99_ms: float
-    p99_ratio: float
+    p50_ms: dict[str, float]
+    p99_ms: dict[str, float]
+    p99_ratio: dict[str, float]
+    """Each app's p99 over the unrecorded app's."""
 
 
 @dataclass
 class Figures:
     clients: int
     seconds_each: float
+    variants: list[str]
     kinds: list[KindFigures]
     requests_per_s: dict[str, float]
     cpu_us_per_request: dict[str, float]
     postgres_cpu_us_per_request: dict[str, float]
+    entries_per_transaction: dict[str, float]
     entries: int
     chain_intact: bool
 
@@ -144,10 +167,10 @@ async def open_apps(
     deployment: Deployment,
     db: PostgresDatabase,
     keys: KeyStore,
-    variants: Sequence[str] = VARIANTS,
+    variants: Sequence[str],
 ) -> tuple[dict[str, FastAPI], AuditLog, OpenSearchInsightsStore]:
     """The query process's app of each variant over the deployment's indices, the trail the
-    recorded one writes to, and the store."""
+    recorded ones write to (to read it back), and the store."""
     access, trail = await access_of(db, keys)
     retention = PostgresRetentionSettings(db)
     await retention.migrate()
@@ -163,7 +186,12 @@ async def open_apps(
     )
     apps = {}
     for variant in variants:
-        audit = trail if variant == "recorded" else Unrecorded()
+        linger = linger_of(variant)
+        audit: Trail = (
+            Unrecorded()
+            if linger is None
+            else GroupedAuditLog(PostgresAuditLog(db), linger=linger)  # as access_of makes it
+        )
         settings = QuerySettings()
         query = build_query(
             store=store,
@@ -176,6 +204,20 @@ async def open_apps(
         )
         apps[variant] = service_app(f"query ({variant})", query.parts, readiness=[])
     return apps, trail, store
+
+
+async def entries_per_transaction(db: PostgresDatabase, actors: dict[str, str]) -> dict[str, float]:
+    """How many entries each recorded app's transactions held on average: rows written in one
+    transaction share its id (`xmin`). `actors` names each app's caller."""
+    async with db.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT actor, count(*) AS entries, count(DISTINCT xmin::text) AS transactions"
+            " FROM audit_log GROUP BY actor"
+        )
+    by_actor = {row["actor"]: row["entries"] / row["transactions"] for row in rows}
+    return {
+        variant: round(by_actor[actor], 2) for variant, actor in actors.items() if actor in by_actor
+    }
 
 
 def _dsn() -> str:
@@ -192,7 +234,7 @@ async def serve(manifest: Manifest, variant: str, schema: str, port: int) -> Non
         stack.push_async_callback(db.close)
         box = SecretBox(os.environ[BOX_VARIABLE].encode())
         keys = await key_store(db, box, KeyCacheSettings())
-        apps, _, _ = await open_apps(stack, deployment, db, keys, variants=(variant,))
+        apps, _, _ = await open_apps(stack, deployment, db, keys, (variant,))
         config = uvicorn.Config(
             apps[variant], host="127.0.0.1", port=port, log_level="warning", access_log=False
         )
@@ -254,6 +296,7 @@ async def measure(
     manifest_path: Path,
     dsn: str,
     *,
+    variants: Sequence[str],
     clients: int,
     seconds: float,
     slice_s: float,
@@ -274,12 +317,18 @@ async def measure(
         stack.push_async_callback(drop_schema)
         secret = Fernet.generate_key()
         keys = await key_store(db, SecretBox(secret), KeyCacheSettings())
-        key = await keys.create_api_key(deployment.app, scopes=("read",))
-        local, trail, store = await open_apps(stack, deployment, db, keys)
-        headers = {"Authorization": f"Bearer {key}"}
+        local, trail, store = await open_apps(stack, deployment, db, keys, variants)
         apps: dict[str, httpx.AsyncClient] = {}
         cpu_of: dict[str, Callable[[], float]] = {}
-        for variant in VARIANTS:
+        actors: dict[str, str] = {}
+        for variant in variants:
+            # A key of each app's own, so the trail tells whose entries are whose.
+            key = await keys.create_api_key(deployment.app, scopes=("read",))
+            info = await keys.resolve_api_key(key)
+            if info is None:
+                raise SystemExit("a key just made does not resolve")
+            actors[variant] = f"key:{info.key_id}"
+            headers = {"Authorization": f"Bearer {key}"}
             if over == "http":
                 url, pid = await start_server(stack, manifest_path, variant, schema, secret)
                 apps[variant] = httpx.AsyncClient(
@@ -342,43 +391,75 @@ async def measure(
                 pg_cpu[variant] += cpu_seconds(pids) - pg
                 spent[variant] += time.perf_counter() - wall
 
-        for variant in VARIANTS:  # warm up: connections, caches, the JIT of nothing
+        for variant in variants:  # warm up: connections, caches, the JIT of nothing
             await run_slice(variant, 2.0, record=False)
         turns = max(1, round(seconds / slice_s))
         for turn in range(turns):
-            order = VARIANTS if turn % 2 == 0 else tuple(reversed(VARIANTS))
-            for variant in order:
+            for variant in variants if turn % 2 == 0 else reversed(variants):
                 await run_slice(variant, slice_s, record=True)
 
         rows = []
         for kind in kinds:
-            p = {variant: sorted(latencies[(variant, kind)]) for variant in VARIANTS}
-            u50, u99 = quantile(p["unrecorded"], 0.5) * 1e3, quantile(p["unrecorded"], 0.99) * 1e3
-            r50, r99 = quantile(p["recorded"], 0.5) * 1e3, quantile(p["recorded"], 0.99) * 1e3
+            p = {variant: sorted(latencies[(variant, kind)]) for variant in variants}
+            p50 = {v: round(quantile(p[v], 0.5) * 1e3, 2) for v in variants}
+            p99 = {v: round(quantile(p[v], 0.99) * 1e3, 2) for v in variants}
+            base = p99[UNRECORDED]
             rows.append(
                 KindFigures(
                     kind=BY_NAME[kind].label,
                     recorded=kind in RECORDED,
-                    unrecorded_p50_ms=round(u50, 2),
-                    unrecorded_p99_ms=round(u99, 2),
-                    recorded_p50_ms=round(r50, 2),
-                    recorded_p99_ms=round(r99, 2),
-                    p99_ratio=round(r99 / u99, 2) if u99 else 0.0,
+                    p50_ms=p50,
+                    p99_ms=p99,
+                    p99_ratio={v: round(p99[v] / base, 2) if base else 0.0 for v in variants},
                 )
             )
         checked = await verify(trail, deployment.app)
         return Figures(
             clients=clients,
-            seconds_each=round(spent["recorded"], 1),
+            seconds_each=round(min(spent.values()), 1),
+            variants=list(variants),
             kinds=rows,
-            requests_per_s={v: round(answered[v] / spent[v], 1) for v in VARIANTS},
-            cpu_us_per_request={v: round(own_cpu[v] / answered[v] * 1e6, 1) for v in VARIANTS},
+            requests_per_s={v: round(answered[v] / spent[v], 1) for v in variants},
+            cpu_us_per_request={v: round(own_cpu[v] / answered[v] * 1e6, 1) for v in variants},
             postgres_cpu_us_per_request={
-                v: round(pg_cpu[v] / answered[v] * 1e6, 1) for v in VARIANTS
+                v: round(pg_cpu[v] / answered[v] * 1e6, 1) for v in variants
             },
+            entries_per_transaction=await entries_per_transaction(db, actors),
             entries=checked.entries,
             chain_intact=checked.intact,
         )
+
+
+def print_figures(figures: Figures, over: str) -> None:
+    variants = figures.variants
+    print(
+        f"{figures.clients} clients, {figures.seconds_each} s measured for each app, in turns,"
+        f" over {over}"
+    )
+    width = max(len(v) for v in variants) + 2
+    print(
+        f"{'p50 / p99 ms (p99 over unrecorded)':<40}"
+        + "".join(f"{v:>{width + 8}}" for v in variants)
+    )
+    for row in figures.kinds:
+        label = row.kind + ("" if row.recorded else " (never recorded)")
+        cells = "".join(
+            f"{f'{row.p50_ms[v]:.2f} / {row.p99_ms[v]:.2f} ({row.p99_ratio[v]:.2f})':>{width + 8}}"
+            for v in variants
+        )
+        print(f"{label:<40}{cells}")
+    for name in (
+        "requests_per_s",
+        "cpu_us_per_request",
+        "postgres_cpu_us_per_request",
+        "entries_per_transaction",
+    ):
+        values: dict[str, float] = getattr(figures, name)
+        cells = "".join(
+            f"{values[v]:>{width + 8}}" if v in values else f"{'-':>{width + 8}}" for v in variants
+        )
+        print(f"{name:<40}{cells}")
+    print(f"entries written: {figures.entries}, chain intact: {figures.chain_intact}")
 
 
 def main() -> None:
@@ -388,8 +469,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured, for each app")
     parser.add_argument("--slice", type=float, default=5.0)
     parser.add_argument("--over", choices=OVER, default="asgi")
+    parser.add_argument(
+        "--linger",
+        default=f"{GroupedAuditLog.LINGER * 1e3:g}",
+        help="ms an entry beside a read waits for others; one recorded app per value (0,2,8)",
+    )
+    parser.add_argument("--again", action="store_true", help="add a second unrecorded app")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--schema", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -397,11 +484,17 @@ def main() -> None:
     if args.serve:
         asyncio.run(serve(manifest, args.serve, args.schema, args.port))
         return
+    variants = (
+        UNRECORDED,
+        *((AGAIN,) if args.again else ()),
+        *(recorded(float(ms)) for ms in args.linger.split(",")),
+    )
     figures = asyncio.run(
         measure(
             manifest,
             args.manifest,
             _dsn(),
+            variants=variants,
             clients=args.clients,
             seconds=args.seconds,
             slice_s=args.slice,
@@ -411,21 +504,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(asdict(figures)))
         return
-    print(
-        f"{args.clients} clients, {figures.seconds_each} s measured for each app, in turns,"
-        f" over {args.over}"
-    )
-    print(f"{'kind':<34} {'unrecorded p50/p99 ms':>22} {'recorded p50/p99 ms':>20} {'p99 x':>6}")
-    for row in figures.kinds:
-        label = row.kind + ("" if row.recorded else " (never recorded)")
-        print(
-            f"{label:<34} {row.unrecorded_p50_ms:>10.2f} / {row.unrecorded_p99_ms:<9.2f}"
-            f" {row.recorded_p50_ms:>9.2f} / {row.recorded_p99_ms:<8.2f} {row.p99_ratio:>6.2f}"
-        )
-    for name in ("requests_per_s", "cpu_us_per_request", "postgres_cpu_us_per_request"):
-        values = getattr(figures, name)
-        print(f"{name:<28} unrecorded {values['unrecorded']:>9}   recorded {values['recorded']:>9}")
-    print(f"entries written: {figures.entries}, chain intact: {figures.chain_intact}")
+    print_figures(figures, args.over)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from insights_common.audit import AuditLog, GroupedAuditLog
+from insights_common.audit import GroupedAuditLog
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.http.access import Access
 from insights_common.http.observability import ReadinessCheck
@@ -99,7 +99,7 @@ async def key_store(db: PostgresDatabase, box: SecretBox, cache: KeyCacheSetting
     return CachedKeyStore(keys, ttl=cache.seconds, size=cache.size)
 
 
-async def access_of(db: PostgresDatabase, keys: KeyStore) -> tuple[Access, AuditLog]:
+async def access_of(db: PostgresDatabase, keys: KeyStore) -> tuple[Access, GroupedAuditLog]:
     """How a service process authenticates its callers (keys and members' sessions, in
     PostgreSQL) and where it records what they do."""
     members = PostgresMemberStore(db)

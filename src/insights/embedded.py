@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from import_svc.service import ImportService
-from insights_common.audit import AuditLog
+from insights_common.audit import Trail
 from insights_common.bus import InProcessBus
 from insights_common.http.conventions import install_problem_handlers
 from insights_common.http.guard import HttpSettings, install_http_guards
@@ -57,7 +57,7 @@ class Embedded:
     db: SqliteDatabase
     keys: SqliteKeyStore
     members: SqliteMemberStore
-    audit: AuditLog
+    audit: Trail
     bus: InProcessBus
     imports: ImportService
     ingest: IngestService

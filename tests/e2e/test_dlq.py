@@ -23,6 +23,7 @@ from import_svc.adapters.sqlite import SqliteImportStore
 from import_svc.app import HttpDoor, build_imports
 from import_svc.domain.model import ImportOptions, ImportStatus
 from import_svc.settings import ImportSettings
+from insights_common.audit import GroupedAuditLog
 from insights_common.auth import SecretBox
 from insights_common.bus import AtOnce, InProcessBus
 from insights_common.http.access import Access
@@ -215,7 +216,7 @@ async def import_with_a_bug(data_dir: Path) -> tuple[ImportStatus, list[str], in
             publisher=bus,
             watermark=AtOnce(),
             users=bus,
-            door=HttpDoor(Access(keys, SqliteMemberStore(db)), SqliteAuditLog(db)),
+            door=HttpDoor(Access(keys, SqliteMemberStore(db)), GroupedAuditLog(SqliteAuditLog(db))),
             settings=ImportSettings(data_dir=data_dir),
         ).service
         csv = b"user_id,phone_number\nalex,+14155550171\nkim,+821012345678\nsam,+447911123456\n"

@@ -217,9 +217,11 @@ class CountingLog:
     def __init__(self, log: AuditLog) -> None:
         self.log = log
         self.transactions = 0
+        self.groups: list[int] = []
 
     async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
         self.transactions += 1
+        self.groups.append(len(entries))
         return await self.log.append_many(entries)
 
 
@@ -232,6 +234,77 @@ async def test_concurrent_entries_are_grouped_and_chained_in_order(databases: Da
     assert [e.seq for e in stored] == list(range(1, 61))  # in the order they were asked for
     assert counting.transactions < 60
     assert (await verify(log, "acme")).entries == 60
+
+
+async def test_entries_beside_reads_wait_for_each_other_until_one_is_needed(
+    databases: Databases,
+) -> None:
+    log = await open_audit(databases)
+    counting = CountingLog(log)
+    grouped = GroupedAuditLog(counting, linger=3600)  # type: ignore[arg-type]
+    beside = [grouped.beside(entry(i)) for i in range(5)]
+    await asyncio.sleep(0.05)
+    assert counting.transactions == 0  # nobody needs them yet: they wait for more
+    first = await asyncio.wait_for(beside[2], timeout=10)  # its read ended: all five go now
+    assert counting.groups == [5]
+    assert first.seq == 3
+    assert [(await one).seq for one in beside] == [1, 2, 3, 4, 5]
+    assert counting.groups == [5]
+
+
+async def test_an_entry_beside_a_read_is_written_after_the_linger_unasked(
+    databases: Databases,
+) -> None:
+    log = await open_audit(databases)
+    counting = CountingLog(log)
+    grouped = GroupedAuditLog(counting, linger=0.01)  # type: ignore[arg-type]
+    beside = grouped.beside(entry(0))
+    for _ in range(500):  # never awaited: the linger alone sends it
+        if counting.groups:
+            break
+        await asyncio.sleep(0.01)
+    assert counting.groups == [1]
+    assert (await beside).seq == 1
+
+
+async def test_an_entry_needed_now_takes_the_waiting_ones_without_their_linger(
+    databases: Databases,
+) -> None:
+    log = await open_audit(databases)
+    counting = CountingLog(log)
+    grouped = GroupedAuditLog(counting, linger=3600)  # type: ignore[arg-type]
+    beside = [grouped.beside(entry(i)) for i in range(3)]
+    now = await asyncio.wait_for(grouped.append(entry(3)), timeout=10)
+    assert now.seq == 4
+    assert counting.groups == [4]
+    assert [(await one).seq for one in beside] == [1, 2, 3]
+
+
+async def test_a_group_leaves_when_it_is_full(databases: Databases) -> None:
+    log = await open_audit(databases)
+    counting = CountingLog(log)
+    grouped = GroupedAuditLog(counting, batch=4, linger=3600)  # type: ignore[arg-type]
+    beside = [grouped.beside(entry(i)) for i in range(10)]
+    await asyncio.wait_for(beside[7], timeout=10)  # the first two groups were full
+    assert counting.groups[:2] == [4, 4]
+    assert [(await one).seq for one in beside] == list(range(1, 11))
+    assert counting.groups == [4, 4, 2]
+
+
+async def test_a_failed_group_fails_each_of_its_entries_and_not_the_next(
+    databases: Databases,
+) -> None:
+    log = await open_audit(databases)
+    gate = Gate(log)
+    gate.fail = DependencyUnavailable("PostgreSQL", "down")
+    gate.release.set()
+    grouped = GroupedAuditLog(gate, linger=3600)  # type: ignore[arg-type]
+    beside = [grouped.beside(entry(i)) for i in range(3)]
+    for one in beside:
+        with pytest.raises(DependencyUnavailable):
+            await asyncio.wait_for(one, timeout=10)
+    gate.fail = None
+    assert (await asyncio.wait_for(grouped.append(entry(3)), timeout=10)).seq == 1
 
 
 async def test_two_processes_chain_one_apps_entries_without_a_gap_or_a_fork(
@@ -264,18 +337,18 @@ class Gate:
         self.release = asyncio.Event()
         self.fail: Exception | None = None
 
-    async def append(self, entry: AuditEntry) -> AuditEntry:
+    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
         self.started.set()
         await self.release.wait()
         if self.fail is not None:
             raise self.fail
-        return await self.log.append(entry)
+        return await self.log.append_many(entries)
 
 
 async def test_a_read_of_a_user_runs_while_its_entry_is_written(databases: Databases) -> None:
     log = await open_audit(databases)
     gate = Gate(log)
-    record = Recorder(gate)  # type: ignore[arg-type]
+    record = Recorder(GroupedAuditLog(gate))  # type: ignore[arg-type]
 
     async def read() -> str:
         # Only ends once the entry's write has begun: one after the other would never end.
@@ -293,7 +366,7 @@ async def test_a_read_of_a_user_runs_while_its_entry_is_written(databases: Datab
 
 async def test_a_read_that_fails_keeps_its_entry_and_its_own_error(databases: Databases) -> None:
     log = await open_audit(databases)
-    record = Recorder(log)
+    record = Recorder(GroupedAuditLog(log))
 
     async def missing() -> str:
         raise LookupError("no such user")
@@ -315,7 +388,7 @@ async def test_a_read_whose_entry_is_not_stored_is_not_answered(databases: Datab
         read_done.set()
         return "the profile"
 
-    record = Recorder(gate)  # type: ignore[arg-type]
+    record = Recorder(GroupedAuditLog(gate))  # type: ignore[arg-type]
     with pytest.raises(DependencyUnavailable):
         await record.during(read(), asked(), "user.view", user_id="alex")
     assert read_done.is_set()

@@ -13,6 +13,7 @@ from import_svc.adapters.sqlite import SqliteImportStore
 from import_svc.app import HttpDoor, build_imports
 from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
+from insights_common.audit import GroupedAuditLog
 from insights_common.auth import SecretBox
 from insights_common.bus import AtOnce, InProcessBus
 from insights_common.http.access import Access
@@ -65,7 +66,7 @@ def build_embedded(
         publisher=bus,
         watermark=AtOnce(),
         users=bus,
-        door=HttpDoor(Access(keys, SqliteMemberStore(db)), SqliteAuditLog(db)),
+        door=HttpDoor(Access(keys, SqliteMemberStore(db)), GroupedAuditLog(SqliteAuditLog(db))),
         settings=settings,
     )
     return Embedded(db, bus, keys, imports.service, imports.parts, collector, settings)

@@ -17,6 +17,7 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
+from insights_common.audit import GroupedAuditLog
 from insights_common.auth import SecretBox
 from insights_common.bus import AtOnce, InProcessBus
 from insights_common.http.access import Access
@@ -261,7 +262,7 @@ def wire(
     query = build_query(
         store=store,
         access=Access(keys, SqliteMemberStore(db)),
-        audit=SqliteAuditLog(db),
+        audit=GroupedAuditLog(SqliteAuditLog(db)),
         retention=SqliteRetentionSettings(db),
         publisher=bus,
         watermark=AtOnce(),

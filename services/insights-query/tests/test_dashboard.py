@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from insights_common.audit import GroupedAuditLog
 from insights_common.bus import AtOnce, InProcessBus
 from insights_common.http.access import Access
 from insights_common.http.conventions import install_problem_handlers
@@ -71,7 +72,7 @@ def app_with_dashboard(assets: Path, db: SqliteDatabase, keys: SqliteKeyStore) -
     query = build_query(
         store=store,
         access=Access(keys, SqliteMemberStore(db)),
-        audit=SqliteAuditLog(db),
+        audit=GroupedAuditLog(SqliteAuditLog(db)),
         retention=SqliteRetentionSettings(db),
         publisher=bus,
         watermark=AtOnce(),

@@ -17,6 +17,7 @@ import pytest
 from fastapi import FastAPI
 from opensearchpy import AsyncOpenSearch
 
+from insights_common.audit import GroupedAuditLog
 from insights_common.bus import AtOnce, InProcessBus
 from insights_common.http.access import Access
 from insights_common.http.conventions import install_problem_handlers
@@ -163,7 +164,7 @@ def query_app(store: OpenSearchInsightsStore, keys: SqliteKeyStore, db: SqliteDa
     query = build_query(
         store=store,
         access=Access(keys, SqliteMemberStore(db)),
-        audit=SqliteAuditLog(db),
+        audit=GroupedAuditLog(SqliteAuditLog(db)),
         retention=SqliteRetentionSettings(db),
         publisher=InProcessBus(),
         watermark=AtOnce(),

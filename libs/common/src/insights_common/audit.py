@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -195,32 +196,99 @@ async def verify(log: AuditLog, app_id: str) -> Verification:
             return Verification(expected - 1)
 
 
+class Trail(AuditLog, Protocol):
+    """An audit log `Recorder` can write to: `append` stores an entry as soon as it can (the
+    caller waits for it now); `beside` one the caller needs only once a read of its own ends."""
+
+    def beside(self, entry: AuditEntry) -> Awaitable[AuditEntry]:
+        """Stored while the caller does something else; awaiting it says it is needed now."""
+        ...
+
+
+class _Beside:
+    """An entry written beside a read: awaiting it says that its group is needed now."""
+
+    __slots__ = ("_future", "_group", "_log")
+
+    def __init__(
+        self,
+        log: GroupedAuditLog,
+        group: list[tuple[AuditEntry, asyncio.Future[AuditEntry]]],
+        future: asyncio.Future[AuditEntry],
+    ) -> None:
+        self._log = log
+        self._group = group
+        self._future = future
+
+    def __await__(self) -> Generator[Any, None, AuditEntry]:
+        if not self._future.done() and self._log._pending is self._group:
+            self._log._due_now()
+        return self._future.__await__()
+
+
 class GroupedAuditLog:
-    """Implements `AuditLog` over another one, writing the entries of requests that arrive
-    together in one transaction (group commit): each request still waits until its entry is
-    stored, but concurrent reads of one app no longer queue one by one for its chain.
+    """Implements `AuditLog` and `Trail` over another log, writing the entries of requests that
+    arrive together in one transaction (group commit): each request still waits until its
+    entry is stored, but concurrent reads of one app share one round trip for their chain.
 
-    The first entry starts a flush at once; entries that arrive while it runs go in the next
-    one, up to `batch` entries a transaction."""
+    One group is written at a time; the entries that arrive meanwhile form the next. A group
+    leaves when one of its entries is needed (`append`, or awaiting what `beside` answered),
+    `linger` seconds after its first entry, or at `batch` entries. An entry written beside a
+    read so waits for others to join it only while that read runs: a read longer than the
+    linger and the round trip together pays nothing for its entry, and the process sends a
+    fraction of the round trips (each costs its CPU a socket write and a wake-up)."""
 
-    def __init__(self, log: AuditLog, *, batch: int = 500) -> None:
+    LINGER = 0.002
+    """Seconds; shorter than a read of OpenSearch beside which an entry is written, so that such
+    a read rarely waits for its entry (see docs/performance.md, "What the trail costs")."""
+
+    def __init__(self, log: AuditLog, *, batch: int = 500, linger: float = LINGER) -> None:
         self._log = log
         self._batch = batch
+        self._linger = linger
         self._pending: list[tuple[AuditEntry, asyncio.Future[AuditEntry]]] = []
+        self._due = False
+        """The pending group leaves as soon as the group being written is stored."""
+        self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
 
     def append(self, entry: AuditEntry) -> asyncio.Future[AuditEntry]:
-        """The entry is queued at once; the future is done when it is stored (no task of its
-        own is needed to wait for it beside other work)."""
-        future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
-        self._pending.append((entry, future))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush(), name="audit-flush")
+        """The entry is queued and its group made due; the future is done when it is stored
+        (no task of its own is needed to wait for it beside other work)."""
+        future = self._queue(entry)
+        self._due_now()
         return future
 
+    def beside(self, entry: AuditEntry) -> Awaitable[AuditEntry]:
+        group = self._pending
+        return _Beside(self, group, self._queue(entry))
+
+    def _queue(self, entry: AuditEntry) -> asyncio.Future[AuditEntry]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AuditEntry] = loop.create_future()
+        self._pending.append((entry, future))
+        if len(self._pending) >= self._batch:
+            self._due_now()
+        elif not self._due and self._timer is None:
+            self._timer = loop.call_later(self._linger, self._due_now)
+        return future
+
+    def _due_now(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        self._due = True
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(
+                self._flush(), name="audit-flush"
+            )
+
     async def _flush(self) -> None:
-        while self._pending:
+        while self._pending and self._due:
             taken, self._pending = self._pending[: self._batch], self._pending[self._batch :]
+            self._due = bool(self._pending)  # what did not fit was already due
             try:
                 stored = await self._log.append_many([entry for entry, _ in taken])
             except Exception as error:  # every waiting request fails with the write
@@ -249,8 +317,8 @@ class Recorder:
     or `await record.during(read, request, action, user_id=...)` for a read of a user;
     `http.access.Access` put the caller on the request)."""
 
-    def __init__(self, log: AuditLog, *, clock: Callable[[], datetime] = utc_now) -> None:
-        self._log = log
+    def __init__(self, trail: Trail, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._trail = trail
         self._clock = clock
 
     async def __call__(
@@ -262,7 +330,7 @@ class Recorder:
         reason: str | None = None,
         detail: str | None = None,
     ) -> None:
-        await self._log.append(self._entry(request, action, user_id, reason, detail))
+        await self._trail.append(self._entry(request, action, user_id, reason, detail))
 
     def _entry(
         self,
@@ -301,16 +369,12 @@ class Recorder:
         entry takes longer than the read. The entry records that the caller asked for the
         user's history, so it is kept when the read finds no such user or fails; a read fails
         (`DependencyUnavailable`, 503) when its entry could not be stored."""
-        # A future when the log groups entries (no task to start), else a task.
-        writing = asyncio.ensure_future(
-            self._log.append(self._entry(request, action, user_id, reason, detail))
-        )
+        writing = self._trail.beside(self._entry(request, action, user_id, reason, detail))
         try:
             answer = await read
         except BaseException:
-            await asyncio.wait([writing])
-            if not writing.cancelled():
-                writing.exception()  # the read's own error is the answer
+            with suppress(Exception):
+                await writing  # the read's own error is the answer
             raise
         await writing
         return answer

@@ -19,7 +19,7 @@ from import_svc.ports import ImportStore, UserRegistry
 from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
 from insights_common.access import Permission
-from insights_common.audit import AuditLog, Recorder
+from insights_common.audit import Recorder, Trail
 from insights_common.bus import EventPublisher, EventSubscriber, ProjectionWatermark
 from insights_common.clock import utc_now
 from insights_common.http.access import Access
@@ -39,7 +39,7 @@ class HttpDoor:
     """Who may call the door and where what they do is recorded."""
 
     access: Access
-    audit: AuditLog
+    audit: Trail
 
 
 @dataclass

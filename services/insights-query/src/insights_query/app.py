@@ -16,7 +16,7 @@ from typing import Protocol
 from fastapi import APIRouter
 
 from insights_common.accounts import Accounts
-from insights_common.audit import AuditLog, Recorder
+from insights_common.audit import Recorder, Trail
 from insights_common.auth import SecretBox
 from insights_common.bus import EventPublisher, EventSubscriber, HealthProbe, ProjectionWatermark
 from insights_common.clock import utc_now
@@ -60,7 +60,7 @@ def build_query(
     *,
     store: QueryStore,
     access: Access,
-    audit: AuditLog,
+    audit: Trail,
     retention: RetentionSettings,
     publisher: EventPublisher,
     watermark: ProjectionWatermark,

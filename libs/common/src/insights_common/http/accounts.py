@@ -17,7 +17,7 @@ from insights_common.accounts import (
     MemberExists,
     NoSuchMember,
 )
-from insights_common.audit import AuditEntry, AuditLog, Recorder
+from insights_common.audit import AuditEntry, Recorder, Trail
 from insights_common.clock import utc_now
 from insights_common.http.access import CSRF_HEADER, SESSION_COOKIE, Access
 from insights_common.http.conventions import FORBIDDEN, UNAUTHORIZED, Problem, problem_responses
@@ -112,7 +112,7 @@ def _account_problem(error: AccountError) -> Problem:
 
 
 def accounts_router(
-    access: Access, accounts: Accounts, audit: AuditLog, sso: SingleSignOn | None = None
+    access: Access, accounts: Accounts, audit: Trail, sso: SingleSignOn | None = None
 ) -> APIRouter:
     router = APIRouter(tags=["accounts"])
     Caller = Annotated[Principal, Depends(access.require(None))]
