@@ -17,6 +17,7 @@ from insights.cli_options import DataDir, embedded_settings, err, out
 from insights.cli_people import audit_app, members_app
 from insights.cli_sources import sources_app
 from insights.cli_users import users_app
+from insights.composition.distributed import PROCESSES
 from insights.composition.embedded import build_embedded
 from insights.embedded import create_app
 from insights_common.auth import MissingMasterKey
@@ -37,11 +38,9 @@ app.add_typer(apps_app, name="apps")
 app.add_typer(users_app, name="users")
 
 
-class Service(StrEnum):
-    import_ = "import"
-    ingest = "ingest"
-    query = "query"
-    projector = "projector"
+Service = StrEnum(  # type: ignore[misc]  # the process kinds of the composition root
+    "Service", {name: name for name in PROCESSES}
+)
 
 
 @app.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from insights.cli_options import (
     out,
 )
 from insights.cli_people import check_app_id, cli_entry
+from insights.composition.distributed import retention_passes
 from insights.composition.embedded import running
 from insights_common.audit import AuditLog
 from insights_common.clock import utc_now
@@ -63,22 +64,7 @@ async def _settings(data_dir: Path | None, distributed: bool) -> AsyncIterator[S
         async with running(embedded_settings(data_dir)) as embedded:
             yield Settings(embedded.retention, embedded.audit)
         return
-    # Only this path needs PostgreSQL and OpenSearch.
-    from insights.connections import opensearch_store, postgres  # noqa: PLC0415
-    from insights_common.postgres.audit import PostgresAuditLog  # noqa: PLC0415
-    from insights_common.postgres.retention import PostgresRetentionSettings  # noqa: PLC0415
-    from insights_query.settings import QuerySettings  # noqa: PLC0415
-
-    query = QuerySettings()
-    async with AsyncExitStack() as stack:
-        db = await postgres(query.postgres, stack, limit=10)
-        retention, audit = PostgresRetentionSettings(db), PostgresAuditLog(db)
-        await retention.migrate()
-        await audit.migrate()
-        store = await opensearch_store(query.opensearch, stack, pool=4, limit=10)
-        passes = RetentionService(
-            settings=retention, store=store, every=None, chunk=query.retention_chunk
-        )
+    async with retention_passes(startup_limit=10) as (passes, audit):
         yield Settings(passes, audit)
 
 

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from insights.cli_options import DataDir, embedded_settings, err, out
+from insights.composition.distributed import dead_letters
 from insights.composition.embedded import build_embedded
 from insights_common.auth import MissingMasterKey
 from insights_common.dead_letters import (
@@ -71,22 +72,8 @@ async def _dead_letters(
         finally:
             await embedded.stop()
         return
-    from insights_common.kafka.dead_letters import KafkaDeadLetters  # noqa: PLC0415
-    from insights_common.settings import KafkaSettings  # noqa: PLC0415
-
-    kafka = KafkaSettings()
-    letters = KafkaDeadLetters(
-        bootstrap_servers=kafka.bootstrap_servers,
-        topic_prefix=kafka.topic_prefix,
-        client_id="insights-cli",
-    )
-    if topic not in (None, KEPT_CALLBACKS):
-        yield letters
-        return
-    from insights.composition.distributed import kept_callbacks  # noqa: PLC0415 - only this path
-
-    async with kept_callbacks() as kept:
-        yield CombinedDeadLetters(letters, kept)
+    async with dead_letters(kept=topic in (None, KEPT_CALLBACKS)) as box:
+        yield box
 
 
 def _dlq_source(topic: str | None) -> str | None:

@@ -25,6 +25,7 @@ from import_svc.domain.model import (
 from import_svc.service import ImportService
 from insights.cli_options import AppOption, DataDir, embedded_settings, err, out
 from insights.cli_people import check_app_id
+from insights.composition.distributed import importer
 from insights.composition.embedded import running
 
 
@@ -36,8 +37,6 @@ async def _importer(
         async with running(embedded_settings(data_dir), import_owner=owner) as embedded:
             yield embedded.imports
         return
-    from insights.composition.distributed import importer  # noqa: PLC0415 - only this path
-
     async with importer(owner=owner) as imports:
         yield imports
 

@@ -24,6 +24,7 @@ from insights.cli_options import (
     out,
 )
 from insights.cli_people import check_app_id, record_change
+from insights.composition.distributed import app_keys
 from insights.composition.embedded import running
 from insights_common.access import UnknownScope, check_scopes
 from insights_common.auth import ApiKeyInfo, KeyStore, key_id_of
@@ -39,19 +40,8 @@ async def _key_store(data_dir: Path | None, distributed: bool) -> AsyncIterator[
         async with running(embedded_settings(data_dir)) as embedded:
             yield embedded.keys
         return
-    from insights_common.postgres.database import PostgresDatabase  # noqa: PLC0415
-    from insights_common.postgres.keys import PostgresKeyStore  # noqa: PLC0415
-    from insights_common.settings import PostgresSettings  # noqa: PLC0415
-
-    box = master_key()
-    pg = PostgresSettings()
-    db = await PostgresDatabase.connect(pg.dsn.get_secret_value(), schema=pg.db_schema, max_size=2)
-    try:
-        keys = PostgresKeyStore(db, box)
-        await keys.migrate()
+    async with app_keys(master_key(), startup_limit=10) as keys:
         yield keys
-    finally:
-        await db.close()
 
 
 @keys_app.command("create")

@@ -23,6 +23,7 @@ from insights.cli_options import (
     err,
     out,
 )
+from insights.composition.distributed import app_members
 from insights.composition.embedded import running
 from insights_common.accounts import AccountError, Accounts
 from insights_common.audit import AuditEntry, AuditLog, Verification, verify
@@ -69,20 +70,8 @@ async def _people(data_dir: Path | None, distributed: bool) -> AsyncIterator[Peo
         async with running(embedded_settings(data_dir)) as embedded:
             yield People(Accounts(embedded.members), embedded.audit)
         return
-    from insights_common.postgres.audit import PostgresAuditLog  # noqa: PLC0415
-    from insights_common.postgres.database import PostgresDatabase  # noqa: PLC0415
-    from insights_common.postgres.members import PostgresMemberStore  # noqa: PLC0415
-    from insights_common.settings import PostgresSettings  # noqa: PLC0415
-
-    pg = PostgresSettings()
-    db = await PostgresDatabase.connect(pg.dsn.get_secret_value(), schema=pg.db_schema, max_size=2)
-    try:
-        members, audit = PostgresMemberStore(db), PostgresAuditLog(db)
-        await members.migrate()
-        await audit.migrate()
+    async with app_members(startup_limit=10) as (members, audit):
         yield People(Accounts(members), audit)
-    finally:
-        await db.close()
 
 
 def cli_entry(app_id: str, action: str, detail: str) -> AuditEntry:

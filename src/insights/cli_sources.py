@@ -24,6 +24,7 @@ from insights.cli_options import (
     out,
 )
 from insights.cli_people import check_app_id
+from insights.composition.distributed import app_sources
 from insights.composition.embedded import running
 from insights_common.sources import (
     BY_NAME,
@@ -52,21 +53,8 @@ async def _sources(data_dir: Path | None, distributed: bool) -> AsyncIterator[So
         async with running(embedded_settings(data_dir)) as embedded:
             yield Sources(embedded.keys, embedded.audit)
         return
-    from insights_common.postgres.audit import PostgresAuditLog  # noqa: PLC0415
-    from insights_common.postgres.database import PostgresDatabase  # noqa: PLC0415
-    from insights_common.postgres.keys import PostgresKeyStore  # noqa: PLC0415
-    from insights_common.settings import PostgresSettings  # noqa: PLC0415
-
-    box = master_key()
-    pg = PostgresSettings()
-    db = await PostgresDatabase.connect(pg.dsn.get_secret_value(), schema=pg.db_schema, max_size=2)
-    try:
-        keys, audit = PostgresKeyStore(db, box), PostgresAuditLog(db)
-        await keys.migrate()
-        await audit.migrate()
+    async with app_sources(master_key(), startup_limit=10) as (keys, audit):
         yield Sources(keys, audit)
-    finally:
-        await db.close()
 
 
 def _actor() -> Actor:

@@ -6,7 +6,7 @@ import asyncio
 import os
 import re
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
@@ -15,12 +15,11 @@ import typer
 
 from insights.cli_options import AppOption, DataDir, Distributed, embedded_settings, err, out
 from insights.cli_people import check_app_id, cli_entry
+from insights.composition.distributed import user_eraser
 from insights.composition.embedded import running
 from insights_common.audit import AuditLog
-from insights_common.bus import AtOnce
 from insights_contracts.types import USER_ID_PATTERN
 from insights_query.erasure import ERASE_ACTION, Erased, UserEraser
-from insights_query.settings import QuerySettings
 
 users_app = typer.Typer(help="Erase a user of an app everywhere.", no_args_is_help=True)
 
@@ -35,32 +34,13 @@ class Erasing:
 
 @asynccontextmanager
 async def _erasing(data_dir: Path | None, distributed: bool) -> AsyncIterator[Erasing]:
-    wait = QuerySettings().erase_wait_seconds
     if not distributed:
         # An owner of its own: the server's unfinished imports are not this process's to resume.
         owner = f"cli-erase-{os.getpid()}"
         async with running(embedded_settings(data_dir), import_owner=owner) as embedded:
-            # The data dir's bus: its projector, import registry and phone directory all take
-            # the erase before publish returns.
-            eraser = UserEraser(publisher=embedded.bus, watermark=AtOnce(), wait_seconds=wait)
-            yield Erasing(eraser, embedded.audit)
+            yield Erasing(embedded.eraser, embedded.audit)
         return
-    # Only this path needs Kafka and PostgreSQL.
-    from insights.connections import kafka_bus, patiently, postgres  # noqa: PLC0415
-    from insights_common.kafka.watermark import KafkaProjectionWatermark  # noqa: PLC0415
-    from insights_common.postgres.audit import PostgresAuditLog  # noqa: PLC0415
-
-    query = QuerySettings()
-    async with AsyncExitStack() as stack:
-        db = await postgres(query.postgres, stack, limit=10)
-        audit = PostgresAuditLog(db)
-        await audit.migrate()
-        bus = kafka_bus(query.kafka, client_id="insights-erase-cli")
-        await patiently("Kafka", bus.start, limit=10)
-        stack.push_async_callback(bus.stop)
-        watermark = KafkaProjectionWatermark(bus, group_id=query.kafka.projector_group)
-        stack.push_async_callback(watermark.stop)
-        eraser = UserEraser(publisher=bus, watermark=watermark, wait_seconds=wait)
+    async with user_eraser(startup_limit=10) as (eraser, audit):
         yield Erasing(eraser, audit)
 
 

@@ -31,6 +31,7 @@ from insights_common.sqlite.members import SqliteMemberStore
 from insights_common.tracing import trace_http
 from insights_query.entrypoints.api_docs import install_api_docs
 from insights_query.entrypoints.dashboard import install_dashboard
+from insights_query.erasure import UserEraser
 from insights_query.retention import RetentionService
 from insights_query.service import QueryService
 from notification_ingest.kept_letters import KeptCallbackLetters
@@ -64,6 +65,9 @@ class Embedded:
     query: QueryService
     retention: RetentionService
     """The retention passes; on their schedule only in the process serving the API."""
+    eraser: UserEraser
+    """Erases a user; the data dir's projector, import registry and phone directory all take
+    the erase before it returns."""
     dead_letters: EmbeddedDeadLetters
     kept_callbacks: KeptCallbackLetters
     """The platforms' callbacks waiting for a user with their number (`insights dlq`)."""

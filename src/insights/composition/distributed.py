@@ -1,6 +1,6 @@
 """The distributed mode's adapters, PostgreSQL, OpenSearch and Kafka, and the services built on
-them: one kind of process each (`PROCESSES`), and the CLI's commands that work on a deployment
-from a process of their own."""
+them: one kind of process each (`PROCESSES`), and what the CLI's commands work on when they
+reach a deployment from a process of their own (`--distributed`)."""
 
 from __future__ import annotations
 
@@ -26,18 +26,26 @@ from insights.connections import (
     patiently,
     postgres,
 )
+from insights_common.audit import AuditLog
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.bus import AtOnce, EventSubscriber
+from insights_common.dead_letters import CombinedDeadLetters, DeadLetterBox
 from insights_common.http.observability import ReadinessCheck
 from insights_common.kafka.bus import KafkaBus
+from insights_common.kafka.dead_letters import KafkaDeadLetters
 from insights_common.kafka.publisher import KafkaTransactionalPublisher
 from insights_common.kafka.watermark import KafkaProjectionWatermark
+from insights_common.members import MemberStore
+from insights_common.postgres.audit import PostgresAuditLog
 from insights_common.postgres.database import PostgresDatabase
 from insights_common.postgres.keys import PostgresKeyStore
+from insights_common.postgres.members import PostgresMemberStore
 from insights_common.postgres.retention import PostgresRetentionSettings
 from insights_common.service import Hook, ServiceParts
 from insights_common.settings import KafkaSettings, PostgresSettings
 from insights_query.app import build_projector, build_query
+from insights_query.erasure import UserEraser
+from insights_query.retention import RetentionService
 from insights_query.settings import QuerySettings
 from notification_ingest.adapters.postgres import (
     PostgresDedupStore,
@@ -314,11 +322,12 @@ async def importer(*, owner: str, startup_limit: float = 30.0) -> AsyncIterator[
 
 
 @asynccontextmanager
-async def kept_callbacks(*, startup_limit: float = 30.0) -> AsyncIterator[KeptCallbackLetters]:
+async def kept_callbacks(
+    settings: IngestSettings, *, startup_limit: float
+) -> AsyncIterator[KeptCallbackLetters]:
     """The platforms' kept callbacks on the distributed deployment's PostgreSQL, taken again
     through Kafka from this process (`insights dlq --distributed`), outside the running
     replicas: nothing consumed, no hooks run."""
-    settings = Settings().ingest
     async with AsyncExitStack() as stack:
         db = await postgres(settings.postgres, stack, limit=startup_limit)
         bus = kafka_bus(settings.kafka, client_id="insights-dlq-cli")
@@ -340,3 +349,112 @@ async def kept_callbacks(*, startup_limit: float = 30.0) -> AsyncIterator[KeptCa
         await patiently("Kafka", bus.start, limit=startup_limit)
         stack.push_async_callback(bus.stop)
         yield ingest.kept_callbacks
+
+
+@asynccontextmanager
+async def dead_letters(*, kept: bool, startup_limit: float = 30.0) -> AsyncIterator[DeadLetterBox]:
+    """The topics' dead letters on the distributed deployment's Kafka (`insights dlq
+    --distributed`); with `kept`, the platforms' kept callbacks in PostgreSQL beside them."""
+    settings = Settings().ingest
+    letters = KafkaDeadLetters(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        topic_prefix=settings.kafka.topic_prefix,
+        client_id="insights-cli",
+    )
+    if not kept:
+        yield letters
+        return
+    async with kept_callbacks(settings, startup_limit=startup_limit) as callbacks:
+        yield CombinedDeadLetters(letters, callbacks)
+
+
+async def _audit_trail(db: PostgresDatabase) -> AuditLog:
+    audit = PostgresAuditLog(db)
+    await audit.migrate()
+    return audit
+
+
+async def _app_keys(db: PostgresDatabase, box: SecretBox) -> KeyStore:
+    keys = PostgresKeyStore(db, box)
+    await keys.migrate()
+    return keys
+
+
+@asynccontextmanager
+async def app_keys(box: SecretBox, *, startup_limit: float = 30.0) -> AsyncIterator[KeyStore]:
+    """The apps' API keys and webhook secrets in the distributed deployment's PostgreSQL, their
+    secrets sealed with the master key `box` (`insights keys|webhooks --distributed`). Not
+    cached: what this process changes, it reads back at once."""
+    settings = Settings().query
+    async with AsyncExitStack() as stack:
+        db = await postgres(settings.postgres, stack, limit=startup_limit)
+        yield await _app_keys(db, box)
+
+
+@asynccontextmanager
+async def app_sources(
+    box: SecretBox, *, startup_limit: float = 30.0
+) -> AsyncIterator[tuple[KeyStore, AuditLog]]:
+    """The messaging platforms' secrets an app takes callbacks with, kept among its keys in the
+    distributed deployment's PostgreSQL and sealed with the master key `box`, and the audit
+    trail their changes are recorded in (`insights sources --distributed`)."""
+    settings = Settings().query
+    async with AsyncExitStack() as stack:
+        db = await postgres(settings.postgres, stack, limit=startup_limit)
+        yield await _app_keys(db, box), await _audit_trail(db)
+
+
+@asynccontextmanager
+async def app_members(
+    *, startup_limit: float = 30.0
+) -> AsyncIterator[tuple[MemberStore, AuditLog]]:
+    """The apps' members and their audit trail in the distributed deployment's PostgreSQL
+    (`insights members|audit --distributed`, and the CLI's changes to keys and secrets)."""
+    settings = Settings().query
+    async with AsyncExitStack() as stack:
+        db = await postgres(settings.postgres, stack, limit=startup_limit)
+        members = PostgresMemberStore(db)
+        await members.migrate()
+        yield members, await _audit_trail(db)
+
+
+@asynccontextmanager
+async def user_eraser(*, startup_limit: float = 30.0) -> AsyncIterator[tuple[UserEraser, AuditLog]]:
+    """Erasing users from this process (`insights users erase --distributed`): the erase is
+    published to the distributed deployment's Kafka and waited for on the projector's group,
+    as the query service does; the audit trail in PostgreSQL. Nothing is consumed here."""
+    settings = Settings().query
+    async with AsyncExitStack() as stack:
+        db = await postgres(settings.postgres, stack, limit=startup_limit)
+        audit = await _audit_trail(db)
+        bus = kafka_bus(settings.kafka, client_id="insights-erase-cli")
+        await patiently("Kafka", bus.start, limit=startup_limit)
+        stack.push_async_callback(bus.stop)
+        watermark = KafkaProjectionWatermark(bus, group_id=settings.kafka.projector_group)
+        stack.push_async_callback(watermark.stop)
+        yield (
+            UserEraser(
+                publisher=bus, watermark=watermark, wait_seconds=settings.erase_wait_seconds
+            ),
+            audit,
+        )
+
+
+@asynccontextmanager
+async def retention_passes(
+    *, startup_limit: float = 30.0
+) -> AsyncIterator[tuple[RetentionService, AuditLog]]:
+    """The apps' retention settings in the distributed deployment's PostgreSQL and passes over
+    its OpenSearch run from this process when asked (`insights apps --distributed`), never on
+    a schedule; the audit trail their changes are recorded in."""
+    settings = Settings().query
+    async with AsyncExitStack() as stack:
+        db = await postgres(settings.postgres, stack, limit=startup_limit)
+        retention = PostgresRetentionSettings(db)
+        await retention.migrate()
+        audit = await _audit_trail(db)
+        store = await opensearch_store(settings.opensearch, stack, pool=4, limit=startup_limit)
+        passes = RetentionService(
+            settings=retention, store=store, every=None, chunk=settings.retention_chunk
+        )
+        yield passes, audit

@@ -101,6 +101,7 @@ def build_embedded(
         ingest=ingest.service,
         query=query.service,
         retention=query.retention,
+        eraser=query.eraser,
         dead_letters=EmbeddedDeadLetters(dead_letters, bus),
         kept_callbacks=ingest.kept_callbacks,
         parts=[query.parts, projection.parts, imports.parts, ingest.parts],

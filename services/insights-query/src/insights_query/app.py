@@ -53,6 +53,8 @@ class Query:
     retention: RetentionService
     """The retention passes: on their schedule once the process serving the API starts them
     (`RetentionService.start`), not among the parts' hooks."""
+    eraser: UserEraser
+    """Erases a user, as `DELETE /api/v1/users/{id}` does."""
     parts: ServiceParts
 
 
@@ -95,7 +97,7 @@ def build_query(
     router.include_router(sources_router(access, Sources(access.keys, audit)))
     router.include_router(settings_router(access, passes, record))
     router.include_router(erase_router(access, eraser, record))
-    return Query(service, passes, ServiceParts(router=router, on_stop=[passes.stop]))
+    return Query(service, passes, eraser, ServiceParts(router=router, on_stop=[passes.stop]))
 
 
 @dataclass
