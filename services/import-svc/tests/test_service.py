@@ -22,8 +22,9 @@ from import_svc.domain.model import (
     RowError,
 )
 from import_svc.issues import INTERRUPTED, STALE
+from import_svc.lifecycle import STALE_AFTER
 from import_svc.runs import VALIDATED_SHARE
-from import_svc.service import STALE_AFTER, ImportService
+from import_svc.service import ImportService
 from insights_contracts import AnyEvent, UserUpserted
 from insights_contracts.topics import USERS
 
