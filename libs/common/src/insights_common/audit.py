@@ -240,7 +240,7 @@ class GroupedAuditLog:
 
     LINGER = 0.002
     """Seconds; shorter than a read of OpenSearch beside which an entry is written, so that such
-    a read rarely waits for its entry (see docs/performance.md, "What the trail costs")."""
+    a read rarely waits for its entry (docs/performance.md, "The audit trail on the read path")."""
 
     def __init__(self, log: AuditLog, *, batch: int = 500, linger: float = LINGER) -> None:
         self._log = log
