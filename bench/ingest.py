@@ -60,6 +60,8 @@ import orjson
 
 from insights_common.auth import sign
 from insights_common.clock import rfc3339, utc_now
+from insights_common.settings import OpenSearchSettings
+from insights_query.adapters.opensearch.mappings import refresh_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -668,7 +670,9 @@ async def run_floor(
             "settings": {
                 "number_of_shards": 1,
                 "number_of_replicas": replicas,
-                "refresh_interval": "1s",
+                # As the product's indices refresh (OPENSEARCH_REFRESH_SECONDS), so OpenSearch's
+                # CPU compares; the floor itself never waits for a refresh.
+                "refresh_interval": refresh_interval(OpenSearchSettings().refresh_seconds),
             },
             "mappings": {
                 "dynamic": "strict",

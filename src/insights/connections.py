@@ -128,7 +128,11 @@ async def opensearch_store(
     stack.push_async_callback(client.close)
     store = OpenSearchInsightsStore(client, prefix=settings.index_prefix, refresh=refresh)
     await patiently(
-        "OpenSearch", lambda: store.ensure_indices(replicas=settings.replicas), limit=limit
+        "OpenSearch",
+        lambda: store.ensure_indices(
+            replicas=settings.replicas, refresh_seconds=settings.refresh_seconds
+        ),
+        limit=limit,
     )
     return store
 

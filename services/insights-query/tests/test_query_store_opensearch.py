@@ -193,6 +193,26 @@ async def test_ensure_indices_is_idempotent_and_safe_to_race(
     ]
 
 
+async def test_the_refresh_interval_reaches_the_templates_and_the_live_indices(
+    client: AsyncOpenSearch, os_prefix: str
+) -> None:
+    store = OpenSearchInsightsStore(client, prefix=os_prefix)
+    await store.ensure_indices(refresh_seconds=0.5)
+
+    async def intervals() -> set[str]:
+        settings = await client.indices.get_settings(index=f"{os_prefix}-*")
+        return {body["settings"]["index"]["refresh_interval"] for body in settings.values()}
+
+    assert await intervals() == {"500ms"}
+    await store.ensure_indices(refresh_seconds=2)  # a deployment started again, configured anew
+    assert await intervals() == {"2000ms"}
+    templates = await client.indices.get_index_template(name=f"{os_prefix}-*")
+    assert {
+        t["index_template"]["template"]["settings"]["index"]["refresh_interval"]
+        for t in templates["index_templates"]
+    } == {"2000ms"}
+
+
 async def test_a_rebuilt_index_behind_the_alias_is_used(
     client: AsyncOpenSearch, store: OpenSearchInsightsStore, os_prefix: str, ev: Any
 ) -> None:

@@ -117,10 +117,25 @@ def alias_name(prefix: str, kind: Kind) -> str:
     return f"{prefix}-{kind}"
 
 
+DEFAULT_REFRESH_SECONDS = 0.5
+
+
+def refresh_interval(seconds: float) -> str:
+    """OpenSearch's `refresh_interval` for a period in seconds, to the millisecond."""
+    return f"{round(seconds * 1000)}ms"
+
+
 async def ensure_indices(
-    client: AsyncOpenSearch, prefix: str, *, shards: int, replicas: int | None
+    client: AsyncOpenSearch,
+    prefix: str,
+    *,
+    shards: int,
+    replicas: int | None,
+    refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
 ) -> None:
-    """Put the index templates and create each missing alias with its first index.
+    """Put the index templates, create each missing alias with its first index, and give the
+    indices behind existing aliases the templates' refresh interval (an index keeps the settings
+    it was made with, so a changed interval reaches a running deployment this way).
 
     Idempotent and safe to race: the index and its alias are created in one request, and
     losing the race to another process ('already exists') is success.
@@ -128,6 +143,7 @@ async def ensure_indices(
     copies: dict[str, Any] = (
         {"auto_expand_replicas": "0-1"} if replicas is None else {"number_of_replicas": replicas}
     )
+    interval = refresh_interval(refresh_seconds)
     for kind in KINDS:
         alias = alias_name(prefix, kind)
         await client.indices.put_index_template(
@@ -139,7 +155,7 @@ async def ensure_indices(
                     "settings": {
                         "number_of_shards": shards,
                         **copies,
-                        "refresh_interval": "1s",
+                        "refresh_interval": interval,
                     },
                     "mappings": MAPPINGS[kind],
                 },
@@ -147,6 +163,9 @@ async def ensure_indices(
             },
         )
         if await client.indices.exists_alias(name=alias):
+            await client.indices.put_settings(
+                index=alias, body={"index": {"refresh_interval": interval}}
+            )
             continue
         try:
             await client.indices.create(

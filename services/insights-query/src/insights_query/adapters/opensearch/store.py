@@ -46,7 +46,7 @@ from insights_query.adapters.opensearch.documents import (
     user_key,
 )
 from insights_query.adapters.opensearch.errors import DEPENDENCY, outages
-from insights_query.adapters.opensearch.mappings import ensure_indices
+from insights_query.adapters.opensearch.mappings import DEFAULT_REFRESH_SECONDS, ensure_indices
 from insights_query.adapters.opensearch.queries import _few_terms, _term, _visible, _visible_or_not
 from insights_query.adapters.opensearch.reader import OpenSearchReader
 from insights_query.domain.projection import (
@@ -74,9 +74,21 @@ class ProjectionConflict(RuntimeError):
 class OpenSearchInsightsStore(OpenSearchReader):
     """Implements ProjectionStore and InsightsReader on OpenSearch."""
 
-    async def ensure_indices(self, *, shards: int = 1, replicas: int | None = None) -> None:
+    async def ensure_indices(
+        self,
+        *,
+        shards: int = 1,
+        replicas: int | None = None,
+        refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+    ) -> None:
         """Create what is missing; replicas by default: one when the cluster has two nodes."""
-        await ensure_indices(self._client, self._prefix, shards=shards, replicas=replicas)
+        await ensure_indices(
+            self._client,
+            self._prefix,
+            shards=shards,
+            replicas=replicas,
+            refresh_seconds=refresh_seconds,
+        )
 
     async def ping(self) -> bool:
         return bool(await self._client.ping())
