@@ -261,16 +261,16 @@ class GroupedAuditLog:
 
     def beside(self, entry: AuditEntry) -> Awaitable[AuditEntry]:
         group = self._pending
-        return _Beside(self, group, self._queue(entry))
-
-    def _queue(self, entry: AuditEntry) -> asyncio.Future[AuditEntry]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[AuditEntry] = loop.create_future()
-        self._pending.append((entry, future))
+        future = self._queue(entry)
         if len(self._pending) >= self._batch:
             self._due_now()
         elif not self._due and self._timer is None:
-            self._timer = loop.call_later(self._linger, self._due_now)
+            self._timer = asyncio.get_running_loop().call_later(self._linger, self._due_now)
+        return _Beside(self, group, future)
+
+    def _queue(self, entry: AuditEntry) -> asyncio.Future[AuditEntry]:
+        future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
+        self._pending.append((entry, future))
         return future
 
     def _due_now(self) -> None:

@@ -117,9 +117,6 @@ def alias_name(prefix: str, kind: Kind) -> str:
     return f"{prefix}-{kind}"
 
 
-DEFAULT_REFRESH_SECONDS = 0.5
-
-
 def refresh_interval(seconds: float) -> str:
     """OpenSearch's `refresh_interval` for a period in seconds, to the millisecond."""
     return f"{round(seconds * 1000)}ms"
@@ -131,7 +128,7 @@ async def ensure_indices(
     *,
     shards: int,
     replicas: int | None,
-    refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+    refresh_seconds: float,
 ) -> None:
     """Put the index templates, create each missing alias with its first index, and give the
     indices behind existing aliases the templates' refresh interval (an index keeps the settings

@@ -46,7 +46,7 @@ from insights_query.adapters.opensearch.documents import (
     user_key,
 )
 from insights_query.adapters.opensearch.errors import DEPENDENCY, outages
-from insights_query.adapters.opensearch.mappings import DEFAULT_REFRESH_SECONDS, ensure_indices
+from insights_query.adapters.opensearch.mappings import ensure_indices
 from insights_query.adapters.opensearch.queries import _few_terms, _term, _visible, _visible_or_not
 from insights_query.adapters.opensearch.reader import OpenSearchReader
 from insights_query.domain.projection import (
@@ -79,9 +79,10 @@ class OpenSearchInsightsStore(OpenSearchReader):
         *,
         shards: int = 1,
         replicas: int | None = None,
-        refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        refresh_seconds: float = 0.5,
     ) -> None:
-        """Create what is missing; replicas by default: one when the cluster has two nodes."""
+        """Create what is missing; replicas by default: one when the cluster has two nodes, and
+        a refresh every `refresh_seconds` (`OpenSearchSettings.refresh_seconds`)."""
         await ensure_indices(
             self._client,
             self._prefix,
