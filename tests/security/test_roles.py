@@ -259,6 +259,12 @@ async def test_views_are_recorded_with_who_and_reveals_with_their_reason(
             "/api/v1/users/alex/phone", json={}, headers={"X-CSRF-Token": csrf}
         )
         assert no_reason.status_code == 400 and "reason" in no_reason.text
+        nul = await agent.post(
+            "/api/v1/users/alex/phone",
+            json={"reason": "caller\u0000asked"},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert nul.status_code == 400 and "reason" in nul.text
         revealed = await agent.post(
             "/api/v1/users/alex/phone",
             json={"reason": "caller asked to confirm"},

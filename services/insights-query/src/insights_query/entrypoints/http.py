@@ -181,7 +181,13 @@ class Reveal(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(
-        min_length=3, max_length=MAX_REASON, description="Why the number is needed; recorded."
+        min_length=3,
+        max_length=MAX_REASON,
+        # No control characters but tab and line ends: PostgreSQL keeps no NUL in text, and an
+        # entry it refuses would fail the other entries written in the same transaction.
+        pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$",
+        description="Why the number is needed (no control characters but tab and line ends); "
+        "recorded.",
     )
 
 
