@@ -10,6 +10,7 @@ or PostgreSQL schema, so tests never see each other's data.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import socket
@@ -188,6 +189,21 @@ def sso_realm(keycloak: Keycloak) -> Iterator[Realm]:
     realm = keycloak.import_realm()
     yield realm
     keycloak.remove_realm(realm)
+
+
+async def until(check: Callable[[], object], limit: float = 30) -> None:
+    """Wait until `check()` (or what it answers, when that is awaitable) is true; a test fails
+    after `limit` seconds."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while True:
+        answer = check()
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if answer:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"not reached in {limit} s")
+        await asyncio.sleep(0.02)
 
 
 def unique_name(prefix: str) -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from starlette.requests import Request
 
+from conftest import until
 from insights_common.access import Principal
 from insights_common.accounts import Accounts, LastAdmin, MemberExists
 from insights_common.audit import (
@@ -18,8 +20,10 @@ from insights_common.audit import (
     AuditLog,
     GroupedAuditLog,
     Recorder,
+    SpoolMark,
     verify,
 )
+from insights_common.audit_spool import AuditSpool, entries_after
 from insights_common.members import (
     MemberStore,
     SessionInfo,
@@ -219,10 +223,21 @@ class CountingLog:
         self.transactions = 0
         self.groups: list[int] = []
 
-    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+    async def append_many(
+        self, entries: Sequence[AuditEntry], *, spooled: Sequence[SpoolMark] = ()
+    ) -> list[AuditEntry]:
         self.transactions += 1
         self.groups.append(len(entries))
-        return await self.log.append_many(entries)
+        return await self.log.append_many(entries, spooled=spooled)
+
+    async def spooled(self, spool: str) -> int:
+        return await self.log.spooled(spool)
+
+    async def forget_spool(self, spool: str) -> None:
+        await self.log.forget_spool(spool)
+
+    async def run(self, app_id: str, *, from_seq: int, limit: int) -> list[AuditEntry]:
+        return await self.log.run(app_id, from_seq=from_seq, limit=limit)
 
 
 async def test_concurrent_entries_are_grouped_and_chained_in_order(databases: Databases) -> None:
@@ -337,12 +352,14 @@ class Gate:
         self.release = asyncio.Event()
         self.fail: Exception | None = None
 
-    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+    async def append_many(
+        self, entries: Sequence[AuditEntry], *, spooled: Sequence[SpoolMark] = ()
+    ) -> list[AuditEntry]:
         self.started.set()
         await self.release.wait()
         if self.fail is not None:
             raise self.fail
-        return await self.log.append_many(entries)
+        return await self.log.append_many(entries, spooled=spooled)
 
 
 async def test_a_read_of_a_user_runs_while_its_entry_is_written(databases: Databases) -> None:
@@ -393,3 +410,192 @@ async def test_a_read_whose_entry_is_not_stored_is_not_answered(databases: Datab
         await record.during(read(), asked(), "user.view", user_id="alex")
     assert read_done.is_set()
     assert await log.run("acme", from_seq=1, limit=10) == []
+
+
+# The spool: an entry beside a read is stored in the process's file before the read answers.
+
+
+class Down:
+    """A trail store that is down until `up()`, counting what it is asked for."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+        self.down = True
+        self.calls = 0
+
+    def up(self) -> None:
+        self.down = False
+
+    async def append_many(
+        self, entries: Sequence[AuditEntry], *, spooled: Sequence[SpoolMark] = ()
+    ) -> list[AuditEntry]:
+        self.calls += 1
+        if self.down:
+            raise DependencyUnavailable("PostgreSQL", "down")
+        return await self.log.append_many(entries, spooled=spooled)
+
+    async def spooled(self, spool: str) -> int:
+        return await self.log.spooled(spool)
+
+    async def forget_spool(self, spool: str) -> None:
+        await self.log.forget_spool(spool)
+
+
+def spool_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.spool"))
+
+
+async def stored_in(log: AuditLog, *, count: int = 1) -> list[AuditEntry]:
+    """The app's entries once the trail has `count` of them."""
+
+    async def enough() -> bool:
+        return len(await log.run("acme", from_seq=1, limit=1000)) >= count
+
+    await until(enough)
+    return await log.run("acme", from_seq=1, limit=1000)
+
+
+async def test_a_read_answers_once_its_entry_is_in_the_spool_and_the_trail_takes_it_later(
+    databases: Databases, tmp_path: Path
+) -> None:
+    log = await open_audit(databases)
+    counting = CountingLog(log)
+    grouped = GroupedAuditLog(counting, spool=AuditSpool(tmp_path), linger=0.05)  # type: ignore[arg-type]
+    await grouped.start()
+    record = Recorder(grouped)
+
+    async def read() -> str:
+        return "the profile"
+
+    answers = [await record.during(read(), asked(), "user.view", user_id=f"u{i}") for i in range(5)]
+    await record.read(asked(), "message.view", user_id="u9", detail="m-1")
+    assert answers == ["the profile"] * 5
+    assert counting.transactions == 0  # answered before the trail's store was asked
+    (spool,) = spool_files(tmp_path)
+    assert spool.read_bytes().count(b"\n") == 6
+    stored = await stored_in(log)
+    assert counting.groups == [6]  # one transaction, after the linger
+    assert [(e.seq, e.user_id) for e in stored] == [
+        *((i + 1, f"u{i}") for i in range(5)),
+        (6, "u9"),
+    ]
+    assert stored[-1].detail == "m-1"
+    assert await log.spooled(spool.stem) == spool.stat().st_size  # kept with the entries
+    await grouped.stop()
+    assert spool_files(tmp_path) == []  # all of it was taken: removed, and its mark too
+    assert await log.spooled(spool.stem) == 0
+
+
+async def test_reads_go_on_while_the_trails_store_is_down_and_their_entries_arrive_after(
+    databases: Databases, tmp_path: Path
+) -> None:
+    log = await open_audit(databases)
+    store = Down(log)
+    grouped = GroupedAuditLog(store, spool=AuditSpool(tmp_path), linger=0.01)  # type: ignore[arg-type]
+    grouped.RETRY_DELAYS = (0.05,)
+    await grouped.start()
+    for i in range(4):
+        await grouped.beside(entry(i))
+    await until(lambda: store.calls >= 3)  # tried, and tried again after a pause
+    assert await log.run("acme", from_seq=1, limit=10) == []
+    await grouped.beside(entry(4))
+    store.up()
+    stored = await stored_in(log, count=5)
+    assert [e.at for e in stored] == [entry(i).at for i in range(5)]  # in the order of the reads
+    assert (await verify(log, "acme")).entries == 5
+    await grouped.stop()
+
+
+async def test_a_read_is_refused_once_too_many_entries_wait_for_the_store(
+    databases: Databases, tmp_path: Path
+) -> None:
+    store = Down(await open_audit(databases))
+    grouped = GroupedAuditLog(store, spool=AuditSpool(tmp_path), linger=3600)  # type: ignore[arg-type]
+    grouped.MAX_UNSHIPPED = 3
+    await grouped.start()
+    record = Recorder(grouped)
+    read_done = asyncio.Event()
+
+    async def read() -> str:
+        read_done.set()
+        return "the profile"
+
+    for i in range(3):
+        await grouped.beside(entry(i))
+    with pytest.raises(DependencyUnavailable, match="3 entries wait"):
+        await record.during(read(), asked(), "user.view", user_id="alex")
+    assert not read_done.is_set()  # refused before it read anything
+    await grouped.stop()
+    assert len(spool_files(tmp_path)) == 1  # the store never took them: kept for the next process
+
+
+async def test_the_spool_a_process_left_is_taken_over_from_where_the_store_stopped(
+    databases: Databases, tmp_path: Path
+) -> None:
+    """A process wrote five entries to its spool and the store took the first two, then it
+    died (its lock goes with its file descriptor) in the middle of writing a sixth."""
+    log = await open_audit(databases)
+    dead = AuditSpool(tmp_path)
+    dead.open()
+    marks = [dead.write(entry(i)) for i in range(5)]
+    await log.append_many([entry(0), entry(1)], spooled=[marks[1]])
+    (left,) = spool_files(tmp_path)
+    with left.open("ab") as cut:
+        cut.write(b'["2026-')  # the write it died in
+    alive = AuditSpool(tmp_path)  # a process of the same directory, still running
+    alive.open()
+    dead.close()  # its process ended: the file stays, unlocked
+    found = list(alive.orphans())
+    assert [orphan.id for orphan in found] == [left.stem]  # not its own live file
+    for orphan in found:
+        orphan.release()
+
+    grouped = GroupedAuditLog(log, spool=AuditSpool(tmp_path))
+    await grouped.start()
+    await until(lambda: not left.exists())
+    stored = await log.run("acme", from_seq=1, limit=10)
+    assert [e.at for e in stored] == [entry(i).at for i in range(5)]  # each once, in order
+    assert (await verify(log, "acme")).entries == 5
+    assert await log.spooled(left.stem) == 0  # forgotten with the file
+    assert len(spool_files(tmp_path)) == 2  # the live process's and the new one's
+    await grouped.stop()
+    alive.close()
+
+
+async def test_a_full_spool_file_is_replaced_and_removed_once_taken(
+    databases: Databases, tmp_path: Path
+) -> None:
+    log = await open_audit(databases)
+    grouped = GroupedAuditLog(log, spool=AuditSpool(tmp_path, rotate_bytes=300), linger=3600)
+    await grouped.start()
+    for i in range(12):
+        await grouped.beside(entry(i))
+    assert len(spool_files(tmp_path)) > 2
+    await grouped.sent()
+    assert len(spool_files(tmp_path)) == 1  # the files written to before were taken and removed
+    assert (await verify(log, "acme")).entries == 12
+    await grouped.stop()
+
+
+@pytest.mark.unit
+def test_a_spool_entry_reads_back_as_written_and_a_cut_line_is_left_out(tmp_path: Path) -> None:
+    spool = AuditSpool(tmp_path)
+    spool.open()
+    written = AuditEntry(
+        at=T0,
+        app_id="acme",
+        actor="key:k1",
+        action="user.reveal_phone",
+        user_id='ü "quoted"\nline',
+        address="2001:db8::1",
+        reason="a caller asked\tto confirm",
+        detail=None,
+    )
+    first = spool.write(written)
+    spool.write(entry(1))
+    (path,) = spool_files(tmp_path)
+    data = path.read_bytes() + b'["2026'
+    read = entries_after(data, 0)
+    assert [(e, end) for e, end in read][0] == (written, first.upto)
+    assert [e for e, _ in entries_after(data, first.upto)] == [entry(1)]
+    spool.close()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from import_svc.settings import ImportSettings
 from insights_common.auth import SecretBox
-from insights_common.settings import KeyCacheSettings
+from insights_common.settings import AuditSettings, KeyCacheSettings
 from insights_query.settings import QuerySettings
 from notification_ingest.settings import IngestSettings
 
@@ -54,6 +54,10 @@ class Settings:
     @cached_property
     def key_cache(self) -> KeyCacheSettings:
         return KeyCacheSettings()
+
+    @cached_property
+    def audit(self) -> AuditSettings:
+        return AuditSettings()
 
     @cached_property
     def reference(self) -> ReferenceSettings:

@@ -27,6 +27,7 @@ from insights.connections import (
     postgres,
 )
 from insights_common.audit import AuditLog
+from insights_common.audit_spool import AuditSpool
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.bus import AtOnce, EventSubscriber
 from insights_common.dead_letters import CombinedDeadLetters, DeadLetterBox
@@ -219,7 +220,9 @@ async def query_process(settings: Settings, servers: Servers) -> ServiceProcess:
     own = settings.query
     store = await servers.opensearch(own)
     db = await servers.postgres(own.postgres)
-    access, audit = await access_of(db, await key_store(db, box, cache))
+    spooling = settings.audit
+    spool = AuditSpool(spooling.directory(own.postgres)) if spooling.spool else None
+    access, audit = await access_of(db, await key_store(db, box, cache), spool=spool)
     retention = PostgresRetentionSettings(db)
     await retention.migrate()
     # Only to publish the erases of users (it consumes nothing); not a readiness check, so
@@ -242,8 +245,8 @@ async def query_process(settings: Settings, servers: Servers) -> ServiceProcess:
         own.port,
         readiness=[check("PostgreSQL", db.ping), check("OpenSearch", store.ping)],
         peers=PeerReferences(settings.reference),
-        on_start=[servers.started(bus), query.retention.start],
-        on_stop=[*query.parts.on_stop, watermark.stop, bus.stop],
+        on_start=[audit.start, servers.started(bus), query.retention.start],
+        on_stop=[*query.parts.on_stop, audit.stop, watermark.stop, bus.stop],
     )
 
 

@@ -12,6 +12,7 @@ from import_svc.app import HttpDoor, build_imports
 from insights.composition import Settings
 from insights.embedded import Embedded, EmbeddedSettings
 from insights_common.audit import GroupedAuditLog
+from insights_common.audit_spool import AuditSpool
 from insights_common.auth import SecretBox
 from insights_common.bus import AtOnce, InProcessBus
 from insights_common.http.access import Access
@@ -29,6 +30,9 @@ from notification_ingest.adapters.sqlite import (
     SqlitePhoneDirectory,
 )
 from notification_ingest.app import build_ingest
+
+AUDIT_SPOOL = "audit-spool"
+"""The data dir's directory of audit spools (`insights_common.audit_spool`)."""
 
 
 def build_embedded(
@@ -48,7 +52,7 @@ def build_embedded(
     box = SecretBox.from_data_dir(data_dir)
     keys = SqliteKeyStore(db, box)
     members = SqliteMemberStore(db)
-    audit = GroupedAuditLog(SqliteAuditLog(db))
+    audit = GroupedAuditLog(SqliteAuditLog(db), spool=AuditSpool(data_dir / AUDIT_SPOOL))
     access = Access(keys, members)
     dead_letters = SqliteDeadLetters(db)
     bus = InProcessBus(dead_letters=dead_letters, tracer_provider=tracer_provider)
@@ -91,6 +95,9 @@ def build_embedded(
         healthy=None,
         settings=read.ingest,
     )
+    # The spool is the query's (its reads of users); it is the last to stop.
+    query.parts.on_start.insert(0, audit.start)
+    query.parts.on_stop.append(audit.stop)
     return Embedded(
         db=db,
         keys=keys,

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Generator, Sequence
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 from fastapi import Request
@@ -22,8 +24,13 @@ from fastapi import Request
 from insights_common.access import Principal
 from insights_common.clock import sortable, utc_now
 from insights_common.http.rate_limit import client_address
+from insights_common.outage import DependencyUnavailable
+
+if TYPE_CHECKING:
+    from insights_common.audit_spool import AuditSpool, Orphan
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 MAX_REASON = 500
@@ -43,6 +50,16 @@ class AuditEntry:
     seq: int = 0
     prev_hash: str = GENESIS
     hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolMark:
+    """That a store took a process's spool (`insights_common.audit_spool`) up to byte `upto`,
+    the end of an entry; kept in the same transaction as those entries, so that a spool taken
+    over after its process ended is shipped from there, never twice."""
+
+    spool: str
+    upto: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +187,19 @@ class AuditLog(Protocol):
         """Chain and store the entry after the app's last one; answers it as stored."""
         ...
 
-    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
-        """`append` of each entry in order, in one transaction."""
+    async def append_many(
+        self, entries: Sequence[AuditEntry], *, spooled: Sequence[SpoolMark] = ()
+    ) -> list[AuditEntry]:
+        """`append` of each entry in order, in one transaction; that transaction also keeps how
+        far each spool of `spooled` was taken."""
+        ...
+
+    async def spooled(self, spool: str) -> int:
+        """How far the store took this spool: the offset after its last entry taken, or 0."""
+        ...
+
+    async def forget_spool(self, spool: str) -> None:
+        """The spool's file was removed: how far it was taken need not be kept."""
         ...
 
     async def search(
@@ -213,7 +241,7 @@ class _Beside:
     def __init__(
         self,
         log: GroupedAuditLog,
-        group: list[tuple[AuditEntry, asyncio.Future[AuditEntry]]],
+        group: list[_Queued],
         future: asyncio.Future[AuditEntry],
     ) -> None:
         self._log = log
@@ -226,52 +254,115 @@ class _Beside:
         return self._future.__await__()
 
 
+@dataclass(slots=True)
+class _Queued:
+    entry: AuditEntry
+    future: asyncio.Future[AuditEntry] | None
+    """Done when the entry is stored; None for an entry in the spool, which nobody waits for."""
+    spooled: SpoolMark | None = None
+
+
 class GroupedAuditLog:
     """Implements `AuditLog` and `Trail` over another log, writing the entries of requests that
-    arrive together in one transaction (group commit): each request still waits until its
-    entry is stored, but concurrent reads of one app share one round trip for their chain.
+    arrive together in one transaction (group commit).
 
     One group is written at a time; the entries that arrive meanwhile form the next. A group
-    leaves when one of its entries is needed (`append`, or awaiting what `beside` answered),
-    `linger` seconds after its first entry, or at `batch` entries. An entry written beside a
-    read so waits for others to join it only while that read runs: a read longer than the
-    linger and the round trip together pays nothing for its entry, and the process sends a
-    fraction of the round trips (each costs its CPU a socket write and a wake-up)."""
+    leaves when one of its entries is needed (`append`, or awaiting what `beside` answered
+    without a spool), `linger` seconds after its first entry, or at `batch` entries.
+
+    With a `spool` (`insights_common.audit_spool`), an entry written beside a read is stored in
+    this process's spool file before the read answers, and the log takes it with the others of
+    the last `linger` (SPOOLED_LINGER) in one transaction: the read path pays a write to a local
+    file instead of a share of a round trip to the log's server. While that server is down the
+    spool keeps the entries and they are sent again, with growing pauses; once MAX_UNSHIPPED
+    wait, a read answers 503. `start` opens the spool and takes over the spools that processes
+    on the same directory left behind; `stop` sends what waits and closes it.
+
+    Without a spool, an entry written beside a read waits for others to join it only while that
+    read runs, and the read answers once the log stored it."""
 
     LINGER = 0.002
     """Seconds; shorter than a read of OpenSearch beside which an entry is written, so that such
     a read rarely waits for its entry (docs/performance.md, "The audit trail on the read path")."""
+    SPOOLED_LINGER = 0.1
+    """Seconds an entry in the spool waits for others; so also how long after its read it is
+    found in the log by another process (this one's reads of the log send it first)."""
+    MAX_UNSHIPPED = 100_000
+    RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
+    ORPHANS_EVERY = 60.0
+    """Seconds between two looks for spools that ended processes left in the directory."""
 
-    def __init__(self, log: AuditLog, *, batch: int = 500, linger: float = LINGER) -> None:
+    def __init__(
+        self,
+        log: AuditLog,
+        *,
+        batch: int = 500,
+        linger: float | None = None,
+        spool: AuditSpool | None = None,
+    ) -> None:
         self._log = log
         self._batch = batch
+        self._spool = spool
+        if linger is None:
+            linger = self.LINGER if spool is None else self.SPOOLED_LINGER
         self._linger = linger
-        self._pending: list[tuple[AuditEntry, asyncio.Future[AuditEntry]]] = []
+        self._pending: list[_Queued] = []
         self._due = False
         """The pending group leaves as soon as the group being written is stored."""
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
+        self._failures = 0
+        self._orphans: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._spool is None:
+            return
+        self._spool.open()
+        self._orphans = asyncio.get_running_loop().create_task(
+            self._take_orphans(), name="audit-spool-orphans"
+        )
+
+    async def stop(self) -> None:
+        orphans, self._orphans = self._orphans, None
+        if orphans is not None:
+            orphans.cancel()
+            await asyncio.gather(orphans, return_exceptions=True)
+        await self.sent()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._spool is not None:
+            for removed in self._spool.close():
+                await self._forget(removed)
 
     def append(self, entry: AuditEntry) -> asyncio.Future[AuditEntry]:
         """The entry is queued and its group made due; the future is done when it is stored
         (no task of its own is needed to wait for it beside other work)."""
-        future = self._queue(entry)
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(_Queued(entry, future))
         self._due_now()
         return future
 
     def beside(self, entry: AuditEntry) -> Awaitable[AuditEntry]:
+        """With a spool: stored in it at once (`DependencyUnavailable` when it cannot be, or
+        when MAX_UNSHIPPED wait for the log), answered as spooled, not yet chained."""
         group = self._pending
-        future = self._queue(entry)
+        future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
+        if self._spool is None:
+            self._pending.append(_Queued(entry, future))
+        else:
+            if self._spool.unshipped >= self.MAX_UNSHIPPED:
+                raise DependencyUnavailable(
+                    "the audit trail's store",
+                    f"{self._spool.unshipped} entries wait for it in this process's spool",
+                )
+            self._pending.append(_Queued(entry, None, self._spool.write(entry)))
+            future.set_result(entry)
         if len(self._pending) >= self._batch:
             self._due_now()
         elif not self._due and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._linger, self._due_now)
-        return _Beside(self, group, future)
-
-    def _queue(self, entry: AuditEntry) -> asyncio.Future[AuditEntry]:
-        future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
-        self._pending.append((entry, future))
-        return future
+        return future if self._spool is not None else _Beside(self, group, future)
 
     def _due_now(self) -> None:
         if self._timer is not None:
@@ -285,31 +376,128 @@ class GroupedAuditLog:
                 self._flush(), name="audit-flush"
             )
 
+    async def sent(self) -> None:
+        """Send what waits now, and return once it was stored or failed."""
+        self._due_now()
+        if self._flushing is not None:
+            await asyncio.shield(self._flushing)
+
     async def _flush(self) -> None:
         while self._pending and self._due:
             taken, self._pending = self._pending[: self._batch], self._pending[self._batch :]
             self._due = bool(self._pending)  # what did not fit was already due
+            marks = _last_marks(queued.spooled for queued in taken)
             try:
-                stored = await self._log.append_many([entry for entry, _ in taken])
+                stored = await self._log.append_many(
+                    [queued.entry for queued in taken], spooled=list(marks.values())
+                )
             except Exception as error:  # every waiting request fails with the write
-                for _, future in taken:
-                    if not future.done():
-                        future.set_exception(error)
+                for queued in taken:
+                    if queued.future is not None and not queued.future.done():
+                        queued.future.set_exception(error)
+                if marks:  # the spool keeps them: they go again after a pause
+                    self._pending = [q for q in taken if q.future is None] + self._pending
+                    self._again_later(error)
+                    return
                 continue
-            for (_, future), entry in zip(taken, stored, strict=True):
-                if not future.done():
-                    future.set_result(entry)
+            self._failures = 0
+            for queued, entry in zip(taken, stored, strict=True):
+                if queued.future is not None and not queued.future.done():
+                    queued.future.set_result(entry)
+            await self._shipped(taken)
 
-    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
-        return await self._log.append_many(entries)
+    def _again_later(self, error: Exception) -> None:
+        delay = self.RETRY_DELAYS[min(self._failures, len(self.RETRY_DELAYS) - 1)]
+        self._failures += 1
+        log.warning(
+            "the audit trail's store did not take %d spooled entries (%d times in a row): %s;"
+            " trying again in %.1f s",
+            sum(queued.future is None for queued in self._pending),
+            self._failures,
+            error,
+            delay,
+        )
+        self._due = False
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(delay, self._due_now)
+
+    async def _shipped(self, taken: Sequence[_Queued]) -> None:
+        if self._spool is None:
+            return
+        counts: dict[str, int] = {}
+        for queued in taken:
+            if queued.spooled is not None:
+                counts[queued.spooled.spool] = counts.get(queued.spooled.spool, 0) + 1
+        for spool, entries in counts.items():
+            if self._spool.shipped(spool, entries):
+                await self._forget(spool)
+
+    async def _forget(self, spool: str) -> None:
+        try:
+            await self._log.forget_spool(spool)
+        except Exception as error:  # a mark left behind only takes a row
+            log.warning("the audit trail's store kept the mark of spool %s: %s", spool, error)
+
+    async def _take_orphans(self) -> None:
+        """Ship what ended processes left in spools of this directory, now and every
+        ORPHANS_EVERY seconds."""
+        assert self._spool is not None  # noqa: S101 - started with a spool only
+        while True:
+            for orphan in self._spool.orphans():
+                try:
+                    await self._ship_orphan(orphan)
+                except Exception as error:
+                    orphan.release()
+                    log.warning(
+                        "the audit spool %s left behind stays for now: %s", orphan.id, error
+                    )
+                    continue
+                orphan.remove()
+                await self._forget(orphan.id)
+            await asyncio.sleep(self.ORPHANS_EVERY)
+
+    async def _ship_orphan(self, orphan: Orphan) -> None:
+        spool = orphan.id
+        found = orphan.entries_after(await self._log.spooled(spool))
+        for start in range(0, len(found), self._batch):
+            chunk = found[start : start + self._batch]
+            await self._log.append_many(
+                [entry for entry, _ in chunk], spooled=[SpoolMark(spool, chunk[-1][1])]
+            )
+        if found:
+            log.info("took %d audit entries over from the spool %s left behind", len(found), spool)
+
+    async def append_many(
+        self, entries: Sequence[AuditEntry], *, spooled: Sequence[SpoolMark] = ()
+    ) -> list[AuditEntry]:
+        return await self._log.append_many(entries, spooled=spooled)
+
+    async def spooled(self, spool: str) -> int:
+        return await self._log.spooled(spool)
+
+    async def forget_spool(self, spool: str) -> None:
+        await self._log.forget_spool(spool)
 
     async def search(
         self, app_id: str, where: AuditFilter, *, before_seq: int | None, limit: int
     ) -> list[AuditEntry]:
+        """What this process recorded included (it is sent first)."""
+        await self.sent()
         return await self._log.search(app_id, where, before_seq=before_seq, limit=limit)
 
     async def run(self, app_id: str, *, from_seq: int, limit: int) -> list[AuditEntry]:
+        await self.sent()
         return await self._log.run(app_id, from_seq=from_seq, limit=limit)
+
+
+def _last_marks(marks: Iterable[SpoolMark | None]) -> dict[str, SpoolMark]:
+    """How far a group takes each spool: the mark of its last entry there."""
+    last: dict[str, SpoolMark] = {}
+    for mark in marks:
+        if mark is not None:
+            last[mark.spool] = mark
+    return last
 
 
 class Recorder:
@@ -331,6 +519,13 @@ class Recorder:
         detail: str | None = None,
     ) -> None:
         await self._trail.append(self._entry(request, action, user_id, reason, detail))
+
+    async def read(
+        self, request: Request, action: str, *, user_id: str, detail: str | None = None
+    ) -> None:
+        """Records a read of a user made already (its user was known only from what it read):
+        stored as the entries `during` writes, in the spool when the trail has one."""
+        await self._trail.beside(self._entry(request, action, user_id, None, detail))
 
     def _entry(
         self,
@@ -369,7 +564,12 @@ class Recorder:
         entry takes longer than the read. The entry records that the caller asked for the
         user's history, so it is kept when the read finds no such user or fails; a read fails
         (`DependencyUnavailable`, 503) when its entry could not be stored."""
-        writing = self._trail.beside(self._entry(request, action, user_id, reason, detail))
+        try:
+            writing = self._trail.beside(self._entry(request, action, user_id, reason, detail))
+        except BaseException:
+            if inspect.iscoroutine(read):
+                read.close()  # refused before it began
+            raise
         try:
             answer = await read
         except BaseException:

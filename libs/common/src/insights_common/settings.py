@@ -6,6 +6,11 @@ KAFKA_*, OPENSEARCH_* and POSTGRES_* the same way everywhere.
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -71,3 +76,26 @@ class KeyCacheSettings(BaseSettings):
     store on every request."""
     size: int = Field(default=10_000, ge=1)
     """Most keys kept (known or not), the least recently used going first."""
+
+
+class AuditSettings(BaseSettings):
+    """Where a service of the distributed mode keeps the audit entries of reads until the trail's
+    store (PostgreSQL) takes them (`insights_common.audit_spool`)."""
+
+    model_config = SettingsConfigDict(env_prefix="AUDIT_", extra="ignore")
+
+    spool: bool = True
+    """False: a read answers only once its entry is in PostgreSQL (a round trip shared with the
+    reads of the same moment), instead of once it is in the process's spool file."""
+    spool_dir: Path | None = None
+    """A directory on a local disk, shared by this deployment's processes on the machine (or
+    the pod) alone, that outlives a restart of the process. Unset, one under the system's
+    temporary directory named after the deployment's database and schema."""
+
+    def directory(self, postgres: PostgresSettings) -> Path:
+        if self.spool_dir is not None:
+            return self.spool_dir
+        dsn = urlsplit(postgres.dsn.get_secret_value())
+        deployment = f"{dsn.hostname}:{dsn.port}{dsn.path}/{postgres.db_schema or ''}"
+        key = hashlib.sha256(deployment.encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / "insights-audit-spool" / key

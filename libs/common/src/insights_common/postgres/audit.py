@@ -8,6 +8,7 @@ chain (`audit.verify`) catches what someone with the rights to drop it changes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ import orjson
 from insights_common.audit import (
     AuditEntry,
     AuditFilter,
+    SpoolMark,
     chain_batch,
     stored_entry,
     stored_row,
@@ -107,6 +109,11 @@ MIGRATIONS: tuple[str, ...] = (
         RETURN QUERY SELECT true, (p_rows -> -1 ->> 'seq')::bigint, p_rows -> -1 ->> 'hash';
     END $$;
     """,
+    # How far the trail took each process's spool of entries (insights_common.audit_spool),
+    # written in the transaction that took them.
+    """
+    CREATE TABLE audit_spool (spool text PRIMARY KEY, upto bigint NOT NULL);
+    """,
 )
 _NAMES = (
     "app_id",
@@ -175,20 +182,40 @@ class PostgresAuditLog:
     async def append(self, entry: AuditEntry) -> AuditEntry:
         return (await self.append_many([entry]))[0]
 
-    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+    async def append_many(
+        self, entries: Sequence[AuditEntry], *, spooled: Sequence[SpoolMark] = ()
+    ) -> list[AuditEntry]:
         """Each app's entries in one round trip while this process's idea of its last entry is
         right (one query process, or one that wrote last); two when another process wrote since.
-        Apps one after the other, in one order, so two batches never wait on each other."""
+        Apps one after the other, in one order, so two batches never wait on each other. With
+        `spooled`, or entries of several apps, in one transaction (two more round trips)."""
         for moment in {month_bounds(entry.at)[0] for entry in entries}:
             await self._partition(moment)
         stored: list[AuditEntry | None] = [None] * len(entries)
+        apps = sorted({entry.app_id for entry in entries})
         async with self._writer.use() as conn:
-            for app_id in sorted({entry.app_id for entry in entries}):
-                at = [i for i, entry in enumerate(entries) if entry.app_id == app_id]
-                chained = await self._append_app(conn, app_id, [entries[i] for i in at])
-                for index, entry in zip(at, chained, strict=True):
-                    stored[index] = entry
+            async with conn.transaction() if spooled or len(apps) > 1 else contextlib.nullcontext():
+                for app_id in apps:
+                    at = [i for i, entry in enumerate(entries) if entry.app_id == app_id]
+                    chained = await self._append_app(conn, app_id, [entries[i] for i in at])
+                    for index, entry in zip(at, chained, strict=True):
+                        stored[index] = entry
+                if spooled:
+                    await conn.executemany(
+                        "INSERT INTO audit_spool (spool, upto) VALUES ($1, $2)"
+                        " ON CONFLICT (spool) DO UPDATE SET upto = excluded.upto",
+                        [(mark.spool, mark.upto) for mark in spooled],
+                    )
         return [entry for entry in stored if entry is not None]
+
+    async def spooled(self, spool: str) -> int:
+        async with self._db.acquire() as conn:
+            upto = await conn.fetchval("SELECT upto FROM audit_spool WHERE spool = $1", spool)
+        return 0 if upto is None else int(upto)
+
+    async def forget_spool(self, spool: str) -> None:
+        async with self._db.acquire() as conn:
+            await conn.execute("DELETE FROM audit_spool WHERE spool = $1", spool)
 
     async def _append_app(
         self, conn: OwnConnection, app_id: str, entries: Sequence[AuditEntry]

@@ -9,6 +9,7 @@ from datetime import datetime
 from insights_common.audit import (
     AuditEntry,
     AuditFilter,
+    SpoolMark,
     chain_batch,
     stored_entry,
     stored_row,
@@ -37,6 +38,10 @@ CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TABLE IF NOT EXISTS audit_spool (
+    spool TEXT PRIMARY KEY,
+    upto INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -51,7 +56,9 @@ class SqliteAuditLog:
     async def append(self, entry: AuditEntry) -> AuditEntry:
         return (await self.append_many([entry]))[0]
 
-    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+    async def append_many(
+        self, entries: Sequence[AuditEntry], *, spooled: Sequence[SpoolMark] = ()
+    ) -> list[AuditEntry]:
         def insert(conn: sqlite3.Connection) -> list[AuditEntry]:
             last = {}
             for app_id in {entry.app_id for entry in entries}:
@@ -66,9 +73,26 @@ class SqliteAuditLog:
                 f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
                 [stored_row(e, sortable) for e in stored],
             )
+            conn.executemany(
+                "INSERT INTO audit_spool (spool, upto) VALUES (?, ?)"
+                " ON CONFLICT (spool) DO UPDATE SET upto = excluded.upto",
+                [(mark.spool, mark.upto) for mark in spooled],
+            )
             return stored
 
         return await self._db.write(insert)
+
+    async def spooled(self, spool: str) -> int:
+        def select(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT upto FROM audit_spool WHERE spool = ?", (spool,)).fetchone()
+            return 0 if row is None else int(row["upto"])
+
+        return await self._db.read(select)
+
+    async def forget_spool(self, spool: str) -> None:
+        await self._db.write(
+            lambda conn: conn.execute("DELETE FROM audit_spool WHERE spool = ?", (spool,))
+        )
 
     async def search(
         self, app_id: str, where: AuditFilter, *, before_seq: int | None, limit: int

@@ -335,7 +335,7 @@ def create_router(service: QueryService, access: Access, record: Recorder) -> AP
         message_id: str,
     ) -> MessageDetail:
         detail = await _call(service.get_message(who.app_id, message_id))
-        await record(request, "message.view", user_id=detail.user_id, detail=message_id)
+        await record.read(request, "message.view", user_id=detail.user_id, detail=message_id)
         return detail
 
     @router.get(
