@@ -2,13 +2,16 @@
 PostgreSQL as it does in production, and recording nothing, side by side in one run.
 
     uv run --no-sync python -m bench.audit_read [--manifest PATH] [--clients 20]
-        [--seconds 60] [--slice 5] [--over asgi|http] [--linger MS[,MS...]] [--again] [--json]
+        [--seconds 60] [--slice 5] [--over asgi|http] [--linger MS[,MS...]|none] [--spool]
+        [--again] [--json]
 
 Against a deployment bench.generate loaded (its OpenSearch indices, read from the manifest). This
 process builds the distributed query process's HTTP app once per variant (`service_app` over
-`build_query`, the same OpenSearch store, the same PostgreSQL key store and sessions): "recorded"
-appends each entry through `GroupedAuditLog` over `PostgresAuditLog` before answering, as the
-query process does; "unrecorded" is the same app with a trail that keeps nothing, the control.
+`build_query`, the same OpenSearch store, the same PostgreSQL key store and sessions):
+"recorded, spooled" (`--spool`) writes each entry to a spool file before answering and
+PostgreSQL takes them in groups, as the query process does by default; "recorded, linger N ms"
+answers once PostgreSQL has the entry, as with AUDIT_SPOOL=false; "unrecorded" is the same app
+with a trail that keeps nothing, the control.
 `--clients` concurrent clients call each with the recorded kinds of bench.query's mix (user +
 stats, message list, message details of its user as the dashboard reads them, message details
 by id) and one kind that is never recorded (search by exact id), each sending its next request
@@ -18,10 +21,11 @@ largest it can be.
 `--over http` serves each app from a process of its own (uvicorn, as the query process runs),
 called over loopback HTTP: what a caller of the query process sees, the proxy aside.
 
-`--linger 0,2,8` measures one recorded app per value of `GroupedAuditLog`'s linger (how long an
-entry written beside a read waits for others to share its round trip; the default is the
-product's). `--again` adds a second unrecorded app: what the two unrecorded apps differ by is
-the benchmark's own noise, the band a difference must leave to be measured at all.
+`--linger 0,2,8` measures one recorded app without a spool per value of `GroupedAuditLog`'s
+linger (how long an entry written beside a read waits for others to share its round trip; the
+default is the product's; `none` for no such app). `--again` adds a second unrecorded app:
+what the two unrecorded apps differ by is the benchmark's own noise, the band a difference must
+leave to be measured at all.
 
 The apps run in turn, in slices of `--slice` seconds (each turn in the reverse order of the
 last), so the machine's other load falls on all alike. Prints per kind each app's p50 and p99 and
@@ -39,9 +43,11 @@ import functools
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -60,7 +66,16 @@ from bench.manifest import DEFAULT_PATH, Deployment, Manifest
 from bench.query_mix import BY_NAME, Pools, Spec
 from insights.connections import access_of, key_store
 from insights.distributed import service_app
-from insights_common.audit import AuditEntry, AuditFilter, AuditLog, GroupedAuditLog, Trail, verify
+from insights_common.audit import (
+    AuditEntry,
+    AuditFilter,
+    AuditLog,
+    GroupedAuditLog,
+    SpoolMark,
+    Trail,
+    verify,
+)
+from insights_common.audit_spool import AuditSpool
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.kafka.bus import KafkaBus, KafkaOptions
 from insights_common.kafka.watermark import KafkaProjectionWatermark
@@ -75,6 +90,7 @@ from insights_query.settings import QuerySettings
 RECORDED = ("user", "messages", "message_of_user", "message")
 CONTROL = ("search_id",)
 UNRECORDED, AGAIN = "unrecorded", "unrecorded again"
+SPOOLED = "recorded, spooled"
 OVER = ("asgi", "http")
 BOX_VARIABLE = "BENCH_AUDIT_READ_BOX"
 
@@ -88,8 +104,16 @@ class Unrecorded:
     async def beside(self, entry: AuditEntry) -> AuditEntry:
         return entry
 
-    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+    async def append_many(
+        self, entries: Sequence[AuditEntry], *, spooled: Sequence[SpoolMark] = ()
+    ) -> list[AuditEntry]:
         return list(entries)
+
+    async def spooled(self, spool: str) -> int:
+        return 0
+
+    async def forget_spool(self, spool: str) -> None:
+        return None
 
     async def search(
         self, app_id: str, where: AuditFilter, *, before_seq: int | None, limit: int
@@ -103,6 +127,10 @@ class Unrecorded:
 def recorded(linger_ms: float) -> str:
     """The name of the app recording with this linger."""
     return f"recorded, linger {linger_ms:g} ms"
+
+
+def spooled_in(variant: str) -> bool:
+    return variant == SPOOLED
 
 
 def linger_of(variant: str) -> float | None:
@@ -187,10 +215,17 @@ async def open_apps(
     apps = {}
     for variant in variants:
         linger = linger_of(variant)
+        spool = None
+        if spooled_in(variant):  # as the query process records (access_of)
+            directory = Path(tempfile.mkdtemp(prefix="bench-audit-spool-"))
+            stack.callback(shutil.rmtree, directory, ignore_errors=True)
+            spool = GroupedAuditLog(PostgresAuditLog(db), spool=AuditSpool(directory))
         audit: Trail = (
-            Unrecorded()
+            spool
+            if spool is not None
+            else Unrecorded()
             if linger is None
-            else GroupedAuditLog(PostgresAuditLog(db), linger=linger)  # as access_of makes it
+            else GroupedAuditLog(PostgresAuditLog(db), linger=linger)  # spool off
         )
         settings = QuerySettings()
         query = build_query(
@@ -202,6 +237,9 @@ async def open_apps(
             watermark=KafkaProjectionWatermark(bus, group_id=settings.kafka.projector_group),
             settings=settings,
         )
+        if spool is not None:
+            query.parts.on_start.insert(0, spool.start)
+            query.parts.on_stop.append(spool.stop)
         apps[variant] = service_app(f"query ({variant})", query.parts, readiness=[])
     return apps, trail, store
 
@@ -472,9 +510,13 @@ def main() -> None:
     parser.add_argument(
         "--linger",
         default=f"{GroupedAuditLog.LINGER * 1e3:g}",
-        help="ms an entry beside a read waits for others; one recorded app per value (0,2,8)",
+        help="ms an entry beside a read waits for others without a spool; one recorded app per"
+        " value (0,2,8); none for no such app",
     )
     parser.add_argument("--again", action="store_true", help="add a second unrecorded app")
+    parser.add_argument(
+        "--spool", action="store_true", help="add an app recording through a spool, as served"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--schema", help=argparse.SUPPRESS)
@@ -487,7 +529,8 @@ def main() -> None:
     variants = (
         UNRECORDED,
         *((AGAIN,) if args.again else ()),
-        *(recorded(float(ms)) for ms in args.linger.split(",")),
+        *(recorded(float(ms)) for ms in args.linger.split(",") if ms != "none"),
+        *((SPOOLED,) if args.spool else ()),
     )
     figures = asyncio.run(
         measure(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -599,3 +600,58 @@ def test_a_spool_entry_reads_back_as_written_and_a_cut_line_is_left_out(tmp_path
     assert [(e, end) for e, end in read][0] == (written, first.upto)
     assert [e for e, _ in entries_after(data, first.upto)] == [entry(1)]
     spool.close()
+
+
+SPOOLING_CHILD = """
+import asyncio, sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from insights_common.audit import AuditEntry, GroupedAuditLog
+from insights_common.audit_spool import AuditSpool
+
+
+class Away:  # a store that never answers: what the child writes stays in its spool
+    async def append_many(self, entries, *, spooled=()):
+        await asyncio.Event().wait()
+
+
+async def main() -> None:
+    grouped = GroupedAuditLog(Away(), spool=AuditSpool(Path(sys.argv[1])))
+    await grouped.start()
+    for i in range(int(sys.argv[2])):
+        at = datetime(2026, 12, 1, tzinfo=UTC)
+        await grouped.beside(AuditEntry(at=at, app_id="acme", actor="key:k", action="user.view",
+                                        user_id=f"u{i}"))
+    print("spooled", flush=True)
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_process_s_spooled_reads_are_stored_by_the_next_one(
+    databases: Databases, tmp_path: Path
+) -> None:
+    """SIGKILL: no stop, no flush; the kernel drops the child's lock on its file."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SPOOLING_CHILD,
+        str(tmp_path),
+        "7",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    assert await asyncio.wait_for(child.stdout.readline(), timeout=60) == b"spooled\n"
+    child.kill()
+    await child.wait()
+    log = await open_audit(databases)
+    grouped = GroupedAuditLog(log, spool=AuditSpool(tmp_path))
+    await grouped.start()
+    stored = await stored_in(log, count=7)
+    assert [e.user_id for e in stored] == [f"u{i}" for i in range(7)]
+    await grouped.stop()
+    assert spool_files(tmp_path) == []
+    assert (await verify(log, "acme")).entries == 7
