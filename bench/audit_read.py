@@ -220,6 +220,8 @@ async def open_apps(
             directory = Path(tempfile.mkdtemp(prefix="bench-audit-spool-"))
             stack.callback(shutil.rmtree, directory, ignore_errors=True)
             spool = GroupedAuditLog(PostgresAuditLog(db), spool=AuditSpool(directory))
+            await spool.start()
+            stack.push_async_callback(spool.stop)
         audit: Trail = (
             spool
             if spool is not None
@@ -237,9 +239,6 @@ async def open_apps(
             watermark=KafkaProjectionWatermark(bus, group_id=settings.kafka.projector_group),
             settings=settings,
         )
-        if spool is not None:
-            query.parts.on_start.insert(0, spool.start)
-            query.parts.on_stop.append(spool.stop)
         apps[variant] = service_app(f"query ({variant})", query.parts, readiness=[])
     return apps, trail, store
 

@@ -71,10 +71,10 @@ class AuditFilter:
     until: datetime | None = None
 
 
-def _fields(entry: AuditEntry) -> bytes:
+def _fields(entry: AuditEntry, seq: int) -> bytes:
     return orjson.dumps(
         [
-            entry.seq,
+            seq,
             sortable(entry.at),
             entry.app_id,
             entry.actor,
@@ -87,14 +87,15 @@ def _fields(entry: AuditEntry) -> bytes:
     )
 
 
-def entry_hash(entry: AuditEntry, prev_hash: str) -> str:
-    return hashlib.sha256(prev_hash.encode() + b"\n" + _fields(entry)).hexdigest()
+def entry_hash(entry: AuditEntry, prev_hash: str, *, seq: int | None = None) -> str:
+    """The hash of the entry numbered `seq` (its own number by default) after `prev_hash`."""
+    fields = _fields(entry, entry.seq if seq is None else seq)
+    return hashlib.sha256(prev_hash.encode() + b"\n" + fields).hexdigest()
 
 
 def chained(entry: AuditEntry, *, seq: int, prev_hash: str) -> AuditEntry:
     """The entry as it is stored after the one numbered seq - 1 whose hash is prev_hash."""
-    numbered = replace(entry, seq=seq, prev_hash=prev_hash)
-    return replace(numbered, hash=entry_hash(numbered, prev_hash))
+    return replace(entry, seq=seq, prev_hash=prev_hash, hash=entry_hash(entry, prev_hash, seq=seq))
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ that process died between making and naming it."""
 def _line(entry: AuditEntry) -> bytes:
     return orjson.dumps(
         [
-            entry.at.isoformat(),
+            entry.at,  # RFC 3339 with its offset, as `datetime.fromisoformat` reads it
             entry.app_id,
             entry.actor,
             entry.action,
@@ -126,10 +126,8 @@ class AuditSpool:
         """The file written to now."""
         self._files: dict[str, _File] = {}
         self._broken: str | None = None
-
-    @property
-    def unshipped(self) -> int:
-        return sum(file.unshipped for file in self._files.values())
+        self.unshipped = 0
+        """Entries written that the store has not taken yet, in every file."""
 
     def open(self) -> None:
         """Start a new spool file, locked by this process before any other can see it."""
@@ -167,6 +165,7 @@ class AuditSpool:
             raise DependencyUnavailable("the audit spool", "the disk took part of an entry")
         file.size += written
         file.unshipped += 1
+        self.unshipped += 1
         return SpoolMark(self.id, file.size)
 
     def _rotate(self) -> None:
@@ -182,6 +181,7 @@ class AuditSpool:
         if file is None:
             return False
         file.unshipped -= entries
+        self.unshipped -= entries
         if spool == self.id or file.unshipped > 0:
             return False
         self._remove(spool)
@@ -203,6 +203,7 @@ class AuditSpool:
             else:
                 os.close(self._files.pop(spool).fd)
         self.id = ""
+        self.unshipped = 0
         return removed
 
     def orphans(self) -> Iterator[Orphan]:
