@@ -255,6 +255,19 @@ class _Beside:
         return self._future.__await__()
 
 
+class _Spooled:
+    """An entry in the spool: stored already, awaiting it does not wait."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, entry: AuditEntry) -> None:
+        self._entry = entry
+
+    def __await__(self) -> Generator[Any, None, AuditEntry]:
+        return self._entry
+        yield  # never reached: makes this a generator, done at its first step
+
+
 @dataclass(slots=True)
 class _Queued:
     entry: AuditEntry
@@ -347,9 +360,10 @@ class GroupedAuditLog:
     def beside(self, entry: AuditEntry) -> Awaitable[AuditEntry]:
         """With a spool: stored in it at once (`DependencyUnavailable` when it cannot be, or
         when MAX_UNSHIPPED wait for the log), answered as spooled, not yet chained."""
-        group = self._pending
-        future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
+        answer: Awaitable[AuditEntry]
         if self._spool is None:
+            future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
+            answer = _Beside(self, self._pending, future)
             self._pending.append(_Queued(entry, future))
         else:
             if self._spool.unshipped >= self.MAX_UNSHIPPED:
@@ -358,12 +372,12 @@ class GroupedAuditLog:
                     f"{self._spool.unshipped} entries wait for it in this process's spool",
                 )
             self._pending.append(_Queued(entry, None, self._spool.write(entry)))
-            future.set_result(entry)
+            answer = _Spooled(entry)
         if len(self._pending) >= self._batch:
             self._due_now()
         elif not self._due and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._linger, self._due_now)
-        return future if self._spool is not None else _Beside(self, group, future)
+        return answer
 
     def _due_now(self) -> None:
         if self._timer is not None:

@@ -8,7 +8,6 @@ chain (`audit.verify`) catches what someone with the rights to drop it changes.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -21,10 +20,9 @@ from insights_common.audit import (
     SpoolMark,
     chain_batch,
     stored_entry,
-    stored_row,
     where_sql,
 )
-from insights_common.postgres.database import OwnConnection, PostgresDatabase, quote_ident
+from insights_common.postgres.database import PostgresDatabase, quote_ident
 
 COMPONENT = "audit"
 
@@ -114,6 +112,54 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE audit_spool (spool text PRIMARY KEY, upto bigint NOT NULL);
     """,
+    # Every app's entries of a group and how far it took each spool, in one statement (so one
+    # round trip and one transaction, whatever the group holds). Each app's lock is taken and
+    # its head checked, in the order given, before anything is written: when one head is not
+    # the one the caller chained after, nothing is written and the actual heads are answered.
+    # p_groups: [{app, after_seq, after_hash, rows: [[seq, at, actor, action, user_id,
+    # address, reason, detail, prev_hash, hash], ...]}]; p_marks: [[spool, upto], ...].
+    """
+    CREATE FUNCTION audit_log_append_groups(p_groups jsonb, p_marks jsonb)
+    RETURNS TABLE (app text, written boolean, head_seq bigint, head_hash text)
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        g jsonb;
+        last_seq bigint;
+        last_hash text;
+        stale boolean := false;
+    BEGIN
+        FOR g IN SELECT value FROM jsonb_array_elements(p_groups) LOOP
+            PERFORM pg_advisory_xact_lock(hashtextextended('audit:' || (g ->> 'app'), 0));
+            SELECT a.seq, a.hash INTO last_seq, last_hash FROM audit_log a
+                WHERE a.app_id = g ->> 'app' ORDER BY a.seq DESC LIMIT 1;
+            IF last_seq IS DISTINCT FROM (g ->> 'after_seq')::bigint
+               OR last_hash IS DISTINCT FROM g ->> 'after_hash' THEN
+                stale := true;
+                app := g ->> 'app';
+                written := false;
+                head_seq := last_seq;
+                head_hash := last_hash;
+                RETURN NEXT;
+            END IF;
+        END LOOP;
+        IF stale THEN
+            RETURN;
+        END IF;
+        INSERT INTO audit_log (app_id, seq, at, actor, action, user_id, address, reason, detail,
+                               prev_hash, hash)
+            SELECT g2.value ->> 'app', (r.value ->> 0)::bigint, (r.value ->> 1)::timestamptz,
+                   r.value ->> 2, r.value ->> 3, r.value ->> 4, r.value ->> 5, r.value ->> 6,
+                   r.value ->> 7, r.value ->> 8, r.value ->> 9
+            FROM jsonb_array_elements(p_groups) AS g2,
+                 jsonb_array_elements(g2.value -> 'rows') AS r;
+        INSERT INTO audit_spool (spool, upto)
+            SELECT m.value ->> 0, (m.value ->> 1)::bigint FROM jsonb_array_elements(p_marks) AS m
+            ON CONFLICT (spool) DO UPDATE SET upto = excluded.upto;
+        RETURN QUERY SELECT g3.value ->> 'app', true, (g3.value -> 'rows' -> -1 ->> 0)::bigint,
+                            g3.value -> 'rows' -> -1 ->> 9
+            FROM jsonb_array_elements(p_groups) AS g3;
+    END $$;
+    """,
 )
 _NAMES = (
     "app_id",
@@ -130,13 +176,34 @@ _NAMES = (
 )
 _COLUMNS = ", ".join(_NAMES)
 
+Head = tuple[int, str] | None
+"""An app's last entry, its number and hash; None when it has none."""
 
-def _rows(entries: Sequence[AuditEntry]) -> str:
-    """The entries as `audit_log_append_rows` takes them: a JSON array of their columns (the app
-    aside), each instant with its microseconds, as timestamptz keeps it."""
-    return orjson.dumps(
-        [dict(zip(_NAMES[1:], stored_row(e, datetime.isoformat)[1:], strict=True)) for e in entries]
-    ).decode()
+
+def _known(heads: dict[str, Head]) -> dict[str, tuple[int, str]]:
+    return {app_id: head for app_id, head in heads.items() if head is not None}
+
+
+def _groups(chained: dict[str, list[AuditEntry]], heads: dict[str, Head]) -> str:
+    """Each app's entries, chained after its head in `heads`, as `audit_log_append_groups`
+    takes them; each instant with its microseconds, as timestamptz keeps it."""
+    groups = []
+    for app_id, entries in chained.items():
+        head = heads[app_id]
+        rows = [
+            [e.seq, e.at, e.actor, e.action, e.user_id, e.address, e.reason, e.detail]
+            + [e.prev_hash, e.hash]
+            for e in entries
+        ]
+        groups.append(
+            {
+                "app": app_id,
+                "after_seq": None if head is None else head[0],
+                "after_hash": None if head is None else head[1],
+                "rows": rows,
+            }
+        )
+    return orjson.dumps(groups).decode()
 
 
 def month_bounds(at: datetime) -> tuple[datetime, datetime]:
@@ -158,7 +225,7 @@ class PostgresAuditLog:
         """Appends go one at a time (`GroupedAuditLog` groups them): on a connection of their own
         they pay no pool reset, a round trip and a transaction each."""
         self._months: set[datetime] = set()
-        self._heads: dict[str, tuple[int, str] | None] = {}
+        self._heads: dict[str, Head] = {}
         """Each app's last entry as this process last wrote or saw it (None: none yet)."""
 
     async def migrate(self) -> None:
@@ -185,28 +252,43 @@ class PostgresAuditLog:
     async def append_many(
         self, entries: Sequence[AuditEntry], *, spooled: Sequence[SpoolMark] = ()
     ) -> list[AuditEntry]:
-        """Each app's entries in one round trip while this process's idea of its last entry is
-        right (one query process, or one that wrote last); two when another process wrote since.
-        Apps one after the other, in one order, so two batches never wait on each other. With
-        `spooled`, or entries of several apps, in one transaction (two more round trips)."""
+        """Every app's entries, and how far they take each spool of `spooled`, in one round trip
+        while this process's idea of each app's last entry is right (one query process, or one
+        that wrote last); two when another process wrote since. Apps in one order, so two
+        groups never wait on each other."""
         for moment in {month_bounds(entry.at)[0] for entry in entries}:
             await self._partition(moment)
-        stored: list[AuditEntry | None] = [None] * len(entries)
-        apps = sorted({entry.app_id for entry in entries})
+        by_app: dict[str, list[int]] = {}
+        for index, entry in enumerate(entries):
+            by_app.setdefault(entry.app_id, []).append(index)
+        apps = sorted(by_app)
+        heads = {app_id: self._heads.get(app_id) for app_id in apps}
+        marks = orjson.dumps([[mark.spool, mark.upto] for mark in spooled]).decode()
         async with self._writer.use() as conn:
-            async with conn.transaction() if spooled or len(apps) > 1 else contextlib.nullcontext():
-                for app_id in apps:
-                    at = [i for i, entry in enumerate(entries) if entry.app_id == app_id]
-                    chained = await self._append_app(conn, app_id, [entries[i] for i in at])
-                    for index, entry in zip(at, chained, strict=True):
-                        stored[index] = entry
-                if spooled:
-                    await conn.executemany(
-                        "INSERT INTO audit_spool (spool, upto) VALUES ($1, $2)"
-                        " ON CONFLICT (spool) DO UPDATE SET upto = excluded.upto",
-                        [(mark.spool, mark.upto) for mark in spooled],
+            while True:
+                chained = {
+                    app_id: chain_batch([entries[i] for i in by_app[app_id]], _known(heads))
+                    for app_id in apps
+                }
+                answers = await conn.fetch(
+                    "SELECT app, written, head_seq, head_hash"
+                    " FROM audit_log_append_groups($1::jsonb, $2::jsonb)",
+                    _groups(chained, heads),
+                    marks,
+                )
+                for answer in answers:
+                    head = answer["head_seq"], answer["head_hash"]
+                    heads[answer["app"]] = self._heads[answer["app"]] = (
+                        None if answer["head_seq"] is None else head
                     )
-        return [entry for entry in stored if entry is not None]
+                if all(answer["written"] for answer in answers):
+                    break
+                # another process wrote since: chain after its last entries and try again
+        stored: list[AuditEntry] = list(entries)
+        for app_id in apps:
+            for index, entry in zip(by_app[app_id], chained[app_id], strict=True):
+                stored[index] = entry
+        return stored
 
     async def spooled(self, spool: str) -> int:
         async with self._db.acquire() as conn:
@@ -216,29 +298,6 @@ class PostgresAuditLog:
     async def forget_spool(self, spool: str) -> None:
         async with self._db.acquire() as conn:
             await conn.execute("DELETE FROM audit_spool WHERE spool = $1", spool)
-
-    async def _append_app(
-        self, conn: OwnConnection, app_id: str, entries: Sequence[AuditEntry]
-    ) -> list[AuditEntry]:
-        head = self._heads.get(app_id)
-        while True:
-            chained = chain_batch(entries, {app_id: head} if head is not None else {})
-            answer = await conn.fetchrow(
-                "SELECT written, head_seq, head_hash FROM audit_log_append_rows($1, $2, $3, $4)",
-                app_id,
-                head[0] if head is not None else None,
-                head[1] if head is not None else None,
-                _rows(chained),
-            )
-            if answer is None:  # the function always answers one row
-                raise RuntimeError("audit_log_append answered no row")
-            actual = (
-                None if answer["head_seq"] is None else (answer["head_seq"], answer["head_hash"])
-            )
-            self._heads[app_id] = actual
-            if answer["written"]:
-                return chained
-            head = actual  # another process wrote since: chain after its last entry and retry
 
     async def search(
         self, app_id: str, where: AuditFilter, *, before_seq: int | None, limit: int
