@@ -18,14 +18,16 @@ by id) and one kind that is never recorded (search by exact id), each sending it
 when the last is answered. `--over asgi` (the default) calls the apps in this process, through
 ASGI: no sockets, no HTTP, the clients on the apps' own event loop, so the trail's share is the
 largest it can be.
-`--over http` serves each app from a process of its own (uvicorn, as the query process runs),
-called over loopback HTTP: what a caller of the query process sees, the proxy aside.
+`--over http` serves each app from a process of its own, as `insights serve query` runs (its
+garbage collector, event loop and uvicorn's settings), called over loopback HTTP: what a caller
+of the query process sees, the proxy aside.
 
 `--linger 0,2,8` measures one recorded app without a spool per value of `GroupedAuditLog`'s
 linger (how long an entry written beside a read waits for others to share its round trip; the
-default is the product's; `none` for no such app). `--again` adds a second unrecorded app:
-what the two unrecorded apps differ by is the benchmark's own noise, the band a difference must
-leave to be measured at all.
+default is the product's; `none` for no such app). `--again` adds a second app of each
+variant, in a process of its own: what two apps of one variant differ by (each process's own
+memory layout, hash seed, place on the cores) is the benchmark's noise, the band a difference
+must leave to be measured at all.
 
 The apps run in turn, in slices of `--slice` seconds (each turn in the reverse order of the
 last), so the machine's other load falls on all alike. Prints per kind each app's p50 and p99 and
@@ -66,6 +68,7 @@ from bench.manifest import DEFAULT_PATH, Deployment, Manifest
 from bench.query_mix import BY_NAME, Pools, Spec
 from insights.connections import access_of, key_store
 from insights.distributed import service_app
+from insights.tuning import freeze_startup_objects, run, server_config, tune_garbage_collector
 from insights_common.audit import (
     AuditEntry,
     AuditFilter,
@@ -77,6 +80,7 @@ from insights_common.audit import (
 )
 from insights_common.audit_spool import AuditSpool
 from insights_common.auth import KeyStore, SecretBox
+from insights_common.http.guard import HttpSettings
 from insights_common.kafka.bus import KafkaBus, KafkaOptions
 from insights_common.kafka.watermark import KafkaProjectionWatermark
 from insights_common.postgres.audit import PostgresAuditLog
@@ -89,8 +93,10 @@ from insights_query.settings import QuerySettings
 
 RECORDED = ("user", "messages", "message_of_user", "message")
 CONTROL = ("search_id",)
-UNRECORDED, AGAIN = "unrecorded", "unrecorded again"
+UNRECORDED = "unrecorded"
 SPOOLED = "recorded, spooled"
+AGAIN = " again"
+"""The suffix of a variant's second app (`--again`)."""
 OVER = ("asgi", "http")
 BOX_VARIABLE = "BENCH_AUDIT_READ_BOX"
 
@@ -130,14 +136,17 @@ def recorded(linger_ms: float) -> str:
 
 
 def spooled_in(variant: str) -> bool:
-    return variant == SPOOLED
+    return variant.removesuffix(AGAIN) == SPOOLED
 
 
 def linger_of(variant: str) -> float | None:
     """The linger, in seconds, of a recorded app; None for an unrecorded one."""
     if not variant.startswith("recorded, linger "):
         return None
-    return float(variant.removeprefix("recorded, linger ").removesuffix(" ms")) / 1e3
+    return (
+        float(variant.removesuffix(AGAIN).removeprefix("recorded, linger ").removesuffix(" ms"))
+        / 1e3
+    )
 
 
 @dataclass
@@ -272,8 +281,9 @@ async def serve(manifest: Manifest, variant: str, schema: str, port: int) -> Non
         box = SecretBox(os.environ[BOX_VARIABLE].encode())
         keys = await key_store(db, box, KeyCacheSettings())
         apps, _, _ = await open_apps(stack, deployment, db, keys, (variant,))
-        config = uvicorn.Config(
-            apps[variant], host="127.0.0.1", port=port, log_level="warning", access_log=False
+        freeze_startup_objects()
+        config = server_config(
+            apps[variant], HttpSettings(), host="127.0.0.1", port=port, log_level="warning"
         )
         await uvicorn.Server(config).serve()
 
@@ -512,7 +522,9 @@ def main() -> None:
         help="ms an entry beside a read waits for others without a spool; one recorded app per"
         " value (0,2,8); none for no such app",
     )
-    parser.add_argument("--again", action="store_true", help="add a second unrecorded app")
+    parser.add_argument(
+        "--again", action="store_true", help="a second app of each variant: the noise band"
+    )
     parser.add_argument(
         "--spool", action="store_true", help="add an app recording through a spool, as served"
     )
@@ -522,15 +534,19 @@ def main() -> None:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     manifest = Manifest.load(args.manifest)
-    if args.serve:
-        asyncio.run(serve(manifest, args.serve, args.schema, args.port))
+    if args.serve:  # as `insights serve` runs a process: its collector, event loop, server
+        tune_garbage_collector()
+        run(serve(manifest, args.serve, args.schema, args.port))
         return
     variants = (
         UNRECORDED,
-        *((AGAIN,) if args.again else ()),
         *(recorded(float(ms)) for ms in args.linger.split(",") if ms != "none"),
         *((SPOOLED,) if args.spool else ()),
     )
+    if args.again:
+        # The second apps start in the reverse order (A B ... B' A'): the apps started first
+        # ran faster here, whatever they were.
+        variants = (*variants, *(variant + AGAIN for variant in reversed(variants)))
     figures = asyncio.run(
         measure(
             manifest,
