@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -119,7 +119,6 @@ async def opensearch_store(
     *,
     pool: int,
     limit: float,
-    refresh: bool | Literal["wait_for"] = False,
 ) -> OpenSearchInsightsStore:
     # Only the processes that read or write OpenSearch load its client (the CLI's embedded
     # commands import this module too).
@@ -130,7 +129,7 @@ async def opensearch_store(
 
     client = create_client(settings.url, pool=pool)
     stack.push_async_callback(client.close)
-    store = OpenSearchInsightsStore(client, prefix=settings.index_prefix, refresh=refresh)
+    store = OpenSearchInsightsStore(client, prefix=settings.index_prefix)
     await patiently(
         "OpenSearch",
         lambda: store.ensure_indices(

@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
 from insights_common.bus import InProcessBus
@@ -183,6 +184,55 @@ async def test_a_failing_handler_is_retried_and_loses_nothing(kafka: KafkaBus) -
     await until(lambda: len(seen) >= 5)
     assert sorted(set(seen)) == sorted(f"u-alex-{n}" for n in range(5))
     assert failures == 0
+
+
+@pytest.mark.integration
+async def test_with_visible_offsets_wait_for_it_and_a_failed_batch_is_retried_first(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    bus = KafkaBus(KafkaOptions(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix))
+    seen: list[str] = []
+    failures = 1
+    shown = asyncio.Event()
+
+    async def flaky(events: Sequence[AnyEvent]) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("the store is restarting")
+        seen.extend(e.event_id for e in events)
+
+    async def visible() -> None:
+        await shown.wait()
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+
+    async def committed() -> int:
+        tp = TopicPartition(f"{topic_prefix}{USERS}", 0)
+        offsets = await admin.list_consumer_group_offsets(
+            f"{topic_prefix}projector", partitions=[tp]
+        )
+        return offsets[tp].offset if tp in offsets else -1
+
+    bus.subscribe([USERS], flaky, group="projector", visible=visible)
+    try:
+        await bus.start()
+        await bus.publish([user(n) for n in range(5)])  # one key: one partition
+        await until(lambda: len(seen) >= 5)
+        assert sorted(set(seen)) == sorted(f"u-alex-{n}" for n in range(5))
+        await asyncio.sleep(0.3)
+        assert await committed() == -1  # handled, not yet visible
+
+        stopping = asyncio.create_task(bus.stop())  # a stop waits for the commit
+        await asyncio.sleep(0.2)
+        assert not stopping.done()
+        shown.set()
+        await asyncio.wait_for(stopping, 30)
+        assert await committed() == 5
+    finally:
+        await bus.stop()
+        await admin.close()
 
 
 @pytest.mark.integration

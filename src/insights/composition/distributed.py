@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -94,15 +94,9 @@ class Servers:
             settings, self.stack, limit=self.limit, tracer_provider=self.tracer_provider
         )
 
-    async def opensearch(
-        self, settings: QuerySettings, *, refresh: bool | Literal["wait_for"] = False
-    ) -> OpenSearchInsightsStore:
+    async def opensearch(self, settings: QuerySettings) -> OpenSearchInsightsStore:
         return await opensearch_store(
-            settings.opensearch,
-            self.stack,
-            pool=settings.opensearch_pool,
-            limit=self.limit,
-            refresh=refresh,
+            settings.opensearch, self.stack, pool=settings.opensearch_pool, limit=self.limit
         )
 
     def kafka(self, settings: KafkaSettings, *, client_id: str) -> KafkaBus:
@@ -253,10 +247,9 @@ async def query_process(settings: Settings, servers: Servers) -> ServiceProcess:
 async def projector_process(settings: Settings, servers: Servers) -> ServiceProcess:
     own = settings.query
     # Each batch is searchable before its offsets are committed: the committed positions are
-    # then the watermark of what reads see (imports complete on it). It waits for the index's
-    # own refresh (every second) rather than forcing one per batch, which cost OpenSearch 70%
-    # more CPU an event (docs/performance.md).
-    store = await servers.opensearch(own, refresh="wait_for")
+    # then the watermark of what reads see (imports complete on it). The commits wait for a
+    # refresh while the next batches are folded, rather than each batch waiting for its own.
+    store = await servers.opensearch(own)
     bus = servers.kafka(own.kafka, client_id="insights-projector")
     projection = build_projector(
         store=store,
@@ -265,6 +258,7 @@ async def projector_process(settings: Settings, servers: Servers) -> ServiceProc
         settings=own,
         consumers=own.projector_consumers,
         healthy=store.ping,
+        visible=store.visible,
     )
     return ServiceProcess(
         projection.parts,

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[Sequence[AnyEvent]], Awaitable[None]]
 HealthProbe = Callable[[], Awaitable[bool]]
+Visibility = Callable[[], Awaitable[None]]
+"""Returns once every write made before the call can be read (raises when it cannot tell)."""
 """Answers whether what a handler writes to is up (its store's ping)."""
 
 MAX_RECORDS = 1000
@@ -127,6 +129,7 @@ class EventSubscriber(Protocol):
         group: str,
         healthy: HealthProbe | None = None,
         max_records: int = MAX_RECORDS,
+        visible: Visibility | None = None,
     ) -> None:
         """Feed `handler` batches of the topics' events, one key's events in their order.
 
@@ -139,6 +142,10 @@ class EventSubscriber(Protocol):
         and one the handler keeps failing on is taken apart only while `healthy()` answers that
         its store is up. In process a batch is what one publish carried, and a failure fails the
         publish or, isolating, dead-letters the events at fault at once.
+
+        `visible` is Kafka's too: there a batch's offsets are committed only once it returned
+        after the batch was handled (what the handler wrote can then be read), and the next
+        batches are handled meanwhile. In process the handler's writes are read at once.
         """
         ...
 
@@ -183,9 +190,10 @@ class InProcessBus:
         group: str,
         healthy: HealthProbe | None = None,
         max_records: int = MAX_RECORDS,
+        visible: Visibility | None = None,
     ) -> None:
         """`EventSubscriber.subscribe`: `group` names the subscriber in its dead letters and
-        spans; `healthy` and `max_records` are Kafka's."""
+        spans; `healthy`, `max_records` and `visible` are Kafka's."""
         for topic in topic_names(topics):
             self._subscribers[topic].append(_Subscription(handler, group))
 

@@ -60,10 +60,11 @@ class OpenSearchSettings(BaseSettings):
     """`number_of_replicas` of the index templates: 1 on a cluster of two nodes or more, so a
     node can be lost. Unset, `auto_expand_replicas: 0-1` (none on one node, one on more)."""
     refresh_seconds: float = Field(default=0.5, ge=0.1, le=30)
-    """How often the indices make what was written searchable (`refresh_interval`). The
-    projector's batch is done only once it is searchable, so this bounds how soon an event shows
-    and how many batches a second the projector completes; each refresh costs OpenSearch CPU
-    while events come in. Applied to the index templates and, at start, to the live indices."""
+    """How often the indices make what was written searchable (`refresh_interval`), and the
+    shortest time between two of the projector's own refreshes: it commits a batch's offsets
+    only once a refresh made it searchable (while it folds the next batches), so this bounds how
+    soon an event shows; each refresh costs OpenSearch CPU while events come in. Applied to the
+    index templates and, at start, to the live indices."""
 
 
 class KeyCacheSettings(BaseSettings):

@@ -18,7 +18,13 @@ from fastapi import APIRouter
 from insights_common.accounts import Accounts
 from insights_common.audit import Recorder, Trail
 from insights_common.auth import SecretBox
-from insights_common.bus import EventPublisher, EventSubscriber, HealthProbe, ProjectionWatermark
+from insights_common.bus import (
+    EventPublisher,
+    EventSubscriber,
+    HealthProbe,
+    ProjectionWatermark,
+    Visibility,
+)
 from insights_common.clock import utc_now
 from insights_common.http.access import Access
 from insights_common.http.accounts import accounts_router
@@ -115,6 +121,7 @@ def build_projector(
     settings: QuerySettings,
     consumers: int = 1,
     healthy: HealthProbe | None = None,
+    visible: Visibility | None = None,
 ) -> Projection:
     """Project the bus's users, notifications and templates into `store`, subscribed (before
     the bus starts) `consumers` times in `group`.
@@ -122,8 +129,10 @@ def build_projector(
     On Kafka the consumers share the partitions: while one waits for the store another folds its
     batch (two writing the same document is safe: the store retries writes that lost a race). An
     event the store keeps failing on while `healthy` answers goes to `<topic>.dlq`; while it does
-    not, the batch waits. In process each subscription takes every publish, so one is enough:
-    each publish's events are folded before it returns.
+    not, the batch waits. With `visible` (the store's: once what was written can be searched),
+    a batch's offsets are committed only after it, while the next batches are folded. In
+    process each subscription takes every publish, so one is enough: each publish's events are
+    folded before it returns.
     """
     projector = Projector(store)
     for _ in range(consumers):
@@ -133,5 +142,6 @@ def build_projector(
             group=group,
             healthy=healthy,
             max_records=settings.projector_batch,
+            visible=visible,
         )
     return Projection(projector, ServiceParts(router=APIRouter(), collectors=[projector.dropped]))

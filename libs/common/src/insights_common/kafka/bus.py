@@ -5,6 +5,8 @@ so one user's events stay in order on one partition. Publishing groups a batch b
 each key hashes to (the Java client's murmur2 partitioner, so other producers agree) and sends one
 record batch per partition. Subscribers take batches and commit their offsets only after the
 handler returned, so a crash replays the batch (at-least-once); the projections are idempotent.
+A subscriber whose store shows writes to reads only later (`visible`) commits each batch once
+they are visible, while the next batches are handled (`visible_commits`).
 A record that is not a valid contract event goes to `<topic>.dlq`, and the stream goes on; so does
 an event the handler keeps failing on while its store is up (poison, told from an outage by the
 store's own `DependencyUnavailable` and a health probe). A dead-letter record keeps the original
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
@@ -45,6 +47,7 @@ from insights_common.bus import (
     HealthProbe,
     InProcessBus,
     Span,
+    Visibility,
     Written,
     merge_spans,
     topic_names,
@@ -63,6 +66,7 @@ from insights_common.dead_letters import (
     SOURCE_TOPIC_HEADER,
     error_text,
 )
+from insights_common.kafka.visible_commits import CommitsOnRevoke, VisibleCommits
 from insights_common.outage import DEFAULT_TIMEOUT, DependencyUnavailable, bounded
 from insights_common.tracing import PublishTelemetry, consuming, tracer
 from insights_contracts import AnyEvent, event_adapter
@@ -155,6 +159,7 @@ class KafkaBus:
         )
         self._partitions: dict[str, int] = {}
         self._topics: set[str] = set()
+        self._commits: list[VisibleCommits] = []
         self.metrics = BusMetrics()
 
     def topic(self, name: str) -> str:
@@ -165,6 +170,8 @@ class KafkaBus:
         await self.broker.start()
 
     async def stop(self) -> None:
+        """Commit what the subscribers handled once it is visible, then stop consuming."""
+        await asyncio.gather(*(commits.close() for commits in self._commits))
         await self.broker.stop()
 
     async def ping(self) -> bool:
@@ -289,9 +296,10 @@ class KafkaBus:
         group: str,
         healthy: HealthProbe | None = None,
         max_records: int = MAX_RECORDS,
+        visible: Visibility | None = None,
     ) -> None:
         """Feed batches of the topics' events to `handler`, committing after it returns
-        (`EventSubscriber.subscribe`).
+        (`EventSubscriber.subscribe`); with `visible`, once what it wrote is visible.
 
         Call before `start`. A record that is not a contract event goes to `<topic>.dlq` and the
         others go on. A batch the handler fails on is retried with backoff from the same offsets;
@@ -305,7 +313,12 @@ class KafkaBus:
             return rejected
 
         self.subscribe_records(
-            topics, handle, group=group, healthy=healthy, max_records=max_records
+            topics,
+            handle,
+            group=group,
+            healthy=healthy,
+            max_records=max_records,
+            visible=visible,
         )
 
     def subscribe_records(
@@ -316,12 +329,16 @@ class KafkaBus:
         group: str,
         healthy: HealthProbe | None = None,
         max_records: int = MAX_RECORDS,
+        visible: Visibility | None = None,
     ) -> None:
         """Feed batches of raw records to `handler`; what it answers goes to `<topic>.dlq`.
 
         Call before `start`. Offsets are committed after the handler returned and its rejects
-        were dead-lettered. A batch the handler fails on is retried with backoff from the same
-        offsets. A `DependencyUnavailable` from the handler is an outage: the batch is retried,
+        were dead-lettered. With `visible`, the next batch is taken at once, and the offsets
+        are committed, in order, only after `visible()` returned once they were handed over
+        (`VisibleCommits`): at most a few batches wait for that at a time. A batch the handler
+        fails on is retried with backoff from the same offsets (nothing after it is committed
+        before it). A `DependencyUnavailable` from the handler is an outage: the batch is retried,
         never taken apart. After ISOLATE_AFTER other failures in a row, if `healthy()` answers
         that what the handler writes to is up, the failure is the records' own: they are handled
         one at a time, in order, and each one that still fails goes to the dead-letter topic with
@@ -338,9 +355,28 @@ class KafkaBus:
         failures = 0
 
         metrics = self.metrics
+        commits: VisibleCommits | None = None
+        if visible is not None:
+
+            async def commit(offsets: dict[TopicPartition, int]) -> None:
+                consumer = subscriber.consumer
+                if consumer is not None:  # none on the in-memory test broker
+                    await consumer.commit(offsets)
+
+            commits = VisibleCommits(
+                name=group_id,
+                visible=visible,
+                commit=commit,
+                retry_delays=RETRY_DELAYS,
+                pause=self._pause,
+            )
+            self._commits.append(commits)
 
         async def consume(bodies: list[bytes], message: KafkaMessage) -> None:
             nonlocal failures
+            if commits is not None and commits.closed:
+                return  # stopping: nothing more is committed, the batch is taken after restart
+            generation = commits.generation if commits is not None else 0
             records = _records(bodies, message)
             started = time.perf_counter()
             try:
@@ -367,12 +403,16 @@ class KafkaBus:
                     exc_info=not outage,  # an outage is told in one line
                 )
                 await self._pause(delay)
+                if commits is not None:
+                    await message.nack()  # acked by hand: back to the batch's first offsets
                 raise
             failures = 0
             metrics.batch_seconds.labels(group_id).observe(time.perf_counter() - started)
             for record in records:
                 metrics.records.labels(group_id, record.topic).inc()
                 metrics.consumed(group_id, record.topic, record.partition, record.offset)
+            if commits is not None:
+                await commits.add(_next_offsets(records), generation=generation)
 
         subscriber = self.broker.subscriber(
             *full_names,
@@ -382,7 +422,8 @@ class KafkaBus:
             batch_timeout_ms=100,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            ack_policy=AckPolicy.NACK_ON_ERROR if commits is None else AckPolicy.MANUAL,
+            listener=None if commits is None else CommitsOnRevoke(commits),
             decoder=_raw_values,
         )
         subscriber(consume)
@@ -497,6 +538,15 @@ def _records(bodies: Sequence[bytes], message: KafkaMessage) -> list[Record]:
         )
         for body, record in zip(bodies, consumed, strict=True)
     ]
+
+
+def _next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    """Per partition, the offset after the batch's last record: what its commit stores."""
+    offsets: dict[TopicPartition, int] = {}
+    for record in records:
+        partition = TopicPartition(record.topic, record.partition)
+        offsets[partition] = max(record.offset + 1, offsets.get(partition, 0))
+    return offsets
 
 
 async def _handle(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import orjson
 from opensearchpy import AsyncOpenSearch
@@ -65,11 +65,11 @@ class DocumentIO:
         client: AsyncOpenSearch,
         *,
         prefix: str = "insights",
-        refresh: bool | Literal["wait_for"] = False,
+        refresh: bool = False,
     ) -> None:
-        """`refresh`: whether a write returns only once searchable. True refreshes at once (a
-        segment per write: for tests); "wait_for" waits for the index's next scheduled refresh
-        (the projector's: what it commits can then be searched, at no extra refreshes)."""
+        """`refresh`: whether a write returns only once searchable, refreshing at once (a
+        segment per write: for tests). The projector's writes return once indexed; its commits
+        wait for `OpenSearchInsightsStore.visible`."""
         self._client = client
         self._prefix = prefix
         self._refresh = refresh
@@ -122,7 +122,7 @@ class DocumentIO:
                 chunks.append((bytearray(), []))
             chunks[-1][0].extend(line)
             chunks[-1][1].append(write)
-        params = {} if self._refresh is False else {"refresh": str(self._refresh).lower()}
+        params = {"refresh": "true"} if self._refresh else {}
         responses = await asyncio.gather(
             *(self._client.bulk(body=bytes(body), params=params) for body, _ in chunks)
         )

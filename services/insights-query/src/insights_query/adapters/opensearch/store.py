@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
+from opensearchpy import AsyncOpenSearch
 
 from insights_common.outage import DependencyUnavailable
 from insights_contracts import AnyEvent
@@ -46,9 +47,10 @@ from insights_query.adapters.opensearch.documents import (
     user_key,
 )
 from insights_query.adapters.opensearch.errors import DEPENDENCY, outages
-from insights_query.adapters.opensearch.mappings import ensure_indices
+from insights_query.adapters.opensearch.mappings import KINDS, ensure_indices
 from insights_query.adapters.opensearch.queries import _few_terms, _term, _visible, _visible_or_not
 from insights_query.adapters.opensearch.reader import OpenSearchReader
+from insights_query.adapters.opensearch.refreshes import Refreshes
 from insights_query.domain.projection import (
     NO_USER,
     MessageKey,
@@ -65,6 +67,7 @@ from insights_query.domain.users import ActivitySpan
 
 logger = logging.getLogger(__name__)
 _MAX_ROUNDS = 10
+REFRESH_SECONDS = 0.5
 
 
 class ProjectionConflict(RuntimeError):
@@ -74,15 +77,23 @@ class ProjectionConflict(RuntimeError):
 class OpenSearchInsightsStore(OpenSearchReader):
     """Implements ProjectionStore and InsightsReader on OpenSearch."""
 
+    def __init__(
+        self, client: AsyncOpenSearch, *, prefix: str = "insights", refresh: bool = False
+    ) -> None:
+        super().__init__(client, prefix=prefix, refresh=refresh)
+        self._refreshes = Refreshes(self._refresh_all, gap=REFRESH_SECONDS)
+
     async def ensure_indices(
         self,
         *,
         shards: int = 1,
         replicas: int | None = None,
-        refresh_seconds: float = 0.5,
+        refresh_seconds: float = REFRESH_SECONDS,
     ) -> None:
         """Create what is missing; replicas by default: one when the cluster has two nodes, and
-        a refresh every `refresh_seconds` (`OpenSearchSettings.refresh_seconds`)."""
+        a refresh every `refresh_seconds` (`OpenSearchSettings.refresh_seconds`), which `visible`
+        keeps between its own too."""
+        self._refreshes.gap = refresh_seconds
         await ensure_indices(
             self._client,
             self._prefix,
@@ -93,6 +104,20 @@ class OpenSearchInsightsStore(OpenSearchReader):
 
     async def ping(self) -> bool:
         return bool(await self._client.ping())
+
+    async def visible(self) -> None:
+        """Return once what was written before the call can be searched: a refresh of the
+        indices, begun after the call, ended (shared by every caller meanwhile: `Refreshes`).
+
+        The projector's commits wait for it, off the path of its next batch: a batch's reads of
+        the documents it folds into are real-time `mget`s, which see unrefreshed writes, and its
+        searches wait for a refresh first (`_spans_of_messages`, `erase`).
+        """
+        await self._refreshes.after_writes()
+
+    async def _refresh_all(self) -> None:
+        async with outages():
+            await self._client.indices.refresh(index=",".join(self.index(k) for k in KINDS))
 
     # -- projection -----------------------------------------------------------------------
 
@@ -269,6 +294,9 @@ class OpenSearchInsightsStore(OpenSearchReader):
         refreshed at once, so no read finds them after this answers."""
         if not erasures:
             return
+        # A delete by query finds what a search finds: the user's documents that earlier
+        # batches wrote must be searchable first (their commits, not the batches, wait for it).
+        await self.visible()
         async with outages():
             await self._mark_erased(erasures)
             for (app_id, user_id), _ in sorted(erasures.items()):
