@@ -191,7 +191,7 @@ def sso_realm(keycloak: Keycloak) -> Iterator[Realm]:
     keycloak.remove_realm(realm)
 
 
-async def until(check: Callable[[], object], limit: float = 30) -> None:
+async def until(check: Callable[[], object], limit: float = 60) -> None:
     """Wait until `check()` (or what it answers, when that is awaitable) is true; a test fails
     after `limit` seconds."""
     deadline = asyncio.get_running_loop().time() + limit

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
+from conftest import until
 from insights_common.bus import InProcessBus
 from insights_common.kafka.bus import KafkaBus, KafkaOptions
 from insights_contracts import AnyEvent, NotificationSent, TemplateUpserted, UserUpserted
@@ -103,13 +104,6 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     )
     yield Harness(kafka, start=kafka.start)
     await kafka.stop()
-
-
-async def until(check: Callable[[], bool], limit: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + limit
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "not delivered in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_each_event_reaches_the_subscribers_of_its_topic(harness: Harness) -> None:

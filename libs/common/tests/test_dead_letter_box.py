@@ -12,13 +12,14 @@ with a bug does: the letters are made by the bus's own dead-lettering, not writt
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 import pytest
 
+from conftest import until
 from insights_common.bus import InProcessBus
 from insights_common.dead_letters import DeadLetterBox
 from insights_common.kafka.bus import KafkaBus, KafkaOptions
@@ -73,13 +74,6 @@ class Harness(Protocol):
     async def fail(self, events: Sequence[AnyEvent]) -> None:
         """Publish the events while the consumer fails on them; back once they are letters."""
         ...
-
-
-async def until(check: Callable[[], object], limit: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + limit
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "not reached in time"
-        await asyncio.sleep(0.05)
 
 
 class Embedded:

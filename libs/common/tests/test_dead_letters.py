@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from conftest import until
 from insights_common.bus import InProcessBus
 from insights_common.dead_letters import FailedEvent
 from insights_common.kafka.bus import ISOLATE_AFTER, KafkaBus, KafkaOptions, Record, Rejected
@@ -41,13 +42,6 @@ def user(n: int, user_id: str = "alex") -> UserUpserted:
         nickname=f"nick {n}",
         source="platform",
     )
-
-
-async def until(check: Callable[[], bool], limit: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + limit
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "not reached in time"
-        await asyncio.sleep(0.05)
 
 
 # -- in process -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from insights_common.auth import SecretBox
 from insights_common.bus import AtOnce, InProcessBus
 from insights_common.http.access import Access
 from insights_common.http.conventions import install_problem_handlers
+from insights_common.kafka.bus import KafkaBus, KafkaOptions
 from insights_common.sqlite.audit import SqliteAuditLog
 from insights_common.sqlite.database import SqliteDatabase
 from insights_common.sqlite.keys import SqliteKeyStore
@@ -191,6 +192,20 @@ class Events:
                 },
             }
         )
+
+
+@pytest.fixture
+async def buses(
+    kafka_bootstrap: str, topic_prefix: str
+) -> AsyncIterator[tuple[KafkaBus, KafkaBus]]:
+    """The projector's bus and a publisher's."""
+    options = KafkaOptions(
+        bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=2
+    )
+    projector, publisher = KafkaBus(options), KafkaBus(options)
+    yield projector, publisher
+    await projector.stop()
+    await publisher.stop()
 
 
 @pytest.fixture

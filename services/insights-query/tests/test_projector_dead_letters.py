@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from insights_common.kafka.bus import ISOLATE_AFTER, KafkaBus, KafkaOptions
+from insights_common.kafka.bus import ISOLATE_AFTER, KafkaBus
 from insights_common.kafka.dead_letters import KafkaDeadLetters
 from insights_contracts import AnyEvent
 from insights_contracts.topics import NOTIFICATIONS
@@ -69,20 +69,6 @@ async def store(opensearch_url: str, os_prefix: str) -> AsyncIterator[OpenSearch
         yield search
     finally:
         await client.close()
-
-
-@pytest.fixture
-async def buses(
-    kafka_bootstrap: str, topic_prefix: str
-) -> AsyncIterator[tuple[KafkaBus, KafkaBus]]:
-    """The projector's bus and a publisher's."""
-    options = KafkaOptions(
-        bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=2
-    )
-    projector, publisher = KafkaBus(options), KafkaBus(options)
-    yield projector, publisher
-    await projector.stop()
-    await publisher.stop()
 
 
 # One consumer: `all_committed` expects every partition's offset committed, and a second

@@ -17,7 +17,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from insights_common.kafka.bus import KafkaBus, KafkaOptions
+from insights_common.kafka.bus import KafkaBus
 from insights_contracts.topics import USERS
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
 from insights_query.app import build_projector
@@ -39,19 +39,6 @@ async def store(opensearch_url: str, os_prefix: str) -> AsyncIterator[OpenSearch
         yield OpenSearchInsightsStore(client, prefix=os_prefix)
     finally:
         await client.close()
-
-
-@pytest.fixture
-async def buses(
-    kafka_bootstrap: str, topic_prefix: str
-) -> AsyncIterator[tuple[KafkaBus, KafkaBus]]:
-    options = KafkaOptions(
-        bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=2
-    )
-    projector, publisher = KafkaBus(options), KafkaBus(options)
-    yield projector, publisher
-    await projector.stop()
-    await publisher.stop()
 
 
 async def searchable(store: OpenSearchInsightsStore, os_prefix: str) -> set[str]:

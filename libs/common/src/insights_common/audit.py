@@ -51,6 +51,23 @@ class AuditEntry:
     prev_hash: str = GENESIS
     hash: str = ""
 
+    def recorded(self) -> Recorded:
+        """What the entry says, before it is chained: its fields from `at` to `detail`, in
+        order (`AuditEntry(*recorded)` makes it again)."""
+        return (
+            self.at,
+            self.app_id,
+            self.actor,
+            self.action,
+            self.user_id,
+            self.address,
+            self.reason,
+            self.detail,
+        )
+
+
+Recorded = tuple[datetime, str, str, str, str | None, str | None, str | None, str | None]
+
 
 @dataclass(frozen=True, slots=True)
 class SpoolMark:
@@ -72,19 +89,8 @@ class AuditFilter:
 
 
 def _fields(entry: AuditEntry, seq: int) -> bytes:
-    return orjson.dumps(
-        [
-            seq,
-            sortable(entry.at),
-            entry.app_id,
-            entry.actor,
-            entry.action,
-            entry.user_id,
-            entry.address,
-            entry.reason,
-            entry.detail,
-        ]
-    )
+    at, *said = entry.recorded()
+    return orjson.dumps([seq, sortable(at), *said])
 
 
 def entry_hash(entry: AuditEntry, prev_hash: str, *, seq: int | None = None) -> str:
@@ -95,19 +101,8 @@ def entry_hash(entry: AuditEntry, prev_hash: str, *, seq: int | None = None) -> 
 
 def chained(entry: AuditEntry, *, seq: int, prev_hash: str) -> AuditEntry:
     """The entry as it is stored after the one numbered seq - 1 whose hash is prev_hash."""
-    return AuditEntry(  # not `replace`: it costs more than the hash, on every read's entry
-        entry.at,
-        entry.app_id,
-        entry.actor,
-        entry.action,
-        entry.user_id,
-        entry.address,
-        entry.reason,
-        entry.detail,
-        seq,
-        prev_hash,
-        entry_hash(entry, prev_hash, seq=seq),
-    )
+    # not `replace`: it costs more than the hash, on every read's entry
+    return AuditEntry(*entry.recorded(), seq, prev_hash, entry_hash(entry, prev_hash, seq=seq))
 
 
 @dataclass(frozen=True, slots=True)

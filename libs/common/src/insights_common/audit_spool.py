@@ -40,33 +40,13 @@ that process died between making and naming it."""
 
 
 def _line(entry: AuditEntry) -> bytes:
-    return orjson.dumps(
-        [
-            entry.at,  # RFC 3339 with its offset, as `datetime.fromisoformat` reads it
-            entry.app_id,
-            entry.actor,
-            entry.action,
-            entry.user_id,
-            entry.address,
-            entry.reason,
-            entry.detail,
-        ],
-        option=orjson.OPT_APPEND_NEWLINE,
-    )
+    # the instant in RFC 3339 with its offset, as `datetime.fromisoformat` reads it
+    return orjson.dumps(entry.recorded(), option=orjson.OPT_APPEND_NEWLINE)
 
 
 def _entry(line: bytes) -> AuditEntry:
-    at, app_id, actor, action, user_id, address, reason, detail = orjson.loads(line)
-    return AuditEntry(
-        at=datetime.fromisoformat(at),
-        app_id=app_id,
-        actor=actor,
-        action=action,
-        user_id=user_id,
-        address=address,
-        reason=reason,
-        detail=detail,
-    )
+    at, *said = orjson.loads(line)
+    return AuditEntry(datetime.fromisoformat(at), *said)
 
 
 def entries_after(data: bytes, start: int) -> list[tuple[AuditEntry, int]]:
