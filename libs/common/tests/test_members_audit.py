@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -655,3 +656,46 @@ async def test_a_killed_process_s_spooled_reads_are_stored_by_the_next_one(
     await grouped.stop()
     assert spool_files(tmp_path) == []
     assert (await verify(log, "acme")).entries == 7
+
+
+FILLING_CHILD = """
+import resource, signal, sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from insights_common.audit import AuditEntry
+from insights_common.audit_spool import AuditSpool
+from insights_common.outage import DependencyUnavailable
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead
+spool = AuditSpool(Path(sys.argv[1]))
+spool.open()
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))  # the disk is full past 1,000 bytes
+at = datetime(2026, 12, 1, tzinfo=UTC)
+written = 0
+try:
+    while True:
+        spool.write(AuditEntry(at=at, app_id="acme", actor="key:k", action="user.view",
+                               user_id=f"u{written}"))
+        written += 1
+except DependencyUnavailable as error:
+    print(written, error)
+"""
+
+
+@pytest.mark.unit
+def test_an_entry_the_full_disk_took_part_of_is_refused_and_taken_back(tmp_path: Path) -> None:
+    """A real short write: the kernel's file size limit stands for a full disk."""
+    done = subprocess.run(  # noqa: S603 - our own child
+        [sys.executable, "-c", FILLING_CHILD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    written, reason = done.stdout.split(" ", 1)
+    assert "the disk took part of an entry" in reason
+    (path,) = spool_files(tmp_path)
+    data = path.read_bytes()
+    assert data.endswith(b"\n")  # the cut entry was taken back: no half line for the next
+    assert [e.user_id for e, _ in entries_after(data, 0)] == [f"u{i}" for i in range(int(written))]
