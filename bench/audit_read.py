@@ -3,7 +3,7 @@ PostgreSQL as it does in production, and recording nothing, side by side in one 
 
     uv run --no-sync python -m bench.audit_read [--manifest PATH] [--clients 20]
         [--seconds 60] [--slice 5] [--over asgi|http] [--linger MS[,MS...]|none] [--spool]
-        [--again] [--json]
+        [--again] [--rounds N] [--json]
 
 Against a deployment bench.generate loaded (its OpenSearch indices, read from the manifest). This
 process builds the distributed query process's HTTP app once per variant (`service_app` over
@@ -34,7 +34,13 @@ last), so the machine's other load falls on all alike. Prints per kind each app'
 its p99 over the unrecorded app's; the requests a second; the CPU the app's process and
 PostgreSQL spent per request (PostgreSQL's from /proc: every server process of this machine, so
 only meaningful on a server nobody else uses); and how many entries a transaction of each
-recorded app held. On POSTGRES_DSN, in a fresh schema removed afterwards.
+recorded app held. `--rounds N` measures N times, each round with processes of its own (every
+other round started in the reverse order), and ends with each recorded variant's difference from
+the unrecorded apps in requests/s and CPU a request: its mean over the rounds and the 95%
+confidence interval of that mean. An interval that holds 0 says the benchmark cannot tell the
+variant from the control; with `--again`, the second unrecorded app against the first shows how
+wide such an interval is for two apps that do the same. On POSTGRES_DSN, in a fresh schema
+removed afterwards.
 """
 
 from __future__ import annotations
@@ -43,10 +49,12 @@ import argparse
 import asyncio
 import functools
 import json
+import math
 import os
 import random
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -509,6 +517,50 @@ def print_figures(figures: Figures, over: str) -> None:
     print(f"entries written: {figures.entries}, chain intact: {figures.chain_intact}")
 
 
+T_95 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14)
+"""Student's t for a two-sided 95% interval, by degrees of freedom from 1 (2.09 past 14)."""
+
+
+def interval(values: Sequence[float]) -> tuple[float, float]:
+    """The mean of `values` and the half-width of its 95% confidence interval."""
+    mean = statistics.fmean(values)
+    df = len(values) - 1
+    t = T_95[df - 1] if df <= len(T_95) else 2.09
+    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def differences(rounds: Sequence[Figures]) -> dict[str, dict[str, list[float]]]:
+    """Per round, each variant's requests/s and CPU a request relative to the unrecorded apps'
+    (both, averaged, when `--again` made two), in %: `{variant: {measure: [round, ...]}}`. The
+    second unrecorded app against the first is the benchmark's own noise."""
+    found: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for figures in rounds:
+        for name in ("requests_per_s", "cpu_us_per_request"):
+            values: dict[str, float] = getattr(figures, name)
+            kinds: dict[str, list[float]] = defaultdict(list)
+            for variant, value in values.items():
+                kinds[variant.removesuffix(AGAIN)].append(value)
+            base = statistics.fmean(kinds[UNRECORDED])
+            for kind, copies in kinds.items():
+                if kind != UNRECORDED:
+                    found[kind][name].append(100 * (statistics.fmean(copies) / base - 1))
+            if UNRECORDED + AGAIN in values:
+                noise = values[UNRECORDED + AGAIN] / values[UNRECORDED] - 1
+                found[UNRECORDED + AGAIN + " vs " + UNRECORDED][name].append(100 * noise)
+    return {kind: dict(by_measure) for kind, by_measure in found.items()}
+
+
+def print_differences(summary: dict[str, dict[str, list[float]]], rounds: int) -> None:
+    print(f"over {rounds} rounds: % from the unrecorded apps, mean ± 95% confidence interval")
+    for kind, by_measure in summary.items():
+        cells = []
+        for name, label in (("requests_per_s", "requests/s"), ("cpu_us_per_request", "CPU/req")):
+            mean, half = interval(by_measure[name])
+            each = ", ".join(f"{v:+.1f}" for v in by_measure[name])
+            cells.append(f"{label} {mean:+.2f} ± {half:.2f} ({each})")
+        print(f"  {kind}: " + "; ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", type=Path, default=DEFAULT_PATH)
@@ -527,6 +579,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--spool", action="store_true", help="add an app recording through a spool, as served"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure this many times, each with processes of its own, and print each recorded"
+        " variant's difference from the unrecorded apps with its 95%% confidence interval",
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -547,22 +606,33 @@ def main() -> None:
         # The second apps start in the reverse order (A B ... B' A'): the apps started first
         # ran faster here, whatever they were.
         variants = (*variants, *(variant + AGAIN for variant in reversed(variants)))
-    figures = asyncio.run(
-        measure(
-            manifest,
-            args.manifest,
-            _dsn(),
-            variants=variants,
-            clients=args.clients,
-            seconds=args.seconds,
-            slice_s=args.slice,
-            over=args.over,
+    rounds = []
+    for number in range(args.rounds):
+        # Each round starts its processes anew, every other one in the reverse order.
+        order = variants if number % 2 == 0 else tuple(reversed(variants))
+        figures = asyncio.run(
+            measure(
+                manifest,
+                args.manifest,
+                _dsn(),
+                variants=order,
+                clients=args.clients,
+                seconds=args.seconds,
+                slice_s=args.slice,
+                over=args.over,
+            )
         )
-    )
+        rounds.append(figures)
+        if not args.json:
+            if args.rounds > 1:
+                print(f"round {number + 1} of {args.rounds}")
+            print_figures(figures, args.over)
+    summary = differences(rounds) if args.rounds > 1 else None
     if args.json:
-        print(json.dumps(asdict(figures)))
+        print(json.dumps({"rounds": [asdict(f) for f in rounds], "differences": summary}))
         return
-    print_figures(figures, args.over)
+    if summary is not None:
+        print_differences(summary, args.rounds)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -62,7 +62,7 @@ def erase(
     async def run() -> Erased:
         async with _erasing(data_dir, distributed) as erasing:
             erased = await erasing.eraser.erase(app_id, user_id)
-            entry = replace(cli_entry(app_id, ERASE_ACTION, ""), user_id=user_id, detail=None)
+            entry = cli_entry(app_id, ERASE_ACTION, "")._replace(user_id=user_id, detail=None)
             await erasing.audit.append(entry)
             return erased
 

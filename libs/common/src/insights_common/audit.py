@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 from fastapi import Request
@@ -37,8 +37,11 @@ MAX_REASON = 500
 VERIFY_CHUNK = 5000
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
+class AuditEntry(NamedTuple):
+    """One entry of the trail. A named tuple rather than a frozen dataclass: every recorded read
+    makes two (the entry, then its chained copy), and a frozen dataclass takes six times as long
+    to make (0.77 against 0.13 µs with eleven fields)."""
+
     at: datetime
     app_id: str
     actor: str
@@ -54,23 +57,13 @@ class AuditEntry:
     def recorded(self) -> Recorded:
         """What the entry says, before it is chained: its fields from `at` to `detail`, in
         order (`AuditEntry(*recorded)` makes it again)."""
-        return (
-            self.at,
-            self.app_id,
-            self.actor,
-            self.action,
-            self.user_id,
-            self.address,
-            self.reason,
-            self.detail,
-        )
+        return self[:8]
 
 
 Recorded = tuple[datetime, str, str, str, str | None, str | None, str | None, str | None]
 
 
-@dataclass(frozen=True, slots=True)
-class SpoolMark:
+class SpoolMark(NamedTuple):
     """That a store took a process's spool (`insights_common.audit_spool`) up to byte `upto`,
     the end of an entry; kept in the same transaction as those entries, so that a spool taken
     over after its process ended is shipped from there, never twice."""
@@ -89,8 +82,7 @@ class AuditFilter:
 
 
 def _fields(entry: AuditEntry, seq: int) -> bytes:
-    at, *said = entry.recorded()
-    return orjson.dumps([seq, sortable(at), *said])
+    return orjson.dumps((seq, sortable(entry.at), *entry[1:8]))
 
 
 def entry_hash(entry: AuditEntry, prev_hash: str, *, seq: int | None = None) -> str:

@@ -8,7 +8,7 @@ chain (`audit.verify`) catches what someone with the rights to drop it changes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -206,6 +206,15 @@ def _groups(chained: dict[str, list[AuditEntry]], heads: dict[str, Head]) -> str
     return orjson.dumps(groups).decode()
 
 
+def _one_per_month(instants: Iterable[datetime]) -> list[datetime]:
+    """One of the instants of each UTC month they fall in."""
+    months: dict[tuple[int, int], datetime] = {}
+    for at in instants:
+        utc = at.astimezone(UTC)
+        months.setdefault((utc.year, utc.month), utc)
+    return list(months.values())
+
+
 def month_bounds(at: datetime) -> tuple[datetime, datetime]:
     start = at.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     end = (
@@ -256,8 +265,8 @@ class PostgresAuditLog:
         while this process's idea of each app's last entry is right (one query process, or one
         that wrote last); two when another process wrote since. Apps in one order, so two
         groups never wait on each other."""
-        for moment in {month_bounds(entry.at)[0] for entry in entries}:
-            await self._partition(moment)
+        for at in _one_per_month(entry.at for entry in entries):
+            await self._partition(at)
         by_app: dict[str, list[int]] = {}
         for index, entry in enumerate(entries):
             by_app.setdefault(entry.app_id, []).append(index)
