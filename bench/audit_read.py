@@ -175,6 +175,8 @@ class Figures:
     kinds: list[KindFigures]
     requests_per_s: dict[str, float]
     cpu_us_per_request: dict[str, float]
+    system_cpu_us_per_request: dict[str, float]
+    """The part of cpu_us_per_request the kernel spent (system time)."""
     postgres_cpu_us_per_request: dict[str, float]
     entries_per_transaction: dict[str, float]
     entries: int
@@ -194,8 +196,9 @@ def postgres_pids() -> list[int]:
     return found
 
 
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """utime + stime of these processes (those gone since count as nothing)."""
+def cpu_seconds(pids: Sequence[int], *, system: bool = False) -> float:
+    """utime + stime of these processes (those gone since count as nothing); with `system`,
+    stime alone: what the kernel spent on their behalf."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids:
@@ -203,7 +206,7 @@ def cpu_seconds(pids: Sequence[int]) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
+        total += int(fields[12]) + (0 if system else int(fields[11]))
     return total / ticks
 
 
@@ -375,6 +378,7 @@ async def measure(
         local, trail, store = await open_apps(stack, deployment, db, keys, variants)
         apps: dict[str, httpx.AsyncClient] = {}
         cpu_of: dict[str, Callable[[], float]] = {}
+        system_of: dict[str, Callable[[], float]] = {}
         actors: dict[str, str] = {}
         for variant in variants:
             # A key of each app's own, so the trail tells whose entries are whose.
@@ -393,6 +397,7 @@ async def measure(
                     limits=httpx.Limits(max_connections=clients, max_keepalive_connections=clients),
                 )
                 cpu_of[variant] = functools.partial(cpu_seconds, [pid])
+                system_of[variant] = functools.partial(cpu_seconds, [pid], system=True)
             else:
                 apps[variant] = httpx.AsyncClient(
                     transport=httpx.ASGITransport(
@@ -403,6 +408,7 @@ async def measure(
                     timeout=60,
                 )
                 cpu_of[variant] = time.process_time
+                system_of[variant] = lambda: os.times().system
             stack.push_async_callback(apps[variant].aclose)
 
         mix = Pools(manifest, seed=7, size=2000)
@@ -419,6 +425,7 @@ async def measure(
         answered: dict[str, int] = defaultdict(int)
         spent: dict[str, float] = defaultdict(float)
         own_cpu: dict[str, float] = defaultdict(float)
+        own_system: dict[str, float] = defaultdict(float)
         pg_cpu: dict[str, float] = defaultdict(float)
         pids = postgres_pids()
 
@@ -439,10 +446,12 @@ async def measure(
 
         async def run_slice(variant: str, length: float, record: bool) -> None:
             cpu, pg, wall = cpu_of[variant](), cpu_seconds(pids), time.perf_counter()
+            system = system_of[variant]()
             until = wall + length
             await asyncio.gather(*(one_client(n, variant, until, record) for n in range(clients)))
             if record:
                 own_cpu[variant] += cpu_of[variant]() - cpu
+                own_system[variant] += system_of[variant]() - system
                 pg_cpu[variant] += cpu_seconds(pids) - pg
                 spent[variant] += time.perf_counter() - wall
 
@@ -476,6 +485,9 @@ async def measure(
             kinds=rows,
             requests_per_s={v: round(answered[v] / spent[v], 1) for v in variants},
             cpu_us_per_request={v: round(own_cpu[v] / answered[v] * 1e6, 1) for v in variants},
+            system_cpu_us_per_request={
+                v: round(own_system[v] / answered[v] * 1e6, 1) for v in variants
+            },
             postgres_cpu_us_per_request={
                 v: round(pg_cpu[v] / answered[v] * 1e6, 1) for v in variants
             },
@@ -506,6 +518,7 @@ def print_figures(figures: Figures, over: str) -> None:
     for name in (
         "requests_per_s",
         "cpu_us_per_request",
+        "system_cpu_us_per_request",
         "postgres_cpu_us_per_request",
         "entries_per_transaction",
     ):
