@@ -29,18 +29,19 @@ variant, in a process of its own: what two apps of one variant differ by (each p
 memory layout, hash seed, place on the cores) is the benchmark's noise, the band a difference
 must leave to be measured at all.
 
-The apps run in turn, in slices of `--slice` seconds (each turn in the reverse order of the
-last), so the machine's other load falls on all alike. Prints per kind each app's p50 and p99 and
-its p99 over the unrecorded app's; the requests a second; the CPU the app's process and
-PostgreSQL spent per request (PostgreSQL's from /proc: every server process of this machine, so
-only meaningful on a server nobody else uses); and how many entries a transaction of each
-recorded app held. `--rounds N` measures N times, each round with processes of its own (every
-other round started in the reverse order), and ends with each recorded variant's difference from
-the unrecorded apps in requests/s and CPU a request: its mean over the rounds and the 95%
-confidence interval of that mean. An interval that holds 0 says the benchmark cannot tell the
-variant from the control; with `--again`, the second unrecorded app against the first shows how
-wide such an interval is for two apps that do the same. On POSTGRES_DSN, in a fresh schema
-removed afterwards.
+The apps run in turn, in slices of `--slice` seconds, each turn in an order of its own drawn at
+random, so the machine's other load falls on all alike and no app is always at the same place of a
+turn or next to the same app (with each turn the reverse of the last, the apps at the ends ran two
+slices in a row at every turn). Prints per kind each app's p50 and p99 and its p99 over the
+unrecorded app's; the requests a second; the CPU the app's process and PostgreSQL spent per request
+(PostgreSQL's from /proc: every server process of this machine, so only meaningful on a server
+nobody else uses); and how many entries a transaction of each recorded app held. `--rounds N`
+measures N times, each round with processes of its own (started in an order drawn at random), and
+ends with each recorded variant's difference from the unrecorded apps in requests/s and CPU a
+request: its mean over the rounds and the 95% confidence interval of that mean. An interval that
+holds 0 says the benchmark cannot tell the variant from the control; with `--again`, the second
+unrecorded app against the first shows how wide such an interval is for two apps that do the same.
+On POSTGRES_DSN, in a fresh schema removed afterwards.
 """
 
 from __future__ import annotations
@@ -359,6 +360,7 @@ async def measure(
     seconds: float,
     slice_s: float,
     over: str,
+    seed: int = 0,
 ) -> Figures:
     deployment = manifest.deployment
     if deployment is None:
@@ -458,8 +460,9 @@ async def measure(
         for variant in variants:  # warm up: connections, caches, the JIT of nothing
             await run_slice(variant, 2.0, record=False)
         turns = max(1, round(seconds / slice_s))
-        for turn in range(turns):
-            for variant in variants if turn % 2 == 0 else reversed(variants):
+        order = random.Random(seed)
+        for _ in range(turns):
+            for variant in order.sample(variants, len(variants)):
                 await run_slice(variant, slice_s, record=True)
 
         rows = []
@@ -616,13 +619,11 @@ def main() -> None:
         *((SPOOLED,) if args.spool else ()),
     )
     if args.again:
-        # The second apps start in the reverse order (A B ... B' A'): the apps started first
-        # ran faster here, whatever they were.
-        variants = (*variants, *(variant + AGAIN for variant in reversed(variants)))
+        variants = (*variants, *(variant + AGAIN for variant in variants))
     rounds = []
     for number in range(args.rounds):
-        # Each round starts its processes anew, every other one in the reverse order.
-        order = variants if number % 2 == 0 else tuple(reversed(variants))
+        # Each round starts its processes anew, in an order of its own.
+        order = tuple(random.Random(number).sample(variants, len(variants)))
         figures = asyncio.run(
             measure(
                 manifest,
@@ -633,6 +634,7 @@ def main() -> None:
                 seconds=args.seconds,
                 slice_s=args.slice,
                 over=args.over,
+                seed=number,
             )
         )
         rounds.append(figures)
