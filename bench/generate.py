@@ -349,9 +349,12 @@ async def load(
 
 
 @contextlib.contextmanager
-def own_deployment(*, keep: bool) -> Iterator[tuple[Target, Deployment, Names]]:
-    """The five processes on fresh topics, indices and schema, removed at the end with all they
-    made, unless `keep` and the body raised nothing (their logs are kept when it raised)."""
+def own_deployment(
+    *, keep: bool, query_replicas: int = 1
+) -> Iterator[tuple[Target, Deployment, Names]]:
+    """The processes (the edge, `query_replicas` query services behind it) on fresh topics,
+    indices and schema, removed at the end with all they made, unless `keep` and the body raised
+    nothing (their logs are kept when it raised)."""
     servers = {
         "kafka": os.environ["KAFKA_BOOTSTRAP_SERVERS"],
         "opensearch": os.environ["OPENSEARCH_URL"],
@@ -361,7 +364,14 @@ def own_deployment(*, keep: bool) -> Iterator[tuple[Target, Deployment, Names]]:
     work = Path(tempfile.mkdtemp(prefix="bench-generate-"))
     kept = False
     try:
-        with distributed(work, names, projectors=1, profile=frozenset(), keep=keep) as target:
+        with distributed(
+            work,
+            names,
+            projectors=1,
+            profile=frozenset(),
+            keep=keep,
+            query_replicas=query_replicas,
+        ) as target:
             yield (
                 target,
                 Deployment(
@@ -394,7 +404,11 @@ def own_deployment(*, keep: bool) -> Iterator[tuple[Target, Deployment, Names]]:
 
 def run_own(args: argparse.Namespace, now: datetime) -> Report:
     """Start a deployment, load it, and remove it unless --keep (and nothing went wrong)."""
-    with own_deployment(keep=args.keep) as (target, deployment, _):
+    with own_deployment(keep=args.keep, query_replicas=args.query_replicas) as (
+        target,
+        deployment,
+        _,
+    ):
         report, manifest = asyncio.run(load(target, deployment, args, now))
         if not args.keep:
             manifest.deployment = None
@@ -601,6 +615,12 @@ def main() -> None:
     )
     parser.add_argument("--connections", type=int, default=4, help="concurrent webhook posts")
     parser.add_argument("--keep", action="store_true", help="leave the deployment running")
+    parser.add_argument(
+        "--query-replicas",
+        type=int,
+        default=1,
+        help="query processes behind the edge, which sends them requests in turn",
+    )
     parser.add_argument("--manifest", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--down", action="store_true", help="remove a deployment --keep left")
     parser.add_argument(
@@ -628,6 +648,10 @@ def main() -> None:
         parser.error("--users and --messages must be at least 1")
     if args.first_user < 0:
         parser.error("--first-user must not be negative")
+    if args.query_replicas < 1:
+        parser.error("--query-replicas must be at least 1")
+    if args.url and args.query_replicas != 1:
+        parser.error("--query-replicas starts a deployment: it does not go with --url")
     if args.url and not (args.key and args.webhook_secret):
         parser.error("--url needs --key and --webhook-secret")
     args.door = args.door or ("webhook" if args.url else "raw")

@@ -168,7 +168,11 @@ async def grow(
 
 def run(args: argparse.Namespace, now: datetime) -> list[Step]:
     """Grow an app in a deployment of its own, removed at the end unless --keep."""
-    with generate.own_deployment(keep=args.keep) as (target, deployment, names):
+    with generate.own_deployment(keep=args.keep, query_replicas=args.query_replicas) as (
+        target,
+        deployment,
+        names,
+    ):
         steps = uvloop.run(grow(target, deployment, names, args, now))
         if not args.keep:
             manifest = Manifest.load(args.manifest)
@@ -237,6 +241,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30, help="per step, on API and floor")
     parser.add_argument("--pool", type=int, default=100, help="requests drawn per kind")
     parser.add_argument("--keep", action="store_true", help="leave the grown deployment running")
+    parser.add_argument(
+        "--query-replicas",
+        type=int,
+        default=1,
+        help="query processes behind the edge, which sends them requests in turn",
+    )
     parser.add_argument("--manifest", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
@@ -248,6 +258,8 @@ def main() -> None:
         parser.error("--steps must be positive and ascending")
     if args.messages_per_user < 1 or args.clients < 1 or args.seconds <= 0:
         parser.error("--messages-per-user, --clients and --seconds must be positive")
+    if args.query_replicas < 1:
+        parser.error("--query-replicas must be at least 1")
     now = utc_now().replace(microsecond=0)
     signal.signal(signal.SIGINT, generate.interrupt)
     signal.signal(signal.SIGTERM, generate.interrupt)

@@ -835,12 +835,19 @@ class Names:
 
 @contextlib.contextmanager
 def distributed(
-    work: Path, names: Names, *, projectors: int, profile: frozenset[str], keep: bool = False
+    work: Path,
+    names: Names,
+    *,
+    projectors: int,
+    profile: frozenset[str],
+    keep: bool = False,
+    query_replicas: int = 1,
 ) -> Iterator[Target]:
-    """The four processes on this run's names behind the edge (nginx); with `keep`, left running
-    after a body that raised nothing (their pids are in the Target; stopping them is then the
-    caller's)."""
+    """The four processes on this run's names behind the edge (nginx), `query_replicas` of the
+    query service as one upstream; with `keep`, left running after a body that raised nothing
+    (their pids are in the Target; stopping them is then the caller's)."""
     ports = {name: free_port() for name in (*SERVICES, "edge")}
+    query_ports = [ports["query"], *(free_port() for _ in range(query_replicas - 1))]
     env = {
         **os.environ,
         "COLUMNS": "200",
@@ -861,12 +868,13 @@ def distributed(
     edge = local_edge().Edge(
         f"127.0.0.1:{ports['import']}",
         f"127.0.0.1:{ports['ingest']}",
-        f"127.0.0.1:{ports['query']}",
+        ",".join(f"127.0.0.1:{port}" for port in query_ports),
         ports["edge"],
         workers=os.cpu_count() or 1,
         work_dir=work / "edge",
     )
-    plan = [(name, ports[name]) for name in SERVICES if name != "projector"]
+    plan = [(name, ports[name]) for name in SERVICES if name not in ("query", "projector")]
+    plan += [("query", port) for port in query_ports]
     plan += [("projector", free_port() if n else ports["projector"]) for n in range(projectors)]
     processes: list[tuple[str, int, subprocess.Popen[bytes], Path]] = []
     try:
@@ -887,17 +895,16 @@ def distributed(
         secret = cli("webhooks", "secret", *where, env=env)
         key = cli("keys", "create", *where, env=env)
         how = (
-            f"4 `insights serve` processes ({projectors} projector(s)), {PARTITIONS} partitions,"
-            f" through nginx ({edge.workers} workers)"
+            f"`insights serve` processes ({projectors} projector(s), {query_replicas} query"
+            f" replica(s)), {PARTITIONS} partitions, through nginx ({edge.workers} workers)"
         )
         pids: dict[str, list[int]] = {"edge": edge.pids()}
-        for number, (name, _, process, _) in enumerate(processes):
-            # Each projector on its own: which one, if any, runs out of CPU.
-            shown = (
-                f"projector-{number - len(SERVICES) + 2}"
-                if projectors > 1 and name == "projector"
-                else name
-            )
+        for name, _, process, _ in processes:
+            # Each projector on its own: which one, if any, runs out of CPU. Query replicas
+            # share a name, as they share the edge's upstream.
+            shown = name
+            if projectors > 1 and name == "projector":
+                shown = f"projector-{sum(k.startswith('projector') for k in pids) + 1}"
             pids.setdefault(shown, []).append(process.pid)
         yield Target(edge.url, secret, key, how, pids)
     except BaseException:
