@@ -191,15 +191,6 @@ async def run_variant(
     prefix = f"bench-documents-{uuid.uuid4().hex[:8]}"
     indices = f"{prefix}-*"
     store = OpenSearchInsightsStore(client, prefix=prefix)
-    with _templates(variant):
-        await store.ensure_indices(refresh_seconds=0.5)
-    if not variant.scheduled:
-        await client.indices.put_settings(index=indices, body={"index": {"refresh_interval": -1}})
-    if variant.settings:
-        # Static settings: changed on the closed, still empty indices.
-        await client.indices.close(index=indices)
-        await client.indices.put_settings(index=indices, body={"index": variant.settings})
-        await client.indices.open(index=indices, params={"wait_for_active_shards": "all"})
     written = {"messages": 0, "bytes": 0}
     bulk = store._bulk
     send = client.bulk
@@ -217,6 +208,17 @@ async def run_variant(
     projector = Projector(store)
     refreshes: list[asyncio.Task[None]] = []
     try:
+        with _templates(variant):
+            await store.ensure_indices(refresh_seconds=0.5)
+        if not variant.scheduled:
+            await client.indices.put_settings(
+                index=indices, body={"index": {"refresh_interval": -1}}
+            )
+        if variant.settings:
+            # Static settings: changed on the closed, still empty indices.
+            await client.indices.close(index=indices)
+            await client.indices.put_settings(index=indices, body={"index": variant.settings})
+            await client.indices.open(index=indices, params={"wait_for_active_shards": "all"})
         await asyncio.sleep(1)  # the indices' creation behind
         search_cpu, cpu, wall = _opensearch_cpu(), time.process_time(), time.perf_counter()
         with _documents(variant):
@@ -232,7 +234,7 @@ async def run_variant(
     finally:
         client.bulk = send
         await client.indices.delete(index=indices)
-        await client.indices.delete_index_template(name=indices)
+        await client.indices.delete_index_template(name=indices, params={"ignore": 404})
     return Row(
         variant=name,
         events=len(events),
