@@ -2,14 +2,15 @@
 PostgreSQL as it does in production, and recording nothing, side by side in one run.
 
     uv run --no-sync python -m bench.audit_read [--manifest PATH] [--clients 20]
-        [--seconds 60] [--slice 5] [--over asgi|http] [--linger MS[,MS...]|none] [--spool]
+        [--seconds 60] [--slice 5] [--over asgi|http] [--linger MS[,MS...]|none] [--spool [MS,...]]
         [--again] [--rounds N] [--json]
 
 Against a deployment bench.generate loaded (its OpenSearch indices, read from the manifest). This
 process builds the distributed query process's HTTP app once per variant (`service_app` over
 `build_query`, the same OpenSearch store, the same PostgreSQL key store and sessions):
 "recorded, spooled" (`--spool`) writes each entry to a spool file before answering and
-PostgreSQL takes them in groups, as the query process does by default; "recorded, linger N ms"
+PostgreSQL takes them in groups, as the query process does by default (`--spool 100,1000`: one
+such app per linger of its groups, "recorded, spooled, linger N ms"); "recorded, linger N ms"
 answers once PostgreSQL has the entry, as with AUDIT_SPOOL=false; "unrecorded" is the same app
 with a trail that keeps nothing, the control.
 `--clients` concurrent clients call each with the recorded kinds of bench.query's mix (user +
@@ -144,8 +145,21 @@ def recorded(linger_ms: float) -> str:
     return f"recorded, linger {linger_ms:g} ms"
 
 
+def spooled(linger_ms: float | None) -> str:
+    """The name of the app recording through a spool, with this linger (the product's: None)."""
+    return SPOOLED if linger_ms is None else f"{SPOOLED}, linger {linger_ms:g} ms"
+
+
 def spooled_in(variant: str) -> bool:
-    return variant.removesuffix(AGAIN) == SPOOLED
+    return variant.startswith(SPOOLED)
+
+
+def spool_linger_of(variant: str) -> float | None:
+    """The linger, in seconds, of an app recording through a spool; None for the product's."""
+    name = variant.removesuffix(AGAIN)
+    if not name.startswith(SPOOLED + ", linger "):
+        return None
+    return float(name.removeprefix(SPOOLED + ", linger ").removesuffix(" ms")) / 1e3
 
 
 def linger_of(variant: str) -> float | None:
@@ -240,7 +254,9 @@ async def open_apps(
         if spooled_in(variant):  # as the query process records (access_of)
             directory = Path(tempfile.mkdtemp(prefix="bench-audit-spool-"))
             stack.callback(shutil.rmtree, directory, ignore_errors=True)
-            spool = GroupedAuditLog(PostgresAuditLog(db), spool=AuditSpool(directory))
+            spool = GroupedAuditLog(
+                PostgresAuditLog(db), spool=AuditSpool(directory), linger=spool_linger_of(variant)
+            )
             await spool.start()
             stack.push_async_callback(spool.stop)
         audit: Trail = (
@@ -594,7 +610,12 @@ def main() -> None:
         "--again", action="store_true", help="a second app of each variant: the noise band"
     )
     parser.add_argument(
-        "--spool", action="store_true", help="add an app recording through a spool, as served"
+        "--spool",
+        nargs="?",
+        const="",
+        metavar="MS[,MS...]",
+        help="add an app recording through a spool, as served; with values, one such app per"
+        " linger in ms (how long a group of spooled entries waits before it is sent)",
     )
     parser.add_argument(
         "--rounds",
@@ -616,7 +637,10 @@ def main() -> None:
     variants = (
         UNRECORDED,
         *(recorded(float(ms)) for ms in args.linger.split(",") if ms != "none"),
-        *((SPOOLED,) if args.spool else ()),
+        *(
+            spooled(float(ms) if ms else None)
+            for ms in ([] if args.spool is None else args.spool.split(","))
+        ),
     )
     if args.again:
         variants = (*variants, *(variant + AGAIN for variant in variants))
