@@ -50,6 +50,8 @@ def screen(events: Sequence[AnyEvent], erased: Mapping[UserKey, datetime]) -> Sc
             key = (event.app_id, event.user_id)
             known = erasures.get(key)
             erasures[key] = event.occurred_at if known is None else max(known, event.occurred_at)
+    if not erasures and not erased:
+        return Screened(erasures=erasures, kept=list(events), dropped=0)
     markers = dict(erased)
     for key, at in erasures.items():
         markers[key] = max(markers[key], at) if key in markers else at

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 
 from insights_common.clock import sortable
@@ -19,6 +20,37 @@ def sqlite_markers_table(table: str) -> str:
     )
 
 
+def read_markers(
+    conn: sqlite3.Connection,
+    table: str,
+    users: Collection[UserKey],
+    parse: Callable[[str], datetime],
+) -> dict[UserKey, datetime]:
+    """The markers of `users` in `table` (app_id, user_id, erased_at), their times `parse`d.
+
+    Erases are rare and a batch names many users: an app with no more markers than the batch
+    names of its users has them all read and matched here, which costs a look-up per marker
+    instead of one per user (and no JSON of the users).
+    """
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for app_id, user_id in users:
+        wanted[app_id].add(user_id)
+    found: dict[UserKey, datetime] = {}
+    for app_id, user_ids in wanted.items():
+        rows = conn.execute(
+            f"SELECT user_id, erased_at FROM {table} WHERE app_id = ? LIMIT ?",  # noqa: S608
+            (app_id, len(user_ids) + 1),
+        ).fetchall()
+        if len(rows) > len(user_ids):
+            rows = conn.execute(
+                f"SELECT user_id, erased_at FROM {table} WHERE app_id = ?"  # noqa: S608
+                " AND user_id IN (SELECT value FROM json_each(?))",
+                (app_id, json.dumps(list(user_ids))),
+            ).fetchall()
+        found |= {(app_id, row[0]): parse(row[1]) for row in rows if row[0] in user_ids}
+    return found
+
+
 class SqliteErasureMarkers:
     """ErasureMarkers in a table of the SQLite file (`sqlite_markers_table`, migrated here)."""
 
@@ -30,17 +62,10 @@ class SqliteErasureMarkers:
     async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
         if not users:
             return {}
-        pairs = json.dumps(sorted(users))
-
-        def read(conn: sqlite3.Connection) -> dict[UserKey, datetime]:
-            rows = conn.execute(
-                f"SELECT m.app_id, m.user_id, m.erased_at FROM {self._table} m"  # noqa: S608
-                " JOIN json_each(?) j ON m.app_id = j.value ->> 0 AND m.user_id = j.value ->> 1",
-                (pairs,),
-            )
-            return {(r[0], r[1]): datetime.fromisoformat(r[2]) for r in rows}
-
-        return await self._db.read(read)
+        table = self._table
+        return await self._db.read(
+            lambda conn: read_markers(conn, table, users, datetime.fromisoformat)
+        )
 
     async def mark(self, erasures: Mapping[UserKey, datetime]) -> None:
         rows = [(app_id, user_id, sortable(at)) for (app_id, user_id), at in erasures.items()]

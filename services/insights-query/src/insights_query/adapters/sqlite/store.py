@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 
 from insights_common.sqlite.database import SqliteDatabase
+from insights_common.sqlite.erasure import read_markers
 from insights_contracts import AnyEvent
 from insights_query.adapters.sqlite.erasure import _erase, _remove_sent_before
 from insights_query.adapters.sqlite.projection import _apply
@@ -21,9 +22,7 @@ from insights_query.adapters.sqlite.queries import (
 )
 from insights_query.adapters.sqlite.rows import (
     _AFTER_ALL,
-    _by_app,
     _channels,
-    _chunks,
     _counts,
     _opt_ts,
     _profile,
@@ -69,19 +68,9 @@ class SqliteInsightsStore:
         if not users:
             return {}
 
-        def run(conn: sqlite3.Connection) -> dict[UserKey, datetime]:
-            found: dict[UserKey, datetime] = {}
-            for app_id, user_ids in _by_app(users).items():
-                for chunk in _chunks(user_ids):
-                    for row in conn.execute(
-                        "SELECT user_id, erased_at FROM q_erased_users WHERE app_id = ?"
-                        " AND user_id IN (SELECT value FROM json_each(?))",
-                        (app_id, json.dumps(chunk)),
-                    ):
-                        found[(app_id, row["user_id"])] = from_ts_key(row["erased_at"])
-            return found
-
-        return await self._db.read(run)
+        return await self._db.read(
+            lambda conn: read_markers(conn, "q_erased_users", users, from_ts_key)
+        )
 
     async def erase(self, erasures: Mapping[UserKey, datetime]) -> None:
         """One transaction whose deleted bytes are zeroed in the file (`SqliteDatabase.erase`)."""
