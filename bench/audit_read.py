@@ -3,6 +3,7 @@ PostgreSQL as it does in production, and recording nothing, side by side in one 
 
     uv run --no-sync python -m bench.audit_read [--manifest PATH] [--clients 20]
         [--seconds 60] [--slice 5] [--over asgi|http] [--linger MS[,MS...]|none] [--spool [MS,...]]
+        [--unsent]
         [--again] [--rounds N] [--json]
 
 Against a deployment bench.generate loaded (its OpenSearch indices, read from the manifest). This
@@ -10,7 +11,8 @@ process builds the distributed query process's HTTP app once per variant (`servi
 `build_query`, the same OpenSearch store, the same PostgreSQL key store and sessions):
 "recorded, spooled" (`--spool`) writes each entry to a spool file before answering and
 PostgreSQL takes them in groups, as the query process does by default (`--spool 100,1000`: one
-such app per linger of its groups, "recorded, spooled, linger N ms"); "recorded, linger N ms"
+such app per linger of its groups, "recorded, spooled, linger N ms"; `--unsent`: an app that
+spools its entries and never sends them, what the read path alone pays); "recorded, linger N ms"
 answers once PostgreSQL has the entry, as with AUDIT_SPOOL=false; "unrecorded" is the same app
 with a trail that keeps nothing, the control.
 `--clients` concurrent clients call each with the recorded kinds of bench.query's mix (user +
@@ -93,6 +95,7 @@ from insights_common.auth import KeyStore, SecretBox
 from insights_common.http.guard import HttpSettings
 from insights_common.kafka.bus import KafkaBus, KafkaOptions
 from insights_common.kafka.watermark import KafkaProjectionWatermark
+from insights_common.outage import DependencyUnavailable
 from insights_common.postgres.audit import PostgresAuditLog
 from insights_common.postgres.database import PostgresDatabase
 from insights_common.postgres.retention import PostgresRetentionSettings
@@ -105,6 +108,7 @@ RECORDED = ("user", "messages", "message_of_user", "message")
 CONTROL = ("search_id",)
 UNRECORDED = "unrecorded"
 SPOOLED = "recorded, spooled"
+UNSENT = "spooled, never sent"
 AGAIN = " again"
 """The suffix of a variant's second app (`--again`)."""
 OVER = ("asgi", "http")
@@ -138,6 +142,23 @@ class Unrecorded:
 
     async def run(self, app_id: str, *, from_seq: int, limit: int) -> list[AuditEntry]:
         return []
+
+
+class Unsent(Unrecorded):
+    """A trail's store that takes no group until `close` (then refuses it): an app spooling
+    through it pays what the read path pays for its entry, without the sending."""
+
+    def __init__(self) -> None:
+        self._closed = asyncio.Event()
+
+    async def append_many(
+        self, entries: Sequence[AuditEntry], *, spooled: Sequence[SpoolMark] = ()
+    ) -> list[AuditEntry]:
+        await self._closed.wait()
+        raise DependencyUnavailable("the benchmark's store", "it takes nothing")
+
+    def close(self) -> None:
+        self._closed.set()
 
 
 def recorded(linger_ms: float) -> str:
@@ -259,6 +280,15 @@ async def open_apps(
             )
             await spool.start()
             stack.push_async_callback(spool.stop)
+        if variant.removesuffix(AGAIN) == UNSENT:
+            directory = Path(tempfile.mkdtemp(prefix="bench-audit-spool-"))
+            stack.callback(shutil.rmtree, directory, ignore_errors=True)
+            unsent = Unsent()
+            spool = GroupedAuditLog(unsent, spool=AuditSpool(directory))
+            spool.MAX_UNSHIPPED = sys.maxsize  # every entry of the run stays in the spool
+            await spool.start()
+            stack.push_async_callback(spool.stop)
+            stack.callback(unsent.close)  # before stop: its last group is refused, not awaited
         audit: Trail = (
             spool
             if spool is not None
@@ -618,6 +648,11 @@ def main() -> None:
         " linger in ms (how long a group of spooled entries waits before it is sent)",
     )
     parser.add_argument(
+        "--unsent",
+        action="store_true",
+        help="add an app that spools its entries and never sends them: the read path's part",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -641,6 +676,7 @@ def main() -> None:
             spooled(float(ms) if ms else None)
             for ms in ([] if args.spool is None else args.spool.split(","))
         ),
+        *((UNSENT,) if args.unsent else ()),
     )
     if args.again:
         variants = (*variants, *(variant + AGAIN for variant in variants))
