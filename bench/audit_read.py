@@ -108,6 +108,8 @@ RECORDED = ("user", "messages", "message_of_user", "message")
 CONTROL = ("search_id",)
 UNRECORDED = "unrecorded"
 SPOOLED = "recorded, spooled"
+RECORDED_BY_LINGER = "recorded"
+"""The kind of app that answers once PostgreSQL has its entry (`recorded(linger)` names one)."""
 UNSENT = "spooled, never sent"
 AGAIN = " again"
 """The suffix of a variant's second app (`--again`)."""
@@ -163,7 +165,7 @@ class Unsent(Unrecorded):
 
 def recorded(linger_ms: float) -> str:
     """The name of the app recording with this linger."""
-    return f"recorded, linger {linger_ms:g} ms"
+    return f"{RECORDED_BY_LINGER}, linger {linger_ms:g} ms"
 
 
 def spooled(linger_ms: float | None) -> str:
@@ -175,22 +177,14 @@ def spooled_in(variant: str) -> bool:
     return variant.startswith(SPOOLED)
 
 
-def spool_linger_of(variant: str) -> float | None:
-    """The linger, in seconds, of an app recording through a spool; None for the product's."""
+def linger_in(variant: str, kind: str) -> float | None:
+    """The linger, in seconds, that the name of an app of this kind (`RECORDED_BY_LINGER`,
+    `SPOOLED`) gives it; None when it names none (or is of another kind)."""
+    prefix = f"{kind}, linger "
     name = variant.removesuffix(AGAIN)
-    if not name.startswith(SPOOLED + ", linger "):
+    if not name.startswith(prefix):
         return None
-    return float(name.removeprefix(SPOOLED + ", linger ").removesuffix(" ms")) / 1e3
-
-
-def linger_of(variant: str) -> float | None:
-    """The linger, in seconds, of a recorded app; None for an unrecorded one."""
-    if not variant.startswith("recorded, linger "):
-        return None
-    return (
-        float(variant.removesuffix(AGAIN).removeprefix("recorded, linger ").removesuffix(" ms"))
-        / 1e3
-    )
+    return float(name.removeprefix(prefix).removesuffix(" ms")) / 1e3
 
 
 @dataclass
@@ -246,6 +240,19 @@ def cpu_seconds(pids: Sequence[int], *, system: bool = False) -> float:
     return total / ticks
 
 
+async def spooling(
+    stack: AsyncExitStack, log: AuditLog, *, linger: float | None
+) -> GroupedAuditLog:
+    """A trail over `log` through a spool in a directory of its own, started; stopped and the
+    directory removed when `stack` closes."""
+    directory = Path(tempfile.mkdtemp(prefix="bench-audit-spool-"))
+    stack.callback(shutil.rmtree, directory, ignore_errors=True)
+    trail = GroupedAuditLog(log, spool=AuditSpool(directory), linger=linger)
+    await trail.start()
+    stack.push_async_callback(trail.stop)
+    return trail
+
+
 async def open_apps(
     stack: AsyncExitStack,
     deployment: Deployment,
@@ -270,32 +277,19 @@ async def open_apps(
     )
     apps = {}
     for variant in variants:
-        linger = linger_of(variant)
-        spool = None
+        audit: Trail
         if spooled_in(variant):  # as the query process records (access_of)
-            directory = Path(tempfile.mkdtemp(prefix="bench-audit-spool-"))
-            stack.callback(shutil.rmtree, directory, ignore_errors=True)
-            spool = GroupedAuditLog(
-                PostgresAuditLog(db), spool=AuditSpool(directory), linger=spool_linger_of(variant)
-            )
-            await spool.start()
-            stack.push_async_callback(spool.stop)
-        if variant.removesuffix(AGAIN) == UNSENT:
-            directory = Path(tempfile.mkdtemp(prefix="bench-audit-spool-"))
-            stack.callback(shutil.rmtree, directory, ignore_errors=True)
+            audit = await spooling(stack, PostgresAuditLog(db), linger=linger_in(variant, SPOOLED))
+        elif variant.removesuffix(AGAIN) == UNSENT:
             unsent = Unsent()
-            spool = GroupedAuditLog(unsent, spool=AuditSpool(directory))
-            spool.MAX_UNSHIPPED = sys.maxsize  # every entry of the run stays in the spool
-            await spool.start()
-            stack.push_async_callback(spool.stop)
+            kept = await spooling(stack, unsent, linger=None)
+            kept.MAX_UNSHIPPED = sys.maxsize  # every entry of the run stays in the spool
+            audit = kept
             stack.callback(unsent.close)  # before stop: its last group is refused, not awaited
-        audit: Trail = (
-            spool
-            if spool is not None
-            else Unrecorded()
-            if linger is None
-            else GroupedAuditLog(PostgresAuditLog(db), linger=linger)  # spool off
-        )
+        elif (linger := linger_in(variant, RECORDED_BY_LINGER)) is not None:
+            audit = GroupedAuditLog(PostgresAuditLog(db), linger=linger)  # spool off
+        else:
+            audit = Unrecorded()
         settings = QuerySettings()
         query = build_query(
             store=store,

@@ -82,7 +82,8 @@ class AuditFilter:
 
 
 def _fields(entry: AuditEntry, seq: int) -> bytes:
-    return orjson.dumps((seq, sortable(entry.at), *entry[1:8]))
+    at, *said = entry.recorded()
+    return orjson.dumps((seq, sortable(at), *said))
 
 
 def entry_hash(entry: AuditEntry, prev_hash: str, *, seq: int | None = None) -> str:
