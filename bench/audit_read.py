@@ -2,19 +2,19 @@
 PostgreSQL as it does in production, and recording nothing, side by side in one run.
 
     uv run --no-sync python -m bench.audit_read [--manifest PATH] [--clients 20]
-        [--seconds 60] [--slice 5] [--over asgi|http] [--linger MS[,MS...]|none] [--spool [MS,...]]
+        [--seconds 60] [--slice 5] [--over asgi|http] [--linger MS[,MS...]|none] [--spool]
         [--unsent]
         [--again] [--rounds N] [--json]
 
 Against a deployment bench.generate loaded (its OpenSearch indices, read from the manifest). This
 process builds the distributed query process's HTTP app once per variant (`service_app` over
 `build_query`, the same OpenSearch store, the same PostgreSQL key store and sessions):
-"recorded, spooled" (`--spool`) writes each entry to a spool file before answering and
-PostgreSQL takes them in groups, as the query process does by default (`--spool 100,1000`: one
-such app per linger of its groups, "recorded, spooled, linger N ms"; `--unsent`: an app that
-spools its entries and never sends them, what the read path alone pays); "recorded, linger N ms"
-answers once PostgreSQL has the entry, as with AUDIT_SPOOL=false; "unrecorded" is the same app
-with a trail that keeps nothing, the control.
+"recorded, spooled" (`--spool`) writes each entry to a spool file before answering, and a
+shipper, a process of its own beside the app (`insights audit ship`), takes them into PostgreSQL,
+as the query process does by default (`--unsent`: an app that spools its entries and never ships
+them, what the read path alone pays); "recorded, linger N ms" answers once PostgreSQL has the
+entry, as with AUDIT_SPOOL=false; "unrecorded" is the same app with a trail that keeps nothing,
+the control.
 `--clients` concurrent clients call each with the recorded kinds of bench.query's mix (user +
 stats, message list, message details of its user as the dashboard reads them, message details
 by id) and one kind that is never recorded (search by exact id), each sending its next request
@@ -36,14 +36,15 @@ The apps run in turn, in slices of `--slice` seconds, each turn in an order of i
 random, so the machine's other load falls on all alike and no app is always at the same place of a
 turn or next to the same app (with each turn the reverse of the last, the apps at the ends ran two
 slices in a row at every turn). Prints per kind each app's p50 and p99 and its p99 over the
-unrecorded app's; the requests a second; the CPU the app's process and PostgreSQL spent per request
-(PostgreSQL's from /proc: every server process of this machine, so only meaningful on a server
-nobody else uses); and how many entries a transaction of each recorded app held. `--rounds N`
-measures N times, each round with processes of its own (started in an order drawn at random), and
-ends with each recorded variant's difference from the unrecorded apps in requests/s and CPU a
-request: its mean over the rounds and the 95% confidence interval of that mean. An interval that
-holds 0 says the benchmark cannot tell the variant from the control; with `--again`, the second
-unrecorded app against the first shows how wide such an interval is for two apps that do the same.
+unrecorded app's; the requests a second; the CPU the app's process, its shipper and PostgreSQL
+spent per request (PostgreSQL's from /proc: every server process of this machine, so only
+meaningful on a server nobody else uses); and how many entries a transaction of each recorded app
+held. `--rounds N` measures N times, each round with processes of its own (started in an order
+drawn at random), and ends with each recorded variant's difference from the unrecorded apps in
+requests/s and CPU a request (the app's process alone, and with its shipper): its mean over the
+rounds and the 95% confidence interval of that mean. An interval that holds 0 says the benchmark
+cannot tell the variant from the control; with `--again`, the second unrecorded app against the
+first shows how wide such an interval is for two apps that do the same.
 On POSTGRES_DSN, in a fresh schema removed afterwards.
 """
 
@@ -67,7 +68,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -78,6 +79,7 @@ from fastapi import FastAPI
 from bench.ingest import quantile
 from bench.manifest import DEFAULT_PATH, Deployment, Manifest
 from bench.query_mix import BY_NAME, Pools, Spec
+from insights.composition.distributed import ship_command
 from insights.connections import access_of, key_store
 from insights.distributed import service_app
 from insights.tuning import freeze_startup_objects, run, server_config, tune_garbage_collector
@@ -90,12 +92,12 @@ from insights_common.audit import (
     Trail,
     verify,
 )
-from insights_common.audit_spool import AuditSpool
+from insights_common.audit_ship import ShipperProcess
+from insights_common.audit_spool import AuditSpool, SpooledTrail
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.http.guard import HttpSettings
 from insights_common.kafka.bus import KafkaBus, KafkaOptions
 from insights_common.kafka.watermark import KafkaProjectionWatermark
-from insights_common.outage import DependencyUnavailable
 from insights_common.postgres.audit import PostgresAuditLog
 from insights_common.postgres.database import PostgresDatabase
 from insights_common.postgres.retention import PostgresRetentionSettings
@@ -110,7 +112,7 @@ UNRECORDED = "unrecorded"
 SPOOLED = "recorded, spooled"
 RECORDED_BY_LINGER = "recorded"
 """The kind of app that answers once PostgreSQL has its entry (`recorded(linger)` names one)."""
-UNSENT = "spooled, never sent"
+UNSENT = "spooled, never shipped"
 AGAIN = " again"
 """The suffix of a variant's second app (`--again`)."""
 OVER = ("asgi", "http")
@@ -119,6 +121,12 @@ BOX_VARIABLE = "BENCH_AUDIT_READ_BOX"
 
 class Unrecorded:
     """The control: a trail that keeps nothing (what the read path costs without one)."""
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
 
     async def append(self, entry: AuditEntry) -> AuditEntry:
         return entry
@@ -146,21 +154,15 @@ class Unrecorded:
         return []
 
 
-class Unsent(Unrecorded):
-    """A trail's store that takes no group until `close` (then refuses it): an app spooling
-    through it pays what the read path pays for its entry, without the sending."""
+class Unshipped:
+    """Runs no shipper: an app spooling through it pays what the read path pays for its entry,
+    without the shipping."""
 
-    def __init__(self) -> None:
-        self._closed = asyncio.Event()
+    async def start(self) -> None:
+        return None
 
-    async def append_many(
-        self, entries: Sequence[AuditEntry], *, spooled: Sequence[SpoolMark] = ()
-    ) -> list[AuditEntry]:
-        await self._closed.wait()
-        raise DependencyUnavailable("the benchmark's store", "it takes nothing")
-
-    def close(self) -> None:
-        self._closed.set()
+    async def stop(self) -> None:
+        return None
 
 
 def recorded(linger_ms: float) -> str:
@@ -168,13 +170,8 @@ def recorded(linger_ms: float) -> str:
     return f"{RECORDED_BY_LINGER}, linger {linger_ms:g} ms"
 
 
-def spooled(linger_ms: float | None) -> str:
-    """The name of the app recording through a spool, with this linger (the product's: None)."""
-    return SPOOLED if linger_ms is None else f"{SPOOLED}, linger {linger_ms:g} ms"
-
-
 def spooled_in(variant: str) -> bool:
-    return variant.startswith(SPOOLED)
+    return variant.removesuffix(AGAIN) == SPOOLED
 
 
 def linger_in(variant: str, kind: str) -> float | None:
@@ -211,6 +208,16 @@ class Figures:
     entries_per_transaction: dict[str, float]
     entries: int
     chain_intact: bool
+    shipper_cpu_us_per_request: dict[str, float] = field(default_factory=dict)
+    """What a spooled app's shipper, a process of its own, spent per request of the app."""
+
+    @property
+    def cpu_with_shipper_us_per_request(self) -> dict[str, float]:
+        """Each app's CPU a request, its shipper's included."""
+        return {
+            v: cpu + self.shipper_cpu_us_per_request.get(v, 0.0)
+            for v, cpu in self.cpu_us_per_request.items()
+        }
 
 
 def postgres_pids() -> list[int]:
@@ -240,17 +247,35 @@ def cpu_seconds(pids: Sequence[int], *, system: bool = False) -> float:
     return total / ticks
 
 
+def children_cpu_seconds(parent: int) -> float:
+    """utime + stime of the processes whose parent is `parent` now (a query process's shipper)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                children.append(int(entry.name))
+    return cpu_seconds(children)
+
+
 async def spooling(
-    stack: AsyncExitStack, log: AuditLog, *, linger: float | None
-) -> GroupedAuditLog:
-    """A trail over `log` through a spool in a directory of its own, started; stopped and the
-    directory removed when `stack` closes."""
+    stack: AsyncExitStack,
+    log: AuditLog,
+    shipping: Callable[[Path], ShipperProcess | Unshipped],
+) -> tuple[SpooledTrail, ShipperProcess | Unshipped]:
+    """A trail over `log` through a spool in a directory of its own, shipped as `shipping`
+    ships the directory; started, and stopped and the directory removed when `stack` closes."""
     directory = Path(tempfile.mkdtemp(prefix="bench-audit-spool-"))
     stack.callback(shutil.rmtree, directory, ignore_errors=True)
-    trail = GroupedAuditLog(log, spool=AuditSpool(directory), linger=linger)
+    shipper = shipping(directory)
+    spool = AuditSpool(directory, max_bytes=sys.maxsize)  # the unshipped app's stays
+    trail = SpooledTrail(GroupedAuditLog(log), spool, shipper)
     await trail.start()
     stack.push_async_callback(trail.stop)
-    return trail
+    return trail, shipper
 
 
 async def open_apps(
@@ -259,9 +284,10 @@ async def open_apps(
     db: PostgresDatabase,
     keys: KeyStore,
     variants: Sequence[str],
-) -> tuple[dict[str, FastAPI], AuditLog, OpenSearchInsightsStore]:
+) -> tuple[dict[str, FastAPI], AuditLog, OpenSearchInsightsStore, dict[str, ShipperProcess]]:
     """The query process's app of each variant over the deployment's indices, the trail the
-    recorded ones write to (to read it back), and the store."""
+    recorded ones write to (to read it back), the store, and the spooled apps' shippers."""
+    shippers: dict[str, ShipperProcess] = {}
     access, trail = await access_of(db, keys)
     retention = PostgresRetentionSettings(db)
     await retention.migrate()
@@ -278,14 +304,14 @@ async def open_apps(
     apps = {}
     for variant in variants:
         audit: Trail
-        if spooled_in(variant):  # as the query process records (access_of)
-            audit = await spooling(stack, PostgresAuditLog(db), linger=linger_in(variant, SPOOLED))
+        if spooled_in(variant):  # as the query process records (query_process)
+            audit, shipper = await spooling(
+                stack, PostgresAuditLog(db), lambda spool: ShipperProcess(ship_command(spool))
+            )
+            assert isinstance(shipper, ShipperProcess)  # noqa: S101 - made just above
+            shippers[variant] = shipper
         elif variant.removesuffix(AGAIN) == UNSENT:
-            unsent = Unsent()
-            kept = await spooling(stack, unsent, linger=None)
-            kept.MAX_UNSHIPPED = sys.maxsize  # every entry of the run stays in the spool
-            audit = kept
-            stack.callback(unsent.close)  # before stop: its last group is refused, not awaited
+            audit, _ = await spooling(stack, PostgresAuditLog(db), lambda _: Unshipped())
         elif (linger := linger_in(variant, RECORDED_BY_LINGER)) is not None:
             audit = GroupedAuditLog(PostgresAuditLog(db), linger=linger)  # spool off
         else:
@@ -301,7 +327,7 @@ async def open_apps(
             settings=settings,
         )
         apps[variant] = service_app(f"query ({variant})", query.parts, readiness=[])
-    return apps, trail, store
+    return apps, trail, store, shippers
 
 
 async def entries_per_transaction(db: PostgresDatabase, actors: dict[str, str]) -> dict[str, float]:
@@ -332,7 +358,7 @@ async def serve(manifest: Manifest, variant: str, schema: str, port: int) -> Non
         stack.push_async_callback(db.close)
         box = SecretBox(os.environ[BOX_VARIABLE].encode())
         keys = await key_store(db, box, KeyCacheSettings())
-        apps, _, _ = await open_apps(stack, deployment, db, keys, (variant,))
+        apps, _, _, _ = await open_apps(stack, deployment, db, keys, (variant,))
         freeze_startup_objects()
         config = server_config(
             apps[variant], HttpSettings(), host="127.0.0.1", port=port, log_level="warning"
@@ -356,7 +382,7 @@ def spawn(
             *("-m", "bench.audit_read", "--serve", variant, "--schema", schema),
             *("--port", str(port), "--manifest", str(manifest_path)),
         ],
-        env={**os.environ, BOX_VARIABLE: box.decode()},
+        env={**os.environ, BOX_VARIABLE: box.decode(), "POSTGRES_SCHEMA": schema},
     )
 
     def stop() -> None:
@@ -417,10 +443,13 @@ async def measure(
         stack.push_async_callback(drop_schema)
         secret = Fernet.generate_key()
         keys = await key_store(db, SecretBox(secret), KeyCacheSettings())
-        local, trail, store = await open_apps(stack, deployment, db, keys, variants)
+        # The spooled apps' shippers are processes of their own, on this schema.
+        os.environ.update(POSTGRES_DSN=dsn, POSTGRES_SCHEMA=schema)
+        local, trail, store, shippers = await open_apps(stack, deployment, db, keys, variants)
         apps: dict[str, httpx.AsyncClient] = {}
         cpu_of: dict[str, Callable[[], float]] = {}
         system_of: dict[str, Callable[[], float]] = {}
+        shipper_of: dict[str, Callable[[], float]] = {}
         actors: dict[str, str] = {}
         for variant in variants:
             # A key of each app's own, so the trail tells whose entries are whose.
@@ -440,6 +469,7 @@ async def measure(
                 )
                 cpu_of[variant] = functools.partial(cpu_seconds, [pid])
                 system_of[variant] = functools.partial(cpu_seconds, [pid], system=True)
+                shipper_of[variant] = functools.partial(children_cpu_seconds, pid)
             else:
                 apps[variant] = httpx.AsyncClient(
                     transport=httpx.ASGITransport(
@@ -451,6 +481,10 @@ async def measure(
                 )
                 cpu_of[variant] = time.process_time
                 system_of[variant] = lambda: os.times().system
+                if variant in shippers:
+                    shipper_of[variant] = functools.partial(
+                        lambda shipper: cpu_seconds([shipper.pid or 0]), shippers[variant]
+                    )
             stack.push_async_callback(apps[variant].aclose)
 
         mix = Pools(manifest, seed=7, size=2000)
@@ -468,6 +502,7 @@ async def measure(
         spent: dict[str, float] = defaultdict(float)
         own_cpu: dict[str, float] = defaultdict(float)
         own_system: dict[str, float] = defaultdict(float)
+        shipper_cpu: dict[str, float] = defaultdict(float)
         pg_cpu: dict[str, float] = defaultdict(float)
         pids = postgres_pids()
 
@@ -489,11 +524,14 @@ async def measure(
         async def run_slice(variant: str, length: float, record: bool) -> None:
             cpu, pg, wall = cpu_of[variant](), cpu_seconds(pids), time.perf_counter()
             system = system_of[variant]()
+            shipping = shipper_of.get(variant, lambda: 0.0)
+            shipped = shipping()
             until = wall + length
             await asyncio.gather(*(one_client(n, variant, until, record) for n in range(clients)))
             if record:
                 own_cpu[variant] += cpu_of[variant]() - cpu
                 own_system[variant] += system_of[variant]() - system
+                shipper_cpu[variant] += shipping() - shipped
                 pg_cpu[variant] += cpu_seconds(pids) - pg
                 spent[variant] += time.perf_counter() - wall
 
@@ -534,6 +572,9 @@ async def measure(
             postgres_cpu_us_per_request={
                 v: round(pg_cpu[v] / answered[v] * 1e6, 1) for v in variants
             },
+            shipper_cpu_us_per_request={
+                v: round(shipper_cpu[v] / answered[v] * 1e6, 1) for v in shipper_of
+            },
             entries_per_transaction=await entries_per_transaction(db, actors),
             entries=checked.entries,
             chain_intact=checked.intact,
@@ -562,6 +603,8 @@ def print_figures(figures: Figures, over: str) -> None:
         "requests_per_s",
         "cpu_us_per_request",
         "system_cpu_us_per_request",
+        "shipper_cpu_us_per_request",
+        "cpu_with_shipper_us_per_request",
         "postgres_cpu_us_per_request",
         "entries_per_transaction",
     ):
@@ -572,6 +615,13 @@ def print_figures(figures: Figures, over: str) -> None:
         print(f"{name:<40}{cells}")
     print(f"entries written: {figures.entries}, chain intact: {figures.chain_intact}")
 
+
+MEASURES = (
+    ("requests_per_s", "requests/s"),
+    ("cpu_us_per_request", "CPU/req"),
+    ("cpu_with_shipper_us_per_request", "with its shipper"),
+)
+"""What `differences` compares, with its label."""
 
 T_95 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14)
 """Student's t for a two-sided 95% interval, by degrees of freedom from 1 (2.09 past 14)."""
@@ -591,7 +641,7 @@ def differences(rounds: Sequence[Figures]) -> dict[str, dict[str, list[float]]]:
     second unrecorded app against the first is the benchmark's own noise."""
     found: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for figures in rounds:
-        for name in ("requests_per_s", "cpu_us_per_request"):
+        for name, _ in MEASURES:
             values: dict[str, float] = getattr(figures, name)
             kinds: dict[str, list[float]] = defaultdict(list)
             for variant, value in values.items():
@@ -610,7 +660,7 @@ def print_differences(summary: dict[str, dict[str, list[float]]], rounds: int) -
     print(f"over {rounds} rounds: % from the unrecorded apps, mean ± 95% confidence interval")
     for kind, by_measure in summary.items():
         cells = []
-        for name, label in (("requests_per_s", "requests/s"), ("cpu_us_per_request", "CPU/req")):
+        for name, label in MEASURES:
             mean, half = interval(by_measure[name])
             each = ", ".join(f"{v:+.1f}" for v in by_measure[name])
             cells.append(f"{label} {mean:+.2f} ± {half:.2f} ({each})")
@@ -635,16 +685,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--spool",
-        nargs="?",
-        const="",
-        metavar="MS[,MS...]",
-        help="add an app recording through a spool, as served; with values, one such app per"
-        " linger in ms (how long a group of spooled entries waits before it is sent)",
+        action="store_true",
+        help="add an app recording through a spool shipped by a process of its own, as served",
     )
     parser.add_argument(
         "--unsent",
         action="store_true",
-        help="add an app that spools its entries and never sends them: the read path's part",
+        help="add an app that spools its entries and never ships them: the read path's part",
     )
     parser.add_argument(
         "--rounds",
@@ -666,10 +713,7 @@ def main() -> None:
     variants = (
         UNRECORDED,
         *(recorded(float(ms)) for ms in args.linger.split(",") if ms != "none"),
-        *(
-            spooled(float(ms) if ms else None)
-            for ms in ([] if args.spool is None else args.spool.split(","))
-        ),
+        *((SPOOLED,) if args.spool else ()),
         *((UNSENT,) if args.unsent else ()),
     )
     if args.again:

@@ -241,3 +241,46 @@ def audit_verify(
         f"{result.problem}; the {result.entries} entries before it are intact"
     )
     raise typer.Exit(1)
+
+
+@audit_app.command("ship")
+def audit_ship(
+    distributed: Distributed = False,
+    spool_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--spool-dir",
+            help="The query processes' spool directory [default: AUDIT_SPOOL_DIR, or the one "
+            "they use by default on this machine]",
+            show_default=False,
+        ),
+    ] = None,
+    parent: Annotated[
+        int | None,
+        typer.Option(
+            "--parent", help="End (after a last pass) when this process ends.", hidden=True
+        ),
+    ] = None,
+) -> None:
+    """Take the entries the query processes spooled into the audit trail's store, until stopped.
+
+    Each query process of the distributed mode runs one beside itself; run it yourself to ship a
+    spool whose processes are gone. One shipper works on a directory at a time: another waits.
+    """
+    from insights import logs  # noqa: PLC0415
+    from insights.composition.distributed import audit_shipper  # noqa: PLC0415
+    from insights_common.audit_ship import ship_until_stopped  # noqa: PLC0415
+
+    if not distributed:
+        err.print(
+            "[red]error:[/] the embedded mode ships its spool in its own process; "
+            "`insights audit ship` takes --distributed"
+        )
+        raise typer.Exit(2)
+    logs.configure("audit-shipper", chosen=logs.log_format())
+
+    async def ship() -> None:
+        async with audit_shipper(spool_dir) as shipper:
+            await ship_until_stopped(shipper, parent=parent)
+
+    asyncio.run(ship())

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, TypeVar
 from opentelemetry.sdk.trace import TracerProvider
 
 from insights_common.audit import GroupedAuditLog
-from insights_common.audit_spool import AuditSpool
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.http.access import Access
 from insights_common.http.observability import ReadinessCheck
@@ -100,17 +99,15 @@ async def key_store(db: PostgresDatabase, box: SecretBox, cache: KeyCacheSetting
     return CachedKeyStore(keys, ttl=cache.seconds, size=cache.size)
 
 
-async def access_of(
-    db: PostgresDatabase, keys: KeyStore, *, spool: AuditSpool | None = None
-) -> tuple[Access, GroupedAuditLog]:
+async def access_of(db: PostgresDatabase, keys: KeyStore) -> tuple[Access, GroupedAuditLog]:
     """How a service process authenticates its callers (keys and members' sessions, in
-    PostgreSQL) and where it records what they do: with a spool, the reads of users are
-    recorded in it first (`GroupedAuditLog`; its `start` and `stop` are the caller's)."""
+    PostgreSQL) and where it records what they do (`GroupedAuditLog`; its `start` and `stop`
+    are the caller's)."""
     members = PostgresMemberStore(db)
     await members.migrate()
     audit = PostgresAuditLog(db)
     await audit.migrate()
-    return Access(keys, members), GroupedAuditLog(audit, spool=spool)
+    return Access(keys, members), GroupedAuditLog(audit)
 
 
 async def opensearch_store(

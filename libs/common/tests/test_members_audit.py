@@ -25,7 +25,8 @@ from insights_common.audit import (
     SpoolMark,
     verify,
 )
-from insights_common.audit_spool import AuditSpool, entries_after
+from insights_common.audit_ship import InProcessShipping, SpoolShipper
+from insights_common.audit_spool import AuditSpool, SpooledTrail, entries_after
 from insights_common.members import (
     MemberStore,
     SessionInfo,
@@ -414,7 +415,8 @@ async def test_a_read_whose_entry_is_not_stored_is_not_answered(databases: Datab
     assert await log.run("acme", from_seq=1, limit=10) == []
 
 
-# The spool: an entry beside a read is stored in the process's file before the read answers.
+# The spool: an entry beside a read is stored in the process's file before the read answers,
+# and a shipper takes the files into the store.
 
 
 class Down:
@@ -457,14 +459,26 @@ async def stored_in(log: AuditLog, *, count: int = 1) -> list[AuditEntry]:
     return await log.run("acme", from_seq=1, limit=1000)
 
 
-async def test_a_read_answers_once_its_entry_is_in_the_spool_and_the_trail_takes_it_later(
+def spooled(
+    log: AuditLog, directory: Path, *, every: float = 3600, **spool: int
+) -> tuple[SpooledTrail, SpoolShipper]:
+    """A trail spooling to `directory` and its shipper, run in this process; with the default
+    `every`, the shipper passes when it starts and when it stops, and when a test says so."""
+    shipper = SpoolShipper(log, directory, every=every, retry_delays=(0.05,))
+    trail = SpooledTrail(
+        GroupedAuditLog(log), AuditSpool(directory, **spool), InProcessShipping(shipper)
+    )
+    return trail, shipper
+
+
+async def test_a_read_answers_once_its_entry_is_in_the_spool_and_the_shipper_takes_it_later(
     databases: Databases, tmp_path: Path
 ) -> None:
     log = await open_audit(databases)
     counting = CountingLog(log)
-    grouped = GroupedAuditLog(counting, spool=AuditSpool(tmp_path), linger=0.05)  # type: ignore[arg-type]
-    await grouped.start()
-    record = Recorder(grouped)
+    trail, shipper = spooled(counting, tmp_path)  # type: ignore[arg-type]
+    await trail.start()
+    record = Recorder(trail)
 
     async def read() -> str:
         return "the profile"
@@ -475,17 +489,61 @@ async def test_a_read_answers_once_its_entry_is_in_the_spool_and_the_trail_takes
     assert counting.transactions == 0  # answered before the trail's store was asked
     (spool,) = spool_files(tmp_path)
     assert spool.read_bytes().count(b"\n") == 6
-    stored = await stored_in(log)
-    assert counting.groups == [6]  # one transaction, after the linger
+    assert await shipper.ship() == 6
+    assert counting.groups == [6]  # one transaction
+    stored = await log.run("acme", from_seq=1, limit=10)
     assert [(e.seq, e.user_id) for e in stored] == [
         *((i + 1, f"u{i}") for i in range(5)),
         (6, "u9"),
     ]
     assert stored[-1].detail == "m-1"
     assert await log.spooled(spool.stem) == spool.stat().st_size  # kept with the entries
-    await grouped.stop()
+    await trail.stop()
     assert spool_files(tmp_path) == []  # all of it was taken: removed, and its mark too
     assert await log.spooled(spool.stem) == 0
+
+
+async def test_reading_the_trail_waits_for_what_this_process_spooled(
+    databases: Databases, tmp_path: Path
+) -> None:
+    log = await open_audit(databases)
+    trail, _ = spooled(log, tmp_path, every=0.05)
+    await trail.start()
+    await Recorder(trail).read(asked(), "user.view", user_id="alex")
+    (found,) = await trail.search("acme", AuditFilter(), before_seq=None, limit=10)
+    assert found.user_id == "alex"
+    await trail.stop()
+
+    unshipped = SpooledTrail(  # its shipper waits for the directory another one holds
+        GroupedAuditLog(log),
+        AuditSpool(tmp_path),
+        InProcessShipping(SpoolShipper(log, tmp_path)),
+    )
+    unshipped.CATCH_UP = 0.2
+    holder = SpoolShipper(log, tmp_path)
+    assert holder.try_lock()
+    await unshipped.start()
+    await Recorder(unshipped).read(asked(), "user.view", user_id="bo")
+    with pytest.raises(DependencyUnavailable, match="not in the store after 0.2 s"):
+        await unshipped.search("acme", AuditFilter(), before_seq=None, limit=10)
+    holder.close()  # the waiting shipper takes the directory, at its next look
+    unshipped.CATCH_UP = 10.0
+    (newest, _) = await unshipped.search("acme", AuditFilter(), before_seq=None, limit=10)
+    assert newest.user_id == "bo"
+    await unshipped.stop()
+
+
+async def test_an_entry_stored_at_once_follows_the_reads_this_process_spooled_before(
+    databases: Databases, tmp_path: Path
+) -> None:
+    log = await open_audit(databases)
+    trail, _ = spooled(log, tmp_path, every=0.05)
+    await trail.start()
+    await Recorder(trail).read(asked(), "message.view", user_id="alex", detail="m-1")
+    await Recorder(trail)(asked(), "user.erase", user_id="alex")  # waits for the read's entry
+    stored = await log.run("acme", from_seq=1, limit=10)
+    assert [(e.seq, e.action) for e in stored] == [(1, "message.view"), (2, "user.erase")]
+    await trail.stop()
 
 
 async def test_reads_go_on_while_the_trails_store_is_down_and_their_entries_arrive_after(
@@ -493,45 +551,59 @@ async def test_reads_go_on_while_the_trails_store_is_down_and_their_entries_arri
 ) -> None:
     log = await open_audit(databases)
     store = Down(log)
-    grouped = GroupedAuditLog(store, spool=AuditSpool(tmp_path), linger=0.01)  # type: ignore[arg-type]
-    grouped.RETRY_DELAYS = (0.05,)
-    await grouped.start()
+    trail, _ = spooled(store, tmp_path, every=0.01)  # type: ignore[arg-type]
+    await trail.start()
     for i in range(4):
-        await grouped.beside(entry(i))
+        await trail.beside(entry(i))
     await until(lambda: store.calls >= 3)  # tried, and tried again after a pause
     assert await log.run("acme", from_seq=1, limit=10) == []
-    await grouped.beside(entry(4))
+    await trail.beside(entry(4))
     store.up()
     stored = await stored_in(log, count=5)
     assert [e.at for e in stored] == [entry(i).at for i in range(5)]  # in the order of the reads
     assert (await verify(log, "acme")).entries == 5
-    await grouped.stop()
+    await trail.stop()
 
 
-async def test_a_read_is_refused_once_too_many_entries_wait_for_the_store(
+async def test_a_read_is_refused_while_too_much_waits_for_the_store_and_served_after(
     databases: Databases, tmp_path: Path
 ) -> None:
-    store = Down(await open_audit(databases))
-    grouped = GroupedAuditLog(store, spool=AuditSpool(tmp_path), linger=3600)  # type: ignore[arg-type]
-    grouped.MAX_UNSHIPPED = 3
-    await grouped.start()
-    record = Recorder(grouped)
+    log = await open_audit(databases)
+    store = Down(log)
+    trail, _ = spooled(store, tmp_path, every=0.01, rotate_bytes=300, max_bytes=900)  # type: ignore[arg-type]
+    await trail.start()
+    record = Recorder(trail)
     read_done = asyncio.Event()
 
     async def read() -> str:
         read_done.set()
         return "the profile"
 
-    for i in range(3):
-        await grouped.beside(entry(i))
-    with pytest.raises(DependencyUnavailable, match="3 entries wait"):
-        await record.during(read(), asked(), "user.view", user_id="alex")
+    written = 0
+    with pytest.raises(DependencyUnavailable, match="KiB of entries wait"):
+        while written < 100:
+            await record.during(read(), asked(), "user.view", user_id=f"u{written}")
+            written += 1
+            read_done.clear()
+    assert 0 < written < 100
     assert not read_done.is_set()  # refused before it read anything
-    await grouped.stop()
-    assert len(spool_files(tmp_path)) == 1  # the store never took them: kept for the next process
+    store.up()
+    await stored_in(log, count=written)
+
+    async def served() -> bool:
+        try:
+            await record.during(read(), asked(), "user.view", user_id="again")
+        except DependencyUnavailable:
+            return False
+        return True
+
+    await until(served)  # once the shipper removed the files it took
+    await trail.stop()
+    assert spool_files(tmp_path) == []
+    assert (await verify(log, "acme")).entries == written + 1
 
 
-async def test_the_spool_a_process_left_is_taken_over_from_where_the_store_stopped(
+async def test_the_spool_a_process_left_is_taken_from_where_the_store_stopped(
     databases: Databases, tmp_path: Path
 ) -> None:
     """A process wrote five entries to its spool and the store took the first two, then it
@@ -546,37 +618,42 @@ async def test_the_spool_a_process_left_is_taken_over_from_where_the_store_stopp
         cut.write(b'["2026-')  # the write it died in
     alive = AuditSpool(tmp_path)  # a process of the same directory, still running
     alive.open()
+    alive.write(entry(5))
     dead.close()  # its process ended: the file stays, unlocked
-    found = list(alive.orphans())
-    assert [orphan.id for orphan in found] == [left.stem]  # not its own live file
-    for orphan in found:
-        orphan.release()
 
-    grouped = GroupedAuditLog(log, spool=AuditSpool(tmp_path))
-    await grouped.start()
-    await until(lambda: not left.exists())
+    shipper = SpoolShipper(log, tmp_path)
+    assert await shipper.ship() == 4  # three left behind, one of the live process
     stored = await log.run("acme", from_seq=1, limit=10)
-    assert [e.at for e in stored] == [entry(i).at for i in range(5)]  # each once, in order
-    assert (await verify(log, "acme")).entries == 5
+    assert [e.at for e in stored] == [entry(i).at for i in range(6)]  # each once, in order
+    assert (await verify(log, "acme")).entries == 6
+    assert not left.exists()
     assert await log.spooled(left.stem) == 0  # forgotten with the file
-    assert len(spool_files(tmp_path)) == 2  # the live process's and the new one's
-    await grouped.stop()
+    (live,) = spool_files(tmp_path)  # the live process's stays: it may write more
+    alive.write(entry(6))
     alive.close()
+    assert await shipper.ship() == 1
+    assert spool_files(tmp_path) == []
+    shipper.close()
 
 
-async def test_a_full_spool_file_is_replaced_and_removed_once_taken(
+async def test_a_full_spool_file_is_left_to_the_shipper_and_removed_once_taken(
     databases: Databases, tmp_path: Path
 ) -> None:
     log = await open_audit(databases)
-    grouped = GroupedAuditLog(log, spool=AuditSpool(tmp_path, rotate_bytes=300), linger=3600)
-    await grouped.start()
+    spool = AuditSpool(tmp_path, rotate_bytes=300)
+    spool.open()
     for i in range(12):
-        await grouped.beside(entry(i))
+        spool.write(entry(i))
     assert len(spool_files(tmp_path)) > 2
-    await grouped.sent()
+    shipper = SpoolShipper(log, tmp_path, batch=5)
+    assert await shipper.ship() == 12
     assert len(spool_files(tmp_path)) == 1  # the files written to before were taken and removed
     assert (await verify(log, "acme")).entries == 12
-    await grouped.stop()
+    assert [e.at for e in await log.run("acme", from_seq=1, limit=20)] == [
+        entry(i).at for i in range(12)
+    ]
+    spool.close()
+    shipper.close()
 
 
 @pytest.mark.unit
@@ -604,58 +681,51 @@ def test_a_spool_entry_reads_back_as_written_and_a_cut_line_is_left_out(tmp_path
 
 
 SPOOLING_CHILD = """
-import asyncio, sys
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from insights_common.audit import AuditEntry, GroupedAuditLog
+from insights_common.audit import AuditEntry
 from insights_common.audit_spool import AuditSpool
 
-
-class Away:  # a store that never answers: what the child writes stays in its spool
-    async def append_many(self, entries, *, spooled=()):
-        await asyncio.Event().wait()
-
-
-async def main() -> None:
-    grouped = GroupedAuditLog(Away(), spool=AuditSpool(Path(sys.argv[1])))
-    await grouped.start()
-    for i in range(int(sys.argv[2])):
-        at = datetime(2026, 12, 1, tzinfo=UTC)
-        await grouped.beside(AuditEntry(at=at, app_id="acme", actor="key:k", action="user.view",
-                                        user_id=f"u{i}"))
-    print("spooled", flush=True)
-    await asyncio.Event().wait()
-
-
-asyncio.run(main())
+spool = AuditSpool(Path(sys.argv[1]))
+spool.open()
+for i in range(int(sys.argv[2])):
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    spool.write(AuditEntry(at=at, app_id="acme", actor="key:k", action="user.view",
+                           user_id=f"u{i}"))
+print("spooled", flush=True)
+sys.stdin.read()  # until killed
 """
 
 
-async def test_a_killed_process_s_spooled_reads_are_stored_by_the_next_one(
+async def test_a_killed_process_s_spooled_reads_are_stored_by_the_shipper(
     databases: Databases, tmp_path: Path
 ) -> None:
-    """SIGKILL: no stop, no flush; the kernel drops the child's lock on its file."""
+    """SIGKILL: no stop; the kernel drops the child's lock on its file."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         SPOOLING_CHILD,
         str(tmp_path),
         "7",
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
     assert child.stdout is not None
     assert await asyncio.wait_for(child.stdout.readline(), timeout=60) == b"spooled\n"
+    log = await open_audit(databases)
+    shipper = SpoolShipper(log, tmp_path)
+    assert await shipper.ship() == 7  # taken while it lives: its file stays
+    assert len(spool_files(tmp_path)) == 1
     child.kill()
     await child.wait()
-    log = await open_audit(databases)
-    grouped = GroupedAuditLog(log, spool=AuditSpool(tmp_path))
-    await grouped.start()
-    stored = await stored_in(log, count=7)
+    assert await shipper.ship() == 0
+    assert spool_files(tmp_path) == []  # nobody holds it now: removed
+    stored = await log.run("acme", from_seq=1, limit=10)
     assert [e.user_id for e in stored] == [f"u{i}" for i in range(7)]
-    await grouped.stop()
-    assert spool_files(tmp_path) == []
     assert (await verify(log, "acme")).entries == 7
+    shipper.close()
 
 
 FILLING_CHILD = """

@@ -4,9 +4,11 @@ reach a deployment from a process of their own (`--distributed`)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -26,8 +28,9 @@ from insights.connections import (
     patiently,
     postgres,
 )
-from insights_common.audit import AuditLog
-from insights_common.audit_spool import AuditSpool
+from insights_common.audit import AuditLog, Trail
+from insights_common.audit_ship import ShipperProcess, SpoolShipper
+from insights_common.audit_spool import AuditSpool, SpooledTrail
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.bus import AtOnce, EventSubscriber
 from insights_common.dead_letters import CombinedDeadLetters, DeadLetterBox
@@ -214,9 +217,11 @@ async def query_process(settings: Settings, servers: Servers) -> ServiceProcess:
     own = settings.query
     store = await servers.opensearch(own)
     db = await servers.postgres(own.postgres)
-    spooling = settings.audit
-    spool = AuditSpool(spooling.directory(own.postgres)) if spooling.spool else None
-    access, audit = await access_of(db, await key_store(db, box, cache), spool=spool)
+    access, grouped = await access_of(db, await key_store(db, box, cache))
+    audit: Trail = grouped
+    if settings.audit.spool:
+        spool = settings.audit.directory(own.postgres)
+        audit = SpooledTrail(grouped, AuditSpool(spool), ShipperProcess(ship_command(spool)))
     retention = PostgresRetentionSettings(db)
     await retention.migrate()
     # Only to publish the erases of users (it consumes nothing); not a readiness check, so
@@ -413,6 +418,42 @@ async def app_members(
         members = PostgresMemberStore(db)
         await members.migrate()
         yield members, await _audit_trail(db)
+
+
+def ship_command(spool: Path) -> Callable[[int], list[str]]:
+    """`insights audit ship` on the spool directory, run beside a query process by this
+    interpreter with the query process's environment (its PostgreSQL)."""
+
+    def command(parent: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "insights",
+            "audit",
+            "ship",
+            "--distributed",
+            "--spool-dir",
+            str(spool),
+            "--parent",
+            str(parent),
+        ]
+
+    return command
+
+
+@asynccontextmanager
+async def audit_shipper(
+    spool: Path | None = None, *, startup_limit: float = 30.0
+) -> AsyncIterator[SpoolShipper]:
+    """The shipper of a query process's audit spool (`insights audit ship --distributed`): into
+    the deployment's PostgreSQL, from the spool directory the query processes of this machine
+    share by default."""
+    settings = Settings()
+    own = settings.query
+    async with AsyncExitStack() as stack:
+        db = await postgres(own.postgres, stack, limit=startup_limit)
+        directory = spool if spool is not None else settings.audit.directory(own.postgres)
+        yield SpoolShipper(await _audit_trail(db), directory)
 
 
 @asynccontextmanager

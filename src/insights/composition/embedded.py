@@ -12,7 +12,8 @@ from import_svc.app import HttpDoor, build_imports
 from insights.composition import Settings
 from insights.embedded import Embedded, EmbeddedSettings
 from insights_common.audit import GroupedAuditLog
-from insights_common.audit_spool import AuditSpool
+from insights_common.audit_ship import InProcessShipping, SpoolShipper
+from insights_common.audit_spool import AuditSpool, SpooledTrail
 from insights_common.auth import SecretBox
 from insights_common.bus import AtOnce, InProcessBus
 from insights_common.http.access import Access
@@ -52,7 +53,13 @@ def build_embedded(
     box = SecretBox.from_data_dir(data_dir)
     keys = SqliteKeyStore(db, box)
     members = SqliteMemberStore(db)
-    audit = GroupedAuditLog(SqliteAuditLog(db), spool=AuditSpool(data_dir / AUDIT_SPOOL))
+    trail = SqliteAuditLog(db)
+    spool = data_dir / AUDIT_SPOOL
+    audit = SpooledTrail(
+        GroupedAuditLog(trail),
+        AuditSpool(spool),
+        InProcessShipping(SpoolShipper(trail, spool)),
+    )
     access = Access(keys, members)
     dead_letters = SqliteDeadLetters(db)
     bus = InProcessBus(dead_letters=dead_letters, tracer_provider=tracer_provider)

@@ -12,11 +12,11 @@ import asyncio
 import hashlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 from fastapi import Request
@@ -24,10 +24,6 @@ from fastapi import Request
 from insights_common.access import Principal
 from insights_common.clock import sortable, utc_now
 from insights_common.http.rate_limit import client_address
-from insights_common.outage import DependencyUnavailable
-
-if TYPE_CHECKING:
-    from insights_common.audit_spool import AuditSpool, Orphan
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -64,9 +60,9 @@ Recorded = tuple[datetime, str, str, str, str | None, str | None, str | None, st
 
 
 class SpoolMark(NamedTuple):
-    """That a store took a process's spool (`insights_common.audit_spool`) up to byte `upto`,
-    the end of an entry; kept in the same transaction as those entries, so that a spool taken
-    over after its process ended is shipped from there, never twice."""
+    """That a store took a spool file (`insights_common.audit_spool`) up to byte `upto`, the end
+    of an entry; kept in the same transaction as those entries, so that the file is shipped on
+    from there, never twice, whichever process ships it next."""
 
     spool: str
     upto: int
@@ -233,6 +229,12 @@ class Trail(AuditLog, Protocol):
         """Stored while the caller does something else; awaiting it says it is needed now."""
         ...
 
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        """Store what waits."""
+        ...
+
 
 class _Beside:
     """An entry written beside a read: awaiting it says that its group is needed now."""
@@ -255,25 +257,11 @@ class _Beside:
         return self._future.__await__()
 
 
-class _Spooled:
-    """An entry in the spool: stored already, awaiting it does not wait."""
-
-    __slots__ = ("_entry",)
-
-    def __init__(self, entry: AuditEntry) -> None:
-        self._entry = entry
-
-    def __await__(self) -> Generator[Any, None, AuditEntry]:
-        return self._entry
-        yield  # never reached: makes this a generator, done at its first step
-
-
 @dataclass(slots=True)
 class _Queued:
     entry: AuditEntry
-    future: asyncio.Future[AuditEntry] | None
-    """Done when the entry is stored; None for an entry in the spool, which nobody waits for."""
-    spooled: SpoolMark | None = None
+    future: asyncio.Future[AuditEntry]
+    """Done when the entry is stored."""
 
 
 class GroupedAuditLog:
@@ -281,73 +269,34 @@ class GroupedAuditLog:
     arrive together in one transaction (group commit).
 
     One group is written at a time; the entries that arrive meanwhile form the next. A group
-    leaves when one of its entries is needed (`append`, or awaiting what `beside` answered
-    without a spool), `linger` seconds after its first entry, or at `batch` entries.
-
-    With a `spool` (`insights_common.audit_spool`), an entry written beside a read is stored in
-    this process's spool file before the read answers, and the log takes it with the others of
-    the last `linger` (SPOOLED_LINGER) in one transaction: the read path pays a write to a local
-    file instead of a share of a round trip to the log's server. While that server is down the
-    spool keeps the entries and they are sent again, with growing pauses; once MAX_UNSHIPPED
-    wait, a read answers 503. `start` opens the spool and takes over the spools that processes
-    on the same directory left behind; `stop` sends what waits and closes it.
-
-    Without a spool, an entry written beside a read waits for others to join it only while that
-    read runs, and the read answers once the log stored it."""
+    leaves when one of its entries is needed (`append`, or awaiting what `beside` answered),
+    `linger` seconds after its first entry, or at `batch` entries. An entry written beside a
+    read waits for others to join it only while that read runs, and the read answers once the
+    log stored it (`insights_common.audit_spool.SpooledTrail` answers sooner)."""
 
     LINGER = 0.002
     """Seconds; shorter than a read of OpenSearch beside which an entry is written, so that such
     a read rarely waits for its entry (docs/performance.md, "The audit trail on the read path")."""
-    SPOOLED_LINGER = 0.1
-    """Seconds an entry in the spool waits for others; so also how long after its read it is
-    found in the log by another process (this one's reads of the log send it first)."""
-    MAX_UNSHIPPED = 100_000
-    RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
-    ORPHANS_EVERY = 60.0
-    """Seconds between two looks for spools that ended processes left in the directory."""
 
-    def __init__(
-        self,
-        log: AuditLog,
-        *,
-        batch: int = 500,
-        linger: float | None = None,
-        spool: AuditSpool | None = None,
-    ) -> None:
-        self._log = log
+    def __init__(self, log: AuditLog, *, batch: int = 500, linger: float = LINGER) -> None:
+        self.store = log
+        """The log the groups are written to."""
         self._batch = batch
-        self._spool = spool
-        if linger is None:
-            linger = self.LINGER if spool is None else self.SPOOLED_LINGER
         self._linger = linger
         self._pending: list[_Queued] = []
         self._due = False
         """The pending group leaves as soon as the group being written is stored."""
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
-        self._failures = 0
-        self._orphans: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self._spool is None:
-            return
-        self._spool.open()
-        self._orphans = asyncio.get_running_loop().create_task(
-            self._take_orphans(), name="audit-spool-orphans"
-        )
+        return
 
     async def stop(self) -> None:
-        orphans, self._orphans = self._orphans, None
-        if orphans is not None:
-            orphans.cancel()
-            await asyncio.gather(orphans, return_exceptions=True)
         await self.sent()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._spool is not None:
-            for removed in self._spool.close():
-                await self._forget(removed)
 
     def append(self, entry: AuditEntry) -> asyncio.Future[AuditEntry]:
         """The entry is queued and its group made due; the future is done when it is stored
@@ -358,21 +307,9 @@ class GroupedAuditLog:
         return future
 
     def beside(self, entry: AuditEntry) -> Awaitable[AuditEntry]:
-        """With a spool: stored in it at once (`DependencyUnavailable` when it cannot be, or
-        when MAX_UNSHIPPED wait for the log), answered as spooled, not yet chained."""
-        answer: Awaitable[AuditEntry]
-        if self._spool is None:
-            future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
-            answer = _Beside(self, self._pending, future)
-            self._pending.append(_Queued(entry, future))
-        else:
-            if self._spool.unshipped >= self.MAX_UNSHIPPED:
-                raise DependencyUnavailable(
-                    "the audit trail's store",
-                    f"{self._spool.unshipped} entries wait for it in this process's spool",
-                )
-            self._pending.append(_Queued(entry, None, self._spool.write(entry)))
-            answer = _Spooled(entry)
+        future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
+        answer = _Beside(self, self._pending, future)
+        self._pending.append(_Queued(entry, future))
         if len(self._pending) >= self._batch:
             self._due_now()
         elif not self._due and self._timer is None:
@@ -401,118 +338,38 @@ class GroupedAuditLog:
         while self._pending and self._due:
             taken, self._pending = self._pending[: self._batch], self._pending[self._batch :]
             self._due = bool(self._pending)  # what did not fit was already due
-            marks = _last_marks(queued.spooled for queued in taken)
             try:
-                stored = await self._log.append_many(
-                    [queued.entry for queued in taken], spooled=list(marks.values())
-                )
+                stored = await self.store.append_many([queued.entry for queued in taken])
             except Exception as error:  # every waiting request fails with the write
                 for queued in taken:
-                    if queued.future is not None and not queued.future.done():
+                    if not queued.future.done():
                         queued.future.set_exception(error)
-                if marks:  # the spool keeps them: they go again after a pause
-                    self._pending = [q for q in taken if q.future is None] + self._pending
-                    self._again_later(error)
-                    return
                 continue
-            self._failures = 0
             for queued, entry in zip(taken, stored, strict=True):
-                if queued.future is not None and not queued.future.done():
+                if not queued.future.done():
                     queued.future.set_result(entry)
-            await self._shipped(taken)
-
-    def _again_later(self, error: Exception) -> None:
-        delay = self.RETRY_DELAYS[min(self._failures, len(self.RETRY_DELAYS) - 1)]
-        self._failures += 1
-        log.warning(
-            "the audit trail's store did not take %d spooled entries (%d times in a row): %s;"
-            " trying again in %.1f s",
-            sum(queued.future is None for queued in self._pending),
-            self._failures,
-            error,
-            delay,
-        )
-        self._due = False
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(delay, self._due_now)
-
-    async def _shipped(self, taken: Sequence[_Queued]) -> None:
-        if self._spool is None:
-            return
-        counts: dict[str, int] = {}
-        for queued in taken:
-            if queued.spooled is not None:
-                counts[queued.spooled.spool] = counts.get(queued.spooled.spool, 0) + 1
-        for spool, entries in counts.items():
-            if self._spool.shipped(spool, entries):
-                await self._forget(spool)
-
-    async def _forget(self, spool: str) -> None:
-        try:
-            await self._log.forget_spool(spool)
-        except Exception as error:  # a mark left behind only takes a row
-            log.warning("the audit trail's store kept the mark of spool %s: %s", spool, error)
-
-    async def _take_orphans(self) -> None:
-        """Ship what ended processes left in spools of this directory, now and every
-        ORPHANS_EVERY seconds."""
-        assert self._spool is not None  # noqa: S101 - started with a spool only
-        while True:
-            for orphan in self._spool.orphans():
-                try:
-                    await self._ship_orphan(orphan)
-                except Exception as error:
-                    orphan.release()
-                    log.warning(
-                        "the audit spool %s left behind stays for now: %s", orphan.id, error
-                    )
-                    continue
-                orphan.remove()
-                await self._forget(orphan.id)
-            await asyncio.sleep(self.ORPHANS_EVERY)
-
-    async def _ship_orphan(self, orphan: Orphan) -> None:
-        spool = orphan.id
-        found = orphan.entries_after(await self._log.spooled(spool))
-        for start in range(0, len(found), self._batch):
-            chunk = found[start : start + self._batch]
-            await self._log.append_many(
-                [entry for entry, _ in chunk], spooled=[SpoolMark(spool, chunk[-1][1])]
-            )
-        if found:
-            log.info("took %d audit entries over from the spool %s left behind", len(found), spool)
 
     async def append_many(
         self, entries: Sequence[AuditEntry], *, spooled: Sequence[SpoolMark] = ()
     ) -> list[AuditEntry]:
-        return await self._log.append_many(entries, spooled=spooled)
+        return await self.store.append_many(entries, spooled=spooled)
 
     async def spooled(self, spool: str) -> int:
-        return await self._log.spooled(spool)
+        return await self.store.spooled(spool)
 
     async def forget_spool(self, spool: str) -> None:
-        await self._log.forget_spool(spool)
+        await self.store.forget_spool(spool)
 
     async def search(
         self, app_id: str, where: AuditFilter, *, before_seq: int | None, limit: int
     ) -> list[AuditEntry]:
         """What this process recorded included (it is sent first)."""
         await self.sent()
-        return await self._log.search(app_id, where, before_seq=before_seq, limit=limit)
+        return await self.store.search(app_id, where, before_seq=before_seq, limit=limit)
 
     async def run(self, app_id: str, *, from_seq: int, limit: int) -> list[AuditEntry]:
         await self.sent()
-        return await self._log.run(app_id, from_seq=from_seq, limit=limit)
-
-
-def _last_marks(marks: Iterable[SpoolMark | None]) -> dict[str, SpoolMark]:
-    """How far a group takes each spool: the mark of its last entry there."""
-    last: dict[str, SpoolMark] = {}
-    for mark in marks:
-        if mark is not None:
-            last[mark.spool] = mark
-    return last
+        return await self.store.run(app_id, from_seq=from_seq, limit=limit)
 
 
 class Recorder:

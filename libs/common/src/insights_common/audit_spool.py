@@ -1,11 +1,10 @@
-"""The process's local spool of audit entries: where an entry written beside a read is stored
-before the read answers, for the trail's store to take in groups.
+"""The spool of audit entries: where an entry written beside a read is stored before the read
+answers, for a shipper (`insights_common.audit_ship`) to take into the trail's store.
 
-A spool is one file of JSON lines in a directory, named by a random id and locked (`flock`) by
-the process that appends to it, so that the processes sharing a directory never take each
-other's live file. A file nobody holds is a spool whose process ended before its store took all
-of it: `orphans` finds it, and the trail ships what its store had not recorded (the store keeps
-how far it took each spool, in the transaction that took it) before removing it.
+A spool is a directory of files of JSON lines. A process that records reads writes to a file of
+its own, named by a random id and locked (`flock`) while the process may still write to it, so
+the shipper knows a file nobody holds is complete. The store keeps how far the shipper took each
+file, in the transaction that took it: a file is shipped from there, never twice.
 
 An entry is one `os.write` to the file: in the kernel's page cache when the read answers, so it
 outlives a crash of the process; not a crash of the machine before the page is written back.
@@ -13,30 +12,36 @@ outlives a crash of the process; not a crash of the machine before the page is w
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import fcntl
 import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 import orjson
 
-from insights_common.audit import AuditEntry, SpoolMark
+from insights_common.audit import (
+    AuditEntry,
+    AuditFilter,
+    GroupedAuditLog,
+    SpoolMark,
+)
 from insights_common.outage import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".spool"
 ROTATE_BYTES = 4 * 1024 * 1024
-"""A spool every entry of which was stored is replaced by a new file once it is this large."""
-UNNAMED_AFTER = 60.0
-"""Seconds after which a file being made (`*.new`) whose process holds no lock on it is removed:
-that process died between making and naming it."""
+"""A file is left to the shipper, and entries go to a new one, once it is this large."""
+MAX_BYTES = 16 * 1024 * 1024
+"""Reads are refused (503) once this process's files the shipper has not removed hold this
+much: about 100,000 entries, while the trail's store or the shipper is away."""
 
 
 def _line(entry: AuditEntry) -> bytes:
@@ -49,16 +54,17 @@ def _entry(line: bytes) -> AuditEntry:
     return AuditEntry(datetime.fromisoformat(at), *said)
 
 
-def entries_after(data: bytes, start: int) -> list[tuple[AuditEntry, int]]:
+def entries_after(data: bytes, start: int, *, ended: bool = True) -> list[tuple[AuditEntry, int]]:
     """The entries of a spool's bytes from `start` (the end of an entry, or 0), each with the
-    offset where it ends. A last line without its newline was cut by a crash in its write: its
-    read was never answered, and it is left out."""
+    offset where it ends. A last line without its newline is being written, or, in a file whose
+    process `ended`, was cut by a crash in its write: its read was never answered, and it is
+    left out."""
     found = []
     at = start
     while (end := data.find(b"\n", at)) != -1:
         found.append((_entry(data[at:end]), end + 1))
         at = end + 1
-    if at < len(data):
+    if ended and at < len(data):
         log.warning(
             "an audit spool ends in %d bytes of an entry cut short; left out", len(data) - at
         )
@@ -66,70 +72,58 @@ def entries_after(data: bytes, start: int) -> list[tuple[AuditEntry, int]]:
 
 
 @dataclass
-class Orphan:
-    """A spool no process holds, locked now by the one that takes it over."""
-
-    id: str
-    path: Path
-    fd: int
-
-    def entries_after(self, start: int) -> list[tuple[AuditEntry, int]]:
-        """Its entries from `start` (how far the store took it), each with where it ends."""
-        return entries_after(self.path.read_bytes(), start)
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
-        os.close(self.fd)
-
-    def release(self) -> None:
-        os.close(self.fd)
-
-
-@dataclass
 class _File:
+    id: str
     fd: int
     size: int = 0
-    unshipped: int = 0
-    """Entries written to it that the store has not taken yet."""
 
 
 class AuditSpool:
-    """This process's spool in `directory` (made if missing). `open` before `write`.
+    """This process's files in the spool `directory` (made if missing). `open` before `write`.
 
-    Once the file written to passes ROTATE_BYTES, entries go to a new one; a file no longer
-    written to is removed once the store took every entry of it (`shipped`)."""
+    Once the file written to passes `rotate_bytes`, its lock is released (the shipper takes the
+    rest of it and removes it) and entries go to a new one."""
 
-    def __init__(self, directory: Path, *, rotate_bytes: int = ROTATE_BYTES) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        rotate_bytes: int = ROTATE_BYTES,
+        max_bytes: int = MAX_BYTES,
+    ) -> None:
         self.directory = directory
         self._rotate_bytes = rotate_bytes
-        self.id = ""
-        """The file written to now."""
-        self._files: dict[str, _File] = {}
+        self._max_bytes = max_bytes
+        self._file: _File | None = None
+        self._left: dict[str, int] = {}
+        """Files this process no longer writes to, by id, with their sizes, until the shipper
+        removed them."""
+        self._left_bytes = 0
+        self._left_checked = 0.0
         self._broken: str | None = None
-        self.unshipped = 0
-        """Entries written that the store has not taken yet, in every file."""
 
     def open(self) -> None:
-        """Start a new spool file, locked by this process before any other can see it."""
+        """Start a new file, locked by this process before the shipper can see it."""
         self.directory.mkdir(parents=True, exist_ok=True)
         spool_id = secrets.token_hex(12)
         making = self.directory / f"{spool_id}.new"
         fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         making.rename(self.directory / f"{spool_id}{SUFFIX}")
-        self.id = spool_id
-        self._files[spool_id] = _File(fd)
+        self._file = _File(spool_id, fd)
 
     def write(self, entry: AuditEntry) -> SpoolMark:
         """Append the entry; answers the file and the offset where the entry ends. A failed or
-        short write (a full or failing disk) is `DependencyUnavailable`: the entry is not
-        stored."""
-        if self._broken is not None or self.id not in self._files:
+        short write (a full or failing disk), or MAX_BYTES waiting for the shipper, is
+        `DependencyUnavailable`: the entry is not stored."""
+        file = self._file
+        if self._broken is not None or file is None:
             raise DependencyUnavailable("the audit spool", self._broken or "it is not open")
-        file = self._files[self.id]
         if file.size >= self._rotate_bytes:
-            self._rotate()
-            file = self._files[self.id]
+            self._leave()
+            file = self._writable()
+        elif self._left_bytes and file.size + self._left_bytes >= self._max_bytes:
+            file = self._writable()
         line = _line(entry)
         try:
             written = os.write(file.fd, line)
@@ -144,67 +138,170 @@ class AuditSpool:
                 log.error("the audit spool: %s", self._broken)
             raise DependencyUnavailable("the audit spool", "the disk took part of an entry")
         file.size += written
-        file.unshipped += 1
-        self.unshipped += 1
-        return SpoolMark(self.id, file.size)
+        return SpoolMark(file.id, file.size)
 
-    def _rotate(self) -> None:
-        retired = self.id
+    def _leave(self) -> None:
+        """Release the file written to (the shipper removes it once it took all of it) and
+        open the next."""
+        assert self._file is not None  # noqa: S101 - only while open
+        self._left[self._file.id] = self._file.size
+        os.close(self._file.fd)
+        self._forget_removed()
         self.open()
-        if self._files[retired].unshipped == 0:
-            self._remove(retired)
 
-    def shipped(self, spool: str, entries: int) -> bool:
-        """The store took `entries` more entries of `spool`; answers whether that file is now
-        removed (every entry taken, and none will be written to it), for the store to forget."""
-        file = self._files.get(spool)
-        if file is None:
-            return False
-        file.unshipped -= entries
-        self.unshipped -= entries
-        if spool == self.id or file.unshipped > 0:
-            return False
-        self._remove(spool)
-        return True
+    def _forget_removed(self) -> None:
+        """Forget the files the shipper removed."""
+        self._left = {
+            spool: size
+            for spool, size in self._left.items()
+            if (self.directory / f"{spool}{SUFFIX}").exists()
+        }
+        self._left_bytes = sum(self._left.values())
 
-    def _remove(self, spool: str) -> None:
-        file = self._files.pop(spool)
-        (self.directory / f"{spool}{SUFFIX}").unlink(missing_ok=True)
-        os.close(file.fd)
+    def _writable(self) -> _File:
+        """The file to write to, unless the files not yet removed hold MAX_BYTES: looks at
+        most once a second whether the shipper removed some."""
+        assert self._file is not None  # noqa: S101 - only while open
+        if time.monotonic() - self._left_checked >= 1.0:
+            self._left_checked = time.monotonic()
+            self._forget_removed()
+        waiting = self._file.size + self._left_bytes
+        if waiting >= self._max_bytes:
+            raise DependencyUnavailable(
+                "the audit trail's store",
+                f"{waiting // 1024} KiB of entries wait for it in this process's spool",
+            )
+        return self._file
 
-    def close(self) -> list[str]:
-        """Release the files: those the store took all of are removed (their ids are answered,
-        for the store to forget); the others stay, for the next process on this directory."""
-        removed = []
-        for spool in list(self._files):
-            if self._files[spool].unshipped == 0:
-                self._remove(spool)
-                removed.append(spool)
-            else:
-                os.close(self._files.pop(spool).fd)
-        self.id = ""
-        self.unshipped = 0
-        return removed
+    def marks(self) -> list[SpoolMark]:
+        """Where each file this process wrote and the shipper has not removed ends."""
+        marks = [SpoolMark(spool, size) for spool, size in self._left.items()]
+        if self._file is not None and self._file.size:
+            marks.append(SpoolMark(self._file.id, self._file.size))
+        return marks
 
-    def orphans(self) -> Iterator[Orphan]:
-        """The directory's spools that no live process holds, each locked while it is taken."""
-        if not self.directory.is_dir():
-            return
-        for path in sorted(self.directory.glob(f"*{SUFFIX}")):
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue  # taken over and removed by another process meanwhile
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)  # a live process's (this one's too: each open locks apart)
-                continue
-            if not path.exists():  # removed by the process that held it just before
-                os.close(fd)
-                continue
-            yield Orphan(path.name.removesuffix(SUFFIX), path, fd)
-        for leftover in self.directory.glob("*.new"):
-            with contextlib.suppress(OSError):
-                if time.time() - leftover.stat().st_mtime > UNNAMED_AFTER:
-                    leftover.unlink()
+    def close(self) -> None:
+        """Release the file written to: the shipper takes the rest of it and removes it."""
+        if self._file is not None:
+            self._left[self._file.id] = self._file.size
+            self._left_bytes += self._file.size
+            os.close(self._file.fd)
+            self._file = None
+
+
+class Shipping(Protocol):
+    """Runs the shipper of a spool directory, in this process or beside it."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class _Spooled:
+    """An entry in the spool: stored already, awaiting it does not wait."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, entry: AuditEntry) -> None:
+        self._entry = entry
+
+    def __await__(self) -> Generator[Any, None, AuditEntry]:
+        return self._entry
+        yield  # never reached: makes this a generator, done at its first step
+
+
+class SpooledTrail:
+    """Implements `insights_common.audit.Trail`: an entry written beside a read goes to this
+    process's spool before the read answers, and a shipper takes it into the store with the
+    others of its moment (`shipping` runs it, in this process or in one of its own). Every other
+    entry goes straight to the store through `grouped`.
+
+    Reading the trail back (`search`, `run`) waits until the store holds what this process
+    spooled, at most CATCH_UP seconds; longer is `DependencyUnavailable`. So does an entry
+    stored straight away (`append`), so that it follows this process's reads in the trail."""
+
+    CATCH_UP = 10.0
+    POLL = 0.02
+
+    def __init__(
+        self,
+        grouped: GroupedAuditLog,
+        spool: AuditSpool,
+        shipping: Shipping,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._grouped = grouped
+        self._log = grouped.store
+        self._spool = spool
+        self._shipping = shipping
+        self._clock = clock
+        self._taken: dict[str, int] = {}
+        """How far the store took each file of this process, as it last said."""
+
+    async def start(self) -> None:
+        self._spool.open()
+        await self._shipping.start()
+
+    async def stop(self) -> None:
+        await self._grouped.stop()
+        self._spool.close()
+        await self._shipping.stop()
+
+    async def append(self, entry: AuditEntry) -> AuditEntry:
+        """Stored after what this process spooled before it, so that the trail keeps the order
+        in which this process recorded them."""
+        await self.caught_up()
+        return await self._grouped.append(entry)
+
+    def beside(self, entry: AuditEntry) -> Awaitable[AuditEntry]:
+        """Stored in the spool at once (`DependencyUnavailable` when it cannot be); answered
+        as spooled, not yet chained."""
+        self._spool.write(entry)
+        return _Spooled(entry)
+
+    async def caught_up(self) -> None:
+        """Returns once the store holds every entry this process spooled until now."""
+        marks = self._spool.marks()
+        waiting = [mark for mark in marks if mark.upto > self._taken.get(mark.spool, 0)]
+        give_up = self._clock() + self.CATCH_UP
+        while waiting:
+            for mark in waiting:
+                if (self._spool.directory / f"{mark.spool}{SUFFIX}").exists():
+                    self._taken[mark.spool] = await self._log.spooled(mark.spool)
+                else:  # taken to its end and removed
+                    self._taken[mark.spool] = mark.upto
+            waiting = [mark for mark in waiting if mark.upto > self._taken[mark.spool]]
+            if not waiting:
+                self._taken = {mark.spool: self._taken.get(mark.spool, 0) for mark in marks}
+                break
+            if self._clock() >= give_up:
+                raise DependencyUnavailable(
+                    "the audit trail's shipper",
+                    f"entries this process spooled are not in the store after {self.CATCH_UP} s",
+                )
+            await asyncio.sleep(self.POLL)
+
+    async def append_many(
+        self, entries: Sequence[AuditEntry], *, spooled: Sequence[SpoolMark] = ()
+    ) -> list[AuditEntry]:
+        return await self._log.append_many(entries, spooled=spooled)
+
+    async def spooled(self, spool: str) -> int:
+        return await self._log.spooled(spool)
+
+    async def forget_spool(self, spool: str) -> None:
+        await self._log.forget_spool(spool)
+
+    async def search(
+        self, app_id: str, where: AuditFilter, *, before_seq: int | None, limit: int
+    ) -> list[AuditEntry]:
+        """What this process recorded included."""
+        await self._grouped.sent()
+        await self.caught_up()
+        return await self._log.search(app_id, where, before_seq=before_seq, limit=limit)
+
+    async def run(self, app_id: str, *, from_seq: int, limit: int) -> list[AuditEntry]:
+        await self._grouped.sent()
+        await self.caught_up()
+        return await self._log.run(app_id, from_seq=from_seq, limit=limit)
