@@ -215,7 +215,7 @@ class Figures:
     def cpu_with_shipper_us_per_request(self) -> dict[str, float]:
         """Each app's CPU a request, its shipper's included."""
         return {
-            v: cpu + self.shipper_cpu_us_per_request.get(v, 0.0)
+            v: round(cpu + self.shipper_cpu_us_per_request.get(v, 0.0), 1)
             for v, cpu in self.cpu_us_per_request.items()
         }
 
@@ -469,7 +469,8 @@ async def measure(
                 )
                 cpu_of[variant] = functools.partial(cpu_seconds, [pid])
                 system_of[variant] = functools.partial(cpu_seconds, [pid], system=True)
-                shipper_of[variant] = functools.partial(children_cpu_seconds, pid)
+                if spooled_in(variant):
+                    shipper_of[variant] = functools.partial(children_cpu_seconds, pid)
             else:
                 apps[variant] = httpx.AsyncClient(
                     transport=httpx.ASGITransport(

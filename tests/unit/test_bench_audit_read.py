@@ -12,7 +12,9 @@ from bench.audit_read import AGAIN, SPOOLED, UNRECORDED, Figures, differences, i
 pytestmark = pytest.mark.unit
 
 
-def measured(requests: dict[str, float], cpu: dict[str, float]) -> Figures:
+def measured(
+    requests: dict[str, float], cpu: dict[str, float], shipper: dict[str, float] | None = None
+) -> Figures:
     return Figures(
         clients=20,
         seconds_each=30.0,
@@ -25,6 +27,7 @@ def measured(requests: dict[str, float], cpu: dict[str, float]) -> Figures:
         entries_per_transaction={},
         entries=0,
         chain_intact=True,
+        shipper_cpu_us_per_request=shipper or {},
     )
 
 
@@ -33,6 +36,7 @@ def test_a_variant_is_compared_with_the_mean_of_both_unrecorded_apps() -> None:
         measured(
             {UNRECORDED: 400.0, UNRECORDED + AGAIN: 600.0, SPOOLED: 490.0, SPOOLED + AGAIN: 500.0},
             {UNRECORDED: 800.0, UNRECORDED + AGAIN: 800.0, SPOOLED: 840.0, SPOOLED + AGAIN: 840.0},
+            {SPOOLED: 40.0, SPOOLED + AGAIN: 40.0},
         ),
         measured(
             {UNRECORDED: 500.0, UNRECORDED + AGAIN: 500.0, SPOOLED: 510.0, SPOOLED + AGAIN: 510.0},
@@ -42,6 +46,8 @@ def test_a_variant_is_compared_with_the_mean_of_both_unrecorded_apps() -> None:
     found = differences(rounds)
     assert found[SPOOLED]["requests_per_s"] == pytest.approx([-1.0, 2.0])
     assert found[SPOOLED]["cpu_us_per_request"] == pytest.approx([5.0, 0.0])
+    # the shipper's CPU counts with its app's (a process of its own beside it)
+    assert found[SPOOLED]["cpu_with_shipper_us_per_request"] == pytest.approx([10.0, 0.0])
     noise = found[f"{UNRECORDED}{AGAIN} vs {UNRECORDED}"]
     assert noise["requests_per_s"] == pytest.approx([50.0, 0.0])
     assert noise["cpu_us_per_request"] == pytest.approx([0.0, -100 * 2 / 9])
