@@ -79,7 +79,7 @@ from fastapi import FastAPI
 from bench.ingest import quantile
 from bench.manifest import DEFAULT_PATH, Deployment, Manifest
 from bench.query_mix import BY_NAME, Pools, Spec
-from insights.composition.distributed import ship_command
+from insights import audit_shipper
 from insights.connections import access_of, key_store
 from insights.distributed import service_app
 from insights.tuning import freeze_startup_objects, run, server_config, tune_garbage_collector
@@ -247,9 +247,9 @@ def cpu_seconds(pids: Sequence[int], *, system: bool = False) -> float:
     return total / ticks
 
 
-def children_cpu_seconds(parent: int) -> float:
-    """utime + stime of the processes whose parent is `parent` now (a query process's shipper)."""
-    children = []
+def children(parent: int) -> list[int]:
+    """The processes whose parent is `parent` now (a query process's shipper)."""
+    found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -257,8 +257,13 @@ def children_cpu_seconds(parent: int) -> float:
             except OSError:
                 continue
             if int(fields[1]) == parent:
-                children.append(int(entry.name))
-    return cpu_seconds(children)
+                found.append(int(entry.name))
+    return found
+
+
+def children_cpu_seconds(parent: int) -> float:
+    """utime + stime of the processes whose parent is `parent` now."""
+    return cpu_seconds(children(parent))
 
 
 async def spooling(
@@ -306,7 +311,9 @@ async def open_apps(
         audit: Trail
         if spooled_in(variant):  # as the query process records (query_process)
             audit, shipper = await spooling(
-                stack, PostgresAuditLog(db), lambda spool: ShipperProcess(ship_command(spool))
+                stack,
+                PostgresAuditLog(db),
+                lambda spool: ShipperProcess(audit_shipper.command(spool)),
             )
             assert isinstance(shipper, ShipperProcess)  # noqa: S101 - made just above
             shippers[variant] = shipper
@@ -445,7 +452,9 @@ async def measure(
         keys = await key_store(db, SecretBox(secret), KeyCacheSettings())
         # The spooled apps' shippers are processes of their own, on this schema.
         os.environ.update(POSTGRES_DSN=dsn, POSTGRES_SCHEMA=schema)
-        local, trail, store, shippers = await open_apps(stack, deployment, db, keys, variants)
+        # Over HTTP the apps are the served processes': none is built here.
+        built = variants if over == "asgi" else ()
+        local, trail, store, shippers = await open_apps(stack, deployment, db, keys, built)
         apps: dict[str, httpx.AsyncClient] = {}
         cpu_of: dict[str, Callable[[], float]] = {}
         system_of: dict[str, Callable[[], float]] = {}

@@ -268,8 +268,7 @@ def audit_ship(
     spool whose processes are gone. One shipper works on a directory at a time: another waits.
     """
     from insights import logs  # noqa: PLC0415
-    from insights.composition.distributed import audit_shipper  # noqa: PLC0415
-    from insights_common.audit_ship import ship_until_stopped  # noqa: PLC0415
+    from insights.audit_shipper import ship  # noqa: PLC0415
 
     if not distributed:
         err.print(
@@ -278,9 +277,4 @@ def audit_ship(
         )
         raise typer.Exit(2)
     logs.configure("audit-shipper", chosen=logs.log_format())
-
-    async def ship() -> None:
-        async with audit_shipper(spool_dir) as shipper:
-            await ship_until_stopped(shipper, parent=parent)
-
-    asyncio.run(ship())
+    asyncio.run(ship(spool_dir, parent=parent))

@@ -3,9 +3,7 @@ settings, waiting while the server starts (as in docker compose, all may start a
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, TypeVar
@@ -18,6 +16,7 @@ from insights_common.http.access import Access
 from insights_common.http.observability import ReadinessCheck
 from insights_common.kafka.bus import KafkaBus, KafkaOptions
 from insights_common.key_cache import CachedKeyStore
+from insights_common.outage import patiently
 from insights_common.postgres.audit import PostgresAuditLog
 from insights_common.postgres.database import PostgresDatabase
 from insights_common.postgres.keys import PostgresKeyStore
@@ -35,21 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("insights.serve")
 
 T = TypeVar("T")
-
-
-async def patiently(what: str, attempt: Callable[[], Awaitable[T]], *, limit: float) -> T:
-    """Retry `attempt` with backoff for up to `limit` seconds: a backing service may be starting."""
-    deadline = time.monotonic() + limit
-    delay = 0.25
-    while True:
-        try:
-            return await attempt()
-        except Exception as error:
-            if time.monotonic() + delay > deadline:
-                raise RuntimeError(f"{what} did not answer in {limit:g} s: {error}") from error
-            log.info("waiting for %s (%s)", what, error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def kafka_bus(

@@ -12,25 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.audit_read import children
 from tests.deployments import DistributedDeployment
 
 pytestmark = pytest.mark.e2e
 
 API = "/api/v1"
-
-
-def children(parent: int) -> list[int]:
-    """The processes whose parent is `parent`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == parent:
-                found.append(int(entry.name))
-    return found
 
 
 def shipper_of(deployment: DistributedDeployment, name: str = "query") -> int:

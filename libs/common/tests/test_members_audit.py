@@ -21,12 +21,12 @@ from insights_common.audit import (
     AuditFilter,
     AuditLog,
     GroupedAuditLog,
-    Recorder,
     SpoolMark,
     verify,
 )
 from insights_common.audit_ship import InProcessShipping, SpoolShipper
 from insights_common.audit_spool import AuditSpool, SpooledTrail, entries_after
+from insights_common.http.recorder import Recorder
 from insights_common.members import (
     MemberStore,
     SessionInfo,

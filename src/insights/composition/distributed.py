@@ -4,11 +4,9 @@ reach a deployment from a process of their own (`--distributed`)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -18,6 +16,7 @@ from import_svc.adapters.postgres import PostgresImportStore
 from import_svc.app import HttpDoor, Imports, build_imports
 from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
+from insights import audit_shipper
 from insights.composition import Settings
 from insights.connections import (
     access_of,
@@ -25,11 +24,10 @@ from insights.connections import (
     kafka_bus,
     key_store,
     opensearch_store,
-    patiently,
     postgres,
 )
 from insights_common.audit import AuditLog, Trail
-from insights_common.audit_ship import ShipperProcess, SpoolShipper
+from insights_common.audit_ship import ShipperProcess
 from insights_common.audit_spool import AuditSpool, SpooledTrail
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.bus import AtOnce, EventSubscriber
@@ -40,6 +38,7 @@ from insights_common.kafka.dead_letters import KafkaDeadLetters
 from insights_common.kafka.publisher import KafkaTransactionalPublisher
 from insights_common.kafka.watermark import KafkaProjectionWatermark
 from insights_common.members import MemberStore
+from insights_common.outage import patiently
 from insights_common.postgres.audit import PostgresAuditLog
 from insights_common.postgres.database import PostgresDatabase
 from insights_common.postgres.keys import PostgresKeyStore
@@ -221,7 +220,8 @@ async def query_process(settings: Settings, servers: Servers) -> ServiceProcess:
     audit: Trail = grouped
     if settings.audit.spool:
         spool = settings.audit.directory(own.postgres)
-        audit = SpooledTrail(grouped, AuditSpool(spool), ShipperProcess(ship_command(spool)))
+        shipper = ShipperProcess(audit_shipper.command(spool))
+        audit = SpooledTrail(grouped, AuditSpool(spool), shipper)
     retention = PostgresRetentionSettings(db)
     await retention.migrate()
     # Only to publish the erases of users (it consumes nothing); not a readiness check, so
@@ -418,42 +418,6 @@ async def app_members(
         members = PostgresMemberStore(db)
         await members.migrate()
         yield members, await _audit_trail(db)
-
-
-def ship_command(spool: Path) -> Callable[[int], list[str]]:
-    """`insights audit ship` on the spool directory, run beside a query process by this
-    interpreter with the query process's environment (its PostgreSQL)."""
-
-    def command(parent: int) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "insights",
-            "audit",
-            "ship",
-            "--distributed",
-            "--spool-dir",
-            str(spool),
-            "--parent",
-            str(parent),
-        ]
-
-    return command
-
-
-@asynccontextmanager
-async def audit_shipper(
-    spool: Path | None = None, *, startup_limit: float = 30.0
-) -> AsyncIterator[SpoolShipper]:
-    """The shipper of a query process's audit spool (`insights audit ship --distributed`): into
-    the deployment's PostgreSQL, from the spool directory the query processes of this machine
-    share by default."""
-    settings = Settings()
-    own = settings.query
-    async with AsyncExitStack() as stack:
-        db = await postgres(own.postgres, stack, limit=startup_limit)
-        directory = spool if spool is not None else settings.audit.directory(own.postgres)
-        yield SpoolShipper(await _audit_trail(db), directory)
 
 
 @asynccontextmanager

@@ -100,3 +100,18 @@ async def waiting_out(
                 raise
             log.warning("%s waits %.1f s for %s (%d)", what, delay, outage, failures)
             await asyncio.sleep(delay)
+
+
+async def patiently(what: str, attempt: Callable[[], Awaitable[T]], *, limit: float) -> T:
+    """Retry `attempt` with backoff for up to `limit` seconds: a backing service may be starting."""
+    deadline = time.monotonic() + limit
+    delay = 0.25
+    while True:
+        try:
+            return await attempt()
+        except Exception as error:
+            if time.monotonic() + delay > deadline:
+                raise RuntimeError(f"{what} did not answer in {limit:g} s: {error}") from error
+            log.info("waiting for %s (%s)", what, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

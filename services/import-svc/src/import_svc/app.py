@@ -19,10 +19,11 @@ from import_svc.ports import ImportStore, UserRegistry
 from import_svc.service import ImportService
 from import_svc.settings import ImportSettings
 from insights_common.access import Permission
-from insights_common.audit import Recorder, Trail
+from insights_common.audit import Trail
 from insights_common.bus import EventPublisher, EventSubscriber, ProjectionWatermark
 from insights_common.clock import utc_now
 from insights_common.http.access import Access
+from insights_common.http.recorder import Recorder
 from insights_common.service import ServiceParts
 from insights_contracts.topics import USERS
 

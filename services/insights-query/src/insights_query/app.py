@@ -16,7 +16,7 @@ from typing import Protocol
 from fastapi import APIRouter
 
 from insights_common.accounts import Accounts
-from insights_common.audit import Recorder, Trail
+from insights_common.audit import Trail
 from insights_common.auth import SecretBox
 from insights_common.bus import (
     EventPublisher,
@@ -29,6 +29,7 @@ from insights_common.clock import utc_now
 from insights_common.http.access import Access
 from insights_common.http.accounts import accounts_router
 from insights_common.http.audit import audit_router
+from insights_common.http.recorder import Recorder
 from insights_common.http.sources import sources_router
 from insights_common.retention import RetentionSettings
 from insights_common.service import ServiceParts

@@ -17,11 +17,12 @@ from insights_common.accounts import (
     MemberExists,
     NoSuchMember,
 )
-from insights_common.audit import AuditEntry, Recorder, Trail
+from insights_common.audit import AuditEntry, Trail
 from insights_common.clock import utc_now
 from insights_common.http.access import CSRF_HEADER, SESSION_COOKIE, Access
 from insights_common.http.conventions import FORBIDDEN, UNAUTHORIZED, Problem, problem_responses
 from insights_common.http.rate_limit import client_address, rate_limits
+from insights_common.http.recorder import Recorder
 from insights_common.members import normal_email
 from insights_common.sso import FLOW_COOKIE, SingleSignOn, SsoRefused, SsoSignIn
 

@@ -29,7 +29,6 @@ from import_svc.domain.model import (
 from import_svc.entrypoints.multipart import FilePart, MultipartError, multipart_boundary
 from import_svc.issues import TooManyRunning, over_budget
 from import_svc.service import ImportService
-from insights_common.audit import Recorder
 from insights_common.http.conventions import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -44,6 +43,7 @@ from insights_common.http.conventions import (
     problem_response,
     problem_responses,
 )
+from insights_common.http.recorder import Recorder
 from insights_common.spreadsheet import csv_lines
 
 FILE_FIELD = "file"

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 
 from insights_common.access import Permission, Principal
-from insights_common.audit import Recorder
 from insights_common.http.access import Access
 from insights_common.http.conventions import FORBIDDEN, UNAUTHORIZED, problem_responses
+from insights_common.http.recorder import Recorder
 from insights_contracts.types import USER_ID_PATTERN
 from insights_query.erasure import ERASE_ACTION, UserEraser
 

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from insights_common.access import Permission, Principal
-from insights_common.audit import MAX_REASON, Recorder
+from insights_common.audit import MAX_REASON
 from insights_common.http.access import Access
 from insights_common.http.conventions import (
     DEFAULT_LIMIT,
@@ -32,6 +32,7 @@ from insights_common.http.conventions import (
     encode_cursor,
     problem_responses,
 )
+from insights_common.http.recorder import Recorder
 from insights_query.domain.errors import InvalidCursor, InvalidParameter, NotFound
 from insights_query.domain.export import csv_header, csv_rows
 from insights_query.domain.queries import Slice, choice

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from insights_common.access import Permission, Principal
-from insights_common.audit import Recorder
 from insights_common.http.access import Access
 from insights_common.http.conventions import FORBIDDEN, UNAUTHORIZED, problem_responses
+from insights_common.http.recorder import Recorder
 from insights_common.retention import MAX_DAYS, MIN_DAYS, check_days
 from insights_query.retention import RetentionService
 
