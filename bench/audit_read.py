@@ -3,7 +3,7 @@ PostgreSQL as it does in production, and recording nothing, side by side in one 
 
     uv run --no-sync python -m bench.audit_read [--manifest PATH] [--clients 20]
         [--seconds 60] [--slice 5] [--over asgi|http] [--linger MS[,MS...]|none] [--spool]
-        [--unsent]
+        [--in-process] [--unsent]
         [--again] [--rounds N] [--json]
 
 Against a deployment bench.generate loaded (its OpenSearch indices, read from the manifest). This
@@ -11,7 +11,8 @@ process builds the distributed query process's HTTP app once per variant (`servi
 `build_query`, the same OpenSearch store, the same PostgreSQL key store and sessions):
 "recorded, spooled" (`--spool`) writes each entry to a spool file before answering, and a
 shipper, a process of its own beside the app (`insights audit ship`), takes them into PostgreSQL,
-as the query process does by default (`--unsent`: an app that spools its entries and never ships
+as the query process does by default (`--in-process`: the same shipper as a task of the app's own
+process, as in the embedded mode; `--unsent`: an app that spools its entries and never ships
 them, what the read path alone pays); "recorded, linger N ms" answers once PostgreSQL has the
 entry, as with AUDIT_SPOOL=false; "unrecorded" is the same app with a trail that keeps nothing,
 the control.
@@ -92,8 +93,8 @@ from insights_common.audit import (
     Trail,
     verify,
 )
-from insights_common.audit_ship import ShipperProcess
-from insights_common.audit_spool import AuditSpool, SpooledTrail
+from insights_common.audit_ship import InProcessShipping, ShipperProcess, SpoolShipper
+from insights_common.audit_spool import AuditSpool, Shipping, SpooledTrail
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.http.guard import HttpSettings
 from insights_common.kafka.bus import KafkaBus, KafkaOptions
@@ -113,6 +114,8 @@ SPOOLED = "recorded, spooled"
 RECORDED_BY_LINGER = "recorded"
 """The kind of app that answers once PostgreSQL has its entry (`recorded(linger)` names one)."""
 UNSENT = "spooled, never shipped"
+IN_PROCESS = "spooled, shipped in process"
+"""The embedded mode's way: the same shipper, a task of the app's own process."""
 AGAIN = " again"
 """The suffix of a variant's second app (`--again`)."""
 OVER = ("asgi", "http")
@@ -269,8 +272,8 @@ def children_cpu_seconds(parent: int) -> float:
 async def spooling(
     stack: AsyncExitStack,
     log: AuditLog,
-    shipping: Callable[[Path], ShipperProcess | Unshipped],
-) -> tuple[SpooledTrail, ShipperProcess | Unshipped]:
+    shipping: Callable[[Path], Shipping],
+) -> tuple[SpooledTrail, Shipping]:
     """A trail over `log` through a spool in a directory of its own, shipped as `shipping`
     ships the directory; started, and stopped and the directory removed when `stack` closes."""
     directory = Path(tempfile.mkdtemp(prefix="bench-audit-spool-"))
@@ -317,6 +320,15 @@ async def open_apps(
             )
             assert isinstance(shipper, ShipperProcess)  # noqa: S101 - made just above
             shippers[variant] = shipper
+        elif variant.removesuffix(AGAIN) == IN_PROCESS:
+            store_of = PostgresAuditLog(db)
+            audit, _ = await spooling(
+                stack,
+                store_of,
+                functools.partial(
+                    lambda log, spool: InProcessShipping(SpoolShipper(log, spool)), store_of
+                ),
+            )
         elif variant.removesuffix(AGAIN) == UNSENT:
             audit, _ = await spooling(stack, PostgresAuditLog(db), lambda _: Unshipped())
         elif (linger := linger_in(variant, RECORDED_BY_LINGER)) is not None:
@@ -699,6 +711,11 @@ def main() -> None:
         help="add an app recording through a spool shipped by a process of its own, as served",
     )
     parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="add an app whose spool is shipped by a task of its own process (the embedded way)",
+    )
+    parser.add_argument(
         "--unsent",
         action="store_true",
         help="add an app that spools its entries and never ships them: the read path's part",
@@ -724,6 +741,7 @@ def main() -> None:
         UNRECORDED,
         *(recorded(float(ms)) for ms in args.linger.split(",") if ms != "none"),
         *((SPOOLED,) if args.spool else ()),
+        *((IN_PROCESS,) if args.in_process else ()),
         *((UNSENT,) if args.unsent else ()),
     )
     if args.again:
