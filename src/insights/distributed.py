@@ -27,7 +27,7 @@ from insights_common.http.conventions import install_problem_handlers
 from insights_common.http.guard import HttpSettings, install_http_guards
 from insights_common.http.observability import ReadinessCheck, install_observability
 from insights_common.kafka.bus import KafkaBus
-from insights_common.service import ServiceParts
+from insights_common.service import ServiceParts, mount
 from insights_common.tracing import start_tracing, trace_http
 from insights_query.entrypoints.api_docs import install_api_docs
 
@@ -65,7 +65,7 @@ def service_app(
         app, service=name, readiness=readiness, collectors=[bus.metrics, *own] if bus else own
     )
     if parts is not None:
-        app.include_router(parts.router, prefix=API_PREFIX)
+        mount(app, parts.router, prefix=API_PREFIX)
     if peers is not None:
 
         @app.get(openapi_url, include_in_schema=False)

@@ -23,7 +23,7 @@ from insights_common.bus import InProcessBus
 from insights_common.http.conventions import install_problem_handlers
 from insights_common.http.guard import HttpSettings, install_http_guards
 from insights_common.http.observability import install_observability
-from insights_common.service import ServiceParts
+from insights_common.service import ServiceParts, mount
 from insights_common.sqlite.database import SqliteDatabase
 from insights_common.sqlite.dead_letters import EmbeddedDeadLetters
 from insights_common.sqlite.keys import SqliteKeyStore
@@ -129,7 +129,7 @@ def create_app(
         collectors=[c for parts in embedded.parts for c in parts.collectors],
     )
     for parts in embedded.parts:
-        app.include_router(parts.router, prefix=API_PREFIX)
+        mount(app, parts.router, prefix=API_PREFIX)
 
     install_api_docs(app, openapi_url="/api/v1/openapi.json")
     install_dashboard(app)

@@ -32,7 +32,7 @@ from insights_common.http.audit import audit_router
 from insights_common.http.recorder import Recorder
 from insights_common.http.sources import sources_router
 from insights_common.retention import RetentionSettings
-from insights_common.service import ServiceParts
+from insights_common.service import ServiceParts, merged
 from insights_common.sources import Sources
 from insights_common.sso import SEAL_PURPOSE, SingleSignOn
 from insights_contracts.topics import NOTIFICATIONS, TEMPLATES, USERS
@@ -90,20 +90,22 @@ def build_query(
         clock=clock,
     )
     record = Recorder(audit)
-    router = APIRouter()
-    router.include_router(create_router(service, access, record))
     sso = None
     if settings.sso.enabled:
         if box is None:
             raise ValueError("single sign-on needs the master key (SecretBox) to seal its flows")
         sso = SingleSignOn(settings.sso, seal_key=box.derived_key(SEAL_PURPOSE))
+    routers = [create_router(service, access, record)]
     if access.members is not None:
         accounts = Accounts(access.members)
-        router.include_router(accounts_router(access, accounts, audit, sso))
-    router.include_router(audit_router(access, audit))
-    router.include_router(sources_router(access, Sources(access.keys, audit)))
-    router.include_router(settings_router(access, passes, record))
-    router.include_router(erase_router(access, eraser, record))
+        routers.append(accounts_router(access, accounts, audit, sso))
+    routers += [
+        audit_router(access, audit),
+        sources_router(access, Sources(access.keys, audit)),
+        settings_router(access, passes, record),
+        erase_router(access, eraser, record),
+    ]
+    router = merged(*routers)
     return Query(service, passes, eraser, ServiceParts(router=router, on_stop=[passes.stop]))
 
 

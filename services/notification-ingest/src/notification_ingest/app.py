@@ -13,7 +13,7 @@ from datetime import datetime
 from insights_common.auth import KeyStore
 from insights_common.bus import EventPublisher, EventSubscriber, HealthProbe, ProjectionWatermark
 from insights_common.clock import utc_now
-from insights_common.service import ServiceParts
+from insights_common.service import ServiceParts, merged
 from insights_contracts.topics import PLATFORM_RAW, USERS
 from notification_ingest.entrypoints.consumers import phone_directory_consumer, raw_events_consumer
 from notification_ingest.entrypoints.http import build_router
@@ -93,10 +93,14 @@ def build_ingest(
             healthy=healthy,
             max_records=settings.raw_batch,
         )
-    router = build_router(
-        service, max_body_bytes=settings.max_body_bytes, visible_wait=settings.visible_wait_seconds
+    router = merged(
+        build_router(
+            service,
+            max_body_bytes=settings.max_body_bytes,
+            visible_wait=settings.visible_wait_seconds,
+        ),
+        build_sources_router(sources, max_body_bytes=settings.max_body_bytes),
     )
-    router.include_router(build_sources_router(sources, max_body_bytes=settings.max_body_bytes))
     parts = ServiceParts(
         router=router, on_start=[service.start, sources.start], on_stop=[service.stop, sources.stop]
     )
