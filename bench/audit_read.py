@@ -269,6 +269,11 @@ def children_cpu_seconds(parent: int) -> float:
     return cpu_seconds(children(parent))
 
 
+def in_process(log: AuditLog) -> Callable[[Path], Shipping]:
+    """A spool directory's shipper into `log`, run as a task of this process."""
+    return lambda spool: InProcessShipping(SpoolShipper(log, spool))
+
+
 async def spooling(
     stack: AsyncExitStack,
     log: AuditLog,
@@ -322,13 +327,7 @@ async def open_apps(
             shippers[variant] = shipper
         elif variant.removesuffix(AGAIN) == IN_PROCESS:
             store_of = PostgresAuditLog(db)
-            audit, _ = await spooling(
-                stack,
-                store_of,
-                functools.partial(
-                    lambda log, spool: InProcessShipping(SpoolShipper(log, spool)), store_of
-                ),
-            )
+            audit, _ = await spooling(stack, store_of, in_process(store_of))
         elif variant.removesuffix(AGAIN) == UNSENT:
             audit, _ = await spooling(stack, PostgresAuditLog(db), lambda _: Unshipped())
         elif (linger := linger_in(variant, RECORDED_BY_LINGER)) is not None:

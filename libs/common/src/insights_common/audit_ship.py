@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from insights_common.audit import AuditEntry, AuditLog, SpoolMark
-from insights_common.audit_spool import SUFFIX, entries_after
+from insights_common.audit_spool import SUFFIX, entries_after, spool_path
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +203,9 @@ class SpoolShipper:
         for spool, reading in list(self._files.items()):
             if not reading.ended:
                 continue
-            rest = os.fstat(reading.fd).st_size - reading.upto
-            if rest > 0 and os.pread(reading.fd, rest, reading.upto).find(b"\n") != -1:
-                continue  # entries still to take (the store refused them)
-            (self.directory / f"{spool}{SUFFIX}").unlink(missing_ok=True)
+            # Looked at before its last read, and every entry of that read was stored (a
+            # refused group ends the pass before this): all of it was taken.
+            spool_path(self.directory, spool).unlink(missing_ok=True)
             os.close(self._files.pop(spool).fd)
             try:
                 await self._log.forget_spool(spool)

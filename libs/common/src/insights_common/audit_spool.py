@@ -44,6 +44,11 @@ MAX_BYTES = 16 * 1024 * 1024
 much: about 100,000 entries, while the trail's store or the shipper is away."""
 
 
+def spool_path(directory: Path, spool: str) -> Path:
+    """The file of the spool `spool` in `directory`."""
+    return directory / f"{spool}{SUFFIX}"
+
+
 def _line(entry: AuditEntry) -> bytes:
     # the instant in RFC 3339 with its offset, as `datetime.fromisoformat` reads it
     return orjson.dumps(entry.recorded(), option=orjson.OPT_APPEND_NEWLINE)
@@ -109,7 +114,7 @@ class AuditSpool:
         making = self.directory / f"{spool_id}.new"
         fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        making.rename(self.directory / f"{spool_id}{SUFFIX}")
+        making.rename(spool_path(self.directory, spool_id))
         self._file = _File(spool_id, fd)
 
     def write(self, entry: AuditEntry) -> SpoolMark:
@@ -154,7 +159,7 @@ class AuditSpool:
         self._left = {
             spool: size
             for spool, size in self._left.items()
-            if (self.directory / f"{spool}{SUFFIX}").exists()
+            if spool_path(self.directory, spool).exists()
         }
         self._left_bytes = sum(self._left.values())
 
@@ -267,7 +272,7 @@ class SpooledTrail:
         give_up = self._clock() + self.CATCH_UP
         while waiting:
             for mark in waiting:
-                if (self._spool.directory / f"{mark.spool}{SUFFIX}").exists():
+                if spool_path(self._spool.directory, mark.spool).exists():
                     self._taken[mark.spool] = await self._log.spooled(mark.spool)
                 else:  # taken to its end and removed
                     self._taken[mark.spool] = mark.upto
