@@ -1,4 +1,4 @@
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { api } from "../../api";
 import { ErrorBox } from "../../components/ErrorBox";
 import { Loading } from "../../components/Loading";
@@ -8,18 +8,53 @@ import { useResource } from "../../useResource";
 
 const MAX_DAYS = 36500;
 
+interface RetentionFormProps {
+  /** The stored number of days, or null when every message is kept (or before it has loaded). */
+  stored: number | null;
+  saving: boolean;
+  onSave: (days: number | null) => Promise<void>;
+}
+
+function RetentionForm({ stored, saving, onSave }: RetentionFormProps) {
+  const [days, setDays] = useState(stored === null ? "" : String(stored));
+  const submit = (event: Event) => {
+    event.preventDefault();
+    // Sent as typed: the API says what is wrong with a value it cannot take (0, 1.5, too many).
+    void onSave(Number(days));
+  };
+  return (
+    <form class="filters" onSubmit={submit}>
+      <label for="retention-days">Keep messages for (days)</label>
+      <input
+        id="retention-days"
+        type="number"
+        min={1}
+        max={MAX_DAYS}
+        step={1}
+        required
+        value={days}
+        onInput={(e) => setDays(e.currentTarget.value)}
+      />
+      <button type="submit" class="button primary" disabled={saving}>
+        Save retention
+      </button>
+      {stored !== null && (
+        <button type="button" class="button secondary" disabled={saving} onClick={() => void onSave(null)}>
+          Keep every message
+        </button>
+      )}
+    </form>
+  );
+}
+
 /** How long the app keeps its messages: view, set, or turn off (admins only). */
 function RetentionSection() {
   const retention = useResource((signal) => api.retention(signal), []);
-  const [days, setDays] = useState("");
   const [error, setError] = useState<unknown>(null);
   const [saved, setSaved] = useState<string | null>(null);
   const [saving, setSaving] = useState(false);
 
   const current = retention.data;
-  useEffect(() => {
-    if (current) setDays(current.days === null ? "" : String(current.days));
-  }, [current]);
 
   const save = async (value: number | null) => {
     setError(null);
@@ -38,11 +73,6 @@ function RetentionSection() {
     } finally {
       setSaving(false);
     }
-  };
-  const submit = (event: Event) => {
-    event.preventDefault();
-    // Sent as typed: the API says what is wrong with a value it cannot take (0, 1.5, too many).
-    void save(Number(days));
   };
 
   return (
@@ -63,27 +93,14 @@ function RetentionSection() {
           )}
         </p>
       )}
-      <form class="filters" onSubmit={submit}>
-        <label for="retention-days">Keep messages for (days)</label>
-        <input
-          id="retention-days"
-          type="number"
-          min={1}
-          max={MAX_DAYS}
-          step={1}
-          required
-          value={days}
-          onInput={(e) => setDays(e.currentTarget.value)}
-        />
-        <button type="submit" class="button primary" disabled={saving}>
-          Save retention
-        </button>
-        {current?.days != null && (
-          <button type="button" class="button secondary" disabled={saving} onClick={() => void save(null)}>
-            Keep every message
-          </button>
-        )}
-      </form>
+      {/* Mounted anew with each stored value, so the field shows it from the first render on and
+          nothing typed after the page has loaded is overwritten by a late update. */}
+      <RetentionForm
+        key={current ? `${current.days}/${current.updated_at}` : "loading"}
+        stored={current?.days ?? null}
+        saving={saving}
+        onSave={save}
+      />
       <p class="muted">
         Removed messages leave every list, count and statistic; users who were imported stay. The removal runs in
         small steps, so searches keep answering meanwhile. Changes are recorded in the audit trail.
