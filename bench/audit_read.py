@@ -93,7 +93,7 @@ from insights_common.audit import (
     Trail,
     verify,
 )
-from insights_common.audit_ship import InProcessShipping, ShipperProcess, SpoolShipper
+from insights_common.audit_ship import EVERY, InProcessShipping, ShipperProcess, SpoolShipper
 from insights_common.audit_spool import AuditSpool, Shipping, SpooledTrail
 from insights_common.auth import KeyStore, SecretBox
 from insights_common.http.guard import HttpSettings
@@ -167,14 +167,30 @@ class Unshipped:
     async def stop(self) -> None:
         return None
 
+    def wake(self) -> None:
+        return None
+
 
 def recorded(linger_ms: float) -> str:
     """The name of the app recording with this linger."""
     return f"{RECORDED_BY_LINGER}, linger {linger_ms:g} ms"
 
 
-def spooled_in(variant: str) -> bool:
-    return variant.removesuffix(AGAIN) == SPOOLED
+def spooled(every: float) -> str:
+    """The name of the app whose shipper, a process of its own, passes every `every` seconds
+    (`SPOOLED` at the product's default)."""
+    return SPOOLED if every == EVERY else f"{SPOOLED}, every {every:g} s"
+
+
+def spooled_in(variant: str) -> float | None:
+    """How often the shipper of an app so named passes; None when its name names no shipper
+    process."""
+    name = variant.removesuffix(AGAIN)
+    if name == SPOOLED:
+        return EVERY
+    if not name.startswith(f"{SPOOLED}, every "):
+        return None
+    return float(name.removeprefix(f"{SPOOLED}, every ").removesuffix(" s"))
 
 
 def linger_in(variant: str, kind: str) -> float | None:
@@ -269,6 +285,12 @@ def children_cpu_seconds(parent: int) -> float:
     return cpu_seconds(children(parent))
 
 
+def shipper_process(every: float) -> Callable[[Path], Shipping]:
+    """A spool directory's shipper, a process of its own passing every `every` seconds, as
+    the query process starts it."""
+    return lambda spool: ShipperProcess(audit_shipper.command(spool, every=every))
+
+
 def in_process(log: AuditLog) -> Callable[[Path], Shipping]:
     """A spool directory's shipper into `log`, run as a task of this process."""
     return lambda spool: InProcessShipping(SpoolShipper(log, spool))
@@ -317,11 +339,11 @@ async def open_apps(
     apps = {}
     for variant in variants:
         audit: Trail
-        if spooled_in(variant):  # as the query process records (query_process)
+        if (every := spooled_in(variant)) is not None:  # as query_process records
             audit, shipper = await spooling(
                 stack,
                 PostgresAuditLog(db),
-                lambda spool: ShipperProcess(audit_shipper.command(spool)),
+                shipper_process(every),
             )
             assert isinstance(shipper, ShipperProcess)  # noqa: S101 - made just above
             shippers[variant] = shipper
@@ -489,7 +511,7 @@ async def measure(
                 )
                 cpu_of[variant] = functools.partial(cpu_seconds, [pid])
                 system_of[variant] = functools.partial(cpu_seconds, [pid], system=True)
-                if spooled_in(variant):
+                if spooled_in(variant) is not None:
                     shipper_of[variant] = functools.partial(children_cpu_seconds, pid)
             else:
                 apps[variant] = httpx.AsyncClient(
@@ -706,8 +728,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--spool",
-        action="store_true",
-        help="add an app recording through a spool shipped by a process of its own, as served",
+        nargs="?",
+        const=f"{EVERY:g}",
+        metavar="SECONDS[,SECONDS...]",
+        help="add an app recording through a spool shipped by a process of its own, as served;"
+        f" one app per pause between the shipper's passes (default {EVERY:g})",
     )
     parser.add_argument(
         "--in-process",
@@ -739,7 +764,7 @@ def main() -> None:
     variants = (
         UNRECORDED,
         *(recorded(float(ms)) for ms in args.linger.split(",") if ms != "none"),
-        *((SPOOLED,) if args.spool else ()),
+        *(spooled(float(every)) for every in (args.spool or "").split(",") if every),
         *((IN_PROCESS,) if args.in_process else ()),
         *((UNSENT,) if args.unsent else ()),
     )

@@ -7,17 +7,29 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from bench.audit_read import children
+from insights import audit_shipper
+from insights_common.audit import AuditEntry, AuditFilter, GroupedAuditLog
+from insights_common.audit_ship import ShipperProcess
+from insights_common.audit_spool import AuditSpool, SpooledTrail
+from insights_common.postgres.audit import PostgresAuditLog
+from insights_common.postgres.database import PostgresDatabase
 from tests.deployments import DistributedDeployment
+
+if TYPE_CHECKING:
+    from conftest import PgSchema
 
 pytestmark = pytest.mark.e2e
 
 API = "/api/v1"
+AT = datetime(2026, 11, 2, 10, tzinfo=UTC)
 
 
 def shipper_of(deployment: DistributedDeployment, name: str = "query") -> int:
@@ -79,3 +91,26 @@ def test_reads_are_shipped_by_a_process_of_their_own_through_either_crash(
     with distributed.client(key) as api:
         assert viewed(api, "cy") == ["user.view"]
     assert "is intact" in distributed.cli("audit", "verify", "--app", "acme")
+
+
+async def test_the_shipper_process_passes_at_once_when_its_query_process_reads_the_trail(
+    pg_schema: PgSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It passes once an hour here: only the byte its parent writes to its stdin can have it
+    pass within the reader's 10 s."""
+    monkeypatch.setenv("POSTGRES_DSN", pg_schema.dsn)
+    monkeypatch.setenv("POSTGRES_SCHEMA", pg_schema.schema)
+    db = await PostgresDatabase.connect(pg_schema.dsn, schema=pg_schema.schema, max_size=2)
+    log = PostgresAuditLog(db)
+    await log.migrate()
+    shipper = ShipperProcess(audit_shipper.command(tmp_path, every=3600))
+    trail = SpooledTrail(GroupedAuditLog(log), AuditSpool(tmp_path), shipper)
+    await trail.start()
+    try:
+        for user_id in ("alex", "bo"):
+            trail.beside(AuditEntry(AT, "acme", "key:k", "user.view", user_id))
+            (last, *_) = await trail.search("acme", AuditFilter(), before_seq=None, limit=10)
+            assert last.user_id == user_id
+    finally:
+        await trail.stop()
+        await db.close()

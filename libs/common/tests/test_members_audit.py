@@ -242,6 +242,11 @@ class CountingLog:
     async def run(self, app_id: str, *, from_seq: int, limit: int) -> list[AuditEntry]:
         return await self.log.run(app_id, from_seq=from_seq, limit=limit)
 
+    async def search(
+        self, app_id: str, where: AuditFilter, *, before_seq: int | None, limit: int
+    ) -> list[AuditEntry]:
+        return await self.log.search(app_id, where, before_seq=before_seq, limit=limit)
+
 
 async def test_concurrent_entries_are_grouped_and_chained_in_order(databases: Databases) -> None:
     log = await open_audit(databases)
@@ -531,6 +536,26 @@ async def test_reading_the_trail_waits_for_what_this_process_spooled(
     (newest, _) = await unshipped.search("acme", AuditFilter(), before_seq=None, limit=10)
     assert newest.user_id == "bo"
     await unshipped.stop()
+
+
+async def test_reading_the_trail_has_the_shipper_pass_at_once(
+    databases: Databases, tmp_path: Path
+) -> None:
+    """The shipper passes once an hour here: only the reader's wake can have it pass in time."""
+    log = await open_audit(databases)
+    counting = CountingLog(log)
+    trail, _ = spooled(counting, tmp_path)  # type: ignore[arg-type]
+    trail.CATCH_UP = 5.0
+    await trail.start()
+    for user_id in ("alex", "bo"):
+        await Recorder(trail).read(asked(), "user.view", user_id=user_id)
+        (last, *_) = await trail.search("acme", AuditFilter(), before_seq=None, limit=10)
+        assert last.user_id == user_id
+    assert counting.groups == [1, 1]  # one pass for each reader
+    found = await trail.search("acme", AuditFilter(), before_seq=None, limit=10)
+    assert len(found) == 2
+    assert counting.groups == [1, 1]  # nothing new spooled: no pass asked
+    await trail.stop()
 
 
 async def test_an_entry_stored_at_once_follows_the_reads_this_process_spooled_before(

@@ -201,6 +201,10 @@ class Shipping(Protocol):
 
     async def stop(self) -> None: ...
 
+    def wake(self) -> None:
+        """Ask the shipper for a pass at once: a reader of the trail waits for it."""
+        ...
+
 
 class _Spooled:
     """An entry in the spool: stored already, awaiting it does not wait."""
@@ -269,6 +273,8 @@ class SpooledTrail:
         """Returns once the store holds every entry this process spooled until now."""
         marks = self._spool.marks()
         waiting = [mark for mark in marks if mark.upto > self._taken.get(mark.spool, 0)]
+        if waiting:
+            self._shipping.wake()
         give_up = self._clock() + self.CATCH_UP
         while waiting:
             for mark in waiting:

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from insights_common.audit_ship import EVERY
+
 
 class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
@@ -92,6 +94,10 @@ class AuditSettings(BaseSettings):
     """A directory on a local disk, shared by this deployment's processes on the machine (or
     the pod) alone, that outlives a restart of the process. Unset, one under the system's
     temporary directory named after the deployment's database and schema."""
+    ship_every_seconds: float = Field(default=EVERY, gt=0, le=60)
+    """How often the shipper takes the spool's entries into PostgreSQL: what a pod lost
+    without its SIGTERM (a lost node) loses at most, while PostgreSQL answers. A reader of the
+    trail asks its process's shipper for a pass at once, so this is not how stale it reads."""
 
     def directory(self, postgres: PostgresSettings) -> Path:
         if self.spool_dir is not None:
