@@ -25,7 +25,7 @@ from insights_common.audit import (
     verify,
 )
 from insights_common.audit_ship import InProcessShipping, SpoolShipper
-from insights_common.audit_spool import AuditSpool, SpooledTrail, entries_after
+from insights_common.audit_spool import AuditSpool, SpooledTrail, read_spool
 from insights_common.http.recorder import Recorder
 from insights_common.members import (
     MemberStore,
@@ -558,6 +558,41 @@ async def test_reading_the_trail_has_the_shipper_pass_at_once(
     await trail.stop()
 
 
+async def test_a_line_a_failing_disk_changed_is_set_aside_and_shipping_goes_on(
+    databases: Databases, tmp_path: Path
+) -> None:
+    log = await open_audit(databases)
+    trail, _ = spooled(log, tmp_path)
+    trail.CATCH_UP = 5.0
+    await trail.start()
+    for user_id in ("alex", "bo", "cy", "dee"):
+        await Recorder(trail).read(asked(), "user.view", user_id=user_id)
+    (path,) = spool_files(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    # the second line and the last, the same length, as a disk returns a damaged block
+    changed = {
+        1: b"\x00" * (len(lines[1]) - 1),
+        3: b'["2026-13-99", 1, 2]'.ljust(len(lines[3]) - 1),
+    }
+    with path.open("r+b") as damaged:
+        for number, line in changed.items():
+            damaged.seek(sum(len(before) for before in lines[:number]))
+            damaged.write(line)
+
+    found = await trail.search("acme", AuditFilter(), before_seq=None, limit=10)
+    assert [e.user_id for e in found] == ["cy", "alex"]  # not held up by the lines around
+    aside = tmp_path / f"{path.stem}.unreadable"
+    assert aside.read_bytes().splitlines() == list(changed.values())
+    assert await log.spooled(path.stem) == path.stat().st_size  # read past the last line too
+
+    await Recorder(trail).read(asked(), "user.view", user_id="eve")
+    found = await trail.search("acme", AuditFilter(), before_seq=None, limit=10)
+    assert [e.user_id for e in found] == ["eve", "cy", "alex"]
+    assert len(aside.read_bytes().splitlines()) == 2  # each set aside once
+    await trail.stop()
+    assert (await verify(log, "acme")).entries == 3
+
+
 async def test_an_entry_stored_at_once_follows_the_reads_this_process_spooled_before(
     databases: Databases, tmp_path: Path
 ) -> None:
@@ -699,9 +734,10 @@ def test_a_spool_entry_reads_back_as_written_and_a_cut_line_is_left_out(tmp_path
     spool.write(entry(1))
     (path,) = spool_files(tmp_path)
     data = path.read_bytes() + b'["2026'
-    read = entries_after(data, 0)
-    assert [(e, end) for e, end in read][0] == (written, first.upto)
-    assert [e for e, _ in entries_after(data, first.upto)] == [entry(1)]
+    read = read_spool(data, 0)
+    assert read.entries[0] == (written, first.upto)
+    assert read.end == len(data) - len(b'["2026')
+    assert [e for e, _ in read_spool(data, first.upto).entries] == [entry(1)]
     spool.close()
 
 
@@ -793,4 +829,5 @@ def test_an_entry_the_full_disk_took_part_of_is_refused_and_taken_back(tmp_path:
     (path,) = spool_files(tmp_path)
     data = path.read_bytes()
     assert data.endswith(b"\n")  # the cut entry was taken back: no half line for the next
-    assert [e.user_id for e, _ in entries_after(data, 0)] == [f"u{i}" for i in range(int(written))]
+    entries = read_spool(data, 0).entries
+    assert [e.user_id for e, _ in entries] == [f"u{i}" for i in range(int(written))]

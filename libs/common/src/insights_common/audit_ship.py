@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from insights_common.audit import AuditEntry, AuditLog, SpoolMark
-from insights_common.audit_spool import SUFFIX, entries_after, spool_path
+from insights_common.audit_spool import SUFFIX, read_spool, spool_path
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ the store, unless a reader of the trail asks for a pass at once (`wake`). A pass
 costs the machine half what a pass every 0.1 s does."""
 RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
 """Seconds before trying again after the store refused a group, growing while it refuses."""
+UNREADABLE = ".unreadable"
+"""The suffix of the file beside a spool's where the shipper sets aside the lines of that spool
+that hold no entry, for an operator to look at."""
 UNNAMED_AFTER = 60.0
 """Seconds after which a file being made (`*.new`) whose process holds no lock on it is removed:
 that process died between making and naming it."""
@@ -46,6 +49,8 @@ class _Reading:
     fd: int
     upto: int
     """Where the store's mark says this file was taken to."""
+    read_to: int
+    """Where the last whole line read ends: past `upto` by lines that hold no entry."""
     ended: bool = False
     """Nobody holds its lock: its process left it, and nothing more will be written to it."""
 
@@ -165,6 +170,7 @@ class SpoolShipper:
                 group = []
         if group:
             shipped += await self._ship(group)
+        await self._mark_past_unreadable()
         await self._remove_ended()
         if time.monotonic() - self._swept > UNNAMED_AFTER:
             self._swept = time.monotonic()
@@ -184,12 +190,15 @@ class SpoolShipper:
             if not reading.ended:  # looked at before reading: what it read is then all of it
                 reading.ended = _unlocked(reading.fd)
             size = os.fstat(reading.fd).st_size
-            if size <= reading.upto:
+            if size <= reading.read_to:
                 continue
-            data = os.pread(reading.fd, size - reading.upto, reading.upto)
-            entries = entries_after(data, 0, ended=reading.ended)
-            if entries:
-                found.append((spool, [(entry, reading.upto + end) for entry, end in entries]))
+            start = reading.read_to
+            read = read_spool(os.pread(reading.fd, size - start, start), 0, ended=reading.ended)
+            for line, end in read.unreadable:
+                self._set_aside(spool, line, start + end)
+            reading.read_to = start + read.end
+            if read.entries:
+                found.append((spool, [(entry, start + end) for entry, end in read.entries]))
         for gone in self._files.keys() - present:
             os.close(self._files.pop(gone).fd)
         return found
@@ -204,8 +213,36 @@ class SpoolShipper:
         except BaseException:
             os.close(fd)
             raise
-        reading = self._files[spool] = _Reading(fd, upto)
+        reading = self._files[spool] = _Reading(fd, upto, upto)
         return reading
+
+    def _set_aside(self, spool: str, line: bytes, end: int) -> None:
+        """A line that holds no entry (a failing disk changed it) would stop every later entry
+        of every file: it is kept in the spool's UNREADABLE file, and shipping goes on."""
+        aside = self.directory / f"{spool}{UNREADABLE}"
+        log.error(
+            "audit spool %s: the line ending at byte %d holds no entry; set aside in %s",
+            spool,
+            end,
+            aside,
+        )
+        with aside.open("ab") as kept:
+            kept.write(line + b"\n")
+
+    async def _mark_past_unreadable(self) -> None:
+        """Keep in the store how far each file was read where that is past its last entry, so
+        that the lines set aside are not read again and a reader waiting for this file's end
+        (`SpooledTrail.caught_up`) sees it reached."""
+        behind = {
+            spool: reading.read_to
+            for spool, reading in self._files.items()
+            if reading.read_to > reading.upto
+        }
+        if behind:
+            marks = [SpoolMark(spool, upto) for spool, upto in behind.items()]
+            await self._log.append_many([], spooled=marks)
+            for spool, upto in behind.items():
+                self._files[spool].upto = upto
 
     async def _ship(self, group: list[tuple[AuditEntry, SpoolMark]]) -> int:
         marks: dict[str, SpoolMark] = {}

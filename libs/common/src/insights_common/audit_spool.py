@@ -55,25 +55,49 @@ def _line(entry: AuditEntry) -> bytes:
 
 
 def _entry(line: bytes) -> AuditEntry:
+    """The entry a line holds; ValueError or TypeError when it holds none."""
     at, *said = orjson.loads(line)
-    return AuditEntry(datetime.fromisoformat(at), *said)
+    if not isinstance(at, str) or len(said) != len(AuditEntry._fields[1:8]):
+        raise ValueError("not [at, app_id, actor, action, user_id, address, reason, detail]")
+    if not all(isinstance(field, str) for field in said[:3]) or not all(
+        field is None or isinstance(field, str) for field in said[3:]
+    ):
+        raise ValueError("a field of the wrong type")
+    moment = datetime.fromisoformat(at)
+    if moment.tzinfo is None:
+        raise ValueError("an instant without its offset")
+    return AuditEntry(moment, *said)
 
 
-def entries_after(data: bytes, start: int, *, ended: bool = True) -> list[tuple[AuditEntry, int]]:
-    """The entries of a spool's bytes from `start` (the end of an entry, or 0), each with the
-    offset where it ends. A last line without its newline is being written, or, in a file whose
-    process `ended`, was cut by a crash in its write: its read was never answered, and it is
-    left out."""
-    found = []
+@dataclass
+class SpoolRead:
+    """What a spool's bytes hold from where reading started."""
+
+    entries: list[tuple[AuditEntry, int]]
+    """The entries, each with the offset where it ends."""
+    unreadable: list[tuple[bytes, int]]
+    """The lines that hold no entry (bytes a failing disk changed), each with where it ends."""
+    end: int
+    """Where the last whole line ends: how far the spool was read."""
+
+
+def read_spool(data: bytes, start: int, *, ended: bool = True) -> SpoolRead:
+    """The lines of a spool's bytes from `start` (the end of a line, or 0). A last line without
+    its newline is being written, or, in a file whose process `ended`, was cut by a crash in its
+    write: its read was never answered, and it is left out."""
+    read = SpoolRead([], [], start)
     at = start
     while (end := data.find(b"\n", at)) != -1:
-        found.append((_entry(data[at:end]), end + 1))
-        at = end + 1
+        try:
+            read.entries.append((_entry(data[at:end]), end + 1))
+        except (ValueError, TypeError):
+            read.unreadable.append((data[at:end], end + 1))
+        at = read.end = end + 1
     if ended and at < len(data):
         log.warning(
             "an audit spool ends in %d bytes of an entry cut short; left out", len(data) - at
         )
-    return found
+    return read
 
 
 @dataclass
