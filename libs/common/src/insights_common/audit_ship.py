@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import heapq
 import logging
+import mmap
 import os
 import signal
 import time
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from insights_common.audit import AuditEntry, AuditLog, SpoolMark
-from insights_common.audit_spool import SUFFIX, read_spool, spool_path
+from insights_common.audit_spool import SUFFIX, SpoolRead, read_spool, spool_path
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
 UNREADABLE = ".unreadable"
 """The suffix of the file beside a spool's where the shipper sets aside the lines of that spool
 that hold no entry, for an operator to look at."""
+NEWLINE = ord("\n")
+TAIL = 64 * 1024
+"""Bytes past a file's last newline looked at for an entry cut short: longer than any entry."""
 UNNAMED_AFTER = 60.0
 """Seconds after which a file being made (`*.new`) whose process holds no lock on it is removed:
 that process died between making and naming it."""
@@ -51,6 +55,11 @@ class _Reading:
     """Where the store's mark says this file was taken to."""
     read_to: int
     """Where the last whole line read ends: past `upto` by lines that hold no entry."""
+    hole: int = -1
+    """A zero byte within a line at the last pass: zeroed by a failing disk if still there."""
+    seen: int = 0
+    """Where the file's last newline was at the last pass: every line before it is settled (its
+    copy into the writer's map ended long since)."""
     ended: bool = False
     """Nobody holds its lock: its process left it, and nothing more will be written to it."""
 
@@ -189,19 +198,58 @@ class SpoolShipper:
             present.add(spool)
             if not reading.ended:  # looked at before reading: what it read is then all of it
                 reading.ended = _unlocked(reading.fd)
-            size = os.fstat(reading.fd).st_size
-            if size <= reading.read_to:
-                continue
-            start = reading.read_to
-            read = read_spool(os.pread(reading.fd, size - start, start), 0, ended=reading.ended)
-            for line, end in read.unreadable:
-                self._set_aside(spool, line, start + end)
-            reading.read_to = start + read.end
-            if read.entries:
-                found.append((spool, [(entry, start + end) for entry, end in read.entries]))
+            read = self._read(spool, reading)
+            if read is not None and read.entries:
+                found.append((spool, read.entries))
         for gone in self._files.keys() - present:
             os.close(self._files.pop(gone).fd)
         return found
+
+    def _read(self, spool: str, reading: _Reading) -> SpoolRead | None:
+        """The file's whole lines past what was read of it (offsets from the file's start);
+        None when it holds none. A line that holds no entry is set aside once it is settled."""
+        start = reading.read_to
+        size = os.fstat(reading.fd).st_size
+        if size <= start:
+            return None
+        with mmap.mmap(reading.fd, size, access=mmap.ACCESS_READ) as mapped:
+            last = mapped.rfind(b"\n", start, self._bound(reading, mapped, size)) + 1
+            if reading.ended:
+                # at most one line past the last newline: cut by a crash in its copy
+                cut = mapped[max(last, start) : min(size, max(last, start) + TAIL)]
+                if cut.rstrip(b"\0"):
+                    log.warning(
+                        "audit spool %s ends in an entry cut short (%d bytes); left out",
+                        spool,
+                        len(cut.rstrip(b"\0")),
+                    )
+            if last <= start:
+                return None
+            data = mapped[start:last]
+        settled = None if reading.ended else max(0, reading.seen - start)
+        read = read_spool(data, 0, settled=settled)
+        reading.seen = last
+        for line, end in read.unreadable:
+            self._set_aside(spool, line, start + end)
+        reading.read_to = start + read.end
+        read.entries = [(entry, start + end) for entry, end in read.entries]
+        return read
+
+    @staticmethod
+    def _bound(reading: _Reading, mapped: mmap.mmap, size: int) -> int:
+        """Where the written part of a file may end. A file nobody writes to any more is read
+        to its end. A live one is read up to its first zero byte past what was read: where its
+        writer got to when it follows a newline; within a line, a line being copied (its
+        newline may show before the rest of it), or, when it is still there at the next pass,
+        bytes a failing disk zeroed, which are read past."""
+        if reading.ended:
+            return size
+        zero = mapped.find(b"\0", reading.read_to)
+        if zero == -1 or zero == reading.hole:
+            return size
+        if zero > reading.read_to and mapped[zero - 1] != NEWLINE:
+            reading.hole = zero  # within a line: looked at again at the next pass
+        return zero
 
     async def _open(self, spool: str, path: Path) -> _Reading | None:
         try:
