@@ -2,7 +2,8 @@
 PostgreSQL as it does in production, and recording nothing, side by side in one run.
 
     uv run --no-sync python -m bench.audit_read [--manifest PATH] [--clients 20]
-        [--seconds 60] [--slice 5] [--over asgi|http] [--linger MS[,MS...]|none] [--spool]
+        [--seconds 60] [--slice 5] [--over asgi|http] [--linger MS[,MS...]|none]
+        [--spool [SECONDS[,SECONDS...]]]
         [--in-process] [--unsent]
         [--again] [--rounds N] [--json]
 
@@ -11,7 +12,8 @@ process builds the distributed query process's HTTP app once per variant (`servi
 `build_query`, the same OpenSearch store, the same PostgreSQL key store and sessions):
 "recorded, spooled" (`--spool`) writes each entry to a spool file before answering, and a
 shipper, a process of its own beside the app (`insights audit ship`), takes them into PostgreSQL,
-as the query process does by default (`--in-process`: the same shipper as a task of the app's own
+as the query process does by default (`--spool 0.1,0.5`: one such app per pause between the
+shipper's passes; `--in-process`: the same shipper as a task of the app's own
 process, as in the embedded mode; `--unsent`: an app that spools its entries and never ships
 them, what the read path alone pays); "recorded, linger N ms" answers once PostgreSQL has the
 entry, as with AUDIT_SPOOL=false; "unrecorded" is the same app with a trail that keeps nothing,
