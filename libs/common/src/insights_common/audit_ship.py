@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from insights_common.audit import AuditEntry, AuditLog, SpoolMark
-from insights_common.audit_spool import SUFFIX, SpoolRead, read_spool, spool_path
+from insights_common.audit_spool import SUFFIX, read_spool, spool_path
 
 log = logging.getLogger(__name__)
 
@@ -198,42 +198,41 @@ class SpoolShipper:
             present.add(spool)
             if not reading.ended:  # looked at before reading: what it read is then all of it
                 reading.ended = _unlocked(reading.fd)
-            read = self._read(spool, reading)
-            if read is not None and read.entries:
-                found.append((spool, read.entries))
+            entries = self._read(spool, reading)
+            if entries:
+                found.append((spool, entries))
         for gone in self._files.keys() - present:
             os.close(self._files.pop(gone).fd)
         return found
 
-    def _read(self, spool: str, reading: _Reading) -> SpoolRead | None:
-        """The file's whole lines past what was read of it (offsets from the file's start);
-        None when it holds none. A line that holds no entry is set aside once it is settled."""
+    def _read(self, spool: str, reading: _Reading) -> list[tuple[AuditEntry, int]]:
+        """The entries of the file's whole lines past what was read of it, each with where it
+        ends in the file. A line that holds no entry is set aside once it is settled."""
         start = reading.read_to
         size = os.fstat(reading.fd).st_size
         if size <= start:
-            return None
+            return []
         with mmap.mmap(reading.fd, size, access=mmap.ACCESS_READ) as mapped:
-            last = mapped.rfind(b"\n", start, self._bound(reading, mapped, size)) + 1
+            last = max(start, mapped.rfind(b"\n", start, self._bound(reading, mapped, size)) + 1)
             if reading.ended:
                 # at most one line past the last newline: cut by a crash in its copy
-                cut = mapped[max(last, start) : min(size, max(last, start) + TAIL)]
-                if cut.rstrip(b"\0"):
+                cut = mapped[last : min(size, last + TAIL)].rstrip(b"\0")
+                if cut:
                     log.warning(
                         "audit spool %s ends in an entry cut short (%d bytes); left out",
                         spool,
-                        len(cut.rstrip(b"\0")),
+                        len(cut),
                     )
-            if last <= start:
-                return None
             data = mapped[start:last]
+        if not data:
+            return []
         settled = None if reading.ended else max(0, reading.seen - start)
         read = read_spool(data, 0, settled=settled)
         reading.seen = last
         for line, end in read.unreadable:
             self._set_aside(spool, line, start + end)
         reading.read_to = start + read.end
-        read.entries = [(entry, start + end) for entry, end in read.entries]
-        return read
+        return [(entry, start + end) for entry, end in read.entries]
 
     @staticmethod
     def _bound(reading: _Reading, mapped: mmap.mmap, size: int) -> int:
