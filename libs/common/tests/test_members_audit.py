@@ -798,6 +798,22 @@ async def test_a_killed_process_s_spooled_reads_are_stored_by_the_shipper(
     shipper.close()
 
 
+@pytest.mark.unit
+def test_an_entry_longer_than_a_spool_file_is_refused_and_the_next_is_taken(
+    tmp_path: Path,
+) -> None:
+    spool = AuditSpool(tmp_path, rotate_bytes=300)
+    spool.open()
+    huge = entry(1)._replace(reason="x" * 1_000_000)
+    with pytest.raises(DependencyUnavailable, match="longer than a spool file"):
+        spool.write(huge)
+    mark = spool.write(entry(2))
+    (path,) = spool_files(tmp_path)
+    assert [e for e, _ in read_spool(path.read_bytes(), 0).entries] == [entry(2)]
+    assert mark.upto == written(path)
+    spool.close()
+
+
 FILLING_CHILD = """
 import resource, signal, sys
 from datetime import UTC, datetime
