@@ -220,8 +220,10 @@ async def query_process(settings: Settings, servers: Servers) -> ServiceProcess:
     audit: Trail = grouped
     if settings.audit.spool:
         spool = settings.audit.directory(own.postgres)
-        every = settings.audit.ship_every_seconds
-        shipper = ShipperProcess(audit_shipper.command(spool, every=every))
+        chosen = settings.audit
+        shipper = ShipperProcess(
+            audit_shipper.command(spool, every=chosen.ship_every_seconds, nice=chosen.ship_nice)
+        )
         audit = SpooledTrail(grouped, AuditSpool(spool), shipper)
     retention = PostgresRetentionSettings(db)
     await retention.migrate()
