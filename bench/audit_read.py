@@ -4,20 +4,20 @@ PostgreSQL as it does in production, and recording nothing, side by side in one 
     uv run --no-sync python -m bench.audit_read [--manifest PATH] [--clients 20]
         [--seconds 60] [--slice 5] [--over asgi|http] [--linger MS[,MS...]|none]
         [--spool [SECONDS[,SECONDS...]]]
-        [--nice N[,N...]] [--in-process] [--unsent]
+        [--in-process] [--unsent]
         [--again] [--rounds N] [--seed N] [--json]
 
 Against a deployment bench.generate loaded (its OpenSearch indices, read from the manifest). This
 process builds the distributed query process's HTTP app once per variant (`service_app` over
 `build_query`, the same OpenSearch store, the same PostgreSQL key store and sessions):
-"recorded, spooled" (`--spool`) writes each entry to a spool file before answering, and a shipper, a
-process of its own beside the app (`insights audit ship`), takes them into PostgreSQL, as the query
-process does by default (`--spool 0.1,0.5`: one such app per pause between the shipper's passes;
-`--nice 0,10`: one such app per nice value of its shipper, how far below the app's priority it runs,
-as AUDIT_SHIP_NICE sets it; `--in-process`: the same shipper as a task of the app's own process, as
-in the embedded mode; `--unsent`: an app that spools its entries and never ships them, what the read
-path alone pays); "recorded, linger N ms" answers once PostgreSQL has the entry, as with
-AUDIT_SPOOL=false; "unrecorded" is the same app with a trail that keeps nothing, the control.
+"recorded, spooled" (`--spool`) writes each entry to a spool file before answering, and a
+shipper, a process of its own beside the app (`insights audit ship`), takes them into PostgreSQL,
+as the query process does by default (`--spool 0.1,0.5`: one such app per pause between the
+shipper's passes; `--in-process`: the same shipper as a task of the app's own
+process, as in the embedded mode; `--unsent`: an app that spools its entries and never ships
+them, what the read path alone pays); "recorded, linger N ms" answers once PostgreSQL has the
+entry, as with AUDIT_SPOOL=false; "unrecorded" is the same app with a trail that keeps nothing,
+the control.
 `--clients` concurrent clients call each with the recorded kinds of bench.query's mix (user +
 stats, message list, message details of its user as the dashboard reads them, message details
 by id) and one kind that is never recorded (search by exact id), each sending its next request
@@ -47,7 +47,9 @@ drawn at random), and ends with each recorded variant's difference from the unre
 requests/s and CPU a request (the app's process alone, and with its shipper): its mean over the
 rounds and the 95% confidence interval of that mean. An interval that holds 0 says the benchmark
 cannot tell the variant from the control; with `--again`, the second unrecorded app against the
-first shows how wide such an interval is for two apps that do the same.
+first shows how wide such an interval is for two apps that do the same. The orders come from a seed
+drawn anew for each run and printed (`--seed` orders a run again as that one did), so the rounds
+of two runs pooled together are each ordered independently.
 On POSTGRES_DSN, in a fresh schema removed afterwards.
 """
 
@@ -73,7 +75,6 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import httpx
 import uvicorn
@@ -179,30 +180,21 @@ def recorded(linger_ms: float) -> str:
     return f"{RECORDED_BY_LINGER}, linger {linger_ms:g} ms"
 
 
-class Shipped(NamedTuple):
-    """How a spooled app's shipper process runs: its pause between passes and its nice."""
-
-    every: float = EVERY
-    nice: int = 0
-
-
-def spooled(every: float = EVERY, nice: int = 0) -> str:
+def spooled(every: float) -> str:
     """The name of the app whose shipper, a process of its own, passes every `every` seconds
-    at `nice` below the app's priority (`SPOOLED` at the product's defaults)."""
-    name = SPOOLED if every == EVERY else f"{SPOOLED}, every {every:g} s"
-    return f"{name}, nice {nice}" if nice else name
+    (`SPOOLED` at the product's default)."""
+    return SPOOLED if every == EVERY else f"{SPOOLED}, every {every:g} s"
 
 
-def spooled_in(variant: str) -> Shipped | None:
-    """How the shipper of an app so named runs; None when its name names no shipper process."""
+def spooled_in(variant: str) -> float | None:
+    """How often the shipper of an app so named passes; None when its name names no shipper
+    process."""
     name = variant.removesuffix(AGAIN)
-    if name != SPOOLED and not name.startswith(f"{SPOOLED}, "):
+    if name == SPOOLED:
+        return EVERY
+    if not name.startswith(f"{SPOOLED}, every "):
         return None
-    said = dict(part.split(" ", 1) for part in name.removeprefix(SPOOLED).split(", ")[1:])
-    return Shipped(
-        every=float(said["every"].removesuffix(" s")) if "every" in said else EVERY,
-        nice=int(said.get("nice", 0)),
-    )
+    return float(name.removeprefix(f"{SPOOLED}, every ").removesuffix(" s"))
 
 
 def linger_in(variant: str, kind: str) -> float | None:
@@ -297,12 +289,10 @@ def children_cpu_seconds(parent: int) -> float:
     return cpu_seconds(children(parent))
 
 
-def shipper_process(shipped: Shipped) -> Callable[[Path], Shipping]:
-    """A spool directory's shipper, a process of its own run as `shipped` says, as the query
-    process starts it."""
-    return lambda spool: ShipperProcess(
-        audit_shipper.command(spool, every=shipped.every, nice=shipped.nice)
-    )
+def shipper_process(every: float) -> Callable[[Path], Shipping]:
+    """A spool directory's shipper, a process of its own passing every `every` seconds, as
+    the query process starts it."""
+    return lambda spool: ShipperProcess(audit_shipper.command(spool, every=every))
 
 
 def in_process(log: AuditLog) -> Callable[[Path], Shipping]:
@@ -353,11 +343,11 @@ async def open_apps(
     apps = {}
     for variant in variants:
         audit: Trail
-        if (shipped := spooled_in(variant)) is not None:  # as query_process records
+        if (every := spooled_in(variant)) is not None:  # as query_process records
             audit, shipper = await spooling(
                 stack,
                 PostgresAuditLog(db),
-                shipper_process(shipped),
+                shipper_process(every),
             )
             assert isinstance(shipper, ShipperProcess)  # noqa: S101 - made just above
             shippers[variant] = shipper
@@ -749,13 +739,6 @@ def main() -> None:
         f" one app per pause between the shipper's passes (default {EVERY:g})",
     )
     parser.add_argument(
-        "--nice",
-        default="0",
-        metavar="N[,N...]",
-        help="with --spool, one app per nice value of its shipper process (0,10): how far below"
-        " the app's priority the shipper runs",
-    )
-    parser.add_argument(
         "--seed",
         type=int,
         help="the first round's seed for its processes' and slices' orders (the next round's is"
@@ -792,12 +775,7 @@ def main() -> None:
     variants = (
         UNRECORDED,
         *(recorded(float(ms)) for ms in args.linger.split(",") if ms != "none"),
-        *(
-            spooled(float(every), int(nice))
-            for every in (args.spool or "").split(",")
-            if every
-            for nice in args.nice.split(",")
-        ),
+        *(spooled(float(every)) for every in (args.spool or "").split(",") if every),
         *((IN_PROCESS,) if args.in_process else ()),
         *((UNSENT,) if args.unsent else ()),
     )
@@ -831,7 +809,11 @@ def main() -> None:
             print_figures(figures, args.over)
     summary = differences(rounds) if args.rounds > 1 else None
     if args.json:
-        print(json.dumps({"rounds": [asdict(f) for f in rounds], "differences": summary}))
+        print(
+            json.dumps(
+                {"seed": first, "rounds": [asdict(f) for f in rounds], "differences": summary}
+            )
+        )
         return
     if summary is not None:
         print_differences(summary, args.rounds)

@@ -20,15 +20,15 @@ from insights_common.postgres.database import PostgresDatabase
 from insights_common.settings import AuditSettings, PostgresSettings
 
 
-def command(spool: Path, *, every: float = EVERY, nice: int = 0) -> Callable[[int], list[str]]:
-    """This module's command line on the spool directory, passing every `every` seconds at a
-    priority `nice` below its parent's, for a parent process's id, run by this interpreter."""
+def command(spool: Path, *, every: float = EVERY) -> Callable[[int], list[str]]:
+    """This module's command line on the spool directory, passing every `every` seconds, for
+    a parent process's id, run by this interpreter."""
 
     def for_parent(parent: int) -> list[str]:
         return [
             sys.executable,
             *("-m", __name__, "--spool-dir", str(spool), "--parent", str(parent)),
-            *("--every", str(every), "--nice", str(nice)),
+            *("--every", str(every)),
         ]
 
     return for_parent
@@ -39,17 +39,14 @@ async def ship(
     *,
     parent: int | None,
     every: float | None = None,
-    nice: int | None = None,
     startup_limit: float = 30.0,
 ) -> None:
     """Ship `spool` (the query processes' default directory when None) into the deployment's
     PostgreSQL (POSTGRES_DSN, POSTGRES_SCHEMA) every `every` seconds (AUDIT_SHIP_EVERY_SECONDS
-    when None), at a priority `nice` below this process's (AUDIT_SHIP_NICE when None), until
-    stopped, or until `parent` ends. Started by `parent`, its stdin is a pipe from it: each
-    byte asks for a pass at once."""
+    when None) until stopped, or until `parent` ends. Started by `parent`, its stdin is a pipe
+    from it: each byte asks for a pass at once."""
     settings = PostgresSettings()
     audit = AuditSettings()
-    os.nice(audit.ship_nice if nice is None else nice)
     directory = spool if spool is not None else audit.directory(settings)
     db = await patiently(
         "PostgreSQL",
@@ -85,10 +82,9 @@ def main() -> None:
     parser.add_argument("--spool-dir", type=Path)
     parser.add_argument("--parent", type=int)
     parser.add_argument("--every", type=float)
-    parser.add_argument("--nice", type=int, choices=range(20), metavar="0-19")
     args = parser.parse_args()
     logs.configure("audit-shipper", chosen=logs.log_format())
-    asyncio.run(ship(args.spool_dir, parent=args.parent, every=args.every, nice=args.nice))
+    asyncio.run(ship(args.spool_dir, parent=args.parent, every=args.every))
 
 
 if __name__ == "__main__":

@@ -220,10 +220,8 @@ async def query_process(settings: Settings, servers: Servers) -> ServiceProcess:
     audit: Trail = grouped
     if settings.audit.spool:
         spool = settings.audit.directory(own.postgres)
-        chosen = settings.audit
-        shipper = ShipperProcess(
-            audit_shipper.command(spool, every=chosen.ship_every_seconds, nice=chosen.ship_nice)
-        )
+        every = settings.audit.ship_every_seconds
+        shipper = ShipperProcess(audit_shipper.command(spool, every=every))
         audit = SpooledTrail(grouped, AuditSpool(spool), shipper)
     retention = PostgresRetentionSettings(db)
     await retention.migrate()

@@ -98,10 +98,6 @@ class AuditSettings(BaseSettings):
     """How often the shipper takes the spool's entries into PostgreSQL: what a pod lost
     without its SIGTERM (a lost node) loses at most, while PostgreSQL answers. A reader of the
     trail asks its process's shipper for a pass at once, so this is not how stale it reads."""
-    ship_nice: int = Field(default=0, ge=0, le=19)
-    """How much lower than its query process's the shipper process's scheduling priority is
-    (its nice value, added to the query process's): on cores the reads keep busy, the shipper
-    then takes its turn after them instead of in their way."""
 
     def directory(self, postgres: PostgresSettings) -> Path:
         if self.spool_dir is not None:
