@@ -750,6 +750,28 @@ def test_a_spool_entry_reads_back_as_written_and_a_cut_line_is_left_out(tmp_path
     spool.close()
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"at": 1, "app_id": 2, "actor": 3, "action": 4, "a": 5, "b": 6, "c": 7, "d": 8}',
+        b'"2026-11-02T10:00:00+00:00"',
+        b'["2026-11-02T10:00:00+00:00", "acme", "key:k1", "user.view", "u1", null, null]',
+        b'["2026-11-02T10:00:00+00:00", "acme", 7, "user.view", "u1", null, null, null]',
+        b'["2026-11-02T10:00:00+00:00", "acme", "key:k1", null, "u1", null, null, null]',
+        b'["2026-11-02T10:00:00+00:00", "acme", "key:k1", "user.view", ["u1"], null, null, null]',
+        b'["2026-11-02T10:00:00+00:00", "acme", "key:k1", "user.view", "u1", null, 1.5, null]',
+        b'[20261102, "acme", "key:k1", "user.view", "u1", null, null, null]',
+        b'["2026-11-02T10:00:00", "acme", "key:k1", "user.view", "u1", null, null, null]',
+        b'["yesterday", "acme", "key:k1", "user.view", "u1", null, null, null]',
+    ],
+)
+def test_a_spool_line_that_holds_no_entry_is_read_as_unreadable(line: bytes) -> None:
+    good = b'["2026-11-02T10:00:00+00:00", "acme", "key:k1", "user.view", "u1", null, null, null]'
+    read = read_spool(line + b"\n" + good + b"\n", 0)
+    assert read.unreadable == [(line, len(line) + 1)]
+    assert [e.user_id for e, _ in read.entries] == ["u1"]
+
+
 SPOOLING_CHILD = """
 import sys
 from datetime import UTC, datetime

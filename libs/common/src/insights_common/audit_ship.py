@@ -167,11 +167,11 @@ class SpoolShipper:
 
     async def _ship_all(self) -> int:
         found = [
-            [(entry, SpoolMark(spool, end)) for entry, end in entries]
+            [(entry, spool, end) for entry, end in entries]
             for spool, entries in await self._unshipped()
         ]
         shipped = 0
-        group: list[tuple[AuditEntry, SpoolMark]] = []
+        group: list[tuple[AuditEntry, str, int]] = []
         for item in heapq.merge(*found, key=lambda found: found[0].at):
             group.append(item)
             if len(group) == self._batch:
@@ -291,13 +291,15 @@ class SpoolShipper:
             for spool, upto in behind.items():
                 self._files[spool].upto = upto
 
-    async def _ship(self, group: list[tuple[AuditEntry, SpoolMark]]) -> int:
-        marks: dict[str, SpoolMark] = {}
-        for _, mark in group:
-            marks[mark.spool] = mark  # in each file's order: its last is how far this takes it
-        await self._log.append_many([entry for entry, _ in group], spooled=list(marks.values()))
-        for mark in marks.values():
-            self._files[mark.spool].upto = mark.upto
+    async def _ship(self, group: list[tuple[AuditEntry, str, int]]) -> int:
+        """Store the group's entries, each with its file and where it ends there."""
+        upto: dict[str, int] = {}
+        for _, spool, end in group:
+            upto[spool] = end  # in each file's order: its last is how far this takes it
+        marks = [SpoolMark(spool, end) for spool, end in upto.items()]
+        await self._log.append_many([entry for entry, _, _ in group], spooled=marks)
+        for spool, end in upto.items():
+            self._files[spool].upto = end
         return len(group)
 
     async def _remove_ended(self) -> None:
