@@ -511,7 +511,14 @@ async def measure(
                     base_url=url,
                     headers=headers,
                     timeout=60,
-                    limits=httpx.Limits(max_connections=clients, max_keepalive_connections=clients),
+                    limits=httpx.Limits(
+                        max_connections=clients,
+                        max_keepalive_connections=clients,
+                        # Dropped before the app's own keep-alive closes them while the other
+                        # apps' slices run: a connection taken up again just as the app closes
+                        # it ends its request with a ReadError.
+                        keepalive_expiry=HttpSettings().keep_alive_seconds / 2,
+                    ),
                 )
                 cpu_of[variant] = functools.partial(cpu_seconds, [pid])
                 system_of[variant] = functools.partial(cpu_seconds, [pid], system=True)
