@@ -48,6 +48,10 @@ UNNAMED_AFTER = 60.0
 that process died between making and naming it."""
 
 
+_Found = tuple[AuditEntry, str, int]
+"""An entry read from a spool file: the entry, the file's spool id, and where it ends there."""
+
+
 @dataclass
 class _Reading:
     fd: int
@@ -166,12 +170,9 @@ class SpoolShipper:
             return await self._ship_all()
 
     async def _ship_all(self) -> int:
-        found = [
-            [(entry, spool, end) for entry, end in entries]
-            for spool, entries in await self._unshipped()
-        ]
+        found = await self._unshipped()
         shipped = 0
-        group: list[tuple[AuditEntry, str, int]] = []
+        group: list[_Found] = []
         for item in heapq.merge(*found, key=lambda found: found[0].at):
             group.append(item)
             if len(group) == self._batch:
@@ -186,8 +187,8 @@ class SpoolShipper:
             self._sweep_unnamed()
         return shipped
 
-    async def _unshipped(self) -> list[tuple[str, list[tuple[AuditEntry, int]]]]:
-        """Each file's entries past its mark, each with where it ends."""
+    async def _unshipped(self) -> list[list[_Found]]:
+        """Each file's entries past its mark, each with its file and where it ends there."""
         found = []
         present = set()
         for path in sorted(self.directory.glob(f"*{SUFFIX}")):
@@ -200,14 +201,14 @@ class SpoolShipper:
                 reading.ended = _unlocked(reading.fd)
             entries = self._read(spool, reading)
             if entries:
-                found.append((spool, entries))
+                found.append(entries)
         for gone in self._files.keys() - present:
             os.close(self._files.pop(gone).fd)
         return found
 
-    def _read(self, spool: str, reading: _Reading) -> list[tuple[AuditEntry, int]]:
-        """The entries of the file's whole lines past what was read of it, each with where it
-        ends in the file. A line that holds no entry is set aside once it is settled."""
+    def _read(self, spool: str, reading: _Reading) -> list[_Found]:
+        """The entries of the file's whole lines past what was read of it, each with the file
+        and where it ends there. A line that holds no entry is set aside once it is settled."""
         start = reading.read_to
         size = os.fstat(reading.fd).st_size
         if size <= start:
@@ -232,7 +233,7 @@ class SpoolShipper:
         for line, end in read.unreadable:
             self._set_aside(spool, line, start + end)
         reading.read_to = start + read.end
-        return [(entry, start + end) for entry, end in read.entries]
+        return [(entry, spool, start + end) for entry, end in read.entries]
 
     @staticmethod
     def _bound(reading: _Reading, mapped: mmap.mmap, size: int) -> int:
@@ -291,7 +292,7 @@ class SpoolShipper:
             for spool, upto in behind.items():
                 self._files[spool].upto = upto
 
-    async def _ship(self, group: list[tuple[AuditEntry, str, int]]) -> int:
+    async def _ship(self, group: list[_Found]) -> int:
         """Store the group's entries, each with its file and where it ends there."""
         upto: dict[str, int] = {}
         for _, spool, end in group:
