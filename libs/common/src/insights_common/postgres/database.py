@@ -90,6 +90,18 @@ def lost(conn: Connection) -> bool:
         return True
 
 
+async def plan_each_time(conn: Connection) -> None:
+    """Have the statements of the transaction under way planned for the values each is given.
+
+    asyncpg prepares every statement, and after five executions PostgreSQL may keep one generic
+    plan for it, costed on the table as it was then. A statement that joins a batch's arrays to
+    a table that was nearly empty at that point (a new deployment's first import) goes on
+    scanning the whole table after it has grown, so a long run of batches costs quadratically.
+    Planned each time, it looks each key up in its index. Costs a round trip and a plan a batch.
+    """
+    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
 class MigrationError(Exception):
     def __init__(self, component: str, version: int, cause: Exception) -> None:
         super().__init__(f"migration {component} #{version} failed, nothing was applied: {cause}")
