@@ -137,6 +137,37 @@ async def test_tables_live_in_the_given_schema_on_every_pooled_connection(
     assert [row["table_name"] for row in tables] == ["schema_migrations", "things"]
 
 
+BATCH_LOOKUP = "SELECT t.id FROM things AS t JOIN unnest($1::integer[]) AS k(id) ON t.id = k.id"
+
+
+@integration
+async def test_each_execution_of_a_statement_is_planned_for_its_own_values(
+    pg_schema: PgSchema,
+) -> None:
+    """PostgreSQL may keep one generic plan for a statement prepared five times, costed on the
+    table as it was then: a lookup of a batch's keys in a table that was nearly empty would go on
+    scanning it whole as it grows. Every connection the process opens plans each execution."""
+    db = await PostgresDatabase.connect(pg_schema.dsn, schema=pg_schema.schema, max_size=1)
+    own = db.dedicated()
+    plans = "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1"
+    try:
+        await db.migrate("widgets", STEPS[:1])
+        for batch in range(8):
+            keys = list(range(batch * 100, batch * 100 + 100))
+            async with db.transaction() as conn:
+                await conn.execute("INSERT INTO things (id) SELECT unnest($1::integer[])", keys)
+                assert len(await conn.fetch(BATCH_LOOKUP, keys)) == 100
+            async with own.use() as dedicated:
+                assert len(await dedicated.fetch(BATCH_LOOKUP, keys)) == 100
+        async with db.acquire() as conn:
+            pooled = await conn.fetch(plans, BATCH_LOOKUP)
+        async with own.use() as dedicated:
+            alone = await dedicated.fetch(plans, BATCH_LOOKUP)
+        assert [tuple(row) for row in pooled] == [tuple(row) for row in alone] == [(0, 8)]
+    finally:
+        await db.close()
+
+
 @integration
 async def test_migrate_creates_a_missing_schema(pg_schema: PgSchema) -> None:
     schema = f"{pg_schema.schema}_new"

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from insights_common.postgres.database import PostgresDatabase
 from insights_common.sqlite.database import SqliteDatabase
 from insights_contracts import UserUpserted
 from notification_ingest.adapters.postgres import (
@@ -21,7 +20,7 @@ from notification_ingest.domain.directory import PhoneEntry, phone_entries
 from notification_ingest.ports import PendingCallbacks, PhoneDirectory
 
 if TYPE_CHECKING:
-    from conftest import Databases, PgSchema
+    from conftest import Databases
 
 
 @pytest.fixture
@@ -107,33 +106,6 @@ async def test_an_erased_user_is_forgotten_with_their_numbers(
 
 # An injected clock the tests move: the verdicts do not depend on today.
 NOW = [datetime(2026, 11, 2, 10, 0, tzinfo=UTC)]
-
-
-@pytest.mark.integration
-async def test_each_batch_looks_its_users_up_in_the_index_however_the_table_has_grown(
-    pg_schema: PgSchema,
-) -> None:
-    """PostgreSQL keeps a generic plan for a statement prepared five times when it looks no
-    dearer, costed on the table as it was: a directory filled from empty by an import would be
-    scanned whole for every later batch. Each batch's statements are planned for its own keys."""
-    db = await PostgresDatabase.connect(pg_schema.dsn, schema=pg_schema.schema, max_size=1)
-    try:
-        await PostgresDedupStore(db).migrate()
-        directory = PostgresPhoneDirectory(db)
-        for batch in range(8):
-            await directory.record(
-                [PhoneEntry("acme", f"u{batch}-{n}", f"+1415555{batch}{n:03d}") for n in range(50)]
-            )
-        async with db.acquire() as conn:
-            plans = await conn.fetch(
-                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
-                " WHERE statement ~ '^(DELETE FROM|INSERT INTO) ing_phone_directory'"
-            )
-        assert len(plans) == 2  # the DELETE of users' older numbers and the INSERT
-        assert all(row["generic_plans"] == 0 and row["custom_plans"] == 8 for row in plans), plans
-        assert len(await directory.users_by_phone("acme", ["+14155557049", "+14155550000"])) == 2
-    finally:
-        await db.close()
 
 
 @pytest.fixture

@@ -90,18 +90,6 @@ def lost(conn: Connection) -> bool:
         return True
 
 
-async def plan_each_time(conn: Connection) -> None:
-    """Have the statements of the transaction under way planned for the values each is given.
-
-    asyncpg prepares every statement, and after five executions PostgreSQL may keep one generic
-    plan for it, costed on the table as it was then. A statement that joins a batch's arrays to
-    a table that was nearly empty at that point (a new deployment's first import) goes on
-    scanning the whole table after it has grown, so a long run of batches costs quadratically.
-    Planned each time, it looks each key up in its index. Costs a round trip and a plan a batch.
-    """
-    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-
-
 class MigrationError(Exception):
     def __init__(self, component: str, version: int, cause: Exception) -> None:
         super().__init__(f"migration {component} #{version} failed, nothing was applied: {cause}")
@@ -144,7 +132,17 @@ class PostgresDatabase:
         `DependencyUnavailable`; statements have `command_timeout`. With a tracer provider, each
         statement made within a trace is a span (`insights_common.postgres.traces`).
         """
-        server_settings = {"application_name": "user-insights"}
+        server_settings = {
+            "application_name": "user-insights",
+            # asyncpg prepares every statement, and after five executions PostgreSQL may keep
+            # one generic plan for it, costed on the tables as they were then. Statements that
+            # join a batch's keys to a table that was nearly empty at that point (a new
+            # deployment's dedup ids, phone directory or registry) would go on scanning the
+            # whole table once it has grown, so a run of batches costs quadratically, until
+            # autovacuum's next analyze. Planned for each execution's own values, they look each
+            # key up in its index; a plan costs tens of microseconds, a batch's statements a few.
+            "plan_cache_mode": "force_custom_plan",
+        }
         if schema is not None:
             # A startup parameter, not a SET: the pool's RESET ALL on release keeps it.
             server_settings["search_path"] = quote_ident(schema)

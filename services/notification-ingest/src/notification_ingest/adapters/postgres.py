@@ -11,7 +11,7 @@ from datetime import datetime
 
 from insights_common.clock import utc_now
 from insights_common.erasure import UserKey
-from insights_common.postgres.database import PostgresDatabase, plan_each_time
+from insights_common.postgres.database import PostgresDatabase
 from insights_common.postgres.erasure import PostgresErasureMarkers, markers_table
 from notification_ingest.domain.directory import PhoneEntry
 from notification_ingest.ports import KeptCallback
@@ -129,8 +129,6 @@ class PostgresPhoneDirectory:
         if not entries:
             return
         async with self._db.acquire() as conn, conn.transaction():
-            # The directory starts empty and an import grows it by a batch at a time.
-            await plan_each_time(conn)
             # A user's older number goes first; the entries name each user once.
             await conn.execute(
                 "DELETE FROM ing_phone_directory AS d USING unnest($1::text[], $2::text[])"
