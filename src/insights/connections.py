@@ -107,6 +107,7 @@ async def opensearch_store(
         OpenSearchInsightsStore,
         create_client,
     )
+    from insights_query.adapters.opensearch.mappings import IndexSetupError  # noqa: PLC0415
 
     client = create_client(settings.url, pool=pool)
     stack.push_async_callback(client.close)
@@ -117,6 +118,7 @@ async def opensearch_store(
             replicas=settings.replicas, refresh_seconds=settings.refresh_seconds
         ),
         limit=limit,
+        final=(IndexSetupError,),
     )
     return store
 

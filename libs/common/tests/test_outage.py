@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from insights_common.http.conventions import PROBLEM_JSON, install_problem_handlers
-from insights_common.outage import DependencyUnavailable, bounded, waiting_out
+from insights_common.outage import DependencyUnavailable, bounded, patiently, waiting_out
 from insights_common.postgres.database import PostgresDatabase, lost
 from tests.own_servers import OwnServers
 
@@ -76,6 +76,37 @@ async def test_an_outage_longer_than_the_limit_and_any_other_error_are_raised() 
     with pytest.raises(ValueError, match="not an outage"):
         await waiting_out("import", broken, limit=5, delays=(0.01,))
     assert calls == 1
+
+
+class Incompatible(Exception):
+    """Stands for a store that cannot take this version's schema."""
+
+
+@unit
+async def test_a_starting_dependency_is_waited_for_and_what_no_wait_mends_is_raised_at_once() -> (
+    None
+):
+    answers: list[Exception | str] = [Refused("starting"), Refused("starting"), "up"]
+
+    async def starting() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert await patiently("OpenSearch", starting, limit=5, final=(Incompatible,)) == "up"
+    calls = 0
+
+    async def incompatible() -> None:
+        nonlocal calls
+        calls += 1
+        raise Incompatible("the field activity_us cannot change type")
+
+    with pytest.raises(Incompatible, match="activity_us"):
+        await patiently("OpenSearch", incompatible, limit=5, final=(Incompatible,))
+    assert calls == 1
+    with pytest.raises(RuntimeError, match=r"OpenSearch did not answer in 0.1 s: .*activity_us"):
+        await patiently("OpenSearch", incompatible, limit=0.1)  # without `final`: waited on
 
 
 @unit

@@ -21,7 +21,7 @@ from insights_query.adapters.opensearch import (
     OpenSearchInsightsStore,
     create_client,
 )
-from insights_query.adapters.opensearch.mappings import KINDS
+from insights_query.adapters.opensearch.mappings import KINDS, MAPPINGS, IndexSetupError
 from insights_query.domain.search import parse_search
 
 pytestmark = pytest.mark.integration
@@ -234,6 +234,52 @@ async def test_a_rebuilt_index_behind_the_alias_is_used(
     alex = await store.get_user("acme", "alex")
     assert alex is not None
     assert alex.nickname == "Alex Kim"
+
+
+async def an_index_of_an_older_version(
+    client: AsyncOpenSearch, os_prefix: str, kind: str, fields: dict[str, Any]
+) -> None:
+    """The index behind `<prefix>-<kind>` as an older version made it: these fields only."""
+    await client.indices.create(
+        index=f"{os_prefix}-{kind}-v1",
+        body={
+            "mappings": {"dynamic": "strict", "properties": fields},
+            "aliases": {f"{os_prefix}-{kind}": {}},
+        },
+    )
+
+
+async def test_the_fields_a_new_version_adds_reach_the_indices_an_older_one_made(
+    client: AsyncOpenSearch, os_prefix: str, ev: Any
+) -> None:
+    users = MAPPINGS["users"]["properties"]
+    older = {name: field for name, field in users.items() if name not in ("imports", "span")}
+    await an_index_of_an_older_version(client, os_prefix, "users", older)
+    store = OpenSearchInsightsStore(client, prefix=os_prefix, refresh=True)
+    await store.ensure_indices()
+    mapping = await client.indices.get_mapping(index=f"{os_prefix}-users")
+    assert mapping[f"{os_prefix}-users-v1"]["mappings"]["properties"].keys() == users.keys()
+    # without the fields added, the strict index would refuse these documents
+    await store.apply(batch_of(ev))
+    alex = await store.get_user("acme", "alex")
+    assert alex is not None
+    assert alex.nickname == "Alex Kim"
+
+
+async def test_an_index_that_cannot_take_the_mapping_says_which_reindex_it_needs(
+    client: AsyncOpenSearch, os_prefix: str
+) -> None:
+    users = MAPPINGS["users"]["properties"]
+    await an_index_of_an_older_version(
+        client, os_prefix, "users", {**users, "activity_us": {"type": "keyword"}}
+    )
+    store = OpenSearchInsightsStore(client, prefix=os_prefix)
+    with pytest.raises(IndexSetupError) as raised:
+        await store.ensure_indices()
+    message = str(raised.value)
+    assert f"{os_prefix}-users" in message
+    assert "activity_us" in message
+    assert f"reindex them into {os_prefix}-users-v1" in message
 
 
 async def test_ping(client: AsyncOpenSearch, store: OpenSearchInsightsStore) -> None:

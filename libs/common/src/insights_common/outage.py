@@ -102,13 +102,23 @@ async def waiting_out(
             await asyncio.sleep(delay)
 
 
-async def patiently(what: str, attempt: Callable[[], Awaitable[T]], *, limit: float) -> T:
-    """Retry `attempt` with backoff for up to `limit` seconds: a backing service may be starting."""
+async def patiently(
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    limit: float,
+    final: tuple[type[Exception], ...] = (),
+) -> T:
+    """Retry `attempt` with backoff for up to `limit` seconds: a backing service may be starting.
+    The errors of `final` say what no wait mends (a store that cannot take this version's
+    schema): they are raised at once."""
     deadline = time.monotonic() + limit
     delay = 0.25
     while True:
         try:
             return await attempt()
+        except final:
+            raise
         except Exception as error:
             if time.monotonic() + delay > deadline:
                 raise RuntimeError(f"{what} did not answer in {limit:g} s: {error}") from error

@@ -20,8 +20,9 @@ from opensearchpy.exceptions import RequestError
 Kind = Literal["messages", "users", "templates", "erasures"]
 KINDS: tuple[Kind, ...] = ("messages", "users", "templates", "erasures")
 SCHEMA_VERSION = 1
-"""Bump with a mapping change: ensure_indices then names -v<N> for new deployments, and
-existing ones reindex into it and swap the alias."""
+"""Bump with a mapping change an existing index cannot take (a field's type or analysis):
+ensure_indices then names -v<N> for new deployments, and existing ones reindex into it and swap
+the alias. A field added is not such a change: ensure_indices adds it to the live indices."""
 
 _KEYWORD: dict[str, Any] = {"type": "keyword"}
 # Returned in _source, never searched or aggregated.
@@ -110,7 +111,8 @@ MAPPINGS: dict[Kind, dict[str, Any]] = {
 
 
 class IndexSetupError(RuntimeError):
-    """The alias of a kind could not be made to point at an index."""
+    """The alias of a kind could not be made to point at an index, or its index cannot take
+    this version's mapping."""
 
 
 def alias_name(prefix: str, kind: Kind) -> str:
@@ -131,8 +133,11 @@ async def ensure_indices(
     refresh_seconds: float,
 ) -> None:
     """Put the index templates, create each missing alias with its first index, and give the
-    indices behind existing aliases the templates' refresh interval (an index keeps the settings
-    it was made with, so a changed interval reaches a running deployment this way).
+    indices behind existing aliases the templates' refresh interval and mapping (an index keeps
+    the settings and mapping it was made with, so a changed interval or a field a new version
+    adds reaches a running deployment this way; the mappings are strict, so a new version's
+    documents would otherwise be refused by an index made by an older one). A mapping an index
+    cannot take (a field's type changed) is an IndexSetupError naming the reindex it needs.
 
     Idempotent and safe to race: the index and its alias are created in one request, and
     losing the race to another process ('already exists') is success.
@@ -163,6 +168,7 @@ async def ensure_indices(
             await client.indices.put_settings(
                 index=alias, body={"index": {"refresh_interval": interval}}
             )
+            await _put_mapping(client, alias, kind)
             continue
         try:
             await client.indices.create(
@@ -176,3 +182,24 @@ async def ensure_indices(
                 f"index {alias}-v{SCHEMA_VERSION} exists but alias {alias} does not point at it;"
                 f" add it with POST _aliases or delete the index"
             )
+
+
+async def _put_mapping(client: AsyncOpenSearch, alias: str, kind: Kind) -> None:
+    """This version's mapping on the indices behind an existing alias: new fields are added,
+    fields already there stay as they are when unchanged."""
+    try:
+        await client.indices.put_mapping(index=alias, body=MAPPINGS[kind])
+    except RequestError as exc:
+        raise IndexSetupError(
+            f"the indices behind {alias} cannot take this version's {kind} mapping"
+            f" ({_reason(exc)}); reindex them into {alias}-v{SCHEMA_VERSION}, which the index"
+            f" template maps, and move the alias to it in one POST _aliases"
+        ) from exc
+
+
+def _reason(exc: RequestError) -> str:
+    info = exc.info if isinstance(exc.info, dict) else {}
+    error = info.get("error")
+    if isinstance(error, dict) and isinstance(error.get("reason"), str):
+        return str(error["reason"])
+    return str(exc.error)
