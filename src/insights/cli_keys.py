@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,7 +28,16 @@ from insights.cli_people import check_app_id, record_change
 from insights.composition.distributed import app_keys
 from insights.composition.embedded import running
 from insights_common.access import UnknownScope, check_scopes
-from insights_common.auth import ApiKeyInfo, KeyStore, key_id_of
+from insights_common.auth import (
+    ApiKeyInfo,
+    KeyStore,
+    MissingMasterKey,
+    SecretBox,
+    UnreadableSecrets,
+    key_id_of,
+    master_keys,
+    write_master_keys,
+)
 from insights_common.clock import utc_now
 
 keys_app = typer.Typer(help="API keys for programs and the dashboard.", no_args_is_help=True)
@@ -140,6 +150,78 @@ def keys_revoke(
 def keys_master_key() -> None:
     """Print a new master key for INSIGHTS_MASTER_KEY (encrypts webhook secrets at rest)."""
     out.print(Fernet.generate_key().decode(), highlight=False, soft_wrap=True)
+
+
+@keys_app.command("reseal")
+def keys_reseal(data_dir: DataDir = None, distributed: Distributed = False) -> None:
+    """Encrypt every stored secret again with the first key of the master key.
+
+    To change the master key: put a new key first in INSIGHTS_MASTER_KEY, a comma, then the
+    old one; restart every process; run this; then remove the old key and restart again.
+    Secrets stay readable all along. The embedded mode's own key file: rotate-master-key.
+    """
+    try:
+        counts = asyncio.run(_reseal(data_dir, distributed))
+    except UnreadableSecrets as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(1) from None
+    _resealed(counts, data_dir=data_dir, distributed=distributed)
+
+
+@keys_app.command("rotate-master-key")
+def keys_rotate_master_key(data_dir: DataDir = None) -> None:
+    """Give the embedded mode a new master key, and encrypt every stored secret with it.
+
+    Stop `insights dev` first and start it again after: a running one knows only the old key.
+    The new key goes first into the data dir's key file beside the old one, the secrets are
+    sealed again, and only then is the old key removed, so an interrupted run loses nothing.
+    """
+    if os.environ.get(SecretBox.ENV, "").strip():
+        err.print(
+            f"[red]error:[/] the master key comes from {SecretBox.ENV}, not the data dir: put a"
+            " new key (insights keys master-key) first in it, then a comma and the old one, and"
+            " run `insights keys reseal`; then remove the old key"
+        )
+        raise typer.Exit(2)
+    path = embedded_settings(data_dir).data_dir / SecretBox.FILE
+    if not path.exists():
+        err.print(f"[red]error:[/] {path} does not exist: the embedded mode makes it at start")
+        raise typer.Exit(2)
+    try:
+        old = master_keys(path.read_text(), source=str(path))
+    except MissingMasterKey as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    new = Fernet.generate_key()
+    write_master_keys(path, [new, *old])
+    try:
+        counts = asyncio.run(_reseal(data_dir, distributed=False))
+    except UnreadableSecrets as error:
+        err.print(f"[red]error:[/] {error}; {path} keeps the new key first and the old ones")
+        raise typer.Exit(1) from None
+    write_master_keys(path, [new])
+    _resealed(counts, data_dir=data_dir, distributed=False)
+    out.print(f"{path} holds the new key alone; start `insights dev` again")
+
+
+async def _reseal(data_dir: Path | None, distributed: bool) -> dict[str, int]:
+    async with _key_store(data_dir, distributed) as keys:
+        return await keys.reseal_secrets()
+
+
+def _resealed(counts: dict[str, int], *, data_dir: Path | None, distributed: bool) -> None:
+    for app_id, count in counts.items():
+        record_change(
+            data_dir=data_dir,
+            distributed=distributed,
+            app_id=app_id,
+            action="secrets.reseal",
+            detail=f"{count} secret(s)",
+        )
+    out.print(
+        f"sealed {sum(counts.values())} secret(s) of {len(counts)} app(s) again"
+        " with the master key's first key"
+    )
 
 
 _DURATION = re.compile(r"^([0-9]{1,4})([mhd])$")

@@ -199,3 +199,37 @@ def test_members_and_key_changes_are_recorded_and_verify_finds_an_edit(data_dir:
     tampered = run("audit", "verify", "--app", "acme", data_dir=data_dir)
     assert tampered.returncode == 1
     assert "entry 1 was changed" in tampered.stderr
+
+
+def test_the_embedded_master_key_is_rotated_without_losing_a_secret(data_dir: Path) -> None:
+    secret = run("webhooks", "secret", "--app", "acme", data_dir=data_dir).stdout.strip()
+    added = run(
+        "sources", "add", "twilio", "--app", "acme", "--secret", "tw-token", data_dir=data_dir
+    )
+    assert added.returncode == 0, added.stderr
+    key_file = data_dir / "master.key"
+    old = key_file.read_text().strip()
+
+    rotated = run("keys", "rotate-master-key", data_dir=data_dir)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "sealed 2 secret(s) of 1 app(s) again" in rotated.stdout
+    new = key_file.read_text().strip()
+    assert new != old and "," not in new and key_file.stat().st_mode & 0o777 == 0o600
+    assert run("webhooks", "secret", "--app", "acme", data_dir=data_dir).stdout.strip() == secret
+    intact = run("audit", "verify", "--app", "acme", data_dir=data_dir)
+    assert intact.returncode == 0, intact.stdout
+
+    with sqlite3.connect(data_dir / "insights.db") as db:
+        actions = [row[0] for row in db.execute("SELECT action FROM audit_log ORDER BY seq")]
+    assert actions[-1] == "secrets.reseal"
+
+    from_env = subprocess.run(
+        [*INSIGHTS, "keys", "rotate-master-key", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": "200", "INSIGHTS_MASTER_KEY": new},
+    )
+    assert from_env.returncode == 2 and "insights keys reseal" in from_env.stderr
+    assert key_file.read_text().strip() == new

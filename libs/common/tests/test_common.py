@@ -9,7 +9,13 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import Depends, FastAPI
 
-from insights_common.auth import SecretBox, sign, verify_signature
+from insights_common.auth import (
+    MissingMasterKey,
+    SecretBox,
+    sign,
+    verify_signature,
+    write_master_keys,
+)
 from insights_common.bus import InProcessBus
 from insights_common.http.access import Access
 from insights_common.http.conventions import (
@@ -81,6 +87,49 @@ def test_master_key_file_is_private_and_stable(tmp_path: Path) -> None:
     token = box.encrypt("s3cret")
     assert (tmp_path / "master.key").stat().st_mode & 0o077 == 0
     assert SecretBox.from_data_dir(tmp_path).decrypt(token) == "s3cret"
+
+
+def test_a_master_key_of_several_encrypts_with_the_first_and_decrypts_with_each() -> None:
+    new, old = Fernet.generate_key(), Fernet.generate_key()
+    by_old = SecretBox(old).encrypt("whsec_old")
+    ring = SecretBox.parse(f" {new.decode()},\n{old.decode()} ", source="INSIGHTS_MASTER_KEY")
+    assert ring.keys == 2
+    assert ring.decrypt(by_old) == "whsec_old"
+    by_ring = ring.encrypt("whsec_new")
+    assert SecretBox(new).decrypt(by_ring) == "whsec_new"
+    assert SecretBox(old).decrypt(by_ring) is None
+    resealed = ring.reseal(by_old)
+    assert resealed is not None and SecretBox(new).decrypt(resealed) == "whsec_old"
+    assert ring.reseal(SecretBox(Fernet.generate_key()).encrypt("x")) is None
+    # a purpose's keys: sealed under the first, opened by a box that still holds only the old
+    assert ring.derived_keys("sso")[1] == SecretBox(old).derived_keys("sso")[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("", "holds no key"),
+        (" , ", "holds no key"),
+        ("not-a-key", "the key is not a Fernet key"),
+        (f"{Fernet.generate_key().decode()},short", "key 2 of 2 is not a Fernet key"),
+    ],
+)
+def test_a_master_key_that_is_not_one_is_refused_saying_which(text: str, said: str) -> None:
+    with pytest.raises(MissingMasterKey, match=said):
+        SecretBox.parse(text, source="INSIGHTS_MASTER_KEY")
+
+
+def test_the_key_file_is_replaced_whole_and_stays_private(tmp_path: Path) -> None:
+    path = tmp_path / "master.key"
+    first = SecretBox.from_data_dir(tmp_path)
+    token = first.encrypt("s3cret")
+    new = Fernet.generate_key()
+    write_master_keys(path, [new, path.read_bytes().strip()])
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["master.key"]
+    both = SecretBox.from_data_dir(tmp_path)
+    assert both.keys == 2 and both.decrypt(token) == "s3cret"
+    assert SecretBox(new).decrypt(both.encrypt("x")) == "x"
 
 
 def test_signature_is_verified_exactly() -> None:

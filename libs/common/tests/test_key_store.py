@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from cryptography.fernet import Fernet
 
-from insights_common.auth import KeyStore, SecretBox, key_id_of
+from insights_common.auth import KeyStore, SecretBox, UnreadableSecrets, key_id_of
 from insights_common.postgres.keys import PostgresKeyStore
 from insights_common.sqlite.database import SqliteDatabase
 from insights_common.sqlite.keys import SqliteKeyStore
@@ -146,3 +146,41 @@ async def test_keys_and_secrets_outlive_the_process_but_not_the_master_key(
     wrong_master = await backend.open(SecretBox(Fernet.generate_key()))
     assert await wrong_master.webhook_secret("acme") is None
     assert await wrong_master.resolve_api_key(key) is not None
+
+
+async def test_a_new_master_key_takes_every_stored_secret_and_the_old_one_can_go(
+    backend: Backend,
+) -> None:
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    before = await backend.open(SecretBox(old))
+    replaced = await before.rotate_webhook_secret("acme")
+    current = await before.rotate_webhook_secret("acme", overlap=timedelta(hours=1))
+    await before.set_source_secret("acme", "twilio", "twilio-token", user_field="To")
+    only = await before.rotate_webhook_secret("globex")
+    key = await before.create_api_key("acme")
+
+    rolling = await backend.open(SecretBox([new, old]))
+    assert await rolling.reseal_secrets() == {"acme": 3, "globex": 1}
+    assert await rolling.reseal_secrets() == {"acme": 3, "globex": 1}  # again: nothing lost
+
+    after = await backend.open(SecretBox(new))
+    signing = await after.webhook_signing("acme", now=datetime.now(UTC))
+    assert signing is not None
+    assert signing.secrets == (current, replaced)
+    assert await after.webhook_secret("globex") == only
+    source = await after.source("acme", "twilio")
+    assert source is not None and (source.secret, source.user_field) == ("twilio-token", "To")
+    resolved = await after.resolve_api_key(key)  # hashed, not encrypted: untouched
+    assert resolved is not None and resolved.app_id == "acme"
+    assert await (await backend.open(SecretBox(old))).webhook_secret("globex") is None
+
+
+async def test_a_secret_no_key_opens_stops_the_reseal_and_nothing_changes(
+    backend: Backend,
+) -> None:
+    old, lost, new = Fernet.generate_key(), Fernet.generate_key(), Fernet.generate_key()
+    kept = await (await backend.open(SecretBox(old))).rotate_webhook_secret("acme")
+    await (await backend.open(SecretBox(lost))).set_source_secret("globex", "knock", "k")
+    with pytest.raises(UnreadableSecrets, match="source_secrets.secret_encrypted of globex/knock"):
+        await (await backend.open(SecretBox([new, old]))).reseal_secrets()
+    assert await (await backend.open(SecretBox(old))).webhook_secret("acme") == kept

@@ -91,7 +91,7 @@ def test_a_sealed_flow_opens_within_its_time_and_not_after_nor_when_changed() ->
 def test_the_email_must_be_there_and_not_unverified(claims: dict[str, Any], code: str) -> None:
     sso = SingleSignOn(
         SsoSettings(issuer="https://idp.example", client_id="a", client_secret="b"),  # type: ignore[arg-type]
-        seal_key=KEY,
+        seal_keys=KEY,
     )
     with pytest.raises(SsoRefused) as refused:
         sso.email_of(claims)
@@ -107,7 +107,7 @@ def test_the_email_comes_from_the_configured_claim() -> None:
             client_secret="b",  # type: ignore[arg-type]
             email_claim="upn",
         ),
-        seal_key=KEY,
+        seal_keys=KEY,
     )
     assert sso.email_of({"upn": "Ann@Acme.example", "email": "other@x.example"}) == (
         "Ann@Acme.example"
@@ -125,7 +125,7 @@ def provider_sso(realm: Realm, clock: Clock | None = None, **changes: str) -> Si
         **changes,
     }
     settings = SsoSettings(**fields)
-    return SingleSignOn(settings, seal_key=KEY, clock=clock or Clock())
+    return SingleSignOn(settings, seal_keys=KEY, clock=clock or Clock())
 
 
 async def signed_in(sso: SingleSignOn, email: str) -> tuple[str, dict[str, str]]:

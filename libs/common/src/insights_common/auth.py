@@ -10,13 +10,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -130,6 +132,12 @@ class KeyStore(Protocol):
 
     async def remove_source(self, app_id: str, platform: str) -> bool: ...
 
+    async def reseal_secrets(self) -> dict[str, int]:
+        """Encrypt every stored secret again with the master key's first key, in one
+        transaction: how many per app. UnreadableSecrets, and nothing changed, when a key of
+        the master key opens none of them."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SourceInfo:
@@ -155,21 +163,40 @@ class MissingMasterKey(Exception):
 
 
 class SecretBox:
-    """Fernet encryption with a master key from the environment or a 0600 file in the data dir."""
+    """Fernet encryption with the master key, from the environment or a 0600 file in the data dir.
+
+    The master key may be several keys, newest first, separated by commas: the first encrypts,
+    and each of them decrypts. A new key is rolled out ahead of the old one, every stored secret
+    is then sealed again under it (`reseal`, `insights keys reseal`), and only then is the old
+    one removed, so no secret is unreadable on the way.
+    """
 
     ENV = "INSIGHTS_MASTER_KEY"
+    FILE = "master.key"
 
-    def __init__(self, key: bytes) -> None:
-        self._fernet = Fernet(key)
-        self._key = key
+    def __init__(self, keys: bytes | Sequence[bytes]) -> None:
+        ring = [keys] if isinstance(keys, bytes) else list(keys)
+        if not ring:
+            raise ValueError("a master key is needed")
+        self._keys = ring
+        self._fernet = MultiFernet([Fernet(key) for key in ring])
 
-    def derived_key(self, purpose: str) -> bytes:
-        """A Fernet key of its own for `purpose` (HKDF-SHA256 of the master key): what it
-        seals cannot be read as a stored secret, nor a stored secret passed off as it."""
-        derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()
-        ).derive(base64.urlsafe_b64decode(self._key))
-        return base64.urlsafe_b64encode(derived)
+    @classmethod
+    def parse(cls, text: str, *, source: str) -> SecretBox:
+        """The box of one key, or of several separated by commas (or lines), newest first."""
+        return cls(master_keys(text, source=source))
+
+    @property
+    def keys(self) -> int:
+        """How many keys decrypt (the first of them also encrypts)."""
+        return len(self._keys)
+
+    def derived_keys(self, purpose: str) -> list[bytes]:
+        """Fernet keys of their own for `purpose` (HKDF-SHA256 of each master key, the first
+        first): what they seal cannot be read as a stored secret, nor a stored secret passed off
+        as it. Seal with the first and open with any, so what was sealed just before a new
+        master key came in still opens."""
+        return [_derive(key, purpose) for key in self._keys]
 
     @classmethod
     def from_env(cls) -> SecretBox:
@@ -180,26 +207,20 @@ class SecretBox:
                 f"{cls.ENV} is not set. Every service process needs the same key to read the "
                 "webhook secrets; create one with `insights keys master-key` and give it to all."
             )
-        try:
-            return cls(env.encode())
-        except ValueError as error:
-            raise MissingMasterKey(
-                f"{cls.ENV} is not a Fernet key (32 url-safe base64-encoded bytes); "
-                "create one with `insights keys master-key`."
-            ) from error
+        return cls.parse(env, source=cls.ENV)
 
     @classmethod
     def from_data_dir(cls, data_dir: Path) -> SecretBox:
-        env = os.environ.get(cls.ENV)
+        env = os.environ.get(cls.ENV, "").strip()
         if env:
-            return cls(env.encode())
-        path = data_dir / "master.key"
+            return cls.parse(env, source=cls.ENV)
+        path = data_dir / cls.FILE
         if not path.exists():
             data_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(Fernet.generate_key())
-        return cls(path.read_bytes().strip())
+        return cls.parse(path.read_text(), source=str(path))
 
     def encrypt(self, plain: str) -> str:
         return self._fernet.encrypt(plain.encode()).decode()
@@ -209,6 +230,145 @@ class SecretBox:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken:
             return None
+
+    def reseal(self, token: str) -> str | None:
+        """The same secret encrypted with the first key; None when no key opens it."""
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken:
+            return None
+
+
+def master_keys(text: str, *, source: str) -> list[bytes]:
+    """The keys of a master key's text (commas or lines between them), each checked."""
+    keys = [part.strip().encode() for part in re.split(r"[,\s]+", text) if part.strip()]
+    if not keys:
+        raise MissingMasterKey(f"{source} holds no key")
+    for number, key in enumerate(keys, 1):
+        try:
+            Fernet(key)
+        except ValueError as error:
+            which = f"key {number} of {len(keys)}" if len(keys) > 1 else "the key"
+            raise MissingMasterKey(
+                f"{source}: {which} is not a Fernet key (32 url-safe base64-encoded bytes);"
+                " create one with `insights keys master-key`."
+            ) from error
+    return keys
+
+
+def write_master_keys(path: Path, keys: Sequence[bytes]) -> None:
+    """The key file of the embedded mode, replaced whole (readable by its owner only): a crash
+    leaves the old file or the new one, never a part."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(b",".join(keys) + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _derive(key: bytes, purpose: str) -> bytes:
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+        base64.urlsafe_b64decode(key)
+    )
+    return base64.urlsafe_b64encode(derived)
+
+
+class UnreadableSecrets(Exception):
+    """Stored secrets that no key of the master key opens: nothing was sealed again."""
+
+    def __init__(self, where: Sequence[str]) -> None:
+        super().__init__(
+            f"no master key opens {len(where)} stored secret(s): {', '.join(where[:10])}"
+            + (" …" if len(where) > 10 else "")
+            + "; add the key they were encrypted with to the master key and run it again"
+        )
+        self.where = list(where)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedColumn:
+    """A column of stored secrets, encrypted with the master key, and its rows' key columns
+    (the first of them the app)."""
+
+    table: str
+    keys: tuple[str, ...]
+    column: str
+
+    def select_sql(self) -> str:
+        return (
+            f"SELECT {', '.join(self.keys)}, {self.column} FROM {self.table}"  # noqa: S608
+            f" WHERE {self.column} IS NOT NULL"
+        )
+
+    def where(self, mark: str) -> str:
+        """The row's keys and its token as it was read, with `mark(n)` the n-th parameter."""
+        names = (*self.keys, self.column)
+        return " AND ".join(f"{name} = {mark.format(n=n)}" for n, name in enumerate(names, 2))
+
+
+SEALED_COLUMNS = (
+    SealedColumn("webhook_secrets", ("app_id",), "secret_encrypted"),
+    SealedColumn("webhook_secrets", ("app_id",), "previous_encrypted"),
+    SealedColumn("source_secrets", ("app_id", "platform"), "secret_encrypted"),
+)
+"""Every stored secret the master key encrypts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resealing:
+    """A secret to write again: its column, its row's keys, its token as read and as it will be."""
+
+    where: SealedColumn
+    keys: tuple[str, ...]
+    token: str
+    resealed: str
+
+    def update_sql(self, mark: str) -> str:
+        """UPDATE of this secret, only if it still holds the token read: `mark.format(n=n)` is
+        the n-th parameter, the new token first, then `params`' others."""
+        column = self.where.column
+        return (
+            f"UPDATE {self.where.table} SET {column} = {mark.format(n=1)}"  # noqa: S608
+            f" WHERE {self.where.where(mark)}"
+        )
+
+    def params(self) -> tuple[str, ...]:
+        return (self.resealed, *self.keys, self.token)
+
+
+def resealings(box: SecretBox, found: dict[SealedColumn, list[tuple[str, ...]]]) -> list[Resealing]:
+    """Each stored secret (`found`: per column, its rows' keys then token) encrypted again with
+    the master key's first key; UnreadableSecrets when any is opened by none of its keys."""
+    plans: list[Resealing] = []
+    unreadable: list[str] = []
+    for where, rows in found.items():
+        for *keys, token in rows:
+            resealed = box.reseal(token)
+            if resealed is None:
+                unreadable.append(f"{where.table}.{where.column} of {'/'.join(keys)}")
+            else:
+                plans.append(Resealing(where, tuple(keys), token, resealed))
+    if unreadable:
+        raise UnreadableSecrets(unreadable)
+    return plans
+
+
+def resealed_per_app(plans: Sequence[Resealing]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for plan in plans:
+        counts[plan.keys[0]] = counts.get(plan.keys[0], 0) + 1
+    return dict(sorted(counts.items()))
 
 
 # Columns added after the first release: (name, definition). Rows from before keep working: no

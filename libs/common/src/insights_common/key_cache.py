@@ -117,3 +117,6 @@ class CachedKeyStore:
 
     async def remove_source(self, app_id: str, platform: str) -> bool:
         return await self._store.remove_source(app_id, platform)
+
+    async def reseal_secrets(self) -> dict[str, int]:
+        return await self._store.reseal_secrets()

@@ -16,7 +16,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx2
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 from authlib.oidc.core import CodeIDToken
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
@@ -149,10 +149,14 @@ class Identity:
 
 
 class FlowSeal:
-    """Seals a `Flow` into a cookie value and opens it again within `seconds`."""
+    """Seals a `Flow` into a cookie value and opens it again within `seconds`. With several
+    keys (the master key's, while a new one comes in), the first seals and any opens."""
 
-    def __init__(self, key: bytes, *, seconds: int, clock: Callable[[], datetime]) -> None:
-        self._fernet = Fernet(key)
+    def __init__(
+        self, keys: bytes | Sequence[bytes], *, seconds: int, clock: Callable[[], datetime]
+    ) -> None:
+        ring = [keys] if isinstance(keys, bytes) else list(keys)
+        self._fernet = MultiFernet([Fernet(key) for key in ring])
         self._seconds = seconds
         self._clock = clock
 
@@ -221,13 +225,13 @@ class SingleSignOn:
         self,
         settings: SsoSettings,
         *,
-        seal_key: bytes,
+        seal_keys: bytes | Sequence[bytes],
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if not settings.enabled:
             raise ValueError("single sign-on is not configured (INSIGHTS_SSO_*)")
         self.settings = settings
-        self.seal = FlowSeal(seal_key, seconds=settings.flow_seconds, clock=clock)
+        self.seal = FlowSeal(seal_keys, seconds=settings.flow_seconds, clock=clock)
         self.provider = Provider(settings, self._client)
         self._clock = clock
 

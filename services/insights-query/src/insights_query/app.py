@@ -94,7 +94,7 @@ def build_query(
     if settings.sso.enabled:
         if box is None:
             raise ValueError("single sign-on needs the master key (SecretBox) to seal its flows")
-        sso = SingleSignOn(settings.sso, seal_key=box.derived_key(SEAL_PURPOSE))
+        sso = SingleSignOn(settings.sso, seal_keys=box.derived_keys(SEAL_PURPOSE))
     routers = [create_router(service, access, record)]
     if access.members is not None:
         accounts = Accounts(access.members)

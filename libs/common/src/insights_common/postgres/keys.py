@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from insights_common.auth import (
+    SEALED_COLUMNS,
     ApiKeyInfo,
     SecretBox,
     SourceConfig,
@@ -20,6 +21,8 @@ from insights_common.auth import (
     key_id_of,
     new_api_key,
     new_webhook_secret,
+    resealed_per_app,
+    resealings,
     scopes_of,
     scopes_text,
     signing_of,
@@ -260,3 +263,14 @@ class PostgresKeyStore:
                 platform,
             )
         return bool(removed)
+
+    async def reseal_secrets(self) -> dict[str, int]:
+        async with self._db.transaction() as conn:
+            found = {
+                where: [tuple(row) for row in await conn.fetch(where.select_sql() + " FOR UPDATE")]
+                for where in SEALED_COLUMNS
+            }
+            plans = resealings(self._box, found)
+            for plan in plans:
+                await conn.execute(plan.update_sql("${n}"), *plan.params())
+        return resealed_per_app(plans)

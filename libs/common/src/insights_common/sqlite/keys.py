@@ -6,6 +6,7 @@ import sqlite3
 from datetime import datetime, timedelta
 
 from insights_common.auth import (
+    SEALED_COLUMNS,
     ApiKeyInfo,
     SecretBox,
     SourceConfig,
@@ -14,6 +15,8 @@ from insights_common.auth import (
     key_id_of,
     new_api_key,
     new_webhook_secret,
+    resealed_per_app,
+    resealings,
     scopes_of,
     scopes_text,
     signing_of,
@@ -264,3 +267,16 @@ class SqliteKeyStore:
             return cursor.rowcount > 0
 
         return await self._db.write(delete)
+
+    async def reseal_secrets(self) -> dict[str, int]:
+        def reseal(conn: sqlite3.Connection) -> dict[str, int]:
+            found = {
+                where: [tuple(row) for row in conn.execute(where.select_sql())]
+                for where in SEALED_COLUMNS
+            }
+            plans = resealings(self._box, found)
+            for plan in plans:
+                conn.execute(plan.update_sql("?"), plan.params())
+            return resealed_per_app(plans)
+
+        return await self._db.write(reseal)
