@@ -93,7 +93,7 @@ def test_a_master_key_of_several_encrypts_with_the_first_and_decrypts_with_each(
     new, old = Fernet.generate_key(), Fernet.generate_key()
     by_old = SecretBox(old).encrypt("whsec_old")
     ring = SecretBox.parse(f" {new.decode()},\n{old.decode()} ", source="INSIGHTS_MASTER_KEY")
-    assert ring.keys == 2
+    assert ring.key_count == 2
     assert ring.decrypt(by_old) == "whsec_old"
     by_ring = ring.encrypt("whsec_new")
     assert SecretBox(new).decrypt(by_ring) == "whsec_new"
@@ -128,7 +128,7 @@ def test_the_key_file_is_replaced_whole_and_stays_private(tmp_path: Path) -> Non
     assert path.stat().st_mode & 0o777 == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["master.key"]
     both = SecretBox.from_data_dir(tmp_path)
-    assert both.keys == 2 and both.decrypt(token) == "s3cret"
+    assert both.key_count == 2 and both.decrypt(token) == "s3cret"
     assert SecretBox(new).decrypt(both.encrypt("x")) == "x"
 
 

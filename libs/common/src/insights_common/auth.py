@@ -187,7 +187,7 @@ class SecretBox:
         return cls(master_keys(text, source=source))
 
     @property
-    def keys(self) -> int:
+    def key_count(self) -> int:
         """How many keys decrypt (the first of them also encrypts)."""
         return len(self._keys)
 
@@ -312,7 +312,8 @@ class SealedColumn:
         )
 
     def where(self, mark: str) -> str:
-        """The row's keys and its token as it was read, with `mark(n)` the n-th parameter."""
+        """The row's keys and its token as it was read, `mark.format(n=n)` being the n-th
+        parameter (the first is the new token)."""
         names = (*self.keys, self.column)
         return " AND ".join(f"{name} = {mark.format(n=n)}" for n, name in enumerate(names, 2))
 
