@@ -47,10 +47,12 @@ class AuditEntry(NamedTuple):
     def recorded(self) -> Recorded:
         """What the entry says, before it is chained: its fields from `at` to `detail`, in
         order (`AuditEntry(*recorded)` makes it again)."""
-        return self[:8]
+        return self[:RECORDED_FIELDS]
 
 
 Recorded = tuple[datetime, str, str, str, str | None, str | None, str | None, str | None]
+RECORDED_FIELDS = 8
+"""How many fields `Recorded` has: what an entry says, without its place in the chain."""
 
 
 class SpoolMark(NamedTuple):

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import orjson
 
 from insights_common.audit import (
+    RECORDED_FIELDS,
     AuditEntry,
     AuditFilter,
     GroupedAuditLog,
@@ -65,7 +66,7 @@ def _line(entry: AuditEntry) -> bytes:
 def _entry(line: bytes) -> AuditEntry:
     """The entry a line holds; ValueError or TypeError when it holds none."""
     fields = orjson.loads(line)
-    if type(fields) is not list or len(fields) != 8:
+    if type(fields) is not list or len(fields) != RECORDED_FIELDS:
         raise ValueError("not [at, app_id, actor, action, user_id, address, reason, detail]")
     at, app_id, actor, action, user_id, address, reason, detail = fields
     # each field tested once, without a generator: the shipper reads every read's entry
