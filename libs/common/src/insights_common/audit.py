@@ -47,7 +47,7 @@ class AuditEntry(NamedTuple):
     def recorded(self) -> Recorded:
         """What the entry says, before it is chained: its fields from `at` to `detail`, in
         order (`AuditEntry(*recorded)` makes it again)."""
-        return self[:8]  # RECORDED_FIELDS, written out so that the type checker sees which
+        return self[:8]  # RECORDED_FIELDS, as a literal the type checker can follow
 
 
 Recorded = tuple[datetime, str, str, str, str | None, str | None, str | None, str | None]
