@@ -19,7 +19,7 @@ from insights.cli_sources import sources_app
 from insights.cli_users import users_app
 from insights.composition.distributed import PROCESSES
 from insights.composition.embedded import build_embedded
-from insights.embedded import create_app
+from insights.embedded import DataDirBusy, create_app, hold_data_dir
 from insights_common.auth import MissingMasterKey
 
 app = typer.Typer(
@@ -63,6 +63,11 @@ def dev(
     tune_garbage_collector()
     settings = embedded_settings(data_dir, port=port, host=host)
     _check_port_free(settings.host, settings.port)
+    try:
+        hold_data_dir(settings.data_dir)  # until this process ends
+    except DataDirBusy as error:
+        err.print(f"[red]error:[/] {error}; is another `insights dev` serving it?")
+        raise typer.Exit(2) from None
     try:
         tracer_provider = start_tracing("embedded")
     except ValueError as error:

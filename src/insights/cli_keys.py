@@ -27,6 +27,7 @@ from insights.cli_options import (
 from insights.cli_people import check_app_id, record_change
 from insights.composition.distributed import app_keys
 from insights.composition.embedded import running
+from insights.embedded import DataDirBusy, hold_data_dir
 from insights_common.access import UnknownScope, check_scopes
 from insights_common.auth import (
     ApiKeyInfo,
@@ -172,7 +173,8 @@ def keys_reseal(data_dir: DataDir = None, distributed: Distributed = False) -> N
 def keys_rotate_master_key(data_dir: DataDir = None) -> None:
     """Give the embedded mode a new master key, and encrypt every stored secret with it.
 
-    Stop `insights dev` first and start it again after: a running one knows only the old key.
+    Stop `insights dev` first (a running one knows only the old key: this refuses to run
+    beside it) and start it again after.
     The new key goes first into the data dir's key file beside the old one, the secrets are
     sealed again, and only then is the old key removed, so an interrupted run loses nothing.
     """
@@ -183,23 +185,31 @@ def keys_rotate_master_key(data_dir: DataDir = None) -> None:
             " run `insights keys reseal`; then remove the old key"
         )
         raise typer.Exit(2)
-    path = embedded_settings(data_dir).data_dir / SecretBox.FILE
+    directory = embedded_settings(data_dir).data_dir
+    path = directory / SecretBox.FILE
     if not path.exists():
         err.print(f"[red]error:[/] {path} does not exist: the embedded mode makes it at start")
         raise typer.Exit(2)
     try:
         old = master_keys(path.read_text(), source=str(path))
+        held = hold_data_dir(directory)
     except MissingMasterKey as error:
         err.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None
-    new = Fernet.generate_key()
-    write_master_keys(path, [new, *old])
+    except DataDirBusy as error:
+        err.print(f"[red]error:[/] {error}; stop `insights dev` first: it knows the old key only")
+        raise typer.Exit(2) from None
     try:
-        counts = asyncio.run(_reseal(data_dir, distributed=False))
-    except UnreadableSecrets as error:
-        err.print(f"[red]error:[/] {error}; {path} keeps the new key first and the old ones")
-        raise typer.Exit(1) from None
-    write_master_keys(path, [new])
+        new = Fernet.generate_key()
+        write_master_keys(path, [new, *old])
+        try:
+            counts = asyncio.run(_reseal(data_dir, distributed=False))
+        except UnreadableSecrets as error:
+            err.print(f"[red]error:[/] {error}; {path} keeps the new key first and the old ones")
+            raise typer.Exit(1) from None
+        write_master_keys(path, [new])
+    finally:
+        os.close(held)
     _resealed(counts, data_dir=data_dir, distributed=False)
     out.print(f"{path} holds the new key alone; start `insights dev` again")
 

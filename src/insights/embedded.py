@@ -7,7 +7,9 @@ this app serves their routes and the dashboard on one port.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -38,6 +40,32 @@ from notification_ingest.kept_letters import KeptCallbackLetters
 from notification_ingest.service import IngestService
 
 API_PREFIX = "/api/v1"
+DATA_DIR_LOCK = "serving.lock"
+"""The file `hold_data_dir` locks, in the data dir; it holds the holder's pid."""
+
+
+class DataDirBusy(Exception):
+    """Another process holds the data dir (`hold_data_dir`)."""
+
+
+def hold_data_dir(data_dir: Path) -> int:
+    """Hold the data dir for this process, for as long as it lives: `insights dev` serving it,
+    or a command that must not run beside that (a new master key). Answers the lock file's
+    descriptor, which releases it when closed; the kernel releases it with the process however
+    that ends. DataDirBusy, naming the holder's pid, when another process holds it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / DATA_DIR_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 20, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DataDirBusy(f"{data_dir} is held by another process (pid {holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 DEFAULT_ORIGIN = "http://127.0.0.1:8000"
 
 log = logging.getLogger(__name__)

@@ -210,6 +210,17 @@ def test_the_embedded_master_key_is_rotated_without_losing_a_secret(data_dir: Pa
     key_file = data_dir / "master.key"
     old = key_file.read_text().strip()
 
+    server = start_server(data_dir)
+    try:
+        beside = run("keys", "rotate-master-key", data_dir=data_dir)
+        assert beside.returncode == 2 and "stop `insights dev` first" in beside.stderr
+        assert f"pid {server.process.pid}" in beside.stderr
+        second = run("dev", "--port", "0", data_dir=data_dir)
+        assert second.returncode == 2 and "held by another process" in second.stderr
+    finally:
+        stop_server(server)
+    assert key_file.read_text().strip() == old
+
     rotated = run("keys", "rotate-master-key", data_dir=data_dir)
     assert rotated.returncode == 0, rotated.stderr
     assert "sealed 2 secret(s) of 1 app(s) again" in rotated.stdout
