@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -175,11 +176,8 @@ class SecretBox:
     FILE = "master.key"
 
     def __init__(self, keys: bytes | Sequence[bytes]) -> None:
-        ring = [keys] if isinstance(keys, bytes) else list(keys)
-        if not ring:
-            raise ValueError("a master key is needed")
-        self._keys = ring
-        self._fernet = MultiFernet([Fernet(key) for key in ring])
+        self._keys = [keys] if isinstance(keys, bytes) else list(keys)
+        self._fernet = key_ring(self._keys)
 
     @classmethod
     def parse(cls, text: str, *, source: str) -> SecretBox:
@@ -237,6 +235,14 @@ class SecretBox:
             return self._fernet.rotate(token.encode()).decode()
         except InvalidToken:
             return None
+
+
+def key_ring(keys: bytes | Sequence[bytes]) -> MultiFernet:
+    """Fernet over one key or several: the first encrypts, each decrypts."""
+    ring = [keys] if isinstance(keys, bytes) else list(keys)
+    if not ring:
+        raise ValueError("a key is needed")
+    return MultiFernet([Fernet(key) for key in ring])
 
 
 def master_keys(text: str, *, source: str) -> list[bytes]:
@@ -312,10 +318,10 @@ class SealedColumn:
         )
 
     def where(self, mark: str) -> str:
-        """The row's keys and its token as it was read, `mark.format(n=n)` being the n-th
-        parameter (the first is the new token)."""
+        """The row's keys and its token as it was read, from the second parameter on (the
+        first is the new token); `mark` numbers them: "?" for SQLite, "$" for PostgreSQL."""
         names = (*self.keys, self.column)
-        return " AND ".join(f"{name} = {mark.format(n=n)}" for n, name in enumerate(names, 2))
+        return " AND ".join(f"{name} = {mark}{n}" for n, name in enumerate(names, 2))
 
 
 SEALED_COLUMNS = (
@@ -336,11 +342,11 @@ class Resealing:
     resealed: str
 
     def update_sql(self, mark: str) -> str:
-        """UPDATE of this secret, only if it still holds the token read: `mark.format(n=n)` is
-        the n-th parameter, the new token first, then `params`' others."""
+        """UPDATE of this secret with `params`, only if it still holds the token read; `mark`
+        as `SealedColumn.where` takes it."""
         column = self.where.column
         return (
-            f"UPDATE {self.where.table} SET {column} = {mark.format(n=1)}"  # noqa: S608
+            f"UPDATE {self.where.table} SET {column} = {mark}1"  # noqa: S608
             f" WHERE {self.where.where(mark)}"
         )
 
@@ -366,10 +372,7 @@ def resealings(box: SecretBox, found: dict[SealedColumn, list[tuple[str, ...]]])
 
 
 def resealed_per_app(plans: Sequence[Resealing]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for plan in plans:
-        counts[plan.keys[0]] = counts.get(plan.keys[0], 0) + 1
-    return dict(sorted(counts.items()))
+    return dict(sorted(Counter(plan.keys[0] for plan in plans).items()))
 
 
 # Columns added after the first release: (name, definition). Rows from before keep working: no

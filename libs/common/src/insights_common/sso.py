@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx2
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 from authlib.oidc.core import CodeIDToken
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import InvalidToken
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
@@ -35,6 +35,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from insights_common.accounts import Accounts, NewSession
 from insights_common.audit import AuditEntry, AuditLog
+from insights_common.auth import key_ring
 from insights_common.clock import utc_now
 from insights_common.members import normal_email
 
@@ -155,8 +156,7 @@ class FlowSeal:
     def __init__(
         self, keys: bytes | Sequence[bytes], *, seconds: int, clock: Callable[[], datetime]
     ) -> None:
-        ring = [keys] if isinstance(keys, bytes) else list(keys)
-        self._fernet = MultiFernet([Fernet(key) for key in ring])
+        self._fernet = key_ring(keys)
         self._seconds = seconds
         self._clock = clock
 

@@ -272,5 +272,5 @@ class PostgresKeyStore:
             }
             plans = resealings(self._box, found)
             for plan in plans:
-                await conn.execute(plan.update_sql("${n}"), *plan.params())
+                await conn.execute(plan.update_sql("$"), *plan.params())
         return resealed_per_app(plans)
