@@ -23,7 +23,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -408,11 +408,10 @@ class KafkaBus:
                 raise
             failures = 0
             metrics.batch_seconds.labels(group_id).observe(time.perf_counter() - started)
-            for record in records:
-                metrics.records.labels(group_id, record.topic).inc()
-                metrics.consumed(group_id, record.topic, record.partition, record.offset)
+            offsets = _next_offsets(records)
+            metrics.took(group_id, Counter(record.topic for record in records), offsets)
             if commits is not None:
-                await commits.add(_next_offsets(records), generation=generation)
+                await commits.add(offsets, generation=generation)
 
         subscriber = self.broker.subscriber(
             *full_names,
@@ -542,11 +541,12 @@ def _records(bodies: Sequence[bytes], message: KafkaMessage) -> list[Record]:
 
 def _next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
     """Per partition, the offset after the batch's last record: what its commit stores."""
-    offsets: dict[TopicPartition, int] = {}
+    last: dict[tuple[str, int], int] = {}
     for record in records:
-        partition = TopicPartition(record.topic, record.partition)
-        offsets[partition] = max(record.offset + 1, offsets.get(partition, 0))
-    return offsets
+        key = (record.topic, record.partition)
+        if record.offset > last.get(key, -1):
+            last[key] = record.offset
+    return {TopicPartition(topic, partition): at + 1 for (topic, partition), at in last.items()}
 
 
 async def _handle(
