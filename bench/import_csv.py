@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -56,6 +57,7 @@ import phonenumbers
 from bench.ingest import (
     PARTITIONS,
     CpuMeter,
+    CpuTimeline,
     Names,
     Target,
     clean_up,
@@ -286,6 +288,7 @@ class EndToEnd:
     checked_users: int
     missing_users: list[str]
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    timeline: str | None = None
 
 
 def _sentinels(data: Dataset, partitions: int) -> list[str]:
@@ -301,16 +304,28 @@ def _seconds_between(start: str, end: str | None) -> float | None:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
-def run_import(target: Target, data: Dataset, *, partitions: int, seed: int) -> EndToEnd:
+def run_import(
+    target: Target,
+    data: Dataset,
+    *,
+    partitions: int,
+    seed: int,
+    timeline: CpuTimeline | None = None,
+) -> EndToEnd:
     sentinels = _sentinels(data, partitions)
     headers = {"Authorization": f"Bearer {target.key}"}
-    with httpx.Client(base_url=target.url, headers=headers, timeout=LIMIT) as client:
+    with (
+        httpx.Client(base_url=target.url, headers=headers, timeout=LIMIT) as client,
+        timeline or contextlib.nullcontext(),
+    ):
         meter = CpuMeter(target.pids)
+        mark = timeline.mark if timeline is not None else (lambda label: None)
         started = time.perf_counter()
         answer = client.post(
             "/api/v1/imports", files={"file": ("users.csv", data.body, "text/csv")}
         )
         accepted = time.perf_counter()
+        mark("202")
         if answer.status_code != 202:
             raise RuntimeError(f"POST /imports answered {answer.status_code}: {answer.text[:500]}")
         import_id = answer.json()["id"]
@@ -324,6 +339,10 @@ def run_import(target: Target, data: Dataset, *, partitions: int, seed: int) -> 
                 raise RuntimeError(f"the import is still {record['status']} after {LIMIT} s")
             time.sleep(POLL)
         completed = time.perf_counter()
+        mark("completed")
+        if record.get("published_at"):
+            published = _seconds_between(record["created_at"], record["published_at"])
+            mark(f"published (by the record, {published:.2f} s after created)")
         # One request per poll (the sentinels one after the other) so that polling takes
         # little of the CPU the deployment is using.
         for user_id in sentinels:
@@ -332,6 +351,7 @@ def run_import(target: Target, data: Dataset, *, partitions: int, seed: int) -> 
                     raise RuntimeError(f"user {user_id} not visible after {LIMIT} s")
                 time.sleep(POLL)
         visible = time.perf_counter()
+        mark("visible")
         cpu = meter.spent()
         sample = random.Random(seed).sample(data.valid_users, min(50, data.valid))
         missing = [u for u in sample if client.get(f"/api/v1/users/{u}").status_code != 200]
@@ -346,6 +366,7 @@ def run_import(target: Target, data: Dataset, *, partitions: int, seed: int) -> 
         checked_users=len(sample),
         missing_users=missing,
         cpu_seconds=cpu,
+        timeline=timeline.table() if timeline is not None else None,
     )
 
 
@@ -377,13 +398,19 @@ def _top_functions(path: Path, count: int = 25) -> str:
     return out.getvalue()
 
 
+def _timeline(args: argparse.Namespace, target: Target) -> CpuTimeline | None:
+    return CpuTimeline(target.pids, step=args.timeline) if args.timeline else None
+
+
 def run_mode(mode: str, data: Dataset, floor: Floor, args: argparse.Namespace) -> Report:
     work = Path(tempfile.mkdtemp(prefix=f"bench-import-{mode}-"))
     profile = frozenset(filter(None, args.profile.split(",")))
     try:
         if mode == "embedded":
             with embedded(work, profile=profile) as target:
-                result = run_import(target, data, partitions=1, seed=args.seed)
+                result = run_import(
+                    target, data, partitions=1, seed=args.seed, timeline=_timeline(args, target)
+                )
             target_ratio, target_seconds = TARGET_EMBEDDED, None
         else:
             kafka = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
@@ -392,7 +419,13 @@ def run_mode(mode: str, data: Dataset, floor: Floor, args: argparse.Namespace) -
             names = Names()
             try:
                 with distributed(work, names, projectors=1, profile=profile) as target:
-                    result = run_import(target, data, partitions=PARTITIONS, seed=args.seed)
+                    result = run_import(
+                        target,
+                        data,
+                        partitions=PARTITIONS,
+                        seed=args.seed,
+                        timeline=_timeline(args, target),
+                    )
             finally:
                 asyncio.run(clean_up(names, kafka=kafka, opensearch=opensearch, postgres=postgres))
             target_ratio, target_seconds = TARGET_DISTRIBUTED, TARGET_DISTRIBUTED_SECONDS
@@ -469,6 +502,9 @@ def show(report: Report) -> None:
         f"check    {e.checked_users} sampled valid users:"
         f" {'all returned' if not missing else f'{len(missing)} MISSING, e.g. {missing[:3]}'}"
     )
+    if e.timeline:
+        print("--- CPU of each process, % of one core, every step (2 cores = 200%) ---")
+        print(e.timeline)
     for name, text in report.profiles.items():
         print(f"--- cProfile of {name} (own time, event-loop thread) ---\n{text}")
 
@@ -485,6 +521,13 @@ def main() -> None:
         "--profile",
         default="",
         help="comma-separated processes to run under cProfile (dev, import, projector, ...)",
+    )
+    parser.add_argument(
+        "--timeline",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="print each process's CPU every SECONDS from upload to visible (e.g. 0.25)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     parser.add_argument("--json", action="store_true", help="print one JSON object per mode")

@@ -47,6 +47,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -354,6 +355,69 @@ class CpuMeter:
         # deployment did not get.
         spent["other processes"] = max(0.0, _machine_busy() - self._machine - sum(spent.values()))
         return spent
+
+
+class CpuTimeline:
+    """Where the cores went, step by step: each process group's CPU over each `step` seconds,
+    read from /proc by a thread beside the measured run, with the moments the run marks.
+
+    It shows what the totals of `CpuMeter` cannot: the stretches where a core stood idle
+    because the next stage of a pipeline waited for the one before.
+    """
+
+    def __init__(self, own: dict[str, list[int]], *, step: float = 0.25) -> None:
+        self.groups = {**own, "bench": [os.getpid()], **_backing_pids()}
+        self.step = step
+        self.rows: list[tuple[float, dict[str, float], float]] = []
+        self.marks: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="cpu timeline", daemon=True)
+        self._started = time.perf_counter()
+
+    def __enter__(self) -> CpuTimeline:
+        self._started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def mark(self, label: str) -> None:
+        self.marks.append((time.perf_counter() - self._started, label))
+
+    def _read(self) -> dict[str, float]:
+        # PostgreSQL starts a backend per connection: its processes are looked up each step.
+        self.groups["postgres"] = _backing_pids().get("postgres", [])
+        return {name: sum(_cpu(pid) for pid in pids) for name, pids in self.groups.items()}
+
+    def _sample(self) -> None:
+        before, machine = self._read(), _machine_busy()
+        while not self._stop.wait(self.step):
+            now, busy = self._read(), _machine_busy()
+            at = time.perf_counter() - self._started
+            spent = {name: max(0.0, now[name] - before.get(name, now[name])) for name in now}
+            self.rows.append((at, spent, busy - machine))
+            before, machine = now, busy
+
+    def table(self) -> str:
+        """One line a step: the time, each group's share of one core, the machine's, the marks."""
+        names = sorted(
+            {n for _, spent, _ in self.rows for n, s in spent.items() if s > 0},
+            key=lambda n: -sum(spent.get(n, 0.0) for _, spent, _ in self.rows),
+        )
+        lines = ["    t  " + " ".join(f"{n[:10]:>10}" for n in names) + "    machine"]
+        marks = list(self.marks)
+        previous = 0.0
+        for at, spent, busy in self.rows:
+            width = at - previous
+            here = [label for t, label in marks if previous < t <= at]
+            cells = " ".join(f"{100 * spent.get(n, 0.0) / width:>9.0f}%" for n in names)
+            lines.append(
+                f"{at:>5.2f}  {cells}  {100 * busy / width:>8.0f}%  {', '.join(here)}".rstrip()
+            )
+            previous = at
+        return "\n".join(lines)
 
 
 def _machine_busy() -> float:
