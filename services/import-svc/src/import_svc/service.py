@@ -21,7 +21,7 @@ from insights_common.bus import AtOnce, ProjectionWatermark
 from insights_common.clock import utc_now
 from insights_common.erasure import screen, users_of
 from insights_common.outage import waiting_out
-from insights_contracts import AnyEvent, UserUpserted
+from insights_contracts import AnyEvent, UserErased, UserUpserted
 
 logger = logging.getLogger(__name__)
 
@@ -203,13 +203,23 @@ class ImportService:
     async def learn_users(self, events: Sequence[AnyEvent]) -> None:
         """Keep the registry of known users in step with what the platform says about them,
         and forget the users an admin erased (their entry and their rejected rows)."""
-        screened = screen(events, await self._registry.erased(users_of(events)))
+        # Only erases and the platform's upserts concern the registry (an import writes its own
+        # users with its record): the rest of the topic, an import's users above all, is passed
+        # over before its markers are read.
+        taken = [
+            e
+            for e in events
+            if isinstance(e, UserErased) or (isinstance(e, UserUpserted) and e.source == "platform")
+        ]
+        if not taken:
+            return
+        screened = screen(taken, await self._registry.erased(users_of(taken)))
         if screened.erasures:
             await self._registry.erase(screened.erasures)
         entries = [
             RegistryEntry(e.app_id, e.user_id, e.phone_number, e.nickname, e.occurred_at)
             for e in screened.kept
-            if isinstance(e, UserUpserted) and e.source == "platform"
+            if isinstance(e, UserUpserted)
         ]
         if entries:
             await self._registry.merge(entries)

@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -82,9 +82,9 @@ RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 ISOLATE_AFTER = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed record, as a record handler sees it."""
+class Record(NamedTuple):
+    """One consumed record, as a record handler sees it (a tuple: made for every record a
+    consumer takes, twice as fast as a frozen dataclass)."""
 
     topic: str
     partition: int
