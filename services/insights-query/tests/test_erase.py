@@ -6,14 +6,19 @@ The conftest's clock stands still at NOW: the erase is dated NOW, the events bel
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 
 from insights_common.bus import InProcessBus
+from insights_common.sqlite.database import SqliteDatabase
 from insights_contracts import UserErased
+from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
+from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.service import Projector
 
 API = "/api/v1"
@@ -96,3 +101,46 @@ async def test_a_user_id_the_contract_refuses_is_a_problem(
     assert response.status_code == 400
     assert response.json()["errors"][0]["loc"] == ["path", "user_id"]
     assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.fixture
+async def projecting(
+    store_backend: tuple[str, str] | None, db: SqliteDatabase
+) -> AsyncIterator[Any]:
+    """The store as the projector runs it: on OpenSearch, writes not refreshed one by one."""
+    if store_backend is None:
+        yield SqliteInsightsStore(db)
+        return
+    url, prefix = store_backend
+    client = create_client(url)
+    try:
+        store = OpenSearchInsightsStore(client, prefix=prefix)
+        await store.ensure_indices()
+        yield store
+    finally:
+        await client.close()
+
+
+async def test_markers_are_found_however_many_the_app_has_against_the_batch(
+    projecting: Any, ev: Any
+) -> None:
+    # An app with no more markers than a batch names of its users has them matched in one
+    # read; one with more has its users looked up one by one: both answer the same.
+    store = projecting
+    projector = Projector(store)
+    gone = ["ana", "ben", "cy"]
+    await projector.handle(
+        [UserErased(event_id=f"erase:{u}", app_id="acme", occurred_at=NOW, user_id=u) for u in gone]
+        + [UserErased(event_id="erase:g", app_id="globex", occurred_at=NOW, user_id="ben")]
+    )
+    assert await store.erased([("acme", "ben")]) == {("acme", "ben"): NOW}
+    assert await store.erased([("acme", "ben"), ("acme", "dee")]) == {("acme", "ben"): NOW}
+    everyone = [("acme", u) for u in [*gone, "dee", "eve"]] + [("globex", "ana"), ("initech", "x")]
+    assert await store.erased(everyone) == {("acme", u): NOW for u in gone}
+    # marked, then at once found, and what comes about them dated before is dropped
+    await projector.handle(
+        [UserErased(event_id="erase:dee", app_id="acme", occurred_at=NOW, user_id="dee")]
+    )
+    assert await store.erased(everyone) == {("acme", u): NOW for u in [*gone, "dee"]}
+    await projector.handle([ev.sent("m9", "dee", "2026-11-02T10:00:00Z")])
+    assert await store.get_message("acme", "m9") is None
