@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import RecordMetadata
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaResponse
@@ -73,7 +73,6 @@ from insights_contracts import AnyEvent, event_adapter
 from insights_contracts.topics import dlq, key_for, topic_for
 
 log = logging.getLogger(__name__)
-_PARTITIONER = DefaultPartitioner()
 
 # Kafka's default max.message.bytes is 1 MiB; a record batch stays under it.
 MAX_BATCH_BYTES = 900 * 1024
@@ -267,11 +266,19 @@ class KafkaBus:
     ) -> dict[tuple[str, int], list[tuple[bytes, bytes]]]:
         """The events' (key, JSON) records grouped by the topic and partition they go to."""
         groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
+        routes: dict[type[AnyEvent], tuple[str, int]] = {}  # each type's topic, its partitions
         for event in events:
-            topic = self.topic(topic_for(event))
+            route = routes.get(type(event))
+            if route is None:
+                topic = self.topic(topic_for(event))
+                if topic not in self._partitions:
+                    await self.ensure_topics([topic])
+                route = routes[type(event)] = (topic, self._partitions[topic])
+            topic, count = route
             key = key_for(event).encode()
-            partition = await self._partition_for(topic, key)
-            groups[(topic, partition)].append((key, event.model_dump_json().encode()))
+            groups[(topic, _partition_of(key, count))].append(
+                (key, event.model_dump_json().encode())
+            )
         return groups
 
     async def publish_raw(
@@ -488,17 +495,11 @@ class KafkaBus:
                 "%s: %d records it could not take went to %s", consumer, len(records), topic
             )
 
-    async def _partition_for(self, topic: str, key: bytes) -> int:
-        if topic not in self._partitions:
-            await self.ensure_topics([topic])
-        return _partition_of(key, self._partitions[topic])
-
 
 # Checked by mypy: both buses take subscribers as the port says; the wiring takes either one.
 _SUBSCRIBERS: tuple[type[EventSubscriber], ...] = (InProcessBus, KafkaBus)
 
 
-@functools.lru_cache(maxsize=100_000)
 def span_of(metadata: RecordMetadata, records: int) -> Span:
     """Where a record batch went: its base offset and the offset of its last record."""
     return Span(
@@ -506,14 +507,15 @@ def span_of(metadata: RecordMetadata, records: int) -> Span:
     )
 
 
+@functools.lru_cache(maxsize=100_000)
 def _partition_of(key: bytes, count: int) -> int:
-    """What the Java client's partitioner gives `key` among `count` partitions.
+    """What the Java client's partitioner gives `key` among `count` partitions: its murmur2,
+    made positive, modulo the count.
 
     Cached: aiokafka's murmur2 is pure Python (a seventh of the webhook's CPU), and a user's key
     comes back with each of their events.
     """
-    partitions = list(range(count))
-    return int(_PARTITIONER(key, partitions, partitions))
+    return (int(murmur2(key)) & 0x7FFFFFFF) % count
 
 
 async def _raw_values(message: KafkaMessage) -> Any:
