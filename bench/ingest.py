@@ -61,6 +61,7 @@ import orjson
 
 from insights_common.auth import sign
 from insights_common.clock import rfc3339, utc_now
+from insights_common.http.guard import HttpSettings
 from insights_common.settings import OpenSearchSettings
 from insights_query.adapters.opensearch.mappings import refresh_interval
 
@@ -277,7 +278,12 @@ class Api:
         self.client = httpx.AsyncClient(
             base_url=target.url,
             timeout=120,
-            limits=httpx.Limits(max_connections=connections + 8),
+            limits=httpx.Limits(
+                max_connections=connections + 8,
+                # Let go before the server's keep-alive closes it: a connection taken up again
+                # just as the server (or the edge) closes it ends its request unanswered.
+                keepalive_expiry=HttpSettings().keep_alive_seconds / 2,
+            ),
             headers={"Authorization": f"Bearer {target.key}"},
         )
 
