@@ -124,8 +124,8 @@ async def projecting(
 async def test_markers_are_found_however_many_the_app_has_against_the_batch(
     projecting: Any, ev: Any
 ) -> None:
-    # An app with no more markers than a batch names of its users has them matched in one
-    # read; one with more has its users looked up one by one: both answer the same.
+    # However many markers an app has against the users a batch names (SQLite matches an app's
+    # few markers in one read, and looks many up user by user), each store answers the same.
     store = projecting
     projector = Projector(store)
     gone = ["ana", "ben", "cy"]

@@ -271,51 +271,22 @@ class OpenSearchInsightsStore(OpenSearchReader):
     # -- erasure ----------------------------------------------------------------------------
 
     async def erased(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
-        """The markers of these users. The projector asks for every batch, nearly always in
-        vain: erases are rare and a batch names many users. So each app's markers are searched
-        for first, one search an app: an app with no more markers than the batch names of its
-        users has them all read and matched here (a look-up per marker); only an app with more
-        has its users' markers read one by one, by real-time `mget`. A search sees what the last
-        refresh did: `_mark_erased` refreshes the markers before an erase goes on."""
         if not users:
             return {}
-        wanted: dict[str, set[str]] = defaultdict(set)
-        for app_id, user_id in users:
-            wanted[app_id].add(user_id)
-        apps = sorted(wanted)
-        bodies: list[Doc] = [
-            {
-                "size": len(wanted[app_id]) + 1,
-                "query": _term("app_id", app_id),
-                "_source": ["user_id", "erased_us"],
-            }
-            for app_id in apps
-        ]
-        found: dict[UserKey, datetime] = {}
-        crowded: list[str] = []
-        for app_id, answer in zip(apps, await self._multi_search("erasures", bodies), strict=True):
-            hits = answer["hits"]["hits"]
-            user_ids = wanted[app_id]
-            if len(hits) > len(user_ids):
-                crowded += (user_key(app_id, user_id) for user_id in user_ids)
-                continue
-            for hit in hits:
-                source = hit["_source"]
-                if source["user_id"] in user_ids:
-                    found[(app_id, source["user_id"])] = from_micros(source["erased_us"])
-        if crowded:
-            crowded.sort()
-            async with outages():
-                pages = await asyncio.gather(
-                    *(
-                        self._mget("erasures", crowded[start : start + _PAGE])
-                        for start in range(0, len(crowded), _PAGE)
-                    )
+        keys = sorted(user_key(*user) for user in users)
+        async with outages():
+            # Pages at once: the projector asks this for every batch, nearly always in vain.
+            pages = await asyncio.gather(
+                *(
+                    self._mget("erasures", keys[start : start + _PAGE])
+                    for start in range(0, len(keys), _PAGE)
                 )
-            for page in pages:
-                for key, current in page.items():
-                    found[split_key(key)] = from_micros(current.source["erased_us"])
-        return found
+            )
+        found = {key: current for page in pages for key, current in page.items()}
+        return {
+            split_key(key): from_micros(current.source["erased_us"])
+            for key, current in found.items()
+        }
 
     async def erase(self, erasures: Mapping[UserKey, datetime]) -> None:
         """The markers first, so a projector folding the user meanwhile drops its next batch;
@@ -342,7 +313,7 @@ class OpenSearchInsightsStore(OpenSearchReader):
         pending = {user_key(*user): at for user, at in erasures.items()}
         for _ in range(_MAX_ROUNDS):
             if not pending:
-                break
+                return
             current = await self._mget("erasures", sorted(pending))
             writes = []
             for key, at in pending.items():
@@ -356,8 +327,6 @@ class OpenSearchInsightsStore(OpenSearchReader):
             pending = {key: at for key, at in pending.items() if key in lost}
         if pending:
             raise DependencyUnavailable(DEPENDENCY, f"{len(pending)} erase markers kept changing")
-        # `erased` searches for the markers: they are searchable before the erase goes on.
-        await self._client.indices.refresh(index=self.index("erasures"))
 
     # -- retention --------------------------------------------------------------------------
 
