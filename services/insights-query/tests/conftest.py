@@ -250,19 +250,36 @@ def store_backend(request: pytest.FixtureRequest) -> tuple[str, str] | None:
     return url, prefix
 
 
-@pytest.fixture
-async def store(store_backend: tuple[str, str] | None, db: SqliteDatabase) -> AsyncIterator[Store]:
+async def _opened(
+    store_backend: tuple[str, str] | None, db: SqliteDatabase, *, refresh: bool
+) -> AsyncIterator[Store]:
     if store_backend is None:
         yield SqliteInsightsStore(db)
         return
     url, prefix = store_backend
     client = create_client(url)
     try:
-        search = OpenSearchInsightsStore(client, prefix=prefix, refresh=True)
+        search = OpenSearchInsightsStore(client, prefix=prefix, refresh=refresh)
         await search.ensure_indices()
         yield search
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def store(store_backend: tuple[str, str] | None, db: SqliteDatabase) -> AsyncIterator[Store]:
+    """Each store; on OpenSearch, every write searchable when it returns."""
+    async for opened in _opened(store_backend, db, refresh=True):
+        yield opened
+
+
+@pytest.fixture
+async def projecting(
+    store_backend: tuple[str, str] | None, db: SqliteDatabase
+) -> AsyncIterator[Store]:
+    """Each store as the projector runs it: on OpenSearch, writes not refreshed one by one."""
+    async for opened in _opened(store_backend, db, refresh=False):
+        yield opened
 
 
 def wire(

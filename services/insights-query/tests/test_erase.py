@@ -6,19 +6,14 @@ The conftest's clock stands still at NOW: the erase is dated NOW, the events bel
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from prometheus_client import CollectorRegistry
 
 from insights_common.bus import InProcessBus
-from insights_common.sqlite.database import SqliteDatabase
 from insights_contracts import UserErased
-from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
-from insights_query.adapters.sqlite import SqliteInsightsStore
 from insights_query.service import Projector
 
 API = "/api/v1"
@@ -101,24 +96,6 @@ async def test_a_user_id_the_contract_refuses_is_a_problem(
     assert response.status_code == 400
     assert response.json()["errors"][0]["loc"] == ["path", "user_id"]
     assert response.headers["content-type"] == "application/problem+json"
-
-
-@pytest.fixture
-async def projecting(
-    store_backend: tuple[str, str] | None, db: SqliteDatabase
-) -> AsyncIterator[Any]:
-    """The store as the projector runs it: on OpenSearch, writes not refreshed one by one."""
-    if store_backend is None:
-        yield SqliteInsightsStore(db)
-        return
-    url, prefix = store_backend
-    client = create_client(url)
-    try:
-        store = OpenSearchInsightsStore(client, prefix=prefix)
-        await store.ensure_indices()
-        yield store
-    finally:
-        await client.close()
 
 
 async def test_markers_are_found_however_many_the_app_has_against_the_batch(
