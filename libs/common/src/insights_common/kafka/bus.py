@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections import Counter, defaultdict
@@ -32,7 +31,6 @@ from typing import Any, NamedTuple
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from aiokafka.partitioner import murmur2
 from aiokafka.structs import RecordMetadata
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaResponse
@@ -66,6 +64,7 @@ from insights_common.dead_letters import (
     SOURCE_TOPIC_HEADER,
     error_text,
 )
+from insights_common.kafka.partitions import partition_of
 from insights_common.kafka.visible_commits import CommitsOnRevoke, VisibleCommits
 from insights_common.outage import DEFAULT_TIMEOUT, DependencyUnavailable, bounded
 from insights_common.tracing import PublishTelemetry, consuming, tracer
@@ -276,7 +275,7 @@ class KafkaBus:
                 route = routes[type(event)] = (topic, self._partitions[topic])
             topic, count = route
             key = key_for(event).encode()
-            groups[(topic, _partition_of(key, count))].append(
+            groups[(topic, partition_of(key, count))].append(
                 (key, event.model_dump_json().encode())
             )
         return groups
@@ -505,17 +504,6 @@ def span_of(metadata: RecordMetadata, records: int) -> Span:
     return Span(
         metadata.topic, metadata.partition, metadata.offset, metadata.offset + records - 1, records
     )
-
-
-@functools.lru_cache(maxsize=100_000)
-def _partition_of(key: bytes, count: int) -> int:
-    """What the Java client's partitioner gives `key` among `count` partitions: its murmur2,
-    made positive, modulo the count.
-
-    Cached: aiokafka's murmur2 is pure Python (a seventh of the webhook's CPU), and a user's key
-    comes back with each of their events.
-    """
-    return (int(murmur2(key)) & 0x7FFFFFFF) % count
 
 
 async def _raw_values(message: KafkaMessage) -> Any:
