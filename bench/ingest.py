@@ -413,11 +413,10 @@ class CpuTimeline:
             key=lambda n: -sum(spent.get(n, 0.0) for _, spent, _ in self.rows),
         )
         lines = ["    t  " + " ".join(f"{n[:10]:>10}" for n in names) + "    machine"]
-        marks = list(self.marks)
         previous = 0.0
         for at, spent, busy in self.rows:
             width = at - previous
-            here = [label for t, label in marks if previous < t <= at]
+            here = [label for t, label in self.marks if previous < t <= at]
             cells = " ".join(f"{100 * spent.get(n, 0.0) / width:>9.0f}%" for n in names)
             lines.append(
                 f"{at:>5.2f}  {cells}  {100 * busy / width:>8.0f}%  {', '.join(here)}".rstrip()

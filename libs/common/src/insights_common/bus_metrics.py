@@ -69,9 +69,7 @@ class BusMetrics(Collector):
         each (topic, partition). Counted once a batch: a thousand records cost a few lookups."""
         for topic, count in records.items():
             self.records.labels(group, topic).inc(count)
-        consumed = self._groups[group].consumed
-        for (topic, partition), offset in next_offsets.items():
-            consumed[(topic, partition)] = offset
+        self._groups[group].consumed.update(next_offsets)
 
     def collect(self) -> Iterator[Metric]:
         yield from self.batch_seconds.collect()
