@@ -11,10 +11,10 @@ import socket
 from typing import Any
 
 import pytest
-from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import HTTP_EXCEPTIONS, TransportError
 
 from insights_common.outage import DependencyUnavailable
+from insights_query.adapters.opensearch import create_client
 from insights_query.adapters.opensearch.errors import as_outage, passing, passing_item
 
 pytestmark = pytest.mark.unit
@@ -201,11 +201,11 @@ def test_an_outage_names_opensearch_and_a_bug_is_none() -> None:
 
 
 async def test_no_server_listening_is_an_outage() -> None:
-    """What the real client raises when nothing answers on the port."""
+    """What the product's client raises when nothing answers on the port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # free once closed: nothing listens on it
-    client = AsyncOpenSearch(hosts=[f"http://127.0.0.1:{port}"], max_retries=0)
+    client = create_client(f"http://127.0.0.1:{port}")
     try:
         with pytest.raises(Exception) as raised:
             await client.info()
