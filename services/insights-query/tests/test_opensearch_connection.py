@@ -109,6 +109,13 @@ class Shapes:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                if b" /early " in head:
+                    # Refused on its head alone, as a node refuses a body over its limit; the
+                    # body is left unread while the client may still be writing it.
+                    writer.write(_response(b'{"error":"too_long"}', status=b"413 Too Large"))
+                    await writer.drain()
+                    await asyncio.sleep(1)
+                    break
                 length = 0
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"content-length:"):
@@ -164,6 +171,8 @@ class Shapes:
             return False
         elif path == b"/garbage":
             writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        elif path == b"/early":
+            return False  # answered before the body was read (never reached: see `serve`)
         elif path == b"/stall":
             await asyncio.sleep(30)
         await writer.drain()
@@ -222,6 +231,20 @@ async def test_a_request_goes_out_whole_with_its_length_and_query(shapes: Shapes
         assert b"\r\nhost: 127.0.0.1:%d\r\n" % shapes.port in request
         assert b"\r\nx-opaque-id: trail\r\n" in request
         assert b"\r\ncontent-length: %d\r\n" % len(body) in request
+    finally:
+        await connection.close()
+
+
+@pytest.mark.unit
+async def test_an_answer_before_the_body_left_closes_the_connection(shapes: Shapes) -> None:
+    connection = _connection(shapes.port)
+    try:
+        status, _, data = await connection.perform_request(
+            "POST", "/early", body=b"x" * 64_000_000, ignore=(413,)
+        )
+        assert status == 413
+        assert not connection._idle  # the rest of the body would be the next request's start
+        assert await _get(connection, "/json") == (200, {"ok": True, "served": 1})
     finally:
         await connection.close()
 

@@ -82,6 +82,11 @@ class _Link(asyncio.Protocol):
         finally:
             self._waiter = None
 
+    def sent_whole(self) -> bool:
+        """Whether all of the request left: a node can answer (a 413, a 400) before it has read
+        a large body, and the rest of it must not arrive as the start of the next request."""
+        return self.transport is not None and self.transport.get_write_buffer_size() == 0
+
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -318,7 +323,7 @@ class LeanConnection(AsyncConnection):
             finally:
                 self._busy.discard(link)
             status, answer_headers, raw, keep_alive = answer
-            if keep_alive and not link.closed:
+            if keep_alive and not link.closed and link.sent_whole():
                 link.idle_since = time.monotonic()
                 self._idle.append(link)
             else:
