@@ -4,11 +4,12 @@
         [--manifest PATH] [--json]
 
 Against a deployment bench.generate loaded (read from its manifest), `--clients` concurrent
-clients (aiohttp on uvloop, one keep-alive connection each, so that the load generator takes
-little of the machine it measures) run a support console's mix (bench.query_mix:
-user search by exact id, nickname prefix and phone digits; user details with stats, with and
-without a window; a user's message list, filtered or not, and its second page by cursor; message
-details), each sending its next request when the last one is answered.
+clients (one kept connection each, on uvloop, through the HTTP client the product speaks to
+OpenSearch with, so that the load generator takes little of the machine it measures) run a
+support console's mix (bench.query_mix: user search by exact id, nickname prefix and phone
+digits; user details with stats, with and without a window; a user's message list, filtered or
+not, and its second page by cursor; message details), each sending its next request when the
+last one is answered.
 
 The floor: the same OpenSearch requests the API sends, sent directly. They are recorded, not
 rebuilt: before measuring, this process answers every request of the pools with the query API's
@@ -38,12 +39,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import httpx
 import orjson
 import uvloop
 from opensearchpy import AsyncOpenSearch
+from opensearchpy.exceptions import TransportError
 
 from bench.feed import Feed, FeedFigures
 from bench.ingest import CpuMeter, quantile
@@ -51,12 +53,14 @@ from bench.manifest import DEFAULT_PATH, Deployment, Manifest
 from bench.query_mix import BY_NAME, KINDS, Pools, Spec
 from insights_common.http.conventions import DEFAULT_LIMIT, decode_cursor
 from insights_query.adapters.opensearch import OpenSearchInsightsStore, create_client
+from insights_query.adapters.opensearch.connection import LeanConnection
 from insights_query.service import QueryService
 from insights_query.settings import QuerySettings
 
 SLICE = 5.0
 WARM_UP = 2.0
 RATIO_TARGET = 1.5
+_ANY_STATUS = range(100, 600)  # counted, not raised: a 429 or 503 is an error of the run
 
 Call = tuple[str, str, Any, Any, dict[str, Any]]  # method, url, params, body, other arguments
 _recording: contextvars.ContextVar[list[Call]] = contextvars.ContextVar("recording")
@@ -235,18 +239,23 @@ class Runner:
         calls: dict[Spec, list[Call]],
         clients: int,
     ) -> None:
-        """Made in the running loop (aiohttp's sessions belong to one)."""
+        """The API's clients speak HTTP as the product's OpenSearch client does (one kept
+        connection each, `LeanConnection`): the lightest client here (bench.opensearch_http),
+        as the floor's clients are, so the load generator takes as little of the machine it
+        measures on either side."""
         self.pools = pools
         self.calls = calls
         self.clients = clients
         self.pids = deployment.pids
-        headers = {"Authorization": f"Bearer {deployment.key}"}
+        edge = urlsplit(deployment.url)
         self.http = [
-            aiohttp.ClientSession(
-                base_url=deployment.url,
-                headers=headers,
-                connector=aiohttp.TCPConnector(limit=1),
-                timeout=aiohttp.ClientTimeout(total=30),
+            LeanConnection(
+                host=edge.hostname or "127.0.0.1",
+                port=edge.port or 80,
+                url_prefix=edge.path,
+                timeout=30,
+                maxsize=1,
+                headers={"authorization": f"Bearer {deployment.key}"},
             )
             for _ in range(clients)
         ]
@@ -258,11 +267,12 @@ class Runner:
     async def api(self, number: int, spec: Spec) -> bool:
         """One request, its body read whole; False for an error or an answer other than 200."""
         try:
-            async with self.http[number].get(spec.path, params=spec.params) as answer:
-                await answer.read()
-                return answer.status == 200
-        except (aiohttp.ClientError, TimeoutError):
+            status, _, _ = await self.http[number].perform_request(
+                "GET", spec.path, params=spec.params, ignore=_ANY_STATUS
+            )
+        except TransportError:  # no connection, no answer in time
             return False
+        return status == 200
 
     async def raw(self, number: int, spec: Spec) -> bool:
         transport = self.opensearch[number].transport
