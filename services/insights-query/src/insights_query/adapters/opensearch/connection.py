@@ -37,9 +37,9 @@ from opensearchpy.exceptions import (
     SSLError,
 )
 
-IDLE_SECONDS = 30.0
+IDLE_SECONDS = 30.0  # a kept connection idle longer is closed, not reused
 
-# What a response parser reports, in the order it reports it.
+# An answer: its status, its headers (lower-case names), its body, whether the connection stays.
 _Answer = tuple[int, dict[str, str], bytes, bool]
 
 
@@ -205,7 +205,6 @@ class LeanConnection(AsyncConnection):
         self._fixed = f"host: {authority}\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in self.headers.items()
         )
-        self._size = size
         self._slots = asyncio.Semaphore(size)
         self._idle: list[_Link] = []
         self._busy: set[_Link] = set()
