@@ -10,7 +10,7 @@ import gzip
 import ipaddress
 import ssl
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,176 +201,164 @@ def _connection(port: int, **options: object) -> LeanConnection:
     return LeanConnection(host="127.0.0.1", port=port, **options)  # type: ignore[arg-type]
 
 
+Connect = Callable[..., LeanConnection]
+
+
+@pytest.fixture
+async def connect(shapes: Shapes) -> AsyncIterator[Connect]:
+    """Connections to `shapes` with the options given, each closed at the test's end."""
+    made: list[LeanConnection] = []
+
+    def connection(**options: object) -> LeanConnection:
+        made.append(_connection(shapes.port, **options))
+        return made[-1]
+
+    yield connection
+    for each in made:
+        await each.close()
+
+
 async def _get(connection: LeanConnection, path: str, method: str = "GET") -> tuple[int, object]:
     status, _, data = await connection.perform_request(method, path)
     return status, orjson.loads(data) if data else data
 
 
 @pytest.mark.unit
-async def test_a_kept_connection_carries_the_next_request(shapes: Shapes) -> None:
-    connection = _connection(shapes.port)
-    try:
-        for served in (1, 2, 3):
-            assert await _get(connection, "/json") == (200, {"ok": True, "served": served})
-        assert shapes.connections == 1
-    finally:
-        await connection.close()
+async def test_a_kept_connection_carries_the_next_request(shapes: Shapes, connect: Connect) -> None:
+    connection = connect()
+    for served in (1, 2, 3):
+        assert await _get(connection, "/json") == (200, {"ok": True, "served": served})
+    assert shapes.connections == 1
 
 
 @pytest.mark.unit
-async def test_a_request_goes_out_whole_with_its_length_and_query(shapes: Shapes) -> None:
-    connection = _connection(shapes.port, headers={"X-Opaque-Id": "trail"})
-    try:
-        body = "알림톡".encode() * 1000
-        status, _, data = await connection.perform_request(
-            "POST", "/echo", params={"refresh": "true", "q": "a b"}, body=body
-        )
-        assert status == 200 and data == body
-        request = shapes.requests[-1]
-        assert request.startswith(b"POST /echo?refresh=true&q=a+b HTTP/1.1\r\n")
-        assert b"\r\nhost: 127.0.0.1:%d\r\n" % shapes.port in request
-        assert b"\r\nx-opaque-id: trail\r\n" in request
-        assert b"\r\ncontent-length: %d\r\n" % len(body) in request
-    finally:
-        await connection.close()
+async def test_a_request_goes_out_whole_with_its_length_and_query(
+    shapes: Shapes, connect: Connect
+) -> None:
+    connection = connect(headers={"X-Opaque-Id": "trail"})
+    body = "알림톡".encode() * 1000
+    status, _, data = await connection.perform_request(
+        "POST", "/echo", params={"refresh": "true", "q": "a b"}, body=body
+    )
+    assert status == 200 and data == body
+    request = shapes.requests[-1]
+    assert request.startswith(b"POST /echo?refresh=true&q=a+b HTTP/1.1\r\n")
+    assert b"\r\nhost: 127.0.0.1:%d\r\n" % shapes.port in request
+    assert b"\r\nx-opaque-id: trail\r\n" in request
+    assert b"\r\ncontent-length: %d\r\n" % len(body) in request
 
 
 @pytest.mark.unit
-async def test_an_answer_before_the_body_left_closes_the_connection(shapes: Shapes) -> None:
-    connection = _connection(shapes.port)
-    try:
-        status, _, data = await connection.perform_request(
-            "POST", "/early", body=b"x" * 64_000_000, ignore=(413,)
-        )
-        assert status == 413
-        assert not connection._idle  # the rest of the body would be the next request's start
-        assert await _get(connection, "/json") == (200, {"ok": True, "served": 1})
-    finally:
-        await connection.close()
+async def test_an_answer_before_the_body_left_closes_the_connection(connect: Connect) -> None:
+    connection = connect()
+    status, _, data = await connection.perform_request(
+        "POST", "/early", body=b"x" * 64_000_000, ignore=(413,)
+    )
+    assert status == 413
+    assert not connection._idle  # the rest of the body would be the next request's start
+    assert await _get(connection, "/json") == (200, {"ok": True, "served": 1})
 
 
 @pytest.mark.unit
-async def test_a_chunked_answer_is_read_whole(shapes: Shapes) -> None:
-    connection = _connection(shapes.port)
-    try:
-        assert await _get(connection, "/chunked") == (200, {"ok": True, "served": 1})
-        assert await _get(connection, "/json") == (200, {"ok": True, "served": 2})
-    finally:
-        await connection.close()
+async def test_a_chunked_answer_is_read_whole(connect: Connect) -> None:
+    connection = connect()
+    assert await _get(connection, "/chunked") == (200, {"ok": True, "served": 1})
+    assert await _get(connection, "/json") == (200, {"ok": True, "served": 2})
 
 
 @pytest.mark.unit
-async def test_a_head_answer_has_no_body_whatever_length_it_names(shapes: Shapes) -> None:
-    connection = _connection(shapes.port)
-    try:
-        assert await _get(connection, "/head", method="HEAD") == (200, b"")
-        # The next answer on the same connection is read from its own start.
-        assert await _get(connection, "/json") == (200, {"ok": True, "served": 2})
-        assert shapes.connections == 1
-    finally:
-        await connection.close()
+async def test_a_head_answer_has_no_body_whatever_length_it_names(
+    shapes: Shapes, connect: Connect
+) -> None:
+    connection = connect()
+    assert await _get(connection, "/head", method="HEAD") == (200, b"")
+    # The next answer on the same connection is read from its own start.
+    assert await _get(connection, "/json") == (200, {"ok": True, "served": 2})
+    assert shapes.connections == 1
 
 
 @pytest.mark.unit
-async def test_a_connection_the_node_closes_is_not_used_again(shapes: Shapes) -> None:
-    connection = _connection(shapes.port)
-    try:
-        assert await _get(connection, "/close") == (200, {"ok": True, "served": 1})
-        assert await _get(connection, "/json") == (200, {"ok": True, "served": 1})
-        assert shapes.connections == 2
-    finally:
-        await connection.close()
+async def test_a_connection_the_node_closes_is_not_used_again(
+    shapes: Shapes, connect: Connect
+) -> None:
+    connection = connect()
+    assert await _get(connection, "/close") == (200, {"ok": True, "served": 1})
+    assert await _get(connection, "/json") == (200, {"ok": True, "served": 1})
+    assert shapes.connections == 2
 
 
 @pytest.mark.unit
 async def test_a_kept_connection_closed_as_the_request_came_is_retried_on_a_new_one(
-    shapes: Shapes,
+    shapes: Shapes, connect: Connect
 ) -> None:
-    connection = _connection(shapes.port)
-    try:
-        assert await _get(connection, "/drop-second") == (200, {"ok": True, "served": 1})
-        # The second request on that connection is dropped unanswered; it goes again, once.
-        assert await _get(connection, "/drop-second") == (200, {"ok": True, "served": 1})
-        assert shapes.connections == 2
-    finally:
-        await connection.close()
+    connection = connect()
+    assert await _get(connection, "/drop-second") == (200, {"ok": True, "served": 1})
+    # The second request on that connection is dropped unanswered; it goes again, once.
+    assert await _get(connection, "/drop-second") == (200, {"ok": True, "served": 1})
+    assert shapes.connections == 2
 
 
 @pytest.mark.unit
-async def test_an_answer_cut_short_is_a_connection_error_and_not_retried(shapes: Shapes) -> None:
-    connection = _connection(shapes.port)
-    try:
-        await _get(connection, "/json")
-        with pytest.raises(ConnectionError) as raised:
-            await _get(connection, "/half")
-        assert passing(raised.value)
-        assert len([r for r in shapes.requests if b" /half " in r]) == 1
-        assert await _get(connection, "/json") == (200, {"ok": True, "served": 1})
-    finally:
-        await connection.close()
+async def test_an_answer_cut_short_is_a_connection_error_and_not_retried(
+    shapes: Shapes, connect: Connect
+) -> None:
+    connection = connect()
+    await _get(connection, "/json")
+    with pytest.raises(ConnectionError) as raised:
+        await _get(connection, "/half")
+    assert passing(raised.value)
+    assert len([r for r in shapes.requests if b" /half " in r]) == 1
+    assert await _get(connection, "/json") == (200, {"ok": True, "served": 1})
 
 
 @pytest.mark.unit
-async def test_what_is_not_http_is_a_connection_error(shapes: Shapes) -> None:
-    connection = _connection(shapes.port)
-    try:
-        with pytest.raises(ConnectionError, match="unreadable response"):
-            await _get(connection, "/garbage")
-        assert await _get(connection, "/json") == (200, {"ok": True, "served": 1})
-        assert shapes.connections == 2
-    finally:
-        await connection.close()
+async def test_what_is_not_http_is_a_connection_error(shapes: Shapes, connect: Connect) -> None:
+    connection = connect()
+    with pytest.raises(ConnectionError, match="unreadable response"):
+        await _get(connection, "/garbage")
+    assert await _get(connection, "/json") == (200, {"ok": True, "served": 1})
+    assert shapes.connections == 2
 
 
 @pytest.mark.unit
 async def test_no_answer_in_time_is_a_timeout_and_the_connection_is_dropped(
-    shapes: Shapes,
+    shapes: Shapes, connect: Connect
 ) -> None:
-    connection = _connection(shapes.port, timeout=0.3)
-    try:
-        with pytest.raises(ConnectionTimeout):
-            await _get(connection, "/stall")
-        assert passing(ConnectionTimeout("TIMEOUT", "", None))
-        # The late answer can never be taken for the next request's.
-        assert await _get(connection, "/json") == (200, {"ok": True, "served": 1})
-        assert shapes.connections == 2
-    finally:
-        await connection.close()
+    connection = connect(timeout=0.3)
+    with pytest.raises(ConnectionTimeout):
+        await _get(connection, "/stall")
+    assert passing(ConnectionTimeout("TIMEOUT", "", None))
+    # The late answer can never be taken for the next request's.
+    assert await _get(connection, "/json") == (200, {"ok": True, "served": 1})
+    assert shapes.connections == 2
 
 
 @pytest.mark.unit
-async def test_a_cancelled_request_leaves_no_connection_half_read(shapes: Shapes) -> None:
-    connection = _connection(shapes.port)
-    try:
-        stalled = asyncio.create_task(_get(connection, "/stall"))
-        await asyncio.sleep(0.2)
-        stalled.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await stalled
-        assert await _get(connection, "/json") == (200, {"ok": True, "served": 1})
-        assert not connection._busy
-    finally:
-        await connection.close()
+async def test_a_cancelled_request_leaves_no_connection_half_read(connect: Connect) -> None:
+    connection = connect()
+    stalled = asyncio.create_task(_get(connection, "/stall"))
+    await asyncio.sleep(0.2)
+    stalled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stalled
+    assert await _get(connection, "/json") == (200, {"ok": True, "served": 1})
+    assert not connection._busy
 
 
 @pytest.mark.unit
-async def test_requests_beyond_the_pool_wait_for_a_connection(shapes: Shapes) -> None:
-    connection = _connection(shapes.port, pool_maxsize=2)
-    try:
-        answers = await asyncio.gather(*(_get(connection, "/json") for _ in range(20)))
-        assert all(status == 200 for status, _ in answers)
-        assert shapes.connections == 2
-    finally:
-        await connection.close()
+async def test_requests_beyond_the_pool_wait_for_a_connection(
+    shapes: Shapes, connect: Connect
+) -> None:
+    connection = connect(pool_maxsize=2)
+    answers = await asyncio.gather(*(_get(connection, "/json") for _ in range(20)))
+    assert all(status == 200 for status, _ in answers)
+    assert shapes.connections == 2
 
 
 @pytest.mark.unit
-async def test_a_compressed_answer_is_inflated(shapes: Shapes) -> None:
-    connection = _connection(shapes.port)
-    try:
-        assert await _get(connection, "/gzip") == (200, {"ok": True, "served": 1})
-    finally:
-        await connection.close()
+async def test_a_compressed_answer_is_inflated(connect: Connect) -> None:
+    connection = connect()
+    assert await _get(connection, "/gzip") == (200, {"ok": True, "served": 1})
 
 
 @pytest.mark.unit

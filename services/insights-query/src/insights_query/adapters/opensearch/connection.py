@@ -147,6 +147,17 @@ class _Link(asyncio.Protocol):
             waiter.set_exception(error)
 
 
+def _transport_error(exc: BaseException) -> BaseException:
+    """What opensearch-py's transport retries on, for what an exchange raised."""
+    if isinstance(exc, ConnectionError):  # opensearch-py's own already (an unreadable answer)
+        return exc
+    if isinstance(exc, TimeoutError):
+        return ConnectionTimeout("TIMEOUT", f"no answer within the timeout: {exc}", exc)
+    if isinstance(exc, ssl.SSLError):
+        return SSLError("N/A", str(exc), exc)
+    return ConnectionError("N/A", str(exc), exc)
+
+
 class LeanConnection(AsyncConnection):
     """opensearch-py's connection class for one node (`AsyncOpenSearch(connection_class=...)`):
     the options of its stock aiohttp one that this product uses, over `_Link`s."""
@@ -262,26 +273,14 @@ class LeanConnection(AsyncConnection):
         try:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 status, answer_headers, raw = await self._exchange(request, head=method == "HEAD")
-        except TimeoutError as exc:
+        except (TimeoutError, OSError, ConnectionError, _Lost) as exc:
             self.log_request_fail(
                 method, full_url, path, body, time.perf_counter() - started, exception=exc
             )
-            raise ConnectionTimeout("TIMEOUT", f"no answer within the timeout: {exc}", exc) from exc
-        except ConnectionError as exc:
-            self.log_request_fail(
-                method, full_url, path, body, time.perf_counter() - started, exception=exc
-            )
-            raise
-        except ssl.SSLError as exc:
-            self.log_request_fail(
-                method, full_url, path, body, time.perf_counter() - started, exception=exc
-            )
-            raise SSLError("N/A", str(exc), exc) from exc
-        except (OSError, _Lost) as exc:
-            self.log_request_fail(
-                method, full_url, path, body, time.perf_counter() - started, exception=exc
-            )
-            raise ConnectionError("N/A", str(exc), exc) from exc
+            error = _transport_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         duration = time.perf_counter() - started
         if answer_headers.get("content-encoding") == "gzip":
             raw = gzip.decompress(raw)
@@ -314,7 +313,7 @@ class LeanConnection(AsyncConnection):
                         raise
                     # The node closed it while it lay idle, before reading the request.
                     self._busy.discard(link)
-                    link, kept = await self._open(), False
+                    link = await self._open()
                     answer = await link.exchange(request, head=head)
             except BaseException:
                 link.close()
