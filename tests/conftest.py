@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +21,20 @@ if TYPE_CHECKING:
     Deployment = EmbeddedDeployment | DistributedDeployment
 
 INSIGHTS = [sys.executable, "-m", "insights"]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that ran a deployment reports what its processes logged of trouble."""
+    report = yield
+    if call.when == "call" and report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            trouble = getattr(value, "trouble", None)
+            if callable(trouble):
+                report.sections.append((f"trouble the {value.kind} deployment logged", trouble()))
+    return report
 
 
 def free_port() -> int:

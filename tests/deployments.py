@@ -64,6 +64,10 @@ class EmbeddedDeployment:
         stop_server(self.server)
         self.server = start_server(self.data_dir, env=self.env)
 
+    def trouble(self) -> str:
+        """What went wrong, as the process logged it (for a failed test's report)."""
+        return trouble_excerpt({"insights dev": self.data_dir / "server.log"})
+
     def crash_and_restart(self, service: str) -> None:
         """SIGKILL the one process that runs every service, then start it again."""
         self.server.process.send_signal(signal.SIGKILL)
@@ -242,6 +246,16 @@ class DistributedDeployment:
             ]
         )
 
+    def trouble(self) -> str:
+        """What went wrong, as the processes and the edge logged it (for a failed test's report)."""
+        return trouble_excerpt(
+            {
+                **{name: service.log for name, service in self.processes.items()},
+                "edge errors": self.edge.error_log,
+                "edge answers": self.edge.access_log,
+            }
+        )
+
     def tracebacks(self, limit: int = 3) -> str:
         """The last `limit` tracebacks each service logged: why a request failed."""
         found = []
@@ -250,6 +264,29 @@ class DistributedDeployment:
             starts = [match.start() for match in re.finditer("^Traceback", text, re.M)][-limit:]
             found += [f"--- {name} ---\n{text[i : i + 4000]}" for i in starts]
         return "\n".join(found)
+
+
+# A log line telling of trouble: a warning or worse, a traceback, an edge answer of 5xx.
+TROUBLE = re.compile(
+    r'"level": "(WARNING|ERROR|CRITICAL)"|^Traceback|^\S+Error: '
+    r'|"status":5\d\d|\[(warn|error|crit)\]'
+)
+
+
+def trouble_excerpt(logs: dict[str, Path], *, per_log: int = 8, width: int = 400) -> str:
+    """The last `per_log` lines of trouble of each log, each cut to `width` characters."""
+    parts = []
+    for name, path in logs.items():
+        if not path.exists():
+            continue
+        lines = [
+            line[:width]
+            for line in path.read_text(errors="replace").splitlines()
+            if TROUBLE.search(line)
+        ]
+        if lines:
+            parts.append(f"--- {name} ---\n" + "\n".join(lines[-per_log:]))
+    return "\n".join(parts) or "(no warning, error or 5xx in any log)"
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> str:

@@ -155,7 +155,10 @@ def test_import_ingest_and_insights_end_to_end(deployment: Deployment) -> None:
         assert by_line[7]["user_id"] == "alex" and "2" in by_line[7]["message"]
 
         def search(q: str) -> list[dict[str, Any]]:
-            items: list[dict[str, Any]] = api.get("/api/v1/users", params={"q": q}).json()["items"]
+            response = api.get("/api/v1/users", params={"q": q})
+            if response.status_code != 200:  # not a lag to wait out: fail with the answer
+                raise RuntimeError(f"{response.status_code} {response.text}")
+            items: list[dict[str, Any]] = response.json()["items"]
             return items
 
         # Search by ID and by nickname (the distributed projection may take a moment).

@@ -11,7 +11,13 @@ import pytest
 from fastapi import FastAPI
 
 from insights_common.http.conventions import PROBLEM_JSON, install_problem_handlers
-from insights_common.outage import DependencyUnavailable, bounded, patiently, waiting_out
+from insights_common.outage import (
+    DependencyUnavailable,
+    RefusalLog,
+    bounded,
+    patiently,
+    waiting_out,
+)
 from insights_common.postgres.database import PostgresDatabase, lost
 from tests.own_servers import OwnServers
 
@@ -108,7 +114,9 @@ async def test_a_dependency_starting_is_waited_for_and_what_no_wait_mends_is_not
 
 
 @unit
-async def test_a_door_answers_503_with_retry_after_and_the_dependency() -> None:
+async def test_a_door_answers_503_with_retry_after_and_the_dependency(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = FastAPI()
     install_problem_handlers(app)
 
@@ -128,6 +136,40 @@ async def test_a_door_answers_503_with_retry_after_and_the_dependency() -> None:
     assert problem["instance"] == "/events"
     assert "connection refused" in problem["detail"]
     assert "again after 3 s" in problem["detail"]
+    # ...and the operator reads why in the service's log.
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [
+        "refused 1 request(s) with 503, the last POST /events: PostgreSQL is unavailable:"
+        " connection refused"
+    ]
+
+
+@unit
+def test_refusals_are_logged_first_then_counted_once_in_a_while(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    refusals = RefusalLog(every=10.0, clock=lambda: now[0])
+    try:
+        raise DependencyUnavailable("OpenSearch", "no answer within 5 s") from TimeoutError("read")
+    except DependencyUnavailable as outage:
+        opensearch = outage
+    kafka = DependencyUnavailable("Kafka", "KafkaConnectionError: refused")
+    for _ in range(5):
+        refusals.refused(opensearch, "GET /api/v1/users")
+        now[0] += 1.0
+    refusals.refused(kafka, "POST /api/v1/events")  # another dependency: its own first line
+    now[0] += 6.0  # 11 s after the first line
+    refusals.refused(opensearch, "GET /api/v1/stats")
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert lines == [
+        "refused 1 request(s) with 503, the last GET /api/v1/users: OpenSearch is unavailable:"
+        " no answer within 5 s (TimeoutError: read)",
+        "refused 1 request(s) with 503, the last POST /api/v1/events: Kafka is unavailable:"
+        " KafkaConnectionError: refused",
+        "refused 5 request(s) with 503, the last GET /api/v1/stats: OpenSearch is unavailable:"
+        " no answer within 5 s (TimeoutError: read)",
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,37 @@ class DependencyUnavailable(Exception):  # noqa: N818 - a state of a server, not
         self.retry_after = retry_after
 
 
+class RefusalLog:
+    """Warns of the requests refused for an outage, without flooding the log while one lasts:
+    the first refusal for a dependency is logged with its cause, then one line every `every`
+    seconds with how many more were refused meanwhile."""
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._last: dict[str, float] = {}  # dependency -> when a line was last written
+        self._since: dict[str, int] = {}  # dependency -> refusals not yet written
+
+    def refused(self, outage: DependencyUnavailable, where: str) -> None:
+        now = self._clock()
+        name = outage.dependency
+        count = self._since.get(name, 0) + 1
+        last = self._last.get(name)
+        if last is not None and now - last < self._every:
+            self._since[name] = count
+            return
+        self._last[name], self._since[name] = now, 0
+        cause = outage.__cause__
+        because = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+        log.warning(
+            "refused %d request(s) with 503, the last %s: %s%s",
+            count,
+            where,
+            outage,
+            because if str(cause) not in str(outage) else "",
+        )
+
+
 @asynccontextmanager
 async def bounded(
     dependency: str,

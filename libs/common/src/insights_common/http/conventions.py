@@ -18,7 +18,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from insights_common.http.rate_limit import RateLimited
-from insights_common.outage import DependencyUnavailable
+from insights_common.outage import DependencyUnavailable, RefusalLog
 
 PROBLEM_JSON = "application/problem+json"
 MAX_LIMIT = 200
@@ -94,8 +94,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             response.headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
         return response
 
+    refusals = RefusalLog()
+
     async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DependencyUnavailable)  # noqa: S101
+        refusals.refused(exc, f"{request.method} {request.url.path}")
         problem = Problem(
             503,
             "Service unavailable",
