@@ -65,13 +65,11 @@ class RefusalLog:
             return
         self._last[name], self._since[name] = now, 0
         cause = outage.__cause__
-        because = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+        # The cause, unless the outage's own message already says it.
+        told = cause is None or str(cause) in str(outage)
+        because = "" if told else f" ({type(cause).__name__}: {cause})"
         log.warning(
-            "refused %d request(s) with 503, the last %s: %s%s",
-            count,
-            where,
-            outage,
-            because if str(cause) not in str(outage) else "",
+            "refused %d request(s) with 503, the last %s: %s%s", count, where, outage, because
         )
 
 
