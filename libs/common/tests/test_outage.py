@@ -172,6 +172,16 @@ def test_refusals_are_logged_first_then_counted_once_in_a_while(
     ]
 
 
+@unit
+def test_a_refused_path_cannot_start_a_line_of_its_own(caplog: pytest.LogCaptureFixture) -> None:
+    refusals = RefusalLog()
+    outage = DependencyUnavailable("PostgreSQL", "connection refused")
+    refusals.refused(outage, "GET /api/v1/users/a\nWARNING forged\x7f")
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "\n" not in line
+    assert "/api/v1/users/a\\x0aWARNING forged\\x7f:" in line
+
+
 @pytest.fixture(scope="module")
 def own_postgres() -> Iterator[OwnServers]:
     servers = OwnServers(("postgres",))

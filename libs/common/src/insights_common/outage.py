@@ -44,6 +44,11 @@ class DependencyUnavailable(Exception):  # noqa: N818 - a state of a server, not
         self.retry_after = retry_after
 
 
+# Control characters written as escapes: a request's path is decoded (a user id may hold
+# "%0A"), and a raw line break would start a forged line in a plain-text log.
+_ESCAPED = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+
+
 class RefusalLog:
     """Warns of the requests refused for an outage, without flooding the log while one lasts:
     the first refusal for a dependency is logged with its cause, then one line every `every`
@@ -69,7 +74,11 @@ class RefusalLog:
         told = cause is None or str(cause) in str(outage)
         because = "" if told else f" ({type(cause).__name__}: {cause})"
         log.warning(
-            "refused %d request(s) with 503, the last %s: %s%s", count, where, outage, because
+            "refused %d request(s) with 503, the last %s: %s%s",
+            count,
+            where.translate(_ESCAPED),
+            outage,
+            because,
         )
 
 
