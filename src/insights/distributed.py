@@ -28,7 +28,7 @@ from insights_common.http.guard import HttpSettings, install_http_guards
 from insights_common.http.observability import ReadinessCheck, install_observability
 from insights_common.kafka.bus import KafkaBus
 from insights_common.service import ServiceParts, mount
-from insights_common.tracing import start_tracing, trace_http
+from insights_common.tracing import NO_NATIVE_TELEMETRY, start_tracing, trace_http
 from insights_query.entrypoints.api_docs import install_api_docs
 
 log = logging.getLogger("insights.serve")
@@ -56,6 +56,7 @@ def service_app(
         version="1.0",
         docs_url=None,
         redoc_url=None,
+        telemetry=NO_NATIVE_TELEMETRY,
         openapi_url=None if peers else openapi_url,
     )
     install_problem_handlers(app)

@@ -30,7 +30,7 @@ from insights_common.sqlite.database import SqliteDatabase
 from insights_common.sqlite.dead_letters import EmbeddedDeadLetters
 from insights_common.sqlite.keys import SqliteKeyStore
 from insights_common.sqlite.members import SqliteMemberStore
-from insights_common.tracing import trace_http
+from insights_common.tracing import NO_NATIVE_TELEMETRY, trace_http
 from insights_query.entrypoints.api_docs import install_api_docs
 from insights_query.entrypoints.dashboard import install_dashboard
 from insights_query.erasure import UserEraser
@@ -142,6 +142,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        telemetry=NO_NATIVE_TELEMETRY,
         openapi_url="/api/v1/openapi.json",
     )
     install_problem_handlers(app)

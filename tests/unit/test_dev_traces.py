@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,3 +90,46 @@ async def test_a_webhook_batch_and_its_projection_are_one_trace(
         assert parent is not None, "the projection's span is not within the request's"
     # the probes are left out of the traces
     assert not [s for s in spans if "/healthz" in s.name]
+
+
+def test_fastapi_s_own_telemetry_records_nothing_even_where_opentelemetry_is_set_up(
+    tmp_path: Path,
+) -> None:
+    """The app's spans are `trace_http`'s and its metrics Prometheus'; FastAPI's own telemetry
+    stays off (`NO_NATIVE_TELEMETRY`) even in a process whose global meter provider an operator
+    set up. In a process of its own: a global provider cannot be set back."""
+    script = f"""
+import asyncio, httpx
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from insights.composition.embedded import build_embedded
+from insights.embedded import EmbeddedSettings, create_app
+
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+async def main() -> None:
+    app = create_app(build_embedded(EmbeddedSettings(data_dir={str(tmp_path / "data")!r})))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://insights.test") as client,
+    ):
+        assert (await client.get("/api/v1/users")).status_code == 401
+    data = reader.get_metrics_data()
+    names = [
+        metric.name
+        for resource in (data.resource_metrics if data else [])
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    ]
+    print("recorded:", names)
+
+asyncio.run(main())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "recorded: []", done.stdout

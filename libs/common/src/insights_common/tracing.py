@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from faststream._internal.context.repository import ContextRepo
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.response import KafkaPublishCommand
@@ -110,6 +111,13 @@ def _processor(environ: Mapping[str, str]) -> SpanProcessor:
     )
 
     return BatchSpanProcessor(OTLPSpanExporter())
+
+
+NO_NATIVE_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+"""What every app of the product gives `FastAPI(telemetry=...)`: FastAPI's own OpenTelemetry
+stays off. The spans are `trace_http`'s and the metrics Prometheus' (`http.observability`);
+left on, it would ask OpenTelemetry for its tracer, meter and logger providers on every request
+(each a look in `os.environ`) only to find that it has nothing to do."""
 
 
 def trace_http(app: FastAPI, provider: TracerProvider | None) -> None:
